@@ -1,0 +1,396 @@
+// binding.cc: the Node-API glue over fdpass.{h,cc}.
+//
+// Flat functions that take and return numbers and buffers, plus Poller, a
+// libuv poll handle that tells JavaScript when a descriptor owned by this
+// addon is readable or writable (libuv never reads it, so no ancillary data
+// is lost). Errors are shaped like Node's: code (errno name), errno (negative,
+// as in libuv), syscall, and path where there is one.
+#include <napi.h>
+#include <uv.h>
+
+#include <errno.h>
+#include <string.h>
+
+#include <string>
+
+#include "fdpass.h"
+
+namespace {
+
+constexpr int kAgain = -1;          // EAGAIN / EWOULDBLOCK: retry when ready
+constexpr int kTooManyRefs = -2;    // ETOOMANYREFS: retry once the peer reads
+
+Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall,
+                       const std::string& path = std::string()) {
+  const char* code = uv_err_name(-err);
+  std::string message = std::string(syscall) + " " + code;
+  if (!path.empty()) message += " " + path;
+  message += " (";
+  message += uv_strerror(-err);
+  message += ")";
+  Napi::Error error = Napi::Error::New(env, message);
+  error.Set("code", Napi::String::New(env, code));
+  error.Set("errno", Napi::Number::New(env, -err));
+  error.Set("syscall", Napi::String::New(env, syscall));
+  if (!path.empty()) error.Set("path", Napi::String::New(env, path));
+  return error;
+}
+
+Napi::Value ThrowErrno(Napi::Env env, int err, const char* syscall,
+                       const std::string& path = std::string()) {
+  ErrnoError(env, err, syscall, path).ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+Napi::Value ThrowUsage(Napi::Env env, const char* usage) {
+  Napi::TypeError::New(env, std::string("Usage: ") + usage)
+      .ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+bool IsFd(const Napi::Value& v) {
+  if (!v.IsNumber()) return false;
+  double d = v.As<Napi::Number>().DoubleValue();
+  return d >= 0 && d <= 2147483647.0 && d == static_cast<int>(d);
+}
+
+// Reads fds from an Int32Array (the first count entries) or a plain array.
+bool ReadFds(const Napi::Value& v, int count, int* out) {
+  if (count < 0 || count > fdpass::kMaxFds) return false;
+  if (v.IsTypedArray()) {
+    Napi::TypedArray ta = v.As<Napi::TypedArray>();
+    if (ta.TypedArrayType() != napi_int32_array) return false;
+    Napi::Int32Array arr = v.As<Napi::Int32Array>();
+    if (arr.ElementLength() < static_cast<size_t>(count)) return false;
+    for (int i = 0; i < count; i++) {
+      if (arr[i] < 0) return false;
+      out[i] = arr[i];
+    }
+    return true;
+  }
+  if (v.IsArray()) {
+    Napi::Array arr = v.As<Napi::Array>();
+    if (arr.Length() < static_cast<uint32_t>(count)) return false;
+    for (int i = 0; i < count; i++) {
+      Napi::Value item = arr.Get(static_cast<uint32_t>(i));
+      if (!IsFd(item)) return false;
+      out[i] = item.As<Napi::Number>().Int32Value();
+    }
+    return true;
+  }
+  return count == 0 && (v.IsNull() || v.IsUndefined());
+}
+
+// Resolves (buffer, offset, length) to a byte range, checking bounds.
+bool ByteRange(const Napi::CallbackInfo& info, size_t index, char** data,
+               size_t* len) {
+  if (!info[index].IsTypedArray() || !info[index + 1].IsNumber() ||
+      !info[index + 2].IsNumber()) {
+    return false;
+  }
+  Napi::TypedArray ta = info[index].As<Napi::TypedArray>();
+  if (ta.TypedArrayType() != napi_uint8_array) return false;
+  Napi::Uint8Array bytes = info[index].As<Napi::Uint8Array>();
+  double offset = info[index + 1].As<Napi::Number>().DoubleValue();
+  double length = info[index + 2].As<Napi::Number>().DoubleValue();
+  if (offset < 0 || length < 0 || offset + length > bytes.ByteLength() ||
+      offset != static_cast<size_t>(offset) ||
+      length != static_cast<size_t>(length)) {
+    return false;
+  }
+  *data = reinterpret_cast<char*>(bytes.Data()) + static_cast<size_t>(offset);
+  *len = static_cast<size_t>(length);
+  return true;
+}
+
+// listen(path, mode, backlog) -> fd
+Napi::Value Listen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString() || !info[1].IsNumber() || !info[2].IsNumber()) {
+    return ThrowUsage(env, "listen(path, mode, backlog)");
+  }
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  int fd = fdpass::Listen(path.c_str(), info[1].As<Napi::Number>().Int32Value(),
+                          info[2].As<Napi::Number>().Int32Value());
+  if (fd < 0) return ThrowErrno(env, -fd, "listen", path);
+  return Napi::Number::New(env, fd);
+}
+
+// connect(path) -> fd, or -1 when the listener's backlog is full
+Napi::Value Connect(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) return ThrowUsage(env, "connect(path)");
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  int fd = fdpass::Connect(path.c_str());
+  if (fd == -EAGAIN) return Napi::Number::New(env, kAgain);
+  if (fd < 0) return ThrowErrno(env, -fd, "connect", path);
+  return Napi::Number::New(env, fd);
+}
+
+// accept(fd) -> fd, or -1 when no connection waits
+Napi::Value Accept(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!IsFd(info[0])) return ThrowUsage(env, "accept(fd)");
+  int fd = fdpass::Accept(info[0].As<Napi::Number>().Int32Value());
+  if (fd == -EAGAIN || fd == -EWOULDBLOCK) return Napi::Number::New(env, kAgain);
+  if (fd < 0) return ThrowErrno(env, -fd, "accept");
+  return Napi::Number::New(env, fd);
+}
+
+// close(fd)
+Napi::Value Close(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!IsFd(info[0])) return ThrowUsage(env, "close(fd)");
+  int rc = fdpass::Close(info[0].As<Napi::Number>().Int32Value());
+  // EINTR still closed the descriptor on Linux: not an error for the caller.
+  if (rc < 0 && rc != -EINTR) return ThrowErrno(env, -rc, "close");
+  return env.Undefined();
+}
+
+// sendmsg(fd, bytes, offset, length, fds, nfds) -> bytes sent, -1 (EAGAIN)
+// or -2 (ETOOMANYREFS).
+Napi::Value SendMsg(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  char* data;
+  size_t len;
+  int fds[fdpass::kMaxFds];
+  constexpr const char* usage =
+      "sendmsg(fd, bytes: Uint8Array, offset, length, fds: Int32Array | "
+      "number[] | null, nfds <= 253)";
+  if (!IsFd(info[0]) || !ByteRange(info, 1, &data, &len) ||
+      !info[5].IsNumber()) {
+    return ThrowUsage(env, usage);
+  }
+  int nfds = info[5].As<Napi::Number>().Int32Value();
+  if (!ReadFds(info[4], nfds, fds)) return ThrowUsage(env, usage);
+  long n = fdpass::SendMsg(info[0].As<Napi::Number>().Int32Value(), data, len,
+                           fds, nfds);
+  if (n == -EAGAIN || n == -EWOULDBLOCK) return Napi::Number::New(env, kAgain);
+  if (n == -ETOOMANYREFS) return Napi::Number::New(env, kTooManyRefs);
+  if (n < 0) return ThrowErrno(env, static_cast<int>(-n), "sendmsg");
+  return Napi::Number::New(env, static_cast<double>(n));
+}
+
+// recvmsg(fd, bytes, offset, length, fdsOut: Int32Array(1 + 253)) -> bytes
+// read (0 at end of stream) or -1 (EAGAIN); fdsOut[0] holds the number of
+// descriptors, fdsOut[1..] the descriptors.
+Napi::Value RecvMsg(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  char* data;
+  size_t len;
+  constexpr const char* usage =
+      "recvmsg(fd, bytes: Uint8Array, offset, length, fdsOut: Int32Array of "
+      "at least 254 entries)";
+  if (!IsFd(info[0]) || !ByteRange(info, 1, &data, &len) ||
+      !info[4].IsTypedArray() ||
+      info[4].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    return ThrowUsage(env, usage);
+  }
+  Napi::Int32Array out = info[4].As<Napi::Int32Array>();
+  if (out.ElementLength() < static_cast<size_t>(fdpass::kMaxFds) + 1) {
+    return ThrowUsage(env, usage);
+  }
+  int nfds = 0;
+  long n = fdpass::RecvMsg(info[0].As<Napi::Number>().Int32Value(), data, len,
+                           out.Data() + 1, &nfds);
+  out[0] = nfds;
+  if (n == -EAGAIN || n == -EWOULDBLOCK) return Napi::Number::New(env, kAgain);
+  if (n == fdpass::kTruncated) {
+    Napi::Error error = Napi::Error::New(
+        env,
+        "recvmsg: the kernel dropped descriptors (MSG_CTRUNC), most likely "
+        "because this process reached its open-file limit (EMFILE); every "
+        "descriptor of the message was closed. Raise the limit (ulimit -n) "
+        "or close descriptors, then retry");
+    error.Set("code", Napi::String::New(env, "ERR_GRACEFUL_FDS_TRUNCATED"));
+    error.Set("syscall", Napi::String::New(env, "recvmsg"));
+    error.ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if (n < 0) return ThrowErrno(env, static_cast<int>(-n), "recvmsg");
+  return Napi::Number::New(env, static_cast<double>(n));
+}
+
+// peercred(fd) -> { pid, uid, gid }
+Napi::Value PeerCred(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!IsFd(info[0])) return ThrowUsage(env, "peercred(fd)");
+  pid_t pid;
+  uid_t uid;
+  gid_t gid;
+  int rc = fdpass::PeerCred(info[0].As<Napi::Number>().Int32Value(), &pid,
+                            &uid, &gid);
+  if (rc < 0) return ThrowErrno(env, -rc, "getsockopt");
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("pid", Napi::Number::New(env, pid));
+  result.Set("uid", Napi::Number::New(env, uid));
+  result.Set("gid", Napi::Number::New(env, gid));
+  return result;
+}
+
+// sendDatagram(path, bytes, offset, length, fds, nfds) -> bytes sent
+Napi::Value SendDatagram(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  char* data;
+  size_t len;
+  int fds[fdpass::kMaxFds];
+  constexpr const char* usage =
+      "sendDatagram(path, bytes: Uint8Array, offset, length, fds: Int32Array "
+      "| number[] | null, nfds <= 253)";
+  if (!info[0].IsString() || !ByteRange(info, 1, &data, &len) ||
+      !info[5].IsNumber()) {
+    return ThrowUsage(env, usage);
+  }
+  int nfds = info[5].As<Napi::Number>().Int32Value();
+  if (!ReadFds(info[4], nfds, fds)) return ThrowUsage(env, usage);
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  long n = fdpass::SendDatagram(path.c_str(), data, len, fds, nfds);
+  if (n < 0) return ThrowErrno(env, static_cast<int>(-n), "sendmsg", path);
+  return Napi::Number::New(env, static_cast<double>(n));
+}
+
+// Poller(fd, callback(status, events)): a libuv poll handle. start(events)
+// with 1 = readable, 2 = writable; stop(); close(); ref(); unref(). While
+// started it keeps itself alive; close() must be called before the
+// descriptor is closed.
+class Poller : public Napi::ObjectWrap<Poller> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Poller",
+                       {InstanceMethod("start", &Poller::Start),
+                        InstanceMethod("stop", &Poller::Stop),
+                        InstanceMethod("close", &Poller::Close),
+                        InstanceMethod("ref", &Poller::RefHandle),
+                        InstanceMethod("unref", &Poller::UnrefHandle)});
+  }
+
+  explicit Poller(const Napi::CallbackInfo& info)
+      : Napi::ObjectWrap<Poller>(info),
+        context_(info.Env(), "GracefulPoller") {
+    Napi::Env env = info.Env();
+    if (!IsFd(info[0]) || !info[1].IsFunction()) {
+      ThrowUsage(env, "new Poller(fd, callback(status, events))");
+      return;
+    }
+    uv_loop_t* loop = nullptr;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok) {
+      Napi::Error::New(env, "Poller: no event loop").ThrowAsJavaScriptException();
+      return;
+    }
+    handle_ = new uv_poll_t;
+    int rc = uv_poll_init(loop, handle_, info[0].As<Napi::Number>().Int32Value());
+    if (rc < 0) {
+      delete handle_;
+      handle_ = nullptr;
+      ThrowErrno(env, -rc, "uv_poll_init");
+      return;
+    }
+    handle_->data = this;
+    callback_ = Napi::Persistent(info[1].As<Napi::Function>());
+  }
+
+  ~Poller() override { CloseHandle(); }
+
+ private:
+  static void OnClosed(uv_handle_t* handle) {
+    delete reinterpret_cast<uv_poll_t*>(handle);
+  }
+
+  static void OnPoll(uv_poll_t* handle, int status, int events) {
+    Poller* self = static_cast<Poller*>(handle->data);
+    if (self == nullptr) return;
+    Napi::Env env = self->Env();
+    Napi::HandleScope scope(env);
+    napi_value argv[2] = {Napi::Number::New(env, status),
+                          Napi::Number::New(env, events)};
+    napi_value result;
+    napi_status st =
+        napi_make_callback(env, self->context_, self->Value(),
+                           self->callback_.Value(), 2, argv, &result);
+    if (st == napi_pending_exception) {
+      napi_value error;
+      napi_get_and_clear_last_exception(env, &error);
+      napi_fatal_exception(env, error);
+    }
+  }
+
+  void KeepAlive(bool alive) {
+    if (alive && !strong_) {
+      Ref();
+      strong_ = true;
+    } else if (!alive && strong_) {
+      Unref();
+      strong_ = false;
+    }
+  }
+
+  void CloseHandle() {
+    if (handle_ == nullptr) return;
+    uv_poll_stop(handle_);
+    handle_->data = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(handle_), OnClosed);
+    handle_ = nullptr;
+  }
+
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsNumber()) return ThrowUsage(env, "poller.start(events)");
+    if (handle_ == nullptr) return ThrowErrno(env, EBADF, "uv_poll_start");
+    int events = info[0].As<Napi::Number>().Int32Value() &
+                 (UV_READABLE | UV_WRITABLE);
+    if (events == 0) {
+      uv_poll_stop(handle_);
+      KeepAlive(false);
+      return env.Undefined();
+    }
+    int rc = uv_poll_start(handle_, events, OnPoll);
+    if (rc < 0) return ThrowErrno(env, -rc, "uv_poll_start");
+    KeepAlive(true);
+    return env.Undefined();
+  }
+
+  Napi::Value Stop(const Napi::CallbackInfo& info) {
+    if (handle_ != nullptr) uv_poll_stop(handle_);
+    KeepAlive(false);
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    CloseHandle();
+    KeepAlive(false);
+    return info.Env().Undefined();
+  }
+
+  Napi::Value RefHandle(const Napi::CallbackInfo& info) {
+    if (handle_ != nullptr) uv_ref(reinterpret_cast<uv_handle_t*>(handle_));
+    return info.Env().Undefined();
+  }
+
+  Napi::Value UnrefHandle(const Napi::CallbackInfo& info) {
+    if (handle_ != nullptr) uv_unref(reinterpret_cast<uv_handle_t*>(handle_));
+    return info.Env().Undefined();
+  }
+
+  uv_poll_t* handle_ = nullptr;
+  bool strong_ = false;
+  Napi::FunctionReference callback_;
+  Napi::AsyncContext context_;
+};
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("listen", Napi::Function::New(env, Listen));
+  exports.Set("connect", Napi::Function::New(env, Connect));
+  exports.Set("accept", Napi::Function::New(env, Accept));
+  exports.Set("close", Napi::Function::New(env, Close));
+  exports.Set("sendmsg", Napi::Function::New(env, SendMsg));
+  exports.Set("recvmsg", Napi::Function::New(env, RecvMsg));
+  exports.Set("peercred", Napi::Function::New(env, PeerCred));
+  exports.Set("sendDatagram", Napi::Function::New(env, SendDatagram));
+  exports.Set("Poller", Poller::Define(env));
+  exports.Set("maxFds", Napi::Number::New(env, fdpass::kMaxFds));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(graceful_fdpass, Init)

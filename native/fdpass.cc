@@ -1,0 +1,198 @@
+// fdpass.cc: AF_UNIX socket calls that carry descriptors (SCM_RIGHTS).
+// No Node-API here: see binding.cc for the glue. Man pages: unix(7),
+// sendmsg(2), recvmsg(2), cmsg(3), accept4(2).
+#include "fdpass.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+namespace fdpass {
+namespace {
+
+// Fills addr from path. Returns the address length or -errno.
+int MakeAddress(const char* path, sockaddr_un* addr) {
+  memset(addr, 0, sizeof(*addr));
+  addr->sun_family = AF_UNIX;
+  size_t len = strlen(path);
+  if (len == 0) return -EINVAL;
+  if (len >= sizeof(addr->sun_path)) return -ENAMETOOLONG;
+  memcpy(addr->sun_path, path, len);
+  if (path[0] == '@') {
+    addr->sun_path[0] = '\0';  // abstract namespace, not NUL-terminated
+    return static_cast<int>(offsetof(sockaddr_un, sun_path) + len);
+  }
+  return static_cast<int>(offsetof(sockaddr_un, sun_path) + len + 1);
+}
+
+// Closes fd keeping errno intact, for error paths.
+void CloseQuietly(int fd) {
+  int saved = errno;
+  close(fd);
+  errno = saved;
+}
+
+// Room for kMaxFds descriptors, aligned as cmsg(3) asks.
+union ControlBuffer {
+  char buf[CMSG_SPACE(sizeof(int) * kMaxFds)];
+  cmsghdr align;
+};
+
+long SendWithRights(int fd, const sockaddr_un* to, socklen_t to_len,
+                    const char* data, size_t len, const int* fds, int nfds) {
+  if (nfds < 0 || nfds > kMaxFds) return -EINVAL;
+  iovec iov;
+  iov.iov_base = const_cast<char*>(data);
+  iov.iov_len = len;
+  msghdr msg;
+  memset(&msg, 0, sizeof(msg));
+  msg.msg_name = const_cast<sockaddr_un*>(to);
+  msg.msg_namelen = to_len;
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  ControlBuffer control;
+  if (nfds > 0) {
+    memset(&control, 0, sizeof(control));
+    msg.msg_control = control.buf;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+    cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+    memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * nfds);
+  }
+  ssize_t n;
+  do {
+    n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  return n < 0 ? -errno : n;
+}
+
+}  // namespace
+
+int Listen(const char* path, int mode, int backlog) {
+  sockaddr_un addr;
+  int addr_len = MakeAddress(path, &addr);
+  if (addr_len < 0) return addr_len;
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), addr_len) < 0) {
+    int err = errno;
+    close(fd);
+    return -err;
+  }
+  // Until listen(2) every connect is refused, so nobody can reach the socket
+  // while its file still has the umask's mode.
+  if (path[0] != '@' && chmod(path, static_cast<mode_t>(mode)) < 0) {
+    int err = errno;
+    close(fd);
+    unlink(path);
+    return -err;
+  }
+  if (listen(fd, backlog) < 0) {
+    int err = errno;
+    close(fd);
+    if (path[0] != '@') unlink(path);
+    return -err;
+  }
+  return fd;
+}
+
+int Connect(const char* path) {
+  sockaddr_un addr;
+  int addr_len = MakeAddress(path, &addr);
+  if (addr_len < 0) return addr_len;
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  int rc;
+  do {
+    rc = connect(fd, reinterpret_cast<sockaddr*>(&addr), addr_len);
+  } while (rc < 0 && errno == EINTR);
+  if (rc < 0) {
+    int err = errno;
+    close(fd);
+    return -err;
+  }
+  return fd;
+}
+
+int Accept(int listen_fd) {
+  int fd;
+  do {
+    fd = accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  } while (fd < 0 && errno == EINTR);
+  return fd < 0 ? -errno : fd;
+}
+
+long SendMsg(int fd, const char* data, size_t len, const int* fds, int nfds) {
+  return SendWithRights(fd, nullptr, 0, data, len, fds, nfds);
+}
+
+long RecvMsg(int fd, char* data, size_t len, int* fds, int* nfds) {
+  *nfds = 0;
+  iovec iov;
+  iov.iov_base = data;
+  iov.iov_len = len;
+  ControlBuffer control;
+  msghdr msg;
+  memset(&msg, 0, sizeof(msg));
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.buf;
+  msg.msg_controllen = sizeof(control.buf);
+  ssize_t n;
+  do {
+    n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return -errno;
+  int count = 0;
+  for (cmsghdr* cmsg = CMSG_FIRSTHDR(&msg); cmsg != nullptr;
+       cmsg = CMSG_NXTHDR(&msg, cmsg)) {
+    if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS) {
+      continue;
+    }
+    size_t payload = cmsg->cmsg_len - CMSG_LEN(0);
+    int here = static_cast<int>(payload / sizeof(int));
+    for (int i = 0; i < here && count < kMaxFds; i++) {
+      int received;
+      memcpy(&received, CMSG_DATA(cmsg) + i * sizeof(int), sizeof(int));
+      fds[count++] = received;
+    }
+  }
+  if (msg.msg_flags & MSG_CTRUNC) {
+    for (int i = 0; i < count; i++) CloseQuietly(fds[i]);
+    return kTruncated;
+  }
+  *nfds = count;
+  return n;
+}
+
+int PeerCred(int fd, pid_t* pid, uid_t* uid, gid_t* gid) {
+  ucred cred;
+  socklen_t len = sizeof(cred);
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) return -errno;
+  *pid = cred.pid;
+  *uid = cred.uid;
+  *gid = cred.gid;
+  return 0;
+}
+
+long SendDatagram(const char* path, const char* data, size_t len,
+                  const int* fds, int nfds) {
+  sockaddr_un addr;
+  int addr_len = MakeAddress(path, &addr);
+  if (addr_len < 0) return addr_len;
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  long n = SendWithRights(fd, &addr, static_cast<socklen_t>(addr_len), data,
+                          len, fds, nfds);
+  CloseQuietly(fd);
+  return n;
+}
+
+int Close(int fd) { return close(fd) < 0 ? -errno : 0; }
+
+}  // namespace fdpass

@@ -1,0 +1,61 @@
+// fdpass.h: plain POSIX helpers for AF_UNIX sockets that carry descriptors.
+//
+// Every function returns a non-negative value on success and -errno on
+// failure, so the caller turns the errno into an error without reading global
+// state. Every descriptor created or received here is close-on-exec and
+// non-blocking.
+//
+// Man pages: unix(7), socket(2), bind(2), accept4(2), sendmsg(2), recvmsg(2),
+// cmsg(3), and getsockopt(2) with SO_PEERCRED.
+#ifndef GRACEFUL_FDPASS_H
+#define GRACEFUL_FDPASS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+namespace fdpass {
+
+// The kernel's SCM_MAX_FD: at most this many descriptors in one message.
+constexpr int kMaxFds = 253;
+
+// Returned by RecvMsg when the kernel set MSG_CTRUNC: some descriptors were
+// dropped (the receiver reached its open-file limit, or the control buffer was
+// too small). Every descriptor that did arrive has been closed.
+constexpr long kTruncated = -(1L << 20);
+
+// Creates a stream socket bound to path (a leading '@' names the abstract
+// namespace), gives the socket file the given mode, and listens. Returns the
+// descriptor or -errno; -ENAMETOOLONG when path does not fit sockaddr_un.
+int Listen(const char* path, int mode, int backlog);
+
+// Connects a non-blocking stream socket to path. Returns the descriptor or
+// -errno (-EAGAIN when the listener's backlog is full: retry later).
+int Connect(const char* path);
+
+// Accepts one connection. Returns the descriptor, or -EAGAIN when none waits.
+int Accept(int listen_fd);
+
+// Sends data with fds attached (nfds may be 0). Returns the number of bytes
+// sent, or -errno. When it returns a positive count below len, the
+// descriptors went with the bytes that were sent: send the rest without them.
+long SendMsg(int fd, const char* data, size_t len, const int* fds, int nfds);
+
+// Receives up to len bytes and up to kMaxFds descriptors into fds, storing
+// their number in *nfds. Returns the bytes read (0 at end of stream), -errno,
+// or kTruncated.
+long RecvMsg(int fd, char* data, size_t len, int* fds, int* nfds);
+
+// Reads SO_PEERCRED of a connected socket.
+int PeerCred(int fd, pid_t* pid, uid_t* uid, gid_t* gid);
+
+// Sends one datagram, with optional descriptors, to the UNIX datagram socket
+// at path (the transport of sd_notify(3)). Returns bytes sent or -errno.
+long SendDatagram(const char* path, const char* data, size_t len,
+                  const int* fds, int nfds);
+
+// Closes fd. Returns 0 or -errno; close(2) is never retried on Linux.
+int Close(int fd);
+
+}  // namespace fdpass
+
+#endif  // GRACEFUL_FDPASS_H
