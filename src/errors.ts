@@ -1,0 +1,88 @@
+/**
+ * Errors with stable codes. A code never changes meaning and is never reused;
+ * messages may improve. Kernel errors keep their errno name as `code`
+ * (`ECONNREFUSED`, `EMFILE`, ...), shaped like Node's own.
+ */
+
+/** Every code this package defines. The README lists each one. */
+export type GracefulErrorCode =
+  | 'ERR_GRACEFUL_INVALID_ARGUMENT'
+  | 'ERR_GRACEFUL_BAD_FRAME'
+  | 'ERR_GRACEFUL_FD_COUNT_MISMATCH'
+  | 'ERR_GRACEFUL_TRUNCATED_MESSAGE'
+  | 'ERR_GRACEFUL_FDS_TRUNCATED'
+  | 'ERR_GRACEFUL_META_TOO_LARGE'
+  | 'ERR_GRACEFUL_SOCKET_IN_USE'
+  | 'ERR_GRACEFUL_NOT_A_SOCKET'
+  | 'ERR_GRACEFUL_CALLBACK_FAILED'
+  | 'ERR_GRACEFUL_CLOSED'
+  | 'ERR_GRACEFUL_TIMEOUT'
+  | 'ERR_GRACEFUL_NOT_TRANSFERABLE'
+  | 'ERR_GRACEFUL_ADDON_NOT_FOUND';
+
+/** GracefulError: the base class of every error this package creates. */
+export class GracefulError extends Error {
+  override name = 'GracefulError';
+  readonly code: GracefulErrorCode;
+
+  constructor(code: GracefulErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+}
+
+/**
+ * errorClass makes one class per code, so callers can test with `instanceof`
+ * as well as with `code`, and the code is typed as its literal.
+ */
+function errorClass<C extends GracefulErrorCode>(code: C, name: string) {
+  const cls = class extends GracefulError {
+    declare readonly code: C;
+    constructor(message: string, options?: { cause?: unknown }) {
+      super(code, message, options);
+      this.name = name;
+    }
+  };
+  Object.defineProperty(cls, 'name', { value: name });
+  return cls;
+}
+
+export const InvalidArgumentError = errorClass('ERR_GRACEFUL_INVALID_ARGUMENT', 'InvalidArgumentError');
+export const BadFrameError = errorClass('ERR_GRACEFUL_BAD_FRAME', 'BadFrameError');
+export const FdCountMismatchError = errorClass('ERR_GRACEFUL_FD_COUNT_MISMATCH', 'FdCountMismatchError');
+export const TruncatedMessageError = errorClass('ERR_GRACEFUL_TRUNCATED_MESSAGE', 'TruncatedMessageError');
+export const MetaTooLargeError = errorClass('ERR_GRACEFUL_META_TOO_LARGE', 'MetaTooLargeError');
+export const SocketInUseError = errorClass('ERR_GRACEFUL_SOCKET_IN_USE', 'SocketInUseError');
+export const NotASocketError = errorClass('ERR_GRACEFUL_NOT_A_SOCKET', 'NotASocketError');
+export const CallbackFailedError = errorClass('ERR_GRACEFUL_CALLBACK_FAILED', 'CallbackFailedError');
+export const ClosedError = errorClass('ERR_GRACEFUL_CLOSED', 'ClosedError');
+export const TimeoutError = errorClass('ERR_GRACEFUL_TIMEOUT', 'TimeoutError');
+export const NotTransferableError = errorClass('ERR_GRACEFUL_NOT_TRANSFERABLE', 'NotTransferableError');
+export const AddonNotFoundError = errorClass('ERR_GRACEFUL_ADDON_NOT_FOUND', 'AddonNotFoundError');
+
+/** SystemError: an errno from the kernel, shaped like Node's (`code`, `errno`, `syscall`, `path`). */
+export interface SystemError extends Error {
+  code: string;
+  errno?: number;
+  syscall?: string;
+  path?: string;
+}
+
+/** isSystemError tells whether err carries a kernel errno name as its code. */
+export function isSystemError(err: unknown, code?: string): err is SystemError {
+  if (!(err instanceof Error)) return false;
+  const c = (err as { code?: unknown }).code;
+  if (typeof c !== 'string' || c.startsWith('ERR_')) return false;
+  return code === undefined || c === code;
+}
+
+/** errorCode reads `code` off anything thrown, or returns undefined. */
+export function errorCode(err: unknown): string | undefined {
+  const c = (err as { code?: unknown } | null | undefined)?.code;
+  return typeof c === 'string' ? c : undefined;
+}
+
+/** invalidArgument builds the error for a bad argument to a public function. */
+export function invalidArgument(api: string, message: string): GracefulError {
+  return new InvalidArgumentError(`${api}: ${message}`);
+}

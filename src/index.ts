@@ -1,0 +1,26 @@
+/**
+ * graceful-restart: replace a running Node server with a new version of
+ * itself without dropping a connection.
+ *
+ * The hand-off core: descriptors travel over a UNIX socket with SCM_RIGHTS,
+ * each with a meta payload, in gobwas/graceful's framing. Invariants:
+ * - every descriptor this package creates or receives is close-on-exec;
+ * - a descriptor received is either given to the caller or closed, never leaked,
+ *   whatever the peer sends;
+ * - a bad peer gets a coded error, never a crash.
+ */
+export * from './errors.js';
+export { isMeta, encodeMeta, decodeMeta, type Meta, type MetaValue } from './meta.js';
+export {
+  encodeMessages, FrameDecoder, HEADER_BYTES, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_FDS_PER_MESSAGE,
+  DEFAULT_MAX_META_BYTES, type Message, type Record as FrameRecord, type OutgoingRecord,
+} from './wire.js';
+export type { PeerCredentials } from './native.js';
+export { HandoffConnection, type ReceivedFd, type OutgoingFd, type ConnectionOptions } from './handoff/connection.js';
+export { listenAndServe, HandoffServer, HandoffResponse, type Handler, type ListenAndServeOptions } from './handoff/server.js';
+export { receive, sendTo, receiveFrom, type ReceiveCallback, type ReceiveOptions } from './handoff/client.js';
+export { fdHandler, listenerHandler, socketHandler, dgramHandler, fileHandler, sequenceHandler, callbackHandler } from './handoff/handlers.js';
+export {
+  fdOf, waitForFd, listenOnFd, serverFromFd, socketFromFd, dgramFromFd, writeStreamFromFd, type Transferable,
+} from './fds.js';
+export { sendDatagram } from './datagram.js';

@@ -1,0 +1,90 @@
+/**
+ * Socket files: length checks, stale-file removal that never touches what is
+ * not a socket, and removal at close only of the file this process bound.
+ */
+import fs from 'node:fs';
+import { addon } from './native.js';
+import { NotASocketError, SocketInUseError, isSystemError, errorCode } from './errors.js';
+
+/** The longest path the kernel takes in sockaddr_un (108 bytes with the NUL). */
+export const MAX_SOCKET_PATH_BYTES = 107;
+
+/** checkSocketPathLength throws ENAMETOOLONG, with the limit in the message, for a path the kernel would truncate. */
+export function checkSocketPathLength(path: string, api: string): void {
+  const bytes = Buffer.byteLength(path);
+  if (bytes > MAX_SOCKET_PATH_BYTES) {
+    const err = new Error(
+      `${api}: the socket path is ${bytes} bytes long and the kernel allows ${MAX_SOCKET_PATH_BYTES}: ` +
+        `use a shorter path, e.g. one relative to the working directory (${path})`,
+    ) as Error & { code: string; syscall: string; path: string; errno: number };
+    err.code = 'ENAMETOOLONG';
+    err.errno = -36;
+    err.syscall = 'bind';
+    err.path = path;
+    throw err;
+  }
+}
+
+/**
+ * clearStaleSocket makes path free for bind: nothing there is fine; a socket
+ * nobody answers on is removed; a live socket throws SocketInUseError naming
+ * the pid that listens; anything that is not a socket (a file, a directory, a
+ * symlink) throws NotASocketError and is left alone.
+ */
+export function clearStaleSocket(path: string, api: string): void {
+  checkSocketPathLength(path, api);
+  if (path.startsWith('@')) return; // abstract namespace: no file
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(path);
+  } catch (err) {
+    if (isSystemError(err, 'ENOENT')) return;
+    throw err;
+  }
+  if (!st.isSocket()) {
+    const what = st.isSymbolicLink() ? 'a symbolic link' : st.isDirectory() ? 'a directory' : 'not a socket';
+    throw new NotASocketError(
+      `${api}: ${path} is ${what}; refusing to replace it: remove it yourself or choose another path`,
+    );
+  }
+  let fd: number;
+  try {
+    fd = addon.connect(path);
+  } catch (err) {
+    if (errorCode(err) === 'ECONNREFUSED') {
+      fs.unlinkSync(path);
+      return;
+    }
+    throw err;
+  }
+  let owner = 'another process';
+  if (fd >= 0) {
+    try {
+      owner = `pid ${addon.peercred(fd).pid}`;
+    } finally {
+      addon.close(fd);
+    }
+  }
+  throw new SocketInUseError(
+    `${api}: ${path} is in use by ${owner}: stop that process or choose another path`,
+  );
+}
+
+/** SocketFile remembers which file this process bound, so close removes only that one. */
+export class SocketFile {
+  private readonly ino: number | undefined;
+
+  constructor(readonly path: string) {
+    this.ino = path.startsWith('@') ? undefined : fs.lstatSync(path).ino;
+  }
+
+  /** remove unlinks the file if it is still the one bound here. */
+  remove(): void {
+    if (this.ino === undefined) return;
+    try {
+      if (fs.lstatSync(this.path).ino === this.ino) fs.unlinkSync(this.path);
+    } catch {
+      // already gone: nothing to remove
+    }
+  }
+}

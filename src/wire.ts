@@ -1,0 +1,179 @@
+/**
+ * The hand-off frame codec, compatible with gobwas/graceful: one sendmsg
+ * carries N descriptors in one SCM_RIGHTS control message and, as data, N
+ * records in the same order, each `uint32 little-endian length L` then L bytes
+ * of meta.
+ *
+ * On a stream socket the kernel attaches a message's descriptors to its first
+ * byte, so the decoder reads records from the byte stream and pairs the i-th
+ * record with the i-th descriptor received. That keeps it exact across partial
+ * writes and coalesced reads, and lets it check three invariants:
+ * - a record never lacks a descriptor;
+ * - once every byte read so far forms whole records, no descriptor is left;
+ * - when a read brings new descriptors, none from an earlier read is left
+ *   (a meta that runs past its message shows up here).
+ */
+import { BadFrameError, FdCountMismatchError, MetaTooLargeError, TruncatedMessageError } from './errors.js';
+
+export const HEADER_BYTES = 4;
+const EMPTY = Buffer.alloc(0);
+/** Default limits of one message: gobwas/graceful's 4096-byte buffer, and the kernel's SCM_MAX_FD. */
+export const DEFAULT_MAX_MESSAGE_BYTES = 4096;
+export const DEFAULT_MAX_FDS_PER_MESSAGE = 253;
+/** The largest meta a receiver accepts by default. */
+export const DEFAULT_MAX_META_BYTES = 64 * 1024;
+
+/** Outgoing: a descriptor and its encoded meta. */
+export interface OutgoingRecord {
+  fd: number;
+  meta: Buffer;
+}
+
+/** Message: the unit of one sendmsg. */
+export interface Message {
+  data: Buffer;
+  fds: number[];
+}
+
+/** Record: a descriptor and its raw meta, as received. */
+export interface Record {
+  fd: number;
+  raw: Buffer;
+}
+
+/**
+ * encodeMessages packs records into as few messages as fit the limits, in
+ * order. Throws MetaTooLargeError when one record alone exceeds maxBytes.
+ */
+export function encodeMessages(records: readonly OutgoingRecord[], maxBytes = DEFAULT_MAX_MESSAGE_BYTES,
+  maxFds = DEFAULT_MAX_FDS_PER_MESSAGE): Message[] {
+  const messages: Message[] = [];
+  let start = 0;
+  while (start < records.length) {
+    let bytes = 0;
+    let end = start;
+    while (end < records.length && end - start < maxFds) {
+      const size = HEADER_BYTES + records[end]!.meta.length;
+      if (size > maxBytes) {
+        throw new MetaTooLargeError(
+          `the meta of descriptor ${records[end]!.fd} is ${records[end]!.meta.length} bytes; ` +
+            `one message holds at most ${maxBytes - HEADER_BYTES}: shorten the meta or raise maxMessageBytes on both sides`,
+        );
+      }
+      if (bytes + size > maxBytes) break;
+      bytes += size;
+      end++;
+    }
+    const data = Buffer.allocUnsafe(bytes);
+    const fds: number[] = [];
+    let offset = 0;
+    for (let i = start; i < end; i++) {
+      const { fd, meta } = records[i]!;
+      data.writeUInt32LE(meta.length, offset);
+      meta.copy(data, offset + HEADER_BYTES);
+      offset += HEADER_BYTES + meta.length;
+      fds.push(fd);
+    }
+    messages.push({ data, fds });
+    start = end;
+  }
+  return messages;
+}
+
+/**
+ * FrameDecoder reads records from the bytes and descriptors of successive
+ * reads. It owns every descriptor pushed into it until it returns it in a
+ * record; after an error, `takeFds()` hands back the ones it still holds so
+ * the caller can close them.
+ */
+export class FrameDecoder {
+  private pending: Buffer = EMPTY;
+  private fds: number[] = [];
+  /** how many of `fds` arrived before the current read */
+  private older = 0;
+  private failed = false;
+
+  constructor(private readonly maxMetaBytes = DEFAULT_MAX_META_BYTES) {}
+
+  /**
+   * push takes one read's bytes and descriptors and returns the records they
+   * complete. On a violation it throws a coded error; no record of this read
+   * is returned then, and every descriptor stays for takeFds().
+   */
+  push(bytes: Uint8Array, fds: readonly number[]): Record[] {
+    if (this.failed) throw new BadFrameError('the decoder already failed: start a new connection');
+    this.older = this.fds.length;
+    for (const fd of fds) this.fds.push(fd);
+    // Parse straight from the caller's bytes when nothing is pending; only a
+    // partial record is copied out, as the caller may reuse its buffer.
+    const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const buf = this.pending.length === 0 ? view : Buffer.concat([this.pending, view]);
+    const records: Record[] = [];
+    try {
+      this.parse(buf, records, fds.length > 0);
+    } catch (err) {
+      for (let i = records.length - 1; i >= 0; i--) this.fds.unshift(records[i]!.fd);
+      this.failed = true;
+      throw err;
+    }
+    return records;
+  }
+
+  private parse(buf: Buffer, records: Record[], newFds: boolean): void {
+    let offset = 0;
+    let taken = 0;
+    while (buf.length - offset >= HEADER_BYTES) {
+      const length = buf.readUInt32LE(offset);
+      if (length > this.maxMetaBytes) {
+        throw new BadFrameError(
+          `a record announces ${length} bytes of meta; the limit is ${this.maxMetaBytes}: ` +
+            'the peer does not speak this framing, or raise maxMetaBytes',
+        );
+      }
+      if (taken >= this.fds.length) {
+        throw new FdCountMismatchError(
+          `a message carries more meta records than descriptors (record ${records.length + 1} has no descriptor): ` +
+            'the peer does not speak this framing',
+        );
+      }
+      if (buf.length - offset - HEADER_BYTES < length) break;
+      const raw = Buffer.from(buf.subarray(offset + HEADER_BYTES, offset + HEADER_BYTES + length));
+      records.push({ fd: this.fds[taken]!, raw });
+      taken++;
+      offset += HEADER_BYTES + length;
+    }
+    const rest = buf.length - offset;
+    const left = this.fds.length - taken;
+    if (rest === 0 && left > 0) {
+      throw new FdCountMismatchError(
+        `a message carries ${left} more descriptor(s) than meta records: the peer does not speak this framing`,
+      );
+    }
+    if (newFds && taken < this.older) {
+      throw new BadFrameError(
+        'a record runs past the end of its message (its meta is longer than the message, ' +
+          'or the message has fewer records than descriptors)',
+      );
+    }
+    this.fds.splice(0, taken);
+    this.pending = rest === 0 ? EMPTY : Buffer.from(buf.subarray(offset));
+  }
+
+  /** end checks the stream ended between messages; throws TruncatedMessageError otherwise. */
+  end(): void {
+    if (this.pending.length > 0 || this.fds.length > 0) {
+      throw new TruncatedMessageError(
+        `the peer closed the connection in the middle of a message (${this.pending.length} byte(s) and ` +
+          `${this.fds.length} descriptor(s) left over): it probably crashed while sending`,
+      );
+    }
+  }
+
+  /** takeFds returns, and forgets, every descriptor the decoder still holds. */
+  takeFds(): number[] {
+    const fds = this.fds;
+    this.fds = [];
+    this.pending = EMPTY;
+    return fds;
+  }
+}
