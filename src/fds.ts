@@ -9,6 +9,8 @@ import dgram from 'node:dgram';
 import fs from 'node:fs';
 import { once } from 'node:events';
 import { NotTransferableError, invalidArgument } from './errors.js';
+import { addon } from './native.js';
+import { clearStaleSocket } from './socketpath.js';
 
 /** Transferable: anything fdOf can take a descriptor from. */
 export type Transferable = number | net.Server | net.Socket | dgram.Socket | fs.promises.FileHandle | fs.WriteStream | fs.ReadStream;
@@ -117,4 +119,31 @@ export async function dgramFromFd(fd: number, type: 'udp4' | 'udp6' = 'udp4'): P
 export function writeStreamFromFd(fd: number): fs.WriteStream {
   fdOf(fd);
   return fs.createWriteStream('', { fd, autoClose: true });
+}
+
+export interface UnixListenOptions {
+  /** File mode of the socket (default 0o660). */
+  mode?: number;
+  /** listen(2) backlog (default 511, as Node's). */
+  backlog?: number;
+}
+
+/**
+ * listenOnPath makes server listen on a UNIX socket that this package binds,
+ * instead of `server.listen(path)`. Node unlinks the socket file when a server
+ * that bound the path itself closes, which would cut a successor that
+ * inherited the socket off from new clients; a server listening on an fd
+ * never does. A stale socket file is replaced; a live one throws.
+ */
+export async function listenOnPath<S extends net.Server>(server: S, socketPath: string, options: UnixListenOptions = {}): Promise<S> {
+  const mode = options.mode ?? 0o660;
+  if (!Number.isInteger(mode) || mode < 0 || mode > 0o777) throw invalidArgument('listenOnPath', `mode must be a file mode such as 0o660, got ${String(mode)}`);
+  clearStaleSocket(socketPath, 'listenOnPath');
+  const fd = addon.listen(socketPath, mode, options.backlog ?? 511);
+  try {
+    return await listenOnFd(server, fd);
+  } catch (err) {
+    addon.close(fd);
+    throw err;
+  }
 }

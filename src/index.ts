@@ -21,6 +21,6 @@ export { listenAndServe, HandoffServer, HandoffResponse, type Handler, type List
 export { receive, sendTo, receiveFrom, type ReceiveCallback, type ReceiveOptions } from './handoff/client.js';
 export { fdHandler, listenerHandler, socketHandler, dgramHandler, fileHandler, sequenceHandler, callbackHandler } from './handoff/handlers.js';
 export {
-  fdOf, waitForFd, listenOnFd, serverFromFd, socketFromFd, dgramFromFd, writeStreamFromFd, type Transferable,
+  fdOf, waitForFd, listenOnFd, listenOnPath, type UnixListenOptions, serverFromFd, socketFromFd, dgramFromFd, writeStreamFromFd, type Transferable,
 } from './fds.js';
 export { sendDatagram } from './datagram.js';

@@ -1,0 +1,154 @@
+/** Test helpers: real processes, real sockets, descriptor counting. */
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+/** The compiled fixtures directory (dist/test/fixtures). */
+export const fixtures = path.join(here, 'fixtures');
+/** The repository root. */
+export const root = path.resolve(here, '../..');
+
+/** openFds lists the descriptors open in a process (this one by default). */
+export function openFds(pid: number | 'self' = 'self'): number[] {
+  return fs.readdirSync(`/proc/${pid}/fd`).map(Number).sort((a, b) => a - b);
+}
+
+/** fdCount counts this process's open descriptors. */
+export function fdCount(): number {
+  return openFds().length;
+}
+
+/** fdFlags reads the `flags:` line of /proc/self/fdinfo/<fd> (octal). */
+export function fdFlags(fd: number): number {
+  const info = fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
+  const m = /flags:\s+([0-7]+)/.exec(info);
+  if (!m) throw new Error(`no flags for fd ${fd}`);
+  return parseInt(m[1]!, 8);
+}
+export const O_CLOEXEC = 0o2000000;
+export const O_NONBLOCK = 0o4000;
+
+/** tmpDir makes a short private directory (socket paths must stay under 108 bytes) and removes it after the suite. */
+export function tmpDir(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gr-'));
+  dirs.push(dir);
+  return dir;
+}
+const dirs: string[] = [];
+process.on('exit', () => {
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+});
+
+/** Child: a spawned process with its output as lines. */
+export interface Child {
+  proc: ChildProcess;
+  pid: number;
+  /** next resolves with the next stdout line matching re (all of them by default). */
+  next(re?: RegExp, timeoutMs?: number): Promise<string>;
+  stdout: string[];
+  stderr: string[];
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  kill(signal?: NodeJS.Signals): void;
+}
+
+const children = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+});
+
+/** spawnChild starts a command and collects its output. */
+export function spawnChild(command: string, args: string[], options: SpawnOptions = {}): Child {
+  const proc = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...options });
+  children.add(proc);
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  let waiting: { re: RegExp; from: number; resolve(l: string): void } | null = null;
+  let seen = 0;
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    proc.on('exit', (code, signal) => {
+      children.delete(proc);
+      resolve({ code, signal });
+    });
+  });
+  readline.createInterface({ input: proc.stdout! }).on('line', (line) => {
+    stdout.push(line);
+    if (waiting && waiting.re.test(line)) {
+      const w = waiting;
+      waiting = null;
+      seen = stdout.length;
+      w.resolve(line);
+    }
+  });
+  readline.createInterface({ input: proc.stderr! }).on('line', (line) => stderr.push(line));
+  return {
+    proc,
+    pid: proc.pid!,
+    stdout,
+    stderr,
+    exited,
+    kill: (signal = 'SIGTERM') => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+    },
+    next(re = /.*/, timeoutMs = 20_000) {
+      for (let i = seen; i < stdout.length; i++) {
+        if (re.test(stdout[i]!)) {
+          seen = i + 1;
+          return Promise.resolve(stdout[i]!);
+        }
+      }
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          waiting = null;
+          reject(new Error(`no line matching ${re} within ${timeoutMs} ms; stdout: ${stdout.join(' | ')}; stderr: ${stderr.join(' | ')}`));
+        }, timeoutMs);
+        exited.then(({ code, signal }) => {
+          if (waiting) {
+            clearTimeout(timer);
+            waiting = null;
+            reject(new Error(`exited (${code ?? signal}) before a line matching ${re}; stdout: ${stdout.join(' | ')}; stderr: ${stderr.join(' | ')}`));
+          }
+        });
+        waiting = { re, from: seen, resolve: (l) => { clearTimeout(timer); resolve(l); } };
+      });
+    },
+  };
+}
+
+/** spawnFixture runs dist/test/fixtures/<name>.js with Node. */
+export function spawnFixture(name: string, args: string[] = [], options: SpawnOptions = {}): Child {
+  return spawnChild(process.execPath, [path.join(fixtures, `${name}.js`), ...args], options);
+}
+
+/**
+ * httpGet makes one request on a fresh connection (no agent, so nothing stays
+ * open) and returns status and body; an error is a failure, never retried.
+ */
+export function httpGet(target: { port?: number; socketPath?: string; path?: string; headers?: http.OutgoingHttpHeaders }): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', agent: false, path: '/', ...target }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.setTimeout(10_000, () => req.destroy(new Error('request timed out')));
+  });
+}
+
+/** until polls fn until it returns a truthy value, or throws after timeoutMs. */
+export async function until<T>(fn: () => T | Promise<T>, timeoutMs = 10_000, what = 'condition'): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
