@@ -124,16 +124,16 @@ export class FrameDecoder {
     let taken = 0;
     while (buf.length - offset >= HEADER_BYTES) {
       const length = buf.readUInt32LE(offset);
-      if (length > this.maxMetaBytes) {
-        throw new BadFrameError(
-          `a record announces ${length} bytes of meta; the limit is ${this.maxMetaBytes}: ` +
-            'the peer does not speak this framing, or raise maxMetaBytes',
-        );
-      }
       if (taken >= this.fds.length) {
         throw new FdCountMismatchError(
           `a message carries more meta records than descriptors (record ${records.length + 1} has no descriptor): ` +
             'the peer does not speak this framing',
+        );
+      }
+      if (length > this.maxMetaBytes) {
+        throw new BadFrameError(
+          `a record announces ${length} bytes of meta; the limit is ${this.maxMetaBytes}: ` +
+            'the peer does not speak this framing, or raise maxMetaBytes',
         );
       }
       if (buf.length - offset - HEADER_BYTES < length) break;

@@ -1,0 +1,62 @@
+/**
+ * Shared pieces of the fd-passing benchmark: the meta every descriptor
+ * carries (the C program gets the same bytes on its command line), the
+ * connect-with-retry the connecting side uses, the percentile rule both
+ * implementations apply, and the JSON line each peer prints.
+ */
+import fs from 'node:fs';
+import { HandoffConnection, errorCode } from '../src/index.js';
+
+/** The meta of every descriptor: 32 bytes of JSON, as in a small hand-off. */
+export const META = { name: 'http', addr: '[::]:80' };
+export const META_JSON = JSON.stringify(META);
+
+/** openNull opens /dev/null: the descriptor the benchmark passes around. */
+export function openNull(): number {
+  return fs.openSync('/dev/null', 'r');
+}
+
+/** connect connects to path, retrying for 10 s while nobody listens there yet. */
+export async function connect(path: string): Promise<HandoffConnection> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      return await HandoffConnection.connect(path);
+    } catch (err) {
+      const code = errorCode(err);
+      if ((code !== 'ENOENT' && code !== 'ECONNREFUSED') || Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 1));
+    }
+  }
+}
+
+/** percentile of ascending samples: the value at rank ceil(q * n), as fdpass.c computes it. */
+export function percentile(sorted: Float64Array, q: number): number {
+  if (sorted.length === 0) return NaN;
+  const rank = q === 0.5 ? Math.floor(sorted.length / 2) : Math.ceil(q * sorted.length) - 1;
+  return sorted[Math.max(0, Math.min(sorted.length - 1, rank))]!;
+}
+
+/** report prints the result as the one JSON line bench/run.ts reads. */
+export function report(result: object): void {
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+}
+
+/**
+ * failure describes an error for the JSON result ({} when there is none), so
+ * a peer that fails mid-run still reports how far it got.
+ */
+export function failure(err: unknown): { error?: string; message?: string } {
+  if (err === null || err === undefined) return {};
+  return { error: errorCode(err) ?? 'Error', message: (err as Error)?.message ?? String(err) };
+}
+
+/** number argument i of the command line, or a usage error. */
+export function numberArg(i: number, usage: string): number {
+  const v = Number(process.argv[i]);
+  if (!Number.isFinite(v)) {
+    process.stderr.write(`usage: ${usage}\n`);
+    process.exit(2);
+  }
+  return v;
+}

@@ -1,0 +1,98 @@
+/**
+ * Round-trip peer of the fd-passing benchmark, through the package's public
+ * API; the Node counterpart of `fdpass ping` / `fdpass pong`.
+ *
+ *   node dist/bench/latency.js ping PATH WARMUP_MS DURATION_MS
+ *     listenAndServe on PATH; the handler sends 1 fd + META, awaits the reply
+ *     descriptor, closes it, and times each round trip; those after WARMUP_MS
+ *     are kept, for DURATION_MS.
+ *   node dist/bench/latency.js pong PATH
+ *     connects and answers every descriptor (closed on arrival) with one of
+ *     its own, until end of stream.
+ */
+import fs from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { listenAndServe, type HandoffConnection } from '../src/index.js';
+import { META, connect, failure, numberArg, openNull, percentile, report } from './common.js';
+
+const MAX_SAMPLES = 1 << 21;
+
+/** Round trips kept so far: pingFor fills it, ping reports it even after a failure. */
+interface Samples {
+  values: Float64Array;
+  count: number;
+}
+
+async function pingFor(conn: HandoffConnection, warmupMs: number, ms: number, out: Samples): Promise<void> {
+  const items = [{ fd: openNull(), meta: META }];
+  const measure = performance.now() + warmupMs;
+  const end = measure + ms;
+  try {
+    for (;;) {
+      const t = performance.now();
+      if (t >= end || out.count === MAX_SAMPLES) break;
+      await conn.send(items);
+      const reply = await conn.receive();
+      if (reply === null) throw new Error('ping: the peer closed');
+      fs.closeSync(reply.fd);
+      const rtt = performance.now() - t;
+      if (t >= measure) out.values[out.count++] = rtt;
+    }
+  } finally {
+    fs.closeSync(items[0]!.fd);
+  }
+}
+
+async function ping(path: string, warmupMs: number, ms: number): Promise<void> {
+  const samples: Samples = { values: new Float64Array(MAX_SAMPLES), count: 0 };
+  let error: unknown = null;
+  let served!: () => void;
+  const done = new Promise<void>((resolve) => (served = resolve));
+  const server = listenAndServe(path, async (res) => {
+    try {
+      await pingFor(res.connection, warmupMs, ms, samples);
+    } catch (err) {
+      error = err;
+    }
+    served();
+  });
+  await done;
+  await server.close();
+  const sorted = samples.values.subarray(0, samples.count).sort();
+  report({
+    roundTrips: sorted.length,
+    medianUs: percentile(sorted, 0.5) * 1e3,
+    p99Us: percentile(sorted, 0.99) * 1e3,
+    ...failure(error),
+  });
+}
+
+async function pong(path: string): Promise<void> {
+  const conn = await connect(path);
+  const items = [{ fd: openNull(), meta: META }];
+  let error: unknown = null;
+  try {
+    for (;;) {
+      const item = await conn.receive();
+      if (item === null) break;
+      fs.closeSync(item.fd);
+      await conn.send(items);
+    }
+  } catch (err) {
+    error = err;
+  }
+  conn.close();
+  fs.closeSync(items[0]!.fd);
+  report(failure(error));
+}
+
+const usage = 'latency.js ping PATH WARMUP_MS DURATION_MS | pong PATH';
+const [mode, path] = process.argv.slice(2);
+if (mode === 'ping' && path) {
+  await ping(path, numberArg(4, usage), numberArg(5, usage));
+} else if (mode === 'pong' && path) {
+  await pong(path);
+} else {
+  process.stderr.write(`usage: ${usage}\n`);
+  process.exit(2);
+}

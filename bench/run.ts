@@ -1,0 +1,179 @@
+/**
+ * `npm run bench`: the fd-passing benchmark. Compiles bench/fdpass.c (the
+ * plain C sendmsg/recvmsg baseline) into bench/out/, then measures, for C and
+ * for this package, over an AF_UNIX stream socket between two processes
+ * pinned with taskset to cores 0 and 1:
+ *   1. messages/s carrying 1 descriptor + 32 bytes of meta;
+ *   2. descriptors/s at 16 descriptors per message;
+ *   3. round-trip latency (1 fd + meta each way), median and p99.
+ * Each peer prints one JSON line on stdout; this prints the table and the
+ * goals. Options: --seconds N (measured time per figure, default 2).
+ */
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { META_JSON } from './common.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const C_BIN = path.join(ROOT, 'bench/out/fdpass');
+const WARMUP_MS = 300;
+const PEER_TIMEOUT_MS = 30_000;
+
+const secondsArg = process.argv.indexOf('--seconds');
+const DURATION_MS = secondsArg > 0 ? Number(process.argv[secondsArg + 1]) * 1000 : 2000;
+if (!(DURATION_MS > 0 && DURATION_MS <= 10_000)) fail('--seconds takes a number of seconds up to 10');
+
+/** Impl: how to start each peer of one implementation, given the socket path. */
+interface Impl {
+  send(sock: string, perMessage: number): string[];
+  recv(sock: string): string[];
+  ping(sock: string): string[];
+  pong(sock: string): string[];
+}
+
+const W = String(WARMUP_MS);
+const D = String(DURATION_MS);
+const C: Impl = {
+  send: (sock, n) => [C_BIN, 'send', sock, String(n), W, D, META_JSON],
+  recv: (sock) => [C_BIN, 'recv', sock, W],
+  ping: (sock) => [C_BIN, 'ping', sock, W, D, META_JSON],
+  pong: (sock) => [C_BIN, 'pong', sock, META_JSON],
+};
+const node = (script: string, ...args: string[]) => [process.execPath, path.join(HERE, script), ...args];
+const OURS: Impl = {
+  send: (sock, n) => node('throughput.js', 'send', sock, String(n), W, D),
+  recv: (sock) => node('throughput.js', 'recv', sock, W),
+  ping: (sock) => node('latency.js', 'ping', sock, W, D),
+  pong: (sock) => node('latency.js', 'pong', sock),
+};
+
+function fail(message: string): never {
+  process.stderr.write(`bench: ${message}\n`);
+  process.exit(1);
+}
+
+function preflight(): void {
+  if (spawnSync('taskset', ['-c', '0', 'true']).status !== 0) fail('`taskset` (util-linux) is needed to pin the peers to cores');
+  if (spawnSync('taskset', ['-c', '1', 'true']).status !== 0) fail('this needs at least 2 CPU cores (taskset -c 1 failed)');
+  fs.mkdirSync(path.dirname(C_BIN), { recursive: true });
+  try {
+    execFileSync('cc', ['-O2', '-o', C_BIN, path.join(ROOT, 'bench/fdpass.c')], { stdio: 'inherit' });
+  } catch {
+    fail('compiling bench/fdpass.c with `cc -O2` failed');
+  }
+}
+
+type Result = Record<string, number>;
+
+/** runPeer starts argv on core, resolving with the JSON line it prints. */
+function runPeer(core: number, argv: string[]): { done: Promise<Result>; kill(): void } {
+  const child = spawn('taskset', ['-c', String(core), ...argv], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (err += d));
+  const done = new Promise<Result>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      const line = out.trim().split('\n').pop() ?? '';
+      if (code === 0 && line.startsWith('{')) resolve(JSON.parse(line) as Result);
+      else reject(new Error(`${path.basename(argv[1] ?? argv[0]!)} ${argv.slice(2, 3)} exited with ${signal ?? code}: ${err.trim()}`));
+    });
+  });
+  return { done, kill: () => child.pid !== undefined && child.exitCode === null && child.kill('SIGKILL') };
+}
+
+/** pair runs a listening peer on core 0 and, once its socket exists, a connecting one on core 1. */
+async function pair(listener: (sock: string) => string[], connector: (sock: string) => string[]): Promise<[Result, Result]> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fdbench-'));
+  const sock = path.join(dir, 's.sock');
+  const a = runPeer(0, listener(sock));
+  let b: ReturnType<typeof runPeer> | null = null;
+  const timer = setTimeout(() => {
+    a.kill();
+    b?.kill();
+  }, PEER_TIMEOUT_MS);
+  try {
+    let exited = false;
+    a.done.then(() => (exited = true), () => (exited = true));
+    for (let t = 0; !fs.existsSync(sock); t++) {
+      if (exited) await a.done.then(() => Promise.reject(new Error('the listening peer exited before anyone connected')));
+      if (t > 5_000) throw new Error('the listening peer never created its socket');
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    b = runPeer(1, connector(sock));
+    return await Promise.all([a.done, b.done]);
+  } finally {
+    clearTimeout(timer);
+    a.kill();
+    b?.kill();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function rate(impl: Impl, perMessage: number): Promise<number> {
+  const [, received] = await pair((s) => impl.send(s, perMessage), impl.recv);
+  return received.fdsPerSecond!;
+}
+
+async function roundTrip(impl: Impl): Promise<{ median: number; p99: number }> {
+  const [pinged] = await pair(impl.ping, impl.pong);
+  return { median: pinged.medianUs!, p99: pinged.p99Us! };
+}
+
+interface Row {
+  figure: string;
+  c: number;
+  ours: number;
+  /** goal on ours/C, and whether more is better */
+  goal?: { ratio: number; higher: boolean };
+  unit: string;
+}
+
+function printTable(rows: Row[]): void {
+  const fmt = (v: number, unit: string) =>
+    unit === 'us' ? v.toFixed(1) : Math.round(v).toLocaleString('en-US');
+  const cells = rows.map((r) => {
+    const ratio = r.ours / r.c;
+    const goal = r.goal ? `${r.goal.higher ? '>=' : '<='} ${r.goal.ratio}` : '-';
+    const met = r.goal ? ((r.goal.higher ? ratio >= r.goal.ratio : ratio <= r.goal.ratio) ? 'met' : 'MISSED') : '';
+    return [r.figure, fmt(r.c, r.unit), fmt(r.ours, r.unit), ratio.toFixed(2), goal, met];
+  });
+  const head = ['figure', 'C', 'ours', 'ours/C', 'goal', ''];
+  const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
+  const line = (c: string[]) => c.map((v, i) => (i === 0 ? v.padEnd(widths[i]!) : v.padStart(widths[i]!))).join('  ').trimEnd();
+  console.log(line(head));
+  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  for (const c of cells) console.log(line(c));
+}
+
+async function main(): Promise<void> {
+  preflight();
+  const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
+  console.log(`fd passing over an AF_UNIX stream socket, 2 processes pinned to cores 0 and 1 (taskset)`);
+  console.log(`${os.availableParallelism()} cores, ${cpu}; Linux ${os.release()}; Node ${process.version}`);
+  console.log(`meta ${Buffer.byteLength(META_JSON)} bytes per descriptor; ${WARMUP_MS} ms warm-up + ${DURATION_MS} ms measured per figure\n`);
+  const rows: Row[] = [];
+  const step = async <T>(label: string, f: () => Promise<T>): Promise<T> => {
+    process.stderr.write(`  ${label}...\n`);
+    return f();
+  };
+  const c1 = await step('C, 1 fd per message', () => rate(C, 1));
+  const o1 = await step('ours, 1 fd per message', () => rate(OURS, 1));
+  rows.push({ figure: 'messages/s, 1 fd + meta', c: c1, ours: o1, goal: { ratio: 0.5, higher: true }, unit: '/s' });
+  const c16 = await step('C, 16 fds per message', () => rate(C, 16));
+  const o16 = await step('ours, 16 fds per message', () => rate(OURS, 16));
+  rows.push({ figure: 'descriptors/s, 16 per message', c: c16, ours: o16, goal: { ratio: 0.6, higher: true }, unit: '/s' });
+  const cr = await step('C, round trips', () => roundTrip(C));
+  const or = await step('ours, round trips', () => roundTrip(OURS));
+  rows.push({ figure: 'round trip median, us', c: cr.median, ours: or.median, goal: { ratio: 1.5, higher: false }, unit: 'us' });
+  rows.push({ figure: 'round trip p99, us', c: cr.p99, ours: or.p99, unit: 'us' });
+  console.log('');
+  printTable(rows);
+  console.log('\nGoals: ours/C >= 0.5 for messages/s, >= 0.6 for descriptors/s, <= 1.5 for the median round trip.');
+}
+
+main().catch((err: Error) => fail(err.message));

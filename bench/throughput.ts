@@ -1,0 +1,88 @@
+/**
+ * Throughput peer of the fd-passing benchmark, through the package's public
+ * API; the Node counterpart of `fdpass send` / `fdpass recv`.
+ *
+ *   node dist/bench/throughput.js send PATH FDS_PER_MSG WARMUP_MS DURATION_MS
+ *     listenAndServe on PATH; the handler sends FDS_PER_MSG descriptors (with
+ *     META each) per send() for WARMUP_MS + DURATION_MS, keeping WINDOW sends
+ *     outstanding, then the connection closes.
+ *   node dist/bench/throughput.js recv PATH WARMUP_MS
+ *     connects, loops receive() and closes every fd; counts the descriptors
+ *     that arrive from WARMUP_MS after the first one until end of stream.
+ */
+import fs from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { listenAndServe, type HandoffConnection, type OutgoingFd } from '../src/index.js';
+import { META, connect, failure, numberArg, openNull, report } from './common.js';
+
+/** Sends awaited together: enough to keep the socket full, so the sender is never latency-bound. */
+const WINDOW = 64;
+
+/** sendFor sends until ms have passed; progress.messages counts what was sent, even if it fails. */
+async function sendFor(conn: HandoffConnection, perMessage: number, ms: number, progress: { messages: number }): Promise<void> {
+  const items: OutgoingFd[] = [];
+  for (let i = 0; i < perMessage; i++) items.push({ fd: openNull(), meta: META });
+  const end = performance.now() + ms;
+  const batch: Promise<void>[] = new Array(WINDOW);
+  try {
+    do {
+      for (let i = 0; i < WINDOW; i++) batch[i] = conn.send(items);
+      await Promise.all(batch);
+      progress.messages += WINDOW;
+    } while (performance.now() < end);
+  } finally {
+    for (const { fd } of items) fs.closeSync(fd);
+  }
+}
+
+async function send(path: string, perMessage: number, ms: number): Promise<void> {
+  const progress = { messages: 0 };
+  let error: unknown = null;
+  let served!: () => void;
+  const done = new Promise<void>((resolve) => (served = resolve));
+  const server = listenAndServe(path, async (res) => {
+    try {
+      await sendFor(res.connection, perMessage, ms, progress);
+    } catch (err) {
+      error = err;
+    }
+    served();
+  });
+  await done;
+  await server.close();
+  report({ messages: progress.messages, fds: progress.messages * perMessage, ...failure(error) });
+}
+
+async function recv(path: string, warmupMs: number): Promise<void> {
+  const conn = await connect(path);
+  let first = -1;
+  let t0 = 0;
+  let fds = 0;
+  let error: unknown = null;
+  try {
+    for (;;) {
+      const item = await conn.receive();
+      if (item === null) break;
+      fs.closeSync(item.fd);
+      if (first < 0) first = performance.now();
+      if (t0 > 0) fds++;
+      else if (performance.now() - first >= warmupMs) t0 = performance.now();
+    }
+  } catch (err) {
+    error = err;
+  }
+  const seconds = t0 > 0 ? (performance.now() - t0) / 1e3 : 0;
+  conn.close();
+  report({ fds, seconds, fdsPerSecond: seconds > 0 ? fds / seconds : 0, ...failure(error) });
+}
+
+const usage = 'throughput.js send PATH FDS_PER_MSG WARMUP_MS DURATION_MS | recv PATH WARMUP_MS';
+const [mode, path] = process.argv.slice(2);
+if (mode === 'send' && path) {
+  await send(path, numberArg(4, usage), numberArg(5, usage) + numberArg(6, usage));
+} else if (mode === 'recv' && path) {
+  await recv(path, numberArg(4, usage));
+} else {
+  process.stderr.write(`usage: ${usage}\n`);
+  process.exit(2);
+}
