@@ -114,33 +114,58 @@ async function pair(listener: (sock: string) => string[], connector: (sock: stri
   }
 }
 
-async function rate(impl: Impl, perMessage: number): Promise<number> {
-  const [, received] = await pair((s) => impl.send(s, perMessage), impl.recv);
-  return received.fdsPerSecond!;
+/** Figure: a measured value, with a note when a peer failed (the value then covers the run up to the failure). */
+interface Figure {
+  value: number;
+  note?: string;
 }
 
-async function roundTrip(impl: Impl): Promise<{ median: number; p99: number }> {
-  const [pinged] = await pair(impl.ping, impl.pong);
-  return { median: pinged.medianUs!, p99: pinged.p99Us! };
+function failed(role: string, r: Result): string | undefined {
+  return r.error ? `the ${role} failed with ${r.error}: ${String(r.message).split('\n')[0]}` : undefined;
+}
+
+async function rate(impl: Impl, perMessage: number): Promise<Figure> {
+  const [sent, received] = await pair((s) => impl.send(s, perMessage), impl.recv);
+  const value = received.seconds! > 0 ? received.fdsPerSecond! : NaN;
+  const note = failed('receiver', received) ?? failed('sender', sent);
+  return note ? { value, note: `${note} (${received.fds} descriptors counted)` } : { value };
+}
+
+async function roundTrip(impl: Impl): Promise<{ median: Figure; p99: Figure }> {
+  const [pinged, ponged] = await pair(impl.ping, impl.pong);
+  const note = failed('pinging side', pinged) ?? failed('answering side', ponged);
+  const count = pinged.roundTrips! > 0;
+  return {
+    median: { value: count ? pinged.medianUs! : NaN, note },
+    p99: { value: count ? pinged.p99Us! : NaN, note },
+  };
 }
 
 interface Row {
   figure: string;
-  c: number;
-  ours: number;
+  c: Figure;
+  ours: Figure;
   /** goal on ours/C, and whether more is better */
   goal?: { ratio: number; higher: boolean };
   unit: string;
 }
 
 function printTable(rows: Row[]): void {
-  const fmt = (v: number, unit: string) =>
-    unit === 'us' ? v.toFixed(1) : Math.round(v).toLocaleString('en-US');
+  const notes: string[] = [];
+  const fmt = (f: Figure, unit: string) => {
+    let v = Number.isNaN(f.value) ? 'failed' : unit === 'us' ? f.value.toFixed(1) : Math.round(f.value).toLocaleString('en-US');
+    if (f.note) {
+      if (!notes.includes(f.note)) notes.push(f.note);
+      v += ` [${notes.indexOf(f.note) + 1}]`;
+    }
+    return v;
+  };
   const cells = rows.map((r) => {
-    const ratio = r.ours / r.c;
+    const ratio = r.ours.value / r.c.value;
     const goal = r.goal ? `${r.goal.higher ? '>=' : '<='} ${r.goal.ratio}` : '-';
-    const met = r.goal ? ((r.goal.higher ? ratio >= r.goal.ratio : ratio <= r.goal.ratio) ? 'met' : 'MISSED') : '';
-    return [r.figure, fmt(r.c, r.unit), fmt(r.ours, r.unit), ratio.toFixed(2), goal, met];
+    const ok = r.goal && !r.ours.note && !r.c.note && (r.goal.higher ? ratio >= r.goal.ratio : ratio <= r.goal.ratio);
+    return [r.figure, fmt(r.c, r.unit), fmt(r.ours, r.unit), Number.isNaN(ratio) ? '-' : ratio.toFixed(2), goal,
+      r.goal ? (ok ? 'met' : 'MISSED') : ''];
   });
   const head = ['figure', 'C', 'ours', 'ours/C', 'goal', ''];
   const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
@@ -148,6 +173,7 @@ function printTable(rows: Row[]): void {
   console.log(line(head));
   console.log(widths.map((w) => '-'.repeat(w)).join('  '));
   for (const c of cells) console.log(line(c));
+  notes.forEach((n, i) => console.log(`[${i + 1}] ${n}`));
 }
 
 async function main(): Promise<void> {
@@ -163,7 +189,7 @@ async function main(): Promise<void> {
   };
   const c1 = await step('C, 1 fd per message', () => rate(C, 1));
   const o1 = await step('ours, 1 fd per message', () => rate(OURS, 1));
-  rows.push({ figure: 'messages/s, 1 fd + meta', c: c1, ours: o1, goal: { ratio: 0.5, higher: true }, unit: '/s' });
+  rows.push({ figure: 'messages/s, 1 fd + 32 B meta', c: c1, ours: o1, goal: { ratio: 0.5, higher: true }, unit: '/s' });
   const c16 = await step('C, 16 fds per message', () => rate(C, 16));
   const o16 = await step('ours, 16 fds per message', () => rate(OURS, 16));
   rows.push({ figure: 'descriptors/s, 16 per message', c: c16, ours: o16, goal: { ratio: 0.6, higher: true }, unit: '/s' });
