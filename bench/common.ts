@@ -30,7 +30,7 @@ export async function connect(path: string): Promise<HandoffConnection> {
   }
 }
 
-/** percentile of ascending samples: the value at rank ceil(q * n), as fdpass.c computes it. */
+/** percentile of ascending samples, as fdpass.c picks it: element n/2 for the median, ceil(q * n) - 1 otherwise. */
 export function percentile(sorted: Float64Array, q: number): number {
   if (sorted.length === 0) return NaN;
   const rank = q === 0.5 ? Math.floor(sorted.length / 2) : Math.ceil(q * sorted.length) - 1;

@@ -235,10 +235,11 @@ static int run_recv(const char *path, double warmup) {
   static struct reader r;
   int s = connect_retry(path);
   double first = -1, t0 = 0;
-  long fds = 0;
+  long fds = 0, total = 0;
   int fd;
   while ((fd = reader_next(s, &r)) >= 0) {
     close(fd);
+    total++;
     if (first < 0) first = now_ms();
     if (t0 > 0) {
       fds++;
@@ -246,9 +247,10 @@ static int run_recv(const char *path, double warmup) {
       t0 = now_ms();
     }
   }
-  double seconds = (now_ms() - t0) / 1e3;
+  double seconds = t0 > 0 ? (now_ms() - t0) / 1e3 : 0;
   close(s);
-  printf("{\"fds\":%ld,\"seconds\":%.6f,\"fdsPerSecond\":%.1f}\n", fds, seconds, fds / seconds);
+  printf("{\"fds\":%ld,\"seconds\":%.6f,\"fdsPerSecond\":%.1f,\"total\":%ld}\n", fds, seconds,
+         seconds > 0 ? fds / seconds : 0, total);
   return 0;
 }
 

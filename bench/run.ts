@@ -66,7 +66,17 @@ function preflight(): void {
   }
 }
 
-type Result = Record<string, number>;
+/** Result: the JSON line of a peer (which fields depends on its mode). */
+interface Result {
+  fdsPerSecond?: number;
+  seconds?: number;
+  total?: number;
+  roundTrips?: number;
+  medianUs?: number;
+  p99Us?: number;
+  error?: string;
+  message?: string;
+}
 
 /** runPeer starts argv on core, resolving with the JSON line it prints. */
 function runPeer(core: number, argv: string[]): { done: Promise<Result>; kill(): void } {
@@ -79,8 +89,9 @@ function runPeer(core: number, argv: string[]): { done: Promise<Result>; kill():
     child.on('error', reject);
     child.on('close', (code, signal) => {
       const line = out.trim().split('\n').pop() ?? '';
+      const name = argv.slice(0, 3).map((a) => path.basename(a)).join(' ');
       if (code === 0 && line.startsWith('{')) resolve(JSON.parse(line) as Result);
-      else reject(new Error(`${path.basename(argv[1] ?? argv[0]!)} ${argv.slice(2, 3)} exited with ${signal ?? code}: ${err.trim()}`));
+      else reject(new Error(`${name} exited with ${signal ?? code}: ${err.trim()}`));
     });
   });
   return { done, kill: () => child.pid !== undefined && child.exitCode === null && child.kill('SIGKILL') };
@@ -114,30 +125,30 @@ async function pair(listener: (sock: string) => string[], connector: (sock: stri
   }
 }
 
-/** Figure: a measured value, with a note when a peer failed (the value then covers the run up to the failure). */
+/** Figure: a measured value, or NaN with a note when a peer failed. */
 interface Figure {
   value: number;
   note?: string;
 }
 
 function failed(role: string, r: Result): string | undefined {
-  return r.error ? `the ${role} failed with ${r.error}: ${String(r.message).split('\n')[0]}` : undefined;
+  return r.error ? `the ${role} failed with ${r.error}: ${(r.message ?? '').split(/[;\n]/)[0]}` : undefined;
 }
 
 async function rate(impl: Impl, perMessage: number): Promise<Figure> {
   const [sent, received] = await pair((s) => impl.send(s, perMessage), impl.recv);
-  const value = received.seconds! > 0 ? received.fdsPerSecond! : NaN;
   const note = failed('receiver', received) ?? failed('sender', sent);
-  return note ? { value, note: `${note} (${received.fds} descriptors counted)` } : { value };
+  if (note) return { value: NaN, note: `${note} (after ${received.total} descriptors had been received and closed)` };
+  return { value: received.seconds! > 0 ? received.fdsPerSecond! : NaN };
 }
 
 async function roundTrip(impl: Impl): Promise<{ median: Figure; p99: Figure }> {
   const [pinged, ponged] = await pair(impl.ping, impl.pong);
   const note = failed('pinging side', pinged) ?? failed('answering side', ponged);
-  const count = pinged.roundTrips! > 0;
+  const ok = !note && pinged.roundTrips! > 0;
   return {
-    median: { value: count ? pinged.medianUs! : NaN, note },
-    p99: { value: count ? pinged.p99Us! : NaN, note },
+    median: { value: ok ? pinged.medianUs! : NaN, note },
+    p99: { value: ok ? pinged.p99Us! : NaN, note },
   };
 }
 
@@ -180,7 +191,8 @@ async function main(): Promise<void> {
   preflight();
   const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
   console.log(`fd passing over an AF_UNIX stream socket, 2 processes pinned to cores 0 and 1 (taskset)`);
-  console.log(`${os.availableParallelism()} cores, ${cpu}; Linux ${os.release()}; Node ${process.version}`);
+  const nofile = spawnSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).stdout.trim();
+  console.log(`${os.availableParallelism()} cores, ${cpu}; Linux ${os.release()}; Node ${process.version}; open-file limit ${nofile}`);
   console.log(`meta ${Buffer.byteLength(META_JSON)} bytes per descriptor; ${WARMUP_MS} ms warm-up + ${DURATION_MS} ms measured per figure\n`);
   const rows: Row[] = [];
   const step = async <T>(label: string, f: () => Promise<T>): Promise<T> => {

@@ -9,6 +9,7 @@
  *   node dist/bench/throughput.js recv PATH WARMUP_MS
  *     connects, loops receive() and closes every fd; counts the descriptors
  *     that arrive from WARMUP_MS after the first one until end of stream.
+ * A peer that fails still prints its JSON line, with the error's code.
  */
 import fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
@@ -58,12 +59,14 @@ async function recv(path: string, warmupMs: number): Promise<void> {
   let first = -1;
   let t0 = 0;
   let fds = 0;
+  let total = 0;
   let error: unknown = null;
   try {
     for (;;) {
       const item = await conn.receive();
       if (item === null) break;
       fs.closeSync(item.fd);
+      total++;
       if (first < 0) first = performance.now();
       if (t0 > 0) fds++;
       else if (performance.now() - first >= warmupMs) t0 = performance.now();
@@ -73,7 +76,7 @@ async function recv(path: string, warmupMs: number): Promise<void> {
   }
   const seconds = t0 > 0 ? (performance.now() - t0) / 1e3 : 0;
   conn.close();
-  report({ fds, seconds, fdsPerSecond: seconds > 0 ? fds / seconds : 0, ...failure(error) });
+  report({ fds, seconds, fdsPerSecond: seconds > 0 ? fds / seconds : 0, total, ...failure(error) });
 }
 
 const usage = 'throughput.js send PATH FDS_PER_MSG WARMUP_MS DURATION_MS | recv PATH WARMUP_MS';

@@ -9,9 +9,15 @@
  * record with the i-th descriptor received. That keeps it exact across partial
  * writes and coalesced reads, and lets it check three invariants:
  * - a record never lacks a descriptor;
- * - once every byte read so far forms whole records, no descriptor is left;
+ * - a read that brought descriptors and ended on a record boundary leaves no
+ *   descriptor unclaimed: the kernel ends such a read with the message that
+ *   carried them, and a message of up to 32 KiB travels in one piece (one
+ *   skb), so its end is the read's end. Only a read that filled the caller's
+ *   buffer is exempt: it may stop short of the message's end;
  * - when a read brings new descriptors, none from an earlier read is left
- *   (a meta that runs past its message shows up here).
+ *   (a message cut by a full buffer or by a large sender's partial write is
+ *   checked here, and so is a meta that runs past the end of its message);
+ * - the stream ends between messages, with no descriptor left.
  */
 import { BadFrameError, FdCountMismatchError, MetaTooLargeError, TruncatedMessageError } from './errors.js';
 
@@ -97,10 +103,12 @@ export class FrameDecoder {
 
   /**
    * push takes one read's bytes and descriptors and returns the records they
-   * complete. On a violation it throws a coded error; no record of this read
-   * is returned then, and every descriptor stays for takeFds().
+   * complete; `filled` says the read filled the caller's buffer (so it may
+   * have stopped inside a message). On a violation it throws a coded error;
+   * no record of this read is returned then, and every descriptor stays for
+   * takeFds().
    */
-  push(bytes: Uint8Array, fds: readonly number[]): Record[] {
+  push(bytes: Uint8Array, fds: readonly number[], filled = false): Record[] {
     if (this.failed) throw new BadFrameError('the decoder already failed: start a new connection');
     this.older = this.fds.length;
     for (const fd of fds) this.fds.push(fd);
@@ -110,16 +118,16 @@ export class FrameDecoder {
     const buf = this.pending.length === 0 ? view : Buffer.concat([this.pending, view]);
     const records: Record[] = [];
     try {
-      this.parse(buf, records, fds.length > 0);
+      this.parse(buf, records, fds.length > 0, filled);
     } catch (err) {
-      for (let i = records.length - 1; i >= 0; i--) this.fds.unshift(records[i]!.fd);
+      // parse() consumes nothing before its last check: every fd is still held.
       this.failed = true;
       throw err;
     }
     return records;
   }
 
-  private parse(buf: Buffer, records: Record[], newFds: boolean): void {
+  private parse(buf: Buffer, records: Record[], newFds: boolean, filled: boolean): void {
     let offset = 0;
     let taken = 0;
     while (buf.length - offset >= HEADER_BYTES) {
@@ -143,17 +151,20 @@ export class FrameDecoder {
       offset += HEADER_BYTES + length;
     }
     const rest = buf.length - offset;
-    const left = this.fds.length - taken;
-    if (rest === 0 && left > 0) {
+    if (newFds && !filled && rest === 0 && taken < this.fds.length) {
       throw new FdCountMismatchError(
-        `a message carries ${left} more descriptor(s) than meta records: the peer does not speak this framing`,
+        `a message carries ${this.fds.length - taken} more descriptor(s) than meta records: the peer does not speak this framing`,
       );
     }
     if (newFds && taken < this.older) {
-      throw new BadFrameError(
-        'a record runs past the end of its message (its meta is longer than the message, ' +
-          'or the message has fewer records than descriptors)',
-      );
+      // this.pending is still what the previous reads left: a partial record
+      // there means its meta ran on into this message.
+      if (this.pending.length === 0) {
+        throw new FdCountMismatchError(
+          `a message carries ${this.older - taken} more descriptor(s) than meta records: the peer does not speak this framing`,
+        );
+      }
+      throw new BadFrameError('a record runs past the end of its message: its meta is longer than the message');
     }
     this.fds.splice(0, taken);
     this.pending = rest === 0 ? EMPTY : Buffer.from(buf.subarray(offset));
@@ -161,7 +172,12 @@ export class FrameDecoder {
 
   /** end checks the stream ended between messages; throws TruncatedMessageError otherwise. */
   end(): void {
-    if (this.pending.length > 0 || this.fds.length > 0) {
+    if (this.pending.length === 0 && this.fds.length > 0) {
+      throw new FdCountMismatchError(
+        `the last message carried ${this.fds.length} more descriptor(s) than meta records: the peer does not speak this framing`,
+      );
+    }
+    if (this.pending.length > 0) {
       throw new TruncatedMessageError(
         `the peer closed the connection in the middle of a message (${this.pending.length} byte(s) and ` +
           `${this.fds.length} descriptor(s) left over): it probably crashed while sending`,

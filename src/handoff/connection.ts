@@ -206,7 +206,7 @@ export class HandoffConnection {
         return;
       }
       try {
-        for (const { fd, raw } of this.decoder.push(READ_BUFFER.subarray(0, n), fds)) {
+        for (const { fd, raw } of this.decoder.push(READ_BUFFER.subarray(0, n), fds, n === READ_BUFFER.length)) {
           this.inbox.push({ fd, raw, meta: decodeMeta(raw) });
         }
       } catch (err) {

@@ -1,0 +1,91 @@
+/** The frame codec and meta, on their own. */
+import { expect } from 'chai';
+import { encodeMessages, FrameDecoder, encodeMeta, decodeMeta, isMeta } from '../../src/index.js';
+
+const rec = (fd: number, meta: string) => ({ fd, meta: Buffer.from(meta) });
+
+describe('wire: encodeMessages', () => {
+  it('packs records in order into as few messages as the byte and descriptor limits allow', () => {
+    const records = Array.from({ length: 600 }, (_, i) => rec(i, `{"i":${i}}`));
+    const messages = encodeMessages(records, 4096, 253);
+    expect(messages.map((m) => m.fds.length)).to.deep.equal([253, 253, 94]);
+    const small = encodeMessages(records.slice(0, 10), 40, 253);
+    expect(small.every((m) => m.data.length <= 40)).to.equal(true);
+    expect(small.flatMap((m) => m.fds)).to.deep.equal([...Array(10).keys()]);
+  });
+
+  it('writes gobwas/graceful framing: uint32 LE length then the meta', () => {
+    const [m] = encodeMessages([rec(7, 'ab'), rec(8, '')]);
+    expect(m!.data.toString('hex')).to.equal('020000006162' + '00000000');
+    expect(m!.fds).to.deep.equal([7, 8]);
+  });
+
+  it('refuses a meta that cannot fit one message', () => {
+    expect(() => encodeMessages([rec(1, 'x'.repeat(4093))], 4096)).to.throw(/4093 bytes; one message holds at most 4092/)
+      .with.property('code', 'ERR_GRACEFUL_META_TOO_LARGE');
+  });
+});
+
+describe('wire: FrameDecoder', () => {
+  const frame = (...metas: string[]) => Buffer.concat(encodeMessages(metas.map((m, i) => rec(i, m)), 1 << 20).map((m) => m.data));
+
+  it('pairs records with descriptors across arbitrary read boundaries', () => {
+    const data = frame('{"a":1}', '', '{"b":2}');
+    for (let cut = 1; cut < data.length; cut++) {
+      const d = new FrameDecoder();
+      const got = [...d.push(data.subarray(0, cut), [10, 11, 12], true), ...d.push(data.subarray(cut), [])];
+      expect(got.map((r) => [r.fd, r.raw.toString()])).to.deep.equal([[10, '{"a":1}'], [11, ''], [12, '{"b":2}']]);
+      d.end();
+    }
+  });
+
+  it('hands back every descriptor it holds after an error', () => {
+    const d = new FrameDecoder();
+    expect(() => d.push(frame('{}'), [3, 4])).to.throw(/1 more descriptor/).with.property('code', 'ERR_GRACEFUL_FD_COUNT_MISMATCH');
+    expect(d.takeFds()).to.deep.equal([3, 4]);
+    expect(() => d.push(frame('{}'), [6])).to.throw(/already failed/).with.property('code', 'ERR_GRACEFUL_BAD_FRAME');
+    // A read that filled the buffer may stop inside its message: checked at the next one.
+    const e = new FrameDecoder();
+    expect(e.push(frame('{}'), [3, 4], true).map((r) => r.fd)).to.deep.equal([3]);
+    expect(() => e.push(frame('{}'), [5])).to.throw(/1 more descriptor/).with.property('code', 'ERR_GRACEFUL_FD_COUNT_MISMATCH');
+    expect(e.takeFds()).to.deep.equal([4, 5]);
+  });
+
+  it('tells a meta that runs past its message from a missing record', () => {
+    const d = new FrameDecoder();
+    const head = Buffer.alloc(4);
+    head.writeUInt32LE(100);
+    d.push(Buffer.concat([head, Buffer.from('{"a":')]), [1]);
+    expect(() => d.push(frame('{}'), [2])).to.throw(/runs past the end of its message/).with.property('code', 'ERR_GRACEFUL_BAD_FRAME');
+    expect(d.takeFds()).to.deep.equal([1, 2]);
+  });
+
+  it('at the end of the stream, tells leftover descriptors from a cut message', () => {
+    const d = new FrameDecoder();
+    d.push(frame('{}'), [1, 2], true);
+    expect(() => d.end()).to.throw(/1 more descriptor/).with.property('code', 'ERR_GRACEFUL_FD_COUNT_MISMATCH');
+  });
+
+  it('reports a stream that ends inside a message', () => {
+    const d = new FrameDecoder();
+    d.push(frame('{"x":1}').subarray(0, 5), [1]);
+    expect(() => d.end()).to.throw(/in the middle of a message \(5 byte\(s\) and 1 descriptor\(s\)/).with.property('code', 'ERR_GRACEFUL_TRUNCATED_MESSAGE');
+  });
+});
+
+describe('meta', () => {
+  it('encodes flat JSON objects and raw bytes, and refuses anything else', () => {
+    expect(encodeMeta({ a: 1, b: 'x', c: true, d: null }).toString()).to.equal('{"a":1,"b":"x","c":true,"d":null}');
+    expect(encodeMeta(undefined).length).to.equal(0);
+    expect(encodeMeta(new Uint8Array([1, 2])).toString('hex')).to.equal('0102');
+    for (const bad of [{ a: { b: 1 } }, { a: [1] }, { a: NaN }, [1], 'str', new Date()]) {
+      expect(() => encodeMeta(bad as never), JSON.stringify(bad)).to.throw(/flat object/).with.property('code', 'ERR_GRACEFUL_INVALID_ARGUMENT');
+    }
+  });
+
+  it('decodes only flat JSON objects; anything else is null (the raw bytes stay with the caller)', () => {
+    expect(decodeMeta(Buffer.from('{"a":1}'))).to.deep.equal({ a: 1 });
+    for (const raw of ['', '[1]', '{"a":{"b":1}}', '{broken', '\u00ff']) expect(decodeMeta(Buffer.from(raw, 'latin1')), raw).to.equal(null);
+    expect(isMeta(Object.create(null))).to.equal(true);
+  });
+});
