@@ -211,6 +211,24 @@ Napi::Value RecvMsg(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(n));
 }
 
+// setCloexec(fd, on)
+Napi::Value SetCloexec(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!IsFd(info[0]) || !info[1].IsBoolean()) return ThrowUsage(env, "setCloexec(fd, on: boolean)");
+  int rc = fdpass::SetCloexec(info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Boolean>().Value());
+  if (rc < 0) return ThrowErrno(env, -rc, "fcntl");
+  return env.Undefined();
+}
+
+// dup2(oldFd, newFd) -> newFd
+Napi::Value Dup2(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!IsFd(info[0]) || !IsFd(info[1])) return ThrowUsage(env, "dup2(oldFd, newFd)");
+  int rc = fdpass::Dup2(info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int32Value());
+  if (rc < 0) return ThrowErrno(env, -rc, "dup2");
+  return Napi::Number::New(env, rc);
+}
+
 // peercred(fd) -> { pid, uid, gid }
 Napi::Value PeerCred(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -385,6 +403,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sendmsg", Napi::Function::New(env, SendMsg));
   exports.Set("recvmsg", Napi::Function::New(env, RecvMsg));
   exports.Set("peercred", Napi::Function::New(env, PeerCred));
+  exports.Set("setCloexec", Napi::Function::New(env, SetCloexec));
+  exports.Set("dup2", Napi::Function::New(env, Dup2));
   exports.Set("sendDatagram", Napi::Function::New(env, SendDatagram));
   exports.Set("Poller", Poller::Define(env));
   exports.Set("maxFds", Napi::Number::New(env, fdpass::kMaxFds));

@@ -4,6 +4,7 @@
 #include "fdpass.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -191,6 +192,22 @@ long SendDatagram(const char* path, const char* data, size_t len,
                           len, fds, nfds);
   CloseQuietly(fd);
   return n;
+}
+
+int SetCloexec(int fd, bool on) {
+  int flags = fcntl(fd, F_GETFD);
+  if (flags < 0) return -errno;
+  int wanted = on ? (flags | FD_CLOEXEC) : (flags & ~FD_CLOEXEC);
+  if (wanted != flags && fcntl(fd, F_SETFD, wanted) < 0) return -errno;
+  return 0;
+}
+
+int Dup2(int old_fd, int new_fd) {
+  int rc;
+  do {
+    rc = dup2(old_fd, new_fd);
+  } while (rc < 0 && errno == EINTR);
+  return rc < 0 ? -errno : rc;
 }
 
 int Close(int fd) { return close(fd) < 0 ? -errno : 0; }

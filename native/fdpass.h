@@ -6,7 +6,7 @@
 // non-blocking.
 //
 // Man pages: unix(7), socket(2), bind(2), accept4(2), sendmsg(2), recvmsg(2),
-// cmsg(3), and getsockopt(2) with SO_PEERCRED.
+// cmsg(3), getsockopt(2) with SO_PEERCRED, fcntl(2), dup2(2).
 #ifndef GRACEFUL_FDPASS_H
 #define GRACEFUL_FDPASS_H
 
@@ -52,6 +52,13 @@ int PeerCred(int fd, pid_t* pid, uid_t* uid, gid_t* gid);
 // at path (the transport of sd_notify(3)). Returns bytes sent or -errno.
 long SendDatagram(const char* path, const char* data, size_t len,
                   const int* fds, int nfds);
+
+// Sets or clears FD_CLOEXEC on fd (systemd passes its sockets without it).
+int SetCloexec(int fd, bool on);
+
+// Puts a duplicate of old_fd at new_fd, not close-on-exec (to restore an
+// inherited stderr at fd 2). Returns new_fd or -errno.
+int Dup2(int old_fd, int new_fd);
 
 // Closes fd. Returns 0 or -errno; close(2) is never retried on Linux.
 int Close(int fd);

@@ -18,7 +18,16 @@ export type GracefulErrorCode =
   | 'ERR_GRACEFUL_CLOSED'
   | 'ERR_GRACEFUL_TIMEOUT'
   | 'ERR_GRACEFUL_NOT_TRANSFERABLE'
-  | 'ERR_GRACEFUL_ADDON_NOT_FOUND';
+  | 'ERR_GRACEFUL_ADDON_NOT_FOUND'
+  | 'ERR_GRACEFUL_UPGRADE_IN_PROGRESS'
+  | 'ERR_GRACEFUL_NOT_READY'
+  | 'ERR_GRACEFUL_TERMINATING'
+  | 'ERR_GRACEFUL_REDEPLOY_FAILED'
+  | 'ERR_GRACEFUL_INVALID_RUNLEVEL'
+  | 'ERR_GRACEFUL_PEER_REFUSED'
+  | 'ERR_GRACEFUL_DUPLICATE_NAME'
+  | 'ERR_GRACEFUL_HANDOFF_FAILED'
+  | 'ERR_GRACEFUL_ALREADY_READY';
 
 /** GracefulError: the base class of every error this package creates. */
 export class GracefulError extends Error {
@@ -59,6 +68,37 @@ export const ClosedError = errorClass('ERR_GRACEFUL_CLOSED', 'ClosedError');
 export const TimeoutError = errorClass('ERR_GRACEFUL_TIMEOUT', 'TimeoutError');
 export const NotTransferableError = errorClass('ERR_GRACEFUL_NOT_TRANSFERABLE', 'NotTransferableError');
 export const AddonNotFoundError = errorClass('ERR_GRACEFUL_ADDON_NOT_FOUND', 'AddonNotFoundError');
+export const UpgradeInProgressError = errorClass('ERR_GRACEFUL_UPGRADE_IN_PROGRESS', 'UpgradeInProgressError');
+export const NotReadyError = errorClass('ERR_GRACEFUL_NOT_READY', 'NotReadyError');
+export const TerminatingError = errorClass('ERR_GRACEFUL_TERMINATING', 'TerminatingError');
+export const InvalidRunlevelError = errorClass('ERR_GRACEFUL_INVALID_RUNLEVEL', 'InvalidRunlevelError');
+export const PeerRefusedError = errorClass('ERR_GRACEFUL_PEER_REFUSED', 'PeerRefusedError');
+export const DuplicateNameError = errorClass('ERR_GRACEFUL_DUPLICATE_NAME', 'DuplicateNameError');
+export const HandoffFailedError = errorClass('ERR_GRACEFUL_HANDOFF_FAILED', 'HandoffFailedError');
+export const AlreadyReadyError = errorClass('ERR_GRACEFUL_ALREADY_READY', 'AlreadyReadyError');
+
+/** Why a new instance did not take over. */
+export interface RedeployFailure {
+  /** 'exit' (it exited or was killed before ready), 'timeout', 'spawn' (could not start), 'handoff' (the hand-off broke). */
+  reason: 'exit' | 'timeout' | 'spawn' | 'handoff';
+  pid?: number;
+  exitCode?: number | null;
+  signal?: NodeJS.Signals | null;
+  /** The last lines the new instance wrote to stderr. */
+  stderr: string[];
+}
+
+/** RedeployFailedError: the new instance failed; the old one goes on serving. */
+export class RedeployFailedError extends GracefulError {
+  declare readonly code: 'ERR_GRACEFUL_REDEPLOY_FAILED';
+  readonly failure: RedeployFailure;
+
+  constructor(message: string, failure: RedeployFailure, options?: { cause?: unknown }) {
+    super('ERR_GRACEFUL_REDEPLOY_FAILED', message, options);
+    this.name = 'RedeployFailedError';
+    this.failure = failure;
+  }
+}
 
 /** SystemError: an errno from the kernel, shaped like Node's (`code`, `errno`, `syscall`, `path`). */
 export interface SystemError extends Error {

@@ -24,3 +24,12 @@ export {
   fdOf, waitForFd, listenOnFd, listenOnPath, type UnixListenOptions, serverFromFd, socketFromFd, dgramFromFd, writeStreamFromFd, type Transferable,
 } from './fds.js';
 export { sendDatagram } from './datagram.js';
+export {
+  GracefulServer, DEFAULT_UPGRADE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_IDLE_GRACE,
+  type GracefulServerOptions, type RedeployEvent, type RedeployResult, type Runlevel,
+} from './server/graceful-server.js';
+export type { BindOptions } from './server/listeners.js';
+export type { SpawnFunction } from './server/successor.js';
+export { HANDOFF_ENV } from './server/successor.js';
+export { takeListenFds, notify, type ActivatedFd } from './systemd.js';
+export { writePidFile, readPidFile, removePidFile } from './pidfile.js';

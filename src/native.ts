@@ -39,6 +39,8 @@ export interface Addon {
   /** recvmsg returns bytes read (0 at EOF) or -1 for EAGAIN; fdsOut[0] is the count. */
   recvmsg(fd: number, bytes: Uint8Array, offset: number, length: number, fdsOut: Int32Array): number;
   peercred(fd: number): PeerCredentials;
+  setCloexec(fd: number, on: boolean): void;
+  dup2(oldFd: number, newFd: number): number;
   sendDatagram(path: string, bytes: Uint8Array, offset: number, length: number,
     fds: Int32Array | readonly number[] | null, nfds: number): number;
   Poller: new (fd: number, callback: (status: number, events: number) => void) => Poller;

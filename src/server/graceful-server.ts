@@ -1,0 +1,460 @@
+/**
+ * GracefulServer: the application's listeners, sockets and files, kept across
+ * redeploys. Model (after cloudflare/tableflip): at any time there are one or
+ * two instances of the program, at most one of them not yet ready. A redeploy
+ * spawns the same program, hands it every registered descriptor, and once it
+ * says ready, this instance stops accepting, drains and exits. If the new
+ * instance fails in any way, it is killed and this one goes on as before.
+ */
+import { EventEmitter } from 'node:events';
+import type dgram from 'node:dgram';
+import fs from 'node:fs';
+import type net from 'node:net';
+import { debuglog } from 'node:util';
+import {
+  AlreadyReadyError, DuplicateNameError, InvalidRunlevelError, NotReadyError, TerminatingError,
+  UpgradeInProgressError, invalidArgument, type RedeployFailedError,
+} from '../errors.js';
+import type { Meta } from '../meta.js';
+import { fdOf, writeStreamFromFd } from '../fds.js';
+import type { OutgoingFd } from '../handoff/connection.js';
+import { closeAll } from '../handoff/connection.js';
+import { writePidFile, removePidFile } from '../pidfile.js';
+import { notify, monotonicUsec, takeListenFds, type ActivatedFd } from '../systemd.js';
+import { ManagedListener, type BindOptions } from './listeners.js';
+import { Predecessor, type InheritedFd } from './predecessor.js';
+import { startSuccessor, type SpawnFunction } from './successor.js';
+
+const debug = debuglog('graceful');
+
+export type Runlevel = 0 | 1 | 3;
+export const DEFAULT_UPGRADE_TIMEOUT = 60_000;
+export const DEFAULT_SHUTDOWN_TIMEOUT = 10_000;
+/** How long a drained keep-alive connection may sit idle before it is closed. */
+export const DEFAULT_IDLE_GRACE = 1_000;
+
+export interface GracefulServerOptions {
+  /** Pid file, written atomically when ready and removed at halt. */
+  pidFile?: string;
+  /** ms a new instance has to become ready (default 60 s). */
+  upgradeTimeout?: number;
+  /** ms to drain at halt before the rest is closed (default 10 s; GRACEFUL_SHUTDOWN_TIMEOUT in seconds overrides). */
+  shutdownTimeout?: number;
+  /** ms a drained keep-alive connection may stay idle before it is closed (default 1 s). */
+  idleGrace?: number;
+  /** Runlevel to start in without a predecessor: 1 or 3 (default 3). */
+  runlevel?: 1 | 3;
+  /** SIGHUP redeploys, SIGTERM and SIGINT halt (default true). */
+  signals?: boolean;
+  /** Call process.exit once halted: default true after handing over to a new instance, false otherwise. */
+  exitProcess?: boolean;
+  /** The process seam, for tests that need a new instance to crash or hang. */
+  spawn?: SpawnFunction;
+  /** Where the library's own log lines go (default: stderr). */
+  log?: (line: string) => void;
+}
+
+/** RedeployEvent: progress of a redeploy, for the control socket and the CLI. */
+export type RedeployEvent =
+  | { type: 'spawned'; pid: number; ms: number }
+  | { type: 'ready'; pid: number; ms: number }
+  | { type: 'draining'; pid: number; connections: number; ms: number }
+  | { type: 'done'; pid: number; forced: number; ms: number }
+  | { type: 'failed'; error: RedeployFailedError; ms: number };
+
+export interface RedeployResult {
+  /** pid of the new instance, now serving. */
+  pid: number;
+  /** ms from the spawn to its readiness. */
+  readyMs: number;
+}
+
+interface Registered {
+  name: string;
+  kind: 'listener' | 'dgram' | 'file' | 'fd';
+  handoff(): OutgoingFd | null;
+}
+
+function envTimeout(name: string, fallbackMs: number): number {
+  const v = process.env[name];
+  if (v === undefined || v === '') return fallbackMs;
+  const secs = Number(v);
+  if (!(secs > 0)) throw invalidArgument('GracefulServer', `${name} must be a positive number of seconds, got ${JSON.stringify(v)}`);
+  return secs * 1000;
+}
+
+function checkRunlevel(level: unknown): Runlevel {
+  const n = typeof level === 'string' && /^[0-9]$/.test(level) ? Number(level) : level;
+  if (n === 0 || n === 1 || n === 3) return n;
+  throw new InvalidRunlevelError(`runlevel must be 0 (halt), 1 (single user: listeners closed) or 3 (serving), got ${JSON.stringify(level)}`);
+}
+
+export class GracefulServer extends EventEmitter {
+  readonly upgradeTimeout: number;
+  readonly shutdownTimeout: number;
+  private readonly options: GracefulServerOptions;
+  private readonly managed = new Map<string, ManagedListener>();
+  private readonly registry = new Map<string, Registered>();
+  private readonly levelHooks = new Map<Runlevel, ((level: Runlevel) => void | Promise<void>)[]>();
+  private initPromise: Promise<void> | null = null;
+  private predecessor: Predecessor | null = null;
+  private inherited = new Map<string, InheritedFd>();
+  private activated: ActivatedFd[] = [];
+  private level: Runlevel = 3;
+  private targetLevel: Runlevel = 3;
+  private transition: Promise<void> = Promise.resolve();
+  private readyState: 'starting' | 'ready' | 'halting' | 'halted' = 'starting';
+  private redeploying: { pid?: number; since: number } | null = null;
+  private handedOverTo: number | null = null;
+  private signalHandlers: [NodeJS.Signals, () => void][] = [];
+  private haltPromise: Promise<void>;
+  private resolveHalt!: () => void;
+  /** 1 for the first instance, then one more for each redeploy. */
+  generation = 1;
+
+  constructor(options: GracefulServerOptions = {}) {
+    super();
+    this.options = options;
+    this.upgradeTimeout = options.upgradeTimeout ?? DEFAULT_UPGRADE_TIMEOUT;
+    this.shutdownTimeout = envTimeout('GRACEFUL_SHUTDOWN_TIMEOUT', options.shutdownTimeout ?? DEFAULT_SHUTDOWN_TIMEOUT);
+    for (const [k, v] of [['upgradeTimeout', this.upgradeTimeout], ['shutdownTimeout', this.shutdownTimeout]] as const) {
+      if (!(v > 0) || !Number.isFinite(v)) throw invalidArgument('GracefulServer', `${k} must be a positive number of ms, got ${v}`);
+    }
+    this.targetLevel = checkRunlevel(options.runlevel ?? 3);
+    if (this.targetLevel === 0) throw invalidArgument('GracefulServer', 'the default runlevel must be 1 or 3');
+    this.haltPromise = new Promise((resolve) => {
+      this.resolveHalt = resolve;
+    });
+  }
+
+  /** runlevel: 0 halted, 1 single user, 3 serving. */
+  get runlevel(): Runlevel {
+    return this.level;
+  }
+
+  /** isReady: ready() ran and this instance is not halting. */
+  get isReady(): boolean {
+    return this.readyState === 'ready';
+  }
+
+  /** halted resolves once this instance reached runlevel 0 and closed everything. */
+  get halted(): Promise<void> {
+    return this.haltPromise;
+  }
+
+  /** predecessorPid: the instance this one replaced, if any. */
+  get predecessorPid(): number | null {
+    return this.predecessor?.pid ?? null;
+  }
+
+  private log(line: string): void {
+    (this.options.log ?? ((l: string) => process.stderr.write(`${l}\n`)))(`graceful[${process.pid}]: ${line}`);
+  }
+
+  /** init takes what a predecessor or systemd passed, once, before anything is bound. */
+  private init(): Promise<void> {
+    this.initPromise ??= (async () => {
+      this.predecessor = await Predecessor.connect();
+      if (this.predecessor) {
+        for (const f of this.predecessor.fds) this.inherited.set(String(f.meta.name), f);
+        this.targetLevel = checkRunlevel(this.predecessor.state.runlevel ?? 3);
+        this.generation = Number(this.predecessor.state.generation ?? 1) + 1;
+        debug('took %d descriptor(s) from pid %d', this.inherited.size, this.predecessor.pid);
+      } else {
+        this.activated = takeListenFds();
+      }
+      this.level = this.targetLevel === 3 ? 3 : 1;
+      if (this.options.signals !== false) this.installSignals();
+    })();
+    return this.initPromise;
+  }
+
+  private claim(name: string, kind: string): number | undefined {
+    const got = this.inherited.get(name);
+    if (!got) return undefined;
+    this.inherited.delete(name);
+    if (got.meta.kind !== kind) {
+      closeAll([got.fd]);
+      this.log(`inherited "${name}" is a ${String(got.meta.kind)}, not a ${kind}: closed it, opening afresh`);
+      return undefined;
+    }
+    return got.fd;
+  }
+
+  private register(name: string, kind: Registered['kind'], handoff: Registered['handoff']): void {
+    if (typeof name !== 'string' || name === '') throw invalidArgument('GracefulServer', 'a name must be a non-empty string');
+    if (this.registry.has(name)) throw new DuplicateNameError(`"${name}" is already registered: give each listener, socket and file its own name`);
+    this.registry.set(name, { name, kind, handoff });
+  }
+
+  /**
+   * listen registers server (net, http, https or http2) under name. It
+   * listens on the socket inherited under that name, else on one systemd
+   * passed with that name, else binds fresh per bind. In runlevel 1 it only
+   * registers; telinit 3 binds. Resolves with the server.
+   */
+  async listen<S extends net.Server>(name: string, server: S, bind: BindOptions = {}): Promise<S> {
+    if (this.readyState === 'halting' || this.readyState === 'halted') throw new TerminatingError(`listen("${name}"): this instance is halting`);
+    await this.init();
+    const listener = new ManagedListener(name, server, bind);
+    this.register(name, 'listener', () => (listener.isOpen ? { fd: listener.fd(), meta: { name, kind: 'listener', ...listener.address() } } : null));
+    this.managed.set(name, listener);
+    let fd = this.claim(name, 'listener');
+    if (fd !== undefined && !listener.matches(this.predecessor!.fds.find((f) => f.fd === fd)!.meta)) {
+      this.log(`inherited listener "${name}" is bound elsewhere than asked: closing it, binding afresh`);
+      closeAll([fd]);
+      fd = undefined;
+    }
+    if (fd === undefined) {
+      const i = this.activated.findIndex((a) => a.name === name);
+      if (i >= 0) fd = this.activated.splice(i, 1)[0]!.fd;
+    }
+    if (this.level === 3) {
+      await listener.start(fd);
+    } else if (fd !== undefined) {
+      closeAll([fd]); // runlevel 1: the port must be free
+    }
+    return server;
+  }
+
+  /** dgram registers a UDP socket: bound to the inherited socket, else per bind. It stays bound in runlevel 1. */
+  async dgram(name: string, socket: dgram.Socket, bind: { port?: number; address?: string } = {}): Promise<dgram.Socket> {
+    await this.init();
+    this.register(name, 'dgram', () => ({ fd: fdOf(socket), meta: { name, kind: 'dgram', port: socket.address().port } }));
+    const fd = this.claim(name, 'dgram');
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      const done = () => {
+        socket.off('error', reject);
+        resolve();
+      };
+      if (fd !== undefined) socket.bind({ fd }, done);
+      else socket.bind({ port: bind.port ?? 0, address: bind.address }, done);
+    });
+    return socket;
+  }
+
+  /**
+   * file registers a file under name and returns a write stream on it: the
+   * inherited open file (one open file description across every redeploy:
+   * appends stay in order, nothing lost or doubled) or a fresh open of path.
+   */
+  async file(name: string, path: string, options: { flags?: string; mode?: number } = {}): Promise<fs.WriteStream> {
+    await this.init();
+    let fd = this.claim(name, 'file');
+    fd ??= fs.openSync(path, options.flags ?? 'a', options.mode ?? 0o644);
+    const stream = writeStreamFromFd(fd);
+    this.register(name, 'file', () => (stream.closed || stream.destroyed ? null : { fd: fdOf(stream), meta: { name, kind: 'file', path } }));
+    return stream;
+  }
+
+  /** descriptor registers any other descriptor: the inherited one, or what open() returns. */
+  async descriptor(name: string, open: () => number | Promise<number>): Promise<number> {
+    await this.init();
+    const fd = this.claim(name, 'fd') ?? fdOf(await open());
+    this.register(name, 'fd', () => ({ fd, meta: { name, kind: 'fd' } }));
+    return fd;
+  }
+
+  /** onRunlevel adds a hook run, in registration order, each time runlevel level is entered. */
+  onRunlevel(level: Runlevel, hook: (level: Runlevel) => void | Promise<void>): this {
+    const l = checkRunlevel(level);
+    const hooks = this.levelHooks.get(l) ?? [];
+    hooks.push(hook);
+    this.levelHooks.set(l, hooks);
+    return this;
+  }
+
+  /**
+   * ready says the application is ready to serve: descriptors nobody claimed
+   * are closed, the predecessor (if any) is told and starts draining, the pid
+   * file is written and systemd told. Call it once, after registering.
+   */
+  async ready(): Promise<void> {
+    await this.init();
+    if (this.readyState !== 'starting') throw new AlreadyReadyError('ready() was already called on this instance');
+    const leftovers = [...this.inherited.values(), ...this.activated];
+    if (leftovers.length > 0) {
+      this.log(`closing ${leftovers.length} inherited descriptor(s) nobody registered: ${[...this.inherited.keys(), ...this.activated.map((a) => a.name)].join(', ')}`);
+      closeAll(leftovers.map((l) => l.fd));
+      this.inherited.clear();
+      this.activated = [];
+    }
+    if (this.predecessor) await this.predecessor.ready();
+    this.readyState = 'ready';
+    if (this.options.pidFile) writePidFile(this.options.pidFile);
+    notify(this.predecessor ? `MAINPID=${process.pid}\nREADY=1` : 'READY=1');
+    await this.runHooks(this.level);
+    this.emit('ready');
+  }
+
+  /** telinit switches runlevel: 0 halt, 1 single user (listeners closed, control stays), 3 serving. */
+  telinit(level: Runlevel | string | number): Promise<void> {
+    let target: Runlevel;
+    try {
+      target = checkRunlevel(level);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (this.readyState === 'halting' || this.readyState === 'halted') {
+      return Promise.reject(new TerminatingError(`telinit ${target}: this instance is halting`));
+    }
+    const run = this.transition.then(() => this.enter(target));
+    this.transition = run.catch(() => undefined);
+    return run;
+  }
+
+  private async enter(target: Runlevel, handedOver = false): Promise<void> {
+    if (target === this.level && target !== 0) return;
+    if (target === 3) {
+      for (const l of this.managed.values()) await l.start();
+    } else if (target === 1) {
+      const forced = await this.drainListeners(true);
+      if (forced > 0) this.log(`runlevel 1: closed ${forced} connection(s) still open at the shutdown timeout`);
+    } else {
+      await this.halt(handedOver);
+      return;
+    }
+    this.level = target;
+    this.log(`runlevel ${target}`);
+    await this.runHooks(target);
+    this.emit('runlevel', target);
+  }
+
+  private async runHooks(level: Runlevel): Promise<void> {
+    for (const hook of this.levelHooks.get(level) ?? []) await hook(level);
+  }
+
+  /** drainListeners stops accepting everywhere and drains; resolves with how many connections were forced closed. */
+  private async drainListeners(release: boolean): Promise<number> {
+    const deadline = Date.now() + this.shutdownTimeout;
+    for (const l of this.managed.values()) l.stop(release);
+    const idle = this.options.idleGrace ?? DEFAULT_IDLE_GRACE;
+    const forced = await Promise.all([...this.managed.values()].map((l) => l.tracker.drain(idle, deadline)));
+    for (const l of this.managed.values()) l.tracker.reset();
+    return forced.reduce((a, b) => a + b, 0);
+  }
+
+  private async halt(handedOver: boolean): Promise<void> {
+    this.readyState = 'halting';
+    if (!handedOver) notify('STOPPING=1');
+    const open = this.connectionCount();
+    this.emit('draining', open);
+    const forced = await this.drainListeners(!handedOver);
+    if (forced > 0) this.log(`halt: closed ${forced} connection(s) still open at the shutdown timeout`);
+    this.level = 0;
+    await this.runHooks(0);
+    for (const [sig, fn] of this.signalHandlers.splice(0)) process.off(sig, fn);
+    if (this.options.pidFile) removePidFile(this.options.pidFile);
+    this.readyState = 'halted';
+    this.emit('runlevel', 0);
+    this.emit('halt', { forced, handedOverTo: this.handedOverTo });
+    this.resolveHalt();
+    if (this.options.exitProcess ?? handedOver) setImmediate(() => process.exit(0));
+  }
+
+  /** connectionCount: connections open on every listener. */
+  connectionCount(): number {
+    let n = 0;
+    for (const l of this.managed.values()) n += l.tracker.count;
+    return n;
+  }
+
+  /** listenerInfo: name, address and state of every listener, for status. */
+  listenerInfo(): { name: string; open: boolean; connections: number; address: Meta }[] {
+    return [...this.managed.values()].map((l) => ({ name: l.name, open: l.isOpen, connections: l.tracker.count, address: l.address() }));
+  }
+
+  /** redeployInProgress: the pending redeploy, if any. */
+  get redeployInProgress(): { pid?: number; since: number } | null {
+    return this.redeploying;
+  }
+
+  /**
+   * redeploy replaces this instance with a new one of the same program. It
+   * resolves once the new instance is ready (this one then drains and exits);
+   * it rejects with RedeployFailedError when the new instance failed (this
+   * one goes on serving), UpgradeInProgressError while another runs,
+   * NotReadyError before ready(), TerminatingError once halting.
+   */
+  async redeploy(onEvent?: (event: RedeployEvent) => void): Promise<RedeployResult> {
+    if (this.redeploying) {
+      const r = this.redeploying;
+      throw new UpgradeInProgressError(
+        `redeploy() is refused while another redeploy is under way (new instance pid ${r.pid ?? '(starting)'}, started ${Date.now() - r.since} ms ago): wait for it to finish`,
+      );
+    }
+    if (this.handedOverTo !== null) throw new TerminatingError(`redeploy(): this instance already handed over to pid ${this.handedOverTo}; ask that one`);
+    if (this.readyState === 'halting' || this.readyState === 'halted') throw new TerminatingError('redeploy(): this instance is halting');
+    if (this.readyState !== 'ready') throw new NotReadyError('redeploy(): this instance is not ready yet; call ready() first');
+    const started = Date.now();
+    const state = { since: started } as { pid?: number; since: number };
+    this.redeploying = state;
+    const emit = (event: RedeployEvent) => {
+      this.emit('redeploy', event);
+      onEvent?.(event);
+    };
+    notify(`RELOADING=1\nMONOTONIC_USEC=${monotonicUsec()}`);
+    let spawnedAt = started;
+    try {
+      const successor = await startSuccessor({
+        descriptors: () => this.handoffList(),
+        state: { runlevel: this.level, generation: this.generation },
+        timeoutMs: this.upgradeTimeout,
+        spawn: this.options.spawn,
+        onSpawned: (pid) => {
+          state.pid = pid;
+          spawnedAt = Date.now();
+          emit({ type: 'spawned', pid, ms: spawnedAt - started });
+        },
+      });
+      const readyMs = Date.now() - spawnedAt;
+      this.handedOverTo = successor.pid;
+      emit({ type: 'ready', pid: successor.pid, ms: Date.now() - started });
+      this.log(`redeploy: pid ${successor.pid} is ready after ${readyMs} ms; draining`);
+      void this.handOver(successor.pid, started, emit);
+      return { pid: successor.pid, readyMs };
+    } catch (err) {
+      const e = err as RedeployFailedError;
+      emit({ type: 'failed', error: e, ms: Date.now() - started });
+      this.log(`redeploy failed: ${e.message}`);
+      notify('READY=1');
+      throw err;
+    } finally {
+      this.redeploying = null;
+    }
+  }
+
+  private async handOver(pid: number, started: number, emit: (e: RedeployEvent) => void): Promise<void> {
+    emit({ type: 'draining', pid, connections: this.connectionCount(), ms: Date.now() - started });
+    const done = new Promise<number>((resolve) => this.once('halt', (h: { forced: number }) => resolve(h.forced)));
+    const run = this.transition.then(() => this.enter(0, true));
+    this.transition = run.catch(() => undefined);
+    await run;
+    emit({ type: 'done', pid, forced: await done, ms: Date.now() - started });
+  }
+
+  private handoffList(): OutgoingFd[] {
+    const out: OutgoingFd[] = [];
+    for (const r of this.registry.values()) {
+      const item = r.handoff();
+      if (item) out.push(item);
+    }
+    return out;
+  }
+
+  private installSignals(): void {
+    const on = (sig: NodeJS.Signals, fn: () => void) => {
+      process.on(sig, fn);
+      this.signalHandlers.push([sig, fn]);
+    };
+    on('SIGHUP', () => {
+      this.redeploy().catch((err: Error) => this.log(`SIGHUP: ${err.message}`));
+    });
+    const stop = () => {
+      this.telinit(0).catch((err: Error) => this.log(`stop: ${err.message}`));
+    };
+    on('SIGTERM', stop);
+    on('SIGINT', stop);
+  }
+}

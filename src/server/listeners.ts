@@ -1,0 +1,102 @@
+/**
+ * ManagedListener: one named listening socket of the application, bound fresh
+ * or taken from a predecessor, that can stop accepting without Node's
+ * close-idle step and without unlinking a UNIX socket a successor still uses.
+ */
+import net from 'node:net';
+import { fdOf, listenOnFd } from '../fds.js';
+import { addon } from '../native.js';
+import { clearStaleSocket, SocketFile } from '../socketpath.js';
+import type { Meta } from '../meta.js';
+import { ConnectionTracker } from './drain.js';
+
+/** Where a listener binds when it is not inherited. */
+export interface BindOptions {
+  /** TCP port (0: any; the real port is kept across redeploys and runlevels). */
+  port?: number;
+  host?: string;
+  /** UNIX socket path, instead of port/host. */
+  path?: string;
+  /** File mode of a UNIX socket (default 0o660). */
+  mode?: number;
+  backlog?: number;
+  ipv6Only?: boolean;
+}
+
+export class ManagedListener {
+  readonly tracker: ConnectionTracker;
+  private file: SocketFile | null = null;
+  private open = false;
+
+  constructor(readonly name: string, readonly server: net.Server, private bind: BindOptions) {
+    this.tracker = new ConnectionTracker(server);
+  }
+
+  get isOpen(): boolean {
+    return this.open;
+  }
+
+  /** address: what the listener is bound to, for status and meta. */
+  address(): Meta {
+    if (this.bind.path !== undefined) return { family: 'unix', path: this.bind.path };
+    const a = this.open ? this.server.address() : null;
+    if (a && typeof a === 'object') return { family: 'tcp', host: a.address, port: a.port };
+    return { family: 'tcp', host: this.bind.host ?? null, port: this.bind.port ?? 0 };
+  }
+
+  /** matches tells whether an inherited socket's meta fits this listener's bind options. */
+  matches(meta: Meta): boolean {
+    if (meta.kind !== 'listener') return false;
+    if (this.bind.path !== undefined) return meta.family === 'unix' && meta.path === this.bind.path;
+    if (meta.family !== 'tcp') return false;
+    return !this.bind.port || meta.port === this.bind.port;
+  }
+
+  /** start listens on an inherited fd (which it then owns) or binds fresh. */
+  async start(inherited?: number): Promise<void> {
+    if (this.open) return;
+    if (inherited !== undefined) {
+      await listenOnFd(this.server, inherited);
+    } else if (this.bind.path !== undefined) {
+      clearStaleSocket(this.bind.path, `listen ${this.name}`);
+      const fd = addon.listen(this.bind.path, this.bind.mode ?? 0o660, this.bind.backlog ?? 511);
+      try {
+        await listenOnFd(this.server, fd);
+      } catch (err) {
+        addon.close(fd);
+        throw err;
+      }
+    } else {
+      await new Promise<void>((resolve, reject) => {
+        this.server.once('error', reject);
+        this.server.listen({ port: this.bind.port ?? 0, host: this.bind.host, backlog: this.bind.backlog, ipv6Only: this.bind.ipv6Only }, () => {
+          this.server.off('error', reject);
+          resolve();
+        });
+      });
+    }
+    this.open = true;
+    if (this.bind.path !== undefined) this.file ??= new SocketFile(this.bind.path);
+    const a = this.server.address();
+    // Keep the real port: a rebind after runlevel 1 takes the same one.
+    if (a && typeof a === 'object' && this.bind.path === undefined) this.bind = { ...this.bind, port: a.port };
+  }
+
+  /** fd of the listening socket, to hand over. */
+  fd(): number {
+    return fdOf(this.server);
+  }
+
+  /**
+   * stop closes this process's copy of the socket: with a successor holding
+   * one, nothing queued is lost. It skips http.Server's close-idle step, which
+   * would race clients' next requests (connections are drained separately).
+   * With `release`, a UNIX socket file is removed too (no successor wants it).
+   */
+  stop(release: boolean): void {
+    if (!this.open) return;
+    this.open = false;
+    net.Server.prototype.close.call(this.server);
+    if (release) this.file?.remove();
+  }
+}

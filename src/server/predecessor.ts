@@ -1,0 +1,81 @@
+/**
+ * The new instance's side of a redeploy: connect to the hand-off socket named
+ * in the environment, check the peer is our parent, take every descriptor,
+ * and later say ready.
+ */
+import { addon } from '../native.js';
+import { HandoffFailedError, PeerRefusedError } from '../errors.js';
+import type { Meta } from '../meta.js';
+import { HandoffConnection, closeAll } from '../handoff/connection.js';
+import { receiveFrom, sendTo } from '../handoff/client.js';
+import { HANDOFF_ENV, END_MARK, READY_MARK } from './successor.js';
+
+/** InheritedFd: a descriptor from the predecessor, with its meta (name, kind, address). */
+export interface InheritedFd {
+  fd: number;
+  meta: Meta;
+}
+
+export class Predecessor {
+  private constructor(
+    private readonly conn: HandoffConnection,
+    readonly fds: InheritedFd[],
+    readonly state: Meta,
+    private readonly stderrFd: number,
+  ) {}
+
+  /** pid of the instance we replace. */
+  get pid(): number {
+    return this.conn.peer().pid;
+  }
+
+  /**
+   * connect takes the descriptors from the predecessor named by
+   * GRACEFUL_HANDOFF (and removes it from the environment), or resolves null
+   * when there is none. On failure it closes everything received and throws.
+   */
+  static async connect(env: NodeJS.ProcessEnv = process.env): Promise<Predecessor | null> {
+    const sockPath = env[HANDOFF_ENV];
+    if (!sockPath) return null;
+    delete env[HANDOFF_ENV];
+    const conn = await HandoffConnection.connect(sockPath);
+    const fds: InheritedFd[] = [];
+    try {
+      const peer = conn.peer();
+      if (peer.pid !== process.ppid) {
+        throw new PeerRefusedError(`hand-off: ${sockPath} is served by pid ${peer.pid}, not by our parent (pid ${process.ppid})`);
+      }
+      for (;;) {
+        const got = await receiveFrom(conn);
+        if (!got) throw new HandoffFailedError('hand-off: the predecessor closed the connection before sending everything');
+        if (got.meta?.graceful === END_MARK) return new Predecessor(conn, fds, got.meta, got.fd);
+        fds.push({ fd: got.fd, meta: got.meta ?? {} });
+      }
+    } catch (err) {
+      closeAll(fds.map((f) => f.fd));
+      conn.close();
+      throw err;
+    }
+  }
+
+  /**
+   * ready puts the predecessor's stderr back at fd 2 (ours was a pipe to it,
+   * so it could report our last words if we failed), then answers ready.
+   * The answer carries that descriptor back, as every record carries one.
+   */
+  async ready(): Promise<void> {
+    try {
+      addon.dup2(this.stderrFd, 2);
+      await sendTo(this.conn, this.stderrFd, { graceful: READY_MARK, pid: process.pid });
+    } finally {
+      closeAll([this.stderrFd]);
+      this.conn.close();
+    }
+  }
+
+  /** abandon closes the connection without answering: the predecessor sees a failed redeploy. */
+  abandon(): void {
+    closeAll([this.stderrFd]);
+    this.conn.close();
+  }
+}

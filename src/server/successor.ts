@@ -1,0 +1,154 @@
+/**
+ * The old instance's side of a redeploy: spawn the same program with a
+ * private hand-off socket, hand it every descriptor once it proves it is the
+ * process we spawned, and wait for its readiness acknowledgement.
+ */
+import { spawn as nodeSpawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { PeerRefusedError, RedeployFailedError, HandoffFailedError, type RedeployFailure } from '../errors.js';
+import type { Meta } from '../meta.js';
+import { listenAndServe } from '../handoff/server.js';
+import { receiveFrom } from '../handoff/client.js';
+import type { OutgoingFd } from '../handoff/connection.js';
+
+/** The environment variable that names the hand-off socket to a new instance. */
+export const HANDOFF_ENV = 'GRACEFUL_HANDOFF';
+/** Meta of the last record of a hand-off, and of the new instance's answer. */
+export const END_MARK = 'end';
+export const READY_MARK = 'ready';
+const STDERR_LINES = 20;
+
+/** SpawnFunction: the process seam; tests inject one to make a new instance crash or hang. */
+export type SpawnFunction = (command: string, args: readonly string[], options: SpawnOptions) => ChildProcess;
+
+export interface SuccessorOptions {
+  /** What to hand over, read at the moment the new instance connects. */
+  descriptors: () => OutgoingFd[];
+  /** State for the new instance (runlevel, generation), sent in the last record. */
+  state: Meta;
+  timeoutMs: number;
+  spawn?: SpawnFunction;
+  /** Called once the process exists. */
+  onSpawned?: (pid: number) => void;
+}
+
+export interface Successor {
+  pid: number;
+  child: ChildProcess;
+}
+
+/** StderrTail keeps the last lines a process wrote, while passing them on to our stderr. */
+class StderrTail {
+  private lines: string[] = [];
+  private partial = '';
+
+  push(chunk: Buffer): void {
+    process.stderr.write(chunk);
+    const text = this.partial + chunk.toString('utf8');
+    const parts = text.split('\n');
+    this.partial = parts.pop() ?? '';
+    this.lines.push(...parts);
+    if (this.lines.length > STDERR_LINES) this.lines.splice(0, this.lines.length - STDERR_LINES);
+  }
+
+  get(): string[] {
+    return this.partial ? [...this.lines, this.partial].slice(-STDERR_LINES) : [...this.lines];
+  }
+}
+
+/**
+ * startSuccessor runs steps 2 to 5 of a redeploy and resolves once the new
+ * instance said it is ready. On any failure it kills the new instance, closes
+ * everything it opened, and rejects with RedeployFailedError; the caller's
+ * descriptors are never closed here.
+ */
+export async function startSuccessor(options: SuccessorOptions): Promise<Successor> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'graceful-')); // mode 0700
+  const sockPath = path.join(dir, 'handoff.sock');
+  const tail = new StderrTail();
+  let child: ChildProcess | undefined;
+  let settled = false;
+  let handoffError: Error | undefined;
+
+  let ready!: () => void;
+  let failed!: (failure: RedeployFailure, message: string, cause?: unknown) => void;
+  const outcome = new Promise<void>((resolve, reject) => {
+    ready = () => {
+      settled = true;
+      resolve();
+    };
+    failed = (failure, message, cause) => {
+      if (settled) return;
+      settled = true;
+      reject(new RedeployFailedError(message, failure, { cause }));
+    };
+  });
+
+  const server = listenAndServe(sockPath, async (res) => {
+    const peer = res.peer();
+    if (!child || peer.pid !== child.pid || peer.uid !== process.getuid?.()) {
+      throw new PeerRefusedError(
+        `hand-off: refused pid ${peer.pid} (uid ${peer.uid}); only the new instance (pid ${child?.pid}) may connect`,
+      );
+    }
+    for (const item of options.descriptors()) res.send(item.fd, item.meta);
+    res.send(2, { graceful: END_MARK, ...options.state });
+    await res.flush();
+    const ack = await receiveFrom(res.connection);
+    if (ack) fs.closeSync(ack.fd);
+    if (ack?.meta?.graceful !== READY_MARK) {
+      throw new HandoffFailedError(ack ? 'the new instance answered something other than ready' : 'the new instance closed the hand-off before it was ready');
+    }
+    ready();
+  }, { mode: 0o600 });
+  server.on('clientError', (err: Error & { code?: string }) => {
+    if (err.code === 'ERR_GRACEFUL_PEER_REFUSED') {
+      process.emitWarning(err.message, { code: err.code });
+      return;
+    }
+    handoffError = err;
+  });
+
+  const timer = setTimeout(() => {
+    failed({ reason: 'timeout', pid: child?.pid, stderr: tail.get() },
+      `the new instance (pid ${child?.pid}) was not ready within ${options.timeoutMs} ms; it was killed and this instance goes on serving`);
+  }, options.timeoutMs);
+
+  try {
+    const spawn = options.spawn ?? nodeSpawn;
+    child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
+      cwd: process.cwd(),
+      env: { ...process.env, [HANDOFF_ENV]: sockPath },
+      stdio: ['inherit', 'inherit', 'pipe'],
+    });
+    child.stderr?.on('data', (chunk: Buffer) => tail.push(chunk));
+    child.once('error', (err) => failed({ reason: 'spawn', pid: child?.pid, stderr: tail.get() },
+      `could not start the new instance: ${err.message}`, err));
+    child.once('exit', (code, signal) => {
+      const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+      const last = tail.get();
+      failed({ reason: handoffError ? 'handoff' : 'exit', pid: child?.pid, exitCode: code, signal, stderr: last },
+        `the new instance (pid ${child?.pid}) ${how} before it was ready` +
+          (handoffError ? ` (hand-off: ${handoffError.message})` : '') +
+          (last.length ? `; its last words: ${last.slice(-3).join(' | ')}` : '') + '; this instance goes on serving',
+        handoffError);
+    });
+    if (child.pid !== undefined) options.onSpawned?.(child.pid);
+    await outcome;
+    child.unref();
+    (child.stderr as unknown as { unref?: () => void } | null)?.unref?.();
+    return { pid: child.pid!, child };
+  } catch (err) {
+    if (child && child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await new Promise((r) => child!.once('exit', r));
+    }
+    throw err;
+  } finally {
+    clearTimeout(timer);
+    await server.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
