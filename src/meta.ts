@@ -21,7 +21,10 @@ export function isMeta(value: unknown): value is Meta {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
   const proto = Object.getPrototypeOf(value);
   if (proto !== Object.prototype && proto !== null) return false;
-  for (const v of Object.values(value)) if (!isMetaValue(v)) return false;
+  // for...in + hasOwn rather than Object.values: no array per call.
+  for (const key in value) {
+    if (Object.hasOwn(value, key) && !isMetaValue((value as Record<string, unknown>)[key])) return false;
+  }
   return true;
 }
 

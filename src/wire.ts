@@ -103,19 +103,23 @@ export class FrameDecoder {
 
   /**
    * push takes one read's bytes and descriptors and returns the records they
-   * complete; `filled` says the read filled the caller's buffer (so it may
-   * have stopped inside a message). On a violation it throws a coded error;
-   * no record of this read is returned then, and every descriptor stays for
-   * takeFds().
+   * complete. It copies the bytes once, so the caller may reuse its buffer:
+   * each record's `raw` is a view of that copy. `filled` says the read filled
+   * the caller's buffer (so it may have stopped inside a message). On a
+   * violation it throws a coded error; no record of this read is returned
+   * then, and every descriptor stays for takeFds().
    */
   push(bytes: Uint8Array, fds: readonly number[], filled = false): Record[] {
     if (this.failed) throw new BadFrameError('the decoder already failed: start a new connection');
     this.older = this.fds.length;
     for (const fd of fds) this.fds.push(fd);
-    // Parse straight from the caller's bytes when nothing is pending; only a
-    // partial record is copied out, as the caller may reuse its buffer.
-    const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const buf = this.pending.length === 0 ? view : Buffer.concat([this.pending, view]);
+    // Copy the read once (after what an earlier read left pending): every
+    // record's raw meta and the new remainder are views of that copy, as the
+    // caller may reuse its buffer.
+    const pending = this.pending;
+    const buf = Buffer.allocUnsafe(pending.length + bytes.byteLength);
+    if (pending.length > 0) buf.set(pending, 0);
+    buf.set(bytes, pending.length);
     const records: Record[] = [];
     try {
       this.parse(buf, records, fds.length > 0, filled);
@@ -145,8 +149,7 @@ export class FrameDecoder {
         );
       }
       if (buf.length - offset - HEADER_BYTES < length) break;
-      const raw = Buffer.from(buf.subarray(offset + HEADER_BYTES, offset + HEADER_BYTES + length));
-      records.push({ fd: this.fds[taken]!, raw });
+      records.push({ fd: this.fds[taken]!, raw: buf.subarray(offset + HEADER_BYTES, offset + HEADER_BYTES + length) });
       taken++;
       offset += HEADER_BYTES + length;
     }
@@ -167,7 +170,7 @@ export class FrameDecoder {
       throw new BadFrameError('a record runs past the end of its message: its meta is longer than the message');
     }
     this.fds.splice(0, taken);
-    this.pending = rest === 0 ? EMPTY : Buffer.from(buf.subarray(offset));
+    this.pending = rest === 0 ? EMPTY : buf.subarray(offset);
   }
 
   /** end checks the stream ended between messages; throws TruncatedMessageError otherwise. */

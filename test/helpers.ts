@@ -75,6 +75,8 @@ export function spawnChild(command: string, args: string[], options: SpawnOption
       resolve({ code, signal });
     });
   });
+  // stdout may be shared with processes this one spawns: it ends when all of them closed it.
+  const stdoutClosed = new Promise<void>((resolve) => proc.stdout!.once('close', resolve));
   readline.createInterface({ input: proc.stdout! }).on('line', (line) => {
     stdout.push(line);
     if (waiting && waiting.re.test(line)) {
@@ -106,11 +108,11 @@ export function spawnChild(command: string, args: string[], options: SpawnOption
           waiting = null;
           reject(new Error(`no line matching ${re} within ${timeoutMs} ms; stdout: ${stdout.join(' | ')}; stderr: ${stderr.join(' | ')}`));
         }, timeoutMs);
-        exited.then(({ code, signal }) => {
+        void stdoutClosed.then(() => {
           if (waiting) {
             clearTimeout(timer);
             waiting = null;
-            reject(new Error(`exited (${code ?? signal}) before a line matching ${re}; stdout: ${stdout.join(' | ')}; stderr: ${stderr.join(' | ')}`));
+            reject(new Error(`stdout closed before a line matching ${re}; stdout: ${stdout.join(' | ')}; stderr: ${stderr.join(' | ')}`));
           }
         });
         waiting = { re, from: seen, resolve: (l) => { clearTimeout(timer); resolve(l); } };

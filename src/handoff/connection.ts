@@ -8,16 +8,52 @@ import { ClosedError, TimeoutError, GracefulError, errorCode } from '../errors.j
 import { decodeMeta, encodeMeta, type Meta } from '../meta.js';
 import { encodeMessages, FrameDecoder, DEFAULT_MAX_FDS_PER_MESSAGE, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_META_BYTES } from '../wire.js';
 import { checkSocketPathLength } from '../socketpath.js';
-import { debuglog } from 'node:util';
+import { debuglog, inspect } from 'node:util';
 
 const debug = debuglog('graceful');
 
-/** ReceivedFd: a descriptor that arrived, its meta when it is flat JSON, and the raw meta bytes. */
+/**
+ * ReceivedFd: a descriptor that arrived, its meta when it is flat JSON, and
+ * the raw meta bytes. The connection's records decode `meta` from `raw` on
+ * first access and keep the result; `raw` is a view of the bytes of the read
+ * that brought it.
+ */
 export interface ReceivedFd {
   fd: number;
   meta: Meta | null;
   raw: Buffer;
 }
+
+/**
+ * The ReceivedFd the connection hands out: `meta` is an accessor on the
+ * prototype (enumerable, so for...in, deep equality, JSON and inspect show
+ * fd, meta and raw), parsed on first read and cached; assigning it replaces
+ * the cached value.
+ */
+class ReceivedRecord implements ReceivedFd {
+  #meta: Meta | null | undefined = undefined;
+
+  constructor(public fd: number, public raw: Buffer) {}
+
+  get meta(): Meta | null {
+    let meta = this.#meta;
+    if (meta === undefined) meta = this.#meta = decodeMeta(this.raw);
+    return meta;
+  }
+
+  set meta(value: Meta | null) {
+    this.#meta = value;
+  }
+
+  toJSON(): { fd: number; meta: Meta | null; raw: Buffer } {
+    return { fd: this.fd, meta: this.meta, raw: this.raw };
+  }
+
+  [inspect.custom](_depth: number, options: object): string {
+    return inspect({ fd: this.fd, meta: this.meta, raw: this.raw }, options);
+  }
+}
+Object.defineProperty(ReceivedRecord.prototype, 'meta', { enumerable: true });
 
 /** Outgoing: a descriptor to send and its meta. */
 export interface OutgoingFd {
@@ -32,6 +68,28 @@ export interface ConnectionOptions {
   maxFdsPerMessage?: number;
   /** Largest meta this side accepts (default 64 KiB). */
   maxMetaBytes?: number;
+  /**
+   * How many received records may wait for receive() before the connection
+   * stops reading (default 256). The kernel then holds the rest, and the
+   * sender waits; reading resumes once receive() or receiveBatch() take the
+   * count below the mark. Beyond what the caller took, a connection holds at
+   * most this many descriptors plus those of one message. Anything but a
+   * number of at least 1 means the default.
+   */
+  highWaterMark?: number;
+}
+
+/** Default of ConnectionOptions.highWaterMark. */
+export const DEFAULT_HIGH_WATER_MARK = 256;
+/** Most recvmsg calls in one poll callback, so one fast peer cannot hold the event loop. */
+const READS_PER_POLL = 32;
+const NO_FDS: readonly number[] = Object.freeze([]);
+
+interface Waiter {
+  /** true: receiveBatch() (takes every record); false: receive() (takes one) */
+  batch: boolean;
+  resolve(v: ReceivedFd[] | ReceivedFd | null): void;
+  reject(err: Error): void;
 }
 
 interface PendingWrite {
@@ -42,7 +100,7 @@ interface PendingWrite {
 }
 
 // One read buffer for every connection: reads are synchronous and the
-// decoder copies what it keeps.
+// decoder copies each read once.
 const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 const READ_FDS = new Int32Array(addon.maxFds + 1);
 
@@ -67,8 +125,9 @@ export class HandoffConnection {
   private readonly decoder: FrameDecoder;
   private readonly maxMessageBytes: number;
   private readonly maxFdsPerMessage: number;
+  private readonly highWaterMark: number;
   private inbox: ReceivedFd[] = [];
-  private waiters: { resolve(v: ReceivedFd | null): void; reject(err: Error): void }[] = [];
+  private waiters: Waiter[] = [];
   private outbox: PendingWrite[] = [];
   private readError: Error | null = null;
   private writeError: Error | null = null;
@@ -89,6 +148,8 @@ export class HandoffConnection {
     this.fd = fd;
     this.maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     this.maxFdsPerMessage = Math.min(options.maxFdsPerMessage ?? DEFAULT_MAX_FDS_PER_MESSAGE, addon.maxFds);
+    const mark = options.highWaterMark;
+    this.highWaterMark = typeof mark === 'number' && mark >= 1 ? Math.floor(mark) : DEFAULT_HIGH_WATER_MARK;
     this.decoder = new FrameDecoder(options.maxMetaBytes ?? DEFAULT_MAX_META_BYTES);
     this.poller = new addon.Poller(fd, (status, events) => this.onPoll(status, events));
     this.updatePoll();
@@ -108,46 +169,113 @@ export class HandoffConnection {
   /**
    * send writes descriptors with their meta in as few messages as fit. It
    * resolves once the kernel has every byte; the caller keeps ownership of
-   * the descriptors and must keep them open until then.
+   * the descriptors and must keep them open until then. When nothing waits
+   * to be written, it writes at once, and a send the kernel takes whole
+   * resolves without waiting for the socket to poll writable.
    */
   send(items: readonly OutgoingFd[]): Promise<void> {
     if (this.closed) return Promise.reject(closedError('send'));
     if (this.writeError) return Promise.reject(this.writeError);
     let messages;
     try {
-      messages = encodeMessages(
-        items.map(({ fd, meta }) => ({ fd, meta: encodeMeta(meta, 'send') })),
-        this.maxMessageBytes,
-        this.maxFdsPerMessage,
-      );
+      const records = new Array<{ fd: number; meta: Buffer }>(items.length);
+      for (let i = 0; i < items.length; i++) {
+        const { fd, meta } = items[i]!;
+        records[i] = { fd, meta: encodeMeta(meta, 'send') };
+      }
+      messages = encodeMessages(records, this.maxMessageBytes, this.maxFdsPerMessage);
     } catch (err) {
       return Promise.reject(err);
     }
     if (messages.length === 0) return Promise.resolve();
+    let first = 0;
+    let offset = 0;
+    const direct = this.outbox.length === 0 && !this.backoff;
+    if (direct) {
+      // Fast path: straight to the kernel, no queue.
+      try {
+        while (first < messages.length) {
+          const { data, fds } = messages[first]!;
+          const n = offset === 0
+            ? addon.sendmsg(this.fd, data, 0, data.length, fds, fds.length)
+            : addon.sendmsg(this.fd, data, offset, data.length - offset, null, 0);
+          if (n < 0) {
+            if (n === TOO_MANY_REFS) this.startBackoff();
+            break;
+          }
+          offset += n; // the descriptors went with the first byte
+          if (offset === data.length) {
+            first++;
+            offset = 0;
+          }
+        }
+      } catch (err) {
+        debug('hand-off connection fd %d: sendmsg failed: %s', this.fd, (err as Error).message);
+        this.failWrites(err as Error);
+        return Promise.reject(err);
+      }
+      if (first === messages.length) return Promise.resolve();
+    }
     return new Promise<void>((resolve, reject) => {
-      messages.forEach((m, i) => {
-        const write: PendingWrite = { data: m.data, offset: 0, fds: m.fds };
+      for (let i = first; i < messages.length; i++) {
+        const m = messages[i]!;
+        const write: PendingWrite = i === first && offset > 0
+          ? { data: m.data, offset, fds: null }
+          : { data: m.data, offset: 0, fds: m.fds };
         if (i === messages.length - 1) write.done = { resolve, reject };
         this.outbox.push(write);
-      });
-      this.flushOutbox();
+      }
+      // After the fast path the kernel just said "not now": wait for writable.
+      if (direct) this.updatePoll();
+      else this.flushOutbox();
     });
   }
 
   /** receive resolves with the next descriptor, or null once the peer closed between messages. */
   receive(): Promise<ReceivedFd | null> {
-    const next = this.inbox.shift();
-    if (next) return Promise.resolve(next);
+    if (this.inbox.length > 0) {
+      const next = this.inbox.shift()!;
+      if ((this.events & POLL_READABLE) === 0) this.updatePoll();
+      return Promise.resolve(next);
+    }
     if (this.readError) return Promise.reject(this.readError);
     if (this.eof) return Promise.resolve(null);
     if (this.closed) return Promise.reject(closedError('receive'));
-    return new Promise((resolve, reject) => {
-      this.waiters.push({ resolve, reject });
+    return new Promise<ReceivedFd | null>((resolve, reject) => {
+      this.waiters.push({ batch: false, resolve: resolve as Waiter['resolve'], reject });
       this.updatePoll();
     });
   }
 
-  /** ref / unref: whether an open connection keeps the event loop alive (it does by default). */
+  /**
+   * receiveBatch resolves with every descriptor received so far and not yet
+   * taken (at least one, waiting for it if need be), in order, or null once
+   * the peer closed between messages; the caller owns every fd in the array.
+   * It saves the promise per descriptor of receive() when many arrive; both
+   * may be mixed, and each takes from the same queue in call order.
+   */
+  receiveBatch(): Promise<ReceivedFd[] | null> {
+    if (this.inbox.length > 0) {
+      const batch = this.inbox;
+      this.inbox = [];
+      if ((this.events & POLL_READABLE) === 0) this.updatePoll();
+      return Promise.resolve(batch);
+    }
+    if (this.readError) return Promise.reject(this.readError);
+    if (this.eof) return Promise.resolve(null);
+    if (this.closed) return Promise.reject(closedError('receiveBatch'));
+    return new Promise<ReceivedFd[] | null>((resolve, reject) => {
+      this.waiters.push({ batch: true, resolve: resolve as Waiter['resolve'], reject });
+      this.updatePoll();
+    });
+  }
+
+  /**
+   * ref / unref: whether an open connection keeps the event loop alive (it
+   * does by default) while it reads or writes. It does not while reading is
+   * paused with highWaterMark records waiting and nothing to write, nor
+   * after the peer's end: a receive() then needs no event to resolve.
+   */
   ref(): this {
     this.poller.ref();
     return this;
@@ -160,7 +288,8 @@ export class HandoffConnection {
 
   /**
    * close releases the connection: the socket, and every received descriptor
-   * not yet handed out by receive(). Pending sends and receives reject.
+   * not yet handed out by receive() or receiveBatch(). Pending sends and
+   * receives reject.
    */
   close(): void {
     if (this.closed) return;
@@ -179,42 +308,88 @@ export class HandoffConnection {
   private onPoll(status: number, events: number): void {
     if (this.closed) return;
     if (status < 0) {
-      const err = new GracefulError('ERR_GRACEFUL_CLOSED', `poll failed on the hand-off connection (status ${status})`);
-      this.failRead(err);
-      this.failWrites(err);
+      this.onPollError(status);
       return;
     }
     if (events & POLL_WRITABLE) this.flushOutbox();
-    if (events & POLL_READABLE) this.readAll();
+    if (events & POLL_READABLE) this.readSome();
     this.updatePoll();
   }
 
-  private readAll(): void {
-    while (!this.closed && !this.eof && !this.readError) {
-      let n: number;
-      try {
-        n = addon.recvmsg(this.fd, READ_BUFFER, 0, READ_BUFFER.length, READ_FDS);
-      } catch (err) {
-        this.failRead(err as Error);
-        return;
-      }
-      if (n === AGAIN) return;
-      const count = READ_FDS[0]!;
-      const fds = count === 0 ? [] : Array.from(READ_FDS.subarray(1, 1 + count));
-      if (n === 0 && count === 0) {
-        this.onEnd();
-        return;
-      }
-      try {
-        for (const { fd, raw } of this.decoder.push(READ_BUFFER.subarray(0, n), fds, n === READ_BUFFER.length)) {
-          this.inbox.push({ fd, raw, meta: decodeMeta(raw) });
-        }
-      } catch (err) {
-        this.failRead(err as Error);
-        return;
-      }
-      this.deliver();
+  /**
+   * onPollError: libuv reports POLLERR as a bare status (-9, EBADF, when the
+   * peer reset the connection) and stops the handle. One recvmsg and one
+   * round of sendmsg surface the kernel's own error (ECONNRESET, EPIPE) on
+   * the side concerned; only when they learn nothing do both sides fail with
+   * the status.
+   */
+  private onPollError(status: number): void {
+    this.events = -1; // the handle is stopped: updatePoll() starts it afresh
+    let learned = false;
+    if (this.wantsToRead()) {
+      learned = this.readOnce() || this.eof || this.readError !== null;
     }
+    if (this.outbox.length > 0 && !this.backoff && !this.writeError) {
+      const before = this.outbox.length;
+      const offset = this.outbox[0]!.offset;
+      this.flushOutbox();
+      learned ||= this.writeError !== null || this.outbox.length < before || (before > 0 && this.outbox[0]?.offset !== offset);
+    }
+    if (!learned) {
+      const err = new GracefulError('ERR_GRACEFUL_CLOSED', `poll failed on the hand-off connection (status ${status})`);
+      this.failRead(err);
+      this.failWrites(err);
+    }
+    this.deliver();
+    this.updatePoll();
+  }
+
+  /** wantsToRead: reading is on while the stream is open and fewer than highWaterMark records wait. */
+  private wantsToRead(): boolean {
+    return !this.eof && !this.readError && this.inbox.length < this.highWaterMark;
+  }
+
+  /** readSome reads up to READS_PER_POLL times, stopping at the high-water mark, then hands out what came. */
+  private readSome(): void {
+    for (let i = 0; i < READS_PER_POLL && !this.closed && this.wantsToRead(); i++) {
+      if (!this.readOnce()) break;
+    }
+    this.deliver();
+  }
+
+  /** readOnce calls recvmsg once; true when it brought bytes, false on EAGAIN, end of stream or an error. */
+  private readOnce(): boolean {
+    let n: number;
+    try {
+      n = addon.recvmsg(this.fd, READ_BUFFER, 0, READ_BUFFER.length, READ_FDS);
+    } catch (err) {
+      this.failRead(err as Error);
+      return false;
+    }
+    if (n === AGAIN) return false;
+    const count = READ_FDS[0]!;
+    if (n === 0 && count === 0) {
+      this.onEnd();
+      return false;
+    }
+    let fds: readonly number[] = NO_FDS;
+    if (count > 0) {
+      const got = new Array<number>(count);
+      for (let i = 0; i < count; i++) got[i] = READ_FDS[1 + i]!;
+      fds = got;
+    }
+    let records;
+    try {
+      records = this.decoder.push(READ_BUFFER.subarray(0, n), fds, n === READ_BUFFER.length);
+    } catch (err) {
+      this.failRead(err as Error);
+      return false;
+    }
+    for (let i = 0; i < records.length; i++) {
+      const { fd, raw } = records[i]!;
+      this.inbox.push(new ReceivedRecord(fd, raw));
+    }
+    return true;
   }
 
   private onEnd(): void {
@@ -225,14 +400,20 @@ export class HandoffConnection {
       return;
     }
     this.eof = true;
-    this.deliver();
   }
 
   private deliver(): void {
     while (this.waiters.length > 0) {
-      const next = this.inbox.shift();
-      if (next) this.waiters.shift()!.resolve(next);
-      else if (this.readError) this.waiters.shift()!.reject(this.readError);
+      if (this.inbox.length > 0) {
+        const w = this.waiters.shift()!;
+        if (w.batch) {
+          const batch = this.inbox;
+          this.inbox = [];
+          w.resolve(batch);
+        } else {
+          w.resolve(this.inbox.shift()!);
+        }
+      } else if (this.readError) this.waiters.shift()!.reject(this.readError);
       else if (this.eof) this.waiters.shift()!.resolve(null);
       else break;
     }
@@ -243,12 +424,22 @@ export class HandoffConnection {
     debug('hand-off connection fd %d: read failed: %s', this.fd, err.message);
     this.readError = err;
     closeAll(this.decoder.takeFds());
-    this.deliver();
   }
 
   private failWrites(err: Error): void {
     this.writeError ??= err;
     for (const w of this.outbox.splice(0)) w.done?.reject(err);
+  }
+
+  /**
+   * startBackoff: the descriptors in flight exceed our open-file limit until
+   * the peer reads some; the socket is writable meanwhile, so wait on a timer.
+   */
+  private startBackoff(): void {
+    this.backoff = setTimeout(() => {
+      this.backoff = null;
+      this.flushOutbox();
+    }, 2);
   }
 
   private flushOutbox(): void {
@@ -265,13 +456,7 @@ export class HandoffConnection {
       }
       if (n === AGAIN) break;
       if (n === TOO_MANY_REFS) {
-        // The descriptors in flight exceed our open-file limit until the peer
-        // reads some; the socket is writable meanwhile, so wait on a timer.
-        this.backoff = setTimeout(() => {
-          this.backoff = null;
-          this.flushOutbox();
-          this.updatePoll();
-        }, 2);
+        this.startBackoff();
         break;
       }
       w.fds = null; // the descriptors went with the first byte
@@ -286,7 +471,7 @@ export class HandoffConnection {
 
   private updatePoll(): void {
     if (this.closed) return;
-    const reading = !this.eof && !this.readError;
+    const reading = this.wantsToRead();
     const writing = this.outbox.length > 0 && !this.backoff && !this.writeError;
     const events = (reading ? POLL_READABLE : 0) | (writing ? POLL_WRITABLE : 0);
     if (events === this.events) return;

@@ -97,6 +97,7 @@ export class GracefulServer extends EventEmitter {
   private readonly registry = new Map<string, Registered>();
   private readonly levelHooks = new Map<Runlevel, ((level: Runlevel) => void | Promise<void>)[]>();
   private initPromise: Promise<void> | null = null;
+  private pendingStarts: (() => Promise<void>)[] = [];
   private predecessor: Predecessor | null = null;
   private inherited = new Map<string, InheritedFd>();
   private activated: ActivatedFd[] = [];
@@ -108,6 +109,8 @@ export class GracefulServer extends EventEmitter {
   private handedOverTo: number | null = null;
   private signalHandlers: [NodeJS.Signals, () => void][] = [];
   private haltPromise: Promise<void>;
+  /** Keeps the process alive from start to halt, even with every listener closed (runlevel 1). */
+  private keepAlive: NodeJS.Timeout | null = null;
   private resolveHalt!: () => void;
   /** 1 for the first instance, then one more for each redeploy. */
   generation = 1;
@@ -164,6 +167,7 @@ export class GracefulServer extends EventEmitter {
         this.activated = takeListenFds();
       }
       this.level = this.targetLevel === 3 ? 3 : 1;
+      this.keepAlive = setInterval(() => undefined, 2 ** 31 - 1);
       if (this.options.signals !== false) this.installSignals();
     })();
     return this.initPromise;
@@ -209,10 +213,16 @@ export class GracefulServer extends EventEmitter {
       const i = this.activated.findIndex((a) => a.name === name);
       if (i >= 0) fd = this.activated.splice(i, 1)[0]!.fd;
     }
-    if (this.level === 3) {
+    // A listener closed in runlevel 1 comes back on the port it had.
+    const lastPort = this.predecessor?.state[`port:${name}`];
+    if (fd === undefined && typeof lastPort === 'number') listener.rememberPort(lastPort);
+    if (this.level !== 3) {
+      if (fd !== undefined) closeAll([fd]); // runlevel 1: the port must be free
+    } else if (this.predecessor && this.readyState === 'starting') {
+      // A new instance accepts only from ready(): if it fails before, it never took a connection.
+      this.pendingStarts.push(() => listener.start(fd));
+    } else {
       await listener.start(fd);
-    } else if (fd !== undefined) {
-      closeAll([fd]); // runlevel 1: the port must be free
     }
     return server;
   }
@@ -280,6 +290,7 @@ export class GracefulServer extends EventEmitter {
       this.inherited.clear();
       this.activated = [];
     }
+    for (const start of this.pendingStarts.splice(0)) await start();
     if (this.predecessor) await this.predecessor.ready();
     this.readyState = 'ready';
     if (this.options.pidFile) writePidFile(this.options.pidFile);
@@ -345,6 +356,7 @@ export class GracefulServer extends EventEmitter {
     this.level = 0;
     await this.runHooks(0);
     for (const [sig, fn] of this.signalHandlers.splice(0)) process.off(sig, fn);
+    if (this.keepAlive) clearInterval(this.keepAlive);
     if (this.options.pidFile) removePidFile(this.options.pidFile);
     this.readyState = 'halted';
     this.emit('runlevel', 0);
@@ -399,7 +411,7 @@ export class GracefulServer extends EventEmitter {
     try {
       const successor = await startSuccessor({
         descriptors: () => this.handoffList(),
-        state: { runlevel: this.level, generation: this.generation },
+        state: { runlevel: this.level, generation: this.generation, ...this.closedPorts() },
         timeoutMs: this.upgradeTimeout,
         spawn: this.options.spawn,
         onSpawned: (pid) => {
@@ -432,6 +444,16 @@ export class GracefulServer extends EventEmitter {
     this.transition = run.catch(() => undefined);
     await run;
     emit({ type: 'done', pid, forced: await done, ms: Date.now() - started });
+  }
+
+  /** closedPorts: the ports of listeners closed in runlevel 1, which a successor binds again at telinit 3. */
+  private closedPorts(): Meta {
+    const ports: Meta = {};
+    for (const l of this.managed.values()) {
+      const port = l.address().port;
+      if (!l.isOpen && typeof port === 'number' && port > 0) ports[`port:${l.name}`] = port;
+    }
+    return ports;
   }
 
   private handoffList(): OutgoingFd[] {

@@ -52,6 +52,11 @@ export class ManagedListener {
     return !this.bind.port || meta.port === this.bind.port;
   }
 
+  /** rememberPort sets the port a fresh bind uses, when the bind options left it to the kernel. */
+  rememberPort(port: number): void {
+    if (this.bind.path === undefined && !this.bind.port) this.bind = { ...this.bind, port };
+  }
+
   /** start listens on an inherited fd (which it then owns) or binds fresh. */
   async start(inherited?: number): Promise<void> {
     if (this.open) return;

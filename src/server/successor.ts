@@ -103,17 +103,22 @@ export async function startSuccessor(options: SuccessorOptions): Promise<Success
     }
     ready();
   }, { mode: 0o600 });
+  let handoffTimer: NodeJS.Timeout | undefined;
   server.on('clientError', (err: Error & { code?: string }) => {
     if (err.code === 'ERR_GRACEFUL_PEER_REFUSED') {
       process.emitWarning(err.message, { code: err.code });
       return;
     }
+    // A broken hand-off is most often the new instance dying: let its exit
+    // name the failure if it comes; otherwise the hand-off is the reason.
     handoffError = err;
+    handoffTimer = setTimeout(() => failed({ reason: 'handoff', pid: child?.pid, stderr: tail.get() },
+      `the hand-off to the new instance (pid ${child?.pid}) failed: ${err.message}; it was killed and this instance goes on serving`, err), 1000);
   });
 
   const timer = setTimeout(() => {
-    failed({ reason: 'timeout', pid: child?.pid, stderr: tail.get() },
-      `the new instance (pid ${child?.pid}) was not ready within ${options.timeoutMs} ms; it was killed and this instance goes on serving`);
+    failed({ reason: 'timeout', pid: child?.pid, signal: 'SIGKILL', stderr: tail.get() },
+      `the new instance (pid ${child?.pid}) was not ready within ${options.timeoutMs} ms; it was killed (SIGKILL) and this instance goes on serving`);
   }, options.timeoutMs);
 
   try {
@@ -129,9 +134,8 @@ export async function startSuccessor(options: SuccessorOptions): Promise<Success
     child.once('exit', (code, signal) => {
       const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
       const last = tail.get();
-      failed({ reason: handoffError ? 'handoff' : 'exit', pid: child?.pid, exitCode: code, signal, stderr: last },
+      failed({ reason: 'exit', pid: child?.pid, exitCode: code, signal, stderr: last },
         `the new instance (pid ${child?.pid}) ${how} before it was ready` +
-          (handoffError ? ` (hand-off: ${handoffError.message})` : '') +
           (last.length ? `; its last words: ${last.slice(-3).join(' | ')}` : '') + '; this instance goes on serving',
         handoffError);
     });
@@ -141,13 +145,16 @@ export async function startSuccessor(options: SuccessorOptions): Promise<Success
     (child.stderr as unknown as { unref?: () => void } | null)?.unref?.();
     return { pid: child.pid!, child };
   } catch (err) {
-    if (child && child.exitCode === null && child.signalCode === null) {
+    if (child && child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
       child.kill('SIGKILL');
       await new Promise((r) => child!.once('exit', r));
     }
+    // Its stderr pipe: read to the end (its last words), then closed.
+    child?.stderr?.destroy();
     throw err;
   } finally {
     clearTimeout(timer);
+    clearTimeout(handoffTimer);
     await server.close();
     fs.rmSync(dir, { recursive: true, force: true });
   }
