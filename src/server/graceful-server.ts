@@ -46,7 +46,11 @@ export interface GracefulServerOptions {
   runlevel?: 1 | 3;
   /** SIGHUP redeploys, SIGTERM and SIGINT halt (default true). */
   signals?: boolean;
-  /** Call process.exit once halted: default true after handing over to a new instance, false otherwise. */
+  /**
+   * Call process.exit once halted. Default: yes after handing over to a new
+   * instance (no old code keeps running) and after a halt by SIGTERM/SIGINT
+   * (what those signals did before the handler took them); no after telinit 0.
+   */
   exitProcess?: boolean;
   /** The process seam, for tests that need a new instance to crash or hang. */
   spawn?: SpawnFunction;
@@ -315,7 +319,7 @@ export class GracefulServer extends EventEmitter {
     return run;
   }
 
-  private async enter(target: Runlevel, handedOver = false): Promise<void> {
+  private async enter(target: Runlevel, handedOver = false, bySignal = false): Promise<void> {
     if (target === this.level && target !== 0) return;
     if (target === 3) {
       for (const l of this.managed.values()) await l.start();
@@ -323,7 +327,7 @@ export class GracefulServer extends EventEmitter {
       const forced = await this.drainListeners(true);
       if (forced > 0) this.log(`runlevel 1: closed ${forced} connection(s) still open at the shutdown timeout`);
     } else {
-      await this.halt(handedOver);
+      await this.halt(handedOver, bySignal);
       return;
     }
     this.level = target;
@@ -346,7 +350,7 @@ export class GracefulServer extends EventEmitter {
     return forced.reduce((a, b) => a + b, 0);
   }
 
-  private async halt(handedOver: boolean): Promise<void> {
+  private async halt(handedOver: boolean, bySignal: boolean): Promise<void> {
     this.readyState = 'halting';
     if (!handedOver) notify('STOPPING=1');
     const open = this.connectionCount();
@@ -362,7 +366,7 @@ export class GracefulServer extends EventEmitter {
     this.emit('runlevel', 0);
     this.emit('halt', { forced, handedOverTo: this.handedOverTo });
     this.resolveHalt();
-    if (this.options.exitProcess ?? handedOver) setImmediate(() => process.exit(0));
+    if (this.options.exitProcess ?? (handedOver || bySignal)) setImmediate(() => process.exit(0));
   }
 
   /** connectionCount: connections open on every listener. */
@@ -474,7 +478,10 @@ export class GracefulServer extends EventEmitter {
       this.redeploy().catch((err: Error) => this.log(`SIGHUP: ${err.message}`));
     });
     const stop = () => {
-      this.telinit(0).catch((err: Error) => this.log(`stop: ${err.message}`));
+      if (this.readyState === 'halting' || this.readyState === 'halted') return;
+      const run = this.transition.then(() => this.enter(0, false, true));
+      this.transition = run.catch(() => undefined);
+      run.catch((err: Error) => this.log(`stop: ${err.message}`));
     };
     on('SIGTERM', stop);
     on('SIGINT', stop);
