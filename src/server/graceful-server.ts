@@ -22,6 +22,7 @@ import { closeAll } from '../handoff/connection.js';
 import { writePidFile, removePidFile } from '../pidfile.js';
 import { notify, monotonicUsec, takeListenFds, type ActivatedFd } from '../systemd.js';
 import { ManagedListener, type BindOptions } from './listeners.js';
+import { makeLogger, type LogFields, type LogSink } from '../log.js';
 import { Predecessor, type InheritedFd } from './predecessor.js';
 import { startSuccessor, type SpawnFunction } from './successor.js';
 
@@ -54,8 +55,8 @@ export interface GracefulServerOptions {
   exitProcess?: boolean;
   /** The process seam, for tests that need a new instance to crash or hang. */
   spawn?: SpawnFunction;
-  /** Where the library's own log lines go (default: stderr). */
-  log?: (line: string) => void;
+  /** Where the library's own log lines go (default: stderr; JSON lines when GRACEFUL_JSON_LOG=1). */
+  log?: LogSink;
 }
 
 /** RedeployEvent: progress of a redeploy, for the control socket and the CLI. */
@@ -122,6 +123,7 @@ export class GracefulServer extends EventEmitter {
   constructor(options: GracefulServerOptions = {}) {
     super();
     this.options = options;
+    this.log = makeLogger(options.log);
     this.upgradeTimeout = options.upgradeTimeout ?? DEFAULT_UPGRADE_TIMEOUT;
     this.shutdownTimeout = envTimeout('GRACEFUL_SHUTDOWN_TIMEOUT', options.shutdownTimeout ?? DEFAULT_SHUTDOWN_TIMEOUT);
     for (const [k, v] of [['upgradeTimeout', this.upgradeTimeout], ['shutdownTimeout', this.shutdownTimeout]] as const) {
@@ -154,9 +156,7 @@ export class GracefulServer extends EventEmitter {
     return this.predecessor?.pid ?? null;
   }
 
-  private log(line: string): void {
-    (this.options.log ?? ((l: string) => process.stderr.write(`${l}\n`)))(`graceful[${process.pid}]: ${line}`);
-  }
+  private readonly log: (msg: string, fields?: LogFields) => void;
 
   /** init takes what a predecessor or systemd passed, once, before anything is bound. */
   private init(): Promise<void> {
@@ -407,6 +407,13 @@ export class GracefulServer extends EventEmitter {
     const state = { since: started } as { pid?: number; since: number };
     this.redeploying = state;
     const emit = (event: RedeployEvent) => {
+      const { type, ms } = event;
+      const fields: LogFields = { event: `redeploy.${type}`, ms };
+      if ('pid' in event) fields.newPid = event.pid;
+      if (event.type === 'draining') fields.connections = event.connections;
+      if (event.type === 'done') fields.forced = event.forced;
+      if (event.type === 'failed') fields.code = event.error.code;
+      this.log(event.type === 'failed' ? `redeploy failed: ${event.error.message}` : `redeploy: ${type}${'pid' in event ? ` (pid ${event.pid})` : ''} after ${ms} ms`, fields);
       this.emit('redeploy', event);
       onEvent?.(event);
     };
@@ -427,13 +434,11 @@ export class GracefulServer extends EventEmitter {
       const readyMs = Date.now() - spawnedAt;
       this.handedOverTo = successor.pid;
       emit({ type: 'ready', pid: successor.pid, ms: Date.now() - started });
-      this.log(`redeploy: pid ${successor.pid} is ready after ${readyMs} ms; draining`);
       void this.handOver(successor.pid, started, emit);
       return { pid: successor.pid, readyMs };
     } catch (err) {
       const e = err as RedeployFailedError;
       emit({ type: 'failed', error: e, ms: Date.now() - started });
-      this.log(`redeploy failed: ${e.message}`);
       notify('READY=1');
       throw err;
     } finally {
