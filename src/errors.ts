@@ -27,7 +27,16 @@ export type GracefulErrorCode =
   | 'ERR_GRACEFUL_PEER_REFUSED'
   | 'ERR_GRACEFUL_DUPLICATE_NAME'
   | 'ERR_GRACEFUL_HANDOFF_FAILED'
-  | 'ERR_GRACEFUL_ALREADY_READY';
+  | 'ERR_GRACEFUL_ALREADY_READY'
+  | 'ERR_GRACEFUL_CONTROL_PARSE'
+  | 'ERR_GRACEFUL_UNKNOWN_COMMAND'
+  | 'ERR_GRACEFUL_USAGE'
+  | 'ERR_GRACEFUL_COMMAND_FAILED'
+  | 'ERR_GRACEFUL_NOT_CONFIGURED'
+  | 'ERR_GRACEFUL_PERMISSION_DENIED'
+  | 'ERR_GRACEFUL_LINE_TOO_LONG'
+  | 'ERR_GRACEFUL_TOO_MANY_CONNECTIONS'
+  | 'ERR_GRACEFUL_IDLE_TIMEOUT';
 
 /** GracefulError: the base class of every error this package creates. */
 export class GracefulError extends Error {
@@ -76,6 +85,27 @@ export const PeerRefusedError = errorClass('ERR_GRACEFUL_PEER_REFUSED', 'PeerRef
 export const DuplicateNameError = errorClass('ERR_GRACEFUL_DUPLICATE_NAME', 'DuplicateNameError');
 export const HandoffFailedError = errorClass('ERR_GRACEFUL_HANDOFF_FAILED', 'HandoffFailedError');
 export const AlreadyReadyError = errorClass('ERR_GRACEFUL_ALREADY_READY', 'AlreadyReadyError');
+
+export const UnknownCommandError = errorClass('ERR_GRACEFUL_UNKNOWN_COMMAND', 'UnknownCommandError');
+export const UsageError = errorClass('ERR_GRACEFUL_USAGE', 'UsageError');
+export const CommandFailedError = errorClass('ERR_GRACEFUL_COMMAND_FAILED', 'CommandFailedError');
+export const NotConfiguredError = errorClass('ERR_GRACEFUL_NOT_CONFIGURED', 'NotConfiguredError');
+export const PermissionDeniedError = errorClass('ERR_GRACEFUL_PERMISSION_DENIED', 'PermissionDeniedError');
+export const LineTooLongError = errorClass('ERR_GRACEFUL_LINE_TOO_LONG', 'LineTooLongError');
+export const TooManyConnectionsError = errorClass('ERR_GRACEFUL_TOO_MANY_CONNECTIONS', 'TooManyConnectionsError');
+export const IdleTimeoutError = errorClass('ERR_GRACEFUL_IDLE_TIMEOUT', 'IdleTimeoutError');
+
+/** ControlParseError: a control line that cannot be read; `json` tells which mode it looked like. */
+export class ControlParseError extends GracefulError {
+  declare readonly code: 'ERR_GRACEFUL_CONTROL_PARSE';
+  readonly json: boolean;
+
+  constructor(message: string, options: { json?: boolean; cause?: unknown } = {}) {
+    super('ERR_GRACEFUL_CONTROL_PARSE', message, options);
+    this.name = 'ControlParseError';
+    this.json = options.json ?? false;
+  }
+}
 
 /** Why a new instance did not take over. */
 export interface RedeployFailure {

@@ -16,12 +16,16 @@ import {
   UpgradeInProgressError, invalidArgument, type RedeployFailedError,
 } from '../errors.js';
 import type { Meta } from '../meta.js';
-import { fdOf, writeStreamFromFd } from '../fds.js';
+import { fdOf } from '../fds.js';
 import type { OutgoingFd } from '../handoff/connection.js';
 import { closeAll } from '../handoff/connection.js';
 import { writePidFile, removePidFile } from '../pidfile.js';
 import { notify, monotonicUsec, takeListenFds, type ActivatedFd } from '../systemd.js';
 import { ManagedListener, type BindOptions } from './listeners.js';
+import { GracefulFile } from './file.js';
+import { ControlServer } from '../control/server.js';
+import { addBuiltins, type ControlTarget } from '../control/builtins.js';
+import type { Command } from '../control/commands.js';
 import { makeLogger, type LogFields, type LogSink } from '../log.js';
 import { Predecessor, type InheritedFd } from './predecessor.js';
 import { startSuccessor, type SpawnFunction } from './successor.js';
@@ -35,6 +39,16 @@ export const DEFAULT_SHUTDOWN_TIMEOUT = 10_000;
 export const DEFAULT_IDLE_GRACE = 1_000;
 
 export interface GracefulServerOptions {
+  /** Path of the control socket (none by default). */
+  controlSocket?: string;
+  /** File mode of the control socket (default 0o600). */
+  controlMode?: number;
+  /** uids allowed on the control socket besides this process's and root. */
+  controlAllowUids?: number[];
+  /** ms a silent control connection stays open (default 300 s). */
+  controlIdleTimeout?: number;
+  /** Shell commands behind the control commands update and rebuild (off unless set). */
+  commands?: { update?: string; rebuild?: string };
   /** Pid file, written atomically when ready and removed at halt. */
   pidFile?: string;
   /** ms a new instance has to become ready (default 60 s). */
@@ -105,6 +119,8 @@ export class GracefulServer extends EventEmitter {
   private pendingStarts: (() => Promise<void>)[] = [];
   private predecessor: Predecessor | null = null;
   private inherited = new Map<string, InheritedFd>();
+  /** Control connections handed over by the predecessor. */
+  private inheritedConns: InheritedFd[] = [];
   private activated: ActivatedFd[] = [];
   private level: Runlevel = 3;
   private targetLevel: Runlevel = 3;
@@ -157,13 +173,21 @@ export class GracefulServer extends EventEmitter {
   }
 
   private readonly log: (msg: string, fields?: LogFields) => void;
+  private control: ControlServer | null = null;
+  private readonly files = new Map<string, GracefulFile>();
+  private readonly startedAt = Date.now();
 
   /** init takes what a predecessor or systemd passed, once, before anything is bound. */
   private init(): Promise<void> {
     this.initPromise ??= (async () => {
       this.predecessor = await Predecessor.connect();
       if (this.predecessor) {
-        for (const f of this.predecessor.fds) this.inherited.set(String(f.meta.name), f);
+        for (const f of this.predecessor.fds) {
+          const name = String(f.meta.name);
+          if (f.meta.kind === 'control-conn') this.inheritedConns.push(f);
+          else if (this.inherited.has(name)) closeAll([f.fd]); // a name twice: keep the first
+          else this.inherited.set(name, f);
+        }
         this.targetLevel = checkRunlevel(this.predecessor.state.runlevel ?? 3);
         this.generation = Number(this.predecessor.state.generation ?? 1) + 1;
         debug('took %d descriptor(s) from pid %d', this.inherited.size, this.predecessor.pid);
@@ -172,9 +196,81 @@ export class GracefulServer extends EventEmitter {
       }
       this.level = this.targetLevel === 3 ? 3 : 1;
       this.keepAlive = setInterval(() => undefined, 2 ** 31 - 1);
+      if (this.options.controlSocket) await this.openControl(this.options.controlSocket);
       if (this.options.signals !== false) this.installSignals();
     })();
     return this.initPromise;
+  }
+
+  private async openControl(path: string): Promise<void> {
+    const control = new ControlServer(path, {
+      mode: this.options.controlMode,
+      allowUids: this.options.controlAllowUids,
+      idleTimeout: this.options.controlIdleTimeout,
+    });
+    addBuiltins(control.commands, this.controlTarget());
+    this.control = control;
+    const inherited = this.claim('control', 'control');
+    for (const f of this.inheritedConns.splice(0)) {
+      control.adopt(f.fd, typeof f.meta.pending === 'string' ? f.meta.pending : '');
+    }
+    if (inherited !== undefined && this.predecessor) {
+      this.pendingStarts.push(async () => {
+        await control.listen(inherited);
+        control.start();
+      });
+    } else {
+      await control.listen(inherited);
+    }
+  }
+
+  private controlTarget(): ControlTarget {
+    return {
+      status: () => this.status(),
+      telinit: (level) => this.telinit(level),
+      redeploy: (onEvent) => this.redeploy(onEvent),
+      reopen: () => this.reopen(),
+      shellCommands: this.options.commands ?? {},
+    };
+  }
+
+  /**
+   * command registers a control command of the application: `usage` is its
+   * line in `help`, `help` its long text, `run(ctx)` its handler (it may
+   * stream with ctx.write until ctx.signal says the client left).
+   */
+  command(name: string, command: Command): this {
+    if (!this.options.controlSocket) throw invalidArgument('command', 'there is no control socket: set the controlSocket option');
+    const add = () => this.control!.commands.add(name, command);
+    if (this.control) add();
+    else void this.init().then(add);
+    return this;
+  }
+
+  /** reopen re-opens every registered file by its path (logrotate); resolves with their names. */
+  async reopen(): Promise<string[]> {
+    for (const f of this.files.values()) await f.reopen();
+    return [...this.files.keys()];
+  }
+
+  /** status: the state of this instance, as the control command status shows it. */
+  status(): Record<string, unknown> {
+    const mem = process.memoryUsage();
+    return {
+      pid: process.pid,
+      ppid: process.ppid,
+      generation: this.generation,
+      runlevel: this.level,
+      ready: this.isReady,
+      uptime: Math.round((Date.now() - this.startedAt) / 1000),
+      listeners: this.listenerInfo().map((l) => `${l.name} ${l.open ? 'open' : 'closed'} ${l.address.family === 'unix' ? l.address.path : `${l.address.host}:${l.address.port}`} (${l.connections} connection(s))`),
+      connections: this.connectionCount(),
+      controlConnections: this.control?.connectionCount ?? 0,
+      rss: mem.rss,
+      heapUsed: mem.heapUsed,
+      node: process.version,
+      redeploy: this.redeploying ? `pid ${this.redeploying.pid ?? '(starting)'} for ${Date.now() - this.redeploying.since} ms` : 'none',
+    };
   }
 
   private claim(name: string, kind: string): number | undefined {
@@ -249,17 +345,18 @@ export class GracefulServer extends EventEmitter {
   }
 
   /**
-   * file registers a file under name and returns a write stream on it: the
+   * file registers a file under name and returns a writable stream on it: the
    * inherited open file (one open file description across every redeploy:
    * appends stay in order, nothing lost or doubled) or a fresh open of path.
    */
-  async file(name: string, path: string, options: { flags?: string; mode?: number } = {}): Promise<fs.WriteStream> {
+  async file(name: string, path: string, options: { flags?: string; mode?: number } = {}): Promise<GracefulFile> {
     await this.init();
     let fd = this.claim(name, 'file');
     fd ??= fs.openSync(path, options.flags ?? 'a', options.mode ?? 0o644);
-    const stream = writeStreamFromFd(fd);
-    this.register(name, 'file', () => (stream.closed || stream.destroyed ? null : { fd: fdOf(stream), meta: { name, kind: 'file', path } }));
-    return stream;
+    const file = new GracefulFile(fd, path, options.flags ?? 'a', options.mode ?? 0o644);
+    this.register(name, 'file', () => (file.destroyed ? null : { fd: file.fd, meta: { name, kind: 'file', path } }));
+    this.files.set(name, file);
+    return file;
   }
 
   /** descriptor registers any other descriptor: the inherited one, or what open() returns. */
@@ -287,7 +384,7 @@ export class GracefulServer extends EventEmitter {
   async ready(): Promise<void> {
     await this.init();
     if (this.readyState !== 'starting') throw new AlreadyReadyError('ready() was already called on this instance');
-    const leftovers = [...this.inherited.values(), ...this.activated];
+    const leftovers = [...this.inherited.values(), ...this.inheritedConns.splice(0), ...this.activated];
     if (leftovers.length > 0) {
       this.log(`closing ${leftovers.length} inherited descriptor(s) nobody registered: ${[...this.inherited.keys(), ...this.activated.map((a) => a.name)].join(', ')}`);
       closeAll(leftovers.map((l) => l.fd));
@@ -359,6 +456,7 @@ export class GracefulServer extends EventEmitter {
     if (forced > 0) this.log(`halt: closed ${forced} connection(s) still open at the shutdown timeout`);
     this.level = 0;
     await this.runHooks(0);
+    this.control?.close(!handedOver);
     for (const [sig, fn] of this.signalHandlers.splice(0)) process.off(sig, fn);
     if (this.keepAlive) clearInterval(this.keepAlive);
     if (this.options.pidFile) removePidFile(this.options.pidFile);
@@ -433,11 +531,13 @@ export class GracefulServer extends EventEmitter {
       });
       const readyMs = Date.now() - spawnedAt;
       this.handedOverTo = successor.pid;
+      this.control?.handoffDone();
       emit({ type: 'ready', pid: successor.pid, ms: Date.now() - started });
       void this.handOver(successor.pid, started, emit);
       return { pid: successor.pid, readyMs };
     } catch (err) {
       const e = err as RedeployFailedError;
+      this.control?.handoffFailed();
       emit({ type: 'failed', error: e, ms: Date.now() - started });
       notify('READY=1');
       throw err;
@@ -466,7 +566,7 @@ export class GracefulServer extends EventEmitter {
   }
 
   private handoffList(): OutgoingFd[] {
-    const out: OutgoingFd[] = [];
+    const out: OutgoingFd[] = this.control ? this.control.handoff() : [];
     for (const r of this.registry.values()) {
       const item = r.handoff();
       if (item) out.push(item);

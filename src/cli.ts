@@ -1,0 +1,179 @@
+/**
+ * The graceful-restart command line: redeploy a server, run any control
+ * command, open an interactive shell, probe health.
+ *
+ * Exit codes: 0 ok, 1 the command failed (or the new instance did, and the
+ * old one kept serving), 2 usage, 3 cannot connect to the socket.
+ */
+import { Command, CommanderError } from 'commander';
+import readline from 'node:readline';
+import { ControlClient, ControlReplyError, type ControlEvent } from './control/client.js';
+import { errorCode } from './errors.js';
+
+export const EXIT_OK = 0;
+export const EXIT_FAILED = 1;
+export const EXIT_USAGE = 2;
+export const EXIT_CONNECT = 3;
+
+const HELP_AFTER = `
+Forms:
+  graceful-restart <socket>                      redeploy, printing each step
+  graceful-restart -s <socket> <command> [args]  run a command, built-in or custom
+                                                 (CUSTOM <name> [args] works too)
+  graceful-restart -s <socket>                   interactive shell (on a terminal)
+  graceful-restart health <socket>               exit 0 if ready in runlevel 3
+  graceful-restart status <socket>               a readable summary
+
+Exit codes: 0 ok, 1 command failed, 2 usage, 3 cannot connect.`;
+
+class Exit extends Error {
+  constructor(readonly code: number, message: string) {
+    super(message);
+  }
+}
+
+async function connect(path: string, timeout: number): Promise<ControlClient> {
+  try {
+    return await ControlClient.connect(path, timeout);
+  } catch (err) {
+    const code = errorCode(err) ?? 'ERROR';
+    throw new Exit(EXIT_CONNECT, `cannot connect to ${path}: ${code} (${(err as Error).message}); is the server running with this control socket?`);
+  }
+}
+
+function describe(e: ControlEvent): string {
+  switch (e.event) {
+    case 'spawned': return `spawned pid ${e.pid}`;
+    case 'ready': return `ready: pid ${e.pid} after ${e.ms} ms`;
+    case 'draining': return `draining ${e.connections} connection(s)`;
+    case 'output': return String(e.line);
+    default: return JSON.stringify(e);
+  }
+}
+
+async function run(path: string, cmd: string, args: string[], opts: { json?: boolean; timeout: number }, out: (l: string) => void): Promise<number> {
+  const client = await connect(path, opts.timeout);
+  try {
+    const result = await client.request(cmd, args, (e) => out(opts.json ? JSON.stringify(e) : describe(e)), opts.timeout);
+    if (opts.json) out(JSON.stringify({ ok: true, result: result ?? null }));
+    else if (cmd === 'redeploy' || cmd === 'restart') out(`done: pid ${(result as { pid?: number } | null)?.pid} is serving`);
+    else if (result !== null && result !== undefined) for (const line of render(result)) out(line);
+    return EXIT_OK;
+  } catch (err) {
+    if (err instanceof ControlReplyError) {
+      if (opts.json) out(JSON.stringify({ ok: false, error: { code: err.code, message: err.message } }));
+      throw new Exit(err.code === 'ERR_GRACEFUL_UNKNOWN_COMMAND' || err.code === 'ERR_GRACEFUL_USAGE' ? EXIT_USAGE : EXIT_FAILED, `error: ${err.message}`);
+    }
+    throw new Exit(EXIT_FAILED, `error: ${(err as Error).message}`);
+  } finally {
+    client.close();
+  }
+}
+
+function render(result: unknown): string[] {
+  if (typeof result === 'string') return result.split('\n');
+  if (Array.isArray(result)) return result.map(String);
+  if (typeof result === 'object' && result) {
+    return Object.entries(result).flatMap(([k, v]) => (Array.isArray(v) ? [`${k}:`, ...v.map((x) => `  ${String(x)}`)] : [`${k}: ${typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v)}`]));
+  }
+  return [String(result)];
+}
+
+async function health(path: string, timeout: number, out: (l: string) => void): Promise<number> {
+  const client = await connect(path, timeout);
+  try {
+    const s = (await client.request('status', [], undefined, timeout)) as { ready?: boolean; runlevel?: number; pid?: number };
+    if (s.ready && s.runlevel === 3) {
+      out(`healthy: pid ${s.pid} ready in runlevel 3`);
+      return EXIT_OK;
+    }
+    out(`unhealthy: pid ${s.pid} ${s.ready ? 'ready' : 'not ready'} in runlevel ${s.runlevel}`);
+    return EXIT_FAILED;
+  } catch (err) {
+    out(`unhealthy: ${(err as Error).message}`);
+    return EXIT_FAILED;
+  } finally {
+    client.close();
+  }
+}
+
+async function shell(path: string, timeout: number): Promise<number> {
+  const client = await connect(path, timeout);
+  let names: string[] = [];
+  try {
+    const help = (await client.request('help', [], undefined, timeout)) as string[];
+    names = help.map((l) => l.split(/\s+/)[0]!).filter(Boolean);
+  } catch {
+    // completion is a nicety
+  }
+  const rl = readline.createInterface({
+    input: process.stdin,
+    output: process.stdout,
+    prompt: 'graceful> ',
+    historySize: 500,
+    completer: (line: string) => {
+      const hits = names.filter((n) => n.startsWith(line));
+      return [hits.length ? hits : names, line];
+    },
+  });
+  rl.prompt();
+  for await (const line of rl) {
+    if (line.trim() === '') {
+      rl.prompt();
+      continue;
+    }
+    const lines = await client.raw(line, (l) => console.log(l));
+    if (lines.length === 0 || /^(quit|exit)\b/.test(line.trim())) break;
+    rl.prompt();
+  }
+  rl.close();
+  client.close();
+  return EXIT_OK;
+}
+
+/** main runs the CLI on argv and resolves with the exit code; it writes to out and err. */
+export async function main(argv: string[], out: (l: string) => void = console.log, err: (l: string) => void = console.error): Promise<number> {
+  const program = new Command('graceful-restart')
+    .description('Redeploy and administer a server built with graceful-restart, through its control socket.')
+    .option('-s, --socket <path>', 'the control socket')
+    .option('--json', 'print the JSON replies')
+    .option('--timeout <ms>', 'give up after this many ms without an answer', '60000')
+    .argument('[args...]', 'a socket to redeploy, or a command and its arguments')
+    .allowUnknownOption(false)
+    .passThroughOptions()
+    .addHelpText('after', HELP_AFTER)
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => out(s.trimEnd()), writeErr: (s) => err(s.trimEnd()) });
+  try {
+    program.parse(argv, { from: 'user' });
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
+    throw e;
+  }
+  const opts = program.opts<{ socket?: string; json?: boolean; timeout: string }>();
+  const timeout = Number(opts.timeout);
+  const args = program.args;
+  try {
+    if (!(timeout > 0)) throw new Exit(EXIT_USAGE, `--timeout must be a positive number of ms, got ${opts.timeout}`);
+    if (opts.socket) {
+      if (args.length === 0) {
+        if (!process.stdin.isTTY) throw new Exit(EXIT_USAGE, 'no command given, and standard input is not a terminal: name a command, e.g. status');
+        return await shell(opts.socket, timeout);
+      }
+      return await run(opts.socket, args[0]!, args.slice(1), { json: opts.json, timeout }, out);
+    }
+    if ((args[0] === 'health' || args[0] === 'status') && args.length === 2) {
+      if (args[0] === 'health') return await health(args[1]!, timeout, out);
+      return await run(args[1]!, 'status', [], { json: opts.json, timeout }, out);
+    }
+    if (args.length === 1) return await run(args[0]!, 'redeploy', [], { json: opts.json, timeout }, out);
+    throw new Exit(EXIT_USAGE, `usage: graceful-restart <socket> | -s <socket> <command> [args...] | health <socket> | status <socket> (see --help)`);
+  } catch (e) {
+    if (e instanceof Exit) {
+      err(e.message);
+      return e.code;
+    }
+    err(`error: ${(e as Error).message}`);
+    return EXIT_FAILED;
+  }
+}

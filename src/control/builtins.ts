@@ -1,0 +1,140 @@
+/**
+ * The built-in control commands, over ControlTarget: what the control socket
+ * needs from the server it administers (the graceful server implements it).
+ */
+import { spawn } from 'node:child_process';
+import readline from 'node:readline';
+import { CommandFailedError, NotConfiguredError, UsageError } from '../errors.js';
+import type { CommandContext, CommandRegistry } from './commands.js';
+
+/** A redeploy step, as the control socket reports it. */
+export interface ControlRedeployEvent {
+  type: 'spawned' | 'ready' | 'draining' | 'done' | 'failed';
+  pid?: number;
+  ms: number;
+  connections?: number;
+}
+
+/** ControlTarget: what the built-in commands act on. */
+export interface ControlTarget {
+  status(): Record<string, unknown>;
+  telinit(level: string): Promise<void>;
+  redeploy(onEvent: (event: ControlRedeployEvent) => void): Promise<{ pid: number; readyMs: number }>;
+  /** reopen re-opens the registered files; resolves with their names. */
+  reopen(): Promise<string[]>;
+  /** Shell commands for update and rebuild, if configured. */
+  readonly shellCommands: { update?: string; rebuild?: string };
+}
+
+/** runShell runs a configured shell command, streaming its output lines to the client. */
+async function runShell(ctx: CommandContext, what: string, command: string | undefined): Promise<void> {
+  if (!command) throw new NotConfiguredError(`${what} is not configured: set commands.${what} in the GracefulServer options`);
+  ctx.write(`$ ${command}`);
+  const child = spawn('/bin/sh', ['-c', command], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines = (s: NodeJS.ReadableStream) => readline.createInterface({ input: s }).on('line', (l) => ctx.write(l));
+  lines(child.stdout!);
+  lines(child.stderr!);
+  const onAbort = () => child.kill('SIGTERM');
+  ctx.signal.addEventListener('abort', onAbort, { once: true });
+  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => {
+    child.once('error', (err) => {
+      ctx.write(err.message);
+      resolve([127, null]);
+    });
+    child.once('close', (c, s) => resolve([c, s]));
+  });
+  ctx.signal.removeEventListener('abort', onAbort);
+  if (code !== 0) throw new CommandFailedError(`${what} failed (${signal ? `killed by ${signal}` : `exit code ${code}`}): ${command}`);
+}
+
+function describe(event: ControlRedeployEvent): string {
+  switch (event.type) {
+    case 'spawned': return `spawned pid ${event.pid}`;
+    case 'ready': return `ready pid ${event.pid} after ${event.ms} ms`;
+    case 'draining': return `draining ${event.connections} connection(s) on pid ${process.pid}`;
+    case 'done': return `done after ${event.ms} ms`;
+    default: return `failed after ${event.ms} ms`;
+  }
+}
+
+/** addBuiltins registers help, status, telinit, redeploy (restart), update, rebuild, upgrade, reopen, CUSTOM. */
+export function addBuiltins(registry: CommandRegistry, target: ControlTarget): void {
+  registry.add('help', {
+    usage: 'help [command]          list the commands, or explain one',
+    maxArgs: 1,
+    run: (ctx) => {
+      if (ctx.args.length === 0) {
+        return [...registry.list(), 'quit                    close this connection', 'oneshot <command ...>   run one command, then close'];
+      }
+      const { name, command } = registry.get(ctx.args[0]!);
+      return command.help ? `${command.usage}\n\n${command.help}` : `${command.usage}\n\n(${name} has no further help)`;
+    },
+  });
+  registry.add('status', {
+    usage: 'status                  pid, generation, runlevel, listeners, connections, memory',
+    help: 'Prints the state of this instance. In JSON mode the result is an object with the same fields.',
+    maxArgs: 0,
+    run: () => target.status(),
+  });
+  registry.add('telinit', {
+    usage: 'telinit 0|1|3           switch runlevel: 0 halt, 1 single user, 3 serving',
+    help: '1 closes the listeners (another process may take the port) and drains open connections; the control socket stays.\n3 binds the listeners again. 0 halts: drain, hooks, exit.',
+    minArgs: 1,
+    maxArgs: 1,
+    run: async (ctx) => {
+      await target.telinit(ctx.args[0]!);
+      return ctx.json ? { runlevel: Number(ctx.args[0]) } : `runlevel ${ctx.args[0]}`;
+    },
+  });
+  registry.add('redeploy', {
+    usage: 'redeploy                start a new instance, hand it every socket, drain this one',
+    help: 'Streams the steps (spawned, ready, draining) and ends with ok once the new instance serves,\nor with an error saying why it failed (this instance then goes on serving).\nThis connection stays open and is served by the new instance afterwards.',
+    maxArgs: 0,
+    run: async (ctx) => {
+      ctx.handover();
+      const result = await target.redeploy((event) => {
+        if (event.type !== 'failed') ctx.event({ event: event.type, pid: event.pid, ms: event.ms, connections: event.connections }, describe(event));
+      });
+      return ctx.json ? result : undefined;
+    },
+  });
+  registry.alias('restart', 'redeploy');
+  registry.add('update', {
+    usage: 'update                  run the configured update command (e.g. git pull)',
+    maxArgs: 0,
+    run: (ctx) => runShell(ctx, 'update', target.shellCommands.update),
+  });
+  registry.add('rebuild', {
+    usage: 'rebuild                 run the configured rebuild command (e.g. npm ci && npm run build)',
+    maxArgs: 0,
+    run: (ctx) => runShell(ctx, 'rebuild', target.shellCommands.rebuild),
+  });
+  registry.add('upgrade', {
+    usage: 'upgrade                 update, then rebuild; stops at the first failure (does not redeploy)',
+    maxArgs: 0,
+    run: async (ctx) => {
+      if (!target.shellCommands.update && !target.shellCommands.rebuild) {
+        throw new NotConfiguredError('upgrade is not configured: set commands.update and commands.rebuild in the GracefulServer options');
+      }
+      await runShell(ctx, 'update', target.shellCommands.update);
+      await runShell(ctx, 'rebuild', target.shellCommands.rebuild);
+    },
+  });
+  registry.add('reopen', {
+    usage: 'reopen                  re-open the log files (after logrotate moved them)',
+    maxArgs: 0,
+    run: async (ctx) => {
+      const names = await target.reopen();
+      return ctx.json ? { reopened: names } : `reopened ${names.length} file(s)${names.length ? `: ${names.join(', ')}` : ''}`;
+    },
+  });
+  registry.add('CUSTOM', {
+    usage: 'CUSTOM <command> [args] run an application command (diamond\'s form)',
+    minArgs: 1,
+    run: (ctx) => {
+      const { name, command } = registry.get(ctx.args[0]!);
+      if (name === 'CUSTOM') throw new UsageError('usage: CUSTOM <command> [args...]');
+      return command.run({ ...ctx, name, args: ctx.args.slice(1) });
+    },
+  });
+}

@@ -1,0 +1,97 @@
+/**
+ * Control commands: what a command is, the registry, and how replies are
+ * written in each mode.
+ */
+import type { PeerCredentials } from '../native.js';
+import { DuplicateNameError, UnknownCommandError, invalidArgument } from '../errors.js';
+
+/** CommandContext: what a command's handler gets for one invocation. */
+export interface CommandContext {
+  /** The command name as typed (an alias included). */
+  readonly name: string;
+  readonly args: string[];
+  /** The client asked in JSON mode. */
+  readonly json: boolean;
+  /** SO_PEERCRED of the client. */
+  readonly peer: PeerCredentials;
+  /** write sends a line of output (in JSON mode: {"event":"output","line":...}). */
+  write(line: string): void;
+  /** event sends a progress event: as is in JSON mode, as `text` in plain mode. */
+  event(event: { event: string } & Record<string, unknown>, text: string): void;
+  /** signal fires when the client leaves: a streaming command stops then. */
+  readonly signal: AbortSignal;
+  /**
+   * handover marks this connection to go to the new instance of a redeploy
+   * this command starts, once the command's reply is written (for `redeploy`).
+   */
+  handover(): void;
+}
+
+/** Command: a control command. run's return value is the result (JSON mode) or printed (plain mode). */
+export interface Command {
+  /** One line: `telinit 0|1|3   switch runlevel`. */
+  usage: string;
+  /** Several lines, for `help <command>`. */
+  help?: string;
+  /** Smallest and largest number of arguments (default: any). */
+  minArgs?: number;
+  maxArgs?: number;
+  run(ctx: CommandContext): unknown | Promise<unknown>;
+}
+
+const NAME = /^[A-Za-z][\w.-]*$/;
+
+/** CommandRegistry: built-in and application commands, by name, with aliases. */
+export class CommandRegistry {
+  private readonly commands = new Map<string, Command>();
+  private readonly aliases = new Map<string, string>();
+
+  /** add registers a command; names are letters, digits, '_', '.', '-'. */
+  add(name: string, command: Command): void {
+    if (typeof name !== 'string' || !NAME.test(name)) throw invalidArgument('command', `a command name must match ${NAME}, got ${JSON.stringify(name)}`);
+    if (!command || typeof command.run !== 'function' || typeof command.usage !== 'string') {
+      throw invalidArgument('command', `"${name}" needs a usage line and a run(ctx) function`);
+    }
+    if (this.commands.has(name) || this.aliases.has(name)) throw new DuplicateNameError(`the command "${name}" exists already: choose another name`);
+    this.commands.set(name, command);
+  }
+
+  alias(alias: string, name: string): void {
+    this.aliases.set(alias, name);
+  }
+
+  /** get finds a command by name or alias; throws UnknownCommandError. */
+  get(name: string): { name: string; command: Command } {
+    const real = this.aliases.get(name) ?? name;
+    const command = this.commands.get(real);
+    if (!command) throw new UnknownCommandError(`unknown command "${name.slice(0, 64)}": type help for the list`);
+    return { name: real, command };
+  }
+
+  has(name: string): boolean {
+    return this.commands.has(this.aliases.get(name) ?? name);
+  }
+
+  names(): string[] {
+    return [...this.commands.keys(), ...this.aliases.keys()].sort();
+  }
+
+  /** list: every command's usage line, sorted, with aliases named. */
+  list(): string[] {
+    return [...this.commands.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([name, c]) => {
+      const aliases = [...this.aliases.entries()].filter(([, n]) => n === name).map(([a]) => a);
+      return aliases.length ? `${c.usage}  (also: ${aliases.join(', ')})` : c.usage;
+    });
+  }
+}
+
+/** formatResult renders a result for plain mode: strings as they are, objects as `key: value` lines. */
+export function formatResult(result: unknown): string[] {
+  if (result === undefined || result === null) return [];
+  if (typeof result === 'string') return result === '' ? [] : result.split('\n');
+  if (Array.isArray(result)) return result.map((r) => (typeof r === 'string' ? r : JSON.stringify(r)));
+  if (typeof result === 'object') {
+    return Object.entries(result as Record<string, unknown>).map(([k, v]) => `${k}: ${typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v)}`);
+  }
+  return [String(result)];
+}
