@@ -70,7 +70,8 @@ export function spawnChild(command: string, args: string[], options: SpawnOption
   let waiting: { re: RegExp; from: number; resolve(l: string): void } | null = null;
   let seen = 0;
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    proc.on('exit', (code, signal) => {
+    // 'close': the process exited and its stdio pipes are closed (they count as descriptors here).
+    proc.on('close', (code, signal) => {
       children.delete(proc);
       resolve({ code, signal });
     });

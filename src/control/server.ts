@@ -194,7 +194,7 @@ class ControlConnection {
 
   private onIdle(): void {
     if (this.busy || this.closed) return;
-    this.refuse('ERR_GRACEFUL_IDLE_TIMEOUT', `idle for ${Math.round(this.server.idleTimeout / 1000)} s: closing`);
+    this.refuse('ERR_GRACEFUL_IDLE_TIMEOUT', `idle for ${this.server.idleTimeout} ms: closing`);
   }
 
   private onClose(): void {
