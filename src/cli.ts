@@ -110,6 +110,7 @@ async function shell(path: string, timeout: number): Promise<number> {
     input: process.stdin,
     output: process.stdout,
     prompt: 'graceful> ',
+    terminal: true,
     historySize: 500,
     completer: (line: string) => {
       const hits = names.filter((n) => n.startsWith(line));

@@ -91,7 +91,10 @@ export function formatResult(result: unknown): string[] {
   if (typeof result === 'string') return result === '' ? [] : result.split('\n');
   if (Array.isArray(result)) return result.map((r) => (typeof r === 'string' ? r : JSON.stringify(r)));
   if (typeof result === 'object') {
-    return Object.entries(result as Record<string, unknown>).map(([k, v]) => `${k}: ${typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v)}`);
+    return Object.entries(result as Record<string, unknown>).flatMap(([k, v]) => {
+      if (Array.isArray(v)) return [`${k}:`, ...v.map((x) => `  ${typeof x === 'string' ? x : JSON.stringify(x)}`)];
+      return [`${k}: ${typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v)}`];
+    });
   }
   return [String(result)];
 }
