@@ -36,7 +36,10 @@ export type GracefulErrorCode =
   | 'ERR_GRACEFUL_PERMISSION_DENIED'
   | 'ERR_GRACEFUL_LINE_TOO_LONG'
   | 'ERR_GRACEFUL_TOO_MANY_CONNECTIONS'
-  | 'ERR_GRACEFUL_IDLE_TIMEOUT';
+  | 'ERR_GRACEFUL_IDLE_TIMEOUT'
+  | 'ERR_GRACEFUL_CONFIG'
+  | 'ERR_GRACEFUL_UNKNOWN_TASK'
+  | 'ERR_GRACEFUL_HOOK_FAILED';
 
 /** GracefulError: the base class of every error this package creates. */
 export class GracefulError extends Error {
@@ -94,6 +97,9 @@ export const PermissionDeniedError = errorClass('ERR_GRACEFUL_PERMISSION_DENIED'
 export const LineTooLongError = errorClass('ERR_GRACEFUL_LINE_TOO_LONG', 'LineTooLongError');
 export const TooManyConnectionsError = errorClass('ERR_GRACEFUL_TOO_MANY_CONNECTIONS', 'TooManyConnectionsError');
 export const IdleTimeoutError = errorClass('ERR_GRACEFUL_IDLE_TIMEOUT', 'IdleTimeoutError');
+export const ConfigError = errorClass('ERR_GRACEFUL_CONFIG', 'ConfigError');
+export const UnknownTaskError = errorClass('ERR_GRACEFUL_UNKNOWN_TASK', 'UnknownTaskError');
+export const HookFailedError = errorClass('ERR_GRACEFUL_HOOK_FAILED', 'HookFailedError');
 
 /** ControlParseError: a control line that cannot be read; `json` tells which mode it looked like. */
 export class ControlParseError extends GracefulError {

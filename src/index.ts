@@ -39,3 +39,6 @@ export { CommandRegistry, type Command, type CommandContext } from './control/co
 export { ControlClient, ControlReplyError, type ControlEvent } from './control/client.js';
 export { parseRequest, tokenize, MAX_LINE_BYTES, type ControlRequest } from './control/parse.js';
 export type { ControlTarget, ControlRedeployEvent } from './control/builtins.js';
+export { loadConfig } from './config.js';
+export type { Hook, StopHook, HookKind } from './server/hooks.js';
+export type { SighupAction } from './server/signals.js';

@@ -22,6 +22,9 @@ export interface ControlTarget {
   redeploy(onEvent: (event: ControlRedeployEvent) => void): Promise<{ pid: number; readyMs: number }>;
   /** reopen re-opens the registered files; resolves with their names. */
   reopen(): Promise<string[]>;
+  /** The application's named tasks (the ones SIGUSR1 / SIGUSR2 may run). */
+  tasks(): string[];
+  runTask(name: string, args: string[]): Promise<unknown>;
   /** Shell commands for update and rebuild, if configured. */
   readonly shellCommands: { update?: string; rebuild?: string };
 }
@@ -126,6 +129,13 @@ export function addBuiltins(registry: CommandRegistry, target: ControlTarget): v
     run: async (ctx) => {
       const names = await target.reopen();
       return ctx.json ? { reopened: names } : `reopened ${names.length} file(s)${names.length ? `: ${names.join(', ')}` : ''}`;
+    },
+  });
+  registry.add('task', {
+    usage: 'task [name [args...]]   run a named task of the application (as SIGUSR1/SIGUSR2 do); alone, list them',
+    run: async (ctx) => {
+      if (ctx.args.length === 0) return ctx.json ? { tasks: target.tasks() } : target.tasks().join('\n');
+      return target.runTask(ctx.args[0]!, ctx.args.slice(1));
     },
   });
   registry.add('CUSTOM', {

@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import type net from 'node:net';
 import { debuglog } from 'node:util';
 import {
-  AlreadyReadyError, DuplicateNameError, InvalidRunlevelError, NotReadyError, TerminatingError,
+  AlreadyReadyError, ConfigError, DuplicateNameError, HookFailedError, UnknownTaskError, InvalidRunlevelError, NotReadyError, TerminatingError,
   UpgradeInProgressError, invalidArgument, type RedeployFailedError,
 } from '../errors.js';
 import type { Meta } from '../meta.js';
@@ -23,6 +23,9 @@ import { writePidFile, removePidFile } from '../pidfile.js';
 import { notify, monotonicUsec, takeListenFds, type ActivatedFd } from '../systemd.js';
 import { ManagedListener, type BindOptions } from './listeners.js';
 import { GracefulFile } from './file.js';
+import { Hooks, type Hook, type StopHook } from './hooks.js';
+import { installSignals, type SighupAction } from './signals.js';
+import { loadConfig } from '../config.js';
 import { ControlServer } from '../control/server.js';
 import { addBuiltins, type ControlTarget } from '../control/builtins.js';
 import type { Command } from '../control/commands.js';
@@ -59,8 +62,13 @@ export interface GracefulServerOptions {
   idleGrace?: number;
   /** Runlevel to start in without a predecessor: 1 or 3 (default 3). */
   runlevel?: 1 | 3;
-  /** SIGHUP redeploys, SIGTERM and SIGINT halt (default true). */
+  /** Handle signals (default true): SIGTERM and SIGINT halt (a second SIGINT forces), SIGHUP per `sighup`. */
   signals?: boolean;
+  /** What SIGHUP does: 'redeploy' (default), 'stop' or 'ignore'. */
+  sighup?: SighupAction;
+  /** Tasks (see task()) that SIGUSR1 and SIGUSR2 run, e.g. 'reopen'. */
+  sigusr1?: string;
+  sigusr2?: string;
   /**
    * Call process.exit once halted. Default: yes after handing over to a new
    * instance (no old code keeps running) and after a halt by SIGTERM/SIGINT
@@ -102,6 +110,10 @@ function envTimeout(name: string, fallbackMs: number): number {
   return secs * 1000;
 }
 
+/** The options a configuration file may set. */
+const CONFIG_KEYS = new Set(['controlSocket', 'controlMode', 'controlAllowUids', 'controlIdleTimeout', 'commands', 'pidFile',
+  'upgradeTimeout', 'shutdownTimeout', 'idleGrace', 'runlevel', 'signals', 'sighup', 'sigusr1', 'sigusr2', 'exitProcess']);
+
 function checkRunlevel(level: unknown): Runlevel {
   const n = typeof level === 'string' && /^[0-9]$/.test(level) ? Number(level) : level;
   if (n === 0 || n === 1 || n === 3) return n;
@@ -128,11 +140,11 @@ export class GracefulServer extends EventEmitter {
   private readyState: 'starting' | 'ready' | 'halting' | 'halted' = 'starting';
   private redeploying: { pid?: number; since: number } | null = null;
   private handedOverTo: number | null = null;
-  private signalHandlers: [NodeJS.Signals, () => void][] = [];
   private haltPromise: Promise<void>;
   /** Keeps the process alive from start to halt, even with every listener closed (runlevel 1). */
   private keepAlive: NodeJS.Timeout | null = null;
   private resolveHalt!: () => void;
+  private wasReady = false;
   /** 1 for the first instance, then one more for each redeploy. */
   generation = 1;
 
@@ -140,16 +152,101 @@ export class GracefulServer extends EventEmitter {
     super();
     this.options = options;
     this.log = makeLogger(options.log);
-    this.upgradeTimeout = options.upgradeTimeout ?? DEFAULT_UPGRADE_TIMEOUT;
+    this.upgradeTimeout = envTimeout('GRACEFUL_UPGRADE_TIMEOUT', options.upgradeTimeout ?? DEFAULT_UPGRADE_TIMEOUT);
     this.shutdownTimeout = envTimeout('GRACEFUL_SHUTDOWN_TIMEOUT', options.shutdownTimeout ?? DEFAULT_SHUTDOWN_TIMEOUT);
     for (const [k, v] of [['upgradeTimeout', this.upgradeTimeout], ['shutdownTimeout', this.shutdownTimeout]] as const) {
       if (!(v > 0) || !Number.isFinite(v)) throw invalidArgument('GracefulServer', `${k} must be a positive number of ms, got ${v}`);
     }
-    this.targetLevel = checkRunlevel(options.runlevel ?? 3);
+    this.targetLevel = checkRunlevel(process.env.GRACEFUL_RUNLEVEL || (options.runlevel ?? 3));
     if (this.targetLevel === 0) throw invalidArgument('GracefulServer', 'the default runlevel must be 1 or 3');
     this.haltPromise = new Promise((resolve) => {
       this.resolveHalt = resolve;
     });
+    this.tasks.set('reopen', async () => `reopened ${(await this.reopen()).join(', ') || 'nothing'}`);
+  }
+
+  /**
+   * fromConfig builds a server from a JSON configuration file whose values
+   * may hold {$NAME} placeholders from the environment; code options win.
+   * Unknown keys are an error (ERR_GRACEFUL_CONFIG), so a typo never goes unnoticed.
+   */
+  static fromConfig(file: string, options: GracefulServerOptions = {}): GracefulServer {
+    const config = loadConfig(file);
+    for (const key of Object.keys(config)) {
+      if (!CONFIG_KEYS.has(key)) throw new ConfigError(`${file}: unknown option "${key}"; known: ${[...CONFIG_KEYS].join(', ')}`);
+    }
+    return new GracefulServer({ ...(config as GracefulServerOptions), ...options });
+  }
+
+  /** onStart: hooks run before any listener is bound or inherited (register them before the first listen/file/ready). */
+  onStart(hook: Hook): this {
+    if (this.initPromise) throw invalidArgument('onStart', 'start hooks must be registered before the first listen(), file(), dgram(), descriptor() or ready()');
+    this.hooks.add('start', hook);
+    return this;
+  }
+
+  /** onReady: hooks run by ready() before anything is accepted; an error aborts the start (and a redeploy in a new instance). */
+  onReady(hook: Hook): this {
+    this.hooks.add('ready', hook);
+    return this;
+  }
+
+  /** onStarted: hooks run once ready() finished (the predecessor is draining). */
+  onStarted(hook: Hook): this {
+    this.hooks.add('started', hook);
+    return this;
+  }
+
+  /** onStop: hooks run at halt after the drain, given an AbortSignal that fires at the shutdown timeout. */
+  onStop(hook: StopHook): this {
+    this.hooks.add('stop', hook);
+    return this;
+  }
+
+  /** onTerminate: hooks run last, right before halted resolves (and the process exits, if it does). */
+  onTerminate(hook: Hook): this {
+    this.hooks.add('terminate', hook);
+    return this;
+  }
+
+  /** running: started and not yet halted. */
+  get running(): boolean {
+    return this.initPromise !== null && this.readyState !== 'halted';
+  }
+
+  /** started: ready() finished. */
+  get started(): boolean {
+    return this.readyState === 'ready' || ((this.readyState === 'halting' || this.readyState === 'halted') && this.wasReady);
+  }
+
+  /** terminating: halting or halted. */
+  get terminating(): boolean {
+    return this.readyState === 'halting' || this.readyState === 'halted';
+  }
+
+  /**
+   * task registers a named task: SIGUSR1/SIGUSR2 run it when the options name
+   * it, and the control command `task <name> [args]` runs it with arguments.
+   * `reopen` is built in.
+   */
+  task(name: string, run: (args: string[]) => unknown): this {
+    if (typeof name !== 'string' || !/^[\w.-]+$/.test(name)) throw invalidArgument('task', `a task name must be letters, digits, '_', '.', '-', got ${JSON.stringify(name)}`);
+    if (typeof run !== 'function') throw invalidArgument('task', 'run must be a function');
+    if (this.tasks.has(name)) throw new DuplicateNameError(`the task "${name}" exists already`);
+    this.tasks.set(name, run);
+    return this;
+  }
+
+  /** runTask runs a task by name; rejects with ERR_GRACEFUL_UNKNOWN_TASK when there is none. */
+  async runTask(name: string, args: string[] = []): Promise<unknown> {
+    const run = this.tasks.get(name);
+    if (!run) throw new UnknownTaskError(`no task "${name}": the tasks are ${[...this.tasks.keys()].sort().join(', ')}`);
+    return run(args);
+  }
+
+  /** taskNames: the registered tasks. */
+  taskNames(): string[] {
+    return [...this.tasks.keys()].sort();
   }
 
   /** runlevel: 0 halted, 1 single user, 3 serving. */
@@ -176,6 +273,9 @@ export class GracefulServer extends EventEmitter {
   private control: ControlServer | null = null;
   private readonly files = new Map<string, GracefulFile>();
   private readonly startedAt = Date.now();
+  private readonly hooks = new Hooks();
+  private readonly tasks = new Map<string, (args: string[]) => unknown>();
+  private removeSignals: (() => void) | null = null;
 
   /** init takes what a predecessor or systemd passed, once, before anything is bound. */
   private init(): Promise<void> {
@@ -197,7 +297,8 @@ export class GracefulServer extends EventEmitter {
       this.level = this.targetLevel === 3 ? 3 : 1;
       this.keepAlive = setInterval(() => undefined, 2 ** 31 - 1);
       if (this.options.controlSocket) await this.openControl(this.options.controlSocket);
-      if (this.options.signals !== false) this.installSignals();
+      await this.hooks.run('start');
+      if (this.options.signals !== false) this.removeSignals = this.installSignals();
     })();
     return this.initPromise;
   }
@@ -230,6 +331,8 @@ export class GracefulServer extends EventEmitter {
       telinit: (level) => this.telinit(level),
       redeploy: (onEvent) => this.redeploy(onEvent),
       reopen: () => this.reopen(),
+      tasks: () => this.taskNames(),
+      runTask: (name, args) => this.runTask(name, args),
       shellCommands: this.options.commands ?? {},
     };
   }
@@ -391,12 +494,20 @@ export class GracefulServer extends EventEmitter {
       this.inherited.clear();
       this.activated = [];
     }
+    try {
+      await this.hooks.run('ready');
+    } catch (err) {
+      this.predecessor?.abandon();
+      throw new HookFailedError(`a ready hook failed, so this instance does not start: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+    }
     for (const start of this.pendingStarts.splice(0)) await start();
     if (this.predecessor) await this.predecessor.ready();
     this.readyState = 'ready';
+    this.wasReady = true;
     if (this.options.pidFile) writePidFile(this.options.pidFile);
     notify(this.predecessor ? `MAINPID=${process.pid}\nREADY=1` : 'READY=1');
     await this.runHooks(this.level);
+    await this.hooks.run('started');
     this.emit('ready');
   }
 
@@ -449,17 +560,22 @@ export class GracefulServer extends EventEmitter {
 
   private async halt(handedOver: boolean, bySignal: boolean): Promise<void> {
     this.readyState = 'halting';
+    const deadline = Date.now() + this.shutdownTimeout;
     if (!handedOver) notify('STOPPING=1');
     const open = this.connectionCount();
     this.emit('draining', open);
     const forced = await this.drainListeners(!handedOver);
-    if (forced > 0) this.log(`halt: closed ${forced} connection(s) still open at the shutdown timeout`);
+    if (forced > 0) this.log(`halt: closed ${forced} connection(s) still open at the shutdown timeout`, { event: 'halt.forced', forced });
+    const stopped = await this.hooks.runStop(deadline);
+    if (stopped === 'overran') this.log(`halt: stop hooks still running at the shutdown timeout (${this.shutdownTimeout} ms): going on without them`, { event: 'halt.stop-overran' });
+    else if (stopped instanceof Error) this.log(`halt: a stop hook failed: ${stopped.message}`, { event: 'halt.stop-failed' });
     this.level = 0;
-    await this.runHooks(0);
+    await this.runHooks(0).catch((err: Error) => this.log(`halt: a runlevel 0 hook failed: ${err.message}`));
     this.control?.close(!handedOver);
-    for (const [sig, fn] of this.signalHandlers.splice(0)) process.off(sig, fn);
+    this.removeSignals?.();
     if (this.keepAlive) clearInterval(this.keepAlive);
     if (this.options.pidFile) removePidFile(this.options.pidFile);
+    await this.hooks.run('terminate').catch((err: Error) => this.log(`halt: a terminate hook failed: ${err.message}`));
     this.readyState = 'halted';
     this.emit('runlevel', 0);
     this.emit('halt', { forced, handedOverTo: this.handedOverTo });
@@ -574,21 +690,28 @@ export class GracefulServer extends EventEmitter {
     return out;
   }
 
-  private installSignals(): void {
-    const on = (sig: NodeJS.Signals, fn: () => void) => {
-      process.on(sig, fn);
-      this.signalHandlers.push([sig, fn]);
-    };
-    on('SIGHUP', () => {
-      this.redeploy().catch((err: Error) => this.log(`SIGHUP: ${err.message}`));
+  private installSignals(): () => void {
+    return installSignals(this.options, {
+      redeploy: () => {
+        this.redeploy().catch((err: Error) => this.log(`SIGHUP: ${err.message}`));
+      },
+      stop: () => {
+        if (this.terminating) return;
+        const run = this.transition.then(() => this.enter(0, false, true));
+        this.transition = run.catch(() => undefined);
+        run.catch((err: Error) => this.log(`stop: ${err.message}`));
+      },
+      force: () => {
+        this.log('second SIGINT while stopping: exiting now', { event: 'halt.forced-exit' });
+        process.exit(130);
+      },
+      runTask: (name, sig) => {
+        this.runTask(name).then(
+          (result) => this.log(`${sig}: task ${name}${result === undefined ? '' : `: ${String(result)}`}`, { event: 'task', task: name }),
+          (err: Error) => this.log(`${sig}: task ${name} failed: ${err.message}`, { event: 'task.failed', task: name }),
+        );
+      },
+      stopping: () => this.terminating,
     });
-    const stop = () => {
-      if (this.readyState === 'halting' || this.readyState === 'halted') return;
-      const run = this.transition.then(() => this.enter(0, false, true));
-      this.transition = run.catch(() => undefined);
-      run.catch((err: Error) => this.log(`stop: ${err.message}`));
-    };
-    on('SIGTERM', stop);
-    on('SIGINT', stop);
   }
 }
