@@ -7,7 +7,9 @@
  *   curl localhost:8080/           # "hello from pid <pid> (generation <n>)"
  *
  * Its log file (LOG_FILE, default app.log) is one open file across every
- * redeploy: each generation appends to the same file description.
+ * redeploy: each generation appends to the same file description. After
+ * logrotate moves it, `kill -USR1 <pid>` (or `graceful-restart -s app.sock
+ * reopen`) re-opens it by name.
  */
 import http from 'node:http';
 import { GracefulServer } from '../src/index.js';
@@ -15,6 +17,7 @@ import { GracefulServer } from '../src/index.js';
 const app = new GracefulServer({
   pidFile: process.env.PID_FILE,
   controlSocket: process.env.GRACEFUL_SOCKET ?? 'app.sock',
+  sigusr1: 'reopen',
 });
 const log = await app.file('log', process.env.LOG_FILE ?? 'app.log');
 
