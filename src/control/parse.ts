@@ -85,5 +85,6 @@ export function parseRequest(line: string): ControlRequest | null {
   if (/[\x00-\x08\x0e-\x1f\x7f]/.test(text)) throw new ControlParseError('the line holds control characters: send text, one command per line');
   const words = tokenize(text);
   if (words.length === 0) return null;
+  if (words[0] === '') throw new ControlParseError('the command name is empty: type a command, e.g. help');
   return { cmd: words[0]!, args: words.slice(1), json: false };
 }
