@@ -39,7 +39,8 @@ export type GracefulErrorCode =
   | 'ERR_GRACEFUL_IDLE_TIMEOUT'
   | 'ERR_GRACEFUL_CONFIG'
   | 'ERR_GRACEFUL_UNKNOWN_TASK'
-  | 'ERR_GRACEFUL_HOOK_FAILED';
+  | 'ERR_GRACEFUL_HOOK_FAILED'
+  | 'ERR_GRACEFUL_UNSAFE_DIRECTORY';
 
 /** GracefulError: the base class of every error this package creates. */
 export class GracefulError extends Error {
@@ -100,6 +101,7 @@ export const IdleTimeoutError = errorClass('ERR_GRACEFUL_IDLE_TIMEOUT', 'IdleTim
 export const ConfigError = errorClass('ERR_GRACEFUL_CONFIG', 'ConfigError');
 export const UnknownTaskError = errorClass('ERR_GRACEFUL_UNKNOWN_TASK', 'UnknownTaskError');
 export const HookFailedError = errorClass('ERR_GRACEFUL_HOOK_FAILED', 'HookFailedError');
+export const UnsafeDirectoryError = errorClass('ERR_GRACEFUL_UNSAFE_DIRECTORY', 'UnsafeDirectoryError');
 
 /** ControlParseError: a control line that cannot be read; `json` tells which mode it looked like. */
 export class ControlParseError extends GracefulError {

@@ -3,8 +3,9 @@
  * not a socket, and removal at close only of the file this process bound.
  */
 import fs from 'node:fs';
+import nodePath from 'node:path';
 import { addon } from './native.js';
-import { NotASocketError, SocketInUseError, isSystemError, errorCode } from './errors.js';
+import { NotASocketError, SocketInUseError, UnsafeDirectoryError, isSystemError, errorCode } from './errors.js';
 
 /** The longest path the kernel takes in sockaddr_un (108 bytes with the NUL). */
 export const MAX_SOCKET_PATH_BYTES = 107;
@@ -34,6 +35,7 @@ export function checkSocketPathLength(path: string, api: string): void {
 export function clearStaleSocket(path: string, api: string): void {
   checkSocketPathLength(path, api);
   if (path.startsWith('@')) return; // abstract namespace: no file
+  checkDirectory(path, api);
   let st: fs.Stats;
   try {
     st = fs.lstatSync(path);
@@ -52,6 +54,10 @@ export function clearStaleSocket(path: string, api: string): void {
     fd = addon.connect(path);
   } catch (err) {
     if (errorCode(err) === 'ECONNREFUSED') {
+      const uid = process.getuid?.();
+      if (uid !== undefined && uid !== 0 && st.uid !== uid) {
+        throw new NotASocketError(`${api}: ${path} is a stale socket of uid ${st.uid}, not ours (uid ${uid}): remove it yourself or choose another path`);
+      }
       fs.unlinkSync(path);
       return;
     }
@@ -68,6 +74,27 @@ export function clearStaleSocket(path: string, api: string): void {
   throw new SocketInUseError(
     `${api}: ${path} is in use by ${owner}: stop that process or choose another path`,
   );
+}
+
+/**
+ * checkDirectory refuses a directory that other users may write to without
+ * the sticky bit: any of them could swap our socket file for theirs.
+ * (/tmp, mode 1777, is fine: the sticky bit keeps others off our files.)
+ */
+function checkDirectory(path: string, api: string): void {
+  const dir = nodePath.dirname(nodePath.resolve(path));
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(dir);
+  } catch {
+    return; // a missing directory fails at bind, with ENOENT
+  }
+  if ((st.mode & 0o022) !== 0 && (st.mode & 0o1000) === 0) {
+    throw new UnsafeDirectoryError(
+      `${api}: ${dir} is writable by other users (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')}) without the sticky bit, ` +
+        'so anyone could replace the socket: use a directory only this user can write (e.g. mode 0700), or set the sticky bit',
+    );
+  }
 }
 
 /** SocketFile remembers which file this process bound, so close removes only that one. */

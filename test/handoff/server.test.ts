@@ -79,6 +79,17 @@ describe('listenAndServe', () => {
     expect(fs.readlinkSync(link)).to.equal(file);
   });
 
+  it('refuses a directory others can write without the sticky bit; accepts one with it', async () => {
+    const open = path.join(dir, 'open');
+    fs.mkdirSync(open);
+    fs.chmodSync(open, 0o777);
+    expect(() => listenAndServe(path.join(open, 'x.sock'), fdHandler(0))).to.throw(`is writable by other users (mode 0777) without the sticky bit`)
+      .with.property('code', 'ERR_GRACEFUL_UNSAFE_DIRECTORY');
+    fs.chmodSync(open, 0o1777);
+    const hs = listenAndServe(path.join(open, 'x.sock'), fdHandler(0));
+    await hs.close();
+  });
+
   it('at close, leaves alone a socket file that another server put in its place', async () => {
     const sock = path.join(dir, 'moved.sock');
     const first = listenAndServe(sock, fdHandler(0));
