@@ -3,7 +3,8 @@
  * and count every request that failed.
  *
  * It starts example/server.js on a free port of 127.0.0.1 (GRACEFUL_JSON_LOG=1,
- * a temporary LOG_FILE), then runs two loads at once:
+ * its LOG_FILE and control socket in a temporary directory), then runs two
+ * loads at once:
  *   - keep-alive: autocannon, 50 connections, with its sent and answered
  *     requests counted per connection (autocannon 9 alone misses requests
  *     the server never answered);
@@ -49,7 +50,7 @@ async function main(): Promise<number> {
   out(`graceful-restart demo: the example server on http://${HOST}:${port}/, ${REDEPLOYS} redeploys (SIGHUP) under load:`);
   out(`  ${KEEPALIVE_CONNECTIONS} keep-alive connections (autocannon) and ${NEW_CONNECTION_LOOPS} loops opening a new connection per request`);
 
-  const fleet = await ExampleFleet.start({ port, logFile, echoStderr: true });
+  const fleet = await ExampleFleet.start({ port, dir: tmp, echoStderr: true });
   const interrupted = () => {
     void fleet.stop().then(() => process.exit(130));
   };

@@ -114,7 +114,11 @@ export interface RedeployRecord {
 
 export interface FleetOptions {
   port: number;
-  logFile: string;
+  /**
+   * A private directory: the example runs in it, and its log file (app.log)
+   * and control socket (app.sock) are made there.
+   */
+  dir: string;
   pidFile?: string;
   env?: NodeJS.ProcessEnv;
   /** Copy the example's plain stderr lines (not the JSON step lines) to ours. */
@@ -142,12 +146,14 @@ export class ExampleFleet extends EventEmitter {
     super();
     const spawnedAt = performance.now();
     this.child = spawn(process.execPath, [EXAMPLE_SERVER], {
+      cwd: options.dir,
       env: {
         ...process.env,
         ...options.env,
         PORT: String(options.port),
         HOST,
-        LOG_FILE: options.logFile,
+        LOG_FILE: path.join(options.dir, 'app.log'),
+        GRACEFUL_SOCKET: path.join(options.dir, 'app.sock'),
         PID_FILE: options.pidFile ?? '',
         GRACEFUL_JSON_LOG: '1',
       },
@@ -259,7 +265,7 @@ export class ExampleFleet extends EventEmitter {
         // gone meanwhile
       }
     }
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
+    if (this.child.exitCode === null && this.child.signalCode === null && this.child.pid !== undefined && alive(this.child.pid)) this.child.kill('SIGKILL');
     return leftover;
   }
 }
