@@ -39,6 +39,22 @@ describe('wire: FrameDecoder', () => {
     }
   });
 
+  it('copies each read once: raw metas and the remainder are views of the copy, never of the caller\'s buffer', () => {
+    const data = frame('{"a":1}', '{"b":2}', '{"c":3}');
+    const cut = data.length - 3;
+    const read = Buffer.from(data.subarray(0, cut));
+    const d = new FrameDecoder();
+    const first = d.push(read, [1, 2, 3], true);
+    expect(first.map((r) => r.raw.toString())).to.deep.equal(['{"a":1}', '{"b":2}']);
+    expect(first[0]!.raw.buffer).to.equal(first[1]!.raw.buffer);
+    read.fill(0); // the caller reuses its buffer
+    const rest = Buffer.from(data.subarray(cut));
+    const second = d.push(rest, []);
+    rest.fill(0);
+    expect([...first, ...second].map((r) => [r.fd, r.raw.toString()])).to.deep.equal([[1, '{"a":1}'], [2, '{"b":2}'], [3, '{"c":3}']]);
+    d.end();
+  });
+
   it('hands back every descriptor it holds after an error', () => {
     const d = new FrameDecoder();
     expect(() => d.push(frame('{}'), [3, 4])).to.throw(/1 more descriptor/).with.property('code', 'ERR_GRACEFUL_FD_COUNT_MISMATCH');
