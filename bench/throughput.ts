@@ -7,7 +7,7 @@
  *     META each) per send() for WARMUP_MS + DURATION_MS, keeping WINDOW sends
  *     outstanding, then the connection closes.
  *   node dist/bench/throughput.js recv PATH WARMUP_MS
- *     connects, loops receive() and closes every fd; counts the descriptors
+ *     connects, loops receiveBatch() and closes every fd; counts the descriptors
  *     that arrive from WARMUP_MS after the first one until end of stream.
  * A peer that fails still prints its JSON line, with the error's code.
  */
@@ -63,13 +63,15 @@ async function recv(path: string, warmupMs: number): Promise<void> {
   let error: unknown = null;
   try {
     for (;;) {
-      const item = await conn.receive();
-      if (item === null) break;
-      fs.closeSync(item.fd);
-      total++;
-      if (first < 0) first = performance.now();
-      if (t0 > 0) fds++;
-      else if (performance.now() - first >= warmupMs) t0 = performance.now();
+      const batch = await conn.receiveBatch();
+      if (batch === null) break;
+      for (const item of batch) {
+        fs.closeSync(item.fd);
+        total++;
+        if (first < 0) first = performance.now();
+        if (t0 > 0) fds++;
+        else if (performance.now() - first >= warmupMs) t0 = performance.now();
+      }
     }
   } catch (err) {
     error = err;
