@@ -110,9 +110,16 @@ export class FrameDecoder {
    * then, and every descriptor stays for takeFds().
    */
   push(bytes: Uint8Array, fds: readonly number[], filled = false): Record[] {
+    const records: Record[] = [];
+    this.pushTo(bytes, fds, filled, records);
+    return records;
+  }
+
+  /** pushTo does what push does, appending the records to out (as it was on an error). */
+  pushTo(bytes: Uint8Array, fds: readonly number[], filled: boolean, out: Record[]): void {
     if (this.failed) throw new BadFrameError('the decoder already failed: start a new connection');
     this.older = this.fds.length;
-    for (const fd of fds) this.fds.push(fd);
+    for (let i = 0; i < fds.length; i++) this.fds.push(fds[i]!);
     // Copy the read once (after what an earlier read left pending): every
     // record's raw meta and the new remainder are views of that copy, as the
     // caller may reuse its buffer.
@@ -120,25 +127,34 @@ export class FrameDecoder {
     const buf = Buffer.allocUnsafe(pending.length + bytes.byteLength);
     if (pending.length > 0) buf.set(pending, 0);
     buf.set(bytes, pending.length);
-    const records: Record[] = [];
+    const before = out.length;
     try {
-      this.parse(buf, records, fds.length > 0, filled);
+      this.parse(buf, out, fds.length > 0, filled);
     } catch (err) {
       // parse() consumes nothing before its last check: every fd is still held.
+      out.length = before;
       this.failed = true;
       throw err;
     }
-    return records;
+  }
+
+  /**
+   * makeRecord builds the record of fd whose meta is buf[start, end); a
+   * subclass may return its own kind of record (with `raw` as a getter, say).
+   */
+  protected makeRecord(fd: number, buf: Buffer, start: number, end: number): Record {
+    return { fd, raw: buf.subarray(start, end) };
   }
 
   private parse(buf: Buffer, records: Record[], newFds: boolean, filled: boolean): void {
     let offset = 0;
     let taken = 0;
-    while (buf.length - offset >= HEADER_BYTES) {
-      const length = buf.readUInt32LE(offset);
+    const size = buf.length;
+    while (size - offset >= HEADER_BYTES) {
+      const length = (buf[offset]! | (buf[offset + 1]! << 8) | (buf[offset + 2]! << 16)) + buf[offset + 3]! * 0x1000000;
       if (taken >= this.fds.length) {
         throw new FdCountMismatchError(
-          `a message carries more meta records than descriptors (record ${records.length + 1} has no descriptor): ` +
+          `a message carries more meta records than descriptors (record ${taken + 1} has no descriptor): ` +
             'the peer does not speak this framing',
         );
       }
@@ -148,12 +164,12 @@ export class FrameDecoder {
             'the peer does not speak this framing, or raise maxMetaBytes',
         );
       }
-      if (buf.length - offset - HEADER_BYTES < length) break;
-      records.push({ fd: this.fds[taken]!, raw: buf.subarray(offset + HEADER_BYTES, offset + HEADER_BYTES + length) });
+      if (size - offset - HEADER_BYTES < length) break;
+      records.push(this.makeRecord(this.fds[taken]!, buf, offset + HEADER_BYTES, offset + HEADER_BYTES + length));
       taken++;
       offset += HEADER_BYTES + length;
     }
-    const rest = buf.length - offset;
+    const rest = size - offset;
     if (newFds && !filled && rest === 0 && taken < this.fds.length) {
       throw new FdCountMismatchError(
         `a message carries ${this.fds.length - taken} more descriptor(s) than meta records: the peer does not speak this framing`,
@@ -169,7 +185,8 @@ export class FrameDecoder {
       }
       throw new BadFrameError('a record runs past the end of its message: its meta is longer than the message');
     }
-    this.fds.splice(0, taken);
+    if (taken === this.fds.length) this.fds.length = 0;
+    else this.fds.splice(0, taken);
     this.pending = rest === 0 ? EMPTY : buf.subarray(offset);
   }
 

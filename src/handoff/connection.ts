@@ -6,7 +6,9 @@
 import { addon, AGAIN, TOO_MANY_REFS, POLL_READABLE, POLL_WRITABLE, type PeerCredentials, type Poller } from '../native.js';
 import { ClosedError, TimeoutError, GracefulError, errorCode } from '../errors.js';
 import { decodeMeta, encodeMeta, type Meta } from '../meta.js';
-import { encodeMessages, FrameDecoder, DEFAULT_MAX_FDS_PER_MESSAGE, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_META_BYTES } from '../wire.js';
+import {
+  encodeMessages, FrameDecoder, DEFAULT_MAX_FDS_PER_MESSAGE, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_META_BYTES, type Record,
+} from '../wire.js';
 import { checkSocketPathLength } from '../socketpath.js';
 import { debuglog, inspect } from 'node:util';
 
@@ -25,15 +27,32 @@ export interface ReceivedFd {
 }
 
 /**
- * The ReceivedFd the connection hands out: `meta` is an accessor on the
- * prototype (enumerable, so for...in, deep equality, JSON and inspect show
- * fd, meta and raw), parsed on first read and cached; assigning it replaces
- * the cached value.
+ * The ReceivedFd the connection hands out. `raw` and `meta` are accessors on
+ * the prototype (enumerable, so for...in, deep equality, JSON and inspect
+ * show fd, meta and raw): `raw` becomes a view of the read's copy on first
+ * access, `meta` is parsed from it on first access; both are then kept, and
+ * assigning either replaces what is kept.
  */
 class ReceivedRecord implements ReceivedFd {
+  #bytes: Buffer;
+  #start: number;
+  #end: number;
+  #raw: Buffer | undefined = undefined;
   #meta: Meta | null | undefined = undefined;
 
-  constructor(public fd: number, public raw: Buffer) {}
+  constructor(public fd: number, bytes: Buffer, start: number, end: number) {
+    this.#bytes = bytes;
+    this.#start = start;
+    this.#end = end;
+  }
+
+  get raw(): Buffer {
+    return (this.#raw ??= this.#bytes.subarray(this.#start, this.#end));
+  }
+
+  set raw(value: Buffer) {
+    this.#raw = value;
+  }
 
   get meta(): Meta | null {
     let meta = this.#meta;
@@ -53,7 +72,15 @@ class ReceivedRecord implements ReceivedFd {
     return inspect({ fd: this.fd, meta: this.meta, raw: this.raw }, options);
   }
 }
+Object.defineProperty(ReceivedRecord.prototype, 'raw', { enumerable: true });
 Object.defineProperty(ReceivedRecord.prototype, 'meta', { enumerable: true });
+
+/** RecordDecoder: the frame decoder, making ReceivedRecords. */
+class RecordDecoder extends FrameDecoder {
+  protected override makeRecord(fd: number, bytes: Buffer, start: number, end: number): Record {
+    return new ReceivedRecord(fd, bytes, start, end);
+  }
+}
 
 /** Outgoing: a descriptor to send and its meta. */
 export interface OutgoingFd {
@@ -122,7 +149,7 @@ export class HandoffConnection {
   /** The connection's descriptor; owned by this object until close(). */
   readonly fd: number;
   private readonly poller: Poller;
-  private readonly decoder: FrameDecoder;
+  private readonly decoder: RecordDecoder;
   private readonly maxMessageBytes: number;
   private readonly maxFdsPerMessage: number;
   private readonly highWaterMark: number;
@@ -150,7 +177,7 @@ export class HandoffConnection {
     this.maxFdsPerMessage = Math.min(options.maxFdsPerMessage ?? DEFAULT_MAX_FDS_PER_MESSAGE, addon.maxFds);
     const mark = options.highWaterMark;
     this.highWaterMark = typeof mark === 'number' && mark >= 1 ? Math.floor(mark) : DEFAULT_HIGH_WATER_MARK;
-    this.decoder = new FrameDecoder(options.maxMetaBytes ?? DEFAULT_MAX_META_BYTES);
+    this.decoder = new RecordDecoder(options.maxMetaBytes ?? DEFAULT_MAX_META_BYTES);
     this.poller = new addon.Poller(fd, (status, events) => this.onPoll(status, events));
     this.updatePoll();
   }
@@ -378,16 +405,11 @@ export class HandoffConnection {
       for (let i = 0; i < count; i++) got[i] = READ_FDS[1 + i]!;
       fds = got;
     }
-    let records;
     try {
-      records = this.decoder.push(READ_BUFFER.subarray(0, n), fds, n === READ_BUFFER.length);
+      this.decoder.pushTo(READ_BUFFER.subarray(0, n), fds, n === READ_BUFFER.length, this.inbox as Record[]);
     } catch (err) {
       this.failRead(err as Error);
       return false;
-    }
-    for (let i = 0; i < records.length; i++) {
-      const { fd, raw } = records[i]!;
-      this.inbox.push(new ReceivedRecord(fd, raw));
     }
     return true;
   }
