@@ -52,3 +52,67 @@ export function decodeMeta(raw: Uint8Array): Meta | null {
   }
   return isMeta(value) ? value : null;
 }
+
+/**
+ * writeMetaJson writes the JSON of a flat object into buf at offset, the
+ * bytes JSON.stringify + UTF-8 would give, without the intermediate string
+ * and Buffer. It covers the common case only: keys and string values of
+ * printable ASCII needing no escape, and enough room in buf. It returns the
+ * offset after the JSON, or -1 when it cannot (anything else, including what
+ * encodeMeta refuses): the caller then uses encodeMeta. What it wrote on -1
+ * is garbage.
+ */
+export function writeMetaJson(meta: object, buf: Uint8Array, offset: number): number {
+  const proto = Object.getPrototypeOf(meta);
+  if ((proto !== Object.prototype && proto !== null) || Array.isArray(meta)) return -1;
+  const end = buf.length;
+  let o = offset;
+  if (o >= end) return -1;
+  buf[o++] = 0x7b; // {
+  let first = true;
+  for (const key in meta) {
+    if (!Object.hasOwn(meta, key)) continue;
+    const v: unknown = (meta as Record<string, unknown>)[key];
+    if (!first) {
+      if (o >= end) return -1;
+      buf[o++] = 0x2c; // ,
+    }
+    first = false;
+    o = writeJsonString(key, buf, o);
+    if (o < 0 || o >= end) return -1;
+    buf[o++] = 0x3a; // :
+    if (typeof v === 'string') o = writeJsonString(v, buf, o);
+    else if (typeof v === 'number') o = Number.isFinite(v) ? writeAscii(String(v), buf, o) : -1;
+    else if (v === true) o = writeAscii('true', buf, o);
+    else if (v === false) o = writeAscii('false', buf, o);
+    else if (v === null) o = writeAscii('null', buf, o);
+    else return -1;
+    if (o < 0) return -1;
+  }
+  if (o >= end) return -1;
+  buf[o++] = 0x7d; // }
+  return o;
+}
+
+/** writeJsonString writes s quoted when it is printable ASCII with no quote or backslash; -1 otherwise. */
+function writeJsonString(s: string, buf: Uint8Array, offset: number): number {
+  const n = s.length;
+  if (offset + n + 2 > buf.length) return -1;
+  let o = offset;
+  buf[o++] = 0x22;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c) return -1;
+    buf[o++] = c;
+  }
+  buf[o++] = 0x22;
+  return o;
+}
+
+/** writeAscii writes s, known to be ASCII (a number's digits, a literal). */
+function writeAscii(s: string, buf: Uint8Array, offset: number): number {
+  const n = s.length;
+  if (offset + n > buf.length) return -1;
+  for (let i = 0; i < n; i++) buf[offset + i] = s.charCodeAt(i);
+  return offset + n;
+}

@@ -5,9 +5,9 @@
  */
 import { addon, AGAIN, TOO_MANY_REFS, POLL_READABLE, POLL_WRITABLE, type PeerCredentials, type Poller } from '../native.js';
 import { ClosedError, TimeoutError, GracefulError, errorCode } from '../errors.js';
-import { decodeMeta, encodeMeta, type Meta } from '../meta.js';
+import { decodeMeta, type Meta } from '../meta.js';
 import {
-  encodeMessages, FrameDecoder, DEFAULT_MAX_FDS_PER_MESSAGE, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_META_BYTES, type Record,
+  FrameDecoder, RecordEncoder, DEFAULT_MAX_FDS_PER_MESSAGE, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_META_BYTES, type Record,
 } from '../wire.js';
 import { checkSocketPathLength } from '../socketpath.js';
 import { debuglog, inspect } from 'node:util';
@@ -122,7 +122,7 @@ interface Waiter {
 interface PendingWrite {
   data: Buffer;
   offset: number;
-  fds: number[] | null;
+  fds: Int32Array | null;
   done?: { resolve(): void; reject(err: Error): void };
 }
 
@@ -130,6 +130,13 @@ interface PendingWrite {
 // decoder copies each read once.
 const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 const READ_FDS = new Int32Array(addon.maxFds + 1);
+
+// One encoder for every connection: send() encodes, writes what the kernel
+// takes straight from it and copies only the rest. A send() from a getter of
+// a meta (send within send) gets an encoder of its own.
+const ENCODER = new RecordEncoder();
+let encoderBusy = false;
+const SEND_FDS = new Int32Array(addon.maxFds);
 
 /** connectPath connects to a UNIX socket, retrying while its backlog is full. */
 export async function connectPath(path: string, api: string, timeoutMs = 10_000): Promise<number> {
@@ -203,55 +210,76 @@ export class HandoffConnection {
   send(items: readonly OutgoingFd[]): Promise<void> {
     if (this.closed) return Promise.reject(closedError('send'));
     if (this.writeError) return Promise.reject(this.writeError);
-    let messages;
+    const shared = !encoderBusy;
+    const enc = shared ? ENCODER : new RecordEncoder();
+    encoderBusy = true;
     try {
-      const records = new Array<{ fd: number; meta: Buffer }>(items.length);
-      for (let i = 0; i < items.length; i++) {
-        const { fd, meta } = items[i]!;
-        records[i] = { fd, meta: encodeMeta(meta, 'send') };
+      return this.sendEncoded(items, enc);
+    } finally {
+      if (shared) {
+        encoderBusy = false;
+        enc.release();
       }
-      messages = encodeMessages(records, this.maxMessageBytes, this.maxFdsPerMessage);
+    }
+  }
+
+  private sendEncoded(items: readonly OutgoingFd[], enc: RecordEncoder): Promise<void> {
+    const maxBytes = this.maxMessageBytes;
+    const maxFds = this.maxFdsPerMessage;
+    try {
+      enc.encode(items, maxBytes, 'send');
     } catch (err) {
       return Promise.reject(err);
     }
-    if (messages.length === 0) return Promise.resolve();
-    let first = 0;
-    let offset = 0;
+    const count = enc.count;
+    if (count === 0) return Promise.resolve();
+    let r = 0; // the first record of the next message
+    let sent = 0; // bytes of that message the kernel already has
     const direct = this.outbox.length === 0 && !this.backoff;
     if (direct) {
-      // Fast path: straight to the kernel, no queue.
+      // Fast path: straight from the encoder to the kernel, no queue.
       try {
-        while (first < messages.length) {
-          const { data, fds } = messages[first]!;
-          const n = offset === 0
-            ? addon.sendmsg(this.fd, data, 0, data.length, fds, fds.length)
-            : addon.sendmsg(this.fd, data, offset, data.length - offset, null, 0);
+        while (r < count) {
+          const next = enc.messageEnd(r, maxBytes, maxFds);
+          const start = enc.start(r);
+          const length = enc.end(next) - start;
+          let fds = enc.fds;
+          if (r > 0) {
+            fds = SEND_FDS;
+            for (let i = r; i < next; i++) fds[i - r] = enc.fds[i]!;
+          }
+          const n = addon.sendmsg(this.fd, enc.bytes, start, length, fds, next - r);
           if (n < 0) {
             if (n === TOO_MANY_REFS) this.startBackoff();
             break;
           }
-          offset += n; // the descriptors went with the first byte
-          if (offset === data.length) {
-            first++;
-            offset = 0;
+          if (n < length) {
+            sent = n; // the descriptors went with the first byte
+            break;
           }
+          r = next;
         }
       } catch (err) {
         debug('hand-off connection fd %d: sendmsg failed: %s', this.fd, (err as Error).message);
         this.failWrites(err as Error);
         return Promise.reject(err);
       }
-      if (first === messages.length) return Promise.resolve();
+      if (r === count) return Promise.resolve();
     }
     return new Promise<void>((resolve, reject) => {
-      for (let i = first; i < messages.length; i++) {
-        const m = messages[i]!;
-        const write: PendingWrite = i === first && offset > 0
-          ? { data: m.data, offset, fds: null }
-          : { data: m.data, offset: 0, fds: m.fds };
-        if (i === messages.length - 1) write.done = { resolve, reject };
+      // What the kernel did not take waits in the outbox, copied out of the encoder.
+      let write: PendingWrite | null = null;
+      while (r < count) {
+        const next = enc.messageEnd(r, maxBytes, maxFds);
+        const start = enc.start(r) + sent;
+        const data = Buffer.allocUnsafe(enc.end(next) - start);
+        enc.bytes.copy(data, 0, start, enc.end(next));
+        write = { data, offset: 0, fds: sent > 0 ? null : enc.fds.slice(r, next) };
         this.outbox.push(write);
+        sent = 0;
+        r = next;
       }
+      write!.done = { resolve, reject };
       // After the fast path the kernel just said "not now": wait for writable.
       if (direct) this.updatePoll();
       else this.flushOutbox();

@@ -151,6 +151,52 @@ describe('HandoffConnection', () => {
     });
   });
 
+  describe('send', () => {
+    it('refuses a bad fd or meta with a coded error and goes on working', async () => {
+      const [c, s] = await pair(dir);
+      const sender = new HandoffConnection(c);
+      const receiver = new HandoffConnection(s);
+      const file = fs.openSync('/dev/null', 'r');
+      for (const fd of [-1, 1.5, NaN]) {
+        await sender.send([{ fd: file }, { fd }]).then(() => expect.fail('sent'), (err) => expect(err).to.have.property('code', 'ERR_GRACEFUL_INVALID_ARGUMENT'));
+      }
+      await sender.send([{ fd: file, meta: { nested: {} } as never }]).then(() => expect.fail('sent'), (err) => expect(err).to.have.property('code', 'ERR_GRACEFUL_INVALID_ARGUMENT'));
+      // nothing of the refused sends went out
+      await sender.send([{ fd: file, meta: { ok: 'é' } }, { fd: file, meta: Buffer.from([1]) }, { fd: file }]);
+      const got = (await receiver.receiveBatch())!;
+      expect(got.map((r) => r.raw.toString('hex'))).to.deep.equal([Buffer.from('{"ok":"é"}').toString('hex'), '01', '']);
+      for (const r of got) fs.closeSync(r.fd);
+      sender.close();
+      receiver.close();
+      fs.closeSync(file);
+    });
+
+    it('a send from inside another (a meta getter) encodes on its own', async () => {
+      const [c, s] = await pair(dir);
+      const sender = new HandoffConnection(c);
+      const receiver = new HandoffConnection(s);
+      const file = fs.openSync('/dev/null', 'r');
+      let inner: Promise<void> | undefined;
+      const meta = { a: 1 } as { a: number; b?: string };
+      Object.defineProperty(meta, 'b', {
+        enumerable: true,
+        get() {
+          inner ??= sender.send([{ fd: file, meta: { inner: true } }]);
+          return 'outer';
+        },
+      });
+      await sender.send([{ fd: file, meta }, { fd: file, meta: { after: true } }]);
+      await inner;
+      const got: ReceivedFd[] = [];
+      while (got.length < 3) got.push(...(await receiver.receiveBatch())!);
+      expect(got.map((r) => r.meta)).to.deep.equal([{ inner: true }, { a: 1, b: 'outer' }, { after: true }]);
+      for (const r of got) fs.closeSync(r.fd);
+      sender.close();
+      receiver.close();
+      fs.closeSync(file);
+    });
+  });
+
   describe('received records', () => {
     it('decode meta on first access and keep it; fd, meta and raw is what they show', async () => {
       const [c, s] = await pair(dir);

@@ -1,0 +1,93 @@
+/**
+ * The send side's encoder: the JSON it writes in place is JSON.stringify's,
+ * byte for byte, and its records pack into the very messages encodeMessages
+ * makes.
+ */
+import { expect } from 'chai';
+import fc from 'fast-check';
+import { encodeMessages, encodeMeta, type Meta } from '../../src/index.js';
+import { writeMetaJson } from '../../src/meta.js';
+import { RecordEncoder } from '../../src/wire.js';
+
+const valueArb = fc.oneof(
+  fc.string(), fc.string({ unit: 'grapheme' }), fc.string({ unit: 'binary' }),
+  fc.integer(), fc.double({ noNaN: true, noDefaultInfinity: true }), fc.boolean(), fc.constant(null),
+);
+const keyArb = fc.oneof(fc.string(), fc.string({ unit: 'binary' }), fc.nat().map(String), fc.constantFrom('__proto__', 'constructor', 'a"b', 'a\\b', ''));
+const metaArb = fc.dictionary(keyArb, valueArb, { maxKeys: 8 }) as fc.Arbitrary<Meta>;
+
+/** encodeOne runs writeMetaJson into a buffer of size bytes, or null when it declines. */
+function encodeOne(meta: object, size = 4096): Buffer | null {
+  const buf = Buffer.alloc(size);
+  const end = writeMetaJson(meta, buf, 3);
+  return end < 0 ? null : buf.subarray(3, end);
+}
+
+describe('meta: writeMetaJson', () => {
+  it('writes what JSON.stringify gives, or declines', () => {
+    fc.assert(fc.property(metaArb, (meta) => {
+      const got = encodeOne(meta);
+      if (got !== null) expect(got.toString('latin1')).to.equal(JSON.stringify(meta));
+    }), { numRuns: 2000 });
+  });
+
+  it('handles the common cases itself', () => {
+    const cases: object[] = [
+      {}, { name: 'http', addr: '[::]:80' }, { i: 0, n: -0, f: 1.5e-7, big: 1e21, neg: -12, t: true, u: false, z: null },
+      { 2: 'b', 1: 'a', x: 'y' }, Object.assign(Object.create(null) as object, { a: 'b' }),
+    ];
+    for (const meta of cases) expect(encodeOne(meta)?.toString(), JSON.stringify(meta)).to.equal(JSON.stringify(meta));
+  });
+
+  it('declines what needs escaping or is not ASCII, what encodeMeta refuses, and a buffer too small', () => {
+    const declined: object[] = [
+      { q: 'a"b' }, { 'k\\': 1 }, { nl: 'a\nb' }, { u: 'é' }, { e: '😀' },
+      { n: NaN }, { i: Infinity }, { o: {} }, { a: [1] }, { f: () => 1 }, { u: undefined }, [1], new Date(0), new Map(),
+    ];
+    for (const meta of declined) expect(encodeOne(meta), String(Object.keys(meta))).to.equal(null);
+    expect(encodeOne({ name: 'http' }, 3 + 14)).to.equal(null);
+    expect(encodeOne({ name: 'http' }, 3 + 15)?.toString()).to.equal('{"name":"http"}');
+  });
+});
+
+describe('wire: RecordEncoder', () => {
+  const itemArb = fc.record({
+    fd: fc.nat({ max: 1 << 20 }),
+    meta: fc.oneof(metaArb, fc.uint8Array({ maxLength: 600 }), fc.constant(null), fc.constant(undefined),
+      fc.string({ maxLength: 3000 }).map((s) => ({ s }))),
+  });
+
+  it('packs the same messages as encodeMessages, with any limits, growing past its buffer', () => {
+    const enc = new RecordEncoder();
+    fc.assert(fc.property(fc.array(itemArb, { maxLength: 60 }), fc.integer({ min: 8000, max: 20000 }), fc.integer({ min: 1, max: 253 }),
+      (items, maxBytes, maxFds) => {
+        const expected = encodeMessages(items.map(({ fd, meta }) => ({ fd, meta: encodeMeta(meta) })), maxBytes, maxFds);
+        enc.encode(items, maxBytes, 'test');
+        const got: { data: string; fds: number[] }[] = [];
+        for (let r = 0; r < enc.count;) {
+          const next = enc.messageEnd(r, maxBytes, maxFds);
+          got.push({ data: enc.bytes.toString('hex', enc.start(r), enc.end(next)), fds: Array.from(enc.fds.subarray(r, next)) });
+          r = next;
+        }
+        expect(got).to.deep.equal(expected.map((m) => ({ data: m.data.toString('hex'), fds: m.fds })));
+        enc.release();
+      }), { numRuns: 300 });
+    // and a batch far larger than its buffer
+    const big = Array.from({ length: 300 }, (_, i) => ({ fd: i, meta: { i, pad: 'x'.repeat(1000) } }));
+    enc.encode(big, 4096, 'test');
+    expect(enc.count).to.equal(300);
+    expect(enc.end(300)).to.equal(big.reduce((n, { meta }) => n + 4 + JSON.stringify(meta).length, 0));
+  });
+
+  it('refuses a bad fd or meta, and a record longer than a message, with coded errors', () => {
+    const enc = new RecordEncoder();
+    for (const fd of [-1, 1.5, NaN, '3', 2 ** 31]) {
+      expect(() => enc.encode([{ fd: fd as number }], 4096, 'send'), String(fd)).to.throw(/send: fd must be a non-negative integer/)
+        .with.property('code', 'ERR_GRACEFUL_INVALID_ARGUMENT');
+    }
+    expect(() => enc.encode([{ fd: 1, meta: { a: [1] } as never }], 4096, 'send')).to.throw(/flat object/)
+      .with.property('code', 'ERR_GRACEFUL_INVALID_ARGUMENT');
+    expect(() => enc.encode([{ fd: 1, meta: new Uint8Array(4093) }], 4096, 'send')).to.throw(/4093 bytes; one message holds at most 4092/)
+      .with.property('code', 'ERR_GRACEFUL_META_TOO_LARGE');
+  });
+});
