@@ -26,6 +26,8 @@ export class ConnectionTracker {
   private readonly http = new Map<net.Socket, HttpState>();
   private readonly sessions = new Set<http2.Http2Session>();
   private draining = false;
+  /** Called when a connection closes, while a drain waits: it ends as soon as the last one goes. */
+  private changed: (() => void) | null = null;
   private readonly detach: (() => void)[] = [];
 
   constructor(readonly server: net.Server) {
@@ -35,7 +37,10 @@ export class ConnectionTracker {
     const plainHttp = server instanceof http.Server;
     const onConnection = (socket: net.Socket) => {
       this.sockets.add(socket);
-      socket.once('close', () => this.sockets.delete(socket));
+      socket.once('close', () => {
+        this.sockets.delete(socket);
+        this.changed?.();
+      });
       if (plainHttp) this.httpState(socket);
     };
     const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => this.onRequest(req, res);
@@ -106,9 +111,16 @@ export class ConnectionTracker {
         }
       };
       const timer = setInterval(tick, Math.max(10, Math.min(100, idleGraceMs / 4)));
+      let finished = false;
       const finish = (forced: number) => {
+        if (finished) return;
+        finished = true;
         clearInterval(timer);
+        this.changed = null;
         resolve(forced);
+      };
+      this.changed = () => {
+        if (this.sockets.size === 0) finish(0);
       };
       tick();
     });

@@ -59,6 +59,16 @@ class StderrTail {
 }
 
 /**
+ * lastWords: the telling lines of a stderr tail, without blank lines, stack
+ * frames, the properties Node prints after an error, and its version banner.
+ */
+function lastWords(lines: string[]): string {
+  const noise = [/^\s*$/, /^\s+at /, /^Node\.js v\d/, /^\s*\^+\s*$/, /^\s+[\w$]+: /, /^\s*[{}\]],?\s*$/];
+  const telling = lines.filter((l) => !noise.some((re) => re.test(l)));
+  return (telling.length ? telling : lines).slice(-3).map((l) => l.trim()).join(' | ');
+}
+
+/**
  * startSuccessor runs steps 2 to 5 of a redeploy and resolves once the new
  * instance said it is ready. On any failure it kills the new instance, closes
  * everything it opened, and rejects with RedeployFailedError; the caller's
@@ -136,7 +146,7 @@ export async function startSuccessor(options: SuccessorOptions): Promise<Success
       const last = tail.get();
       failed({ reason: 'exit', pid: child?.pid, exitCode: code, signal, stderr: last },
         `the new instance (pid ${child?.pid}) ${how} before it was ready` +
-          (last.length ? `; its last words: ${last.slice(-3).join(' | ')}` : '') + '; this instance goes on serving',
+          (last.length ? `; its last words: ${lastWords(last)}` : '') + '; this instance goes on serving',
         handoffError);
     });
     if (child.pid !== undefined) options.onSpawned?.(child.pid);

@@ -1,0 +1,165 @@
+/**
+ * Faults during a redeploy, with a client looping requests throughout: the
+ * service keeps answering, the caller gets a coded error, no process is left
+ * behind, and the survivor holds no leaked descriptor.
+ */
+import { expect } from 'chai';
+import fs from 'node:fs';
+import path from 'node:path';
+import { ControlClient, receive } from '../../src/index.js';
+import { openFds, root, spawnChild, spawnFixture, tmpDir, until, type Child } from '../helpers.js';
+import { LoadLoop } from '../load.js';
+
+function gone(pid: number): boolean {
+  try {
+    return /^State:\s+Z/m.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  } catch {
+    return true;
+  }
+}
+
+describe('faults during a redeploy', function () {
+  this.timeout(60_000);
+  let app: Child | undefined;
+  let dir: string;
+  let sock: string;
+  let failFile: string;
+
+  beforeEach(() => {
+    dir = tmpDir();
+    sock = path.join(dir, 'c.sock');
+    failFile = path.join(dir, 'fail');
+  });
+
+  afterEach(async () => {
+    for (const line of app?.stdout ?? []) {
+      const m = /^ready (\d+)/.exec(line);
+      if (m) {
+        try {
+          process.kill(Number(m[1]), 'SIGKILL');
+        } catch {
+          // gone
+        }
+      }
+    }
+    await app?.exited;
+    app = undefined;
+  });
+
+  async function start(env: Record<string, string> = {}, command?: string[]): Promise<{ pid: number; port: number }> {
+    const environment = { ...process.env, APP_SOCKET: sock, APP_FAIL_FILE: failFile, APP_UPGRADE_TIMEOUT: '5000', ...env };
+    app = command ? spawnChild(command[0]!, command.slice(1), { env: environment, cwd: env.CWD }) : spawnFixture('app', [], { env: environment });
+    const [, pid, port] = (await app.next(/^ready /)).split(' ');
+    return { pid: Number(pid), port: Number(port) };
+  }
+
+  async function redeploy(): Promise<Error & { code?: string }> {
+    const c = await ControlClient.connect(sock);
+    try {
+      await c.request('redeploy');
+      throw new Error('the redeploy should have failed');
+    } catch (err) {
+      return err as Error & { code?: string };
+    } finally {
+      c.close();
+    }
+  }
+
+  /** failsCleanly: the redeploy fails with a coded error, the old instance served throughout and leaks nothing. */
+  async function failsCleanly(mode: string, expected: RegExp): Promise<void> {
+    const { pid, port } = await start();
+    const baseline = openFds(pid);
+    const load = new LoadLoop(port, 2, 2);
+    await until(() => load.result.requests > 20, 10_000, 'some load');
+    fs.writeFileSync(failFile, mode);
+    const err = await redeploy();
+    expect(err.code, err.message).to.equal('ERR_GRACEFUL_REDEPLOY_FAILED');
+    expect(err.message).to.match(expected);
+    const newPid = Number(/pid (\d+)/.exec(err.message)![1]);
+    await until(() => gone(newPid), 10_000, 'the new instance to be gone');
+    await until(() => load.result.requests > 60, 10_000, 'more load after the failure');
+    const result = await load.stop();
+    expect(result.errors).to.deep.equal([]);
+    expect(new Set(result.perLoop.flat())).to.deep.equal(new Set([pid]));
+    await until(() => openFds(pid).length === baseline.length, 10_000, 'descriptors back to the baseline')
+      .catch(() => expect(openFds(pid)).to.deep.equal(baseline));
+  }
+
+  it('SIGKILL of the new instance before it connects to the hand-off socket', async () => {
+    await failsCleanly('kill-early', /was killed by SIGKILL before it was ready/);
+  });
+
+  it('SIGKILL of the new instance after it received the descriptors, before ready', async () => {
+    await failsCleanly('kill-after-receive', /was killed by SIGKILL before it was ready/);
+  });
+
+  it('the new instance hits its open-file limit while receiving', async () => {
+    await failsCleanly('limit-fds', /exited with code 1 before it was ready; its last words: .*ERR_GRACEFUL_FDS_TRUNCATED|EMFILE/);
+  });
+
+  it('the program file was deleted', async () => {
+    const copy = path.join(dir, 'app-copy.js');
+    // A copy of the fixture that imports the library from where the fixture does.
+    fs.writeFileSync(copy, fs.readFileSync(path.join(root, 'dist/test/fixtures/app.js'), 'utf8')
+      .replaceAll('../../src/', `${path.join(root, 'dist/src')}/`));
+    const { pid, port } = await start({}, [process.execPath, copy]);
+    const load = new LoadLoop(port, 1, 1);
+    await until(() => load.result.requests > 10, 10_000, 'some load');
+    fs.rmSync(copy);
+    const err = await redeploy();
+    expect(err.code).to.equal('ERR_GRACEFUL_REDEPLOY_FAILED');
+    expect(err.message, err.message).to.match(/exited with code 1 before it was ready; its last words: .*Cannot find module/);
+    const result = await load.stop();
+    expect(result.errors).to.deep.equal([]);
+    expect(new Set(result.perLoop.flat())).to.deep.equal(new Set([pid]));
+  });
+
+  it('the working directory is gone', async () => {
+    const cwd = path.join(dir, 'cwd');
+    fs.mkdirSync(cwd);
+    const { pid, port } = await start({ CWD: cwd }, [process.execPath, path.join(root, 'dist/test/fixtures/app.js')]);
+    const load = new LoadLoop(port, 1, 1);
+    await until(() => load.result.requests > 10, 10_000, 'some load');
+    fs.rmdirSync(cwd);
+    const err = await redeploy();
+    expect(err.code).to.equal('ERR_GRACEFUL_REDEPLOY_FAILED');
+    expect(err.message).to.match(/could not start the new instance: spawn .* ENOENT/);
+    const result = await load.stop();
+    expect(result.errors).to.deep.equal([]);
+    expect(new Set(result.perLoop.flat())).to.deep.equal(new Set([pid]));
+  });
+
+  it('two redeploys asked at the same instant from two clients: exactly one runs', async () => {
+    await start();
+    const [a, b] = await Promise.all([ControlClient.connect(sock), ControlClient.connect(sock)]);
+    const results = await Promise.allSettled([a.request('redeploy'), b.request('redeploy')]);
+    a.close();
+    b.close();
+    const ok = results.filter((r) => r.status === 'fulfilled');
+    const refused = results.filter((r) => r.status === 'rejected') as PromiseRejectedResult[];
+    expect(ok).to.have.length(1);
+    expect(refused.map((r) => (r.reason as { code: string }).code)).to.deep.equal(['ERR_GRACEFUL_UPGRADE_IN_PROGRESS']);
+    await app!.next(new RegExp(`^ready ${(ok[0] as PromiseFulfilledResult<{ pid: number }>).value.pid} `));
+  });
+
+  it('the hand-off socket serves only the instance it spawned: an intruder gets nothing, and it is logged', async () => {
+    const { pid } = await start();
+    fs.writeFileSync(failFile, 'hang');
+    const pending = redeploy();
+    // The new instance's environment names the hand-off socket.
+    const newPid = await until(() => {
+      const m = app!.stderr.map((l) => /redeploy: spawned \(pid (\d+)\)/.exec(l)).find(Boolean);
+      return m ? Number(m[1]) : 0;
+    }, 10_000, 'the spawn');
+    const handoff = /GRACEFUL_HANDOFF=([^\0]+)/.exec(fs.readFileSync(`/proc/${newPid}/environ`, 'utf8'))![1]!;
+    const got: number[] = [];
+    const n = await receive(handoff, (fd) => {
+      got.push(fd);
+      fs.closeSync(fd);
+    });
+    expect(n).to.equal(0);
+    await until(() => app!.stderr.some((l) => l.includes(`hand-off: refused pid ${process.pid} (uid ${process.getuid!()}); only the new instance (pid ${newPid}) may connect`)), 5000, 'the refusal in the log');
+    expect((await pending).code).to.equal('ERR_GRACEFUL_REDEPLOY_FAILED');
+    void pid;
+  });
+});
