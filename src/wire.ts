@@ -216,8 +216,11 @@ export class FrameDecoder {
     return records;
   }
 
-  /** pushTo does what push does, appending the records to out (as it was on an error). */
-  pushTo(bytes: Uint8Array, fds: readonly number[], filled: boolean, out: Record[]): void {
+  /**
+   * pushTo does what push does with the first `length` bytes, appending the
+   * records to out (left as it was on an error).
+   */
+  pushTo(bytes: Uint8Array, fds: readonly number[], filled: boolean, out: Record[], length = bytes.byteLength): void {
     if (this.failed) throw new BadFrameError('the decoder already failed: start a new connection');
     this.older = this.fds.length;
     for (let i = 0; i < fds.length; i++) this.fds.push(fds[i]!);
@@ -225,9 +228,10 @@ export class FrameDecoder {
     // record's raw meta and the new remainder are views of that copy, as the
     // caller may reuse its buffer.
     const pending = this.pending;
-    const buf = Buffer.allocUnsafe(pending.length + bytes.byteLength);
+    const buf = Buffer.allocUnsafe(pending.length + length);
     if (pending.length > 0) buf.set(pending, 0);
-    buf.set(bytes, pending.length);
+    if (length === bytes.byteLength) buf.set(bytes, pending.length);
+    else buf.set(new Uint8Array(bytes.buffer, bytes.byteOffset, length), pending.length);
     const before = out.length;
     try {
       this.parse(buf, out, fds.length > 0, filled);
@@ -286,8 +290,8 @@ export class FrameDecoder {
       }
       throw new BadFrameError('a record runs past the end of its message: its meta is longer than the message');
     }
-    if (taken === this.fds.length) this.fds.length = 0;
-    else this.fds.splice(0, taken);
+    if (taken === this.fds.length) this.fds = [];
+    else if (taken > 0) this.fds.splice(0, taken);
     this.pending = rest === 0 ? EMPTY : buf.subarray(offset);
   }
 

@@ -434,7 +434,7 @@ export class HandoffConnection {
       fds = got;
     }
     try {
-      this.decoder.pushTo(READ_BUFFER.subarray(0, n), fds, n === READ_BUFFER.length, this.inbox as Record[]);
+      this.decoder.pushTo(READ_BUFFER, fds, n === READ_BUFFER.length, this.inbox as Record[], n);
     } catch (err) {
       this.failRead(err as Error);
       return false;

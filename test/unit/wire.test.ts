@@ -1,6 +1,6 @@
 /** The frame codec and meta, on their own. */
 import { expect } from 'chai';
-import { encodeMessages, FrameDecoder, encodeMeta, decodeMeta, isMeta } from '../../src/index.js';
+import { encodeMessages, FrameDecoder, encodeMeta, decodeMeta, isMeta, type FrameRecord } from '../../src/index.js';
 
 const rec = (fd: number, meta: string) => ({ fd, meta: Buffer.from(meta) });
 
@@ -53,6 +53,18 @@ describe('wire: FrameDecoder', () => {
     rest.fill(0);
     expect([...first, ...second].map((r) => [r.fd, r.raw.toString()])).to.deep.equal([[1, '{"a":1}'], [2, '{"b":2}'], [3, '{"c":3}']]);
     d.end();
+  });
+
+  it('pushTo reads the first bytes of a larger buffer and appends to a list, left as it was on an error', () => {
+    const data = frame('{"a":1}', '{"b":2}');
+    const big = Buffer.concat([data, Buffer.from('garbage after the read')]);
+    const out: FrameRecord[] = [{ fd: 99, raw: Buffer.alloc(0) }];
+    const d = new FrameDecoder();
+    d.pushTo(big, [1, 2], false, out, data.length);
+    expect(out.map((r) => [r.fd, r.raw.toString()])).to.deep.equal([[99, ''], [1, '{"a":1}'], [2, '{"b":2}']]);
+    expect(() => d.pushTo(frame('{}', '{}'), [3], false, out)).to.throw(/more meta records than descriptors/);
+    expect(out).to.have.length(3);
+    expect(d.takeFds()).to.deep.equal([3]);
   });
 
   it('hands back every descriptor it holds after an error', () => {
