@@ -110,6 +110,8 @@ export interface ConnectionOptions {
 export const DEFAULT_HIGH_WATER_MARK = 256;
 /** Most recvmsg calls in one poll callback, so one fast peer cannot hold the event loop. */
 const READS_PER_POLL = 32;
+/** When reading once per wake-up, read on until EAGAIN every this many wake-ups (see readSome). */
+const PROBE_EVERY = 8;
 const NO_FDS: readonly number[] = Object.freeze([]);
 
 interface Waiter {
@@ -168,6 +170,9 @@ export class HandoffConnection {
   private eof = false;
   private closed = false;
   private events = 0;
+  /** readSome reads until EAGAIN (true) or once (false) per wake-up */
+  private probe = true;
+  private unprobed = 0;
   private backoff: NodeJS.Timeout | null = null;
   private credentials: PeerCredentials | null = null;
 
@@ -404,10 +409,30 @@ export class HandoffConnection {
     return !this.eof && !this.readError && this.inbox.length < this.highWaterMark;
   }
 
-  /** readSome reads up to READS_PER_POLL times, stopping at the high-water mark, then hands out what came. */
+  /**
+   * readSome reads up to READS_PER_POLL times, stopping at the high-water
+   * mark, then hands out what came. Reading until the kernel says EAGAIN
+   * costs one more recvmsg per wake-up, wasted when the peer sends one
+   * message at a time (a request and its reply): once such a probe finds
+   * nothing after a single message, readSome reads once per wake-up (the poll
+   * is level-triggered: it reports at once whatever else is there) and
+   * probes again every PROBE_EVERY wake-ups, in case a stream started.
+   */
   private readSome(): void {
-    for (let i = 0; i < READS_PER_POLL && !this.closed && this.wantsToRead(); i++) {
-      if (!this.readOnce()) break;
+    const probing = this.probe || ++this.unprobed >= PROBE_EVERY;
+    const limit = probing ? READS_PER_POLL : 1;
+    let reads = 0;
+    let drained = false;
+    while (reads < limit && !this.closed && this.wantsToRead()) {
+      if (!this.readOnce()) {
+        drained = !this.eof && this.readError === null;
+        break;
+      }
+      reads++;
+    }
+    if (probing) {
+      this.probe = !(drained && reads <= 1);
+      this.unprobed = 0;
     }
     this.deliver();
   }

@@ -104,6 +104,38 @@ describe('HandoffConnection', () => {
     });
   });
 
+  it('one message at a time, then a stream, then one at a time again: everything arrives, in order', async () => {
+    const [c, s] = await pair(dir);
+    const a = new HandoffConnection(c);
+    const b = new HandoffConnection(s);
+    const file = fs.openSync('/dev/null', 'r');
+    const before = fdCount();
+    let i = 0;
+    const exchange = async (n: number) => {
+      for (let k = 0; k < n; k++) {
+        await a.send([{ fd: file, meta: { i } }]);
+        const got = await b.receive();
+        expect(got?.meta).to.deep.equal({ i: i++ });
+        fs.closeSync(got!.fd);
+      }
+    };
+    await exchange(40);
+    const burst = Promise.all(Array.from({ length: 2000 }, (_, k) => a.send([{ fd: file, meta: { i: i + k } }])));
+    for (let k = 0; k < 2000;) {
+      for (const r of (await b.receiveBatch())!) {
+        expect(r.meta).to.deep.equal({ i: i++ });
+        fs.closeSync(r.fd);
+        k++;
+      }
+    }
+    await burst;
+    await exchange(40);
+    expect(fdCount()).to.equal(before);
+    a.close();
+    b.close();
+    fs.closeSync(file);
+  });
+
   describe('receiveBatch', () => {
     it('resolves with every record already received, in order, mixes with receive(), and ends with null', async () => {
       const [c, s] = await pair(dir);
