@@ -220,6 +220,15 @@ Napi::Value SetCloexec(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// dup(fd) -> a close-on-exec duplicate
+Napi::Value Dup(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!IsFd(info[0])) return ThrowUsage(env, "dup(fd)");
+  int rc = fdpass::Dup(info[0].As<Napi::Number>().Int32Value());
+  if (rc < 0) return ThrowErrno(env, -rc, "fcntl");
+  return Napi::Number::New(env, rc);
+}
+
 // dup2(oldFd, newFd) -> newFd
 Napi::Value Dup2(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -404,6 +413,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("recvmsg", Napi::Function::New(env, RecvMsg));
   exports.Set("peercred", Napi::Function::New(env, PeerCred));
   exports.Set("setCloexec", Napi::Function::New(env, SetCloexec));
+  exports.Set("dup", Napi::Function::New(env, Dup));
   exports.Set("dup2", Napi::Function::New(env, Dup2));
   exports.Set("sendDatagram", Napi::Function::New(env, SendDatagram));
   exports.Set("Poller", Poller::Define(env));

@@ -202,6 +202,11 @@ int SetCloexec(int fd, bool on) {
   return 0;
 }
 
+int Dup(int fd) {
+  int rc = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  return rc < 0 ? -errno : rc;
+}
+
 int Dup2(int old_fd, int new_fd) {
   int rc;
   do {

@@ -56,6 +56,9 @@ long SendDatagram(const char* path, const char* data, size_t len,
 // Sets or clears FD_CLOEXEC on fd (systemd passes its sockets without it).
 int SetCloexec(int fd, bool on);
 
+// Duplicates fd (close-on-exec) at the lowest free number. Returns it or -errno.
+int Dup(int fd);
+
 // Puts a duplicate of old_fd at new_fd, not close-on-exec (to restore an
 // inherited stderr at fd 2). Returns new_fd or -errno.
 int Dup2(int old_fd, int new_fd);

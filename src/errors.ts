@@ -117,8 +117,12 @@ export class ControlParseError extends GracefulError {
 
 /** Why a new instance did not take over. */
 export interface RedeployFailure {
-  /** 'exit' (it exited or was killed before ready), 'timeout', 'spawn' (could not start), 'handoff' (the hand-off broke). */
-  reason: 'exit' | 'timeout' | 'spawn' | 'handoff';
+  /**
+   * 'exit' (it exited or was killed before ready), 'timeout', 'spawn' (could
+   * not start), 'handoff' (the hand-off broke), 'aborted' (this instance was
+   * told to stop meanwhile: the new one was killed).
+   */
+  reason: 'exit' | 'timeout' | 'spawn' | 'handoff' | 'aborted';
   pid?: number;
   exitCode?: number | null;
   signal?: NodeJS.Signals | null;

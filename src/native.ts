@@ -40,6 +40,8 @@ export interface Addon {
   recvmsg(fd: number, bytes: Uint8Array, offset: number, length: number, fdsOut: Int32Array): number;
   peercred(fd: number): PeerCredentials;
   setCloexec(fd: number, on: boolean): void;
+  /** dup returns a close-on-exec duplicate of fd. */
+  dup(fd: number): number;
   dup2(oldFd: number, newFd: number): number;
   sendDatagram(path: string, bytes: Uint8Array, offset: number, length: number,
     fds: Int32Array | readonly number[] | null, nfds: number): number;

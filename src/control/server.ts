@@ -220,6 +220,7 @@ export class ControlServer {
   private readonly maxConnections: number;
   private file: SocketFile | null = null;
   private paused: ControlConnection[] = [];
+  private spare: number | null = null;
   /** Set once a new instance took over the connections. */
   handedOver = false;
 
@@ -305,10 +306,33 @@ export class ControlServer {
     for (const conn of this.paused.splice(0)) if (!conn.handingOver) conn.resume();
   }
 
-  /** handoffDone drops this process's copies of the connections the new instance now serves. */
+  /**
+   * handoffDone drops this process's copies of the connections the new
+   * instance now serves, and stops accepting: new clients reach the new
+   * instance. A duplicate of the listening socket is kept for takeBack().
+   */
   handoffDone(): void {
     this.handedOver = true;
     for (const conn of this.paused.splice(0)) if (!conn.handingOver) conn.release();
+    if (this.server.listening) {
+      this.spare = addon.dup(fdOf(this.server));
+      this.server.close();
+    }
+  }
+
+  /** takeBack accepts again (the new instance died): on the kept duplicate. */
+  async takeBack(): Promise<void> {
+    this.handedOver = false;
+    const spare = this.spare;
+    this.spare = null;
+    if (spare !== null) {
+      try {
+        await listenOnFd(this.server, spare);
+      } catch (err) {
+        addon.close(spare);
+        throw err;
+      }
+    }
   }
 
   /** adopt takes a connection handed over by a predecessor; it starts reading at start(). */
@@ -338,7 +362,9 @@ export class ControlServer {
 
   /** close stops accepting; with release the socket file goes too (no successor wants it). Connections close. */
   close(release: boolean): void {
-    this.server.close();
+    if (this.spare !== null) addon.close(this.spare);
+    this.spare = null;
+    if (this.server.listening) this.server.close();
     if (release) this.file?.remove();
     for (const conn of this.connections) conn.socket.end();
   }

@@ -28,6 +28,7 @@ export class ConnectionTracker {
   private draining = false;
   /** Called when a connection closes, while a drain waits: it ends as soon as the last one goes. */
   private changed: (() => void) | null = null;
+  private cancel: (() => void) | null = null;
   private readonly detach: (() => void)[] = [];
 
   constructor(readonly server: net.Server) {
@@ -117,18 +118,23 @@ export class ConnectionTracker {
         finished = true;
         clearInterval(timer);
         this.changed = null;
+        this.cancel = null;
         resolve(forced);
       };
       this.changed = () => {
         if (this.sockets.size === 0) finish(0);
       };
+      this.cancel = () => finish(0);
       tick();
     });
   }
 
-  /** reset ends a drain: connections made after a later rebind keep alive again. */
+  /** reset ends a drain (a drain under way resolves at once): connections keep alive again. */
   reset(): void {
     this.draining = false;
+    const cancel = this.cancel;
+    this.cancel = null;
+    cancel?.();
   }
 
   /** dispose stops tracking. */

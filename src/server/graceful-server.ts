@@ -40,6 +40,8 @@ export const DEFAULT_UPGRADE_TIMEOUT = 60_000;
 export const DEFAULT_SHUTDOWN_TIMEOUT = 10_000;
 /** How long a drained keep-alive connection may sit idle before it is closed. */
 export const DEFAULT_IDLE_GRACE = 1_000;
+/** How long a drained instance watches its successor, ready to serve again if it dies. */
+export const DEFAULT_TAKE_BACK_WINDOW = 1_000;
 
 export interface GracefulServerOptions {
   /** Path of the control socket (none by default). */
@@ -60,6 +62,11 @@ export interface GracefulServerOptions {
   shutdownTimeout?: number;
   /** ms a drained keep-alive connection may stay idle before it is closed (default 1 s). */
   idleGrace?: number;
+  /**
+   * ms after a new instance is ready during which this one, drained, keeps a
+   * copy of the sockets and serves again if the new one dies (default 1 s).
+   */
+  takeBackWindow?: number;
   /** Runlevel to start in without a predecessor: 1 or 3 (default 3). */
   runlevel?: 1 | 3;
   /** Handle signals (default true): SIGTERM and SIGINT halt (a second SIGINT forces), SIGHUP per `sighup`. */
@@ -138,13 +145,17 @@ export class GracefulServer extends EventEmitter {
   private targetLevel: Runlevel = 3;
   private transition: Promise<void> = Promise.resolve();
   private readyState: 'starting' | 'ready' | 'halting' | 'halted' = 'starting';
-  private redeploying: { pid?: number; since: number } | null = null;
+  private redeploying: { pid?: number; since: number; abort: AbortController; done: Promise<unknown> } | null = null;
   private handedOverTo: number | null = null;
   private haltPromise: Promise<void>;
   /** Keeps the process alive from start to halt, even with every listener closed (runlevel 1). */
   private keepAlive: NodeJS.Timeout | null = null;
   private resolveHalt!: () => void;
   private wasReady = false;
+  /** Set when a dead successor made this instance serve again in the middle of its halt. */
+  private takenBack = false;
+  private handedOverAt: number | null = null;
+  private onTakeBack: (() => void) | null = null;
   /** 1 for the first instance, then one more for each redeploy. */
   generation = 1;
 
@@ -559,6 +570,12 @@ export class GracefulServer extends EventEmitter {
   }
 
   private async halt(handedOver: boolean, bySignal: boolean): Promise<void> {
+    const pending = this.redeploying;
+    if (pending && !handedOver) {
+      // Stopping wins over a redeploy under way: the new instance is killed (as tableflip does).
+      pending.abort.abort();
+      await pending.done;
+    }
     this.readyState = 'halting';
     const deadline = Date.now() + this.shutdownTimeout;
     if (!handedOver) notify('STOPPING=1');
@@ -566,6 +583,25 @@ export class GracefulServer extends EventEmitter {
     this.emit('draining', open);
     const forced = await this.drainListeners(!handedOver);
     if (forced > 0) this.log(`halt: closed ${forced} connection(s) still open at the shutdown timeout`, { event: 'halt.forced', forced });
+    if (handedOver && !this.takenBack) {
+      // Watch the new instance a little longer: if it dies now, we serve again.
+      const wait = (this.handedOverAt ?? 0) + (this.options.takeBackWindow ?? DEFAULT_TAKE_BACK_WINDOW) - Date.now();
+      if (wait > 0) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, wait);
+          this.onTakeBack = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        this.onTakeBack = null;
+      }
+    }
+    if (this.takenBack) {
+      this.takenBack = false;
+      return; // the successor died: this instance serves again (takeBack)
+    }
+    for (const l of this.managed.values()) l.dropSpare();
     const stopped = await this.hooks.runStop(deadline);
     if (stopped === 'overran') this.log(`halt: stop hooks still running at the shutdown timeout (${this.shutdownTimeout} ms): going on without them`, { event: 'halt.stop-overran' });
     else if (stopped instanceof Error) this.log(`halt: a stop hook failed: ${stopped.message}`, { event: 'halt.stop-failed' });
@@ -597,7 +633,7 @@ export class GracefulServer extends EventEmitter {
 
   /** redeployInProgress: the pending redeploy, if any. */
   get redeployInProgress(): { pid?: number; since: number } | null {
-    return this.redeploying;
+    return this.redeploying && { pid: this.redeploying.pid, since: this.redeploying.since };
   }
 
   /**
@@ -618,7 +654,11 @@ export class GracefulServer extends EventEmitter {
     if (this.readyState === 'halting' || this.readyState === 'halted') throw new TerminatingError('redeploy(): this instance is halting');
     if (this.readyState !== 'ready') throw new NotReadyError('redeploy(): this instance is not ready yet; call ready() first');
     const started = Date.now();
-    const state = { since: started } as { pid?: number; since: number };
+    const abort = new AbortController();
+    let settle!: () => void;
+    const state: { pid?: number; since: number; abort: AbortController; done: Promise<unknown> } = {
+      since: started, abort, done: new Promise<void>((r) => (settle = r)),
+    };
     this.redeploying = state;
     const emit = (event: RedeployEvent) => {
       const { type, ms } = event;
@@ -639,6 +679,7 @@ export class GracefulServer extends EventEmitter {
         state: { runlevel: this.level, generation: this.generation, ...this.closedPorts() },
         timeoutMs: this.upgradeTimeout,
         spawn: this.options.spawn,
+        signal: abort.signal,
         onSpawned: (pid) => {
           state.pid = pid;
           spawnedAt = Date.now();
@@ -647,7 +688,13 @@ export class GracefulServer extends EventEmitter {
       });
       const readyMs = Date.now() - spawnedAt;
       this.handedOverTo = successor.pid;
+      this.handedOverAt = Date.now();
       this.control?.handoffDone();
+      // Until this instance is gone, it can serve again if the new one dies.
+      for (const l of this.managed.values()) l.keepSpare();
+      successor.child.once('exit', (code, signal) => {
+        void this.takeBack(successor.pid, signal ? `was killed by ${signal}` : `exited with code ${code}`);
+      });
       emit({ type: 'ready', pid: successor.pid, ms: Date.now() - started });
       void this.handOver(successor.pid, started, emit);
       return { pid: successor.pid, readyMs };
@@ -659,16 +706,44 @@ export class GracefulServer extends EventEmitter {
       throw err;
     } finally {
       this.redeploying = null;
+      settle();
     }
   }
 
   private async handOver(pid: number, started: number, emit: (e: RedeployEvent) => void): Promise<void> {
     emit({ type: 'draining', pid, connections: this.connectionCount(), ms: Date.now() - started });
-    const done = new Promise<number>((resolve) => this.once('halt', (h: { forced: number }) => resolve(h.forced)));
+    let forced = 0;
+    const onHalt = (h: { forced: number }) => {
+      forced = h.forced;
+    };
+    this.once('halt', onHalt);
     const run = this.transition.then(() => this.enter(0, true));
     this.transition = run.catch(() => undefined);
     await run;
-    emit({ type: 'done', pid, forced: await done, ms: Date.now() - started });
+    this.off('halt', onHalt);
+    if (this.readyState === 'halted') emit({ type: 'done', pid, forced, ms: Date.now() - started });
+  }
+
+  /**
+   * takeBack: the new instance died while this one was draining. This one
+   * listens again on the sockets it kept, and serves as before: the service
+   * goes on (only what was in flight in the dead process is lost).
+   */
+  private async takeBack(pid: number, how: string): Promise<void> {
+    if (this.handedOverTo !== pid || this.readyState === 'halted') return;
+    this.takenBack = true;
+    this.onTakeBack?.();
+    this.log(`the new instance (pid ${pid}) ${how} while this one drained: serving again`, { event: 'redeploy.takeback', newPid: pid });
+    for (const l of this.managed.values()) {
+      await l.takeBack().catch((err: Error) => this.log(`take-back of "${l.name}" failed: ${err.message}`));
+      l.tracker.reset(); // stop draining: the connections are ours to keep again
+    }
+    await this.control?.takeBack().catch((err: Error) => this.log(`take-back of the control socket failed: ${err.message}`));
+    this.handedOverTo = null;
+    this.readyState = 'ready';
+    if (this.options.pidFile) writePidFile(this.options.pidFile);
+    notify(`MAINPID=${process.pid}\nREADY=1`);
+    this.emit('takeback', { pid });
   }
 
   /** closedPorts: the ports of listeners closed in runlevel 1, which a successor binds again at telinit 3. */

@@ -27,6 +27,8 @@ export class ManagedListener {
   readonly tracker: ConnectionTracker;
   private file: SocketFile | null = null;
   private open = false;
+  /** A duplicate kept while a new instance takes over, to serve again if it dies. */
+  private spare: number | null = null;
 
   constructor(readonly name: string, readonly server: net.Server, private bind: BindOptions) {
     this.tracker = new ConnectionTracker(server);
@@ -90,6 +92,34 @@ export class ManagedListener {
   /** fd of the listening socket, to hand over. */
   fd(): number {
     return fdOf(this.server);
+  }
+
+  /** keepSpare keeps a duplicate of the listening socket, for takeBack(). */
+  keepSpare(): void {
+    if (this.open && this.spare === null) this.spare = addon.dup(this.fd());
+  }
+
+  /** takeBack listens again on the spare (if the copy was already stopped); the spare is used or closed. */
+  async takeBack(): Promise<void> {
+    const spare = this.spare;
+    this.spare = null;
+    if (spare === null) return;
+    if (this.open) {
+      addon.close(spare);
+      return;
+    }
+    try {
+      await this.start(spare);
+    } catch (err) {
+      addon.close(spare);
+      throw err;
+    }
+  }
+
+  /** dropSpare closes the spare, once no take-back can come. */
+  dropSpare(): void {
+    if (this.spare !== null) addon.close(this.spare);
+    this.spare = null;
   }
 
   /**

@@ -32,6 +32,8 @@ export interface SuccessorOptions {
   spawn?: SpawnFunction;
   /** Called once the process exists. */
   onSpawned?: (pid: number) => void;
+  /** Aborting kills the new instance and fails the redeploy (reason 'aborted'). */
+  signal?: AbortSignal;
 }
 
 export interface Successor {
@@ -126,6 +128,9 @@ export async function startSuccessor(options: SuccessorOptions): Promise<Success
       `the hand-off to the new instance (pid ${child?.pid}) failed: ${err.message}; it was killed and this instance goes on serving`, err), 1000);
   });
 
+  const onAbort = () => failed({ reason: 'aborted', pid: child?.pid, signal: 'SIGKILL', stderr: tail.get() },
+    `the redeploy was abandoned because this instance is stopping; the new instance (pid ${child?.pid}) was killed`);
+  options.signal?.addEventListener('abort', onAbort, { once: true });
   const timer = setTimeout(() => {
     failed({ reason: 'timeout', pid: child?.pid, signal: 'SIGKILL', stderr: tail.get() },
       `the new instance (pid ${child?.pid}) was not ready within ${options.timeoutMs} ms; it was killed (SIGKILL) and this instance goes on serving`);
@@ -165,6 +170,7 @@ export async function startSuccessor(options: SuccessorOptions): Promise<Success
   } finally {
     clearTimeout(timer);
     clearTimeout(handoffTimer);
+    options.signal?.removeEventListener('abort', onAbort);
     await server.close();
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -97,6 +97,68 @@ describe('faults during a redeploy', function () {
     await failsCleanly('limit-fds', /exited with code 1 before it was ready; its last words: .*ERR_GRACEFUL_FDS_TRUNCATED|EMFILE/);
   });
 
+  it('SIGKILL of the new instance right after ready: the draining old instance serves again', async () => {
+    const { pid, port } = await start();
+    const load = new LoadLoop(port, 3, 3);
+    await until(() => load.result.requests > 30, 10_000, 'some load');
+    fs.writeFileSync(failFile, 'kill-after-ready');
+    const c = await ControlClient.connect(sock);
+    const r = (await c.request('redeploy')) as { pid: number };
+    c.close();
+    await app!.next(new RegExp(`^takeback ${pid} from ${r.pid}$`));
+    const before = load.result.requests;
+    await until(() => load.result.requests > before + 100, 10_000, 'requests after the take-back');
+    const result = await load.stop();
+    // Only requests in flight in the killed process may fail: at most one per client loop.
+    expect(result.errors.length, result.errors.join('\n')).to.be.at.most(6);
+    for (const e of result.errors) expect(e).to.match(/ECONNRESET|socket hang up|EPIPE/);
+    expect(result.perLoop.every((seen) => seen.at(-1) === pid), 'the old pid answers at the end').to.equal(true);
+    expect(gone(r.pid)).to.equal(true);
+    // It is a full instance again: the next redeploy works.
+    fs.rmSync(failFile);
+    const c2 = await ControlClient.connect(sock);
+    const r2 = (await c2.request('redeploy')) as { pid: number };
+    c2.close();
+    await app!.next(new RegExp(`^ready ${r2.pid} `));
+    await until(() => gone(pid), 20_000, 'the old instance to exit after the second redeploy');
+  });
+
+  it('SIGKILL of the old instance while it drains: the new one serves, only in-flight requests of the old fail', async () => {
+    const { pid, port } = await start();
+    const load = new LoadLoop(port, 3, 3);
+    await until(() => load.result.requests > 30, 10_000, 'some load');
+    const c = await ControlClient.connect(sock);
+    const r = (await c.request('redeploy')) as { pid: number };
+    c.close();
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // it may have finished draining already
+    }
+    const before = load.result.requests;
+    await until(() => load.result.requests > before + 100, 10_000, 'requests after the kill');
+    const result = await load.stop();
+    expect(result.errors.length, result.errors.join('\n')).to.be.at.most(6);
+    for (const e of result.errors) expect(e).to.match(/ECONNRESET|socket hang up|EPIPE/);
+    expect(result.perLoop.every((seen) => seen.at(-1) === r.pid)).to.equal(true);
+  });
+
+  it('SIGTERM to the old instance while a redeploy is under way: the redeploy is abandoned, the new instance killed', async () => {
+    const { pid } = await start();
+    fs.writeFileSync(failFile, 'hang');
+    const pending = redeploy();
+    const newPid = await until(() => {
+      const m = app!.stderr.map((l) => /redeploy: spawned \(pid (\d+)\)/.exec(l)).find(Boolean);
+      return m ? Number(m[1]) : 0;
+    }, 10_000, 'the spawn');
+    process.kill(pid, 'SIGTERM');
+    const err = await pending;
+    expect(err.code).to.equal('ERR_GRACEFUL_REDEPLOY_FAILED');
+    expect(err.message).to.include(`the redeploy was abandoned because this instance is stopping; the new instance (pid ${newPid}) was killed`);
+    expect((await app!.exited).code).to.equal(0);
+    expect(gone(newPid)).to.equal(true);
+  });
+
   it('the program file was deleted', async () => {
     const copy = path.join(dir, 'app-copy.js');
     // A copy of the fixture that imports the library from where the fixture does.
