@@ -5,7 +5,7 @@ import path from 'node:path';
 import {
   listenAndServe, receive, HandoffConnection, sendTo, receiveFrom, fdHandler, callbackHandler,
 } from '../../src/index.js';
-import { fdCount, spawnChild, spawnFixture, tmpDir } from '../helpers.js';
+import { fdCount, spawnChild, spawnFixture, tmpDir, until } from '../helpers.js';
 
 describe('listenAndServe', () => {
   let dir: string;
@@ -158,6 +158,30 @@ describe('listenAndServe', () => {
       [null, Buffer.from('[1,2]').toString('hex')],
       [null, Buffer.from('{"nested":{"a":1}}').toString('hex')],
     ]);
+    await hs.close();
+  });
+
+  it('random bytes and half messages from another process: the server goes on serving, nothing leaks', async () => {
+    const sock = path.join(dir, 'noise.sock');
+    const hs = listenAndServe(sock, fdHandler(0, { ok: true }));
+    const before = fdCount();
+    const noise = spawnChild('python3', ['-c', [
+      'import os, socket, struct',
+      'for i in range(50):',
+      '    s = socket.socket(socket.AF_UNIX)',
+      `    s.connect(${JSON.stringify(sock)})`,
+      '    try:',
+      '        s.sendall(os.urandom(1 + i * 37))',
+      '        if i % 2: s.sendall(struct.pack("<I", 1000) + b"{")',
+      '    except OSError:',
+      '        pass  # the server may have answered and closed first',
+      '    s.close()',
+      'print("done", flush=True)',
+    ].join('\n')]);
+    expect(await noise.next()).to.equal('done');
+    await noise.exited;
+    expect(await receive(sock, (fd) => fs.closeSync(fd))).to.equal(1);
+    await until(() => fdCount() === before, 5000, 'descriptors back to the baseline');
     await hs.close();
   });
 

@@ -44,6 +44,25 @@ describe('lifecycle', function () {
     ]);
   });
 
+  it('GRACEFUL_JSON_LOG=1 turns the library\'s log lines into JSON objects', async () => {
+    const dir = tmpDir();
+    const config = path.join(dir, 'graceful.json');
+    fs.writeFileSync(config, JSON.stringify({ sigusr1: 'hello' }));
+    const { pid } = await start({ GRACEFUL_JSON_LOG: '1', LC_CONFIG: config });
+    process.kill(pid, 'SIGUSR1');
+    await until(() => app!.stderr.some((l) => l.includes('"event":"task"')), 5000, 'the task log line');
+    process.kill(pid, 'SIGTERM');
+    await app!.exited;
+    const lines = app!.stderr.filter((l) => l.trim() !== '');
+    expect(JSON.parse(lines.find((l) => l.includes('"event":"task"'))!)).to.deep.include({ pid, msg: 'SIGUSR1: task hello: hello', event: 'task', task: 'hello' });
+    for (const line of lines) {
+      const obj = JSON.parse(line) as { time: string; pid: number; msg: string };
+      expect(obj.pid).to.equal(pid);
+      expect(Date.parse(obj.time)).to.be.a('number').and.not.NaN;
+      expect(obj.msg).to.be.a('string');
+    }
+  });
+
   it('a stop hook that overruns the shutdown timeout gets its abort signal and is left behind', async () => {
     const dir = tmpDir();
     const config = path.join(dir, 'graceful.json');
