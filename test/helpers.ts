@@ -155,3 +155,31 @@ export async function until<T>(fn: () => T | Promise<T>, timeoutMs = 10_000, wha
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+/**
+ * endGenerations SIGKILLs every instance a spawned server announced on its
+ * stdout (lines matching re, the pid in the first group) and waits for the
+ * first one's pipes to close: the instances this test started, by pid.
+ */
+export async function endGenerations(child: Child | undefined, re = /^ready (\d+)/): Promise<void> {
+  if (!child) return;
+  for (const line of child.stdout) {
+    const m = re.exec(line);
+    if (!m) continue;
+    try {
+      process.kill(Number(m[1]), 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  await child.exited;
+}
+
+/** gone: the process no longer runs (missing, or a zombie nobody reaped yet). */
+export function gone(pid: number): boolean {
+  try {
+    return /^State:\s+Z/m.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  } catch {
+    return true;
+  }
+}

@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { openFds, root, spawnChild, spawnFixture, tmpDir, until, type Child } from '../helpers.js';
+import { openFds, root, spawnChild, spawnFixture, tmpDir, until, type Child, endGenerations } from '../helpers.js';
 
 const cli = path.join(root, 'bin/graceful-restart.js');
 
@@ -96,17 +96,7 @@ describe('control socket and CLI', function () {
   });
 
   afterEach(async () => {
-    for (const line of app?.stdout ?? []) {
-      const m = /^ready (\d+)/.exec(line);
-      if (m) {
-        try {
-          process.kill(Number(m[1]), 'SIGKILL');
-        } catch {
-          // gone
-        }
-      }
-    }
-    await app?.exited;
+    await endGenerations(app);
   });
 
   it('runs every built-in command through the CLI, with documented exit codes', async () => {

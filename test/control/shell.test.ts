@@ -2,7 +2,7 @@
 import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
-import { root, spawnChild, tmpDir, until, type Child } from '../helpers.js';
+import { root, spawnChild, tmpDir, until, type Child, endGenerations } from '../helpers.js';
 
 const cli = path.join(root, 'bin/graceful-restart.js');
 
@@ -10,17 +10,7 @@ describe('the graceful-restart shell and the example server', function () {
   this.timeout(60_000);
   let example: Child | undefined;
   afterEach(async () => {
-    for (const line of example?.stdout ?? []) {
-      const m = /^pid (\d+)/.exec(line);
-      if (m) {
-        try {
-          process.kill(Number(m[1]), 'SIGKILL');
-        } catch {
-          // gone
-        }
-      }
-    }
-    await example?.exited;
+    await endGenerations(example, /^pid (\d+)/);
     example = undefined;
   });
 

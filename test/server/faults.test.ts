@@ -7,16 +7,9 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ControlClient, receive } from '../../src/index.js';
-import { openFds, root, spawnChild, spawnFixture, tmpDir, until, type Child } from '../helpers.js';
+import { openFds, root, spawnChild, spawnFixture, tmpDir, until, type Child, endGenerations, gone } from '../helpers.js';
 import { LoadLoop } from '../load.js';
 
-function gone(pid: number): boolean {
-  try {
-    return /^State:\s+Z/m.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-  } catch {
-    return true;
-  }
-}
 
 describe('faults during a redeploy', function () {
   this.timeout(60_000);
@@ -32,17 +25,7 @@ describe('faults during a redeploy', function () {
   });
 
   afterEach(async () => {
-    for (const line of app?.stdout ?? []) {
-      const m = /^ready (\d+)/.exec(line);
-      if (m) {
-        try {
-          process.kill(Number(m[1]), 'SIGKILL');
-        } catch {
-          // gone
-        }
-      }
-    }
-    await app?.exited;
+    await endGenerations(app);
     app = undefined;
   });
 

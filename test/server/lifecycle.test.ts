@@ -3,24 +3,14 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
 import { loadConfig } from '../../src/index.js';
-import { httpGet, spawnFixture, tmpDir, until, type Child } from '../helpers.js';
+import { httpGet, spawnFixture, tmpDir, until, type Child, endGenerations } from '../helpers.js';
 
 describe('lifecycle', function () {
   this.timeout(60_000);
   let app: Child | undefined;
 
   afterEach(async () => {
-    for (const line of app?.stdout ?? []) {
-      const m = /^ready (\d+)/.exec(line);
-      if (m) {
-        try {
-          process.kill(Number(m[1]), 'SIGKILL');
-        } catch {
-          // gone
-        }
-      }
-    }
-    await app?.exited;
+    await endGenerations(app);
     app = undefined;
   });
 

@@ -3,17 +3,9 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { openFds, spawnFixture, tmpDir, until, type Child } from '../helpers.js';
+import { openFds, spawnFixture, tmpDir, until, type Child, gone } from '../helpers.js';
 import { LoadLoop, post } from '../load.js';
 
-/** gone: the process no longer runs (missing, or a zombie nobody reaped yet). */
-function gone(pid: number): boolean {
-  try {
-    return /^State:\s+Z/m.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-  } catch {
-    return true;
-  }
-}
 
 interface Ready {
   pid: number;
