@@ -147,68 +147,190 @@ Napi::Value Close(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// The hot pair, sendmsg and recvmsg, run once per message: they use the C
+// Node-API directly, one call per argument (node-addon-api's wrappers make
+// several per typed array), and check the same things as the helpers above.
+
+// Reads a descriptor argument (an integer in [0, 2^31)); false otherwise.
+bool RawFd(napi_env env, napi_value v, int* fd) {
+  double d;
+  if (napi_get_value_double(env, v, &d) != napi_ok) return false;
+  if (!(d >= 0 && d <= 2147483647.0) || d != static_cast<int>(d)) return false;
+  *fd = static_cast<int>(d);
+  return true;
+}
+
+// Reads a non-negative integral size argument; false otherwise.
+bool RawSize(napi_env env, napi_value v, size_t* out) {
+  double d;
+  if (napi_get_value_double(env, v, &d) != napi_ok) return false;
+  if (!(d >= 0 && d <= 9007199254740991.0) ||
+      d != static_cast<double>(static_cast<size_t>(d))) {
+    return false;
+  }
+  *out = static_cast<size_t>(d);
+  return true;
+}
+
+// Resolves (Uint8Array, offset, length) to a byte range, checking bounds.
+bool RawByteRange(napi_env env, const napi_value* argv, char** data,
+                  size_t* len) {
+  napi_typedarray_type type;
+  size_t length;
+  void* base;
+  if (napi_get_typedarray_info(env, argv[0], &type, &length, &base, nullptr,
+                               nullptr) != napi_ok ||
+      type != napi_uint8_array) {
+    return false;
+  }
+  size_t offset, count;
+  if (!RawSize(env, argv[1], &offset) || !RawSize(env, argv[2], &count) ||
+      offset > length || count > length - offset) {
+    return false;
+  }
+  *data = static_cast<char*>(base) + offset;
+  *len = count;
+  return true;
+}
+
+// Reads nfds descriptors from an Int32Array or a plain array (or none from
+// null / undefined).
+bool RawFds(napi_env env, napi_value v, int count, int* out) {
+  if (count < 0 || count > fdpass::kMaxFds) return false;
+  napi_typedarray_type type;
+  size_t length;
+  void* base;
+  if (napi_get_typedarray_info(env, v, &type, &length, &base, nullptr,
+                               nullptr) == napi_ok) {
+    if (type != napi_int32_array || length < static_cast<size_t>(count)) {
+      return false;
+    }
+    const int32_t* fds = static_cast<const int32_t*>(base);
+    for (int i = 0; i < count; i++) {
+      if (fds[i] < 0) return false;
+      out[i] = fds[i];
+    }
+    return true;
+  }
+  bool is_array = false;
+  if (napi_is_array(env, v, &is_array) == napi_ok && is_array) {
+    uint32_t array_length;
+    if (napi_get_array_length(env, v, &array_length) != napi_ok ||
+        array_length < static_cast<uint32_t>(count)) {
+      return false;
+    }
+    for (int i = 0; i < count; i++) {
+      napi_value item;
+      if (napi_get_element(env, v, static_cast<uint32_t>(i), &item) !=
+              napi_ok ||
+          !RawFd(env, item, &out[i])) {
+        return false;
+      }
+    }
+    return true;
+  }
+  napi_valuetype t;
+  return count == 0 && napi_typeof(env, v, &t) == napi_ok &&
+         (t == napi_null || t == napi_undefined);
+}
+
+napi_value RawNumber(napi_env env, double n) {
+  napi_value v;
+  napi_create_double(env, n, &v);
+  return v;
+}
+
+napi_value RawUsage(napi_env env, const char* usage) {
+  std::string message = std::string("Usage: ") + usage;
+  napi_throw_type_error(env, nullptr, message.c_str());
+  return nullptr;
+}
+
 // sendmsg(fd, bytes, offset, length, fds, nfds) -> bytes sent, -1 (EAGAIN)
 // or -2 (ETOOMANYREFS).
-Napi::Value SendMsg(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  char* data;
-  size_t len;
-  int fds[fdpass::kMaxFds];
+napi_value SendMsg(napi_env env, napi_callback_info cbinfo) {
   constexpr const char* usage =
       "sendmsg(fd, bytes: Uint8Array, offset, length, fds: Int32Array | "
       "number[] | null, nfds <= 253)";
-  if (!IsFd(info[0]) || !ByteRange(info, 1, &data, &len) ||
-      !info[5].IsNumber()) {
-    return ThrowUsage(env, usage);
+  size_t argc = 6;
+  napi_value argv[6];
+  if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, nullptr) !=
+          napi_ok ||
+      argc < 6) {
+    return RawUsage(env, usage);
   }
-  int nfds = info[5].As<Napi::Number>().Int32Value();
-  if (!ReadFds(info[4], nfds, fds)) return ThrowUsage(env, usage);
-  long n = fdpass::SendMsg(info[0].As<Napi::Number>().Int32Value(), data, len,
-                           fds, nfds);
-  if (n == -EAGAIN || n == -EWOULDBLOCK) return Napi::Number::New(env, kAgain);
-  if (n == -ETOOMANYREFS) return Napi::Number::New(env, kTooManyRefs);
-  if (n < 0) return ThrowErrno(env, static_cast<int>(-n), "sendmsg");
-  return Napi::Number::New(env, static_cast<double>(n));
+  int fd;
+  char* data;
+  size_t len;
+  int32_t nfds;
+  int fds[fdpass::kMaxFds];
+  if (!RawFd(env, argv[0], &fd) || !RawByteRange(env, argv + 1, &data, &len) ||
+      napi_get_value_int32(env, argv[5], &nfds) != napi_ok ||
+      !RawFds(env, argv[4], nfds, fds)) {
+    return RawUsage(env, usage);
+  }
+  long n = fdpass::SendMsg(fd, data, len, fds, nfds);
+  if (n == -EAGAIN || n == -EWOULDBLOCK) return RawNumber(env, kAgain);
+  if (n == -ETOOMANYREFS) return RawNumber(env, kTooManyRefs);
+  if (n < 0) {
+    ErrnoError(Napi::Env(env), static_cast<int>(-n), "sendmsg")
+        .ThrowAsJavaScriptException();
+    return nullptr;
+  }
+  return RawNumber(env, static_cast<double>(n));
 }
 
 // recvmsg(fd, bytes, offset, length, fdsOut: Int32Array(1 + 253)) -> bytes
 // read (0 at end of stream) or -1 (EAGAIN); fdsOut[0] holds the number of
 // descriptors, fdsOut[1..] the descriptors.
-Napi::Value RecvMsg(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  char* data;
-  size_t len;
+napi_value RecvMsg(napi_env env, napi_callback_info cbinfo) {
   constexpr const char* usage =
       "recvmsg(fd, bytes: Uint8Array, offset, length, fdsOut: Int32Array of "
       "at least 254 entries)";
-  if (!IsFd(info[0]) || !ByteRange(info, 1, &data, &len) ||
-      !info[4].IsTypedArray() ||
-      info[4].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
-    return ThrowUsage(env, usage);
+  size_t argc = 5;
+  napi_value argv[5];
+  if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, nullptr) !=
+          napi_ok ||
+      argc < 5) {
+    return RawUsage(env, usage);
   }
-  Napi::Int32Array out = info[4].As<Napi::Int32Array>();
-  if (out.ElementLength() < static_cast<size_t>(fdpass::kMaxFds) + 1) {
-    return ThrowUsage(env, usage);
+  int fd;
+  char* data;
+  size_t len;
+  napi_typedarray_type type;
+  size_t out_length;
+  void* out_base;
+  if (!RawFd(env, argv[0], &fd) || !RawByteRange(env, argv + 1, &data, &len) ||
+      napi_get_typedarray_info(env, argv[4], &type, &out_length, &out_base,
+                               nullptr, nullptr) != napi_ok ||
+      type != napi_int32_array ||
+      out_length < static_cast<size_t>(fdpass::kMaxFds) + 1) {
+    return RawUsage(env, usage);
   }
+  int32_t* out = static_cast<int32_t*>(out_base);
   int nfds = 0;
-  long n = fdpass::RecvMsg(info[0].As<Napi::Number>().Int32Value(), data, len,
-                           out.Data() + 1, &nfds);
+  long n = fdpass::RecvMsg(fd, data, len, out + 1, &nfds);
   out[0] = nfds;
-  if (n == -EAGAIN || n == -EWOULDBLOCK) return Napi::Number::New(env, kAgain);
+  if (n == -EAGAIN || n == -EWOULDBLOCK) return RawNumber(env, kAgain);
   if (n == fdpass::kTruncated) {
+    Napi::Env e(env);
     Napi::Error error = Napi::Error::New(
-        env,
+        e,
         "recvmsg: the kernel dropped descriptors (MSG_CTRUNC), most likely "
         "because this process reached its open-file limit (EMFILE); every "
         "descriptor of the message was closed. Raise the limit (ulimit -n) "
         "or close descriptors, then retry");
-    error.Set("code", Napi::String::New(env, "ERR_GRACEFUL_FDS_TRUNCATED"));
-    error.Set("syscall", Napi::String::New(env, "recvmsg"));
+    error.Set("code", Napi::String::New(e, "ERR_GRACEFUL_FDS_TRUNCATED"));
+    error.Set("syscall", Napi::String::New(e, "recvmsg"));
     error.ThrowAsJavaScriptException();
-    return env.Undefined();
+    return nullptr;
   }
-  if (n < 0) return ThrowErrno(env, static_cast<int>(-n), "recvmsg");
-  return Napi::Number::New(env, static_cast<double>(n));
+  if (n < 0) {
+    ErrnoError(Napi::Env(env), static_cast<int>(-n), "recvmsg")
+        .ThrowAsJavaScriptException();
+    return nullptr;
+  }
+  return RawNumber(env, static_cast<double>(n));
 }
 
 // setCloexec(fd, on)
@@ -409,8 +531,13 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("connect", Napi::Function::New(env, Connect));
   exports.Set("accept", Napi::Function::New(env, Accept));
   exports.Set("close", Napi::Function::New(env, Close));
-  exports.Set("sendmsg", Napi::Function::New(env, SendMsg));
-  exports.Set("recvmsg", Napi::Function::New(env, RecvMsg));
+  for (const auto& [name, fn] :
+       {std::pair<const char*, napi_callback>{"sendmsg", SendMsg},
+        {"recvmsg", RecvMsg}}) {
+    napi_value f;
+    napi_create_function(env, name, NAPI_AUTO_LENGTH, fn, nullptr, &f);
+    exports.Set(name, Napi::Value(env, f));
+  }
   exports.Set("peercred", Napi::Function::New(env, PeerCred));
   exports.Set("setCloexec", Napi::Function::New(env, SetCloexec));
   exports.Set("dup", Napi::Function::New(env, Dup));
