@@ -10,7 +10,7 @@
  *     connects and answers every descriptor (closed on arrival) with one of
  *     its own, until end of stream.
  */
-import fs from 'node:fs';
+import { closeSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { listenAndServe, type HandoffConnection } from '../src/index.js';
 import { META, connect, failure, numberArg, openNull, percentile, report } from './common.js';
@@ -34,12 +34,12 @@ async function pingFor(conn: HandoffConnection, warmupMs: number, ms: number, ou
       await conn.send(items);
       const reply = await conn.receive();
       if (reply === null) throw new Error('ping: the peer closed');
-      fs.closeSync(reply.fd);
+      closeSync(reply.fd);
       const rtt = performance.now() - t;
       if (t >= measure) out.values[out.count++] = rtt;
     }
   } finally {
-    fs.closeSync(items[0]!.fd);
+    closeSync(items[0]!.fd);
   }
 }
 
@@ -75,14 +75,14 @@ async function pong(path: string): Promise<void> {
     for (;;) {
       const item = await conn.receive();
       if (item === null) break;
-      fs.closeSync(item.fd);
+      closeSync(item.fd);
       await conn.send(items);
     }
   } catch (err) {
     error = err;
   }
   conn.close();
-  fs.closeSync(items[0]!.fd);
+  closeSync(items[0]!.fd);
   report(failure(error));
 }
 

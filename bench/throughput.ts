@@ -11,7 +11,7 @@
  *     that arrive from WARMUP_MS after the first one until end of stream.
  * A peer that fails still prints its JSON line, with the error's code.
  */
-import fs from 'node:fs';
+import { closeSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { listenAndServe, type HandoffConnection, type OutgoingFd } from '../src/index.js';
 import { META, connect, failure, numberArg, openNull, report } from './common.js';
@@ -32,7 +32,7 @@ async function sendFor(conn: HandoffConnection, perMessage: number, ms: number, 
       progress.messages += WINDOW;
     } while (performance.now() < end);
   } finally {
-    for (const { fd } of items) fs.closeSync(fd);
+    for (const { fd } of items) closeSync(fd);
   }
 }
 
@@ -66,7 +66,7 @@ async function recv(path: string, warmupMs: number): Promise<void> {
       const batch = await conn.receiveBatch();
       if (batch === null) break;
       for (const item of batch) {
-        fs.closeSync(item.fd);
+        closeSync(item.fd);
         total++;
         if (first < 0) first = performance.now();
         if (t0 > 0) fds++;
