@@ -386,18 +386,19 @@ export class HandoffConnection {
   private onPollError(status: number): void {
     this.events = -1; // the handle is stopped: updatePoll() starts it afresh
     let learned = false;
-    if (this.wantsToRead()) {
-      learned = this.readOnce() || this.eof || this.readError !== null;
-    }
-    if (this.outbox.length > 0 && !this.backoff && !this.writeError) {
+    // While reading is paused (highWaterMark), the read side finds out when it resumes.
+    const reading = this.wantsToRead();
+    if (reading) learned = this.readOnce() || this.eof || this.readError !== null;
+    const writing = this.outbox.length > 0 && !this.backoff && !this.writeError;
+    if (writing) {
       const before = this.outbox.length;
       const offset = this.outbox[0]!.offset;
       this.flushOutbox();
-      learned ||= this.writeError !== null || this.outbox.length < before || (before > 0 && this.outbox[0]?.offset !== offset);
+      learned ||= this.writeError !== null || this.outbox.length < before || this.outbox[0]!.offset !== offset;
     }
     if (!learned) {
       const err = new GracefulError('ERR_GRACEFUL_CLOSED', `poll failed on the hand-off connection (status ${status})`);
-      this.failRead(err);
+      if (reading || !writing) this.failRead(err);
       this.failWrites(err);
     }
     this.deliver();

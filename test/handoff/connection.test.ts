@@ -280,6 +280,41 @@ describe('HandoffConnection', () => {
       fs.closeSync(file);
     });
 
+    it('while reading is paused, only the sends fail; the records already sent still arrive', async () => {
+      const [c, s] = await pair(dir);
+      const conn = new HandoffConnection(c, { highWaterMark: 2 });
+      const peer = new HandoffConnection(s);
+      const file = fs.openSync('/dev/null', 'r');
+      const before = fdCount();
+      for (let i = 0; i < 10; i++) await peer.send([{ fd: file, meta: { i } }]);
+      await new Promise((r) => setTimeout(r, 20));
+      expect(fdCount() - before, 'descriptors read before the pause').to.equal(2);
+      const sends: Promise<void>[] = [];
+      for (let i = 0; i < 2000; i++) sends.push(conn.send([{ fd: file, meta: { i } }]));
+      const outcomes = Promise.allSettled(sends);
+      await new Promise((r) => setTimeout(r, 20));
+      peer.close(); // unread data: the kernel resets the connection
+      const failed = (await outcomes).filter((o): o is PromiseRejectedResult => o.status === 'rejected');
+      expect(failed.length).to.be.greaterThan(0);
+      expect(failed[0]!.reason).to.include({ code: 'EPIPE' });
+      const got: number[] = [];
+      let end: unknown;
+      try {
+        for (;;) {
+          const r = await conn.receive();
+          if (r === null) break;
+          got.push(r.meta!.i as number);
+          fs.closeSync(r.fd);
+        }
+      } catch (err) {
+        end = err;
+      }
+      expect(got).to.deep.equal([...Array(10).keys()]);
+      expect(end).to.include({ code: 'ECONNRESET' });
+      conn.close();
+      fs.closeSync(file);
+    });
+
     it('fails a pending receive() with ECONNRESET when nothing is being sent', async () => {
       const [c, s] = await pair(dir);
       const conn = new HandoffConnection(c);
