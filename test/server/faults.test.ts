@@ -36,6 +36,14 @@ describe('faults during a redeploy', function () {
     return { pid: Number(pid), port: Number(port) };
   }
 
+  /** spawnedPid: the pid of the new instance, from the old one's log line. */
+  function spawnedPid(): Promise<number> {
+    return until(() => {
+      const m = app!.stderr.map((l) => /redeploy: spawned \(pid (\d+)\)/.exec(l)).find(Boolean);
+      return m ? Number(m[1]) : 0;
+    }, 10_000, 'the spawn');
+  }
+
   async function redeploy(): Promise<Error & { code?: string }> {
     const c = await ControlClient.connect(sock);
     try {
@@ -130,10 +138,7 @@ describe('faults during a redeploy', function () {
     const { pid } = await start();
     fs.writeFileSync(failFile, 'hang');
     const pending = redeploy();
-    const newPid = await until(() => {
-      const m = app!.stderr.map((l) => /redeploy: spawned \(pid (\d+)\)/.exec(l)).find(Boolean);
-      return m ? Number(m[1]) : 0;
-    }, 10_000, 'the spawn');
+    const newPid = await spawnedPid();
     process.kill(pid, 'SIGTERM');
     const err = await pending;
     expect(err.code).to.equal('ERR_GRACEFUL_REDEPLOY_FAILED');
@@ -192,10 +197,7 @@ describe('faults during a redeploy', function () {
     fs.writeFileSync(failFile, 'hang');
     const pending = redeploy();
     // The new instance's environment names the hand-off socket.
-    const newPid = await until(() => {
-      const m = app!.stderr.map((l) => /redeploy: spawned \(pid (\d+)\)/.exec(l)).find(Boolean);
-      return m ? Number(m[1]) : 0;
-    }, 10_000, 'the spawn');
+    const newPid = await spawnedPid();
     const handoff = /GRACEFUL_HANDOFF=([^\0]+)/.exec(fs.readFileSync(`/proc/${newPid}/environ`, 'utf8'))![1]!;
     const got: number[] = [];
     const n = await receive(handoff, (fd) => {
