@@ -7,7 +7,8 @@
  *   2. descriptors/s at 16 descriptors per message;
  *   3. round-trip latency (1 fd + meta each way), median and p99.
  * Each peer prints one JSON line on stdout; this prints the table and the
- * goals. Options: --seconds N (measured time per figure, default 2).
+ * goals. Options: --seconds N (measured time per figure, default 2), --runs N
+ * (C and ours alternate N times per figure; each cell is the median, default 1).
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -25,6 +26,9 @@ const PEER_TIMEOUT_MS = 30_000;
 const secondsArg = process.argv.indexOf('--seconds');
 const DURATION_MS = secondsArg > 0 ? Number(process.argv[secondsArg + 1]) * 1000 : 2000;
 if (!(DURATION_MS > 0 && DURATION_MS <= 10_000)) fail('--seconds takes a number of seconds up to 10');
+const runsArg = process.argv.indexOf('--runs');
+const RUNS = runsArg > 0 ? Number(process.argv[runsArg + 1]) : 1;
+if (!(Number.isInteger(RUNS) && RUNS >= 1 && RUNS <= 9)) fail('--runs takes a whole number from 1 to 9');
 
 /** Impl: how to start each peer of one implementation, given the socket path. */
 interface Impl {
@@ -131,6 +135,14 @@ interface Figure {
   note?: string;
 }
 
+/** median of the figures of several runs; a failed run makes the figure fail, with its note. */
+function median(figures: Figure[]): Figure {
+  const bad = figures.find((f) => f.note !== undefined || Number.isNaN(f.value));
+  if (bad) return bad;
+  const sorted = figures.map((f) => f.value).sort((a, b) => a - b);
+  return { value: sorted[Math.floor(sorted.length / 2)]! };
+}
+
 function failed(role: string, r: Result): string | undefined {
   return r.error ? `the ${role} failed with ${r.error}: ${(r.message ?? '').split(/[;\n]/)[0]}` : undefined;
 }
@@ -193,22 +205,35 @@ async function main(): Promise<void> {
   console.log(`fd passing over an AF_UNIX stream socket, 2 processes pinned to cores 0 and 1 (taskset)`);
   const nofile = spawnSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).stdout.trim();
   console.log(`${os.availableParallelism()} cores, ${cpu}; Linux ${os.release()}; Node ${process.version}; open-file limit ${nofile}`);
-  console.log(`meta ${Buffer.byteLength(META_JSON)} bytes per descriptor; ${WARMUP_MS} ms warm-up + ${DURATION_MS} ms measured per figure\n`);
+  console.log(`meta ${Buffer.byteLength(META_JSON)} bytes per descriptor; ${WARMUP_MS} ms warm-up + ${DURATION_MS} ms measured per figure` +
+    (RUNS > 1 ? `; median of ${RUNS} runs, C and ours alternating` : '') + '\n');
   const rows: Row[] = [];
   const step = async <T>(label: string, f: () => Promise<T>): Promise<T> => {
     process.stderr.write(`  ${label}...\n`);
     return f();
   };
-  const c1 = await step('C, 1 fd per message', () => rate(C, 1));
-  const o1 = await step('ours, 1 fd per message', () => rate(OURS, 1));
-  rows.push({ figure: 'messages/s, 1 fd + 32 B meta', c: c1, ours: o1, goal: { ratio: 0.5, higher: true }, unit: '/s' });
-  const c16 = await step('C, 16 fds per message', () => rate(C, 16));
-  const o16 = await step('ours, 16 fds per message', () => rate(OURS, 16));
-  rows.push({ figure: 'descriptors/s, 16 per message', c: c16, ours: o16, goal: { ratio: 0.6, higher: true }, unit: '/s' });
-  const cr = await step('C, round trips', () => roundTrip(C));
-  const or = await step('ours, round trips', () => roundTrip(OURS));
-  rows.push({ figure: 'round trip median, us', c: cr.median, ours: or.median, goal: { ratio: 1.5, higher: false }, unit: 'us' });
-  rows.push({ figure: 'round trip p99, us', c: cr.p99, ours: or.p99, unit: 'us' });
+  // With --runs N, C and ours alternate N times per figure and each cell is
+  // the median of its N values, so a disturbance hits both sides alike.
+  const pairs = async <T>(labels: [string, string], c: () => Promise<T>, ours: () => Promise<T>): Promise<[T[], T[]]> => {
+    const cs: T[] = [];
+    const os: T[] = [];
+    for (let i = 1; i <= RUNS; i++) {
+      const n = RUNS > 1 ? ` (${i}/${RUNS})` : '';
+      cs.push(await step(labels[0] + n, c));
+      os.push(await step(labels[1] + n, ours));
+    }
+    return [cs, os];
+  };
+  const [c1, o1] = await pairs(['C, 1 fd per message', 'ours, 1 fd per message'], () => rate(C, 1), () => rate(OURS, 1));
+  rows.push({ figure: 'messages/s, 1 fd + 32 B meta', c: median(c1), ours: median(o1), goal: { ratio: 0.5, higher: true }, unit: '/s' });
+  const [c16, o16] = await pairs(['C, 16 fds per message', 'ours, 16 fds per message'], () => rate(C, 16), () => rate(OURS, 16));
+  rows.push({ figure: 'descriptors/s, 16 per message', c: median(c16), ours: median(o16), goal: { ratio: 0.6, higher: true }, unit: '/s' });
+  const [cr, or] = await pairs(['C, round trips', 'ours, round trips'], () => roundTrip(C), () => roundTrip(OURS));
+  rows.push({
+    figure: 'round trip median, us', c: median(cr.map((r) => r.median)), ours: median(or.map((r) => r.median)),
+    goal: { ratio: 1.5, higher: false }, unit: 'us',
+  });
+  rows.push({ figure: 'round trip p99, us', c: median(cr.map((r) => r.p99)), ours: median(or.map((r) => r.p99)), unit: 'us' });
   console.log('');
   printTable(rows);
   console.log('\nGoals: ours/C >= 0.5 for messages/s, >= 0.6 for descriptors/s, <= 1.5 for the median round trip.');
