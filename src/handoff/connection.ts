@@ -154,6 +154,14 @@ export async function connectPath(path: string, api: string, timeoutMs = 10_000)
   }
 }
 
+/**
+ * HandoffConnection: send() writes descriptors with their meta; received ones
+ * wait in an inbox until receive() (one at a time) or receiveBatch() (all that
+ * arrived, one promise for many) takes them. Each wake-up reads at most 32
+ * times, and reading stops while highWaterMark records wait, so a peer that
+ * sends faster than the program takes them is held back by the kernel instead
+ * of filling this process with descriptors. close() releases everything.
+ */
 export class HandoffConnection {
   /** The connection's descriptor; owned by this object until close(). */
   readonly fd: number;
