@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { addon } from '../src/native.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** The compiled fixtures directory (dist/test/fixtures). */
@@ -181,5 +182,22 @@ export function gone(pid: number): boolean {
     return /^State:\s+Z/m.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
   } catch {
     return true;
+  }
+}
+
+/** socketPair makes a connected pair of addon-owned sockets in dir: [client, server side]. */
+export async function socketPair(dir: string): Promise<[number, number]> {
+  const sock = path.join(dir, `p${Math.random().toString(36).slice(2, 8)}.sock`);
+  const lfd = addon.listen(sock, 0o600, 4);
+  try {
+    const c = addon.connect(sock);
+    const s = await until(() => {
+      const fd = addon.accept(lfd);
+      return fd >= 0 ? fd : 0;
+    });
+    return [c, s];
+  } finally {
+    addon.close(lfd);
+    fs.rmSync(sock);
   }
 }

@@ -10,24 +10,7 @@ import { inspect } from 'node:util';
 import { HandoffConnection, type ReceivedFd } from '../../src/index.js';
 import { DEFAULT_HIGH_WATER_MARK } from '../../src/handoff/connection.js';
 import { addon } from '../../src/native.js';
-import { fdCount, spawnFixture, tmpDir, until, type Child } from '../helpers.js';
-
-/** pair makes a connected pair of addon-owned sockets: [client, server side]. */
-async function pair(dir: string): Promise<[number, number]> {
-  const sock = path.join(dir, `p${Math.random().toString(36).slice(2, 8)}.sock`);
-  const lfd = addon.listen(sock, 0o600, 4);
-  try {
-    const c = addon.connect(sock);
-    const s = await until(() => {
-      const fd = addon.accept(lfd);
-      return fd >= 0 ? fd : 0;
-    });
-    return [c, s];
-  } finally {
-    addon.close(lfd);
-    fs.rmSync(sock);
-  }
-}
+import { fdCount, socketPair, spawnFixture, tmpDir, type Child } from '../helpers.js';
 
 interface FloodSummary {
   count: number;
@@ -76,7 +59,7 @@ describe('HandoffConnection', () => {
     }
 
     it('in one process: reading stops at highWaterMark, resumes as receive() drains, and still sees the end', async () => {
-      const [c, s] = await pair(dir);
+      const [c, s] = await socketPair(dir);
       const sender = new HandoffConnection(c);
       const receiver = new HandoffConnection(s, { highWaterMark: 8 });
       const file = fs.openSync('/dev/null', 'r');
@@ -105,7 +88,7 @@ describe('HandoffConnection', () => {
   });
 
   it('one message at a time, then a stream, then one at a time again: everything arrives, in order', async () => {
-    const [c, s] = await pair(dir);
+    const [c, s] = await socketPair(dir);
     const a = new HandoffConnection(c);
     const b = new HandoffConnection(s);
     const file = fs.openSync('/dev/null', 'r');
@@ -138,7 +121,7 @@ describe('HandoffConnection', () => {
 
   describe('receiveBatch', () => {
     it('resolves with every record already received, in order, mixes with receive(), and ends with null', async () => {
-      const [c, s] = await pair(dir);
+      const [c, s] = await socketPair(dir);
       const sender = new HandoffConnection(c);
       const receiver = new HandoffConnection(s);
       const file = fs.openSync('/dev/null', 'r');
@@ -161,7 +144,7 @@ describe('HandoffConnection', () => {
     });
 
     it('pending receiveBatch() and receive() are served in call order', async () => {
-      const [c, s] = await pair(dir);
+      const [c, s] = await socketPair(dir);
       const sender = new HandoffConnection(c);
       const receiver = new HandoffConnection(s);
       const file = fs.openSync('/dev/null', 'r');
@@ -185,7 +168,7 @@ describe('HandoffConnection', () => {
 
   describe('send', () => {
     it('refuses a bad fd or meta with a coded error and goes on working', async () => {
-      const [c, s] = await pair(dir);
+      const [c, s] = await socketPair(dir);
       const sender = new HandoffConnection(c);
       const receiver = new HandoffConnection(s);
       const file = fs.openSync('/dev/null', 'r');
@@ -204,7 +187,7 @@ describe('HandoffConnection', () => {
     });
 
     it('a send from inside another (a meta getter) encodes on its own', async () => {
-      const [c, s] = await pair(dir);
+      const [c, s] = await socketPair(dir);
       const sender = new HandoffConnection(c);
       const receiver = new HandoffConnection(s);
       const file = fs.openSync('/dev/null', 'r');
@@ -231,7 +214,7 @@ describe('HandoffConnection', () => {
 
   describe('received records', () => {
     it('decode meta on first access and keep it; fd, meta and raw is what they show', async () => {
-      const [c, s] = await pair(dir);
+      const [c, s] = await socketPair(dir);
       const sender = new HandoffConnection(c);
       const receiver = new HandoffConnection(s);
       const file = fs.openSync('/dev/null', 'r');
@@ -259,7 +242,7 @@ describe('HandoffConnection', () => {
 
   describe('a peer that resets the connection', () => {
     it('fails a pending receive() with ECONNRESET and a pending send() with EPIPE, not a poll status', async () => {
-      const [c, s] = await pair(dir);
+      const [c, s] = await socketPair(dir);
       const conn = new HandoffConnection(c);
       const file = fs.openSync('/dev/null', 'r');
       const received = conn.receive();
@@ -281,7 +264,7 @@ describe('HandoffConnection', () => {
     });
 
     it('while reading is paused, only the sends fail; the records already sent still arrive', async () => {
-      const [c, s] = await pair(dir);
+      const [c, s] = await socketPair(dir);
       const conn = new HandoffConnection(c, { highWaterMark: 2 });
       const peer = new HandoffConnection(s);
       const file = fs.openSync('/dev/null', 'r');
@@ -316,7 +299,7 @@ describe('HandoffConnection', () => {
     });
 
     it('fails a pending receive() with ECONNRESET when nothing is being sent', async () => {
-      const [c, s] = await pair(dir);
+      const [c, s] = await socketPair(dir);
       const conn = new HandoffConnection(c);
       const file = fs.openSync('/dev/null', 'r');
       await conn.send([{ fd: file, meta: { unread: true } }]);

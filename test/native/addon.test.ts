@@ -4,24 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { addon, AGAIN } from '../../src/native.js';
 import { HandoffConnection, sendDatagram } from '../../src/index.js';
-import { fdCount, fdFlags, O_CLOEXEC, O_NONBLOCK, spawnChild, tmpDir, until } from '../helpers.js';
-
-/** pair makes a connected pair of addon-owned sockets: [client, server side]. */
-async function pair(dir: string): Promise<[number, number]> {
-  const sock = path.join(dir, `p${Math.random().toString(36).slice(2, 8)}.sock`);
-  const lfd = addon.listen(sock, 0o600, 4);
-  try {
-    const c = addon.connect(sock);
-    const s = await until(() => {
-      const fd = addon.accept(lfd);
-      return fd >= 0 ? fd : 0;
-    });
-    return [c, s];
-  } finally {
-    addon.close(lfd);
-    fs.rmSync(sock);
-  }
-}
+import { fdCount, fdFlags, O_CLOEXEC, O_NONBLOCK, socketPair, spawnChild, tmpDir } from '../helpers.js';
 
 function recvAll(fd: number): { data: Buffer; fds: number[] } {
   const buf = Buffer.alloc(65536);
@@ -38,7 +21,7 @@ describe('native addon', () => {
 
   it('creates close-on-exec, non-blocking sockets and receives close-on-exec descriptors', async () => {
     const before = fdCount();
-    const [c, s] = await pair(dir);
+    const [c, s] = await socketPair(dir);
     for (const fd of [c, s]) expect(fdFlags(fd) & (O_CLOEXEC | O_NONBLOCK)).to.equal(O_CLOEXEC | O_NONBLOCK);
     // The receiver's flags come from MSG_CMSG_CLOEXEC, whatever the sender's are.
     const file = fs.openSync('/dev/null', 'r');
@@ -82,7 +65,7 @@ describe('native addon', () => {
   });
 
   it('reports SO_PEERCRED of both ends', async () => {
-    const [c, s] = await pair(dir);
+    const [c, s] = await socketPair(dir);
     const me = { pid: process.pid, uid: process.getuid!(), gid: process.getgid!() };
     expect(addon.peercred(c)).to.deep.equal(me);
     expect(addon.peercred(s)).to.deep.equal(me);
@@ -91,7 +74,7 @@ describe('native addon', () => {
   });
 
   it('returns -1 for EAGAIN instead of blocking, and 0 at end of stream', async () => {
-    const [c, s] = await pair(dir);
+    const [c, s] = await socketPair(dir);
     const buf = Buffer.alloc(16);
     expect(addon.recvmsg(s, buf, 0, 16, new Int32Array(254))).to.equal(AGAIN);
     addon.close(c);
@@ -100,7 +83,7 @@ describe('native addon', () => {
   });
 
   it('survives partial writes: a 1 MiB meta larger than the socket buffer arrives whole, its descriptor once', async () => {
-    const [c, s] = await pair(dir);
+    const [c, s] = await socketPair(dir);
     const big = 'x'.repeat(1 << 20);
     const sender = new HandoffConnection(c, { maxMessageBytes: 2 << 20 });
     const receiver = new HandoffConnection(s, { maxMetaBytes: 2 << 20 });
