@@ -14,6 +14,7 @@
 #include <string>
 
 #include "fdpass.h"
+#include "process.h"
 
 namespace {
 
@@ -398,6 +399,95 @@ Napi::Value SendDatagram(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(n));
 }
 
+// bindDatagram(path, mode) -> fd, a datagram socket that receives credentials
+Napi::Value BindDatagram(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString() || !info[1].IsNumber()) {
+    return ThrowUsage(env, "bindDatagram(path, mode)");
+  }
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  int fd = fdpass::BindDatagram(path.c_str(),
+                                info[1].As<Napi::Number>().Int32Value());
+  if (fd < 0) return ThrowErrno(env, -fd, "bind", path);
+  return Napi::Number::New(env, fd);
+}
+
+// recvDatagram(fd, bytes: Uint8Array) -> { length, pid, uid, gid }, or null
+// when none waits. A datagram longer than bytes throws EMSGSIZE (dropped).
+Napi::Value RecvDatagram(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!IsFd(info[0]) || !info[1].IsTypedArray() ||
+      info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    return ThrowUsage(env, "recvDatagram(fd, bytes: Uint8Array)");
+  }
+  Napi::Uint8Array bytes = info[1].As<Napi::Uint8Array>();
+  pid_t pid;
+  uid_t uid;
+  gid_t gid;
+  long n = fdpass::RecvDatagram(info[0].As<Napi::Number>().Int32Value(),
+                                reinterpret_cast<char*>(bytes.Data()),
+                                bytes.ByteLength(), &pid, &uid, &gid);
+  if (n == -EAGAIN || n == -EWOULDBLOCK) return env.Null();
+  if (n < 0) return ThrowErrno(env, static_cast<int>(-n), "recvmsg");
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("length", Napi::Number::New(env, static_cast<double>(n)));
+  result.Set("pid", Napi::Number::New(env, pid));
+  result.Set("uid", Napi::Number::New(env, uid));
+  result.Set("gid", Napi::Number::New(env, gid));
+  return result;
+}
+
+// setChildSubreaper()
+Napi::Value SetChildSubreaper(const Napi::CallbackInfo& info) {
+  int rc = fdpass::SetChildSubreaper();
+  if (rc < 0) return ThrowErrno(info.Env(), -rc, "prctl");
+  return info.Env().Undefined();
+}
+
+// reap(skip: number[]) -> [{ pid, code, signal }]: exited children, except
+// the pids in skip (libuv's), which are left for libuv to reap.
+Napi::Value Reap(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  constexpr uint32_t kMaxSkip = 64;
+  constexpr int kBatch = 64;
+  if (!info[0].IsArray() || info[0].As<Napi::Array>().Length() > kMaxSkip) {
+    return ThrowUsage(env, "reap(skip: number[], at most 64 pids)");
+  }
+  Napi::Array list = info[0].As<Napi::Array>();
+  pid_t skip[kMaxSkip];
+  for (uint32_t i = 0; i < list.Length(); i++) {
+    Napi::Value v = list.Get(i);
+    if (!IsFd(v)) return ThrowUsage(env, "reap(skip: number[])");
+    skip[i] = v.As<Napi::Number>().Int32Value();
+  }
+  fdpass::Reaped reaped[kBatch];
+  int n = fdpass::Reap(skip, static_cast<int>(list.Length()), reaped, kBatch);
+  if (n < 0) return ThrowErrno(env, -n, "waitid");
+  Napi::Array result = Napi::Array::New(env, n);
+  for (int i = 0; i < n; i++) {
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("pid", Napi::Number::New(env, reaped[i].pid));
+    r.Set("code", reaped[i].code < 0 ? env.Null()
+                                     : Napi::Number::New(env, reaped[i].code));
+    r.Set("signal", reaped[i].signal == 0
+                        ? env.Null()
+                        : Napi::Number::New(env, reaped[i].signal));
+    result.Set(static_cast<uint32_t>(i), r);
+  }
+  return result;
+}
+
+// pidfdOpen(pid) -> fd, readable once the process exits
+Napi::Value PidfdOpen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!IsFd(info[0]) || info[0].As<Napi::Number>().Int32Value() <= 0) {
+    return ThrowUsage(env, "pidfdOpen(pid > 0)");
+  }
+  int fd = fdpass::PidfdOpen(info[0].As<Napi::Number>().Int32Value());
+  if (fd < 0) return ThrowErrno(env, -fd, "pidfd_open");
+  return Napi::Number::New(env, fd);
+}
+
 // Poller(fd, callback(status, events)): a libuv poll handle. start(events)
 // with 1 = readable, 2 = writable; stop(); close(); ref(); unref(). While
 // started it keeps itself alive; close() must be called before the
@@ -543,6 +633,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("dup", Napi::Function::New(env, Dup));
   exports.Set("dup2", Napi::Function::New(env, Dup2));
   exports.Set("sendDatagram", Napi::Function::New(env, SendDatagram));
+  exports.Set("bindDatagram", Napi::Function::New(env, BindDatagram));
+  exports.Set("recvDatagram", Napi::Function::New(env, RecvDatagram));
+  exports.Set("setChildSubreaper", Napi::Function::New(env, SetChildSubreaper));
+  exports.Set("reap", Napi::Function::New(env, Reap));
+  exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpen));
   exports.Set("Poller", Poller::Define(env));
   exports.Set("maxFds", Napi::Number::New(env, fdpass::kMaxFds));
   return exports;

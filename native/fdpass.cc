@@ -194,6 +194,72 @@ long SendDatagram(const char* path, const char* data, size_t len,
   return n;
 }
 
+int BindDatagram(const char* path, int mode) {
+  sockaddr_un addr;
+  int addr_len = MakeAddress(path, &addr);
+  if (addr_len < 0) return addr_len;
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  int on = 1;
+  if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &on, sizeof(on)) < 0 ||
+      bind(fd, reinterpret_cast<sockaddr*>(&addr), addr_len) < 0) {
+    int err = errno;
+    close(fd);
+    return -err;
+  }
+  if (path[0] != '@' && chmod(path, static_cast<mode_t>(mode)) < 0) {
+    int err = errno;
+    close(fd);
+    unlink(path);
+    return -err;
+  }
+  return fd;
+}
+
+long RecvDatagram(int fd, char* data, size_t len, pid_t* pid, uid_t* uid,
+                  gid_t* gid) {
+  iovec iov;
+  iov.iov_base = data;
+  iov.iov_len = len;
+  union {
+    char buf[CMSG_SPACE(sizeof(ucred)) + CMSG_SPACE(sizeof(int) * kMaxFds)];
+    cmsghdr align;
+  } control;
+  msghdr msg;
+  memset(&msg, 0, sizeof(msg));
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.buf;
+  msg.msg_controllen = sizeof(control.buf);
+  ssize_t n;
+  do {
+    n = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return -errno;
+  *pid = 0;
+  *uid = 0;
+  *gid = 0;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET) continue;
+    if (c->cmsg_type == SCM_CREDENTIALS && c->cmsg_len >= CMSG_LEN(sizeof(ucred))) {
+      ucred cred;
+      memcpy(&cred, CMSG_DATA(c), sizeof(cred));
+      *pid = cred.pid;
+      *uid = cred.uid;
+      *gid = cred.gid;
+    } else if (c->cmsg_type == SCM_RIGHTS) {
+      size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t i = 0; i < count; i++) {
+        int received;
+        memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+        close(received);
+      }
+    }
+  }
+  if (msg.msg_flags & MSG_TRUNC) return -EMSGSIZE;
+  return n;
+}
+
 int SetCloexec(int fd, bool on) {
   int flags = fcntl(fd, F_GETFD);
   if (flags < 0) return -errno;

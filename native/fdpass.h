@@ -53,6 +53,18 @@ int PeerCred(int fd, pid_t* pid, uid_t* uid, gid_t* gid);
 long SendDatagram(const char* path, const char* data, size_t len,
                   const int* fds, int nfds);
 
+// Creates a datagram socket bound to path with the given file mode, which
+// receives its senders' credentials (SO_PASSCRED): the receiving end of
+// sd_notify(3). Returns the descriptor or -errno.
+int BindDatagram(const char* path, int mode);
+
+// Receives one datagram of up to len bytes, with the sender's pid, uid and gid
+// as the kernel vouches for them (0 when the sender passed none). Descriptors
+// that came with it are closed. Returns the length, -EAGAIN when none waits,
+// or -EMSGSIZE when the datagram was longer than len (it is dropped).
+long RecvDatagram(int fd, char* data, size_t len, pid_t* pid, uid_t* uid,
+                  gid_t* gid);
+
 // Sets or clears FD_CLOEXEC on fd (systemd passes its sockets without it).
 int SetCloexec(int fd, bool on);
 

@@ -15,6 +15,13 @@ export interface PeerCredentials {
   gid: number;
 }
 
+/** ReapedChild: a child reaped by addon.reap(); code is null when a signal (its number) ended it. */
+export interface ReapedChild {
+  pid: number;
+  code: number | null;
+  signal: number | null;
+}
+
 /** Poller: a libuv poll handle over a descriptor the addon owns. */
 export interface Poller {
   /** start asks for events: 1 readable, 2 writable, 3 both (0 stops). */
@@ -45,6 +52,16 @@ export interface Addon {
   dup2(oldFd: number, newFd: number): number;
   sendDatagram(path: string, bytes: Uint8Array, offset: number, length: number,
     fds: Int32Array | readonly number[] | null, nfds: number): number;
+  /** bindDatagram binds a datagram socket that receives its senders' credentials (SO_PASSCRED). */
+  bindDatagram(path: string, mode: number): number;
+  /** recvDatagram reads one datagram into bytes; null when none waits. Descriptors sent with it are closed. */
+  recvDatagram(fd: number, bytes: Uint8Array): ({ length: number } & PeerCredentials) | null;
+  /** setChildSubreaper: orphaned descendants are reparented to this process (PR_SET_CHILD_SUBREAPER). */
+  setChildSubreaper(): void;
+  /** reap reaps exited children except the pids in skip (libuv's own); code or signal (a number) says how each ended. */
+  reap(skip: readonly number[]): ReapedChild[];
+  /** pidfdOpen returns a pidfd of pid (close-on-exec), readable once the process exits. */
+  pidfdOpen(pid: number): number;
   Poller: new (fd: number, callback: (status: number, events: number) => void) => Poller;
   maxFds: number;
 }
