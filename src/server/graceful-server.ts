@@ -10,6 +10,7 @@ import { EventEmitter } from 'node:events';
 import type dgram from 'node:dgram';
 import fs from 'node:fs';
 import type net from 'node:net';
+import path from 'node:path';
 import { debuglog } from 'node:util';
 import {
   AlreadyReadyError, ConfigError, DuplicateNameError, HookFailedError, UnknownTaskError, InvalidRunlevelError, NotReadyError, TerminatingError,
@@ -32,6 +33,7 @@ import type { Command } from '../control/commands.js';
 import { makeLogger, type LogFields, type LogSink } from '../log.js';
 import { Predecessor, type InheritedFd } from './predecessor.js';
 import { startSuccessor, type SpawnFunction } from './successor.js';
+import { SUPERVISOR_ENV, CONTROL_FIELD, EXIT_FIELD } from '../supervisor/protocol.js';
 
 const debug = debuglog('graceful');
 
@@ -512,11 +514,16 @@ export class GracefulServer extends EventEmitter {
       throw new HookFailedError(`a ready hook failed, so this instance does not start: ${(err as Error)?.message ?? String(err)}`, { cause: err });
     }
     for (const start of this.pendingStarts.splice(0)) await start();
-    if (this.predecessor) await this.predecessor.ready();
+    if (this.predecessor) {
+      // The service manager (or a supervisor) learns the new main pid before
+      // the predecessor may exit, so it never sees the service without one.
+      notify(`MAINPID=${process.pid}`);
+      await this.predecessor.ready();
+    }
     this.readyState = 'ready';
     this.wasReady = true;
     if (this.options.pidFile) writePidFile(this.options.pidFile);
-    notify(this.predecessor ? `MAINPID=${process.pid}\nREADY=1` : 'READY=1');
+    notify(this.readyNotice());
     await this.runHooks(this.level);
     await this.hooks.run('started');
     this.emit('ready');
@@ -693,7 +700,10 @@ export class GracefulServer extends EventEmitter {
       // Until this instance is gone, it can serve again if the new one dies.
       for (const l of this.managed.values()) l.keepSpare();
       successor.child.once('exit', (code, signal) => {
-        void this.takeBack(successor.pid, signal ? `was killed by ${signal}` : `exited with code ${code}`);
+        // A supervisor cannot learn how a grandchild ended: tell it.
+        if (process.env[SUPERVISOR_ENV]) notify(`${EXIT_FIELD}=${successor.pid} ${signal ?? code}`);
+        // Exit code 0 is a halt asked for (SIGTERM, telinit 0), not a crash: the service is meant to stop.
+        if (signal || code !== 0) void this.takeBack(successor.pid, signal ? `was killed by ${signal}` : `exited with code ${code}`);
       });
       emit({ type: 'ready', pid: successor.pid, ms: Date.now() - started });
       void this.handOver(successor.pid, started, emit);
@@ -702,7 +712,7 @@ export class GracefulServer extends EventEmitter {
       const e = err as RedeployFailedError;
       this.control?.handoffFailed();
       emit({ type: 'failed', error: e, ms: Date.now() - started });
-      notify('READY=1');
+      notify(this.readyNotice());
       throw err;
     } finally {
       this.redeploying = null;
@@ -742,8 +752,18 @@ export class GracefulServer extends EventEmitter {
     this.handedOverTo = null;
     this.readyState = 'ready';
     if (this.options.pidFile) writePidFile(this.options.pidFile);
-    notify(`MAINPID=${process.pid}\nREADY=1`);
+    notify(this.readyNotice());
     this.emit('takeback', { pid });
+  }
+
+  /**
+   * readyNotice: what sd_notify says when this instance serves: its pid (it
+   * may be the main one again after a failed redeploy or a take-back), READY=1,
+   * and for a supervisor, the control socket to forward commands to.
+   */
+  private readyNotice(): string {
+    const control = this.options.controlSocket ? `\n${CONTROL_FIELD}=${path.resolve(this.options.controlSocket)}` : '';
+    return `MAINPID=${process.pid}\nREADY=1${process.env[SUPERVISOR_ENV] ? control : ''}`;
   }
 
   /** closedPorts: the ports of listeners closed in runlevel 1, which a successor binds again at telinit 3. */

@@ -114,6 +114,16 @@ describe('faults during a redeploy', function () {
     await until(() => gone(pid), 20_000, 'the old instance to exit after the second redeploy');
   });
 
+  it('SIGTERM to the new instance right after ready: it halts, and the draining old instance does not serve again', async () => {
+    const { pid } = await start({ APP_TAKE_BACK_WINDOW: '5000' });
+    const c = await ControlClient.connect(sock);
+    const r = (await c.request('redeploy')) as { pid: number };
+    c.close();
+    process.kill(r.pid, 'SIGTERM'); // well inside the old one's take-back window
+    await until(() => gone(r.pid) && gone(pid), 30_000, 'both instances to exit');
+    expect(app!.stdout.filter((l) => l.startsWith('takeback')), 'no take-back after a halt asked for').to.deep.equal([]);
+  });
+
   it('SIGKILL of the old instance while it drains: the new one serves, only in-flight requests of the old fail', async () => {
     const { pid, port } = await start();
     const load = new LoadLoop(port, 3, 3);

@@ -55,7 +55,7 @@ describe('systemd', function () {
     expect(await httpGet({ port })).to.deep.equal({ status: 200, body: String(res.pid) });
   });
 
-  it('tells systemd READY=1, then RELOADING=1 and MAINPID + READY=1 across a redeploy; the pid file follows', async () => {
+  it('tells systemd MAINPID + READY=1, then RELOADING=1, the new MAINPID before the old one drains, and READY=1 across a redeploy; the pid file follows', async () => {
     const dir = tmpDir();
     const notifySock = path.join(dir, 'notify.sock');
     const pidFile = path.join(dir, 'app.pid');
@@ -76,12 +76,13 @@ describe('systemd', function () {
     started.push(app);
     const pid = Number((await app.next(/^ready /)).split(' ')[1]);
     const port = Number((app.stdout.find((l) => l.startsWith('ready ')) ?? '').split(' ')[2]);
-    expect(await listener.next()).to.equal('READY=1');
+    expect(await listener.next()).to.equal(`MAINPID=${pid};READY=1`);
     expect(fs.readFileSync(pidFile, 'utf8')).to.equal(`${pid}\n`);
 
     const res = await post(port, '/redeploy');
     expect(res).to.include({ ok: true });
     expect(await listener.next()).to.match(/^RELOADING=1;MONOTONIC_USEC=\d+$/);
+    expect(await listener.next()).to.equal(`MAINPID=${res.pid}`);
     expect(await listener.next()).to.equal(`MAINPID=${res.pid};READY=1`);
     await app.next(new RegExp(`^ready ${res.pid} `));
     expect(fs.readFileSync(pidFile, 'utf8')).to.equal(`${res.pid}\n`);
