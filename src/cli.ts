@@ -9,6 +9,7 @@ import { Command, CommanderError } from 'commander';
 import readline from 'node:readline';
 import { ControlClient, ControlReplyError, type ControlEvent } from './control/client.js';
 import { errorCode } from './errors.js';
+import { Supervisor, type RestartPolicy } from './supervisor/supervisor.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILED = 1;
@@ -23,6 +24,8 @@ Forms:
   graceful-restart -s <socket>                   interactive shell (on a terminal)
   graceful-restart health <socket>               exit 0 if ready in runlevel 3
   graceful-restart status <socket>               a readable summary
+  graceful-restart run [options] -- <cmd> [args] supervise an application: stay in the
+                                                 foreground across its redeploys (see run --help)
 
 Exit codes: 0 ok, 1 command failed, 2 usage, 3 cannot connect.`;
 
@@ -132,8 +135,74 @@ async function shell(path: string, timeout: number): Promise<number> {
   return EXIT_OK;
 }
 
+const RUN_HELP_AFTER = `
+It makes itself the subreaper of <command>'s descendants and reaps them all, knows the
+current generation (the application tells it by sd_notify: NOTIFY_SOCKET is set for it),
+forwards SIGTERM, SIGINT, SIGHUP, SIGUSR1 and SIGUSR2 to that generation, and exits with
+its exit code (128 + n if signal n killed it) once no generation is left.
+A command that cannot be started exits 127 (not found) or 126 (not executable).`;
+
+function wholeNumber(name: string, value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) throw new Exit(EXIT_USAGE, `${name} must be a whole number >= 0, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+/** supervise runs `graceful-restart run`: the supervisor, until no generation is left. */
+async function supervise(argv: string[], out: (l: string) => void, err: (l: string) => void): Promise<number> {
+  const program = new Command('graceful-restart run')
+    .description('Run <command> and stay in the foreground across its redeploys: a container entrypoint, a systemd main process, a PM2 app.')
+    .usage('[options] -- <command> [args...]')
+    .option('-s, --socket <path>', 'the supervisor\'s control socket (other commands go on to the application\'s)')
+    .option('--restart <policy>', 'start the command again when it ended: no, on-failure or always', 'no')
+    .option('--restart-delay <ms>', 'wait before a restart', '1000')
+    .option('--max-restarts <n>', 'restart at most this many times')
+    .option('--kill-timeout <ms>', 'processes left behind at the end get SIGTERM, then SIGKILL after this', '10000')
+    .option('--no-notify', 'the application does not speak sd_notify: count it ready once started')
+    .argument('[command...]', 'the command and its arguments')
+    .passThroughOptions()
+    .addHelpText('after', RUN_HELP_AFTER)
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => out(s.trimEnd()), writeErr: (s) => err(s.trimEnd()) });
+  try {
+    program.parse(argv, { from: 'user' });
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
+    throw e;
+  }
+  const o = program.opts<{ socket?: string; restart: string; restartDelay: string; maxRestarts?: string; killTimeout: string; notify: boolean }>();
+  const [command, ...args] = program.args;
+  if (!command) throw new Exit(EXIT_USAGE, 'usage: graceful-restart run [options] -- <command> [args...]: no command given');
+  if (!['no', 'on-failure', 'always'].includes(o.restart)) throw new Exit(EXIT_USAGE, `--restart must be no, on-failure or always, got ${JSON.stringify(o.restart)}`);
+  const supervisor = new Supervisor({
+    command,
+    args,
+    socket: o.socket,
+    restart: o.restart as RestartPolicy,
+    restartDelay: wholeNumber('--restart-delay', o.restartDelay),
+    maxRestarts: o.maxRestarts === undefined ? undefined : wholeNumber('--max-restarts', o.maxRestarts),
+    killTimeout: wholeNumber('--kill-timeout', o.killTimeout),
+    notify: o.notify,
+  });
+  try {
+    await supervisor.start();
+  } catch (e) {
+    throw new Exit(EXIT_FAILED, `cannot start the supervisor: ${errorCode(e) ?? 'ERROR'}: ${(e as Error).message}`);
+  }
+  return supervisor.exited;
+}
+
 /** main runs the CLI on argv and resolves with the exit code; it writes to out and err. */
 export async function main(argv: string[], out: (l: string) => void = console.log, err: (l: string) => void = console.error): Promise<number> {
+  if (argv[0] === 'run') {
+    try {
+      return await supervise(argv.slice(1), out, err);
+    } catch (e) {
+      if (!(e instanceof Exit)) throw e;
+      err(e.message);
+      return e.code;
+    }
+  }
   const program = new Command('graceful-restart')
     .description('Redeploy and administer a server built with graceful-restart, through its control socket.')
     .option('-s, --socket <path>', 'the control socket')

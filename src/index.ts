@@ -42,3 +42,5 @@ export type { ControlTarget, ControlRedeployEvent } from './control/builtins.js'
 export { loadConfig } from './config.js';
 export type { Hook, StopHook, HookKind } from './server/hooks.js';
 export type { SighupAction } from './server/signals.js';
+export { Supervisor, exitCodeOf, FORWARDED_SIGNALS, type SupervisorOptions, type RestartPolicy, type ExitStatus } from './supervisor/supervisor.js';
+export { SUPERVISOR_ENV, CONTROL_FIELD, EXIT_FIELD } from './supervisor/protocol.js';

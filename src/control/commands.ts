@@ -60,10 +60,13 @@ export class CommandRegistry {
     this.aliases.set(alias, name);
   }
 
-  /** get finds a command by name or alias; throws UnknownCommandError. */
+  /** fallback runs every command that is not registered (a supervisor forwards them to its application). */
+  fallback: Command | null = null;
+
+  /** get finds a command by name or alias, else the fallback; throws UnknownCommandError. */
   get(name: string): { name: string; command: Command } {
     const real = this.aliases.get(name) ?? name;
-    const command = this.commands.get(real);
+    const command = this.commands.get(real) ?? this.fallback;
     if (!command) throw new UnknownCommandError(`unknown command "${name.slice(0, 64)}": type help for the list`);
     return { name: real, command };
   }

@@ -1,0 +1,129 @@
+/**
+ * The supervisor's control commands. status, redeploy and signal are its
+ * own; every other command goes to the control socket the application
+ * announced (X_GRACEFUL_CONTROL=), so a deploy script needs one path.
+ */
+import os from 'node:os';
+import { ControlClient, type ControlEvent } from '../control/client.js';
+import type { CommandContext, CommandRegistry } from '../control/commands.js';
+import { CommandFailedError, NotConfiguredError, UsageError, errorCode } from '../errors.js';
+
+/** What the commands need of the supervisor. */
+export interface SupervisedTarget {
+  readonly currentPid: number;
+  readonly ready: boolean;
+  readonly appControl: string | null;
+  readonly generationPids: number[];
+  readonly restarts: number;
+  readonly uptime: number;
+  readonly options: { command: string; args?: readonly string[] };
+  forward(sig: NodeJS.Signals): boolean;
+}
+
+const CONNECT_TIMEOUT = 5_000;
+
+function describe(e: ControlEvent): string {
+  switch (e.event) {
+    case 'spawned': return `spawned pid ${e.pid}`;
+    case 'ready': return `ready pid ${e.pid} after ${e.ms} ms`;
+    case 'draining': return `draining ${e.connections} connection(s)`;
+    case 'done': return `done after ${e.ms} ms`;
+    default: return JSON.stringify(e);
+  }
+}
+
+/** forward runs a command on the application's control socket, relaying its output and events. */
+async function forward(target: SupervisedTarget, ctx: CommandContext, cmd: string, args: string[]): Promise<unknown> {
+  const socket = target.appControl;
+  if (!socket) {
+    throw new NotConfiguredError(
+      `the application (pid ${target.currentPid}) announced no control socket, so "${cmd}" cannot reach it: give its GracefulServer the controlSocket option` +
+        (cmd === 'redeploy' || cmd === 'restart' ? ', or send SIGHUP (signal SIGHUP) to have it redeploy' : ''),
+    );
+  }
+  let client: ControlClient;
+  try {
+    client = await ControlClient.connect(socket, CONNECT_TIMEOUT);
+  } catch (err) {
+    throw new CommandFailedError(`cannot reach the application's control socket ${socket}: ${errorCode(err) ?? ''} ${(err as Error).message}`.replace(/\s+/g, ' '), { cause: err });
+  }
+  const onAbort = () => client.close();
+  ctx.signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    return await client.request(cmd, args, (e) => {
+      if (e.event === 'output') ctx.write(String(e.line));
+      else ctx.event(e, describe(e));
+    });
+  } finally {
+    ctx.signal.removeEventListener('abort', onAbort);
+    client.close();
+  }
+}
+
+function signalArg(name: string): NodeJS.Signals {
+  const sig = (name.toUpperCase().startsWith('SIG') ? name.toUpperCase() : `SIG${name.toUpperCase()}`) as NodeJS.Signals;
+  if (!(sig in os.constants.signals) || sig === 'SIGKILL' || sig === 'SIGSTOP') {
+    throw new UsageError(`signal: ${JSON.stringify(name)} is not a signal that can be sent here (e.g. SIGHUP, SIGUSR1, SIGTERM)`);
+  }
+  return sig;
+}
+
+export function addSupervisorCommands(registry: CommandRegistry, target: SupervisedTarget): void {
+  registry.add('help', {
+    usage: 'help                    list the supervisor\'s commands and the application\'s',
+    maxArgs: 1,
+    run: async (ctx) => {
+      if (ctx.args.length === 1 && registry.has(ctx.args[0]!)) return registry.get(ctx.args[0]!).command.help ?? registry.get(ctx.args[0]!).command.usage;
+      const own = [...registry.list(), 'quit                    close this connection'];
+      if (!target.appControl) return ctx.args.length ? forward(target, ctx, 'help', ctx.args) : own;
+      const app = await forward(target, ctx, 'help', ctx.args).catch((err: Error) => [`(the application's commands are unavailable: ${err.message})`]);
+      if (ctx.args.length) return app;
+      return [...own, '', 'The application\'s, forwarded to it:', ...(Array.isArray(app) ? app.map(String) : [String(app)])];
+    },
+  });
+  registry.add('status', {
+    usage: 'status                  the supervisor, its generations, and the application\'s own status',
+    help: 'supervisor is the supervisor\'s pid; pid the current generation; generations every one alive.\nWhen the application has a control socket, its own status fields come too.',
+    maxArgs: 0,
+    run: async (ctx) => {
+      const own = {
+        supervisor: process.pid,
+        pid: target.currentPid,
+        generations: target.generationPids,
+        ready: target.ready,
+        restarts: target.restarts,
+        supervisorUptime: target.uptime,
+        command: [target.options.command, ...(target.options.args ?? [])].join(' '),
+        appControl: target.appControl,
+      };
+      if (!target.appControl || !target.generationPids.length) return own;
+      try {
+        const app = (await forward(target, ctx, 'status', [])) as Record<string, unknown>;
+        return { ...app, ...own, ready: target.ready && app.ready !== false };
+      } catch (err) {
+        return { ...own, appError: (err as Error).message };
+      }
+    },
+  });
+  registry.add('redeploy', {
+    usage: 'redeploy                redeploy the application (through its control socket)',
+    help: 'Streams the steps and ends with ok once the new instance serves, or an error saying why it failed\n(the old instance then goes on serving).',
+    maxArgs: 0,
+    run: (ctx) => forward(target, ctx, 'redeploy', []),
+  });
+  registry.alias('restart', 'redeploy');
+  registry.add('signal', {
+    usage: 'signal <SIGNAL>         send a signal to the current generation (e.g. SIGHUP, SIGUSR1)',
+    minArgs: 1,
+    maxArgs: 1,
+    run: (ctx) => {
+      const sig = signalArg(ctx.args[0]!);
+      if (!target.forward(sig)) throw new CommandFailedError(`${sig}: no generation is running`);
+      return ctx.json ? { pid: target.currentPid, signal: sig } : `sent ${sig} to pid ${target.currentPid}`;
+    },
+  });
+  registry.fallback = {
+    usage: '',
+    run: (ctx) => forward(target, ctx, ctx.name, ctx.args),
+  };
+}

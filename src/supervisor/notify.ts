@@ -1,0 +1,90 @@
+/**
+ * NotifySocket: the receiving end of sd_notify(3), so that a supervisor can
+ * stand in for systemd. Each datagram is `KEY=VALUE` lines; the kernel vouches
+ * for the sender's pid and uid (SO_PASSCRED). The socket lives in a directory
+ * only this user can enter; datagrams from another uid (root aside) are dropped.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { debuglog } from 'node:util';
+import { addon, POLL_READABLE, type PeerCredentials, type Poller } from '../native.js';
+
+const debug = debuglog('graceful');
+
+/** The largest datagram read, as systemd's own NOTIFY_BUFFER_MAX. */
+const MAX_DATAGRAM = 4096;
+
+/** NotifyMessage: one datagram, as fields in the order sent, and who sent it. */
+export interface NotifyMessage {
+  fields: Map<string, string>;
+  sender: PeerCredentials;
+}
+
+/** parseNotify splits a datagram into its KEY=VALUE lines; a line without '=' is ignored, as systemd does. */
+export function parseNotify(text: string): Map<string, string> {
+  const fields = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const eq = line.indexOf('=');
+    if (eq > 0) fields.set(line.slice(0, eq), line.slice(eq + 1));
+  }
+  return fields;
+}
+
+export class NotifySocket {
+  readonly path: string;
+  private readonly dir: string;
+  private fd: number;
+  private readonly poller: Poller;
+  private readonly buffer = new Uint8Array(MAX_DATAGRAM);
+  private readonly uid = process.getuid?.() ?? 0;
+
+  constructor(private readonly onMessage: (message: NotifyMessage) => void) {
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'graceful-notify-')); // mode 0700
+    this.path = path.join(this.dir, 'notify.sock');
+    try {
+      this.fd = addon.bindDatagram(this.path, 0o600);
+    } catch (err) {
+      fs.rmSync(this.dir, { recursive: true, force: true });
+      throw err;
+    }
+    this.poller = new addon.Poller(this.fd, (status) => {
+      if (status < 0) debug('notify socket: poll error %d', status);
+      else this.drain();
+    });
+    this.poller.start(POLL_READABLE);
+    this.poller.unref();
+  }
+
+  /**
+   * drain reads every datagram waiting, now: a supervisor calls it before it
+   * acts on a process's exit, so a MAINPID= sent before that exit is seen first.
+   */
+  drain(): void {
+    if (this.fd < 0) return;
+    for (;;) {
+      let got: ReturnType<typeof addon.recvDatagram>;
+      try {
+        got = addon.recvDatagram(this.fd, this.buffer);
+      } catch (err) {
+        debug('notify socket: %s', (err as Error).message); // EMSGSIZE: dropped, go on
+        continue;
+      }
+      if (!got) return;
+      const { length, ...sender } = got;
+      if (sender.uid !== this.uid && sender.uid !== 0) {
+        debug('notify socket: dropped a datagram from uid %d (pid %d)', sender.uid, sender.pid);
+        continue;
+      }
+      this.onMessage({ fields: parseNotify(Buffer.from(this.buffer.buffer, 0, length).toString('utf8')), sender });
+    }
+  }
+
+  close(): void {
+    if (this.fd < 0) return;
+    this.poller.close();
+    addon.close(this.fd);
+    this.fd = -1;
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
