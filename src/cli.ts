@@ -22,7 +22,7 @@ Forms:
   graceful-restart -s <socket> <command> [args]  run a command, built-in or custom
                                                  (CUSTOM <name> [args] works too)
   graceful-restart -s <socket>                   interactive shell (on a terminal)
-  graceful-restart health <socket>               exit 0 if ready in runlevel 3
+  graceful-restart health <socket>               exit 0 if ready (and in runlevel 3, if it has one)
   graceful-restart status <socket>               a readable summary
   graceful-restart run [options] -- <cmd> [args] supervise an application: stay in the
                                                  foreground across its redeploys (see run --help)
@@ -86,8 +86,9 @@ async function health(path: string, timeout: number, out: (l: string) => void): 
   const client = await connect(path, timeout);
   try {
     const s = (await client.request('status', [], undefined, timeout)) as { ready?: boolean; runlevel?: number; pid?: number };
-    if (s.ready && s.runlevel === 3) {
-      out(`healthy: pid ${s.pid} ready in runlevel 3`);
+    // A supervisor's status has no runlevel when its application is not a GracefulServer.
+    if (s.ready && (s.runlevel === 3 || s.runlevel === undefined)) {
+      out(`healthy: pid ${s.pid} ready${s.runlevel === undefined ? '' : ' in runlevel 3'}`);
       return EXIT_OK;
     }
     out(`unhealthy: pid ${s.pid} ${s.ready ? 'ready' : 'not ready'} in runlevel ${s.runlevel}`);
