@@ -67,8 +67,9 @@ export class NotifySocket {
       try {
         got = addon.recvDatagram(this.fd, this.buffer);
       } catch (err) {
-        debug('notify socket: %s', (err as Error).message); // EMSGSIZE: dropped, go on
-        continue;
+        debug('notify socket: %s', (err as Error).message);
+        if ((err as NodeJS.ErrnoException).code === 'EMSGSIZE') continue; // that one is dropped; read on
+        return;
       }
       if (!got) return;
       const { length, ...sender } = got;
