@@ -286,7 +286,8 @@ export class Supervisor extends EventEmitter {
     const exit = /^(\d+) (\d+|SIG[A-Z0-9]+)$/.exec(fields.get(EXIT_FIELD) ?? '');
     if (exit) {
       const pid = Number(exit[1]);
-      if (!this.statuses.has(pid)) {
+      // Only a generation reports, and only of a process we could not reap ourselves.
+      if (this.generations.has(sender.pid) && pid !== sender.pid && !this.spawned.has(pid) && !this.statuses.has(pid)) {
         this.remember(pid, /^\d+$/.test(exit[2]!) ? { code: Number(exit[2]), signal: null } : { code: null, signal: exit[2] as NodeJS.Signals });
       }
     }
@@ -335,7 +336,7 @@ export class Supervisor extends EventEmitter {
     for (let i = 0; i < 100; i++) {
       this.notifySocket?.drain();
       this.sweep();
-      const s = this.statuses.get(pid);
+      const s = this.spawned.has(pid) ? undefined : this.statuses.get(pid); // libuv's child: its exit event tells
       if (s) return s;
       await new Promise((r) => setTimeout(r, 10));
     }

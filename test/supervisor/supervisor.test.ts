@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { ControlClient, ControlReplyError } from '../../src/control/client.js';
+import { sendDatagram } from '../../src/datagram.js';
 import { fixtures, gone, httpGet, openFds, root, spawnChild, tmpDir, until, type Child } from '../helpers.js';
 import { LoadLoop } from '../load.js';
 
@@ -578,6 +579,34 @@ describe('supervisor (graceful-restart run)', function () {
     expect(unknown.code, unknown.stderr).to.equal(2);
     expect(unknown.stderr).to.include('frobnicate');
     expect(present(first.pid) && present(sup.pid)).to.equal(true);
+  });
+
+  it('ignores bad notify datagrams: garbage, MAINPID= of no descendant or not a pid, oversized; keeps its current generation', async () => {
+    const dir = tmpDir();
+    const sock = path.join(dir, 'sup.sock');
+    const sup = supervise(['-s', sock, '--no-notify'], [node, plainJs]);
+    const pid = Number((await sup.next(/^started /)).split(' ')[1]);
+    const notifySocket = environOf(pid).NOTIFY_SOCKET!;
+    expect(notifySocket, 'the app was given a notify socket').to.be.a('string');
+    const before = new Set(fs.readdirSync('/proc/self/fd'));
+    const bad = [
+      Buffer.from([0, 255, 10, 61, 0, 1]),
+      Buffer.from('MAINPID=abc\nREADY=1'),
+      Buffer.from('MAINPID=1'),
+      Buffer.from(`MAINPID=${process.pid}`), // alive, but not its descendant
+      Buffer.from(`MAINPID=${sup.pid}`),
+      Buffer.from(`X_GRACEFUL_CONTROL=relative/path.sock\nX_GRACEFUL_EXIT=${pid} 99`),
+      Buffer.alloc(10_000, 'A'),
+    ];
+    for (const b of bad) sendDatagram(notifySocket, b);
+    await sleep(200);
+    const s = await status(sock);
+    expect(s).to.deep.include({ pid, generations: [pid], appControl: null });
+    expect(sup.proc.exitCode, 'still running').to.equal(null);
+    expect(present(pid)).to.equal(true);
+    expect(new Set(fs.readdirSync('/proc/self/fd')), 'the sender leaked nothing').to.deep.equal(before);
+    process.kill(sup.pid, 'SIGTERM');
+    expect((await exitOf(sup)).code, 'the app\'s own exit code, not the 99 reported for it').to.equal(0);
   });
 
   it('with a plain app: signal and health work, redeploy is refused (no app control socket)', async () => {
