@@ -291,18 +291,36 @@ export class ControlServer {
   handoff(): OutgoingFd[] {
     const out: OutgoingFd[] = [{ fd: fdOf(this.server), meta: { name: 'control', kind: 'control' } }];
     this.paused = [];
+    this.closeDups();
     for (const conn of this.connections) {
       if (conn.isBusy && !conn.handingOver) continue; // a streaming command stays here to its end
+      // A duplicate is sent: a client may close its connection (a health probe
+      // does, right after its reply) while the hand-off is under way, and the
+      // socket's own descriptor goes with it. The new instance then reads EOF.
+      let fd: number;
+      try {
+        fd = addon.dup(fdOf(conn.socket));
+      } catch {
+        continue; // closed already
+      }
+      this.dups.push(fd);
       conn.pause();
       this.paused.push(conn);
       const meta: Meta = { kind: 'control-conn', pending: conn.pending };
-      out.push({ fd: fdOf(conn.socket), meta });
+      out.push({ fd, meta });
     }
     return out;
   }
 
+  private dups: number[] = [];
+
+  private closeDups(): void {
+    closeAll(this.dups.splice(0));
+  }
+
   /** handoffFailed resumes what handoff paused (the `redeploy` connection resumes after its reply). */
   handoffFailed(): void {
+    this.closeDups();
     for (const conn of this.paused.splice(0)) if (!conn.handingOver) conn.resume();
   }
 
@@ -313,6 +331,7 @@ export class ControlServer {
    */
   handoffDone(): void {
     this.handedOver = true;
+    this.closeDups();
     for (const conn of this.paused.splice(0)) if (!conn.handingOver) conn.release();
     if (this.server.listening) {
       this.spare = addon.dup(fdOf(this.server));
@@ -362,6 +381,7 @@ export class ControlServer {
 
   /** close stops accepting; with release the socket file goes too (no successor wants it). Connections close. */
   close(release: boolean): void {
+    this.closeDups();
     if (this.spare !== null) addon.close(this.spare);
     this.spare = null;
     if (this.server.listening) this.server.close();
