@@ -514,13 +514,19 @@ export class GracefulServer extends EventEmitter {
       throw new HookFailedError(`a ready hook failed, so this instance does not start: ${(err as Error)?.message ?? String(err)}`, { cause: err });
     }
     for (const start of this.pendingStarts.splice(0)) await start();
+    // Accepting from here on: status says ready, also while the predecessor is told.
+    this.readyState = 'ready';
     if (this.predecessor) {
       // The service manager (or a supervisor) learns the new main pid before
       // the predecessor may exit, so it never sees the service without one.
       notify(`MAINPID=${process.pid}`);
-      await this.predecessor.ready();
+      try {
+        await this.predecessor.ready();
+      } catch (err) {
+        this.readyState = 'starting';
+        throw err;
+      }
     }
-    this.readyState = 'ready';
     this.wasReady = true;
     if (this.options.pidFile) writePidFile(this.options.pidFile);
     notify(this.readyNotice());
