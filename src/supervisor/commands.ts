@@ -33,7 +33,7 @@ function describe(e: ControlEvent): string {
 }
 
 /** forward runs a command on the application's control socket, relaying its output and events. */
-async function forward(target: SupervisedTarget, ctx: CommandContext, cmd: string, args: string[]): Promise<unknown> {
+async function forward(target: SupervisedTarget, ctx: CommandContext, cmd: string, args: string[], timeoutMs = Infinity): Promise<unknown> {
   const socket = target.appControl;
   if (!socket) {
     throw new NotConfiguredError(
@@ -53,7 +53,7 @@ async function forward(target: SupervisedTarget, ctx: CommandContext, cmd: strin
     return await client.request(cmd, args, (e) => {
       if (e.event === 'output') ctx.write(String(e.line));
       else ctx.event(e, describe(e));
-    });
+    }, timeoutMs);
   } finally {
     ctx.signal.removeEventListener('abort', onAbort);
     client.close();
@@ -98,8 +98,10 @@ export function addSupervisorCommands(registry: CommandRegistry, target: Supervi
       };
       if (!target.appControl || !target.generationPids.length) return own;
       try {
-        const app = (await forward(target, ctx, 'status', [])) as Record<string, unknown>;
-        return { ...app, ...own, ready: target.ready && app.ready !== false };
+        // Bounded: a probe must answer even if the application's instance it reached is going away.
+        const app = (await forward(target, ctx, 'status', [], CONNECT_TIMEOUT)) as Record<string, unknown>;
+        // ready is the supervisor's own view (sd_notify): the instance that answered may be the old one, draining.
+        return { ...app, ...own };
       } catch (err) {
         return { ...own, appError: (err as Error).message };
       }

@@ -273,8 +273,9 @@ export class Supervisor extends EventEmitter {
         if (!this.generations.has(pid) && !isDescendant(pid, process.pid)) {
           this.log(`pid ${sender.pid} sent MAINPID=${pid}, which is not a live descendant of the supervisor: ignored`, { event: 'supervisor.mainpid-refused' });
         } else {
+          // A new instance says MAINPID= once it accepts, just before READY=1:
+          // readiness carries over, so a health probe in between does not flap.
           this.current = pid;
-          this.isReady = false;
           if (!this.generations.has(pid)) this.watch(pid);
           this.log(`pid ${pid} is the current generation`, { event: 'supervisor.current', appPid: pid });
           this.emit('current', pid);
