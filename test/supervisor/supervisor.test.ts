@@ -229,7 +229,21 @@ async function waitStatus(sock: string, pred: (s: SupStatus) => boolean, what: s
   }
 }
 
-/** rawLines sends plain-mode lines to a control socket (as `nc -U` would) and resolves with the reply up to ok / error. */
+/** isFinal: the last line of a reply, plain (ok, error: ...) or JSON ({"ok": ...}). */
+function isFinal(line: string): boolean {
+  if (line === 'ok' || line.startsWith('error: ')) return true;
+  if (!line.startsWith('{')) return false;
+  try {
+    return 'ok' in (JSON.parse(line) as object);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * rawLines sends one line to a control socket on a fresh connection (as `nc -U`
+ * would), plain or JSON, and resolves with the reply up to its final line.
+ */
 function rawLines(sock: string, line: string): Promise<string[]> {
   return new Promise((resolve, reject) => {
     const lines: string[] = [];
@@ -247,7 +261,7 @@ function rawLines(sock: string, line: string): Promise<string[]> {
         const l = buf.slice(0, i);
         buf = buf.slice(i + 1);
         lines.push(l);
-        if (l === 'ok' || l.startsWith('error: ')) {
+        if (isFinal(l)) {
           clearTimeout(timer);
           s.destroy();
           resolve(lines);
@@ -447,6 +461,34 @@ describe('supervisor (graceful-restart run)', function () {
     } finally {
       await load.stop();
     }
+  });
+
+  it('health probes (status) all the way through 5 redeploys: every one answers ready, every redeploy succeeds', async () => {
+    const { sup, sock } = await startApp();
+    // A container HEALTHCHECK asking without pause; each probe is its own connection, as the CLI's is.
+    const bad: string[] = [];
+    let probes = 0;
+    let probing = true;
+    const prober = (async () => {
+      while (probing) {
+        try {
+          const final = JSON.parse((await rawLines(sock, '{"cmd":"status"}')).at(-1)!) as { ok: boolean; result?: SupStatus; error?: unknown };
+          probes++;
+          // What `graceful-restart health` asks: ready, and runlevel 3 when the app reports one.
+          if (!final.ok || !final.result?.ready || (final.result.runlevel !== undefined && final.result.runlevel !== 3)) bad.push(JSON.stringify(final));
+        } catch (err) {
+          bad.push((err as Error).message);
+        }
+      }
+    })();
+    try {
+      await until(() => probes > 10, 10_000, 'some probes');
+      for (let g = 2; g <= 6; g++) await redeploy(sup, sock, g);
+    } finally {
+      probing = false;
+      await prober;
+    }
+    expect(bad, `${bad.length} of ${probes} probes unhealthy`).to.deep.equal([]);
   });
 
   it('a SIGTERM after redeploys (docker stop) halts the app gracefully: in-flight request answered, exit 0, no process left', async () => {
