@@ -40,7 +40,7 @@ export class ControlClient {
       this.ended = true;
       this.waiting?.(null);
       this.waiting = null;
-    });
+    }).on('error', () => undefined); // readline re-emits the socket's errors (ECONNRESET): the end of the lines says enough
     socket.on('error', () => undefined); // surfaced as the end of the line stream
   }
 
