@@ -196,6 +196,7 @@ interface SupStatus {
   runlevel?: number;
   generation?: number;
   connections?: number;
+  appControl?: string | null;
 }
 
 /** request sends one JSON-mode command to a control socket and resolves with its result. */
@@ -640,10 +641,11 @@ describe('supervisor (graceful-restart run)', function () {
       Buffer.from(`X_GRACEFUL_CONTROL=relative/path.sock\nX_GRACEFUL_EXIT=${pid} 99`),
       Buffer.alloc(10_000, 'A'),
     ];
-    for (const b of bad) sendDatagram(notifySocket, b);
-    await sleep(200);
-    const s = await status(sock);
-    expect(s).to.deep.include({ pid, generations: [pid], appControl: null });
+    // Datagrams are read in order: once the last, valid one shows, every bad one before it was read.
+    const marker = path.join(dir, 'marker.sock');
+    for (const b of [...bad, Buffer.from(`X_GRACEFUL_CONTROL=${marker}`)]) sendDatagram(notifySocket, b);
+    const s = await waitStatus(sock, (x) => x.appControl === marker, 'the last datagram to be read');
+    expect(s).to.deep.include({ pid, generations: [pid], ready: true });
     expect(sup.proc.exitCode, 'still running').to.equal(null);
     expect(present(pid)).to.equal(true);
     expect(new Set(fs.readdirSync('/proc/self/fd')), 'the sender leaked nothing').to.deep.equal(before);
