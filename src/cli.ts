@@ -149,6 +149,22 @@ function wholeNumber(name: string, value: string): number {
   return n;
 }
 
+/**
+ * parse runs a commander program on argv with its output sent to out and
+ * err; resolves with the exit code when parsing ended the run (--help, a
+ * usage error), else null.
+ */
+function parse(program: Command, argv: string[], out: (l: string) => void, err: (l: string) => void): number | null {
+  program.exitOverride().configureOutput({ writeOut: (s) => out(s.trimEnd()), writeErr: (s) => err(s.trimEnd()) });
+  try {
+    program.parse(argv, { from: 'user' });
+    return null;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
+    throw e;
+  }
+}
+
 /** supervise runs `graceful-restart run`: the supervisor, until no generation is left. */
 async function supervise(argv: string[], out: (l: string) => void, err: (l: string) => void): Promise<number> {
   const program = new Command('graceful-restart run')
@@ -162,15 +178,9 @@ async function supervise(argv: string[], out: (l: string) => void, err: (l: stri
     .option('--no-notify', 'the application does not speak sd_notify: count it ready once started')
     .argument('[command...]', 'the command and its arguments')
     .passThroughOptions()
-    .addHelpText('after', RUN_HELP_AFTER)
-    .exitOverride()
-    .configureOutput({ writeOut: (s) => out(s.trimEnd()), writeErr: (s) => err(s.trimEnd()) });
-  try {
-    program.parse(argv, { from: 'user' });
-  } catch (e) {
-    if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
-    throw e;
-  }
+    .addHelpText('after', RUN_HELP_AFTER);
+  const parsed = parse(program, argv, out, err);
+  if (parsed !== null) return parsed;
   const o = program.opts<{ socket?: string; restart: string; restartDelay: string; maxRestarts?: string; killTimeout: string; notify: boolean }>();
   const [command, ...args] = program.args;
   if (!command) throw new Exit(EXIT_USAGE, 'usage: graceful-restart run [options] -- <command> [args...]: no command given');
@@ -212,15 +222,9 @@ export async function main(argv: string[], out: (l: string) => void = console.lo
     .argument('[args...]', 'a socket to redeploy, or a command and its arguments')
     .allowUnknownOption(false)
     .passThroughOptions()
-    .addHelpText('after', HELP_AFTER)
-    .exitOverride()
-    .configureOutput({ writeOut: (s) => out(s.trimEnd()), writeErr: (s) => err(s.trimEnd()) });
-  try {
-    program.parse(argv, { from: 'user' });
-  } catch (e) {
-    if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
-    throw e;
-  }
+    .addHelpText('after', HELP_AFTER);
+  const parsed = parse(program, argv, out, err);
+  if (parsed !== null) return parsed;
   const opts = program.opts<{ socket?: string; json?: boolean; timeout: string }>();
   const timeout = Number(opts.timeout);
   const args = program.args;
