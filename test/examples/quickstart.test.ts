@@ -1,0 +1,73 @@
+/**
+ * The Quick start on a real terminal: `npm start` in an interactive bash on a
+ * pty (test/fixtures/terminal.py), a redeploy with `npm run cli -- app.sock`
+ * from elsewhere, then Ctrl-C in the terminal. The terminal keeps control:
+ * Ctrl-C stops every generation before the prompt comes back.
+ */
+import { expect } from 'chai';
+import fs from 'node:fs';
+import path from 'node:path';
+import { gone, httpGet, root, spawnChild, tmpDir, until, type Child } from '../helpers.js';
+import { freePort, run } from './project.js';
+
+describe('example: the Quick start (npm start on a terminal)', function () {
+  this.timeout(60_000);
+  const pids: number[] = [];
+  let terminal: Child | undefined;
+  afterEach(async () => {
+    for (const pid of pids.splice(0)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+    terminal?.kill('SIGKILL');
+    await terminal?.exited;
+    terminal = undefined;
+  });
+
+  it('npm start, a redeploy, then Ctrl-C: every generation stops and the prompt comes back', async () => {
+    const dir = tmpDir();
+    const port = await freePort();
+    const rc = path.join(dir, 'bashrc');
+    fs.writeFileSync(rc, "PS1='prompt> '\n");
+    const script = path.join(dir, 'script.json');
+    fs.writeFileSync(script, JSON.stringify([
+      ['', 'prompt> '],
+      ['npm start\r', '(generation 1) serving on'],
+      ['', '(generation 2) serving on'],
+      ['', 'redeploy: done'], // the first generation drained
+      ['\x03', 'prompt> '],
+      ['echo "status $?"\r', 'status 130'], // npm's code after a Ctrl-C, whatever the app's
+      ['exit\r', 'exit'],
+    ]));
+    const env: NodeJS.ProcessEnv & { PID_FILE: string; GRACEFUL_SOCKET: string; LOG_FILE: string } = {
+      ...process.env, PORT: String(port), GRACEFUL_SOCKET: path.join(dir, 'app.sock'),
+      LOG_FILE: path.join(dir, 'app.log'), PID_FILE: path.join(dir, 'app.pid'),
+    };
+    delete env.HOST;
+    terminal = spawnChild('python3', [path.join(root, 'test/fixtures/terminal.py'), script, 'bash', '--noprofile', '--rcfile', rc, '-i'], { cwd: root, env });
+
+    await until(() => fs.existsSync(env.PID_FILE), 20_000, 'the pid file of generation 1');
+    const pid = Number(fs.readFileSync(env.PID_FILE, 'utf8'));
+    pids.push(pid);
+    expect(await httpGet({ port })).to.deep.equal({ status: 200, body: `hello from pid ${pid} (generation 1)\n` });
+
+    const redeploy = await run('npm', ['run', '--silent', 'cli', '--', env.GRACEFUL_SOCKET], { cwd: root });
+    expect(redeploy.code, redeploy.stderr).to.equal(0);
+    const newPid = Number(/^spawned pid (\d+)$/m.exec(redeploy.stdout)![1]);
+    pids.push(newPid);
+    expect(await httpGet({ port })).to.deep.equal({ status: 200, body: `hello from pid ${newPid} (generation 2)\n` });
+
+    const { code } = await terminal.exited;
+    const out = terminal.stdout.join('\n');
+    expect(code, out + terminal.stderr.join('\n')).to.equal(0);
+    expect(gone(newPid), 'the second generation stopped with Ctrl-C').to.equal(true);
+    expect(gone(pid)).to.equal(true);
+    expect(out).to.include(`pid ${pid} (generation 1) serving on http://localhost:${port}/ - Ctrl-C stops it`);
+    expect(out).to.include(`supervisor: SIGINT: forwarding to pid ${newPid}`);
+    expect(out.match(/SIGINT: forwarding/g), 'one SIGINT reaches the app').to.have.length(1);
+    expect(fs.readFileSync(env.LOG_FILE, 'utf8')).to.match(new RegExp(`pid ${newPid} halted\\n$`));
+  });
+});
