@@ -71,3 +71,42 @@ describe('example: the Quick start (npm start on a terminal)', function () {
     expect(fs.readFileSync(env.LOG_FILE, 'utf8')).to.match(new RegExp(`pid ${newPid} halted\\n$`));
   });
 });
+
+describe('example: the server npm start runs (example/server.ts)', function () {
+  this.timeout(30_000);
+  const server = path.join(root, 'dist/example/server.js');
+
+  it('prints a URL that opens: the host it listens on, or localhost for every address', async () => {
+    const dir = tmpDir();
+    for (const [host, shown] of [['127.0.0.1', '127.0.0.1'], ['', 'localhost']] as const) {
+      const port = await freePort();
+      const c = spawnChild(process.execPath, [server], {
+        cwd: dir, env: { ...process.env, PORT: String(port), HOST: host, GRACEFUL_SOCKET: path.join(dir, 'app.sock'), LOG_FILE: path.join(dir, 'app.log') },
+      });
+      const line = await c.next(/serving on/);
+      expect(line).to.equal(`pid ${c.pid} (generation 1) serving on http://${shown}:${port}/ - Ctrl-C stops it, kill -HUP ${c.pid} redeploys`);
+      expect((await httpGet({ port })).body).to.equal(`hello from pid ${c.pid} (generation 1)\n`);
+      c.kill('SIGINT');
+      expect(await c.exited).to.deep.equal({ code: 0, signal: null });
+    }
+  });
+
+  it('an error at start is one line with the code and what to do, and leaves no control socket', async () => {
+    const dir = tmpDir();
+    const port = await freePort();
+    const env = { ...process.env, PORT: String(port), HOST: '127.0.0.1', GRACEFUL_SOCKET: path.join(dir, 'app.sock') };
+    const missing = spawnChild(process.execPath, [server], { cwd: dir, env: { ...env, LOG_FILE: path.join(dir, 'no/app.log') } });
+    expect(await missing.exited).to.deep.equal({ code: 1, signal: null });
+    expect(missing.stderr).to.deep.equal([`example: cannot start: ENOENT: ENOENT: no such file or directory, open '${path.join(dir, 'no/app.log')}' (a directory is missing: create it, or set GRACEFUL_SOCKET, LOG_FILE and PID_FILE)`]);
+    expect(fs.existsSync(env.GRACEFUL_SOCKET), 'no control socket left behind').to.equal(false);
+
+    const holder = spawnChild('python3', ['-c', `import socket, sys; s = socket.socket(); s.bind(('127.0.0.1', ${port})); s.listen(); print('bound', flush=True); sys.stdin.read()`], { stdio: ['pipe', 'pipe', 'pipe'] });
+    await holder.next(/^bound$/);
+    const taken = spawnChild(process.execPath, [server], { cwd: dir, env: { ...env, LOG_FILE: path.join(dir, 'app.log') } });
+    expect(await taken.exited).to.deep.equal({ code: 1, signal: null });
+    expect(taken.stderr).to.deep.equal([`example: cannot start: EADDRINUSE: listen EADDRINUSE: address already in use 127.0.0.1:${port} (another process listens on port ${port}: stop it, or set PORT)`]);
+    expect(fs.existsSync(env.GRACEFUL_SOCKET), 'no control socket left behind').to.equal(false);
+    holder.proc.stdin!.end();
+    await holder.exited;
+  });
+});
