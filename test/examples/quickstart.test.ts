@@ -1,7 +1,7 @@
 /**
  * The Quick start on a real terminal: `npm start` in an interactive bash on a
- * pty (test/fixtures/terminal.py), a redeploy with `npm run cli -- app.sock`
- * from elsewhere, then Ctrl-C in the terminal. The terminal keeps control:
+ * pty (test/fixtures/terminal.py), the README's commands from elsewhere (curl,
+ * a redeploy, status), then Ctrl-C in the terminal. The terminal keeps control:
  * Ctrl-C stops every generation before the prompt comes back.
  */
 import { expect } from 'chai';
@@ -54,11 +54,25 @@ describe('example: the Quick start (npm start on a terminal)', function () {
     pids.push(pid);
     expect(await httpGet({ port })).to.deep.equal({ status: 200, body: `hello from pid ${pid} (generation 1)\n` });
 
-    const redeploy = await run('npm', ['run', '--silent', 'cli', '--', env.GRACEFUL_SOCKET], { cwd: root });
-    expect(redeploy.code, redeploy.stderr).to.equal(0);
-    const newPid = Number(/^spawned pid (\d+)$/m.exec(redeploy.stdout)![1]);
+    // The Quick start's commands, as the README gives them (its port and socket path replaced):
+    // curl, a redeploy, curl, status. The streaming command and the shell are left to the shell test.
+    const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('## Quick start\n'), readme.indexOf('## A complete server\n'));
+    const block = [...section.matchAll(/^```sh\n([\s\S]*?)^```$/gm)][1]![1]!;
+    const commands = block.split('\n').map((l) => l.replace(/\s+#.*$/, '').trim())
+      .filter((l) => /^(curl |node bin\/graceful-restart\.js )/.test(l) && !/ requests |-s app\.sock$/.test(l));
+    expect(commands).to.deep.equal(['curl localhost:8080/', 'node bin/graceful-restart.js app.sock', 'curl localhost:8080/', 'node bin/graceful-restart.js -s app.sock status']);
+    const outputs: string[] = [];
+    for (const c of commands) {
+      const r = await run('sh', ['-c', c.replace('8080', String(port)).replace('app.sock', env.GRACEFUL_SOCKET)], { cwd: root });
+      expect(r.code, `${c}: ${r.stderr}`).to.equal(0);
+      outputs.push(r.stdout);
+    }
+    const newPid = Number(/^spawned pid (\d+)$/m.exec(outputs[1]!)![1]);
     pids.push(newPid);
-    expect(await httpGet({ port })).to.deep.equal({ status: 200, body: `hello from pid ${newPid} (generation 2)\n` });
+    expect(outputs[0]).to.equal(`hello from pid ${pid} (generation 1)\n`);
+    expect(outputs[2]).to.equal(`hello from pid ${newPid} (generation 2)\n`);
+    expect(outputs[3]).to.include(`pid: ${newPid}`).and.include('generation: 2');
 
     const { code } = await terminal.exited;
     const out = terminal.stdout.join('\n');
