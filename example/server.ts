@@ -1,25 +1,27 @@
 /**
  * The example: an HTTP server that redeploys with zero dropped connections.
  *
- *   npm start                      # PORT=8080, control socket GRACEFUL_SOCKET=app.sock
- *   graceful-restart app.sock      # redeploy (or kill -HUP <pid>): a new instance takes over
- *   graceful-restart -s app.sock   # an interactive shell: status, telinit 1, requests ...
+ *   npm start                      # under `graceful-restart run`; Ctrl-C stops it
+ *   npm run cli -- app.sock        # redeploy (or kill -HUP <pid>): a new instance takes over
+ *   npm run cli -- -s app.sock     # an interactive shell: status, telinit 1, requests ...
  *   curl localhost:8080/           # "hello from pid <pid> (generation <n>)"
  *
- * Its log file (LOG_FILE, default app.log) is one open file across every
- * redeploy: each generation appends to the same file description. After
- * logrotate moves it, `kill -USR1 <pid>` (or `graceful-restart -s app.sock
- * reopen`) re-opens it by name.
+ * Its variables: PORT (8080), HOST (every address), GRACEFUL_SOCKET (the
+ * control socket, app.sock), LOG_FILE (app.log), PID_FILE (none).
+ *
+ * Its log file is one open file across every redeploy: each generation
+ * appends to the same file description. After logrotate moves it,
+ * `kill -USR1 <pid>` (or `npm run cli -- -s app.sock reopen`) re-opens it by name.
  */
 import http from 'node:http';
 import { GracefulServer } from '../src/index.js';
 
-const app = new GracefulServer({
-  pidFile: process.env.PID_FILE,
-  controlSocket: process.env.GRACEFUL_SOCKET ?? 'app.sock',
-  sigusr1: 'reopen',
-});
-const log = await app.file('log', process.env.LOG_FILE ?? 'app.log');
+const port = Number(process.env.PORT ?? 8080);
+const host = process.env.HOST || undefined;
+const controlSocket = process.env.GRACEFUL_SOCKET ?? 'app.sock';
+const logFile = process.env.LOG_FILE ?? 'app.log';
+
+const app = new GracefulServer({ pidFile: process.env.PID_FILE, controlSocket, sigusr1: 'reopen' });
 
 let served = 0;
 const server = http.createServer((req, res) => {
@@ -28,7 +30,7 @@ const server = http.createServer((req, res) => {
   res.end(`hello from pid ${process.pid} (generation ${app.generation})\n`);
 });
 
-// An application command: `graceful-restart -s app.sock requests 1000` streams
+// An application command: `npm run cli -- -s app.sock requests 1000` streams
 // the request count every second until the client leaves.
 app.command('requests', {
   usage: 'requests [ms]           stream how many requests this instance served, every ms (default 1000)',
@@ -42,10 +44,33 @@ app.command('requests', {
     });
   }),
 });
-await app.listen('http', server, { port: Number(process.env.PORT ?? 8080), host: process.env.HOST });
-await app.ready();
+
+/** hint: what to do about a kernel error at start, in one sentence. */
+function hint(err: NodeJS.ErrnoException): string {
+  switch (err.code) {
+    case 'EADDRINUSE': return `another process listens on port ${port}: stop it, or set PORT`;
+    case 'EACCES': return 'permission denied: choose a port above 1023 and paths you may write';
+    case 'ENOENT': return 'a directory is missing: create it, or set GRACEFUL_SOCKET, LOG_FILE and PID_FILE';
+    default: return ''; // the library's own codes: the message says what to do
+  }
+}
+
+let log;
+try {
+  log = await app.file('log', logFile);
+  await app.listen('http', server, { port, host });
+  await app.ready();
+} catch (err) {
+  const e = err as NodeJS.ErrnoException;
+  const todo = hint(e);
+  console.error(`example: cannot start: ${e.code ?? e.name}: ${e.message}${todo ? ` (${todo})` : ''}`);
+  await app.telinit(0).catch(() => undefined); // closes what was opened, the control socket included
+  process.exit(1);
+}
 
 const where = app.listenerInfo()[0]?.address;
+// An unspecified address (:: or 0.0.0.0) is not one a browser can open: name localhost instead.
+const shown = !host || host === '::' || host === '0.0.0.0' ? 'localhost' : host.includes(':') ? `[${host}]` : host;
 log.write(`${new Date().toISOString()} pid ${process.pid} generation ${app.generation} ready on port ${where?.port}\n`);
-console.log(`pid ${process.pid} (generation ${app.generation}) serving on http://${where?.host}:${where?.port}/ - kill -HUP ${process.pid} to redeploy`);
+console.log(`pid ${process.pid} (generation ${app.generation}) serving on http://${shown}:${where?.port}/ - Ctrl-C stops it, kill -HUP ${process.pid} redeploys`);
 app.on('halt', () => log.write(`${new Date().toISOString()} pid ${process.pid} halted\n`));
