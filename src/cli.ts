@@ -2,12 +2,17 @@
  * The graceful-restart command line: redeploy a server, run any control
  * command, open an interactive shell, probe health.
  *
- * Exit codes: 0 ok, 1 the command failed (or the new instance did, and the
- * old one kept serving), 2 usage, 3 cannot connect to the socket.
+ * Exit codes, one rule for every form and command: 0 ok; 1 the command ran
+ * and failed (or the new instance did, and the old one kept serving); 2 usage:
+ * bad arguments to the CLI or to a command (an unknown command or task, a
+ * bad runlevel); 3 cannot connect to the socket. Every error line on stderr
+ * starts with `error:`.
  */
 import { Command, CommanderError } from 'commander';
+import fs from 'node:fs';
 import readline from 'node:readline';
 import { ControlClient, ControlReplyError, type ControlEvent } from './control/client.js';
+import { tokenize } from './control/parse.js';
 import { errorCode } from './errors.js';
 import { Supervisor, type RestartPolicy } from './supervisor/supervisor.js';
 
@@ -27,7 +32,19 @@ Forms:
   graceful-restart run [options] -- <cmd> [args] supervise an application: stay in the
                                                  foreground across its redeploys (see run --help)
 
-Exit codes: 0 ok, 1 command failed, 2 usage, 3 cannot connect.`;
+Commands are read one per line from standard input when it is not a terminal:
+  echo status | graceful-restart -s <socket>
+
+Exit codes: 0 ok, 1 command failed, 2 usage (bad arguments, unknown command,
+task or runlevel), 3 cannot connect.`;
+
+/** The forms' words: `graceful-restart status` alone is a usage error, not a socket named "status". */
+const FORM_WORDS = new Set(['health', 'status', 'help', 'run']);
+
+/** Codes of a server's refusal that mean the caller's words were wrong: exit 2, as a CLI usage error. */
+const USAGE_CODES = new Set(['ERR_GRACEFUL_UNKNOWN_COMMAND', 'ERR_GRACEFUL_USAGE', 'ERR_GRACEFUL_INVALID_RUNLEVEL', 'ERR_GRACEFUL_UNKNOWN_TASK', 'ERR_GRACEFUL_CONTROL_PARSE', 'ERR_GRACEFUL_INVALID_ARGUMENT']);
+
+const USAGE = 'usage: graceful-restart <socket> | -s <socket> [command [args...]] | health <socket> | status <socket> | run [options] -- <command> (see --help)';
 
 class Exit extends Error {
   constructor(readonly code: number, message: string) {
@@ -39,9 +56,26 @@ async function connect(path: string, timeout: number): Promise<ControlClient> {
   try {
     return await ControlClient.connect(path, timeout);
   } catch (err) {
-    const code = errorCode(err) ?? 'ERROR';
-    throw new Exit(EXIT_CONNECT, `cannot connect to ${path}: ${code} (${(err as Error).message}); is the server running with this control socket?`);
+    throw new Exit(EXIT_CONNECT, `error: cannot connect to ${path}: ${whyNoConnection(path, err)}`);
   }
+}
+
+/** whyNoConnection says what is wrong at path, beyond the errno: not a socket, no permission, nobody listening. */
+export function whyNoConnection(path: string, err: unknown): string {
+  const code = errorCode(err) ?? 'ERROR';
+  const uid = typeof process.getuid === 'function' ? process.getuid() : -1;
+  let st: fs.Stats | null = null;
+  try {
+    st = fs.statSync(path);
+  } catch {
+    // the errno below says enough
+  }
+  if (code === 'ENOENT') return `ENOENT: there is no such file; is the server running with this control socket?`;
+  if (code === 'EACCES' || code === 'EPERM') return `${code}: permission denied for uid ${uid}; run as the server's user or root, or ask for controlMode 0o660 and a shared group`;
+  if (st && st.isDirectory()) return `${code}: it is a directory, not a socket; name the socket file inside it`;
+  if (st && !st.isSocket()) return `${code}: it is a regular file or another kind of file, not a socket; check the path`;
+  if (code === 'ECONNREFUSED') return `ECONNREFUSED: nobody listens on this socket (a stale file left by a server that is gone?); is the server running?`;
+  return `${code} (${(err as Error).message}); is the server running with this control socket?`;
 }
 
 function describe(e: ControlEvent): string {
@@ -57,20 +91,73 @@ function describe(e: ControlEvent): string {
 async function run(path: string, cmd: string, args: string[], opts: { json?: boolean; timeout: number }, out: (l: string) => void): Promise<number> {
   const client = await connect(path, opts.timeout);
   try {
+    return await requestOn(client, cmd, args, opts, out);
+  } finally {
+    client.close();
+  }
+}
+
+/** requestOn runs one command on an open client and prints its reply; throws Exit on a refusal. */
+async function requestOn(client: ControlClient, cmd: string, args: string[], opts: { json?: boolean; timeout: number }, out: (l: string) => void): Promise<number> {
+  try {
     const result = await client.request(cmd, args, (e) => out(opts.json ? JSON.stringify(e) : describe(e)), opts.timeout);
     if (opts.json) out(JSON.stringify({ ok: true, result: result ?? null }));
     else if (cmd === 'redeploy' || cmd === 'restart') out(`done: pid ${(result as { pid?: number } | null)?.pid} is serving`);
-    else if (result !== null && result !== undefined) for (const line of render(result)) out(line);
+    else if (result !== null && result !== undefined) for (const line of render(cmd === 'status' ? humanStatus(result) : result)) out(line);
     return EXIT_OK;
   } catch (err) {
     if (err instanceof ControlReplyError) {
       if (opts.json) out(JSON.stringify({ ok: false, error: { code: err.code, message: err.message } }));
-      throw new Exit(err.code === 'ERR_GRACEFUL_UNKNOWN_COMMAND' || err.code === 'ERR_GRACEFUL_USAGE' ? EXIT_USAGE : EXIT_FAILED, `error: ${err.message}`);
+      throw new Exit(USAGE_CODES.has(err.code) ? EXIT_USAGE : EXIT_FAILED, `error: ${err.message}`);
     }
     throw new Exit(EXIT_FAILED, `error: ${(err as Error).message}`);
-  } finally {
-    client.close();
   }
+}
+
+/** version: this package's version, from its package.json. */
+function version(): string {
+  try {
+    return String(JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version);
+  } catch {
+    return 'unknown';
+  }
+}
+
+const BYTE_FIELDS = new Set(['rss', 'heapUsed', 'heapTotal', 'external']);
+const SECOND_FIELDS = new Set(['uptime']);
+
+/** humanStatus gives a status reply's sizes and durations units, for people (--json keeps the numbers). */
+export function humanStatus(result: unknown): unknown {
+  if (typeof result !== 'object' || result === null || Array.isArray(result)) return result;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(result)) {
+    if (typeof v === 'number' && BYTE_FIELDS.has(k)) out[k] = bytes(v);
+    else if (typeof v === 'number' && SECOND_FIELDS.has(k)) out[k] = duration(v);
+    else if (typeof v === 'object' && v !== null && !Array.isArray(v)) out[k] = humanStatus(v);
+    else out[k] = v;
+  }
+  return out;
+}
+
+function bytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(1)} ${units[i]}`;
+}
+
+function duration(secs: number): string {
+  if (secs < 60) return `${secs} s`;
+  const d = Math.floor(secs / 86400);
+  const h = Math.floor((secs % 86400) / 3600);
+  const m = Math.floor((secs % 3600) / 60);
+  const s = secs % 60;
+  return d > 0 ? `${d} d ${h} h ${m} min` : h > 0 ? `${h} h ${m} min ${s} s` : `${m} min ${s} s`;
 }
 
 function render(result: unknown): string[] {
@@ -91,7 +178,7 @@ async function health(path: string, timeout: number, out: (l: string) => void): 
       out(`healthy: pid ${s.pid} ready${s.runlevel === undefined ? '' : ' in runlevel 3'}`);
       return EXIT_OK;
     }
-    out(`unhealthy: pid ${s.pid} ${s.ready ? 'ready' : 'not ready'} in runlevel ${s.runlevel}`);
+    out(`unhealthy: pid ${s.pid} ${s.ready ? 'ready' : 'not ready'}${s.runlevel === undefined ? '' : ` in runlevel ${s.runlevel}`}`);
     return EXIT_FAILED;
   } catch (err) {
     out(`unhealthy: ${(err as Error).message}`);
@@ -136,6 +223,45 @@ async function shell(path: string, timeout: number): Promise<number> {
   return EXIT_OK;
 }
 
+/**
+ * piped runs the commands read from standard input, one per line, on one
+ * connection (blank lines and lines starting with # are skipped). It stops at
+ * the first command that fails and exits with that command's code, as `sh -e`
+ * does, so a script never goes on after a refusal.
+ */
+async function piped(path: string, opts: { json?: boolean; timeout: number }, out: (l: string) => void, err: (l: string) => void): Promise<number> {
+  const lines = readline.createInterface({ input: process.stdin, terminal: false });
+  let client: ControlClient | null = null;
+  try {
+    for await (const raw of lines) {
+      const line = raw.trim();
+      if (line === '' || line.startsWith('#')) continue;
+      let words: string[];
+      try {
+        words = tokenize(line);
+      } catch (e) {
+        throw new Exit(EXIT_USAGE, `error: ${JSON.stringify(line)}: ${(e as Error).message}`);
+      }
+      if (words.length === 0) continue;
+      if (words[0] === 'quit' || words[0] === 'exit') break;
+      client ??= await connect(path, opts.timeout);
+      const code = await requestOn(client, words[0]!, words.slice(1), opts, out);
+      if (code !== EXIT_OK) return code;
+    }
+    if (client === null) err('error: no command on standard input; name one, e.g. echo status | graceful-restart -s <socket>');
+    return client === null ? EXIT_USAGE : EXIT_OK;
+  } catch (e) {
+    if (e instanceof Exit) {
+      err(e.message);
+      return e.code;
+    }
+    throw e;
+  } finally {
+    lines.close();
+    client?.close();
+  }
+}
+
 const RUN_HELP_AFTER = `
 It makes itself the subreaper of <command>'s descendants and reaps them all, knows the
 current generation (the application tells it by sd_notify: NOTIFY_SOCKET is set for it),
@@ -145,7 +271,7 @@ A command that cannot be started exits 127 (not found) or 126 (not executable).`
 
 function wholeNumber(name: string, value: string): number {
   const n = Number(value);
-  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) throw new Exit(EXIT_USAGE, `${name} must be a whole number >= 0, got ${JSON.stringify(value)}`);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) throw new Exit(EXIT_USAGE, `error: ${name} must be a whole number >= 0, got ${JSON.stringify(value)}`);
   return n;
 }
 
@@ -183,8 +309,8 @@ async function supervise(argv: string[], out: (l: string) => void, err: (l: stri
   if (parsed !== null) return parsed;
   const o = program.opts<{ socket?: string; restart: string; restartDelay: string; maxRestarts?: string; killTimeout: string; notify: boolean }>();
   const [command, ...args] = program.args;
-  if (!command) throw new Exit(EXIT_USAGE, 'usage: graceful-restart run [options] -- <command> [args...]: no command given');
-  if (!['no', 'on-failure', 'always'].includes(o.restart)) throw new Exit(EXIT_USAGE, `--restart must be no, on-failure or always, got ${JSON.stringify(o.restart)}`);
+  if (!command) throw new Exit(EXIT_USAGE, 'error: no command given; usage: graceful-restart run [options] -- <command> [args...]');
+  if (!['no', 'on-failure', 'always'].includes(o.restart)) throw new Exit(EXIT_USAGE, `error: --restart must be no, on-failure or always, got ${JSON.stringify(o.restart)}`);
   const supervisor = new Supervisor({
     command,
     args,
@@ -198,7 +324,7 @@ async function supervise(argv: string[], out: (l: string) => void, err: (l: stri
   try {
     await supervisor.start();
   } catch (e) {
-    throw new Exit(EXIT_FAILED, `cannot start the supervisor: ${errorCode(e) ?? 'ERROR'}: ${(e as Error).message}`);
+    throw new Exit(EXIT_FAILED, `error: cannot start the supervisor: ${errorCode(e) ?? 'ERROR'}: ${(e as Error).message}`);
   }
   return supervisor.exited;
 }
@@ -216,6 +342,7 @@ export async function main(argv: string[], out: (l: string) => void = console.lo
   }
   const program = new Command('graceful-restart')
     .description('Redeploy and administer a server built with graceful-restart, through its control socket.')
+    .version(version(), '-V, --version', 'print the version of graceful-restart')
     .option('-s, --socket <path>', 'the control socket')
     .option('--json', 'print the JSON replies')
     .option('--timeout <ms>', 'give up after this many ms without an answer', '60000')
@@ -229,10 +356,10 @@ export async function main(argv: string[], out: (l: string) => void = console.lo
   const timeout = Number(opts.timeout);
   const args = program.args;
   try {
-    if (!(timeout > 0)) throw new Exit(EXIT_USAGE, `--timeout must be a positive number of ms, got ${opts.timeout}`);
+    if (!(timeout > 0)) throw new Exit(EXIT_USAGE, `error: --timeout must be a positive number of ms, got ${opts.timeout}`);
     if (opts.socket) {
       if (args.length === 0) {
-        if (!process.stdin.isTTY) throw new Exit(EXIT_USAGE, 'no command given, and standard input is not a terminal: name a command, e.g. status');
+        if (!process.stdin.isTTY) return await piped(opts.socket, { json: opts.json, timeout }, out, err);
         return await shell(opts.socket, timeout);
       }
       return await run(opts.socket, args[0]!, args.slice(1), { json: opts.json, timeout }, out);
@@ -241,8 +368,11 @@ export async function main(argv: string[], out: (l: string) => void = console.lo
       if (args[0] === 'health') return await health(args[1]!, timeout, out);
       return await run(args[1]!, 'status', [], { json: opts.json, timeout }, out);
     }
+    if (args.length === 1 && FORM_WORDS.has(args[0]!) && !fs.existsSync(args[0]!)) {
+      throw new Exit(EXIT_USAGE, `error: "${args[0]}" needs a control socket: graceful-restart ${args[0] === 'help' ? '-s <socket> help' : `${args[0]} <socket>`}\n${USAGE}`);
+    }
     if (args.length === 1) return await run(args[0]!, 'redeploy', [], { json: opts.json, timeout }, out);
-    throw new Exit(EXIT_USAGE, `usage: graceful-restart <socket> | -s <socket> <command> [args...] | health <socket> | status <socket> (see --help)`);
+    throw new Exit(EXIT_USAGE, `error: ${args.length === 0 ? 'no socket given' : `cannot read ${JSON.stringify(args.join(' '))}`}\n${USAGE}`);
   } catch (e) {
     if (e instanceof Exit) {
       err(e.message);

@@ -119,7 +119,7 @@ describe('control socket and CLI', function () {
     expect(unhealthy.stdout).to.include('runlevel 1');
     expect((await graceful('-s', sock, 'telinit', '3')).code).to.equal(0);
     const bad = await graceful('-s', sock, 'telinit', '2');
-    expect(bad.code).to.equal(1);
+    expect(bad.code).to.equal(2);
     expect(bad.stderr).to.include('runlevel must be 0 (halt), 1 (single user: listeners closed) or 3 (serving), got "2"');
 
     const update = await graceful('-s', sock, 'update');
