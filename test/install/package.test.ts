@@ -9,7 +9,10 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { root, tmpDir } from '../helpers.js';
+import net from 'node:net';
+import { once } from 'node:events';
+import { listenAndServe, listenerHandler } from '../../src/index.js';
+import { root, spawnChild, tmpDir } from '../helpers.js';
 
 const probe = path.join(root, 'test/fixtures/installed-probe.mjs');
 const prebuildName = 'graceful-restart.glibc.node';
@@ -87,8 +90,35 @@ function elfMachine(file: string): number {
   return header.readUInt16LE(18);
 }
 
+function onPath(name: string): string | undefined {
+  return (process.env.PATH ?? '').split(path.delimiter).map((d) => path.join(d, name)).find((f) => fs.existsSync(f));
+}
+
 function crossCompilerInstalled(): boolean {
-  return (process.env.PATH ?? '').split(path.delimiter).some((d) => fs.existsSync(path.join(d, 'aarch64-linux-gnu-g++')));
+  return onPath('aarch64-linux-gnu-g++') !== undefined;
+}
+
+/**
+ * debianArm64Node unpacks Debian's arm64 nodejs and the libraries it needs into dir/root, through
+ * an apt of its own (own lists, cache and an empty dpkg status): the system's apt is not touched.
+ * It returns the root, for `qemu-aarch64-static -L <root> <root>/usr/bin/node`.
+ */
+async function debianArm64Node(dir: string): Promise<string> {
+  for (const d of ['state/lists/partial', 'cache/archives/partial', 'root']) fs.mkdirSync(path.join(dir, d), { recursive: true });
+  fs.writeFileSync(path.join(dir, 'status'), '');
+  const conf = path.join(dir, 'apt.conf');
+  fs.writeFileSync(conf, [
+    'APT::Architecture "arm64";', 'APT::Architectures { "arm64"; };', 'APT::Sandbox::User "root";',
+    `Dir::State "${dir}/state";`, `Dir::State::status "${dir}/status";`, `Dir::Cache "${dir}/cache";`, '',
+  ].join('\n'));
+  const env = userEnv({ APT_CONFIG: conf, DEBIAN_FRONTEND: 'noninteractive' });
+  ok(await run('apt-get', ['update', '-qq'], dir, env, 240_000), 'apt-get update (arm64)');
+  ok(await run('apt-get', ['install', '-d', '-y', '-qq', '--no-install-recommends', 'nodejs'], dir, env, 240_000), 'apt-get install -d nodejs:arm64');
+  const debs = path.join(dir, 'cache/archives');
+  for (const deb of fs.readdirSync(debs).filter((f) => f.endsWith('.deb'))) {
+    ok(await run('dpkg-deb', ['-x', path.join(debs, deb), path.join(dir, 'root')], dir), `dpkg-deb -x ${deb}`);
+  }
+  return path.join(dir, 'root');
 }
 
 describe('package: the packed tarball and a path install', function () {
@@ -207,5 +237,39 @@ describe('package: the packed tarball and a path install', function () {
       `graceful-restart: ${bare} is a checkout without its dev dependencies, so its TypeScript cannot be compiled: ` +
         `run \`npm ci\` in ${bare} first, or install the package from its tarball (\`npm pack\` there)`,
     );
+  });
+
+  it('the linux-arm64 prebuild takes a listener from this x64 process, under qemu-user with Debian\'s arm64 Node', async function () {
+    const qemu = onPath('qemu-aarch64-static');
+    if (!qemu || !crossCompilerInstalled()) {
+      // .ci/run installs both; elsewhere this needs `apt-get install qemu-user-static g++-aarch64-linux-gnu`.
+      this.skip();
+    }
+    this.timeout(600_000);
+    const sysroot = await debianArm64Node(path.join(base, 'arm64'));
+    const project = await newProject(path.join(base, 'arm64-app'));
+    ok(await install(project, tarball, userEnv({ CC: '/bin/false', CXX: '/bin/false' })), 'npm install <tarball>');
+
+    const server = net.createServer((c) => c.end(`served by ${process.pid}\n`)).listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const { port } = server.address() as net.AddressInfo;
+    const sock = path.join(project, 'h.sock');
+    const hs = listenAndServe(sock, listenerHandler(server, { name: 'tcp' }));
+    const taker = spawnChild(qemu!, ['-L', sysroot, path.join(sysroot, 'usr/bin/node'), 'probe.mjs', 'take', sock], { cwd: project, env: userEnv() });
+    try {
+      await taker.next(/^ready$/, 120_000);
+      const maps = fs.readFileSync(`/proc/${taker.pid}/maps`, 'utf8');
+      expect(maps).to.include(path.join(fs.realpathSync(project), 'node_modules/graceful-restart/prebuilds/linux-arm64', prebuildName));
+      await new Promise((resolve) => server.close(resolve));
+      await hs.close();
+      const client = net.connect(port, '127.0.0.1');
+      let text = '';
+      client.setEncoding('utf8').on('data', (d: string) => (text += d));
+      await once(client, 'end');
+      expect(text).to.equal(`served by ${taker.pid}\n`);
+    } finally {
+      taker.kill();
+      if (server.listening) server.close();
+    }
   });
 });
