@@ -265,11 +265,13 @@ describe('package: the packed tarball and a path install', function () {
       const client = net.connect(port, '127.0.0.1');
       let text = '';
       client.setEncoding('utf8').on('data', (d: string) => (text += d));
-      await once(client, 'end');
+      await once(client, 'close');
       expect(text).to.equal(`served by ${taker.pid}\n`);
     } finally {
       taker.kill();
       if (server.listening) server.close();
+      // Its pipes are this process's descriptors until it is gone: the next test counts them.
+      await taker.exited;
     }
   });
 });
