@@ -80,8 +80,8 @@ const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 
 /**
  * rebuildAdvice says how to build the addon where the package is: inside a
- * project's node_modules, `npm rebuild graceful-restart` (`npm ci` there would
- * reinstall the whole project, and a package has no build scripts of its own);
+ * project's node_modules, `npm rebuild graceful-restart` (`npm ci` inside the
+ * package fails there, and `npm run build:native` needs its dev dependencies);
  * in a checkout, `npm ci` or `npm run build:native` there.
  */
 export function rebuildAdvice(root: string): string {
