@@ -19,6 +19,7 @@ export type GracefulErrorCode =
   | 'ERR_GRACEFUL_TIMEOUT'
   | 'ERR_GRACEFUL_NOT_TRANSFERABLE'
   | 'ERR_GRACEFUL_ADDON_NOT_FOUND'
+  | 'ERR_GRACEFUL_ADDON_LOAD_FAILED'
   | 'ERR_GRACEFUL_UPGRADE_IN_PROGRESS'
   | 'ERR_GRACEFUL_NOT_READY'
   | 'ERR_GRACEFUL_TERMINATING'
@@ -81,6 +82,7 @@ export const ClosedError = errorClass('ERR_GRACEFUL_CLOSED', 'ClosedError');
 export const TimeoutError = errorClass('ERR_GRACEFUL_TIMEOUT', 'TimeoutError');
 export const NotTransferableError = errorClass('ERR_GRACEFUL_NOT_TRANSFERABLE', 'NotTransferableError');
 export const AddonNotFoundError = errorClass('ERR_GRACEFUL_ADDON_NOT_FOUND', 'AddonNotFoundError');
+export const AddonLoadFailedError = errorClass('ERR_GRACEFUL_ADDON_LOAD_FAILED', 'AddonLoadFailedError');
 export const UpgradeInProgressError = errorClass('ERR_GRACEFUL_UPGRADE_IN_PROGRESS', 'UpgradeInProgressError');
 export const NotReadyError = errorClass('ERR_GRACEFUL_NOT_READY', 'NotReadyError');
 export const TerminatingError = errorClass('ERR_GRACEFUL_TERMINATING', 'TerminatingError');

@@ -1,12 +1,14 @@
 /**
- * The addon, loaded once, with its types. `GRACEFUL_ADDON_PATH` names another
- * build of it (the cmake-js one, say); otherwise node-gyp's build is used.
+ * The addon, loaded once, with its types. `GRACEFUL_ADDON_PATH` names a build
+ * of it (the cmake-js one, say); otherwise node-gyp-build picks one: a build
+ * from source in build/Release first, else the prebuilt binary for this
+ * platform in prebuilds/<platform>-<arch>/ (the package ships Linux ones).
  */
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { AddonNotFoundError } from './errors.js';
+import { AddonLoadFailedError, AddonNotFoundError } from './errors.js';
 
 /** PeerCredentials: SO_PEERCRED of a connection, as the kernel saw the peer at connect time. */
 export interface PeerCredentials {
@@ -73,17 +75,65 @@ export const AGAIN = -1;
 /** Returned by sendmsg: too many descriptors in flight; retry once the peer reads. */
 export const TOO_MANY_REFS = -2;
 
-function load(): Addon {
-  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+/** The package's root: dist/src/native.js lives two levels below it. */
+const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+/**
+ * rebuildAdvice says how to build the addon where the package is: inside a
+ * project's node_modules, `npm rebuild graceful-restart` (`npm ci` inside the
+ * package fails there, and `npm run build:native` needs its dev dependencies);
+ * in a checkout, `npm ci` or `npm run build:native` there.
+ */
+export function rebuildAdvice(root: string): string {
+  const inNodeModules = root.split(path.sep).includes('node_modules');
+  return inNodeModules
+    ? 'run `npm rebuild graceful-restart` in your project (compiling needs a C++ compiler, make and Python 3)'
+    : `run \`npm ci\` (or \`npm run build:native\`) in ${root}`;
+}
+
+/**
+ * missingAddonMessage is the message of ERR_GRACEFUL_ADDON_NOT_FOUND: what was
+ * looked for where, and what to run. override is GRACEFUL_ADDON_PATH resolved.
+ */
+export function missingAddonMessage(root: string, override?: string): string {
+  if (override) {
+    return `the native addon is missing at ${override}: fix GRACEFUL_ADDON_PATH, or unset it to use the package's own build`;
+  }
+  return (
+    `the native addon is not built, and no prebuilt one fits ${process.platform}-${process.arch}: ` +
+    `nothing in ${path.join(root, 'build/Release')} or ${path.join(root, 'prebuilds')}; ${rebuildAdvice(root)}`
+  );
+}
+
+function resolveAddon(root: string): string {
   const override = process.env.GRACEFUL_ADDON_PATH;
-  const file = override ? path.resolve(root, override) : path.join(root, 'build/Release/graceful_fdpass.node');
-  if (!existsSync(file)) {
-    throw new AddonNotFoundError(
-      `the native addon is missing at ${file}: run \`npm ci\` (or \`npm run build:native\`) in ${root}` +
-        (override ? ', or fix GRACEFUL_ADDON_PATH' : ''),
+  if (override) {
+    const file = path.resolve(root, override);
+    if (!existsSync(file)) throw new AddonNotFoundError(missingAddonMessage(root, file));
+    return file;
+  }
+  const require = createRequire(import.meta.url);
+  const nodeGypBuild = require('node-gyp-build') as { path(dir: string): string };
+  try {
+    return nodeGypBuild.path(root);
+  } catch (cause) {
+    throw new AddonNotFoundError(missingAddonMessage(root), { cause });
+  }
+}
+
+function load(): Addon {
+  const file = resolveAddon(packageRoot);
+  try {
+    return createRequire(import.meta.url)(file) as Addon;
+  } catch (cause) {
+    const reason = cause instanceof Error ? cause.message.split('\n')[0] : String(cause);
+    throw new AddonLoadFailedError(
+      `the native addon at ${file} cannot be loaded (${reason}): ` +
+        (process.env.GRACEFUL_ADDON_PATH ? 'fix GRACEFUL_ADDON_PATH, or ' : '') +
+        rebuildAdvice(packageRoot),
+      { cause },
     );
   }
-  return createRequire(import.meta.url)(file) as Addon;
 }
 
 export const addon: Addon = load();
