@@ -16,7 +16,7 @@ import { debuglog, inspect } from 'node:util';
 const debug = debuglog('graceful');
 
 /**
- * ReceivedFd: a descriptor that arrived, its meta when it is flat JSON, and
+ * ReceivedFd: a descriptor that arrived, its meta when it is flat JSON or gob, and
  * the raw meta bytes. The connection's records decode `meta` from `raw` on
  * first access and keep the result; `raw` is a view of the bytes of the read
  * that brought it.
@@ -224,6 +224,7 @@ export class HandoffConnection {
    * the descriptors and must keep them open until then. When nothing waits
    * to be written, it writes at once, and a send the kernel takes whole
    * resolves without waiting for the socket to poll writable.
+   * `options.metaFormat` overrides the connection's for this send.
    */
   send(items: readonly OutgoingFd[], options: { metaFormat?: MetaFormat } = {}): Promise<void> {
     if (this.closed) return Promise.reject(closedError('send'));
