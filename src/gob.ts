@@ -211,21 +211,26 @@ function readMap(r: Reader, elem: number): Meta {
   return Object.fromEntries(entries);
 }
 
+/** quoteKey: a key for an error message, cut to 40 characters. */
+function quoteKey(key: string): string {
+  return JSON.stringify(key.length > 40 ? `${key.slice(0, 40)}...` : key);
+}
+
 function readInterface(r: Reader, key: string): MetaValue {
   const nameLength = r.length('a type name');
   if (nameLength === 0) return null; // a nil interface
-  if (nameLength > MAX_TYPE_NAME) r.fail(`the type name of ${JSON.stringify(key)} is ${nameLength} bytes long`);
+  if (nameLength > MAX_TYPE_NAME) r.fail(`the type name of ${quoteKey(key)} is ${nameLength} bytes long`);
   const name = r.text(nameLength);
   const id = r.int();
   if (id !== BOOL && id !== INT && id !== UINT && id !== FLOAT && id !== STRING) {
-    r.refuse(`the value of ${JSON.stringify(key)} is a ${name}, not a string, integer, float or bool`);
+    r.refuse(`the value of ${quoteKey(key)} is a ${name}, not a string, integer, float or bool`);
   }
   const n = r.length('an interface value');
   const outer = r.end;
   r.end = r.pos + n;
   if (r.byte() !== 0) r.fail('an interface value does not start with a zero field delta');
   const value = readBasic(r, id, key);
-  if (r.pos !== r.end) r.fail(`bytes follow the value of ${JSON.stringify(key)}`);
+  if (r.pos !== r.end) r.fail(`bytes follow the value of ${quoteKey(key)}`);
   r.end = outer;
   return value;
 }
@@ -238,12 +243,12 @@ function readBasic(r: Reader, id: number, key: string): MetaValue {
       return r.string('a string');
     case FLOAT: {
       const f = r.float();
-      if (!Number.isFinite(f)) r.refuse(`the value of ${JSON.stringify(key)} is ${f}, which meta cannot hold`);
+      if (!Number.isFinite(f)) r.refuse(`the value of ${quoteKey(key)} is ${f}, which meta cannot hold`);
       return f;
     }
     default: {
       const i = id === INT ? r.bigInt() : r.bigUint();
-      if (i > MAX_SAFE || i < -MAX_SAFE) r.refuse(`the value of ${JSON.stringify(key)} is ${i}, beyond Number.MAX_SAFE_INTEGER`);
+      if (i > MAX_SAFE || i < -MAX_SAFE) r.refuse(`the value of ${quoteKey(key)} is ${i}, beyond Number.MAX_SAFE_INTEGER`);
       return Number(i);
     }
   }
