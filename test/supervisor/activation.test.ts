@@ -23,7 +23,10 @@ function freePort(): Promise<number> {
   });
 }
 
-/** Prints what sd_listen_fds(3) would see, and the sockets it has open beyond stdio, as one JSON line; then waits for SIGTERM. */
+/**
+ * Prints what sd_listen_fds(3) would see, and the sockets it has open beyond
+ * stdio, as one JSON line; then waits for SIGTERM (with PROBE_EXIT set: exits 3).
+ */
 const PROBE = [
   'import json, os, signal, socket',
   'fds = []',
@@ -39,6 +42,7 @@ const PROBE = [
   '    s.detach()',
   'env = {k: v for k, v in os.environ.items() if k.startswith("LISTEN_")}',
   'print(json.dumps({"pid": os.getpid(), "env": env, "fds": fds, "socks": socks}), flush=True)',
+  'if os.environ.get("PROBE_EXIT"): os._exit(3)',
   'signal.sigwait([signal.SIGTERM])',
 ].join('\n');
 
@@ -65,9 +69,9 @@ describe('supervisor: socket activation (graceful-restart run under systemd-sock
   });
 
   /** activate runs `graceful-restart run -- <command>` under systemd-socket-activate with the given listeners. */
-  async function activate(listen: { port: number; name: string }[], command: string[], env: string[] = []): Promise<Child> {
+  async function activate(listen: { port: number; name: string }[], command: string[], env: string[] = [], runArgs: string[] = []): Promise<Child> {
     const args = listen.flatMap((l) => ['-l', `127.0.0.1:${l.port}`]);
-    args.push(`--fdname=${listen.map((l) => l.name).join(':')}`, ...env.flatMap((e) => ['-E', e]), node, cli, 'run', '--', ...command);
+    args.push(`--fdname=${listen.map((l) => l.name).join(':')}`, ...env.flatMap((e) => ['-E', e]), node, cli, 'run', ...runArgs, '--', ...command);
     const child = spawnChild('systemd-socket-activate', args);
     started.push(child);
     await until(() => child.stderr.filter((l) => l.includes('Listening on')).length === listen.length, 10_000, 'systemd-socket-activate to listen');
@@ -87,6 +91,22 @@ describe('supervisor: socket activation (graceful-restart run under systemd-sock
     // The two sockets, and no other socket of the supervisor's (its notify and control sockets).
     expect(probe.fds).to.deep.equal([3, 4]);
     expect(sup.stderr.some((l) => l.includes('socket activation: passing http (fd 3), admin (fd 4) on to the application'))).to.equal(true);
+  });
+
+  it('passes the sockets again to a generation started by --restart', async () => {
+    const port = await freePort();
+    const sup = await activate([{ port, name: 'http' }], ['python3', '-u', '-c', PROBE], ['PROBE_EXIT=1'],
+      ['--restart', 'always', '--restart-delay', '0', '--max-restarts', '1']);
+    const poke = net.connect(port, '127.0.0.1');
+    poke.on('error', () => undefined);
+    const probes = [await sup.next(/^\{/), await sup.next(/^\{/)].map((l) => JSON.parse(l) as { pid: number; env: Record<string, string>; socks: Record<string, number[]> });
+    poke.destroy();
+    expect(probes[0]!.pid).to.not.equal(probes[1]!.pid);
+    for (const p of probes) {
+      expect(p.env).to.deep.equal({ LISTEN_PID: String(p.pid), LISTEN_FDS: '1', LISTEN_FDNAMES: 'http' });
+      expect(p.socks).to.deep.equal({ 3: [port, 1] });
+    }
+    expect((await sup.exited).code).to.equal(3);
   });
 
   it('passes on nothing when LISTEN_PID is not the supervisor\'s, and does not hand the variables down', async () => {
