@@ -12,6 +12,7 @@ export type GracefulErrorCode =
   | 'ERR_GRACEFUL_TRUNCATED_MESSAGE'
   | 'ERR_GRACEFUL_FDS_TRUNCATED'
   | 'ERR_GRACEFUL_META_TOO_LARGE'
+  | 'ERR_GRACEFUL_BAD_META'
   | 'ERR_GRACEFUL_SOCKET_IN_USE'
   | 'ERR_GRACEFUL_NOT_A_SOCKET'
   | 'ERR_GRACEFUL_CALLBACK_FAILED'
@@ -75,6 +76,7 @@ export const BadFrameError = errorClass('ERR_GRACEFUL_BAD_FRAME', 'BadFrameError
 export const FdCountMismatchError = errorClass('ERR_GRACEFUL_FD_COUNT_MISMATCH', 'FdCountMismatchError');
 export const TruncatedMessageError = errorClass('ERR_GRACEFUL_TRUNCATED_MESSAGE', 'TruncatedMessageError');
 export const MetaTooLargeError = errorClass('ERR_GRACEFUL_META_TOO_LARGE', 'MetaTooLargeError');
+export const BadMetaError = errorClass('ERR_GRACEFUL_BAD_META', 'BadMetaError');
 export const SocketInUseError = errorClass('ERR_GRACEFUL_SOCKET_IN_USE', 'SocketInUseError');
 export const NotASocketError = errorClass('ERR_GRACEFUL_NOT_A_SOCKET', 'NotASocketError');
 export const CallbackFailedError = errorClass('ERR_GRACEFUL_CALLBACK_FAILED', 'CallbackFailedError');

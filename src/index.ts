@@ -11,6 +11,7 @@
  */
 export * from './errors.js';
 export { isMeta, encodeMeta, decodeMeta, type Meta, type MetaValue } from './meta.js';
+export { decodeGobMeta, encodeGobMeta, type MetaFormat } from './gob.js';
 export {
   encodeMessages, FrameDecoder, HEADER_BYTES, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_FDS_PER_MESSAGE,
   DEFAULT_MAX_META_BYTES, type Message, type Record as FrameRecord, type OutgoingRecord,

@@ -1,9 +1,11 @@
 /**
  * Meta: the key-value payload that travels with each descriptor, as UTF-8
- * JSON of a flat object. A peer may send anything else (gobwas/graceful's Go
- * Meta is gob-encoded): the receiver then gets `meta: null` and the raw bytes.
+ * JSON of a flat object, or as gobwas/graceful's gob-encoded Meta (see
+ * gob.ts). A peer may send anything else: the receiver then gets
+ * `meta: null` and the raw bytes.
  */
-import { invalidArgument } from './errors.js';
+import { BadMetaError, invalidArgument } from './errors.js';
+import { decodeGobMeta } from './gob.js';
 
 export type MetaValue = string | number | boolean | null;
 /** Meta: a flat object of strings, finite numbers, booleans and nulls. */
@@ -41,16 +43,35 @@ export function encodeMeta(meta: Meta | Uint8Array | null | undefined, api = 'en
   return Buffer.from(JSON.stringify(meta), 'utf8');
 }
 
-/** decodeMeta parses record bytes; it returns null when they are empty or not a flat JSON object. */
+/**
+ * decodeMeta parses record bytes: a flat JSON object (whitespace around it
+ * allowed), or else a gob-encoded Meta as gobwas/graceful writes it. It
+ * returns null when they are empty or neither; it never throws.
+ */
 export function decodeMeta(raw: Uint8Array): Meta | null {
-  if (raw.byteLength === 0 || raw[0] !== 0x7b /* { */) return null;
-  let value: unknown;
-  try {
-    value = JSON.parse(Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('utf8'));
-  } catch {
-    return null;
+  const n = raw.byteLength;
+  if (n === 0) return null;
+  let i = 0;
+  while (i < n && isJsonSpace(raw[i]!)) i++;
+  if (i < n && raw[i] === 0x7b /* { */) {
+    try {
+      const value: unknown = JSON.parse(Buffer.from(raw.buffer, raw.byteOffset, n).toString('utf8'));
+      if (isMeta(value)) return value;
+    } catch {
+      // not JSON: it may still be gob, whose first byte (a length) can be '{' or a space
+    }
   }
-  return isMeta(value) ? value : null;
+  try {
+    return decodeGobMeta(raw);
+  } catch (err) {
+    if (err instanceof BadMetaError) return null;
+    throw err;
+  }
+}
+
+/** isJsonSpace: the four whitespace bytes of RFC 8259. */
+function isJsonSpace(c: number): boolean {
+  return c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d;
 }
 
 /**

@@ -22,6 +22,8 @@ export interface ActivatedFd {
  * (LISTEN_PID must be ours), makes them close-on-exec so no child inherits
  * them by accident, and removes LISTEN_* from the environment so a process
  * spawned later does not take them for its own. Returns [] when there are none.
+ * Under `graceful-restart run`, the supervisor sets LISTEN_PID to the pid of
+ * each generation it starts (see supervisor/activation.ts).
  */
 export function takeListenFds(env: NodeJS.ProcessEnv = process.env): ActivatedFd[] {
   const pid = Number(env.LISTEN_PID);

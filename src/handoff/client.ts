@@ -4,6 +4,7 @@
  */
 import { CallbackFailedError, TimeoutError, invalidArgument } from '../errors.js';
 import type { Meta } from '../meta.js';
+import type { MetaFormat } from '../gob.js';
 import { HandoffConnection, type ConnectionOptions, type ReceivedFd } from './connection.js';
 
 /** ReceiveCallback: takes ownership of fd. */
@@ -62,11 +63,13 @@ export async function receive(path: string, cb: ReceiveCallback, options: Receiv
 /**
  * sendTo sends one descriptor with its meta on an open connection; it
  * resolves once the kernel has the message. The caller keeps the fd.
+ * `metaFormat` ('json' or 'gob') overrides the connection's for this send.
  */
-export function sendTo(connection: HandoffConnection, fd: number, meta?: Meta | Uint8Array | null): Promise<void> {
+export function sendTo(connection: HandoffConnection, fd: number, meta?: Meta | Uint8Array | null,
+  options: { metaFormat?: MetaFormat } = {}): Promise<void> {
   if (!(connection instanceof HandoffConnection)) throw invalidArgument('sendTo', 'connection must be a HandoffConnection');
   if (!Number.isInteger(fd) || fd < 0) throw invalidArgument('sendTo', `fd must be a non-negative integer, got ${String(fd)}`);
-  return connection.send([{ fd, meta }]);
+  return connection.send([{ fd, meta }], options);
 }
 
 /**

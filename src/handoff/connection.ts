@@ -6,6 +6,7 @@
 import { addon, AGAIN, TOO_MANY_REFS, POLL_READABLE, POLL_WRITABLE, type PeerCredentials, type Poller } from '../native.js';
 import { ClosedError, TimeoutError, GracefulError, errorCode } from '../errors.js';
 import { decodeMeta, type Meta } from '../meta.js';
+import { withMetaFormat, type MetaFormat } from '../gob.js';
 import {
   FrameDecoder, RecordEncoder, DEFAULT_MAX_FDS_PER_MESSAGE, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_META_BYTES, type Record,
 } from '../wire.js';
@@ -15,7 +16,7 @@ import { debuglog, inspect } from 'node:util';
 const debug = debuglog('graceful');
 
 /**
- * ReceivedFd: a descriptor that arrived, its meta when it is flat JSON, and
+ * ReceivedFd: a descriptor that arrived, its meta when it is flat JSON or gob, and
  * the raw meta bytes. The connection's records decode `meta` from `raw` on
  * first access and keep the result; `raw` is a view of the bytes of the read
  * that brought it.
@@ -95,6 +96,8 @@ export interface ConnectionOptions {
   maxFdsPerMessage?: number;
   /** Largest meta this side accepts (default 64 KiB). */
   maxMetaBytes?: number;
+  /** How send() writes a flat meta object: 'json' (default) or 'gob', for a Go peer using gobwas/graceful's Meta. */
+  metaFormat?: MetaFormat;
   /**
    * How many received records may wait for receive() before the connection
    * stops reading (default 256). The kernel then holds the rest, and the
@@ -170,6 +173,7 @@ export class HandoffConnection {
   private readonly maxMessageBytes: number;
   private readonly maxFdsPerMessage: number;
   private readonly highWaterMark: number;
+  private readonly metaFormat: MetaFormat | undefined;
   private inbox: ReceivedFd[] = newInbox();
   private waiters: Waiter[] = [];
   private outbox: PendingWrite[] = [];
@@ -198,6 +202,7 @@ export class HandoffConnection {
     const mark = options.highWaterMark;
     this.highWaterMark = typeof mark === 'number' && mark >= 1 ? Math.floor(mark) : DEFAULT_HIGH_WATER_MARK;
     this.decoder = new RecordDecoder(options.maxMetaBytes ?? DEFAULT_MAX_META_BYTES);
+    this.metaFormat = options.metaFormat;
     this.poller = new addon.Poller(fd, (status, events) => this.onPoll(status, events));
     this.updatePoll();
   }
@@ -219,10 +224,16 @@ export class HandoffConnection {
    * the descriptors and must keep them open until then. When nothing waits
    * to be written, it writes at once, and a send the kernel takes whole
    * resolves without waiting for the socket to poll writable.
+   * `options.metaFormat` overrides the connection's for this send.
    */
-  send(items: readonly OutgoingFd[]): Promise<void> {
+  send(items: readonly OutgoingFd[], options: { metaFormat?: MetaFormat } = {}): Promise<void> {
     if (this.closed) return Promise.reject(closedError('send'));
     if (this.writeError) return Promise.reject(this.writeError);
+    try {
+      items = withMetaFormat(items, options.metaFormat ?? this.metaFormat, 'send');
+    } catch (err) {
+      return Promise.reject(err);
+    }
     const shared = !encoderBusy;
     const enc = shared ? ENCODER : new RecordEncoder();
     encoderBusy = true;

@@ -21,7 +21,8 @@ import path from 'node:path';
 import { addon, POLL_READABLE, type Poller } from '../native.js';
 import { invalidArgument } from '../errors.js';
 import { makeLogger, type LogFields, type LogSink } from '../log.js';
-import { notify } from '../systemd.js';
+import { notify, takeListenFds, type ActivatedFd } from '../systemd.js';
+import { activatedSpawn, canPassListenFds, ACTIVATION_SHELL } from './activation.js';
 import { ControlServer } from '../control/server.js';
 import { NotifySocket, type NotifyMessage } from './notify.js';
 import { childrenOf, isDescendant } from './procfs.js';
@@ -110,6 +111,8 @@ export class Supervisor extends EventEmitter {
   private keepAlive: NodeJS.Timeout | null = null;
   private restartTimer: NodeJS.Timeout | null = null;
   private readonly handlers = new Map<NodeJS.Signals, () => void>();
+  /** Sockets passed to us by socket activation, passed on to every generation. */
+  private activated: ActivatedFd[] = [];
   private readonly startedAt = Date.now();
   private resolveExit!: (code: number) => void;
   /** exited resolves with the code the supervisor should exit with. */
@@ -179,6 +182,7 @@ export class Supervisor extends EventEmitter {
       throw err;
     }
     this.keepAlive = setInterval(() => undefined, 2 ** 31 - 1);
+    this.takeActivated();
     for (const sig of [...FORWARDED_SIGNALS, 'SIGCHLD'] as NodeJS.Signals[]) {
       const handler = sig === 'SIGCHLD' ? () => this.sweep() : () => this.forward(sig);
       this.handlers.set(sig, handler);
@@ -191,8 +195,11 @@ export class Supervisor extends EventEmitter {
     this.restartTimer = null;
     const env = { ...(this.options.env ?? process.env), NOTIFY_SOCKET: this.notifySocket!.path, [SUPERVISOR_ENV]: String(process.pid) };
     const command = [this.options.command, ...(this.options.args ?? [])].join(' ');
+    const how = this.activated.length > 0
+      ? activatedSpawn(this.options.command, this.options.args ?? [], env, this.activated)
+      : { command: this.options.command, args: [...(this.options.args ?? [])], stdio: 'inherit' as const };
     // A session of its own: a terminal's Ctrl-C reaches only us, and we forward it once.
-    const child = nodeSpawn(this.options.command, [...(this.options.args ?? [])], { stdio: 'inherit', detached: true, env });
+    const child = nodeSpawn(how.command, how.args, { stdio: how.stdio, detached: true, env });
     if (child.pid === undefined) {
       child.once('error', (err: NodeJS.ErrnoException) => {
         const code = err.code === 'ENOENT' ? 127 : 126;
@@ -215,6 +222,23 @@ export class Supervisor extends EventEmitter {
     this.watch(pid);
     this.log(`started pid ${pid}: ${command}`, { event: 'supervisor.started', appPid: pid });
     if (this.isReady) this.relay(new Map([['READY', '1']]));
+  }
+
+  /**
+   * takeActivated takes the sockets systemd passed to the supervisor (LISTEN_PID
+   * ours), to pass them on to each generation (see activation.ts).
+   */
+  private takeActivated(): void {
+    const fds = takeListenFds(this.options.env ?? process.env);
+    if (fds.length === 0) return;
+    const names = fds.map((f) => `${f.name} (fd ${f.fd})`).join(', ');
+    if (!canPassListenFds()) {
+      this.log(`socket activation: cannot pass ${names} on, as ${ACTIVATION_SHELL} is missing: the application will not get them`,
+        { event: 'supervisor.activation-unavailable' });
+      return;
+    }
+    this.activated = fds;
+    this.log(`socket activation: passing ${names} on to the application`, { event: 'supervisor.activation', fds: fds.length });
   }
 
   /** watch follows a generation's exit through a pidfd, whoever its parent is. */
