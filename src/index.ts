@@ -25,12 +25,11 @@ export {
 } from './fds.js';
 export { sendDatagram } from './datagram.js';
 export {
-  GracefulServer, DEFAULT_UPGRADE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_IDLE_GRACE,
-  type GracefulServerOptions, type RedeployEvent, type RedeployResult, type Runlevel,
+  GracefulServer, DEFAULT_UPGRADE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_IDLE_GRACE, DEFAULT_TAKE_BACK_WINDOW,
+  type GracefulServerOptions, type RedeployEvent, type RedeployResult, type Runlevel, type InstanceState,
 } from './server/graceful-server.js';
 export type { BindOptions } from './server/listeners.js';
 export type { SpawnFunction } from './server/successor.js';
-export { HANDOFF_ENV } from './server/successor.js';
 export { takeListenFds, notify, type ActivatedFd } from './systemd.js';
 export { writePidFile, readPidFile, removePidFile } from './pidfile.js';
 export { GracefulFile } from './server/file.js';
@@ -43,4 +42,4 @@ export { loadConfig } from './config.js';
 export type { Hook, StopHook, HookKind } from './server/hooks.js';
 export type { SighupAction } from './server/signals.js';
 export { Supervisor, exitCodeOf, FORWARDED_SIGNALS, type SupervisorOptions, type RestartPolicy, type ExitStatus } from './supervisor/supervisor.js';
-export { SUPERVISOR_ENV, CONTROL_FIELD, EXIT_FIELD } from './supervisor/protocol.js';
+export { HANDOFF_ENV, SUPERVISOR_ENV, CONTROL_FIELD, EXIT_FIELD } from './protocol.js';
