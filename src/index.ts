@@ -8,6 +8,15 @@
  * - a descriptor received is either given to the caller or closed, never leaked,
  *   whatever the peer sends;
  * - a bad peer gets a coded error, never a crash.
+ *
+ * The graceful server's invariants (enforced in server/lifecycle.ts):
+ * - at any time there are one or two instances of a service, at most one of
+ *   them not ready; a new instance spawns no third while its predecessor runs;
+ * - only one redeploy runs at a time;
+ * - no old code keeps running after a successful redeploy: once the take-back
+ *   window has passed, the old instance drains and exits;
+ * - a new instance accepts (and reads datagrams) only from ready(), and
+ *   everything in ready() that can fail happens before its predecessor is told.
  */
 export * from './errors.js';
 export { isMeta, encodeMeta, decodeMeta, type Meta, type MetaValue } from './meta.js';
