@@ -10,6 +10,7 @@
  * its own state, and none of which imports it:
  *   options.ts    the options, their defaults and environment overrides
  *   registry.ts   the named descriptors: inherited, activated, registered
+ *   listener-set.ts  the listeners together: start, stop, drain, take-back
  *   lifecycle.ts  the state machine and the invariants, every transition
  *   redeploy.ts   spawn, hand-over, take-back (successor.ts, predecessor.ts)
  */
@@ -26,6 +27,7 @@ import type { OutgoingFd } from '../handoff/connection.js';
 import { writePidFile, removePidFile } from '../pidfile.js';
 import { notify, takeListenFds } from '../systemd.js';
 import { ManagedListener, type BindOptions } from './listeners.js';
+import { Listeners } from './listener-set.js';
 import { GracefulFile } from './file.js';
 import { Hooks, type Hook, type StopHook } from './hooks.js';
 import { installSignals } from './signals.js';
@@ -61,7 +63,7 @@ export class GracefulServer extends EventEmitter {
   private readonly redeployer: Redeployer;
   private readonly hooks = new Hooks();
   private readonly levelHooks = new Map<Runlevel, ((level: Runlevel) => void | Promise<void>)[]>();
-  private readonly managed = new Map<string, ManagedListener>();
+  private readonly listenerSet = new Listeners();
   private readonly files = new Map<string, GracefulFile>();
   private readonly tasks = new Map<string, (args: string[]) => unknown>();
   private readonly startedAt = Date.now();
@@ -100,10 +102,9 @@ export class GracefulServer extends EventEmitter {
       config: this.config,
       log: this.log,
       descriptors: () => this.handoffList(),
-      state: () => ({ runlevel: this.lifecycle.level, generation: this.generation, ...this.closedPorts() }),
-      listeners: () => this.managed.values(),
+      state: () => ({ runlevel: this.lifecycle.level, generation: this.generation, ...this.listenerSet.closedPorts() }),
+      listeners: this.listenerSet,
       control: () => this.control,
-      connectionCount: () => this.connectionCount(),
       drain: (release) => this.drainListeners(release),
       serving: () => this.serving(),
       finishHalt: (how) => this.finishHalt(how),
@@ -333,14 +334,12 @@ export class GracefulServer extends EventEmitter {
 
   /** connectionCount: connections open on every listener. */
   connectionCount(): number {
-    let n = 0;
-    for (const l of this.managed.values()) n += l.tracker.count;
-    return n;
+    return this.listenerSet.connectionCount();
   }
 
   /** listenerInfo: name, address and state of every listener, for status. */
   listenerInfo(): { name: string; open: boolean; connections: number; address: Meta }[] {
-    return [...this.managed.values()].map((l) => ({ name: l.name, open: l.isOpen, connections: l.tracker.count, address: l.address() }));
+    return this.listenerSet.info();
   }
 
   /** deferStart: a new instance accepts (and reads datagrams) only from ready(): if it fails before, it took nothing. */
@@ -361,7 +360,7 @@ export class GracefulServer extends EventEmitter {
     await this.init();
     const listener = new ManagedListener(name, server, bind);
     this.registry.register(name, 'listener', () => (listener.isOpen ? { fd: listener.fd(), meta: { name, kind: 'listener', ...listener.address() } } : null));
-    this.managed.set(name, listener);
+    this.listenerSet.add(listener);
     const claimed = this.registry.claim(name, 'listener', this.log, (c) => c.source === 'systemd' || listener.matches(c.fd.meta));
     if (claimed?.source === 'systemd') listener.activated = true;
     // A listener closed in runlevel 1 comes back on the port it had.
@@ -464,7 +463,7 @@ export class GracefulServer extends EventEmitter {
       if (!predecessor) return;
       predecessor.abandon();
       this.handoffAbandoned = true;
-      for (const l of this.managed.values()) l.stop(false);
+      this.listenerSet.stopAll(false);
     };
     const leftovers = this.registry.closeUnclaimed();
     if (leftovers.count > 0) this.log(`closing ${leftovers.count} inherited descriptor(s) nobody registered: ${leftovers.names.join(', ')}`);
@@ -522,7 +521,7 @@ export class GracefulServer extends EventEmitter {
     if (this.lifecycle.state !== 'ready') throw new TerminatingError(`telinit ${target}: this instance is ${this.lifecycle.state}`);
     if (target === this.lifecycle.level) return;
     if (target === 3) {
-      for (const l of this.managed.values()) await l.start();
+      await this.listenerSet.startAll();
     } else {
       const forced = await this.drainListeners(true);
       if (forced > 0) this.log(`runlevel 1: closed ${forced} connection(s) still open at the shutdown timeout`);
@@ -538,12 +537,8 @@ export class GracefulServer extends EventEmitter {
   }
 
   /** drainListeners stops accepting everywhere and drains; resolves with how many connections were forced closed. */
-  private async drainListeners(release: boolean): Promise<number> {
-    const deadline = Date.now() + this.shutdownTimeout;
-    for (const l of this.managed.values()) l.stop(release);
-    const forced = await Promise.all([...this.managed.values()].map((l) => l.tracker.drain(this.config.idleGrace, deadline)));
-    for (const l of this.managed.values()) l.tracker.reset();
-    return forced.reduce((a, b) => a + b, 0);
+  private drainListeners(release: boolean): Promise<number> {
+    return this.listenerSet.drain(release, this.config.idleGrace, this.shutdownTimeout);
   }
 
   /** stop queues a halt (telinit 0, SIGTERM): nothing to do when this instance is on its way out already. */
@@ -577,7 +572,7 @@ export class GracefulServer extends EventEmitter {
     if (this.lifecycle.state !== 'halting') this.lifecycle.to('halting');
     const deadline = Date.now() + this.shutdownTimeout;
     if (forced > 0) this.log(`halt: closed ${forced} connection(s) still open at the shutdown timeout`, { event: 'halt.forced', forced });
-    for (const l of this.managed.values()) l.dropSpare();
+    this.listenerSet.dropSpares();
     const stopped = await this.hooks.runStop(deadline);
     if (stopped === 'overran') this.log(`halt: stop hooks still running at the shutdown timeout (${this.shutdownTimeout} ms): going on without them`, { event: 'halt.stop-overran' });
     else if (stopped instanceof Error) this.log(`halt: a stop hook failed: ${stopped.message}`, { event: 'halt.stop-failed' });
@@ -636,16 +631,6 @@ export class GracefulServer extends EventEmitter {
   private readyNotice(): string {
     const control = this.config.controlSocket ? `\n${CONTROL_FIELD}=${path.resolve(this.config.controlSocket)}` : '';
     return `MAINPID=${process.pid}\nREADY=1${process.env[SUPERVISOR_ENV] ? control : ''}`;
-  }
-
-  /** closedPorts: the ports of listeners closed in runlevel 1, which a successor binds again at telinit 3. */
-  private closedPorts(): Meta {
-    const ports: Meta = {};
-    for (const l of this.managed.values()) {
-      const port = l.address().port;
-      if (!l.isOpen && typeof port === 'number' && port > 0) ports[`port:${l.name}`] = port;
-    }
-    return ports;
   }
 
   private handoffList(): OutgoingFd[] {

@@ -15,7 +15,7 @@ import type { LogFields } from '../log.js';
 import { monotonicUsec, notify } from '../systemd.js';
 import { EXIT_FIELD, SUPERVISOR_ENV } from '../protocol.js';
 import type { Lifecycle, RedeployTicket } from './lifecycle.js';
-import type { ManagedListener } from './listeners.js';
+import type { Listeners } from './listener-set.js';
 import type { Config } from './options.js';
 import { startSuccessor } from './successor.js';
 
@@ -43,9 +43,8 @@ export interface RedeployParts {
   descriptors(): OutgoingFd[];
   /** State for the new instance (runlevel, generation, ports closed in runlevel 1). */
   state(): Meta;
-  listeners(): Iterable<ManagedListener>;
+  listeners: Listeners;
   control(): ControlServer | null;
-  connectionCount(): number;
   /** Stop accepting everywhere and drain; resolves with how many connections were forced closed. */
   drain(release: boolean): Promise<number>;
   /** This instance serves (again): pid file, sd_notify. */
@@ -147,8 +146,8 @@ export class Redeployer {
     lifecycle.to('handing-over');
     const control = this.parts.control();
     control?.handoffDone();
-    for (const l of this.parts.listeners()) l.keepSpare();
-    emit({ type: 'draining', pid, connections: this.parts.connectionCount(), ms: Date.now() - started });
+    this.parts.listeners.keepSpares();
+    emit({ type: 'draining', pid, connections: this.parts.listeners.connectionCount(), ms: Date.now() - started });
     const drained = this.parts.drain(false);
     let timer: NodeJS.Timeout | undefined;
     const windowEnd = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), config.takeBackWindow)));
@@ -161,7 +160,7 @@ export class Redeployer {
       return;
     }
     lifecycle.to('draining');
-    for (const l of this.parts.listeners()) l.dropSpare();
+    this.parts.listeners.dropSpares();
     commit();
     const forced = await drained;
     await this.parts.finishHalt({ handedOver: true, forced });
@@ -178,10 +177,7 @@ export class Redeployer {
     lifecycle.to('taken-back');
     const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
     log(`the new instance (pid ${pid}) ${how} while this one drained: serving again`, { event: 'redeploy.takeback', newPid: pid });
-    for (const l of this.parts.listeners()) {
-      await l.takeBack().catch((err: Error) => log(`take-back of "${l.name}" failed: ${err.message}`));
-      l.tracker.reset(); // stop draining: the connections are ours to keep again
-    }
+    await this.parts.listeners.takeBack(log);
     await this.parts.control()?.takeBack().catch((err: Error) => log(`take-back of the control socket failed: ${err.message}`));
     lifecycle.handedOverTo = null;
     lifecycle.to('ready');
