@@ -51,8 +51,8 @@ export interface RedeployParts {
   serving(): void;
   /** The rest of a halt, after the drain. */
   finishHalt(how: { handedOver: boolean; forced: number }): Promise<void>;
-  /** Events for the application ('redeploy', 'takeback'). */
-  emit(name: 'redeploy' | 'takeback', value: unknown): void;
+  /** Events for the application ('redeploy', 'takeback', and 'draining' with the open connections). */
+  emit(name: 'redeploy' | 'takeback' | 'draining', value: unknown): void;
 }
 
 type Exit = { code: number | null; signal: NodeJS.Signals | null };
@@ -147,7 +147,9 @@ export class Redeployer {
     const control = this.parts.control();
     control?.handoffDone();
     this.parts.listeners.keepSpares();
-    emit({ type: 'draining', pid, connections: this.parts.listeners.connectionCount(), ms: Date.now() - started });
+    const open = this.parts.listeners.connectionCount();
+    emit({ type: 'draining', pid, connections: open, ms: Date.now() - started });
+    this.parts.emit('draining', open); // the application closes what it owns (upgraded connections)
     const drained = this.parts.drain(false);
     let timer: NodeJS.Timeout | undefined;
     const windowEnd = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), config.takeBackWindow)));
