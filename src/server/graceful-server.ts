@@ -13,6 +13,7 @@
  *   listener-set.ts  the listeners together: start, stop, drain, take-back
  *   lifecycle.ts  the state machine and the invariants, every transition
  *   redeploy.ts   spawn, hand-over, take-back (successor.ts, predecessor.ts)
+ *   shutdown.ts   what a halt does, in order
  */
 import { EventEmitter } from 'node:events';
 import type dgram from 'node:dgram';
@@ -24,7 +25,7 @@ import { DuplicateNameError, HandoffFailedError, HookFailedError, TerminatingErr
 import type { Meta } from '../meta.js';
 import { fdOf } from '../fds.js';
 import type { OutgoingFd } from '../handoff/connection.js';
-import { writePidFile, removePidFile } from '../pidfile.js';
+import { writePidFile } from '../pidfile.js';
 import { notify, takeListenFds } from '../systemd.js';
 import { ManagedListener, type BindOptions } from './listeners.js';
 import { Listeners } from './listener-set.js';
@@ -41,6 +42,7 @@ import { checkRunlevel, readConfigFile, resolveOptions, type Config, type Gracef
 import { Registry } from './registry.js';
 import { Lifecycle, type InstanceState } from './lifecycle.js';
 import { Redeployer, type RedeployEvent, type RedeployResult } from './redeploy.js';
+import { Shutdown } from './shutdown.js';
 
 export {
   DEFAULT_UPGRADE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_IDLE_GRACE, DEFAULT_TAKE_BACK_WINDOW,
@@ -61,6 +63,7 @@ export class GracefulServer extends EventEmitter {
   private readonly registry = new Registry();
   private readonly lifecycle: Lifecycle;
   private readonly redeployer: Redeployer;
+  private readonly shutdown: Shutdown;
   private readonly hooks = new Hooks();
   private readonly levelHooks = new Map<Runlevel, ((level: Runlevel) => void | Promise<void>)[]>();
   private readonly listenerSet = new Listeners();
@@ -97,6 +100,27 @@ export class GracefulServer extends EventEmitter {
       predecessorRunning: () => (this.predecessor?.running ? { pid: this.predecessor.pid, exited: this.predecessor.exited() } : null),
       onState: (from, to) => debug('state %s -> %s', from, to),
     });
+    this.shutdown = new Shutdown({
+      lifecycle: this.lifecycle,
+      config: this.config,
+      log: this.log,
+      listeners: this.listenerSet,
+      hooks: this.hooks,
+      runLevelHooks: (level) => this.runLevelHooks(level),
+      control: () => this.control,
+      predecessor: () => this.predecessor,
+      draining: (open) => this.emit('draining', open),
+      release: () => {
+        this.removeSignals?.();
+        if (this.keepAlive) clearInterval(this.keepAlive);
+      },
+      halted: ({ forced, handedOver, bySignal }) => {
+        this.emit('runlevel', 0);
+        this.emit('halt', { forced, handedOverTo: this.lifecycle.handedOverTo });
+        this.resolveHalt();
+        if (this.config.exitProcess ?? (handedOver || bySignal || this.signalStop)) setImmediate(() => process.exit(0));
+      },
+    });
     this.redeployer = new Redeployer({
       lifecycle: this.lifecycle,
       config: this.config,
@@ -107,7 +131,7 @@ export class GracefulServer extends EventEmitter {
       control: () => this.control,
       drain: (release) => this.drainListeners(release),
       serving: () => this.serving(),
-      finishHalt: (how) => this.finishHalt(how),
+      finishHalt: (how) => this.shutdown.finish({ ...how, bySignal: false }),
       emit: (name, value) => this.emit(name, value),
     });
     this.tasks.set('reopen', async () => `reopened ${(await this.reopen()).join(', ') || 'nothing'}`);
@@ -546,54 +570,8 @@ export class GracefulServer extends EventEmitter {
     return this.lifecycle.run(async () => {
       const state = this.lifecycle.state;
       if (state !== 'starting' && state !== 'ready') return; // handed over, or halting already
-      await this.halt(bySignal);
+      await this.shutdown.halt(bySignal);
     });
-  }
-
-  /** halt: starting | ready -> halting -> halted. A redeploy under way is abandoned (its new instance killed). */
-  private async halt(bySignal: boolean): Promise<void> {
-    const pending = this.lifecycle.redeploying;
-    if (pending) {
-      // Stopping wins over a redeploy under way: the new instance is killed (as tableflip does).
-      pending.abort.abort();
-      await pending.settled;
-    }
-    this.predecessor?.abandon(); // a new instance halting before ready: the predecessor learns it failed
-    this.lifecycle.to('halting');
-    notify('STOPPING=1');
-    this.emit('draining', this.connectionCount());
-    const forced = await this.drainListeners(true);
-    await this.finishHalt({ handedOver: false, forced, bySignal });
-  }
-
-  /** finishHalt: after the drain (of a halt, or of a hand-over once committed), the rest, then halted. */
-  private async finishHalt(how: { handedOver: boolean; forced: number; bySignal?: boolean }): Promise<void> {
-    const { handedOver, forced } = how;
-    if (this.lifecycle.state !== 'halting') this.lifecycle.to('halting');
-    const deadline = Date.now() + this.shutdownTimeout;
-    if (forced > 0) this.log(`halt: closed ${forced} connection(s) still open at the shutdown timeout`, { event: 'halt.forced', forced });
-    this.listenerSet.dropSpares();
-    const stopped = await this.hooks.runStop(deadline);
-    if (stopped === 'overran') this.log(`halt: stop hooks still running at the shutdown timeout (${this.shutdownTimeout} ms): going on without them`, { event: 'halt.stop-overran' });
-    else if (stopped instanceof Error) this.log(`halt: a stop hook failed: ${stopped.message}`, { event: 'halt.stop-failed' });
-    this.lifecycle.level = 0;
-    await this.runLevelHooks(0).catch((err: Error) => this.log(`halt: a runlevel 0 hook failed: ${err.message}`));
-    this.control?.close(!handedOver);
-    this.removeSignals?.();
-    if (this.keepAlive) clearInterval(this.keepAlive);
-    if (this.config.pidFile) {
-      try {
-        removePidFile(this.config.pidFile);
-      } catch (err) {
-        this.log(`halt: could not remove the pid file ${this.config.pidFile}: ${(err as Error).message}`);
-      }
-    }
-    await this.hooks.run('terminate').catch((err: Error) => this.log(`halt: a terminate hook failed: ${err.message}`));
-    this.lifecycle.to('halted');
-    this.emit('runlevel', 0);
-    this.emit('halt', { forced, handedOverTo: this.lifecycle.handedOverTo });
-    this.resolveHalt();
-    if (this.config.exitProcess ?? (handedOver || how.bySignal || this.signalStop)) setImmediate(() => process.exit(0));
   }
 
   /**
