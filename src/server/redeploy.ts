@@ -17,7 +17,7 @@ import { EXIT_FIELD, SUPERVISOR_ENV } from '../protocol.js';
 import type { Lifecycle, RedeployTicket } from './lifecycle.js';
 import type { Listeners } from './listener-set.js';
 import type { Config } from './options.js';
-import { startSuccessor } from './successor.js';
+import { startSuccessor, type Successor, type SuccessorOptions } from './successor.js';
 
 /** RedeployEvent: progress of a redeploy, for the control socket and the CLI. */
 export type RedeployEvent =
@@ -51,6 +51,13 @@ export interface RedeployParts {
   serving(): void;
   /** The rest of a halt, after the drain. */
   finishHalt(how: { handedOver: boolean; forced: number }): Promise<void>;
+  /**
+   * What brings the new instance up and resolves once it is ready
+   * (startSuccessor: one process of the same program). The workers of a
+   * service bring up a whole generation here instead, behind the same
+   * contract: reject with RedeployFailedError, kill what failed.
+   */
+  start?: (options: SuccessorOptions) => Promise<Successor>;
   /** Events for the application ('redeploy', 'takeback', and 'draining' with the open connections). */
   emit(name: 'redeploy' | 'takeback' | 'draining', value: unknown): void;
 }
@@ -81,8 +88,9 @@ export class Redeployer {
     notify(`RELOADING=1\nMONOTONIC_USEC=${monotonicUsec()}`);
     let spawnedAt = started;
     let successor: { pid: number; child: ChildProcess };
+    const start = this.parts.start ?? startSuccessor;
     try {
-      successor = await startSuccessor({
+      successor = await start({
         descriptors: () => this.parts.descriptors(),
         state: this.parts.state(),
         timeoutMs: config.upgradeTimeout,
