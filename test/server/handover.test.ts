@@ -110,7 +110,7 @@ describe('hand-over and take-back', function () {
 
   it('a terminal Ctrl-C while the old instance drains reaches only the old one: its in-flight request is answered, it exits 0, the new one serves on', async () => {
     const { pid, port } = await start({ APP_TAKE_BACK_WINDOW: '100' }, { detached: true });
-    const slow = httpGet({ port, path: '/slow?ms=2000' });
+    const slow = httpGet({ port, path: '/slow?ms=5000' }); // outlasts the redeploy: the old instance still drains at the Ctrl-C
     await until(async () => ((await request(sock, 'status')) as { connections: number }).connections > 0, 10_000, 'the slow request to arrive');
     const r = (await request(sock, 'redeploy')) as { pid: number };
     process.kill(-pid, 'SIGINT'); // what a terminal does: the whole foreground process group
