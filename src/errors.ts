@@ -42,7 +42,9 @@ export type GracefulErrorCode =
   | 'ERR_GRACEFUL_CONFIG'
   | 'ERR_GRACEFUL_UNKNOWN_TASK'
   | 'ERR_GRACEFUL_HOOK_FAILED'
-  | 'ERR_GRACEFUL_UNSAFE_DIRECTORY';
+  | 'ERR_GRACEFUL_UNSAFE_DIRECTORY'
+  | 'ERR_GRACEFUL_PREDECESSOR_RUNNING'
+  | 'ERR_GRACEFUL_ALREADY_HANDED_OVER';
 
 /** GracefulError: the base class of every error this package creates. */
 export class GracefulError extends Error {
@@ -106,6 +108,10 @@ export const ConfigError = errorClass('ERR_GRACEFUL_CONFIG', 'ConfigError');
 export const UnknownTaskError = errorClass('ERR_GRACEFUL_UNKNOWN_TASK', 'UnknownTaskError');
 export const HookFailedError = errorClass('ERR_GRACEFUL_HOOK_FAILED', 'HookFailedError');
 export const UnsafeDirectoryError = errorClass('ERR_GRACEFUL_UNSAFE_DIRECTORY', 'UnsafeDirectoryError');
+/** PredecessorRunningError: a new instance refuses to redeploy until the instance it replaced has exited. */
+export const PredecessorRunningError = errorClass('ERR_GRACEFUL_PREDECESSOR_RUNNING', 'PredecessorRunningError');
+/** AlreadyHandedOverError: this instance handed over to a new one, which now serves. */
+export const AlreadyHandedOverError = errorClass('ERR_GRACEFUL_ALREADY_HANDED_OVER', 'AlreadyHandedOverError');
 
 /** ControlParseError: a control line that cannot be read; `json` tells which mode it looked like. */
 export class ControlParseError extends GracefulError {
@@ -124,9 +130,10 @@ export interface RedeployFailure {
   /**
    * 'exit' (it exited or was killed before ready), 'timeout', 'spawn' (could
    * not start), 'handoff' (the hand-off broke), 'aborted' (this instance was
-   * told to stop meanwhile: the new one was killed).
+   * told to stop meanwhile: the new one was killed), 'taken-back' (it died
+   * after it was ready, within the take-back window: this instance serves again).
    */
-  reason: 'exit' | 'timeout' | 'spawn' | 'handoff' | 'aborted';
+  reason: 'exit' | 'timeout' | 'spawn' | 'handoff' | 'aborted' | 'taken-back';
   pid?: number;
   exitCode?: number | null;
   signal?: NodeJS.Signals | null;

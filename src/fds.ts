@@ -70,19 +70,47 @@ export async function waitForFd(stream: fs.WriteStream | fs.ReadStream): Promise
 
 /**
  * listenOnFd makes server (net, http, https or http2) listen on a received
- * listening socket, TCP or UNIX; the fd then belongs to the server.
+ * listening socket, TCP or UNIX. The fd belongs to the call from the start:
+ * on success to the server, on failure it has been closed (by Node, which
+ * closes a socket it made a handle of, or here), so the caller never closes it.
  */
 export async function listenOnFd<S extends net.Server>(server: S, fd: number): Promise<S> {
   fdOf(fd);
-  await new Promise<void>((resolve, reject) => {
-    const onError = (err: Error) => reject(err);
-    server.once('error', onError);
-    server.listen({ fd }, () => {
-      server.off('error', onError);
-      resolve();
+  let before: fs.Stats;
+  try {
+    before = fs.fstatSync(fd);
+  } catch (err) {
+    throw invalidArgument('listenOnFd', `fd ${fd} is not open (${(err as NodeJS.ErrnoException).code})`);
+  }
+  if (!before.isSocket()) {
+    addon.close(fd);
+    throw new NotTransferableError(`listenOnFd: fd ${fd} is not a socket (closed it): pass a listening TCP or UNIX socket`);
+  }
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: Error) => reject(err);
+      server.once('error', onError);
+      server.listen({ fd }, () => {
+        server.off('error', onError);
+        resolve();
+      });
     });
-  });
+  } catch (err) {
+    closeIfSame(fd, before);
+    throw err;
+  }
   return server;
+}
+
+/** closeIfSame closes fd if it still is the socket before describes (Node did not close it); a reused number is left alone. */
+function closeIfSame(fd: number, before: fs.Stats): void {
+  let now: fs.Stats;
+  try {
+    now = fs.fstatSync(fd);
+  } catch {
+    return; // closed already
+  }
+  if (now.ino === before.ino && now.dev === before.dev) addon.close(fd);
 }
 
 /** serverFromFd wraps a received listening socket in a new net.Server. */
@@ -139,11 +167,5 @@ export async function listenOnPath<S extends net.Server>(server: S, socketPath: 
   const mode = options.mode ?? 0o660;
   if (!Number.isInteger(mode) || mode < 0 || mode > 0o777) throw invalidArgument('listenOnPath', `mode must be a file mode such as 0o660, got ${String(mode)}`);
   clearStaleSocket(socketPath, 'listenOnPath');
-  const fd = addon.listen(socketPath, mode, options.backlog ?? 511);
-  try {
-    return await listenOnFd(server, fd);
-  } catch (err) {
-    addon.close(fd);
-    throw err;
-  }
+  return listenOnFd(server, addon.listen(socketPath, mode, options.backlog ?? 511));
 }

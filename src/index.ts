@@ -8,6 +8,15 @@
  * - a descriptor received is either given to the caller or closed, never leaked,
  *   whatever the peer sends;
  * - a bad peer gets a coded error, never a crash.
+ *
+ * The graceful server's invariants (enforced in server/lifecycle.ts):
+ * - at any time there are one or two instances of a service, at most one of
+ *   them not ready; a new instance spawns no third while its predecessor runs;
+ * - only one redeploy runs at a time;
+ * - no old code keeps running after a successful redeploy: once the take-back
+ *   window has passed, the old instance drains and exits;
+ * - a new instance accepts (and reads datagrams) only from ready(), and
+ *   everything in ready() that can fail happens before its predecessor is told.
  */
 export * from './errors.js';
 export { isMeta, encodeMeta, decodeMeta, type Meta, type MetaValue } from './meta.js';
@@ -26,12 +35,11 @@ export {
 } from './fds.js';
 export { sendDatagram } from './datagram.js';
 export {
-  GracefulServer, DEFAULT_UPGRADE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_IDLE_GRACE,
-  type GracefulServerOptions, type RedeployEvent, type RedeployResult, type Runlevel,
+  GracefulServer, DEFAULT_UPGRADE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_IDLE_GRACE, DEFAULT_TAKE_BACK_WINDOW,
+  type GracefulServerOptions, type RedeployEvent, type RedeployResult, type Runlevel, type InstanceState,
 } from './server/graceful-server.js';
 export type { BindOptions } from './server/listeners.js';
 export type { SpawnFunction } from './server/successor.js';
-export { HANDOFF_ENV } from './server/successor.js';
 export { takeListenFds, notify, type ActivatedFd } from './systemd.js';
 export { writePidFile, readPidFile, removePidFile } from './pidfile.js';
 export { GracefulFile } from './server/file.js';
@@ -44,4 +52,4 @@ export { loadConfig } from './config.js';
 export type { Hook, StopHook, HookKind } from './server/hooks.js';
 export type { SighupAction } from './server/signals.js';
 export { Supervisor, exitCodeOf, FORWARDED_SIGNALS, type SupervisorOptions, type RestartPolicy, type ExitStatus } from './supervisor/supervisor.js';
-export { SUPERVISOR_ENV, CONTROL_FIELD, EXIT_FIELD } from './supervisor/protocol.js';
+export { HANDOFF_ENV, SUPERVISOR_ENV, CONTROL_FIELD, EXIT_FIELD } from './protocol.js';

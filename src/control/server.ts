@@ -240,13 +240,7 @@ export class ControlServer {
       await listenOnFd(this.server, inheritedFd);
     } else {
       clearStaleSocket(this.path, 'controlSocket');
-      const fd = addon.listen(this.path, this.options.mode ?? 0o600, 64);
-      try {
-        await listenOnFd(this.server, fd);
-      } catch (err) {
-        addon.close(fd);
-        throw err;
-      }
+      await listenOnFd(this.server, addon.listen(this.path, this.options.mode ?? 0o600, 64)); // it owns the fd, even on failure
     }
     this.file = new SocketFile(this.path);
   }
@@ -344,14 +338,7 @@ export class ControlServer {
     this.handedOver = false;
     const spare = this.spare;
     this.spare = null;
-    if (spare !== null) {
-      try {
-        await listenOnFd(this.server, spare);
-      } catch (err) {
-        addon.close(spare);
-        throw err;
-      }
-    }
+    if (spare !== null) await listenOnFd(this.server, spare); // it owns the fd, even on failure
   }
 
   /** adopt takes a connection handed over by a predecessor; it starts reading at start(). */

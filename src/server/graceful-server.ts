@@ -5,6 +5,15 @@
  * spawns the same program, hands it every registered descriptor, and once it
  * says ready, this instance stops accepting, drains and exits. If the new
  * instance fails in any way, it is killed and this one goes on as before.
+ *
+ * This class is the facade: it composes the parts, each with one role and
+ * its own state, and none of which imports it:
+ *   options.ts    the options, their defaults and environment overrides
+ *   registry.ts   the named descriptors: inherited, activated, registered
+ *   listener-set.ts  the listeners together: start, stop, drain, take-back
+ *   lifecycle.ts  the state machine and the invariants, every transition
+ *   redeploy.ts   spawn, hand-over, take-back (successor.ts, predecessor.ts)
+ *   shutdown.ts   what a halt does, in order
  */
 import { EventEmitter } from 'node:events';
 import type dgram from 'node:dgram';
@@ -12,170 +21,130 @@ import fs from 'node:fs';
 import type net from 'node:net';
 import path from 'node:path';
 import { debuglog } from 'node:util';
-import {
-  AlreadyReadyError, ConfigError, DuplicateNameError, HookFailedError, UnknownTaskError, InvalidRunlevelError, NotReadyError, TerminatingError,
-  UpgradeInProgressError, invalidArgument, type RedeployFailedError,
-} from '../errors.js';
+import { DuplicateNameError, HandoffFailedError, HookFailedError, TerminatingError, UnknownTaskError, invalidArgument } from '../errors.js';
 import type { Meta } from '../meta.js';
 import { fdOf } from '../fds.js';
 import type { OutgoingFd } from '../handoff/connection.js';
-import { closeAll } from '../handoff/connection.js';
-import { writePidFile, removePidFile } from '../pidfile.js';
-import { notify, monotonicUsec, takeListenFds, type ActivatedFd } from '../systemd.js';
+import { writePidFile } from '../pidfile.js';
+import { notify, takeListenFds } from '../systemd.js';
 import { ManagedListener, type BindOptions } from './listeners.js';
+import { Listeners } from './listener-set.js';
 import { GracefulFile } from './file.js';
 import { Hooks, type Hook, type StopHook } from './hooks.js';
-import { installSignals, type SighupAction } from './signals.js';
-import { loadConfig } from '../config.js';
+import { installSignals } from './signals.js';
 import { ControlServer } from '../control/server.js';
 import { addBuiltins, type ControlTarget } from '../control/builtins.js';
 import type { Command } from '../control/commands.js';
-import { makeLogger, type LogFields, type LogSink } from '../log.js';
-import { Predecessor, type InheritedFd } from './predecessor.js';
-import { startSuccessor, type SpawnFunction } from './successor.js';
-import { SUPERVISOR_ENV, CONTROL_FIELD, EXIT_FIELD } from '../supervisor/protocol.js';
+import { makeLogger, type LogFields } from '../log.js';
+import { Predecessor } from './predecessor.js';
+import { CONTROL_FIELD, SUPERVISOR_ENV } from '../protocol.js';
+import { checkRunlevel, readConfigFile, resolveOptions, type Config, type GracefulServerOptions, type Runlevel } from './options.js';
+import { Registry } from './registry.js';
+import { Lifecycle, type InstanceState } from './lifecycle.js';
+import { Redeployer, type RedeployEvent, type RedeployResult } from './redeploy.js';
+import { Shutdown } from './shutdown.js';
+
+export {
+  DEFAULT_UPGRADE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_IDLE_GRACE, DEFAULT_TAKE_BACK_WINDOW,
+  type GracefulServerOptions, type Runlevel,
+} from './options.js';
+export type { RedeployEvent, RedeployResult } from './redeploy.js';
+export type { InstanceState } from './lifecycle.js';
 
 const debug = debuglog('graceful');
-
-export type Runlevel = 0 | 1 | 3;
-export const DEFAULT_UPGRADE_TIMEOUT = 60_000;
-export const DEFAULT_SHUTDOWN_TIMEOUT = 10_000;
-/** How long a drained keep-alive connection may sit idle before it is closed. */
-export const DEFAULT_IDLE_GRACE = 1_000;
-/** How long a drained instance watches its successor, ready to serve again if it dies. */
-export const DEFAULT_TAKE_BACK_WINDOW = 1_000;
-
-export interface GracefulServerOptions {
-  /** Path of the control socket (none by default). */
-  controlSocket?: string;
-  /** File mode of the control socket (default 0o600). */
-  controlMode?: number;
-  /** uids allowed on the control socket besides this process's and root. */
-  controlAllowUids?: number[];
-  /** ms a silent control connection stays open (default 300 s). */
-  controlIdleTimeout?: number;
-  /** Shell commands behind the control commands update and rebuild (off unless set). */
-  commands?: { update?: string; rebuild?: string };
-  /** Pid file, written atomically when ready and removed at halt. */
-  pidFile?: string;
-  /** ms a new instance has to become ready (default 60 s). */
-  upgradeTimeout?: number;
-  /** ms to drain at halt before the rest is closed (default 10 s; GRACEFUL_SHUTDOWN_TIMEOUT in seconds overrides). */
-  shutdownTimeout?: number;
-  /** ms a drained keep-alive connection may stay idle before it is closed (default 1 s). */
-  idleGrace?: number;
-  /**
-   * ms after a new instance is ready during which this one, drained, keeps a
-   * copy of the sockets and serves again if the new one dies (default 1 s).
-   */
-  takeBackWindow?: number;
-  /** Runlevel to start in without a predecessor: 1 or 3 (default 3). */
-  runlevel?: 1 | 3;
-  /** Handle signals (default true): SIGTERM and SIGINT halt (a second SIGINT forces), SIGHUP per `sighup`. */
-  signals?: boolean;
-  /** What SIGHUP does: 'redeploy' (default), 'stop' or 'ignore'. */
-  sighup?: SighupAction;
-  /** Tasks (see task()) that SIGUSR1 and SIGUSR2 run, e.g. 'reopen'. */
-  sigusr1?: string;
-  sigusr2?: string;
-  /**
-   * Call process.exit once halted. Default: yes after handing over to a new
-   * instance (no old code keeps running) and after a halt by SIGTERM/SIGINT
-   * (what those signals did before the handler took them); no after telinit 0.
-   */
-  exitProcess?: boolean;
-  /** The process seam, for tests that need a new instance to crash or hang. */
-  spawn?: SpawnFunction;
-  /** Where the library's own log lines go (default: stderr; JSON lines when GRACEFUL_JSON_LOG=1). */
-  log?: LogSink;
-}
-
-/** RedeployEvent: progress of a redeploy, for the control socket and the CLI. */
-export type RedeployEvent =
-  | { type: 'spawned'; pid: number; ms: number }
-  | { type: 'ready'; pid: number; ms: number }
-  | { type: 'draining'; pid: number; connections: number; ms: number }
-  | { type: 'done'; pid: number; forced: number; ms: number }
-  | { type: 'failed'; error: RedeployFailedError; ms: number };
-
-export interface RedeployResult {
-  /** pid of the new instance, now serving. */
-  pid: number;
-  /** ms from the spawn to its readiness. */
-  readyMs: number;
-}
-
-interface Registered {
-  name: string;
-  kind: 'listener' | 'dgram' | 'file' | 'fd';
-  handoff(): OutgoingFd | null;
-}
-
-function envTimeout(name: string, fallbackMs: number): number {
-  const v = process.env[name];
-  if (v === undefined || v === '') return fallbackMs;
-  const secs = Number(v);
-  if (!(secs > 0)) throw invalidArgument('GracefulServer', `${name} must be a positive number of seconds, got ${JSON.stringify(v)}`);
-  return secs * 1000;
-}
-
-/** The options a configuration file may set. */
-const CONFIG_KEYS = new Set(['controlSocket', 'controlMode', 'controlAllowUids', 'controlIdleTimeout', 'commands', 'pidFile',
-  'upgradeTimeout', 'shutdownTimeout', 'idleGrace', 'runlevel', 'signals', 'sighup', 'sigusr1', 'sigusr2', 'exitProcess']);
-
-function checkRunlevel(level: unknown): Runlevel {
-  const n = typeof level === 'string' && /^[0-9]$/.test(level) ? Number(level) : level;
-  if (n === 0 || n === 1 || n === 3) return n;
-  throw new InvalidRunlevelError(`runlevel must be 0 (halt), 1 (single user: listeners closed) or 3 (serving), got ${JSON.stringify(level)}`);
-}
 
 export class GracefulServer extends EventEmitter {
   readonly upgradeTimeout: number;
   readonly shutdownTimeout: number;
-  private readonly options: GracefulServerOptions;
-  private readonly managed = new Map<string, ManagedListener>();
-  private readonly registry = new Map<string, Registered>();
-  private readonly levelHooks = new Map<Runlevel, ((level: Runlevel) => void | Promise<void>)[]>();
-  private initPromise: Promise<void> | null = null;
-  private pendingStarts: (() => Promise<void>)[] = [];
-  private predecessor: Predecessor | null = null;
-  private inherited = new Map<string, InheritedFd>();
-  /** Control connections handed over by the predecessor. */
-  private inheritedConns: InheritedFd[] = [];
-  private activated: ActivatedFd[] = [];
-  private level: Runlevel = 3;
-  private targetLevel: Runlevel = 3;
-  private transition: Promise<void> = Promise.resolve();
-  private readyState: 'starting' | 'ready' | 'halting' | 'halted' = 'starting';
-  private redeploying: { pid?: number; since: number; abort: AbortController; done: Promise<unknown> } | null = null;
-  private handedOverTo: number | null = null;
-  private haltPromise: Promise<void>;
-  /** Keeps the process alive from start to halt, even with every listener closed (runlevel 1). */
-  private keepAlive: NodeJS.Timeout | null = null;
-  private resolveHalt!: () => void;
-  private wasReady = false;
-  /** Set when a dead successor made this instance serve again in the middle of its halt. */
-  private takenBack = false;
-  private handedOverAt: number | null = null;
-  private onTakeBack: (() => void) | null = null;
   /** 1 for the first instance, then one more for each redeploy. */
   generation = 1;
+  private readonly config: Config;
+  private readonly log: (msg: string, fields?: LogFields) => void;
+  private readonly registry = new Registry();
+  private readonly lifecycle: Lifecycle;
+  private readonly redeployer: Redeployer;
+  private readonly shutdown: Shutdown;
+  private readonly hooks = new Hooks();
+  private readonly levelHooks = new Map<Runlevel, ((level: Runlevel) => void | Promise<void>)[]>();
+  private readonly listenerSet = new Listeners();
+  private readonly files = new Map<string, GracefulFile>();
+  private readonly tasks = new Map<string, (args: string[]) => unknown>();
+  private readonly startedAt = Date.now();
+  /** The control socket, made (not bound) in the constructor so commands can be added at once. */
+  private readonly control: ControlServer | null;
+  private initPromise: Promise<void> | null = null;
+  /** What a new instance starts only in ready(), so that it accepts nothing before. */
+  private pendingStarts: (() => Promise<void>)[] = [];
+  private predecessor: Predecessor | null = null;
+  /** The runlevel to enter at ready(). */
+  private targetLevel: Runlevel;
+  private readonly haltPromise: Promise<void>;
+  private resolveHalt!: () => void;
+  /** Keeps the process alive from start to halt, even with every listener closed (runlevel 1). */
+  private keepAlive: NodeJS.Timeout | null = null;
+  private removeSignals: (() => void) | null = null;
+  /** A halt asked by SIGTERM/SIGINT is under way (a second SIGINT then forces the exit). */
+  private signalStop = false;
 
   constructor(options: GracefulServerOptions = {}) {
     super();
-    this.options = options;
+    this.config = resolveOptions(options);
     this.log = makeLogger(options.log);
-    this.upgradeTimeout = envTimeout('GRACEFUL_UPGRADE_TIMEOUT', options.upgradeTimeout ?? DEFAULT_UPGRADE_TIMEOUT);
-    this.shutdownTimeout = envTimeout('GRACEFUL_SHUTDOWN_TIMEOUT', options.shutdownTimeout ?? DEFAULT_SHUTDOWN_TIMEOUT);
-    for (const [k, v] of [['upgradeTimeout', this.upgradeTimeout], ['shutdownTimeout', this.shutdownTimeout]] as const) {
-      if (!(v > 0) || !Number.isFinite(v)) throw invalidArgument('GracefulServer', `${k} must be a positive number of ms, got ${v}`);
-    }
-    this.targetLevel = checkRunlevel(process.env.GRACEFUL_RUNLEVEL || (options.runlevel ?? 3));
-    if (this.targetLevel === 0) throw invalidArgument('GracefulServer', 'the default runlevel must be 1 or 3');
+    this.upgradeTimeout = this.config.upgradeTimeout;
+    this.shutdownTimeout = this.config.shutdownTimeout;
+    this.targetLevel = this.config.runlevel;
     this.haltPromise = new Promise((resolve) => {
       this.resolveHalt = resolve;
     });
+    this.lifecycle = new Lifecycle({
+      predecessorRunning: () => (this.predecessor?.running ? { pid: this.predecessor.pid, exited: this.predecessor.exited() } : null),
+      onState: (from, to) => debug('state %s -> %s', from, to),
+    });
+    this.shutdown = new Shutdown({
+      lifecycle: this.lifecycle,
+      config: this.config,
+      log: this.log,
+      listeners: this.listenerSet,
+      hooks: this.hooks,
+      runLevelHooks: (level) => this.runLevelHooks(level),
+      control: () => this.control,
+      predecessor: () => this.predecessor,
+      draining: (open) => this.emit('draining', open),
+      release: () => {
+        this.removeSignals?.();
+        if (this.keepAlive) clearInterval(this.keepAlive);
+      },
+      halted: ({ forced, handedOver, bySignal }) => {
+        this.emit('runlevel', 0);
+        this.emit('halt', { forced, handedOverTo: this.lifecycle.handedOverTo });
+        this.resolveHalt();
+        if (this.config.exitProcess ?? (handedOver || bySignal || this.signalStop)) setImmediate(() => process.exit(0));
+      },
+    });
+    this.redeployer = new Redeployer({
+      lifecycle: this.lifecycle,
+      config: this.config,
+      log: this.log,
+      descriptors: () => this.handoffList(),
+      state: () => ({ runlevel: this.lifecycle.level, generation: this.generation, ...this.listenerSet.closedPorts() }),
+      listeners: this.listenerSet,
+      control: () => this.control,
+      drain: (release) => this.drainListeners(release),
+      serving: () => this.serving(),
+      finishHalt: (how) => this.shutdown.finish({ ...how, bySignal: false }),
+      emit: (name, value) => this.emit(name, value),
+    });
     this.tasks.set('reopen', async () => `reopened ${(await this.reopen()).join(', ') || 'nothing'}`);
+    if (options.controlSocket) {
+      this.control = new ControlServer(options.controlSocket, {
+        mode: options.controlMode,
+        allowUids: options.controlAllowUids,
+        idleTimeout: options.controlIdleTimeout,
+      });
+      addBuiltins(this.control.commands, this.controlTarget());
+    } else {
+      this.control = null;
+    }
   }
 
   /**
@@ -184,11 +153,7 @@ export class GracefulServer extends EventEmitter {
    * Unknown keys are an error (ERR_GRACEFUL_CONFIG), so a typo never goes unnoticed.
    */
   static fromConfig(file: string, options: GracefulServerOptions = {}): GracefulServer {
-    const config = loadConfig(file);
-    for (const key of Object.keys(config)) {
-      if (!CONFIG_KEYS.has(key)) throw new ConfigError(`${file}: unknown option "${key}"; known: ${[...CONFIG_KEYS].join(', ')}`);
-    }
-    return new GracefulServer({ ...(config as GracefulServerOptions), ...options });
+    return new GracefulServer({ ...readConfigFile(file), ...options });
   }
 
   /** onStart: hooks run before any listener is bound or inherited (register them before the first listen/file/ready). */
@@ -222,19 +187,59 @@ export class GracefulServer extends EventEmitter {
     return this;
   }
 
+  /** onRunlevel adds a hook run, in registration order, each time runlevel level is entered. */
+  onRunlevel(level: Runlevel, hook: (level: Runlevel) => void | Promise<void>): this {
+    const l = checkRunlevel(level);
+    const hooks = this.levelHooks.get(l) ?? [];
+    hooks.push(hook);
+    this.levelHooks.set(l, hooks);
+    return this;
+  }
+
+  /** state: where this instance is in its lifecycle (starting, ready, handing-over, taken-back, draining, halting, halted). */
+  get state(): InstanceState {
+    return this.lifecycle.state;
+  }
+
   /** running: started and not yet halted. */
   get running(): boolean {
-    return this.initPromise !== null && this.readyState !== 'halted';
+    return this.initPromise !== null && this.lifecycle.state !== 'halted';
   }
 
   /** started: ready() finished. */
   get started(): boolean {
-    return this.readyState === 'ready' || ((this.readyState === 'halting' || this.readyState === 'halted') && this.wasReady);
+    return this.lifecycle.wasReady;
   }
 
-  /** terminating: halting or halted. */
+  /** terminating: handed over, halting or halted. */
   get terminating(): boolean {
-    return this.readyState === 'halting' || this.readyState === 'halted';
+    return this.lifecycle.terminating;
+  }
+
+  /** isReady: ready() ran and this instance serves (it has not handed over, and is not halting). */
+  get isReady(): boolean {
+    return this.lifecycle.state === 'ready';
+  }
+
+  /** runlevel: 0 halted, 1 single user, 3 serving. */
+  get runlevel(): Runlevel {
+    return this.lifecycle.level;
+  }
+
+  /** halted resolves once this instance reached runlevel 0 and closed everything. */
+  get halted(): Promise<void> {
+    return this.haltPromise;
+  }
+
+  /** predecessorPid: the instance this one replaced, if any. */
+  get predecessorPid(): number | null {
+    return this.predecessor?.pid ?? null;
+  }
+
+  /** redeployInProgress: the pending redeploy, if any. */
+  get redeployInProgress(): { pid?: number; since: number } | null {
+    const r = this.lifecycle.redeploying;
+    return r && { pid: r.pid, since: r.since };
   }
 
   /**
@@ -262,79 +267,52 @@ export class GracefulServer extends EventEmitter {
     return [...this.tasks.keys()].sort();
   }
 
-  /** runlevel: 0 halted, 1 single user, 3 serving. */
-  get runlevel(): Runlevel {
-    return this.level;
+  /**
+   * command registers a control command of the application: `usage` is its
+   * line in `help`, `help` its long text, `run(ctx)` its handler (it may
+   * stream with ctx.write until ctx.signal says the client left). It may be
+   * called before anything else; a name taken (by a built-in or an earlier
+   * call) throws ERR_GRACEFUL_DUPLICATE_NAME here.
+   */
+  command(name: string, command: Command): this {
+    if (!this.control) throw invalidArgument('command', 'there is no control socket: set the controlSocket option');
+    this.control.commands.add(name, command);
+    return this;
   }
-
-  /** isReady: ready() ran and this instance is not halting. */
-  get isReady(): boolean {
-    return this.readyState === 'ready';
-  }
-
-  /** halted resolves once this instance reached runlevel 0 and closed everything. */
-  get halted(): Promise<void> {
-    return this.haltPromise;
-  }
-
-  /** predecessorPid: the instance this one replaced, if any. */
-  get predecessorPid(): number | null {
-    return this.predecessor?.pid ?? null;
-  }
-
-  private readonly log: (msg: string, fields?: LogFields) => void;
-  private control: ControlServer | null = null;
-  private readonly files = new Map<string, GracefulFile>();
-  private readonly startedAt = Date.now();
-  private readonly hooks = new Hooks();
-  private readonly tasks = new Map<string, (args: string[]) => unknown>();
-  private removeSignals: (() => void) | null = null;
 
   /** init takes what a predecessor or systemd passed, once, before anything is bound. */
   private init(): Promise<void> {
     this.initPromise ??= (async () => {
       this.predecessor = await Predecessor.connect();
       if (this.predecessor) {
-        for (const f of this.predecessor.fds) {
-          const name = String(f.meta.name);
-          if (f.meta.kind === 'control-conn') this.inheritedConns.push(f);
-          else if (this.inherited.has(name)) closeAll([f.fd]); // a name twice: keep the first
-          else this.inherited.set(name, f);
-        }
+        this.registry.inherit(this.predecessor.fds);
         this.targetLevel = checkRunlevel(this.predecessor.state.runlevel ?? 3);
         this.generation = Number(this.predecessor.state.generation ?? 1) + 1;
-        debug('took %d descriptor(s) from pid %d', this.inherited.size, this.predecessor.pid);
+        debug('took %d descriptor(s) from pid %d', this.registry.inheritedCount, this.predecessor.pid);
       } else {
-        this.activated = takeListenFds();
+        this.registry.activate(takeListenFds());
       }
-      this.level = this.targetLevel === 3 ? 3 : 1;
+      this.lifecycle.level = this.targetLevel === 3 ? 3 : 1;
       this.keepAlive = setInterval(() => undefined, 2 ** 31 - 1);
-      if (this.options.controlSocket) await this.openControl(this.options.controlSocket);
+      if (this.control) await this.openControl(this.control);
       await this.hooks.run('start');
-      if (this.options.signals !== false) this.removeSignals = this.installSignals();
+      if (this.config.signals !== false) this.removeSignals = this.installSignals();
     })();
     return this.initPromise;
   }
 
-  private async openControl(path: string): Promise<void> {
-    const control = new ControlServer(path, {
-      mode: this.options.controlMode,
-      allowUids: this.options.controlAllowUids,
-      idleTimeout: this.options.controlIdleTimeout,
-    });
-    addBuiltins(control.commands, this.controlTarget());
-    this.control = control;
-    const inherited = this.claim('control', 'control');
-    for (const f of this.inheritedConns.splice(0)) {
-      control.adopt(f.fd, typeof f.meta.pending === 'string' ? f.meta.pending : '');
+  private async openControl(control: ControlServer): Promise<void> {
+    const inherited = this.registry.claim('control', 'control', this.log);
+    for (const f of this.registry.takeConnections()) {
+      control.adopt(f.take(), typeof f.meta.pending === 'string' ? f.meta.pending : '');
     }
-    if (inherited !== undefined && this.predecessor) {
+    if (inherited && this.predecessor) {
       this.pendingStarts.push(async () => {
-        await control.listen(inherited);
+        await control.listen(inherited.fd.take());
         control.start();
       });
     } else {
-      await control.listen(inherited);
+      await control.listen(inherited?.fd.take());
     }
   }
 
@@ -346,21 +324,8 @@ export class GracefulServer extends EventEmitter {
       reopen: () => this.reopen(),
       tasks: () => this.taskNames(),
       runTask: (name, args) => this.runTask(name, args),
-      shellCommands: this.options.commands ?? {},
+      shellCommands: this.config.commands ?? {},
     };
-  }
-
-  /**
-   * command registers a control command of the application: `usage` is its
-   * line in `help`, `help` its long text, `run(ctx)` its handler (it may
-   * stream with ctx.write until ctx.signal says the client left).
-   */
-  command(name: string, command: Command): this {
-    if (!this.options.controlSocket) throw invalidArgument('command', 'there is no control socket: set the controlSocket option');
-    const add = () => this.control!.commands.add(name, command);
-    if (this.control) add();
-    else void this.init().then(add);
-    return this;
   }
 
   /** reopen re-opens every registered file by its path (logrotate); resolves with their names. */
@@ -372,12 +337,14 @@ export class GracefulServer extends EventEmitter {
   /** status: the state of this instance, as the control command status shows it. */
   status(): Record<string, unknown> {
     const mem = process.memoryUsage();
+    const r = this.lifecycle.redeploying;
     return {
       pid: process.pid,
       ppid: process.ppid,
       generation: this.generation,
-      runlevel: this.level,
+      runlevel: this.lifecycle.level,
       ready: this.isReady,
+      state: this.lifecycle.state,
       uptime: Math.round((Date.now() - this.startedAt) / 1000),
       listeners: this.listenerInfo().map((l) => `${l.name} ${l.open ? 'open' : 'closed'} ${l.address.family === 'unix' ? l.address.path : `${l.address.host}:${l.address.port}`} (${l.connections} connection(s))`),
       connections: this.connectionCount(),
@@ -385,78 +352,78 @@ export class GracefulServer extends EventEmitter {
       rss: mem.rss,
       heapUsed: mem.heapUsed,
       node: process.version,
-      redeploy: this.redeploying ? `pid ${this.redeploying.pid ?? '(starting)'} for ${Date.now() - this.redeploying.since} ms` : 'none',
+      redeploy: r ? `pid ${r.pid ?? '(starting)'} for ${Date.now() - r.since} ms` : 'none',
     };
   }
 
-  private claim(name: string, kind: string): number | undefined {
-    const got = this.inherited.get(name);
-    if (!got) return undefined;
-    this.inherited.delete(name);
-    if (got.meta.kind !== kind) {
-      closeAll([got.fd]);
-      this.log(`inherited "${name}" is a ${String(got.meta.kind)}, not a ${kind}: closed it, opening afresh`);
-      return undefined;
-    }
-    return got.fd;
+  /** connectionCount: connections open on every listener. */
+  connectionCount(): number {
+    return this.listenerSet.connectionCount();
   }
 
-  private register(name: string, kind: Registered['kind'], handoff: Registered['handoff']): void {
-    if (typeof name !== 'string' || name === '') throw invalidArgument('GracefulServer', 'a name must be a non-empty string');
-    if (this.registry.has(name)) throw new DuplicateNameError(`"${name}" is already registered: give each listener, socket and file its own name`);
-    this.registry.set(name, { name, kind, handoff });
+  /** listenerInfo: name, address and state of every listener, for status. */
+  listenerInfo(): { name: string; open: boolean; connections: number; address: Meta }[] {
+    return this.listenerSet.info();
+  }
+
+  /** deferStart: a new instance accepts (and reads datagrams) only from ready(): if it fails before, it took nothing. */
+  private get deferStart(): boolean {
+    return this.predecessor !== null && this.lifecycle.state === 'starting';
   }
 
   /**
    * listen registers server (net, http, https or http2) under name. It
-   * listens on the socket inherited under that name, else on one systemd
-   * passed with that name, else binds fresh per bind. In runlevel 1 it only
-   * registers; telinit 3 binds. Resolves with the server.
+   * listens on the socket inherited under that name if it is bound where
+   * `bind` asks (same path, or same host and port), else on one systemd
+   * passed with that name (kept across every redeploy, whatever `bind` says),
+   * else binds fresh per bind. In runlevel 1 it only registers; telinit 3
+   * binds. A new instance starts accepting in ready(). Resolves with the server.
    */
   async listen<S extends net.Server>(name: string, server: S, bind: BindOptions = {}): Promise<S> {
-    if (this.readyState === 'halting' || this.readyState === 'halted') throw new TerminatingError(`listen("${name}"): this instance is halting`);
+    if (this.terminating) throw new TerminatingError(`listen("${name}"): this instance is halting`);
     await this.init();
     const listener = new ManagedListener(name, server, bind);
-    this.register(name, 'listener', () => (listener.isOpen ? { fd: listener.fd(), meta: { name, kind: 'listener', ...listener.address() } } : null));
-    this.managed.set(name, listener);
-    let fd = this.claim(name, 'listener');
-    if (fd !== undefined && !listener.matches(this.predecessor!.fds.find((f) => f.fd === fd)!.meta)) {
-      this.log(`inherited listener "${name}" is bound elsewhere than asked: closing it, binding afresh`);
-      closeAll([fd]);
-      fd = undefined;
-    }
-    if (fd === undefined) {
-      const i = this.activated.findIndex((a) => a.name === name);
-      if (i >= 0) fd = this.activated.splice(i, 1)[0]!.fd;
-    }
+    this.registry.register(name, 'listener', () => (listener.isOpen ? { fd: listener.fd(), meta: { name, kind: 'listener', ...listener.address() } } : null));
+    this.listenerSet.add(listener);
+    const claimed = this.registry.claim(name, 'listener', this.log, (c) => c.source === 'systemd' || listener.matches(c.fd.meta));
+    if (claimed?.source === 'systemd') listener.activated = true;
     // A listener closed in runlevel 1 comes back on the port it had.
     const lastPort = this.predecessor?.state[`port:${name}`];
-    if (fd === undefined && typeof lastPort === 'number') listener.rememberPort(lastPort);
-    if (this.level !== 3) {
-      if (fd !== undefined) closeAll([fd]); // runlevel 1: the port must be free
-    } else if (this.predecessor && this.readyState === 'starting') {
-      // A new instance accepts only from ready(): if it fails before, it never took a connection.
-      this.pendingStarts.push(() => listener.start(fd));
+    if (!claimed && typeof lastPort === 'number') listener.rememberPort(lastPort);
+    if (this.lifecycle.level !== 3) {
+      claimed?.fd.close(); // runlevel 1: the port must be free
+    } else if (this.deferStart) {
+      this.pendingStarts.push(() => listener.start(claimed?.fd));
     } else {
-      await listener.start(fd);
+      await listener.start(claimed?.fd);
     }
     return server;
   }
 
-  /** dgram registers a UDP socket: bound to the inherited socket, else per bind. It stays bound in runlevel 1. */
+  /**
+   * dgram registers a UDP socket: bound to the inherited socket, else per
+   * bind. It stays bound in runlevel 1. In a new instance it is bound in
+   * ready() (it reads nothing before: a new instance that fails took no
+   * datagram); this resolves at once, with the socket not yet bound.
+   */
   async dgram(name: string, socket: dgram.Socket, bind: { port?: number; address?: string } = {}): Promise<dgram.Socket> {
     await this.init();
-    this.register(name, 'dgram', () => ({ fd: fdOf(socket), meta: { name, kind: 'dgram', port: socket.address().port } }));
-    const fd = this.claim(name, 'dgram');
-    await new Promise<void>((resolve, reject) => {
+    let bound = false;
+    this.registry.register(name, 'dgram', () => (bound ? { fd: fdOf(socket), meta: { name, kind: 'dgram', port: socket.address().port } } : null));
+    const claimed = this.registry.claim(name, 'dgram', this.log);
+    const start = () => new Promise<void>((resolve, reject) => {
+      const fd = claimed?.fd.take();
       socket.once('error', reject);
       const done = () => {
         socket.off('error', reject);
+        bound = true;
         resolve();
       };
       if (fd !== undefined) socket.bind({ fd }, done);
       else socket.bind({ port: bind.port ?? 0, address: bind.address }, done);
     });
+    if (this.deferStart) this.pendingStarts.push(start);
+    else await start();
     return socket;
   }
 
@@ -467,299 +434,171 @@ export class GracefulServer extends EventEmitter {
    */
   async file(name: string, path: string, options: { flags?: string; mode?: number } = {}): Promise<GracefulFile> {
     await this.init();
-    let fd = this.claim(name, 'file');
-    fd ??= fs.openSync(path, options.flags ?? 'a', options.mode ?? 0o644);
+    const claimed = this.registry.claim(name, 'file', this.log);
+    const fd = claimed ? claimed.fd.take() : fs.openSync(path, options.flags ?? 'a', options.mode ?? 0o644);
     const file = new GracefulFile(fd, path, options.flags ?? 'a', options.mode ?? 0o644);
-    this.register(name, 'file', () => (file.destroyed ? null : { fd: file.fd, meta: { name, kind: 'file', path } }));
+    try {
+      this.registry.register(name, 'file', () => (file.destroyed ? null : { fd: file.fd, meta: { name, kind: 'file', path } }));
+    } catch (err) {
+      file.destroy();
+      throw err;
+    }
     this.files.set(name, file);
     return file;
   }
 
-  /** descriptor registers any other descriptor: the inherited one, or what open() returns. */
+  /** descriptor registers any other descriptor: the inherited one, or what open() returns (the server keeps it open). */
   async descriptor(name: string, open: () => number | Promise<number>): Promise<number> {
     await this.init();
-    const fd = this.claim(name, 'fd') ?? fdOf(await open());
-    this.register(name, 'fd', () => ({ fd, meta: { name, kind: 'fd' } }));
+    const claimed = this.registry.claim(name, 'fd', this.log);
+    const fd = claimed ? claimed.fd.take() : fdOf(await open());
+    this.registry.register(name, 'fd', () => ({ fd, meta: { name, kind: 'fd' } }));
     return fd;
   }
 
-  /** onRunlevel adds a hook run, in registration order, each time runlevel level is entered. */
-  onRunlevel(level: Runlevel, hook: (level: Runlevel) => void | Promise<void>): this {
-    const l = checkRunlevel(level);
-    const hooks = this.levelHooks.get(l) ?? [];
-    hooks.push(hook);
-    this.levelHooks.set(l, hooks);
-    return this;
+  /**
+   * ready says the application is ready to serve. Descriptors nobody claimed
+   * are closed, the ready hooks run, the pid file is written and the
+   * listeners start accepting: all that can fail happens before a
+   * predecessor (if any) is told, which then drains; then systemd is told.
+   * Call it once, after registering. It rejects with ERR_GRACEFUL_HOOK_FAILED
+   * or the error that stopped the start; a new instance then gave up its
+   * hand-off (its predecessor goes on serving) and should exit. A predecessor
+   * that is gone by then is no error: this instance is the only one, and serves.
+   */
+  ready(): Promise<void> {
+    try {
+      this.lifecycle.checkReady();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.lifecycle.run(() => this.becomeReady());
   }
 
-  /**
-   * ready says the application is ready to serve: descriptors nobody claimed
-   * are closed, the predecessor (if any) is told and starts draining, the pid
-   * file is written and systemd told. Call it once, after registering.
-   */
-  async ready(): Promise<void> {
+  private async becomeReady(): Promise<void> {
     await this.init();
-    if (this.readyState !== 'starting') throw new AlreadyReadyError('ready() was already called on this instance');
-    const leftovers = [...this.inherited.values(), ...this.inheritedConns.splice(0), ...this.activated];
-    if (leftovers.length > 0) {
-      this.log(`closing ${leftovers.length} inherited descriptor(s) nobody registered: ${[...this.inherited.keys(), ...this.activated.map((a) => a.name)].join(', ')}`);
-      closeAll(leftovers.map((l) => l.fd));
-      this.inherited.clear();
-      this.activated = [];
+    this.lifecycle.checkReady();
+    const predecessor = this.predecessor;
+    if (this.handoffAbandoned) {
+      throw new HandoffFailedError(`ready(): an earlier ready() failed and told the predecessor (pid ${predecessor?.pid}), which goes on serving: exit this process`);
     }
+    /** giveUp: a new instance that cannot start tells its predecessor (which serves on) and accepts nothing. */
+    const giveUp = () => {
+      if (!predecessor) return;
+      predecessor.abandon();
+      this.handoffAbandoned = true;
+      this.listenerSet.stopAll(false);
+    };
+    const leftovers = this.registry.closeUnclaimed();
+    if (leftovers.count > 0) this.log(`closing ${leftovers.count} inherited descriptor(s) nobody registered: ${leftovers.names.join(', ')}`);
     try {
       await this.hooks.run('ready');
     } catch (err) {
-      this.predecessor?.abandon();
+      giveUp();
       throw new HookFailedError(`a ready hook failed, so this instance does not start: ${(err as Error)?.message ?? String(err)}`, { cause: err });
     }
-    for (const start of this.pendingStarts.splice(0)) await start();
+    try {
+      // Before the predecessor is told: a failure here leaves it serving.
+      if (this.config.pidFile) writePidFile(this.config.pidFile);
+      for (const start of this.pendingStarts.splice(0)) await start();
+    } catch (err) {
+      giveUp();
+      this.log(`ready: this instance cannot start: ${(err as Error).message}`, { event: 'ready.failed', code: (err as { code?: string }).code });
+      throw err;
+    }
     // Accepting from here on: status says ready, also while the predecessor is told.
-    this.readyState = 'ready';
-    if (this.predecessor) {
+    this.lifecycle.to('ready');
+    if (predecessor) {
       // The service manager (or a supervisor) learns the new main pid before
       // the predecessor may exit, so it never sees the service without one.
       notify(`MAINPID=${process.pid}`);
-      try {
-        await this.predecessor.ready();
-      } catch (err) {
-        this.readyState = 'starting';
-        throw err;
-      }
+      const err = await predecessor.ready();
+      if (err) this.log(`could not tell the predecessor (pid ${predecessor.pid}) that this instance is ready (${(err as { code?: string }).code ?? err.message}): it is gone, so this instance serves alone`, { event: 'ready.predecessor-gone' });
     }
-    this.wasReady = true;
-    if (this.options.pidFile) writePidFile(this.options.pidFile);
     notify(this.readyNotice());
-    await this.runHooks(this.level);
+    await this.runLevelHooks(this.lifecycle.level);
     await this.hooks.run('started');
     this.emit('ready');
   }
 
-  /** telinit switches runlevel: 0 halt, 1 single user (listeners closed, control stays), 3 serving. */
+  /** Set when a ready() failed in a new instance: it told its predecessor and cannot start any more. */
+  private handoffAbandoned = false;
+
+  /**
+   * telinit switches runlevel: 0 halt, 1 single user (listeners closed,
+   * control stays), 3 serving. Refused with ERR_GRACEFUL_NOT_READY before
+   * ready(), ERR_GRACEFUL_UPGRADE_IN_PROGRESS during a redeploy,
+   * ERR_GRACEFUL_TERMINATING once handed over or halting.
+   */
   telinit(level: Runlevel | string | number): Promise<void> {
     let target: Runlevel;
     try {
       target = checkRunlevel(level);
+      this.lifecycle.checkTelinit(target);
     } catch (err) {
       return Promise.reject(err);
     }
-    if (this.readyState === 'halting' || this.readyState === 'halted') {
-      return Promise.reject(new TerminatingError(`telinit ${target}: this instance is halting`));
-    }
-    const run = this.transition.then(() => this.enter(target));
-    this.transition = run.catch(() => undefined);
-    return run;
+    return target === 0 ? this.stop(false) : this.lifecycle.run(() => this.enter(target));
   }
 
-  private async enter(target: Runlevel, handedOver = false, bySignal = false): Promise<void> {
-    if (target === this.level && target !== 0) return;
+  private async enter(target: 1 | 3): Promise<void> {
+    if (this.lifecycle.state !== 'ready') throw new TerminatingError(`telinit ${target}: this instance is ${this.lifecycle.state}`);
+    if (target === this.lifecycle.level) return;
     if (target === 3) {
-      for (const l of this.managed.values()) await l.start();
-    } else if (target === 1) {
+      await this.listenerSet.startAll();
+    } else {
       const forced = await this.drainListeners(true);
       if (forced > 0) this.log(`runlevel 1: closed ${forced} connection(s) still open at the shutdown timeout`);
-    } else {
-      await this.halt(handedOver, bySignal);
-      return;
     }
-    this.level = target;
+    this.lifecycle.level = target;
     this.log(`runlevel ${target}`);
-    await this.runHooks(target);
+    await this.runLevelHooks(target);
     this.emit('runlevel', target);
   }
 
-  private async runHooks(level: Runlevel): Promise<void> {
+  private async runLevelHooks(level: Runlevel): Promise<void> {
     for (const hook of this.levelHooks.get(level) ?? []) await hook(level);
   }
 
   /** drainListeners stops accepting everywhere and drains; resolves with how many connections were forced closed. */
-  private async drainListeners(release: boolean): Promise<number> {
-    const deadline = Date.now() + this.shutdownTimeout;
-    for (const l of this.managed.values()) l.stop(release);
-    const idle = this.options.idleGrace ?? DEFAULT_IDLE_GRACE;
-    const forced = await Promise.all([...this.managed.values()].map((l) => l.tracker.drain(idle, deadline)));
-    for (const l of this.managed.values()) l.tracker.reset();
-    return forced.reduce((a, b) => a + b, 0);
+  private drainListeners(release: boolean): Promise<number> {
+    return this.listenerSet.drain(release, this.config.idleGrace, this.shutdownTimeout);
   }
 
-  private async halt(handedOver: boolean, bySignal: boolean): Promise<void> {
-    const pending = this.redeploying;
-    if (pending && !handedOver) {
-      // Stopping wins over a redeploy under way: the new instance is killed (as tableflip does).
-      pending.abort.abort();
-      await pending.done;
-    }
-    this.readyState = 'halting';
-    const deadline = Date.now() + this.shutdownTimeout;
-    if (!handedOver) notify('STOPPING=1');
-    const open = this.connectionCount();
-    this.emit('draining', open);
-    const forced = await this.drainListeners(!handedOver);
-    if (forced > 0) this.log(`halt: closed ${forced} connection(s) still open at the shutdown timeout`, { event: 'halt.forced', forced });
-    if (handedOver && !this.takenBack) {
-      // Watch the new instance a little longer: if it dies now, we serve again.
-      const wait = (this.handedOverAt ?? 0) + (this.options.takeBackWindow ?? DEFAULT_TAKE_BACK_WINDOW) - Date.now();
-      if (wait > 0) {
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, wait);
-          this.onTakeBack = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
-        this.onTakeBack = null;
-      }
-    }
-    if (this.takenBack) {
-      this.takenBack = false;
-      return; // the successor died: this instance serves again (takeBack)
-    }
-    for (const l of this.managed.values()) l.dropSpare();
-    const stopped = await this.hooks.runStop(deadline);
-    if (stopped === 'overran') this.log(`halt: stop hooks still running at the shutdown timeout (${this.shutdownTimeout} ms): going on without them`, { event: 'halt.stop-overran' });
-    else if (stopped instanceof Error) this.log(`halt: a stop hook failed: ${stopped.message}`, { event: 'halt.stop-failed' });
-    this.level = 0;
-    await this.runHooks(0).catch((err: Error) => this.log(`halt: a runlevel 0 hook failed: ${err.message}`));
-    this.control?.close(!handedOver);
-    this.removeSignals?.();
-    if (this.keepAlive) clearInterval(this.keepAlive);
-    if (this.options.pidFile) removePidFile(this.options.pidFile);
-    await this.hooks.run('terminate').catch((err: Error) => this.log(`halt: a terminate hook failed: ${err.message}`));
-    this.readyState = 'halted';
-    this.emit('runlevel', 0);
-    this.emit('halt', { forced, handedOverTo: this.handedOverTo });
-    this.resolveHalt();
-    if (this.options.exitProcess ?? (handedOver || bySignal)) setImmediate(() => process.exit(0));
-  }
-
-  /** connectionCount: connections open on every listener. */
-  connectionCount(): number {
-    let n = 0;
-    for (const l of this.managed.values()) n += l.tracker.count;
-    return n;
-  }
-
-  /** listenerInfo: name, address and state of every listener, for status. */
-  listenerInfo(): { name: string; open: boolean; connections: number; address: Meta }[] {
-    return [...this.managed.values()].map((l) => ({ name: l.name, open: l.isOpen, connections: l.tracker.count, address: l.address() }));
-  }
-
-  /** redeployInProgress: the pending redeploy, if any. */
-  get redeployInProgress(): { pid?: number; since: number } | null {
-    return this.redeploying && { pid: this.redeploying.pid, since: this.redeploying.since };
+  /** stop queues a halt (telinit 0, SIGTERM): nothing to do when this instance is on its way out already. */
+  private stop(bySignal: boolean): Promise<void> {
+    return this.lifecycle.run(async () => {
+      const state = this.lifecycle.state;
+      if (state !== 'starting' && state !== 'ready') return; // handed over, or halting already
+      await this.shutdown.halt(bySignal);
+    });
   }
 
   /**
    * redeploy replaces this instance with a new one of the same program. It
-   * resolves once the new instance is ready (this one then drains and exits);
-   * it rejects with RedeployFailedError when the new instance failed (this
-   * one goes on serving), UpgradeInProgressError while another runs,
-   * NotReadyError before ready(), TerminatingError once halting.
+   * resolves once the new instance is ready and has outlived the take-back
+   * window (this one then drains and exits); it rejects with
+   * RedeployFailedError when the new instance failed, also when it died
+   * within that window (this one then goes on serving),
+   * UpgradeInProgressError while another runs, NotReadyError before ready(),
+   * PredecessorRunningError when the instance this one replaced still runs
+   * after the upgrade timeout (a redeploy waits for its exit before it spawns),
+   * AlreadyHandedOverError or TerminatingError once handing over or halting.
    */
-  async redeploy(onEvent?: (event: RedeployEvent) => void): Promise<RedeployResult> {
-    if (this.redeploying) {
-      const r = this.redeploying;
-      throw new UpgradeInProgressError(
-        `redeploy() is refused while another redeploy is under way (new instance pid ${r.pid ?? '(starting)'}, started ${Date.now() - r.since} ms ago): wait for it to finish`,
-      );
-    }
-    if (this.handedOverTo !== null) throw new TerminatingError(`redeploy(): this instance already handed over to pid ${this.handedOverTo}; ask that one`);
-    if (this.readyState === 'halting' || this.readyState === 'halted') throw new TerminatingError('redeploy(): this instance is halting');
-    if (this.readyState !== 'ready') throw new NotReadyError('redeploy(): this instance is not ready yet; call ready() first');
-    const started = Date.now();
-    const abort = new AbortController();
-    let settle!: () => void;
-    const state: { pid?: number; since: number; abort: AbortController; done: Promise<unknown> } = {
-      since: started, abort, done: new Promise<void>((r) => (settle = r)),
-    };
-    this.redeploying = state;
-    const emit = (event: RedeployEvent) => {
-      const { type, ms } = event;
-      const fields: LogFields = { event: `redeploy.${type}`, ms };
-      if ('pid' in event) fields.newPid = event.pid;
-      if (event.type === 'draining') fields.connections = event.connections;
-      if (event.type === 'done') fields.forced = event.forced;
-      if (event.type === 'failed') fields.code = event.error.code;
-      this.log(event.type === 'failed' ? `redeploy failed: ${event.error.message}` : `redeploy: ${type}${'pid' in event ? ` (pid ${event.pid})` : ''} after ${ms} ms`, fields);
-      this.emit('redeploy', event);
-      onEvent?.(event);
-    };
-    notify(`RELOADING=1\nMONOTONIC_USEC=${monotonicUsec()}`);
-    let spawnedAt = started;
-    try {
-      const successor = await startSuccessor({
-        descriptors: () => this.handoffList(),
-        state: { runlevel: this.level, generation: this.generation, ...this.closedPorts() },
-        timeoutMs: this.upgradeTimeout,
-        spawn: this.options.spawn,
-        signal: abort.signal,
-        onSpawned: (pid) => {
-          state.pid = pid;
-          spawnedAt = Date.now();
-          emit({ type: 'spawned', pid, ms: spawnedAt - started });
-        },
-      });
-      const readyMs = Date.now() - spawnedAt;
-      this.handedOverTo = successor.pid;
-      this.handedOverAt = Date.now();
-      this.control?.handoffDone();
-      // Until this instance is gone, it can serve again if the new one dies.
-      for (const l of this.managed.values()) l.keepSpare();
-      successor.child.once('exit', (code, signal) => {
-        // A supervisor cannot learn how a grandchild ended: tell it.
-        if (process.env[SUPERVISOR_ENV]) notify(`${EXIT_FIELD}=${successor.pid} ${signal ?? code}`);
-        // Exit code 0 is a halt asked for (SIGTERM, telinit 0), not a crash: the service is meant to stop.
-        if (signal || code !== 0) void this.takeBack(successor.pid, signal ? `was killed by ${signal}` : `exited with code ${code}`);
-      });
-      emit({ type: 'ready', pid: successor.pid, ms: Date.now() - started });
-      void this.handOver(successor.pid, started, emit);
-      return { pid: successor.pid, readyMs };
-    } catch (err) {
-      const e = err as RedeployFailedError;
-      this.control?.handoffFailed();
-      emit({ type: 'failed', error: e, ms: Date.now() - started });
-      notify(this.readyNotice());
-      throw err;
-    } finally {
-      this.redeploying = null;
-      settle();
-    }
+  redeploy(onEvent?: (event: RedeployEvent) => void): Promise<RedeployResult> {
+    return this.redeployer.redeploy(onEvent);
   }
 
-  private async handOver(pid: number, started: number, emit: (e: RedeployEvent) => void): Promise<void> {
-    emit({ type: 'draining', pid, connections: this.connectionCount(), ms: Date.now() - started });
-    let forced = 0;
-    const onHalt = (h: { forced: number }) => {
-      forced = h.forced;
-    };
-    this.once('halt', onHalt);
-    const run = this.transition.then(() => this.enter(0, true));
-    this.transition = run.catch(() => undefined);
-    await run;
-    this.off('halt', onHalt);
-    if (this.readyState === 'halted') emit({ type: 'done', pid, forced, ms: Date.now() - started });
-  }
-
-  /**
-   * takeBack: the new instance died while this one was draining. This one
-   * listens again on the sockets it kept, and serves as before: the service
-   * goes on (only what was in flight in the dead process is lost).
-   */
-  private async takeBack(pid: number, how: string): Promise<void> {
-    if (this.handedOverTo !== pid || this.readyState === 'halted') return;
-    this.takenBack = true;
-    this.onTakeBack?.();
-    this.log(`the new instance (pid ${pid}) ${how} while this one drained: serving again`, { event: 'redeploy.takeback', newPid: pid });
-    for (const l of this.managed.values()) {
-      await l.takeBack().catch((err: Error) => this.log(`take-back of "${l.name}" failed: ${err.message}`));
-      l.tracker.reset(); // stop draining: the connections are ours to keep again
+  /** serving: this instance serves (again, after a failed redeploy or a take-back): the pid file and systemd say so. */
+  private serving(): void {
+    if (this.config.pidFile) {
+      try {
+        writePidFile(this.config.pidFile);
+      } catch (err) {
+        this.log(`could not write the pid file ${this.config.pidFile}: ${(err as Error).message}`, { event: 'pidfile.failed' });
+      }
     }
-    await this.control?.takeBack().catch((err: Error) => this.log(`take-back of the control socket failed: ${err.message}`));
-    this.handedOverTo = null;
-    this.readyState = 'ready';
-    if (this.options.pidFile) writePidFile(this.options.pidFile);
     notify(this.readyNotice());
-    this.emit('takeback', { pid });
   }
 
   /**
@@ -768,39 +607,26 @@ export class GracefulServer extends EventEmitter {
    * and for a supervisor, the control socket to forward commands to.
    */
   private readyNotice(): string {
-    const control = this.options.controlSocket ? `\n${CONTROL_FIELD}=${path.resolve(this.options.controlSocket)}` : '';
+    const control = this.config.controlSocket ? `\n${CONTROL_FIELD}=${path.resolve(this.config.controlSocket)}` : '';
     return `MAINPID=${process.pid}\nREADY=1${process.env[SUPERVISOR_ENV] ? control : ''}`;
   }
 
-  /** closedPorts: the ports of listeners closed in runlevel 1, which a successor binds again at telinit 3. */
-  private closedPorts(): Meta {
-    const ports: Meta = {};
-    for (const l of this.managed.values()) {
-      const port = l.address().port;
-      if (!l.isOpen && typeof port === 'number' && port > 0) ports[`port:${l.name}`] = port;
-    }
-    return ports;
-  }
-
   private handoffList(): OutgoingFd[] {
-    const out: OutgoingFd[] = this.control ? this.control.handoff() : [];
-    for (const r of this.registry.values()) {
-      const item = r.handoff();
-      if (item) out.push(item);
-    }
-    return out;
+    return [...(this.control ? this.control.handoff() : []), ...this.registry.handoffList()];
   }
 
   private installSignals(): () => void {
-    return installSignals(this.options, {
+    return installSignals(this.config, {
       redeploy: () => {
         this.redeploy().catch((err: Error) => this.log(`SIGHUP: ${err.message}`));
       },
       stop: () => {
-        if (this.terminating) return;
-        const run = this.transition.then(() => this.enter(0, false, true));
-        this.transition = run.catch(() => undefined);
-        run.catch((err: Error) => this.log(`stop: ${err.message}`));
+        const first = !this.signalStop;
+        this.signalStop = true;
+        if (first && this.lifecycle.terminating && this.lifecycle.state !== 'halted') {
+          this.log('stop: this instance is draining already; a second SIGINT ends it now', { event: 'halt.already' });
+        }
+        this.stop(true).catch((err: Error) => this.log(`stop: ${err.message}`));
       },
       force: () => {
         this.log('second SIGINT while stopping: exiting now', { event: 'halt.forced-exit' });
@@ -812,7 +638,8 @@ export class GracefulServer extends EventEmitter {
           (err: Error) => this.log(`${sig}: task ${name} failed: ${err.message}`, { event: 'task.failed', task: name }),
         );
       },
-      stopping: () => this.terminating,
+      // Only a halt a signal asked for makes the next SIGINT a forced exit (not a drain after a hand-over).
+      stopping: () => this.signalStop,
     });
   }
 }

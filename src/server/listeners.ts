@@ -5,6 +5,7 @@
  */
 import net from 'node:net';
 import { fdOf, listenOnFd } from '../fds.js';
+import { OwnedFd } from './owned-fd.js';
 import { addon } from '../native.js';
 import { clearStaleSocket, SocketFile } from '../socketpath.js';
 import type { Meta } from '../meta.js';
@@ -28,7 +29,13 @@ export class ManagedListener {
   private file: SocketFile | null = null;
   private open = false;
   /** A duplicate kept while a new instance takes over, to serve again if it dies. */
-  private spare: number | null = null;
+  private spare: OwnedFd | null = null;
+  /**
+   * The socket came from systemd (socket activation), here or in a
+   * predecessor: it is kept across every redeploy, whatever the bind options
+   * say, since systemd owns the address.
+   */
+  activated = false;
 
   constructor(readonly name: string, readonly server: net.Server, private bind: BindOptions) {
     this.tracker = new ConnectionTracker(server);
@@ -40,18 +47,26 @@ export class ManagedListener {
 
   /** address: what the listener is bound to, for status and meta. */
   address(): Meta {
-    if (this.bind.path !== undefined) return { family: 'unix', path: this.bind.path };
+    const systemd: Meta = this.activated ? { systemd: true } : {};
     const a = this.open ? this.server.address() : null;
-    if (a && typeof a === 'object') return { family: 'tcp', host: a.address, port: a.port };
-    return { family: 'tcp', host: this.bind.host ?? null, port: this.bind.port ?? 0 };
+    if (typeof a === 'string') return { family: 'unix', path: a, ...systemd };
+    if (this.bind.path !== undefined && !this.activated) return { family: 'unix', path: this.bind.path };
+    if (a && typeof a === 'object') return { family: 'tcp', host: a.address, port: a.port, ...systemd };
+    return { family: 'tcp', host: this.bind.host ?? null, port: this.bind.port ?? 0, ...systemd };
   }
 
-  /** matches tells whether an inherited socket's meta fits this listener's bind options. */
+  /**
+   * matches tells whether an inherited socket's meta fits this listener's
+   * bind options: same UNIX path, or same port (any, when the options leave
+   * it to the kernel) and same host. A socket from systemd always fits.
+   */
   matches(meta: Meta): boolean {
     if (meta.kind !== 'listener') return false;
+    if (meta.systemd === true) return true;
     if (this.bind.path !== undefined) return meta.family === 'unix' && meta.path === this.bind.path;
     if (meta.family !== 'tcp') return false;
-    return !this.bind.port || meta.port === this.bind.port;
+    if (this.bind.port && meta.port !== this.bind.port) return false;
+    return sameHost(this.bind.host, typeof meta.host === 'string' ? meta.host : null);
   }
 
   /** rememberPort sets the port a fresh bind uses, when the bind options left it to the kernel. */
@@ -59,20 +74,17 @@ export class ManagedListener {
     if (this.bind.path === undefined && !this.bind.port) this.bind = { ...this.bind, port };
   }
 
-  /** start listens on an inherited fd (which it then owns) or binds fresh. */
-  async start(inherited?: number): Promise<void> {
-    if (this.open) return;
+  /** start listens on an inherited fd (taken from its owner, even if this fails) or binds fresh. */
+  async start(inherited?: OwnedFd): Promise<void> {
+    if (this.open) {
+      inherited?.close();
+      return;
+    }
     if (inherited !== undefined) {
-      await listenOnFd(this.server, inherited);
+      await listenOnFd(this.server, inherited.take());
     } else if (this.bind.path !== undefined) {
       clearStaleSocket(this.bind.path, `listen ${this.name}`);
-      const fd = addon.listen(this.bind.path, this.bind.mode ?? 0o660, this.bind.backlog ?? 511);
-      try {
-        await listenOnFd(this.server, fd);
-      } catch (err) {
-        addon.close(fd);
-        throw err;
-      }
+      await listenOnFd(this.server, addon.listen(this.bind.path, this.bind.mode ?? 0o660, this.bind.backlog ?? 511));
     } else {
       await new Promise<void>((resolve, reject) => {
         this.server.once('error', reject);
@@ -83,7 +95,7 @@ export class ManagedListener {
       });
     }
     this.open = true;
-    if (this.bind.path !== undefined) this.file ??= new SocketFile(this.bind.path);
+    if (this.bind.path !== undefined && !this.activated) this.file ??= new SocketFile(this.bind.path);
     const a = this.server.address();
     // Keep the real port: a rebind after runlevel 1 takes the same one.
     if (a && typeof a === 'object' && this.bind.path === undefined) this.bind = { ...this.bind, port: a.port };
@@ -96,29 +108,19 @@ export class ManagedListener {
 
   /** keepSpare keeps a duplicate of the listening socket, for takeBack(). */
   keepSpare(): void {
-    if (this.open && this.spare === null) this.spare = addon.dup(this.fd());
+    if (this.open && this.spare === null) this.spare = new OwnedFd(addon.dup(this.fd()), { name: this.name });
   }
 
   /** takeBack listens again on the spare (if the copy was already stopped); the spare is used or closed. */
   async takeBack(): Promise<void> {
     const spare = this.spare;
     this.spare = null;
-    if (spare === null) return;
-    if (this.open) {
-      addon.close(spare);
-      return;
-    }
-    try {
-      await this.start(spare);
-    } catch (err) {
-      addon.close(spare);
-      throw err;
-    }
+    if (spare !== null) await this.start(spare);
   }
 
   /** dropSpare closes the spare, once no take-back can come. */
   dropSpare(): void {
-    if (this.spare !== null) addon.close(this.spare);
+    this.spare?.close();
     this.spare = null;
   }
 
@@ -132,6 +134,24 @@ export class ManagedListener {
     if (!this.open) return;
     this.open = false;
     net.Server.prototype.close.call(this.server);
-    if (release) this.file?.remove();
+    if (release && !this.activated) this.file?.remove();
   }
+}
+
+/** ANY: what a listener bound without a host reports (Node binds :: when it can, else 0.0.0.0). */
+const ANY = new Set(['::', '0.0.0.0']);
+
+/**
+ * sameHost tells whether a socket bound to actual serves what wanted asks:
+ * no host means every address; an IP address must be the same; a name
+ * (localhost) is resolved by the kernel at bind time, so its loopback
+ * addresses fit, and another name is taken as it is.
+ */
+function sameHost(wanted: string | undefined, actual: string | null): boolean {
+  if (wanted === undefined || wanted === '') return actual === null || ANY.has(actual);
+  if (actual === null) return false;
+  const norm = (h: string) => h.toLowerCase().replace(/^::ffff:(?=\d+\.)/, '');
+  if (net.isIP(wanted)) return norm(wanted) === norm(actual) || (ANY.has(wanted) && ANY.has(actual));
+  if (wanted.toLowerCase() === 'localhost') return actual === '127.0.0.1' || actual === '::1';
+  return true;
 }

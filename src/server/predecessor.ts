@@ -8,7 +8,7 @@ import { HandoffFailedError, PeerRefusedError } from '../errors.js';
 import type { Meta } from '../meta.js';
 import { HandoffConnection, closeAll } from '../handoff/connection.js';
 import { receiveFrom, sendTo } from '../handoff/client.js';
-import { HANDOFF_ENV, END_MARK, READY_MARK } from './successor.js';
+import { HANDOFF_ENV, END_MARK, READY_MARK } from '../protocol.js';
 
 /** InheritedFd: a descriptor from the predecessor, with its meta (name, kind, address). */
 export interface InheritedFd {
@@ -17,16 +17,60 @@ export interface InheritedFd {
 }
 
 export class Predecessor {
+  /** pid of the instance we replace. */
+  readonly pid: number;
+  private told = false;
+  private exit: Promise<void> | null = null;
+
   private constructor(
     private readonly conn: HandoffConnection,
     readonly fds: InheritedFd[],
     readonly state: Meta,
     private readonly stderrFd: number,
-  ) {}
+  ) {
+    this.pid = conn.peer().pid;
+  }
 
-  /** pid of the instance we replace. */
-  get pid(): number {
-    return this.conn.peer().pid;
+  /**
+   * running: the predecessor has not exited. It is our parent: when it exits
+   * the kernel gives us another one, so this asks the kernel, not a pid that
+   * could be reused.
+   */
+  get running(): boolean {
+    return process.ppid === this.pid;
+  }
+
+  /**
+   * exited resolves once the predecessor has exited: a pidfd of it becomes
+   * readable (opened while it is surely our parent, so its pid cannot have
+   * been reused). Where pidfds are missing (ENOSYS before Linux 5.3) the
+   * parent pid is checked every 100 ms instead. Nothing here keeps the
+   * process alive.
+   */
+  exited(): Promise<void> {
+    this.exit ??= new Promise<void>((resolve) => {
+      if (!this.running) return resolve();
+      let pidfd: number;
+      try {
+        pidfd = addon.pidfdOpen(this.pid);
+      } catch {
+        const timer = setInterval(() => {
+          if (this.running) return;
+          clearInterval(timer);
+          resolve();
+        }, 100);
+        timer.unref();
+        return;
+      }
+      const poller = new addon.Poller(pidfd, () => {
+        poller.close();
+        closeAll([pidfd]);
+        resolve();
+      });
+      poller.start(1);
+      poller.unref();
+    });
+    return this.exit;
   }
 
   /**
@@ -62,19 +106,29 @@ export class Predecessor {
    * ready puts the predecessor's stderr back at fd 2 (ours was a pipe to it,
    * so it could report our last words if we failed), then answers ready.
    * The answer carries that descriptor back, as every record carries one.
+   * It never rejects: it resolves with null once told, or with the error when
+   * the predecessor could not be told (it is gone: this instance is the only
+   * one and serves). Call it once; after abandon() it does nothing.
    */
-  async ready(): Promise<void> {
+  async ready(): Promise<Error | null> {
+    if (this.told) return null;
+    this.told = true;
     try {
       addon.dup2(this.stderrFd, 2);
       await sendTo(this.conn, this.stderrFd, { graceful: READY_MARK, pid: process.pid });
+      return null;
+    } catch (err) {
+      return err instanceof Error ? err : new Error(String(err));
     } finally {
       closeAll([this.stderrFd]);
       this.conn.close();
     }
   }
 
-  /** abandon closes the connection without answering: the predecessor sees a failed redeploy. */
+  /** abandon closes the connection without answering: the predecessor sees a failed redeploy. Idempotent. */
   abandon(): void {
+    if (this.told) return;
+    this.told = true;
     closeAll([this.stderrFd]);
     this.conn.close();
   }

@@ -12,12 +12,10 @@ import type { Meta } from '../meta.js';
 import { listenAndServe } from '../handoff/server.js';
 import { receiveFrom } from '../handoff/client.js';
 import type { OutgoingFd } from '../handoff/connection.js';
+import type { HandoffServer } from '../handoff/server.js';
+import { HANDOFF_ENV, END_MARK, READY_MARK } from '../protocol.js';
 
-/** The environment variable that names the hand-off socket to a new instance. */
-export const HANDOFF_ENV = 'GRACEFUL_HANDOFF';
-/** Meta of the last record of a hand-off, and of the new instance's answer. */
-export const END_MARK = 'end';
-export const READY_MARK = 'ready';
+export { HANDOFF_ENV };
 const STDERR_LINES = 20;
 
 /** SpawnFunction: the process seam; tests inject one to make a new instance crash or hang. */
@@ -77,7 +75,21 @@ function lastWords(lines: string[]): string {
  * descriptors are never closed here.
  */
 export async function startSuccessor(options: SuccessorOptions): Promise<Successor> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'graceful-')); // mode 0700
+  let dir: string;
+  try {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'graceful-')); // mode 0700
+  } catch (err) {
+    throw new RedeployFailedError(`could not make a private directory for the hand-off socket in ${os.tmpdir()} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): ` +
+      'make it writable, or point TMPDIR elsewhere; no new instance was started and this instance goes on serving', { reason: 'handoff', stderr: [] }, { cause: err });
+  }
+  try {
+    return await runSuccessor(options, dir);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function runSuccessor(options: SuccessorOptions, dir: string): Promise<Successor> {
   const sockPath = path.join(dir, 'handoff.sock');
   const tail = new StderrTail();
   let child: ChildProcess | undefined;
@@ -98,7 +110,9 @@ export async function startSuccessor(options: SuccessorOptions): Promise<Success
     };
   });
 
-  const server = listenAndServe(sockPath, async (res) => {
+  let server: HandoffServer;
+  try {
+    server = listenAndServe(sockPath, async (res) => {
     const peer = res.peer();
     if (!child || peer.pid !== child.pid || peer.uid !== process.getuid?.()) {
       throw new PeerRefusedError(
@@ -114,7 +128,11 @@ export async function startSuccessor(options: SuccessorOptions): Promise<Success
       throw new HandoffFailedError(ack ? 'the new instance answered something other than ready' : 'the new instance closed the hand-off before it was ready');
     }
     ready();
-  }, { mode: 0o600 });
+    }, { mode: 0o600 });
+  } catch (err) {
+    throw new RedeployFailedError(`could not open the hand-off socket ${sockPath} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): ` +
+      'point TMPDIR at a shorter path that this user may write; no new instance was started and this instance goes on serving', { reason: 'handoff', stderr: [] }, { cause: err });
+  }
   let handoffTimer: NodeJS.Timeout | undefined;
   server.on('clientError', (err: Error & { code?: string }) => {
     if (err.code === 'ERR_GRACEFUL_PEER_REFUSED') {
@@ -142,6 +160,10 @@ export async function startSuccessor(options: SuccessorOptions): Promise<Success
       cwd: process.cwd(),
       env: { ...process.env, [HANDOFF_ENV]: sockPath },
       stdio: ['inherit', 'inherit', 'pipe'],
+      // A session of its own: a terminal's Ctrl-C (sent to the foreground
+      // process group) must not reach the new instance as well as this one.
+      // Who signals it by pid (a supervisor, systemd's MAINPID) still can.
+      detached: true,
     });
     child.stderr?.on('data', (chunk: Buffer) => tail.push(chunk));
     child.once('error', (err) => failed({ reason: 'spawn', pid: child?.pid, stderr: tail.get() },
@@ -172,6 +194,5 @@ export async function startSuccessor(options: SuccessorOptions): Promise<Success
     clearTimeout(handoffTimer);
     options.signal?.removeEventListener('abort', onAbort);
     await server.close();
-    fs.rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -4,12 +4,22 @@
  * behind, and the survivor holds no leaked descriptor.
  */
 import { expect } from 'chai';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ControlClient, receive } from '../../src/index.js';
 import { openFds, root, spawnChild, spawnFixture, tmpDir, until, type Child, endGenerations, gone } from '../helpers.js';
 import { LoadLoop } from '../load.js';
 
+
+/** cli runs the graceful-restart command line and collects what it said. */
+function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [path.join(root, 'bin/graceful-restart.js'), ...args], { timeout: 60_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+    });
+  });
+}
 
 describe('faults during a redeploy', function () {
   this.timeout(60_000);
@@ -88,15 +98,18 @@ describe('faults during a redeploy', function () {
     await failsCleanly('limit-fds', /exited with code 1 before it was ready; its last words: .*ERR_GRACEFUL_FDS_TRUNCATED|EMFILE/);
   });
 
-  it('SIGKILL of the new instance right after ready: the draining old instance serves again', async () => {
+  it('SIGKILL of the new instance right after ready: the draining old instance serves again, and the redeploy fails with the reason', async () => {
     const { pid, port } = await start();
     const load = new LoadLoop(port, 3, 3);
     await until(() => load.result.requests > 30, 10_000, 'some load');
     fs.writeFileSync(failFile, 'kill-after-ready');
-    const c = await ControlClient.connect(sock);
-    const r = (await c.request('redeploy')) as { pid: number };
-    c.close();
-    await app!.next(new RegExp(`^takeback ${pid} from ${r.pid}$`));
+    const r = await cli(sock);
+    const newPid = Number(/ready: pid (\d+)/.exec(r.stdout)?.[1]);
+    expect(r.code, r.stdout + r.stderr).to.equal(1);
+    expect(r.stdout).not.to.include('is serving');
+    expect(r.stderr).to.match(new RegExp(`^error: the new instance \\(pid ${newPid}\\) was killed by SIGKILL \\d+ ms into the redeploy, after it was ready but within the take-back window: ` +
+      'this instance took back its sockets and goes on serving'));
+    await app!.next(new RegExp(`^takeback ${pid} from ${newPid}$`));
     const before = load.result.requests;
     await until(() => load.result.requests > before + 100, 10_000, 'requests after the take-back');
     const result = await load.stop();
@@ -104,7 +117,7 @@ describe('faults during a redeploy', function () {
     expect(result.errors.length, result.errors.join('\n')).to.be.at.most(6);
     for (const e of result.errors) expect(e).to.match(/ECONNRESET|socket hang up|EPIPE/);
     expect(result.perLoop.every((seen) => seen.at(-1) === pid), 'the old pid answers at the end').to.equal(true);
-    expect(gone(r.pid)).to.equal(true);
+    expect(gone(newPid)).to.equal(true);
     // It is a full instance again: the next redeploy works.
     fs.rmSync(failFile);
     const c2 = await ControlClient.connect(sock);

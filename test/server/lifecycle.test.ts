@@ -34,6 +34,14 @@ describe('lifecycle', function () {
     ]);
   });
 
+  it('app.command() before anything else: a duplicate name throws at once, a failed start rejects listen(), nothing is unhandled', async () => {
+    const sock = path.join(tmpDir(), 'missing', 'c.sock'); // its directory does not exist: the control socket cannot be bound
+    app = spawnFixture('commands', [sock]);
+    const { code } = await app.exited;
+    expect(app.stdout).to.deep.equal(['hello ERR_GRACEFUL_DUPLICATE_NAME', 'status ERR_GRACEFUL_DUPLICATE_NAME', 'listen ENOENT', 'end']);
+    expect(code).to.equal(0);
+  });
+
   it('GRACEFUL_JSON_LOG=1 turns the library\'s log lines into JSON objects', async () => {
     const dir = tmpDir();
     const config = path.join(dir, 'graceful.json');

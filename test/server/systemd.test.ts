@@ -55,6 +55,23 @@ describe('systemd', function () {
     expect(await httpGet({ port })).to.deep.equal({ status: 200, body: String(res.pid) });
   });
 
+  it('keeps a socket passed by systemd across every redeploy, though the bind options name another port', async () => {
+    const [port, other] = [await freePort(), await freePort()];
+    const child = spawnChild('systemd-socket-activate', ['-l', `127.0.0.1:${port}`, '--fdname=http', '-E', `APP_PORT=${other}`,
+      process.execPath, path.join(fixtures, 'app.js')]);
+    started.push(child);
+    await until(() => child.stderr.some((l) => l.includes('Listening on')), 10_000, 'systemd-socket-activate to listen');
+    const first = await httpGet({ port });
+    expect(first.body).to.equal((await child.next(/^ready /)).split(' ')[1]);
+    for (const generation of [2, 3]) {
+      const res = await post(port, '/redeploy');
+      expect(res, JSON.stringify(res)).to.include({ ok: true });
+      await child.next(new RegExp(`^ready ${res.pid} ${port} ${generation}`));
+      expect(await httpGet({ port })).to.deep.equal({ status: 200, body: String(res.pid) });
+    }
+    expect(child.stderr.filter((l) => l.includes('bound elsewhere'))).to.deep.equal([]);
+  });
+
   it('tells systemd MAINPID + READY=1, then RELOADING=1, the new MAINPID before the old one drains, and READY=1 across a redeploy; the pid file follows', async () => {
     const dir = tmpDir();
     const notifySock = path.join(dir, 'notify.sock');

@@ -525,6 +525,18 @@ describe('supervisor (graceful-restart run)', function () {
     await closed(sup);
   });
 
+  it('a redeploy whose new instance dies right after ready fails through the supervisor too (what systemctl reload runs): exit 1, the reason, the old pid current', async () => {
+    const failFile = path.join(tmpDir(), 'fail');
+    const { sup, sock, first } = await startApp([], { APP_FAIL_FILE: failFile });
+    fs.writeFileSync(failFile, 'kill-after-ready');
+    const r = await graceful([sock]);
+    expect(r.code, r.stdout + r.stderr).to.equal(1);
+    expect(r.stdout).not.to.include('is serving');
+    expect(r.stderr).to.match(/error: the new instance \(pid \d+\) was killed by SIGKILL \d+ ms into the redeploy, after it was ready but within the take-back window/);
+    await sup.next(new RegExp(`^takeback ${first.pid} from \\d+$`));
+    await waitStatus(sock, (s) => s.ready && s.pid === first.pid, `status to name pid ${first.pid} again`, 10_000);
+  });
+
   it('a crash outside any redeploy: SIGKILL of an adopted generation exits 137; an app exiting 3 on its own exits 3', async () => {
     const { sup, sock, first } = await startApp();
     const second = await redeploy(sup, sock, 2);

@@ -1,0 +1,20 @@
+/**
+ * The names the processes of a service agree on: the old instance and the
+ * new one (the hand-off), and an instance and its supervisor (sd_notify(3)
+ * fields). Below the server, the hand-off and the supervisor, so none of them
+ * imports another for a constant.
+ */
+
+/** The environment variable that names the hand-off socket to a new instance. */
+export const HANDOFF_ENV = 'GRACEFUL_HANDOFF';
+/** Meta `graceful` of the last record of a hand-off (it carries the state: runlevel, generation). */
+export const END_MARK = 'end';
+/** Meta `graceful` of the new instance's answer: it serves. */
+export const READY_MARK = 'ready';
+
+/** Set in the application's environment: the supervisor's pid. */
+export const SUPERVISOR_ENV = 'GRACEFUL_SUPERVISOR';
+/** The control socket of the instance that says it (an absolute path): the supervisor forwards commands there. */
+export const CONTROL_FIELD = 'X_GRACEFUL_CONTROL';
+/** How a child of the sender ended, `<pid> <code>` or `<pid> <SIGNAL>`: a supervisor cannot learn it for a grandchild. */
+export const EXIT_FIELD = 'X_GRACEFUL_EXIT';

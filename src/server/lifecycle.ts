@@ -1,0 +1,205 @@
+/**
+ * Lifecycle: the state machine of one instance, and the one place where the
+ * invariants of a redeploy are enforced (after cloudflare/tableflip):
+ *
+ * - there are one or two instances of a service, at most one of them not
+ *   ready: an instance spawns a new one only while ready, and only once its
+ *   own predecessor has exited (a redeploy asked earlier waits for that, up
+ *   to the upgrade timeout, then fails with ERR_GRACEFUL_PREDECESSOR_RUNNING),
+ *   so a chain of redeploys never makes three;
+ * - only one redeploy runs at a time (ERR_GRACEFUL_UPGRADE_IN_PROGRESS);
+ * - no old code keeps running after a successful redeploy: once the take-back
+ *   window has passed, the old instance is committed to halting
+ *   ('draining' leads only to 'halting'), and a later death of the new one no
+ *   longer brings it back.
+ *
+ * States and the transitions between them:
+ *
+ *   starting --ready()--> ready --redeploy: new one ready--> handing-over
+ *   handing-over --new one died in the window--> taken-back --> ready
+ *   handing-over --window passed (or the new one halted)--> draining --> halting
+ *   starting | ready --halt (telinit 0, SIGTERM)--> halting --> halted
+ *
+ * Runlevel changes (telinit 1 and 3) happen in 'ready'. Every transition runs
+ * through run(), one after another; the checks that refuse one (with a coded
+ * error) are here, before it is queued.
+ */
+import {
+  AlreadyHandedOverError, AlreadyReadyError, NotReadyError, PredecessorRunningError, TerminatingError, UpgradeInProgressError,
+} from '../errors.js';
+import type { Runlevel } from './options.js';
+
+export type InstanceState = 'starting' | 'ready' | 'handing-over' | 'taken-back' | 'draining' | 'halting' | 'halted';
+
+/**
+ * Role: what the instance is to its service. 'instance' serves itself; the
+ * workers issue adds a primary that serves through worker processes, with the
+ * same states and invariants (a generation of workers in place of one process).
+ */
+export type Role = 'instance';
+
+const NEXT: Record<InstanceState, readonly InstanceState[]> = {
+  starting: ['ready', 'halting'],
+  ready: ['handing-over', 'halting'],
+  'handing-over': ['taken-back', 'draining'],
+  'taken-back': ['ready'],
+  draining: ['halting'],
+  halting: ['halted'],
+  halted: [],
+};
+
+/** RedeployTicket: the one redeploy under way. */
+export interface RedeployTicket {
+  since: number;
+  pid?: number;
+  /** Fires when this instance is told to halt meanwhile: the new instance is killed. */
+  readonly abort: AbortController;
+  /** Resolves once the new instance was ready or failed (the hand-over itself is a transition of its own). */
+  readonly settled: Promise<void>;
+  settle(): void;
+  /** A new instance that was ready when the redeploy was abandoned: the halt stops it. */
+  stopSuccessor?: () => void;
+}
+
+export interface LifecycleOptions {
+  role?: Role;
+  /** The instance this one replaced, while it still runs: its pid, and a promise of its exit. */
+  predecessorRunning?: () => { pid: number; exited: Promise<void> } | null;
+  /** Told of each state change. */
+  onState?: (from: InstanceState, to: InstanceState) => void;
+}
+
+export class Lifecycle {
+  readonly role: Role;
+  private current: InstanceState = 'starting';
+  private queue: Promise<void> = Promise.resolve();
+  private ticket: RedeployTicket | null = null;
+  /** The runlevel: 3 serving, 1 listeners closed, 0 halted. */
+  level: Runlevel = 3;
+  /** The new instance this one handed over to (while it hands over, drains and halts). */
+  handedOverTo: number | null = null;
+  /** ready() finished once. */
+  wasReady = false;
+
+  constructor(private readonly options: LifecycleOptions = {}) {
+    this.role = options.role ?? 'instance';
+  }
+
+  get state(): InstanceState {
+    return this.current;
+  }
+
+  /** terminating: on the way out (handed over, or halting), or gone. */
+  get terminating(): boolean {
+    return this.current !== 'starting' && this.current !== 'ready' && this.current !== 'taken-back';
+  }
+
+  /** to moves to next; a move the table does not allow is a bug, and throws. */
+  to(next: InstanceState): void {
+    const from = this.current;
+    if (!NEXT[from].includes(next)) throw new Error(`graceful: no transition from ${from} to ${next}`);
+    this.current = next;
+    if (next === 'ready') this.wasReady = true;
+    this.options.onState?.(from, next);
+  }
+
+  /** run queues a transition: transitions run one at a time, in the order asked. */
+  run<T>(transition: () => Promise<T>): Promise<T> {
+    const result = this.queue.then(transition);
+    this.queue = result.then(() => undefined, () => undefined);
+    return result;
+  }
+
+  /** checkReady: ready() may run (once, while starting). */
+  checkReady(): void {
+    if (this.current === 'halting' || this.current === 'halted') throw new TerminatingError('ready(): this instance is halting');
+    if (this.current !== 'starting') throw new AlreadyReadyError('ready() was already called on this instance');
+  }
+
+  /** checkTelinit: a runlevel change may be queued now. */
+  checkTelinit(target: Runlevel): void {
+    if (target === 0) {
+      if (this.current === 'halted' || this.current === 'halting') throw new TerminatingError('telinit 0: this instance is halting already');
+      return;
+    }
+    if (this.terminating) throw new TerminatingError(`telinit ${target}: this instance is ${this.describe()}`);
+    if (this.current === 'starting') throw new NotReadyError(`telinit ${target}: this instance is not ready yet; call ready() first`);
+    if (this.ticket) throw new UpgradeInProgressError(`telinit ${target} is refused while a redeploy is under way (new instance pid ${this.ticket.pid ?? '(starting)'}): wait for it to finish`);
+  }
+
+  /**
+   * beginRedeploy takes the one redeploy ticket, or throws why not:
+   * ERR_GRACEFUL_UPGRADE_IN_PROGRESS, ERR_GRACEFUL_ALREADY_HANDED_OVER,
+   * ERR_GRACEFUL_TERMINATING, ERR_GRACEFUL_NOT_READY. Then call
+   * waitForPredecessor() before spawning.
+   */
+  beginRedeploy(): RedeployTicket {
+    if (this.ticket) {
+      throw new UpgradeInProgressError(
+        `redeploy() is refused while another redeploy is under way (new instance pid ${this.ticket.pid ?? '(starting)'}, started ${Date.now() - this.ticket.since} ms ago): wait for it to finish`,
+      );
+    }
+    if (this.handedOverTo !== null) throw new AlreadyHandedOverError(`redeploy(): this instance already handed over to pid ${this.handedOverTo}; ask that one`);
+    if (this.terminating) throw new TerminatingError(`redeploy(): this instance is ${this.describe()}`);
+    if (this.current !== 'ready') throw new NotReadyError('redeploy(): this instance is not ready yet; call ready() first');
+    let settle!: () => void;
+    const settled = new Promise<void>((resolve) => (settle = resolve));
+    const ticket: RedeployTicket = { since: Date.now(), abort: new AbortController(), settled, settle: () => settle() };
+    this.ticket = ticket;
+    return ticket;
+  }
+
+  /**
+   * waitForPredecessor resolves once the instance this one replaced has
+   * exited (at once when there is none, or it is gone): until then it could
+   * still take back, and a new instance would make three. It rejects with
+   * ERR_GRACEFUL_PREDECESSOR_RUNNING after timeoutMs, and with
+   * ERR_GRACEFUL_TERMINATING when the ticket is aborted meanwhile.
+   */
+  async waitForPredecessor(ticket: RedeployTicket, timeoutMs: number, log: (msg: string) => void): Promise<void> {
+    const predecessor = this.options.predecessorRunning?.() ?? null;
+    if (predecessor === null) return;
+    log(`redeploy: waiting for the instance this one replaced (pid ${predecessor.pid}) to exit first`);
+    let timer: NodeJS.Timeout | undefined;
+    let onAbort: (() => void) | undefined;
+    try {
+      await Promise.race([
+        predecessor.exited,
+        new Promise<never>((_resolve, reject) => {
+          timer = setTimeout(() => reject(new PredecessorRunningError(
+            `redeploy() is refused: the instance this one replaced (pid ${predecessor.pid}) still runs after ${timeoutMs} ms, and could still serve again; ` +
+              'retry once it has exited (it drains for up to its shutdown timeout)',
+          )), timeoutMs);
+          onAbort = () => reject(new TerminatingError('redeploy(): abandoned because this instance is stopping'));
+          ticket.abort.signal.addEventListener('abort', onAbort, { once: true });
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+      if (onAbort) ticket.abort.signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** endRedeploy gives the ticket back once the new instance was ready or failed. */
+  endRedeploy(ticket: RedeployTicket): void {
+    if (this.ticket === ticket) this.ticket = null;
+    ticket.settle();
+  }
+
+  /** redeploying: the redeploy under way, if any. */
+  get redeploying(): RedeployTicket | null {
+    return this.ticket;
+  }
+
+  private describe(): string {
+    switch (this.current) {
+      case 'handing-over':
+      case 'draining':
+        return `draining: it handed over to pid ${this.handedOverTo}`;
+      case 'halted':
+        return 'halted';
+      default:
+        return 'halting';
+    }
+  }
+}

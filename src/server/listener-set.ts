@@ -1,0 +1,82 @@
+/**
+ * Listeners: every ManagedListener of an instance, acted on together: start,
+ * stop and drain, the duplicates kept for a take-back, and what status and a
+ * successor need to know about them.
+ */
+import type { Meta } from '../meta.js';
+import type { ManagedListener } from './listeners.js';
+
+export class Listeners implements Iterable<ManagedListener> {
+  private readonly byName = new Map<string, ManagedListener>();
+
+  add(listener: ManagedListener): void {
+    this.byName.set(listener.name, listener);
+  }
+
+  [Symbol.iterator](): Iterator<ManagedListener> {
+    return this.byName.values();
+  }
+
+  /** startAll binds (or listens again on) every listener not open: telinit 3. */
+  async startAll(): Promise<void> {
+    for (const l of this) await l.start();
+  }
+
+  /** stopAll stops accepting everywhere; with release, UNIX socket files go too (no successor wants them). */
+  stopAll(release: boolean): void {
+    for (const l of this) l.stop(release);
+  }
+
+  /**
+   * drain stops accepting everywhere and drains the connections, at most
+   * timeoutMs; resolves with how many were forced closed at the end. A
+   * take-back ends it early (the trackers are reset).
+   */
+  async drain(release: boolean, idleGraceMs: number, timeoutMs: number): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    this.stopAll(release);
+    const forced = await Promise.all([...this].map((l) => l.tracker.drain(idleGraceMs, deadline)));
+    for (const l of this) l.tracker.reset();
+    return forced.reduce((a, b) => a + b, 0);
+  }
+
+  /** keepSpares keeps a duplicate of every open listener, for takeBack(). */
+  keepSpares(): void {
+    for (const l of this) l.keepSpare();
+  }
+
+  /** dropSpares closes the duplicates, once no take-back can come. */
+  dropSpares(): void {
+    for (const l of this) l.dropSpare();
+  }
+
+  /** takeBack listens again on the duplicates and stops the drain: the connections are ours to keep again. */
+  async takeBack(log: (msg: string) => void): Promise<void> {
+    for (const l of this) {
+      await l.takeBack().catch((err: Error) => log(`take-back of "${l.name}" failed: ${err.message}`));
+      l.tracker.reset();
+    }
+  }
+
+  /** connectionCount: connections open on every listener. */
+  connectionCount(): number {
+    let n = 0;
+    for (const l of this) n += l.tracker.count;
+    return n;
+  }
+
+  /** info: name, address and state of every listener, for status. */
+  info(): { name: string; open: boolean; connections: number; address: Meta }[] {
+    return [...this].map((l) => ({ name: l.name, open: l.isOpen, connections: l.tracker.count, address: l.address() }));
+  }
+
+  /** closedPorts: the ports of listeners closed in runlevel 1, which a successor binds again at telinit 3. */
+  closedPorts(): Meta {
+    const ports: Meta = {};
+    for (const l of this) {
+      const port = l.address().port;
+      if (!l.isOpen && typeof port === 'number' && port > 0) ports[`port:${l.name}`] = port;
+    }
+    return ports;
+  }
+}

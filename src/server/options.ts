@@ -1,0 +1,132 @@
+/**
+ * The options of a GracefulServer: their defaults, the environment variables
+ * that override them, the keys a configuration file may set, and the checks
+ * that turn them into a Config once, in the constructor.
+ */
+import { ConfigError, InvalidRunlevelError, invalidArgument } from '../errors.js';
+import { loadConfig } from '../config.js';
+import type { LogSink } from '../log.js';
+import type { SighupAction } from './signals.js';
+import type { SpawnFunction } from './successor.js';
+
+export type Runlevel = 0 | 1 | 3;
+/** ms a new instance has to become ready. */
+export const DEFAULT_UPGRADE_TIMEOUT = 60_000;
+/** ms to drain at halt before the rest is closed. */
+export const DEFAULT_SHUTDOWN_TIMEOUT = 10_000;
+/** How long a drained keep-alive connection may sit idle before it is closed. */
+export const DEFAULT_IDLE_GRACE = 1_000;
+/** How long a drained instance watches its successor, ready to serve again if it dies. */
+export const DEFAULT_TAKE_BACK_WINDOW = 1_000;
+
+export interface GracefulServerOptions {
+  /** Path of the control socket (none by default). */
+  controlSocket?: string;
+  /** File mode of the control socket (default 0o600). */
+  controlMode?: number;
+  /** uids allowed on the control socket besides this process's and root. */
+  controlAllowUids?: number[];
+  /** ms a silent control connection stays open (default 300 s). */
+  controlIdleTimeout?: number;
+  /** Shell commands behind the control commands update and rebuild (off unless set). */
+  commands?: { update?: string; rebuild?: string };
+  /** Pid file, written atomically before this instance says ready, and removed at halt. */
+  pidFile?: string;
+  /** ms a new instance has to become ready (default 60 s; GRACEFUL_UPGRADE_TIMEOUT in seconds overrides). */
+  upgradeTimeout?: number;
+  /** ms to drain at halt before the rest is closed (default 10 s; GRACEFUL_SHUTDOWN_TIMEOUT in seconds overrides). */
+  shutdownTimeout?: number;
+  /** ms a drained keep-alive connection may stay idle before it is closed (default 1 s). */
+  idleGrace?: number;
+  /**
+   * ms after a new instance is ready during which this one keeps a copy of
+   * the sockets and serves again if the new one dies (default 1 s). redeploy()
+   * resolves once it has passed.
+   */
+  takeBackWindow?: number;
+  /** Runlevel to start in without a predecessor: 1 or 3 (default 3). */
+  runlevel?: 1 | 3;
+  /** Handle signals (default true): SIGTERM and SIGINT halt (a second SIGINT forces), SIGHUP per `sighup`. */
+  signals?: boolean;
+  /** What SIGHUP does: 'redeploy' (default), 'stop' or 'ignore'. */
+  sighup?: SighupAction;
+  /** Tasks (see task()) that SIGUSR1 and SIGUSR2 run, e.g. 'reopen'. */
+  sigusr1?: string;
+  sigusr2?: string;
+  /**
+   * Call process.exit once halted. Default: yes after handing over to a new
+   * instance (no old code keeps running) and after a halt by SIGTERM/SIGINT
+   * (what those signals did before the handler took them); no after telinit 0.
+   */
+  exitProcess?: boolean;
+  /** The process seam, for tests that need a new instance to crash or hang. */
+  spawn?: SpawnFunction;
+  /** Where the library's own log lines go (default: stderr; JSON lines when GRACEFUL_JSON_LOG=1). */
+  log?: LogSink;
+}
+
+/** Config: the options, checked, with every default and override applied. */
+export interface Config extends GracefulServerOptions {
+  upgradeTimeout: number;
+  shutdownTimeout: number;
+  idleGrace: number;
+  takeBackWindow: number;
+  /** The runlevel to start in without a predecessor. */
+  runlevel: 1 | 3;
+}
+
+/** The options a configuration file may set. */
+export const CONFIG_KEYS: ReadonlySet<string> = new Set(['controlSocket', 'controlMode', 'controlAllowUids', 'controlIdleTimeout', 'commands', 'pidFile',
+  'upgradeTimeout', 'shutdownTimeout', 'idleGrace', 'takeBackWindow', 'runlevel', 'signals', 'sighup', 'sigusr1', 'sigusr2', 'exitProcess']);
+
+/** checkRunlevel reads a runlevel (a number or a one-digit string), or throws InvalidRunlevelError. */
+export function checkRunlevel(level: unknown): Runlevel {
+  const n = typeof level === 'string' && /^[0-9]$/.test(level) ? Number(level) : level;
+  if (n === 0 || n === 1 || n === 3) return n;
+  throw new InvalidRunlevelError(`runlevel must be 0 (halt), 1 (single user: listeners closed) or 3 (serving), got ${JSON.stringify(level)}`);
+}
+
+/** envTimeout reads a timeout in seconds from the environment variable name, in ms; fallbackMs when unset. */
+function envTimeout(env: NodeJS.ProcessEnv, name: string, fallbackMs: number): number {
+  const v = env[name];
+  if (v === undefined || v === '') return fallbackMs;
+  const secs = Number(v);
+  if (!(secs > 0)) throw invalidArgument('GracefulServer', `${name} must be a positive number of seconds, got ${JSON.stringify(v)}`);
+  return secs * 1000;
+}
+
+function positive(name: string, v: number, zeroOk = false): number {
+  if (!Number.isFinite(v) || v < 0 || (!zeroOk && v === 0)) throw invalidArgument('GracefulServer', `${name} must be a ${zeroOk ? 'non-negative' : 'positive'} number of ms, got ${v}`);
+  return v;
+}
+
+/**
+ * resolveOptions checks options and applies the environment:
+ * GRACEFUL_UPGRADE_TIMEOUT and GRACEFUL_SHUTDOWN_TIMEOUT (seconds) and
+ * GRACEFUL_RUNLEVEL. Throws ERR_GRACEFUL_INVALID_ARGUMENT or
+ * ERR_GRACEFUL_INVALID_RUNLEVEL naming the option.
+ */
+export function resolveOptions(options: GracefulServerOptions, env: NodeJS.ProcessEnv = process.env): Config {
+  const runlevel = checkRunlevel(env.GRACEFUL_RUNLEVEL || (options.runlevel ?? 3));
+  if (runlevel === 0) throw invalidArgument('GracefulServer', 'the default runlevel must be 1 or 3');
+  return {
+    ...options,
+    upgradeTimeout: positive('upgradeTimeout', envTimeout(env, 'GRACEFUL_UPGRADE_TIMEOUT', options.upgradeTimeout ?? DEFAULT_UPGRADE_TIMEOUT)),
+    shutdownTimeout: positive('shutdownTimeout', envTimeout(env, 'GRACEFUL_SHUTDOWN_TIMEOUT', options.shutdownTimeout ?? DEFAULT_SHUTDOWN_TIMEOUT)),
+    idleGrace: positive('idleGrace', options.idleGrace ?? DEFAULT_IDLE_GRACE, true),
+    takeBackWindow: positive('takeBackWindow', options.takeBackWindow ?? DEFAULT_TAKE_BACK_WINDOW, true),
+    runlevel,
+  };
+}
+
+/**
+ * readConfigFile loads a JSON configuration file (see loadConfig) and checks
+ * its keys: an unknown one is ERR_GRACEFUL_CONFIG, so a typo never goes unnoticed.
+ */
+export function readConfigFile(file: string): GracefulServerOptions {
+  const config = loadConfig(file);
+  for (const key of Object.keys(config)) {
+    if (!CONFIG_KEYS.has(key)) throw new ConfigError(`${file}: unknown option "${key}"; known: ${[...CONFIG_KEYS].join(', ')}`);
+  }
+  return config as GracefulServerOptions;
+}

@@ -1,0 +1,227 @@
+/**
+ * Redeploy: the old instance's side of replacing itself. Spawn the new
+ * instance and hand it every descriptor (successor.ts), then hand over: stop
+ * accepting and drain while watching the new one for the take-back window.
+ * If it dies in the window, take back (listen again on the duplicates kept)
+ * and fail the redeploy; once the window has passed, commit: resolve the
+ * redeploy and halt. The Lifecycle says what may happen when.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { RedeployFailedError } from '../errors.js';
+import type { Meta } from '../meta.js';
+import type { OutgoingFd } from '../handoff/connection.js';
+import type { ControlServer } from '../control/server.js';
+import type { LogFields } from '../log.js';
+import { monotonicUsec, notify } from '../systemd.js';
+import { EXIT_FIELD, SUPERVISOR_ENV } from '../protocol.js';
+import type { Lifecycle, RedeployTicket } from './lifecycle.js';
+import type { Listeners } from './listener-set.js';
+import type { Config } from './options.js';
+import { startSuccessor, type Successor, type SuccessorOptions } from './successor.js';
+
+/** RedeployEvent: progress of a redeploy, for the control socket and the CLI. */
+export type RedeployEvent =
+  | { type: 'spawned'; pid: number; ms: number }
+  | { type: 'ready'; pid: number; ms: number }
+  | { type: 'draining'; pid: number; connections: number; ms: number }
+  | { type: 'done'; pid: number; forced: number; ms: number }
+  | { type: 'failed'; error: RedeployFailedError; ms: number };
+
+export interface RedeployResult {
+  /** pid of the new instance, now serving. */
+  pid: number;
+  /** ms from the spawn to its readiness. */
+  readyMs: number;
+}
+
+/** What a redeploy works with; the facade passes it in. */
+export interface RedeployParts {
+  lifecycle: Lifecycle;
+  config: Config;
+  log(msg: string, fields?: LogFields): void;
+  /** Every registered descriptor, and the control socket's, to hand over. */
+  descriptors(): OutgoingFd[];
+  /** State for the new instance (runlevel, generation, ports closed in runlevel 1). */
+  state(): Meta;
+  listeners: Listeners;
+  control(): ControlServer | null;
+  /** Stop accepting everywhere and drain; resolves with how many connections were forced closed. */
+  drain(release: boolean): Promise<number>;
+  /** This instance serves (again): pid file, sd_notify. */
+  serving(): void;
+  /** The rest of a halt, after the drain. */
+  finishHalt(how: { handedOver: boolean; forced: number }): Promise<void>;
+  /**
+   * What brings the new instance up and resolves once it is ready
+   * (startSuccessor: one process of the same program). The workers of a
+   * service bring up a whole generation here instead, behind the same
+   * contract: reject with RedeployFailedError, kill what failed.
+   */
+  start?: (options: SuccessorOptions) => Promise<Successor>;
+  /** Events for the application ('redeploy', 'takeback', and 'draining' with the open connections). */
+  emit(name: 'redeploy' | 'takeback' | 'draining', value: unknown): void;
+}
+
+type Exit = { code: number | null; signal: NodeJS.Signals | null };
+
+export class Redeployer {
+  constructor(private readonly parts: RedeployParts) {}
+
+  /**
+   * redeploy replaces this instance with a new one (see GracefulServer.redeploy).
+   * Resolves once the new instance is ready and has outlived the take-back
+   * window; rejects with RedeployFailedError when it failed (this one goes on
+   * serving), or with the Lifecycle's refusal.
+   */
+  async redeploy(onEvent?: (event: RedeployEvent) => void): Promise<RedeployResult> {
+    const { lifecycle, config } = this.parts;
+    const ticket = lifecycle.beginRedeploy();
+    const started = ticket.since;
+    const emit = (event: RedeployEvent) => this.report(event, onEvent);
+    try {
+      await lifecycle.waitForPredecessor(ticket, config.upgradeTimeout, this.parts.log);
+    } catch (err) {
+      lifecycle.endRedeploy(ticket);
+      this.parts.log(`redeploy refused: ${(err as Error).message}`, { event: 'redeploy.refused', code: (err as { code?: string }).code });
+      throw err;
+    }
+    notify(`RELOADING=1\nMONOTONIC_USEC=${monotonicUsec()}`);
+    let spawnedAt = started;
+    let successor: { pid: number; child: ChildProcess };
+    const start = this.parts.start ?? startSuccessor;
+    try {
+      successor = await start({
+        descriptors: () => this.parts.descriptors(),
+        state: this.parts.state(),
+        timeoutMs: config.upgradeTimeout,
+        spawn: config.spawn,
+        signal: ticket.abort.signal,
+        onSpawned: (pid) => {
+          ticket.pid = pid;
+          spawnedAt = Date.now();
+          emit({ type: 'spawned', pid, ms: spawnedAt - started });
+        },
+      });
+    } catch (err) {
+      this.failed(err as RedeployFailedError, started, emit);
+      lifecycle.endRedeploy(ticket);
+      throw err;
+    }
+    const readyMs = Date.now() - spawnedAt;
+    const exited = new Promise<Exit>((resolve) => {
+      successor.child.once('exit', (code, signal) => {
+        // A supervisor cannot learn how a grandchild ended: tell it.
+        if (process.env[SUPERVISOR_ENV]) notify(`${EXIT_FIELD}=${successor.pid} ${signal ?? code}`);
+        resolve({ code, signal });
+      });
+    });
+    emit({ type: 'ready', pid: successor.pid, ms: Date.now() - started });
+    ticket.stopSuccessor = () => successor.child.kill('SIGTERM');
+    lifecycle.endRedeploy(ticket);
+    let commit!: (r: RedeployResult) => void;
+    let fail!: (err: Error) => void;
+    const committed = new Promise<RedeployResult>((resolve, reject) => {
+      commit = resolve;
+      fail = reject;
+    });
+    void lifecycle.run(() => this.handOver(ticket, successor.pid, exited, started, emit, () => commit({ pid: successor.pid, readyMs }), fail))
+      .catch((err: Error) => {
+        this.parts.log(`hand-over to pid ${successor.pid} failed: ${err.message}`, { event: 'redeploy.handover-failed' });
+        fail(err);
+      });
+    return committed;
+  }
+
+  /**
+   * handOver is the transition ready -> handing-over -> draining | taken-back.
+   * It stops accepting and drains at once (the new instance holds the
+   * sockets, so nothing queued is lost), and keeps duplicates of the sockets
+   * until the take-back window has passed.
+   */
+  private async handOver(ticket: RedeployTicket, pid: number, exited: Promise<Exit>, started: number,
+    emit: (e: RedeployEvent) => void, commit: () => void, fail: (err: Error) => void): Promise<void> {
+    const { lifecycle, config } = this.parts;
+    if (lifecycle.state !== 'ready' || ticket.abort.signal.aborted) {
+      // Halted meanwhile: the new instance does not serve alone.
+      ticket.stopSuccessor?.();
+      const error = new RedeployFailedError(`the redeploy was abandoned because this instance is stopping; the new instance (pid ${pid}) was told to stop`,
+        { reason: 'aborted', pid, signal: 'SIGTERM', stderr: [] });
+      this.failed(error, started, emit);
+      fail(error);
+      return;
+    }
+    lifecycle.handedOverTo = pid;
+    lifecycle.to('handing-over');
+    const control = this.parts.control();
+    control?.handoffDone();
+    this.parts.listeners.keepSpares();
+    const open = this.parts.listeners.connectionCount();
+    emit({ type: 'draining', pid, connections: open, ms: Date.now() - started });
+    this.parts.emit('draining', open); // the application closes what it owns (upgraded connections)
+    const drained = this.parts.drain(false);
+    let timer: NodeJS.Timeout | undefined;
+    const windowEnd = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), config.takeBackWindow)));
+    const exit = await Promise.race([exited, windowEnd]);
+    clearTimeout(timer);
+    // Exit code 0 is a halt asked for (SIGTERM, telinit 0), not a crash: the service is meant to stop.
+    if (exit && (exit.signal || exit.code !== 0)) {
+      await this.takeBack(pid, exit, started, emit, fail);
+      await drained;
+      return;
+    }
+    lifecycle.to('draining');
+    this.parts.listeners.dropSpares();
+    commit();
+    const forced = await drained;
+    await this.parts.finishHalt({ handedOver: true, forced });
+    emit({ type: 'done', pid, forced, ms: Date.now() - started });
+  }
+
+  /**
+   * takeBack: the new instance died within the take-back window. This one
+   * listens again on the sockets it kept and serves as before; only what was
+   * in flight in the dead process is lost. The redeploy fails, with the reason.
+   */
+  private async takeBack(pid: number, exit: Exit, started: number, emit: (e: RedeployEvent) => void, fail: (err: Error) => void): Promise<void> {
+    const { lifecycle, log } = this.parts;
+    lifecycle.to('taken-back');
+    const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
+    log(`the new instance (pid ${pid}) ${how} while this one drained: serving again`, { event: 'redeploy.takeback', newPid: pid });
+    await this.parts.listeners.takeBack(log);
+    await this.parts.control()?.takeBack().catch((err: Error) => log(`take-back of the control socket failed: ${err.message}`));
+    lifecycle.handedOverTo = null;
+    lifecycle.to('ready');
+    this.parts.serving();
+    const error = new RedeployFailedError(
+      `the new instance (pid ${pid}) ${how} ${Date.now() - started} ms into the redeploy, after it was ready but within the take-back window: ` +
+        'this instance took back its sockets and goes on serving; look at the new instance\'s log for why it died',
+      { reason: 'taken-back', pid, exitCode: exit.code, signal: exit.signal, stderr: [] },
+    );
+    emit({ type: 'failed', error, ms: Date.now() - started });
+    this.parts.emit('takeback', { pid });
+    fail(error);
+  }
+
+  /** failed: the new instance did not become ready; this one serves on, as the service manager is told. */
+  private failed(error: RedeployFailedError, started: number, emit: (e: RedeployEvent) => void): void {
+    this.parts.control()?.handoffFailed();
+    emit({ type: 'failed', error, ms: Date.now() - started });
+    if (!this.parts.lifecycle.terminating) this.parts.serving();
+  }
+
+  private report(event: RedeployEvent, onEvent?: (event: RedeployEvent) => void): void {
+    const { type, ms } = event;
+    const fields: LogFields = { event: `redeploy.${type}`, ms };
+    if ('pid' in event) fields.newPid = event.pid;
+    if (event.type === 'draining') fields.connections = event.connections;
+    if (event.type === 'done') fields.forced = event.forced;
+    if (event.type === 'failed') fields.code = event.error.code;
+    this.parts.log(event.type === 'failed' ? `redeploy failed: ${event.error.message}` : `redeploy: ${type}${'pid' in event ? ` (pid ${event.pid})` : ''} after ${ms} ms`, fields);
+    this.parts.emit('redeploy', event);
+    try {
+      onEvent?.(event);
+    } catch (err) {
+      this.parts.log(`a redeploy event listener threw: ${(err as Error).message}`);
+    }
+  }
+}
