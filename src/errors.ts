@@ -40,7 +40,10 @@ export type GracefulErrorCode =
   | 'ERR_GRACEFUL_CONFIG'
   | 'ERR_GRACEFUL_UNKNOWN_TASK'
   | 'ERR_GRACEFUL_HOOK_FAILED'
-  | 'ERR_GRACEFUL_UNSAFE_DIRECTORY';
+  | 'ERR_GRACEFUL_UNSAFE_DIRECTORY'
+  | 'ERR_GRACEFUL_UNSAFE_FILE'
+  | 'ERR_GRACEFUL_SLOW_CLIENT'
+  | 'ERR_GRACEFUL_UNTRUSTED_SERVER';
 
 /** GracefulError: the base class of every error this package creates. */
 export class GracefulError extends Error {
@@ -102,6 +105,12 @@ export const ConfigError = errorClass('ERR_GRACEFUL_CONFIG', 'ConfigError');
 export const UnknownTaskError = errorClass('ERR_GRACEFUL_UNKNOWN_TASK', 'UnknownTaskError');
 export const HookFailedError = errorClass('ERR_GRACEFUL_HOOK_FAILED', 'HookFailedError');
 export const UnsafeDirectoryError = errorClass('ERR_GRACEFUL_UNSAFE_DIRECTORY', 'UnsafeDirectoryError');
+/** UnsafeFileError: a file or symbolic link in a shared directory belongs to someone else. */
+export const UnsafeFileError = errorClass('ERR_GRACEFUL_UNSAFE_FILE', 'UnsafeFileError');
+/** SlowClientError: a control client that does not read its replies, or sends a line too slowly, is dropped. */
+export const SlowClientError = errorClass('ERR_GRACEFUL_SLOW_CLIENT', 'SlowClientError');
+/** UntrustedServerError: the process behind a control socket runs as a uid the client does not trust. */
+export const UntrustedServerError = errorClass('ERR_GRACEFUL_UNTRUSTED_SERVER', 'UntrustedServerError');
 
 /** ControlParseError: a control line that cannot be read; `json` tells which mode it looked like. */
 export class ControlParseError extends GracefulError {

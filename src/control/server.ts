@@ -3,14 +3,23 @@
  * inside the process, in plain text (`nc -U app.sock`) or JSON. Each
  * connection's SO_PEERCRED uid must be ours, root's, or allowed. Connections
  * are handed to the next instance at a redeploy and go on there.
+ *
+ * It holds against a hostile or careless client: every accepted socket has an
+ * 'error' listener from its first moment; a refused client gets a coded answer
+ * and its descriptor is closed within a bound whatever it does; refusals in
+ * flight, queued lines, unread output, idle time and the time a line may take
+ * are all bounded; a few slots are kept for `status` probes.
  */
 import net from 'node:net';
 import { debuglog } from 'node:util';
 import { addon, type PeerCredentials } from '../native.js';
-import { errorCode, invalidArgument, UsageError } from '../errors.js';
+import {
+  IdleTimeoutError, LineTooLongError, PermissionDeniedError, SlowClientError, TooManyConnectionsError,
+  errorCode, invalidArgument, UsageError,
+} from '../errors.js';
 import type { Meta } from '../meta.js';
-import { fdOf, listenOnFd, socketFromFd } from '../fds.js';
-import { clearStaleSocket, SocketFile } from '../socketpath.js';
+import { fdOf, listenOnFd } from '../fds.js';
+import { bindSocket, clearStaleSocket, SocketFile } from '../socketpath.js';
 import { closeAll, type OutgoingFd } from '../handoff/connection.js';
 import { CommandRegistry, formatResult, type CommandContext } from './commands.js';
 import { parseRequest, MAX_LINE_BYTES, type ControlRequest } from './parse.js';
@@ -26,73 +35,192 @@ export interface ControlServerOptions {
   idleTimeout?: number;
   /** Most connections at once (default 64). */
   maxConnections?: number;
+  /** Connections kept, beyond maxConnections, for `status` probes (default 4). */
+  probeConnections?: number;
+  /** Refused connections being answered at once; more are closed without an answer (default 16). */
+  maxRefused?: number;
+  /** ms a line may take from its first byte to its newline (default 10 s). */
+  lineTimeout?: number;
+  /** ms a client may leave its output unread before it is dropped (default 10 s). */
+  writeTimeout?: number;
+  /** Lines a connection may queue while a command runs; reading stops beyond (default 32). */
+  maxQueuedLines?: number;
+  /** Unread output a connection may hold before it is dropped (default 1 MiB). */
+  maxOutputBytes?: number;
+  /** Where the reasons for dropped connections go (default: NODE_DEBUG=graceful). */
+  log?: (message: string) => void;
 }
+
+/** Defaults of ControlServerOptions. */
+export const CONTROL_DEFAULTS = {
+  idleTimeout: 300_000,
+  maxConnections: 64,
+  probeConnections: 4,
+  maxRefused: 16,
+  lineTimeout: 10_000,
+  writeTimeout: 10_000,
+  maxQueuedLines: 32,
+  maxOutputBytes: 1024 * 1024,
+} as const;
+
+/** ms a refused client has to send its first line (to learn its mode) and then to read the answer. */
+const REFUSAL_WAIT = 500;
+const REFUSAL_LINGER = 1_000;
+/** ms a probe connection may stay silent. */
+const PROBE_IDLE = 5_000;
+/** Commands a probe connection may run. */
+const PROBE_COMMANDS = new Set(['status', 'health', 'help', 'quit', 'exit']);
 
 type Reply = Record<string, unknown>;
 
+interface Handle {
+  reading?: boolean;
+  readStop?(): number;
+  readStart?(): number;
+}
+
+/** stopReading stops libuv reading the socket for real (socket.pause() alone does not). */
+function stopReading(socket: net.Socket): void {
+  socket.pause();
+  const handle = (socket as unknown as { _handle?: Handle | null })._handle;
+  if (handle?.reading && handle.readStop) {
+    handle.reading = false; // so that resume() starts it again
+    handle.readStop();
+  }
+}
+
+/**
+ * startReading undoes stopReading. The handle is started here, not by
+ * resume(): after a read() that found nothing the stream believes a read is
+ * under way and would never start the handle again.
+ */
+function startReading(socket: net.Socket): void {
+  socket.resume();
+  const handle = (socket as unknown as { _handle?: Handle | null })._handle;
+  if (handle && !handle.reading && handle.readStart && !socket.destroyed) {
+    handle.reading = true;
+    const err = handle.readStart();
+    if (err) socket.destroy();
+  }
+}
+
+/** refusalLine is the answer to a refused client, in the mode its first line used. */
+function refusalLine(json: boolean, code: string, message: string): string {
+  return json ? `${JSON.stringify({ ok: false, error: { code, message } })}\n` : `error: ${message}\n`;
+}
+
 /** One client connection. */
 class ControlConnection {
-  private buffer = '';
+  /** Bytes of a line not yet ended. */
+  private partial: Buffer = Buffer.alloc(0);
   private queue: string[] = [];
   private busy = false;
-  private closed = false;
+  closed = false;
   private readonly abort = new AbortController();
   /** Set while this connection runs `redeploy`: it is handed over, then finishes here. */
   handingOver = false;
-  /** Paused for a hand-off: input stays in the kernel (and in `buffer`) for the next instance. */
+  /** Paused for a hand-off: input stays in the kernel (and in `queue`) for the next instance. */
   private paused = false;
+  /** Set once this process ran anything for the client: only then may it end the connection. */
+  served = false;
+  /** The mode of the last line, for unsolicited answers (a timeout). */
+  private json = false;
+  private lineTimer: NodeJS.Timeout | null = null;
+  private writeTimer: NodeJS.Timeout | null = null;
+  /** Resolves once everything written so far went to the kernel. */
+  private flushed: Promise<void> = Promise.resolve();
 
-  constructor(readonly socket: net.Socket, readonly peer: PeerCredentials, private readonly server: ControlServer) {
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => this.onData(chunk));
-    socket.on('error', (err) => debug('control connection: %s', err.message));
+  constructor(readonly socket: net.Socket, readonly peer: PeerCredentials, private readonly server: ControlServer, readonly probe: boolean, paused = false) {
+    this.paused = paused;
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('close', () => this.onClose());
-    socket.setTimeout(server.idleTimeout, () => this.onIdle());
+    socket.on('drain', () => this.onDrain());
+    socket.setTimeout(probe ? Math.min(PROBE_IDLE, server.opts.idleTimeout) : server.opts.idleTimeout, () => this.onIdle());
   }
 
   get isBusy(): boolean {
     return this.busy;
   }
 
-  get pending(): string {
-    return [...this.queue.map((l) => `${l}\n`), this.buffer].join('');
+  /** pending: the bytes read from the client and not run yet, exactly. */
+  get pending(): Buffer {
+    return Buffer.concat([...this.queue.map((l) => Buffer.from(`${l}\n`)), this.partial]);
   }
 
-  private onData(chunk: string): void {
-    this.buffer += chunk;
+  private onData(chunk: Buffer): void {
+    if (this.closed) return;
+    let data = this.partial.length > 0 ? Buffer.concat([this.partial, chunk]) : chunk;
     for (;;) {
-      const nl = this.buffer.indexOf('\n');
+      const nl = data.indexOf(0x0a);
       if (nl < 0) break;
-      const line = this.buffer.slice(0, nl);
-      this.buffer = this.buffer.slice(nl + 1);
-      if (Buffer.byteLength(line) > MAX_LINE_BYTES) return this.refuse('ERR_GRACEFUL_LINE_TOO_LONG', `line too long: the limit is ${MAX_LINE_BYTES} bytes`);
+      if (nl > MAX_LINE_BYTES) return this.refuse(new LineTooLongError(`line too long: the limit is ${MAX_LINE_BYTES} bytes`));
+      const line = data.subarray(0, nl).toString('utf8');
+      data = data.subarray(nl + 1);
+      this.json = line.trimStart().startsWith('{');
       this.queue.push(line);
     }
-    if (Buffer.byteLength(this.buffer) > MAX_LINE_BYTES) return this.refuse('ERR_GRACEFUL_LINE_TOO_LONG', `line too long: the limit is ${MAX_LINE_BYTES} bytes`);
+    if (data.length > MAX_LINE_BYTES) return this.refuse(new LineTooLongError(`line too long: the limit is ${MAX_LINE_BYTES} bytes`));
+    this.partial = Buffer.from(data);
+    this.armLineTimer();
+    if (this.queue.length >= this.server.opts.maxQueuedLines) stopReading(this.socket);
     void this.pump();
+  }
+
+  /** armLineTimer bounds how long a started line may take (slowloris). */
+  private armLineTimer(): void {
+    if (this.partial.length === 0) {
+      if (this.lineTimer) clearTimeout(this.lineTimer);
+      this.lineTimer = null;
+    } else if (!this.lineTimer) {
+      const ms = this.server.opts.lineTimeout;
+      this.lineTimer = setTimeout(() => {
+        this.lineTimer = null;
+        this.drop(new SlowClientError(`a line took longer than ${ms} ms to arrive: closing; send whole lines`));
+      }, ms);
+      this.lineTimer.unref();
+    }
   }
 
   /** feed replays input a predecessor had read but not run. */
-  feed(pending: string): void {
-    if (pending) this.onData(pending);
+  feed(pending: Buffer): void {
+    if (pending.length > 0) this.onData(pending);
   }
 
+  /**
+   * pause stops reading for a hand-off: libuv stops reading the descriptor,
+   * and what Node had read already but not delivered joins `pending`, so the
+   * next instance gets exactly the bytes this one did not run.
+   */
   pause(): void {
     this.paused = true;
-    this.socket.pause();
+    while (this.socket.read() !== null) { /* delivered to onData through 'data' */ }
+    stopReading(this.socket);
   }
 
   resume(): void {
+    if (this.closed) return;
     this.paused = false;
-    this.socket.resume();
+    this.maybeRead();
     void this.pump();
+  }
+
+  /** maybeRead reads again once the queue and the output have room. */
+  private maybeRead(): void {
+    if (this.closed || this.paused) return;
+    if (this.queue.length < this.server.opts.maxQueuedLines && !this.socket.writableNeedDrain) startReading(this.socket);
   }
 
   private async pump(): Promise<void> {
     if (this.busy || this.paused || this.closed) return;
+    if (this.socket.writableNeedDrain) {
+      stopReading(this.socket); // 'drain' pumps again
+      return;
+    }
     const line = this.queue.shift();
     if (line === undefined) return;
+    this.maybeRead();
     this.busy = true;
+    this.served = true;
     this.socket.setTimeout(0);
     let oneshot = false;
     try {
@@ -112,19 +240,21 @@ class ControlConnection {
         }
         req = { cmd: req.args[0]!, args: req.args.slice(1), json: false };
       }
+      if (this.probe && !PROBE_COMMANDS.has(req.cmd)) {
+        this.refuse(new TooManyConnectionsError(
+          `too many connections (${this.server.opts.maxConnections}): this one, kept for probes, runs only status and help; try again later`,
+        ), req.json);
+        return;
+      }
       if (req.cmd === 'quit' || req.cmd === 'exit') {
         this.reply(req.json, req.id, null, null);
-        this.closed = true;
-        this.socket.end();
+        this.end();
         return;
       }
       await this.run(req);
     } finally {
       this.busy = false;
-      if (oneshot && !this.closed) {
-        this.closed = true;
-        this.socket.end();
-      }
+      if (oneshot && !this.closed) this.end();
       if (this.handingOver) {
         // This connection ran `redeploy`: its reply is written; the new
         // instance serves it from now on, or, if the redeploy failed, we go on.
@@ -133,17 +263,58 @@ class ControlConnection {
         else this.resume();
       }
       if (!this.closed) {
-        this.socket.setTimeout(this.server.idleTimeout);
+        this.socket.setTimeout(this.probe ? Math.min(PROBE_IDLE, this.server.opts.idleTimeout) : this.server.opts.idleTimeout);
         void this.pump();
       }
     }
   }
 
+  /**
+   * send writes text and tells whether the client keeps up: past
+   * maxOutputBytes unread it is dropped; output unread for writeTimeout too.
+   */
+  private send(text: string): boolean {
+    if (this.closed || this.socket.destroyed || !this.socket.writable) return false;
+    let ok = false;
+    this.flushed = new Promise((resolve) => {
+      ok = this.socket.write(text, () => resolve()); // called once in the kernel, or with the error that ended it
+    });
+    if (this.socket.writableLength > this.server.opts.maxOutputBytes) {
+      this.drop(new SlowClientError(`the client left ${this.socket.writableLength} bytes of output unread (the limit is ${this.server.opts.maxOutputBytes}): dropping it`));
+      return false;
+    }
+    if (!ok && !this.writeTimer) {
+      const ms = this.server.opts.writeTimeout;
+      this.writeTimer = setTimeout(() => {
+        this.writeTimer = null;
+        this.drop(new SlowClientError(`the client read none of its output for ${ms} ms: dropping it`));
+      }, ms);
+      this.writeTimer.unref();
+    }
+    return ok;
+  }
+
+  private onDrain(): void {
+    if (this.writeTimer) clearTimeout(this.writeTimer);
+    this.writeTimer = null;
+    this.drainWaiters.splice(0).forEach((w) => w());
+    this.maybeRead();
+    void this.pump();
+  }
+
+  private drainWaiters: (() => void)[] = [];
+
+  /** drained resolves once the client read what was written, or left. */
+  private drained(): Promise<void> {
+    if (!this.socket.writableNeedDrain || this.closed) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
   private async run(req: ControlRequest): Promise<void> {
-    const write = (obj: Reply, text: string | null) => {
-      if (this.closed || this.socket.destroyed) return;
-      if (req.json) this.socket.write(`${JSON.stringify(req.id === undefined ? obj : { id: req.id, ...obj })}\n`);
-      else if (text !== null) this.socket.write(`${text}\n`);
+    const write = (obj: Reply, text: string | null): boolean => {
+      if (req.json) return this.send(`${JSON.stringify(req.id === undefined ? obj : { id: req.id, ...obj })}\n`);
+      if (text !== null) return this.send(`${text}\n`);
+      return !this.closed;
     };
     const ctx: CommandContext = {
       name: req.cmd,
@@ -153,6 +324,7 @@ class ControlConnection {
       signal: this.abort.signal,
       write: (line) => write({ event: 'output', line }, line),
       event: (event, text) => write(event, text),
+      drain: () => this.drained(),
       handover: () => {
         this.handingOver = true;
       },
@@ -170,7 +342,6 @@ class ControlConnection {
   }
 
   private reply(json: boolean, id: string | number | undefined, err: Error | null, result?: unknown): void {
-    if (this.socket.destroyed) return;
     let line: string;
     if (json) {
       const body: Reply = err
@@ -180,58 +351,104 @@ class ControlConnection {
     } else {
       line = err ? `error: ${err.message.replace(/\n/g, ' ')}` : 'ok';
     }
-    this.socket.write(`${line}\n`);
+    this.send(`${line}\n`);
   }
 
-  private refuse(code: string, message: string): void {
-    debug('control connection refused: %s', message);
-    this.queue = [];
-    this.buffer = '';
+  /** refuse answers err (coded in JSON mode) and ends the connection; it is destroyed if the client does not read. */
+  private refuse(err: Error & { code: string }, json = this.json): void {
+    if (this.closed) return;
+    this.server.logDrop(this, err.message);
+    this.send(refusalLine(json, err.code, err.message));
+    this.end();
+  }
+
+  /** drop destroys a connection whose client does not keep up, with a logged reason. */
+  private drop(err: Error): void {
+    if (this.closed) return;
+    this.server.logDrop(this, err.message);
     this.closed = true;
-    this.socket.end(`error: ${message}\n`);
-    void code;
+    this.abort.abort();
+    this.socket.destroy();
+  }
+
+  /** end sends what is queued and a FIN; a client that reads none of it is destroyed after writeTimeout. */
+  end(): void {
+    if (this.socket.destroyed) return;
+    this.closed = true;
+    this.abort.abort();
+    this.socket.end();
+    startReading(this.socket); // read on to the client's EOF, which closes the descriptor
+    setTimeout(() => this.socket.destroy(), this.server.opts.writeTimeout).unref();
   }
 
   private onIdle(): void {
     if (this.busy || this.closed) return;
-    this.refuse('ERR_GRACEFUL_IDLE_TIMEOUT', `idle for ${this.server.idleTimeout} ms: closing`);
+    this.refuse(new IdleTimeoutError(`idle for ${this.socket.timeout} ms: closing`));
   }
 
   private onClose(): void {
     this.closed = true;
+    for (const t of [this.lineTimer, this.writeTimer]) if (t) clearTimeout(t);
+    this.drainWaiters.splice(0).forEach((w) => w());
     this.abort.abort();
     this.server.forget(this);
   }
 
-  /** release drops this process's copy without a FIN: the next instance keeps the connection. */
+  /**
+   * release drops this process's copy without a FIN (never shutdown()): the
+   * next instance keeps the connection. What was written here is flushed
+   * first (bounded by writeTimeout), so a reply is never cut.
+   */
   release(): void {
+    if (this.socket.destroyed) return;
     this.closed = true;
     this.abort.abort();
-    this.socket.destroy();
+    stopReading(this.socket);
+    const timer = setTimeout(() => this.socket.destroy(), this.server.opts.writeTimeout);
+    timer.unref();
+    void this.flushed.then(() => {
+      clearTimeout(timer);
+      this.socket.destroy();
+    });
   }
 }
 
 export class ControlServer {
   readonly commands = new CommandRegistry();
-  readonly idleTimeout: number;
+  readonly opts: Required<Omit<ControlServerOptions, 'mode' | 'allowUids' | 'log'>>;
   private readonly server: net.Server;
   private readonly connections = new Set<ControlConnection>();
   private readonly allowUids: Set<number>;
-  private readonly maxConnections: number;
+  private readonly log: (message: string) => void;
   private file: SocketFile | null = null;
   private paused: ControlConnection[] = [];
   private spare: number | null = null;
+  private refusing = 0;
   /** Set once a new instance took over the connections. */
   handedOver = false;
 
   constructor(readonly path: string, private readonly options: ControlServerOptions = {}) {
-    this.idleTimeout = options.idleTimeout ?? 300_000;
-    this.maxConnections = options.maxConnections ?? 64;
+    const opts = { ...CONTROL_DEFAULTS };
+    for (const key of Object.keys(CONTROL_DEFAULTS) as (keyof typeof CONTROL_DEFAULTS)[]) {
+      const v = options[key];
+      if (v === undefined) continue;
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < (key === 'probeConnections' ? 0 : 1)) {
+        throw invalidArgument('ControlServer', `${key} must be a positive integer, got ${String(v)}`);
+      }
+      (opts as Record<string, number>)[key] = v;
+    }
+    this.opts = opts;
+    this.log = options.log ?? ((m) => debug('%s', m));
     this.allowUids = new Set([process.getuid?.() ?? 0, 0, ...(options.allowUids ?? [])]);
     const mode = options.mode ?? 0o600;
     if (!Number.isInteger(mode) || mode < 0 || mode > 0o777) throw invalidArgument('controlSocket', `mode must be a file mode such as 0o600, got ${String(mode)}`);
     this.server = net.createServer((socket) => this.accept(socket));
     this.server.on('error', (err) => debug('control server: %s', err.message));
+  }
+
+  /** idleTimeout: ms a silent connection stays open. */
+  get idleTimeout(): number {
+    return this.opts.idleTimeout;
   }
 
   /** listen binds the socket (replacing a stale file, refusing a live one) or listens on an inherited fd. */
@@ -240,7 +457,7 @@ export class ControlServer {
       await listenOnFd(this.server, inheritedFd);
     } else {
       clearStaleSocket(this.path, 'controlSocket');
-      const fd = addon.listen(this.path, this.options.mode ?? 0o600, 64);
+      const fd = bindSocket(this.path, this.options.mode ?? 0o600, 64, 'controlSocket');
       try {
         await listenOnFd(this.server, fd);
       } catch (err) {
@@ -251,28 +468,75 @@ export class ControlServer {
     this.file = new SocketFile(this.path);
   }
 
-  private accept(socket: net.Socket, pending = ''): ControlConnection | null {
+  logDrop(conn: ControlConnection, reason: string): void {
+    this.log(`control: closing the connection of pid ${conn.peer.pid} (uid ${conn.peer.uid}): ${reason}`);
+  }
+
+  private accept(socket: net.Socket): void {
+    socket.on('error', (err) => debug('control connection: %s', err.message));
     let peer: PeerCredentials;
     try {
       peer = addon.peercred(fdOf(socket));
     } catch (err) {
       socket.destroy();
       debug('control: no peer credentials: %s', (err as Error).message);
-      return null;
+      return;
     }
     if (!this.allowUids.has(peer.uid)) {
-      socket.end(`error: permission denied: uid ${peer.uid} may not use this socket (the server runs as uid ${process.getuid?.()}; allow it with controlAllowUids)\n`);
       debug('control: refused uid %d (pid %d)', peer.uid, peer.pid);
-      return null;
+      this.refuseSocket(socket, new PermissionDeniedError(
+        `permission denied: uid ${peer.uid} may not use this socket (the server runs as uid ${process.getuid?.()}; allow it with controlAllowUids)`,
+      ));
+      return;
     }
-    if (this.connections.size >= this.maxConnections) {
-      socket.end(`error: too many connections (${this.maxConnections}): try again later\n`);
-      return null;
+    let probe = false;
+    if (this.normalCount() >= this.opts.maxConnections) {
+      if (this.connections.size - this.normalCount() >= this.opts.probeConnections) {
+        this.refuseSocket(socket, new TooManyConnectionsError(`too many connections (${this.opts.maxConnections}): try again later`));
+        return;
+      }
+      probe = true;
     }
-    const conn = new ControlConnection(socket, peer, this);
-    this.connections.add(conn);
-    conn.feed(pending);
-    return conn;
+    this.connections.add(new ControlConnection(socket, peer, this, probe));
+  }
+
+  private normalCount(): number {
+    let n = 0;
+    for (const c of this.connections) if (!c.probe) n++;
+    return n;
+  }
+
+  /**
+   * refuseSocket answers a client this server will not serve: in JSON if its
+   * first line (within REFUSAL_WAIT) is JSON, then FIN; the descriptor is
+   * destroyed REFUSAL_LINGER later if the client neither reads nor closes.
+   * Past maxRefused refusals in flight, the socket is closed at once.
+   */
+  private refuseSocket(socket: net.Socket, err: Error & { code: string }): void {
+    if (this.refusing >= this.opts.maxRefused) {
+      socket.destroy();
+      return;
+    }
+    this.refusing++;
+    let answered = false;
+    let linger: NodeJS.Timeout | null = null;
+    const answer = (json: boolean) => {
+      if (answered) return;
+      answered = true;
+      clearTimeout(wait);
+      if (socket.writable) socket.end(refusalLine(json, err.code, err.message));
+      linger = setTimeout(() => socket.destroy(), REFUSAL_LINGER);
+      linger.unref();
+    };
+    const wait = setTimeout(() => answer(false), REFUSAL_WAIT);
+    wait.unref();
+    socket.on('data', (chunk: Buffer) => answer(chunk.toString('latin1').trimStart().startsWith('{')));
+    socket.on('end', () => answer(false));
+    socket.once('close', () => {
+      this.refusing--;
+      clearTimeout(wait);
+      if (linger) clearTimeout(linger);
+    });
   }
 
   forget(conn: ControlConnection): void {
@@ -285,14 +549,16 @@ export class ControlServer {
   }
 
   /**
-   * handoff pauses every connection with no command running (and the one
-   * running `redeploy`) and lists them, with the listener, for a new instance.
+   * handoff stops reading every connection with no command running (and the
+   * one running `redeploy`) and lists them, with the listener, for a new
+   * instance; each carries the bytes read here and not run, exactly.
    */
   handoff(): OutgoingFd[] {
     const out: OutgoingFd[] = [{ fd: fdOf(this.server), meta: { name: 'control', kind: 'control' } }];
     this.paused = [];
     this.closeDups();
     for (const conn of this.connections) {
+      if (conn.closed) continue;
       if (conn.isBusy && !conn.handingOver) continue; // a streaming command stays here to its end
       // A duplicate is sent: a client may close its connection (a health probe
       // does, right after its reply) while the hand-off is under way, and the
@@ -306,7 +572,8 @@ export class ControlServer {
       this.dups.push(fd);
       conn.pause();
       this.paused.push(conn);
-      const meta: Meta = { kind: 'control-conn', pending: conn.pending };
+      const pending = conn.pending;
+      const meta: Meta = { kind: 'control-conn', pending: pending.toString('utf8'), pendingBytes: pending.toString('base64') };
       out.push({ fd, meta });
     }
     return out;
@@ -354,22 +621,35 @@ export class ControlServer {
     }
   }
 
-  /** adopt takes a connection handed over by a predecessor; it starts reading at start(). */
-  adopt(fd: number, pending: string): void {
+  /**
+   * adopt takes a connection handed over by a predecessor, with the input it
+   * had read and not run (meta.pendingBytes, or the older meta.pending); it
+   * is not read before start(). The server owns fd from here on.
+   */
+  adopt(fd: number, meta: Meta | string): void {
     let socket: net.Socket;
     try {
-      socket = socketFromFd(fd);
+      fdOf(fd);
+      // pauseOnCreate: libuv does not read until start(), so a failed start leaves the input to the predecessor.
+      socket = new net.Socket({ fd, readable: true, writable: true, pauseOnCreate: true } as net.SocketConstructorOpts);
     } catch (err) {
       closeAll([fd]);
       throw err;
     }
-    socket.pause();
-    const conn = this.accept(socket, '');
-    if (conn) {
-      conn.pause();
-      conn.feed(pending);
-      this.adopted.push(conn);
+    socket.on('error', (err) => debug('control connection: %s', err.message));
+    let peer: PeerCredentials;
+    try {
+      peer = addon.peercred(fd);
+    } catch {
+      socket.destroy();
+      return;
     }
+    const conn = new ControlConnection(socket, peer, this, false, true);
+    this.connections.add(conn);
+    const m = typeof meta === 'string' ? { pending: meta } : meta;
+    conn.feed(typeof m.pendingBytes === 'string' ? Buffer.from(m.pendingBytes, 'base64')
+      : Buffer.from(typeof m.pending === 'string' ? m.pending : '', 'utf8'));
+    this.adopted.push(conn);
   }
 
   private adopted: ControlConnection[] = [];
@@ -379,13 +659,23 @@ export class ControlServer {
     for (const conn of this.adopted.splice(0)) conn.resume();
   }
 
-  /** close stops accepting; with release the socket file goes too (no successor wants it). Connections close. */
+  /**
+   * close stops accepting; with release the socket file goes too (no
+   * successor wants it). Connections this process served are ended;
+   * connections adopted and never served (this instance halts before it was
+   * ready) are only closed here, never shut down: the predecessor still
+   * serves them.
+   */
   close(release: boolean): void {
     this.closeDups();
     if (this.spare !== null) addon.close(this.spare);
     this.spare = null;
     if (this.server.listening) this.server.close();
     if (release) this.file?.remove();
-    for (const conn of this.connections) conn.socket.end();
+    const unserved = new Set(this.adopted.splice(0));
+    for (const conn of this.connections) {
+      if (unserved.has(conn) && !conn.served) conn.release();
+      else conn.end();
+    }
   }
 }

@@ -8,7 +8,6 @@
  */
 import { EventEmitter } from 'node:events';
 import type dgram from 'node:dgram';
-import fs from 'node:fs';
 import type net from 'node:net';
 import path from 'node:path';
 import { debuglog } from 'node:util';
@@ -21,6 +20,7 @@ import { fdOf } from '../fds.js';
 import type { OutgoingFd } from '../handoff/connection.js';
 import { closeAll } from '../handoff/connection.js';
 import { writePidFile, removePidFile } from '../pidfile.js';
+import { openFile } from '../safefile.js';
 import { notify, monotonicUsec, takeListenFds, type ActivatedFd } from '../systemd.js';
 import { ManagedListener, type BindOptions } from './listeners.js';
 import { GracefulFile } from './file.js';
@@ -321,12 +321,13 @@ export class GracefulServer extends EventEmitter {
       mode: this.options.controlMode,
       allowUids: this.options.controlAllowUids,
       idleTimeout: this.options.controlIdleTimeout,
+      log: (message) => this.log(message),
     });
     addBuiltins(control.commands, this.controlTarget());
     this.control = control;
     const inherited = this.claim('control', 'control');
     for (const f of this.inheritedConns.splice(0)) {
-      control.adopt(f.fd, typeof f.meta.pending === 'string' ? f.meta.pending : '');
+      control.adopt(f.fd, f.meta);
     }
     if (inherited !== undefined && this.predecessor) {
       this.pendingStarts.push(async () => {
@@ -468,7 +469,7 @@ export class GracefulServer extends EventEmitter {
   async file(name: string, path: string, options: { flags?: string; mode?: number } = {}): Promise<GracefulFile> {
     await this.init();
     let fd = this.claim(name, 'file');
-    fd ??= fs.openSync(path, options.flags ?? 'a', options.mode ?? 0o644);
+    fd ??= openFile(path, options.flags ?? 'a', options.mode ?? 0o644, 'file');
     const file = new GracefulFile(fd, path, options.flags ?? 'a', options.mode ?? 0o644);
     this.register(name, 'file', () => (file.destroyed ? null : { fd: file.fd, meta: { name, kind: 'file', path } }));
     this.files.set(name, file);
