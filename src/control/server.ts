@@ -51,6 +51,10 @@ export interface ControlServerOptions {
   log?: (message: string) => void;
 }
 
+/** ControlLimits: the bounds of ControlServerOptions, as GracefulServer's controlLimits option takes them. */
+export type ControlLimits = Pick<ControlServerOptions, 'maxConnections' | 'probeConnections' | 'maxRefused' | 'lineTimeout' |
+  'writeTimeout' | 'maxQueuedLines' | 'maxOutputBytes'>;
+
 /** Defaults of ControlServerOptions. */
 export const CONTROL_DEFAULTS = {
   idleTimeout: 300_000,

@@ -27,7 +27,7 @@ import { GracefulFile } from './file.js';
 import { Hooks, type Hook, type StopHook } from './hooks.js';
 import { installSignals, type SighupAction } from './signals.js';
 import { loadConfig } from '../config.js';
-import { ControlServer } from '../control/server.js';
+import { ControlServer, type ControlLimits } from '../control/server.js';
 import { addBuiltins, type ControlTarget } from '../control/builtins.js';
 import type { Command } from '../control/commands.js';
 import { makeLogger, type LogFields, type LogSink } from '../log.js';
@@ -54,6 +54,8 @@ export interface GracefulServerOptions {
   controlAllowUids?: number[];
   /** ms a silent control connection stays open (default 300 s). */
   controlIdleTimeout?: number;
+  /** Bounds of the control socket (connections, probe slots, refusals, queued lines, unread output, timeouts): see ControlServerOptions. */
+  controlLimits?: ControlLimits;
   /** Shell commands behind the control commands update and rebuild (off unless set). */
   commands?: { update?: string; rebuild?: string };
   /** Pid file, written atomically when ready and removed at halt. */
@@ -322,6 +324,7 @@ export class GracefulServer extends EventEmitter {
       allowUids: this.options.controlAllowUids,
       idleTimeout: this.options.controlIdleTimeout,
       log: (message) => this.log(message),
+      ...this.options.controlLimits,
     });
     addBuiltins(control.commands, this.controlTarget());
     this.control = control;

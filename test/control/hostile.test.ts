@@ -1,0 +1,318 @@
+/**
+ * The control socket against a hostile local user and a careless client,
+ * each attack of the control-plane issue run for real against a graceful
+ * server process: refused clients that reset, too many clients, probes while
+ * every slot is taken, a pipelined flood nobody reads, a streaming command
+ * nobody reads, commands typed during a redeploy, a new instance stopped in
+ * the middle of its hand-off. After each, the server still serves HTTP, its
+ * descriptors are back to the baseline, its RSS stayed under a ceiling and a
+ * probe answers. The other uid is 65534 (nobody): the tests run a client as it
+ * through setuid, which needs root; without root those cases are skipped.
+ */
+import { expect } from 'chai';
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { ControlClient } from '../../src/control/client.js';
+import { endGenerations, httpGet, openFds, root, spawnChild, spawnFixture, tmpDir, until, type Child } from '../helpers.js';
+
+const cli = path.join(root, 'bin/graceful-restart.js');
+export const OTHER_UID = 65534;
+const isRoot = process.getuid?.() === 0;
+
+/**
+ * ATTACKER: a Python client that runs as uid argv[4] (0: stays root) and
+ * connects n times to argv[2]. rst: sends a line, waits until the answer is
+ * there and closes without reading it (the kernel resets the connection);
+ * cycle: sends a JSON line, reads to EOF, closes. Prints a JSON count of
+ * the answers seen.
+ */
+export const ATTACKER = `
+import json, os, select, socket, sys
+mode, path, n, uid = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+if uid:
+    os.setgid(uid); os.setuid(uid)
+seen = {}
+for i in range(n):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    if mode == 'rst':
+        s.sendall(b'status\\n')
+        select.select([s], [], [], 2)
+        s.close()
+        continue
+    s.sendall(b'{"cmd":"status"}\\n')
+    data = b''
+    s.settimeout(5)
+    while True:
+        c = s.recv(65536)
+        if not c:
+            break
+        data += c
+    s.close()
+    k = data.decode(errors='replace').strip()
+    seen[k] = seen.get(k, 0) + 1
+print(json.dumps(seen), flush=True)
+`;
+
+/** attack runs ATTACKER and resolves with the answers it counted. */
+export async function attack(mode: 'rst' | 'cycle', sock: string, n: number, uid: number): Promise<Record<string, number>> {
+  const py = spawnChild('python3', ['-c', ATTACKER, mode, sock, String(n), String(uid)]);
+  const { code } = await py.exited;
+  expect(code, py.stderr.join('\n')).to.equal(0);
+  return JSON.parse(py.stdout[0] ?? '{}') as Record<string, number>;
+}
+
+/** rss reads the resident set size of pid, in bytes. */
+export function rss(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m![1]) * 1024;
+}
+
+/** graceful runs the CLI and resolves with its exit code and output. */
+export function graceful(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [cli, ...args], { timeout: 30_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+/** connectRaw opens a plain connection (as `nc -U` does) that collects lines and knows when it closed. */
+export function connectRaw(p: string): Promise<{ socket: net.Socket; lines: string[]; closed: () => boolean }> {
+  return new Promise((resolve, reject) => {
+    const socket = net.createConnection(p);
+    const lines: string[] = [];
+    let buf = '';
+    let closed = false;
+    socket.setEncoding('utf8');
+    socket.on('data', (c: string) => {
+      buf += c;
+      let i;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        lines.push(buf.slice(0, i));
+        buf = buf.slice(i + 1);
+      }
+    });
+    socket.on('close', () => (closed = true));
+    socket.once('connect', () => {
+      socket.on('error', () => undefined);
+      resolve({ socket, lines, closed: () => closed });
+    });
+    socket.once('error', reject);
+  });
+}
+
+/** probe asks status through ControlClient and returns the pid that answered. */
+export async function probe(sock: string): Promise<number> {
+  const c = await ControlClient.connect(sock, 5_000);
+  try {
+    return ((await c.request('status', [], undefined, 5_000)) as { pid: number }).pid;
+  } finally {
+    c.close();
+  }
+}
+
+describe('control socket under attack', function () {
+  this.timeout(30_000);
+  let dir: string;
+  let sock: string;
+  let app: Child | undefined;
+  let pid: number;
+  let port: number;
+  let baseline: number;
+  let rss0: number;
+  /** RSS may grow by this much during an attack (the unbounded cases grew by 100 MB to 700 MB). */
+  const RSS_SLACK = 48 * 1024 * 1024;
+
+  async function startApp(env: Record<string, string> = {}): Promise<void> {
+    app = spawnFixture('app', [], { env: { ...process.env, APP_SOCKET: sock, ...env } });
+    const ready = (await app.next(/^ready /)).split(' ');
+    pid = Number(ready[1]);
+    port = Number(ready[2]);
+    baseline = openFds(pid).length;
+    expect(await probe(sock)).to.equal(pid);
+    await until(() => openFds(pid).length === baseline, 5_000, 'the descriptors after a first probe');
+    rss0 = rss(pid);
+  }
+
+  /** holds: the server serves HTTP, answers a probe, and its descriptors and RSS are back in bounds. */
+  async function holds(expectedPid = pid): Promise<void> {
+    expect((await httpGet({ port })).body).to.equal(String(expectedPid));
+    expect(rss(expectedPid), 'RSS').to.be.below(rss0 + RSS_SLACK);
+    await until(() => openFds(expectedPid).length === baseline, 10_000, `the descriptors of pid ${expectedPid} back to ${baseline} (now ${openFds(expectedPid).length})`);
+    expect(await probe(sock)).to.equal(expectedPid);
+    await until(() => openFds(expectedPid).length === baseline, 10_000, `the descriptors back to ${baseline} after the probe`);
+  }
+
+  beforeEach(() => {
+    dir = tmpDir();
+    sock = path.join(dir, 'app.sock');
+  });
+
+  afterEach(async () => {
+    await endGenerations(app);
+    app = undefined;
+  });
+
+  it('a refused uid that resets its connections does not crash the server, and leaks nothing', async function () {
+    if (!isRoot) this.skip(); // a client of another uid needs setuid, so root
+    await startApp({ APP_SOCKET_MODE: '666' });
+    fs.chmodSync(dir, 0o755);
+    // Send a line, wait for the refusal, close without reading it: a reset.
+    await attack('rst', sock, 200, OTHER_UID);
+    await holds();
+    // Send, read to EOF, close, many times: every refusal is answered and coded, and closed.
+    const seen = await attack('cycle', sock, 1_000, OTHER_UID);
+    const refusal = JSON.stringify({ ok: false, error: {
+      code: 'ERR_GRACEFUL_PERMISSION_DENIED',
+      message: 'permission denied: uid 65534 may not use this socket (the server runs as uid 0; allow it with controlAllowUids)',
+    } });
+    expect(seen).to.deep.equal({ [refusal]: 1_000 });
+    await holds();
+  });
+
+  it('the client past the last slot resets its connection: no crash, no leak', async () => {
+    await startApp({ APP_CONTROL_LIMITS: JSON.stringify({ maxConnections: 8, probeConnections: 2 }) });
+    const held = await Promise.all(Array.from({ length: 10 }, () => connectRaw(sock)));
+    await until(() => probe(sock).then(() => false, () => true), 5_000, 'every slot taken');
+    await attack('rst', sock, 100, 0);
+    const seen = await attack('cycle', sock, 20, 0);
+    expect(seen).to.deep.equal({ [JSON.stringify({ ok: false, error: { code: 'ERR_GRACEFUL_TOO_MANY_CONNECTIONS', message: 'too many connections (8): try again later' } })]: 20 });
+    for (const h of held) h.socket.destroy();
+    await holds();
+  });
+
+  it('hundreds of clients at once, each `oneshot status`: every one answered or refused, none leaked', async () => {
+    await startApp();
+    const clients = await Promise.all(Array.from({ length: 300 }, async () => {
+      const c = await connectRaw(sock);
+      c.socket.write('oneshot status\n');
+      return c;
+    }));
+    await until(() => clients.every((c) => c.closed()), 20_000, 'every client closed by the server');
+    const answered = clients.filter((c) => c.lines[0] === `pid: ${pid}` && c.lines.at(-1) === 'ok').length;
+    const refused = clients.filter((c) => c.lines.join() === 'error: too many connections (64): try again later' || c.lines.length === 0).length;
+    expect(answered + refused).to.equal(300);
+    expect(answered).to.be.at.least(64);
+    await holds();
+  });
+
+  it('probes answer while every normal slot is held by a silent client', async () => {
+    await startApp();
+    const held = await Promise.all(Array.from({ length: 64 }, () => connectRaw(sock)));
+    // A probe slot runs status, and nothing else.
+    const c = await connectRaw(sock);
+    c.socket.write('hello x\n');
+    await until(() => c.closed(), 5_000, 'the probe slot to refuse hello');
+    expect(c.lines).to.deep.equal(['error: too many connections (64): this one, kept for probes, runs only status and help; try again later']);
+    const pids = [];
+    for (let i = 0; i < 20; i++) pids.push(await probe(sock));
+    expect(pids).to.deep.equal(Array(20).fill(pid));
+    const health = await graceful('health', sock);
+    expect(health).to.include({ code: 0, stdout: `healthy: pid ${pid} ready in runlevel 3\n` });
+    for (const h of held) h.socket.destroy();
+    await holds();
+  });
+
+  it('a client that pipelines megabytes of commands and never reads is paused, then dropped with a logged reason', async () => {
+    await startApp({ APP_CONTROL_LIMITS: JSON.stringify({ writeTimeout: 1_000 }) });
+    const c = await connectRaw(sock);
+    c.socket.pause(); // reads nothing (Node stops once its own buffer is full)
+    c.socket.write('status\n'.repeat(300_000)); // 2.1 MB
+    await until(() => c.closed(), 15_000, 'the server to drop the client');
+    expect(app!.stderr.join('\n')).to.match(/control: closing the connection of pid \d+ \(uid 0\): the client read none of its output for 1000 ms: dropping it/);
+    await holds();
+  });
+
+  it('a streaming command to a client that never reads: the output is bounded, the command stopped', async () => {
+    await startApp({ APP_CONTROL_LIMITS: JSON.stringify({ writeTimeout: 1_000 }) });
+    for (const mode of ['careless', 'polite']) {
+      const c = await connectRaw(sock);
+      c.socket.pause();
+      c.socket.write(`flood ${mode}\n`);
+      // The client reads nothing, so it cannot see the close: the command's end tells.
+      await app!.next(new RegExp(`^flood stopped ${pid}$`), 15_000);
+      expect(rss(pid), 'RSS').to.be.below(rss0 + RSS_SLACK);
+      c.socket.destroy();
+    }
+    expect(app!.stderr.join('\n')).to.match(/output unread \(the limit is 1048576\): dropping it/)
+      .and.to.match(/the client read none of its output for 1000 ms: dropping it/);
+    await holds();
+  });
+
+  it('a line that never ends (slowloris) is cut at the line timeout', async () => {
+    await startApp({ APP_CONTROL_LIMITS: JSON.stringify({ lineTimeout: 500 }) });
+    const c = await connectRaw(sock);
+    const drip = setInterval(() => c.socket.write('s'), 50); // activity, but never a whole line
+    try {
+      await until(() => c.closed(), 5_000, 'the server to drop the slow line');
+    } finally {
+      clearInterval(drip);
+    }
+    expect(app!.stderr.join('\n')).to.match(/a line took longer than 500 ms to arrive: closing; send whole lines/);
+    await holds();
+  });
+
+  it('commands typed on an admin connection during redeploys are each answered exactly once', async () => {
+    await startApp();
+    const admin = await connectRaw(sock);
+    let n = 0;
+    const sent: number[] = [];
+    // Type a command every few ms while three redeploys hand the connection over.
+    const typing = setInterval(() => {
+      sent.push(++n);
+      admin.socket.write(`hello ${n}\n`);
+    }, 3);
+    let current = pid;
+    try {
+      for (let i = 0; i < 3; i++) {
+        const r = await graceful(sock);
+        expect(r.code, r.stderr).to.equal(0);
+        current = Number(/pid (\d+) is serving/.exec(r.stdout)![1]);
+      }
+    } finally {
+      clearInterval(typing);
+    }
+    // A burst pipelined in one write, right at the end, as a status flood would be.
+    const burst = Array.from({ length: 200 }, () => ++n);
+    sent.push(...burst);
+    admin.socket.write(burst.map((i) => `hello ${i}\n`).join(''));
+    await until(() => admin.lines.filter((l) => l === 'ok').length >= sent.length, 20_000,
+      `${sent.length} answers`);
+    const answered = admin.lines.map((l) => /^hello (\d+) from (\d+)$/.exec(l)).filter((m) => m !== null).map((m) => Number(m[1]));
+    expect(answered).to.deep.equal(sent); // each once, in order
+    expect(admin.lines.filter((l) => l.startsWith('error'))).to.deep.equal([]);
+    expect(admin.closed()).to.equal(false);
+    pid = current;
+    admin.socket.destroy();
+  });
+
+  it('a new instance stopped during its hand-off leaves the connections it adopted alone', async () => {
+    const failFile = path.join(dir, 'fail');
+    await startApp({ APP_FAIL_FILE: failFile });
+    fs.writeFileSync(failFile, 'hang');
+    const admin = await connectRaw(sock);
+    admin.socket.write('hello before\n');
+    await until(() => admin.lines.includes('ok'), 5_000, 'the first answer');
+    const client = await ControlClient.connect(sock);
+    let newPid = 0;
+    const result = client.request('redeploy', [], (e) => {
+      if (e.event === 'spawned') newPid = Number(e.pid);
+    }).then(() => null, (err: Error & { code?: string }) => err);
+    await until(() => newPid > 0 && app!.stderr.some((l) => l.includes('never becoming ready on purpose')), 10_000, 'the new instance to hang');
+    process.kill(newPid, 'SIGTERM');
+    const err = await result;
+    client.close();
+    expect(err?.code, err?.message).to.equal('ERR_GRACEFUL_REDEPLOY_FAILED');
+    expect(err!.message).to.include(`pid ${newPid}`);
+    // The idle admin session is still open, and served by the old instance.
+    admin.socket.write('hello after\n');
+    await until(() => admin.lines.includes(`hello after from ${pid}`), 5_000, 'the admin session to answer after the failed redeploy');
+    expect(admin.closed()).to.equal(false);
+    admin.socket.destroy();
+    fs.rmSync(failFile);
+    await holds();
+  });
+});
