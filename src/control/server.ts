@@ -166,7 +166,7 @@ class ControlConnection {
     if (data.length > MAX_LINE_BYTES) return this.refuse(new LineTooLongError(`line too long: the limit is ${MAX_LINE_BYTES} bytes`));
     this.partial = Buffer.from(data);
     this.armLineTimer();
-    if (this.queue.length >= this.server.opts.maxQueuedLines) stopReading(this.socket);
+    if (this.queue.length >= this.server.opts.maxQueuedLines) this.stopInput();
     void this.pump();
   }
 
@@ -175,7 +175,7 @@ class ControlConnection {
     if (this.partial.length === 0) {
       if (this.lineTimer) clearTimeout(this.lineTimer);
       this.lineTimer = null;
-    } else if (!this.lineTimer) {
+    } else if (!this.lineTimer && !this.paused) {
       const ms = this.server.opts.lineTimeout;
       this.lineTimer = setTimeout(() => {
         this.lineTimer = null;
@@ -198,7 +198,7 @@ class ControlConnection {
   pause(): void {
     this.paused = true;
     while (this.socket.read() !== null) { /* delivered to onData through 'data' */ }
-    stopReading(this.socket);
+    this.stopInput();
   }
 
   resume(): void {
@@ -211,13 +211,23 @@ class ControlConnection {
   /** maybeRead reads again once the queue and the output have room. */
   private maybeRead(): void {
     if (this.closed || this.paused) return;
-    if (this.queue.length < this.server.opts.maxQueuedLines && !this.socket.writableNeedDrain) startReading(this.socket);
+    if (this.queue.length < this.server.opts.maxQueuedLines && !this.socket.writableNeedDrain) {
+      startReading(this.socket);
+      this.armLineTimer();
+    }
+  }
+
+  /** stopInput stops reading; the line timer stops too, as a line cut by our own pause is not the client's delay. */
+  private stopInput(): void {
+    stopReading(this.socket);
+    if (this.lineTimer) clearTimeout(this.lineTimer);
+    this.lineTimer = null;
   }
 
   private async pump(): Promise<void> {
     if (this.busy || this.paused || this.closed) return;
     if (this.socket.writableNeedDrain) {
-      stopReading(this.socket); // 'drain' pumps again
+      this.stopInput(); // 'drain' pumps again
       return;
     }
     const line = this.queue.shift();
@@ -407,7 +417,7 @@ class ControlConnection {
     if (this.socket.destroyed) return;
     this.closed = true;
     this.abort.abort();
-    stopReading(this.socket);
+    this.stopInput();
     const timer = setTimeout(() => this.socket.destroy(), this.server.opts.writeTimeout);
     timer.unref();
     void this.flushed.then(() => {
