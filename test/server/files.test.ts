@@ -9,7 +9,7 @@
 import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
-import { ControlClient } from '../../src/control/client.js';
+import { ControlClient, resolveUid } from '../../src/control/client.js';
 import { endGenerations, spawnChild, spawnFixture, tmpDir, type Child } from '../helpers.js';
 import { graceful } from '../control/attackers.js';
 
@@ -116,9 +116,10 @@ describe('files and sockets in shared directories', function () {
       expect(redeploy.stderr).to.include('ERR_GRACEFUL_UNTRUSTED_SERVER');
       expect(redeploy.stdout).to.equal('');
       // Allowed by name, it is talked to.
-      expect(await graceful('--server-uid', 'nobody', 'health', sock)).to.include({ code: 0, stdout: 'healthy: pid 4242 ready in runlevel 3\n' });
+      expect(await graceful('--server-uid', String(OTHER), 'health', sock)).to.include({ code: 0, stdout: 'healthy: pid 4242 ready in runlevel 3\n' });
+      expect(resolveUid('root')).to.equal(0);
       const bad = await graceful('--server-uid', 'no-such-user-here', 'health', sock);
-      expect(bad.code).to.equal(2);
+      expect(bad).to.include({ code: 2, stderr: '--server-uid: serverUids: no user "no-such-user-here" in /etc/passwd: give a uid or a user name\n' });
     } finally {
       impostor.kill('SIGKILL');
       await impostor.exited;
