@@ -13,7 +13,7 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ControlClient } from '../../src/control/client.js';
-import { endGenerations, httpGet, openFds, spawnFixture, tmpDir, until, type Child } from '../helpers.js';
+import { endGenerations, httpGet, openFds, spawnChild, spawnFixture, tmpDir, until, type Child } from '../helpers.js';
 import { OTHER_UID, attack, connectRaw, graceful, probe, rss } from './attackers.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -191,6 +191,31 @@ describe('control socket under attack', function () {
     expect(admin.closed()).to.equal(false);
     pid = current;
     admin.socket.destroy();
+  });
+
+  it('the reply to `redeploy` reaches a slow reader whole: the old instance flushes it before it lets the connection go', async () => {
+    await startApp();
+    // A small receive buffer, commands whose output fills it, then redeploy; read slowly.
+    const py = spawnChild('python3', ['-c', [
+      'import socket, sys, time',
+      's = socket.socket(socket.AF_UNIX)',
+      's.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)',
+      `s.connect(${JSON.stringify(sock)})`,
+      's.sendall(b"help\\n" * 30 + b"redeploy\\n")',
+      'time.sleep(0.5)', // let the redeploy start while nothing is read
+      'data = b""',
+      's.settimeout(10)',
+      'while data.count(b"\\nok\\n") < 31:',
+      '    c = s.recv(512)',
+      '    if not c: break',
+      '    data += c',
+      '    time.sleep(0.002)',
+      'print(data.decode().splitlines()[-2:], data.count(b"\\nok\\n"), flush=True)',
+    ].join('\n')]);
+    const line = await py.next(/\]/, 20_000);
+    expect(line).to.match(/^\['draining \d+ connection\(s\) on pid \d+', 'ok'\] 31$/);
+    await py.exited;
+    await until(() => probe(sock).then((p) => p !== pid, () => false), 10_000, 'the new instance to answer');
   });
 
   it('a new instance stopped during its hand-off leaves the connections it adopted alone', async () => {
