@@ -6,7 +6,7 @@
 import net from 'node:net';
 import { fdOf, listenOnFd } from '../fds.js';
 import { addon } from '../native.js';
-import { clearStaleSocket, SocketFile } from '../socketpath.js';
+import { bindSocket, clearStaleSocket, SocketFile } from '../socketpath.js';
 import type { Meta } from '../meta.js';
 import { ConnectionTracker } from './drain.js';
 
@@ -66,7 +66,7 @@ export class ManagedListener {
       await listenOnFd(this.server, inherited);
     } else if (this.bind.path !== undefined) {
       clearStaleSocket(this.bind.path, `listen ${this.name}`);
-      const fd = addon.listen(this.bind.path, this.bind.mode ?? 0o660, this.bind.backlog ?? 511);
+      const fd = bindSocket(this.bind.path, this.bind.mode ?? 0o660, this.bind.backlog ?? 511, `listen ${this.name}`);
       try {
         await listenOnFd(this.server, fd);
       } catch (err) {
