@@ -72,6 +72,8 @@ const REFUSAL_WAIT = 500;
 const REFUSAL_LINGER = 1_000;
 /** ms a probe connection may stay silent. */
 const PROBE_IDLE = 5_000;
+/** The most base64 of unrun input a connection takes along at a hand-off (a meta must fit one message). */
+const MAX_PENDING_META = 2048;
 /** Commands a probe connection may run. */
 const PROBE_COMMANDS = new Set(['status', 'health', 'help', 'quit', 'exit']);
 
@@ -583,11 +585,19 @@ export class ControlServer {
       } catch {
         continue; // closed already
       }
-      this.dups.push(fd);
       conn.pause();
+      const pendingBytes = conn.pending.toString('base64');
+      if (pendingBytes.length > MAX_PENDING_META) {
+        // Too much unrun input to fit a hand-off message: it stays, and is answered, here.
+        closeAll([fd]);
+        conn.handingOver = false; // running `redeploy`, it answers here and goes on here
+        conn.resume();
+        debug('control: a connection with %d bytes of unrun input stays with this instance', conn.pending.length);
+        continue;
+      }
+      this.dups.push(fd);
       this.paused.push(conn);
-      const pending = conn.pending;
-      const meta: Meta = { kind: 'control-conn', pending: pending.toString('utf8'), pendingBytes: pending.toString('base64') };
+      const meta: Meta = { kind: 'control-conn', pendingBytes };
       out.push({ fd, meta });
     }
     return out;

@@ -164,10 +164,17 @@ describe('control socket under attack', function () {
     const admin = await connectRaw(sock);
     let n = 0;
     const sent: number[] = [];
-    // Type a command every few ms while three redeploys hand the connection over.
+    // Type a command every few ms while three redeploys hand the connection
+    // over, and now and then a burst of 40 in one write, as a status flood is.
+    let ticks = 0;
     const typing = setInterval(() => {
-      sent.push(++n);
-      admin.socket.write(`hello ${n}\n`);
+      const lines = ++ticks % 20 === 0 ? 40 : 1;
+      let text = '';
+      for (let i = 0; i < lines; i++) {
+        sent.push(++n);
+        text += `hello ${n}\n`;
+      }
+      admin.socket.write(text);
     }, 3);
     let current = pid;
     try {
@@ -190,6 +197,22 @@ describe('control socket under attack', function () {
     expect(admin.lines.filter((l) => l.startsWith('error'))).to.deep.equal([]);
     expect(admin.closed()).to.equal(false);
     pid = current;
+    admin.socket.destroy();
+  });
+
+  it('a connection with more unrun input than a hand-off message holds stays with the old instance, which answers all of it', async () => {
+    await startApp();
+    const admin = await connectRaw(sock);
+    const long = 'y'.repeat(200);
+    // redeploy, and 40 long commands behind it: more than fits the meta of one hand-off message.
+    admin.socket.write(`redeploy\n${Array.from({ length: 40 }, (_, i) => `hello ${i}-${long}\n`).join('')}`);
+    await until(() => admin.lines.filter((l) => l === 'ok').length === 41, 15_000, '41 answers');
+    expect(admin.lines.filter((l) => l.startsWith('error'))).to.deep.equal([]);
+    const answered = admin.lines.map((l) => /^hello (\d+)-y+ from (\d+)$/.exec(l)).filter((m) => m !== null);
+    expect(answered.map((m) => Number(m[1]))).to.deep.equal(Array.from({ length: 40 }, (_, i) => i));
+    expect(new Set(answered.map((m) => Number(m[2])))).to.deep.equal(new Set([pid]));
+    const newPid = await probe(sock);
+    expect(newPid).not.to.equal(pid);
     admin.socket.destroy();
   });
 
