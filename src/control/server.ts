@@ -141,7 +141,13 @@ class ControlConnection {
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('close', () => this.onClose());
     socket.on('drain', () => this.onDrain());
-    socket.setTimeout(probe ? Math.min(PROBE_IDLE, server.opts.idleTimeout) : server.opts.idleTimeout, () => this.onIdle());
+    socket.on('timeout', () => this.onIdle());
+    if (!paused) this.armIdle();
+  }
+
+  /** armIdle starts the idle timer (never while paused: an adopted connection is not ours to close yet). */
+  private armIdle(): void {
+    this.socket.setTimeout(this.probe ? Math.min(PROBE_IDLE, this.server.opts.idleTimeout) : this.server.opts.idleTimeout);
   }
 
   get isBusy(): boolean {
@@ -199,6 +205,7 @@ class ControlConnection {
    */
   pause(): void {
     this.paused = true;
+    this.socket.setTimeout(0);
     while (this.socket.read() !== null) { /* delivered to onData through 'data' */ }
     this.stopInput();
   }
@@ -206,6 +213,7 @@ class ControlConnection {
   resume(): void {
     if (this.closed) return;
     this.paused = false;
+    if (!this.busy) this.armIdle();
     this.maybeRead();
     void this.pump();
   }
@@ -279,7 +287,7 @@ class ControlConnection {
         else this.resume();
       }
       if (!this.closed) {
-        this.socket.setTimeout(this.probe ? Math.min(PROBE_IDLE, this.server.opts.idleTimeout) : this.server.opts.idleTimeout);
+        if (!this.paused) this.armIdle();
         void this.pump();
       }
     }
@@ -398,7 +406,7 @@ class ControlConnection {
   }
 
   private onIdle(): void {
-    if (this.busy || this.closed) return;
+    if (this.busy || this.closed || this.paused) return;
     this.refuse(new IdleTimeoutError(`idle for ${this.socket.timeout} ms: closing`));
   }
 

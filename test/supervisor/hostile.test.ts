@@ -44,10 +44,17 @@ describe('supervisor control socket under attack', function () {
     appPid = Number(ready[1]);
     port = Number(ready[2]);
     await until(() => supStatus().then((s) => s.ready && s.pid === appPid, () => false), 10_000, 'the supervisor to call the app ready');
+    // The probes above close asynchronously on the supervisor's side: the
+    // baseline is the count once it held still for 10 polls in a row.
+    let last = -1;
+    let still = 0;
     await until(() => {
-      baseline = openFds(sup!.pid).length;
-      return supStatus().then(() => until(() => openFds(sup!.pid).length === baseline, 2_000, 'x').then(() => true, () => false));
+      const n = openFds(sup!.pid).length;
+      still = n === last ? still + 1 : 0;
+      last = n;
+      return still >= 10;
     }, 10_000, 'a steady descriptor count');
+    baseline = last;
     rss0 = rss(sup.pid);
   });
 
@@ -67,7 +74,7 @@ describe('supervisor control socket under attack', function () {
     expect(sup!.proc.exitCode, sup!.stderr.join('\n')).to.equal(null);
     expect((await httpGet({ port })).body).to.equal(String(appPid));
     expect(rss(sup!.pid), 'RSS').to.be.below(rss0 + 48 * 1024 * 1024);
-    await until(() => openFds(sup!.pid).length === baseline, 10_000, `the supervisor's descriptors back to ${baseline}`);
+    await until(() => openFds(sup!.pid).length === baseline, 10_000, `the supervisor's descriptors back to ${baseline}`).catch((e) => { console.log(fs.readdirSync(`/proc/${sup!.pid}/fd`).map((f) => `${f}:${fs.readlinkSync(`/proc/${sup!.pid}/fd/${f}`)}`).join(" ")); throw e; });
     expect(await supStatus()).to.include({ supervisor: sup!.pid, pid: appPid, ready: true });
     await until(() => openFds(sup!.pid).length === baseline, 10_000, `the supervisor's descriptors back to ${baseline} after a probe`);
   }
