@@ -74,6 +74,8 @@ const REFUSAL_LINGER = 1_000;
 const PROBE_IDLE = 5_000;
 /** The most base64 of unrun input a connection takes along at a hand-off (a meta must fit one message). */
 const MAX_PENDING_META = 2048;
+/** Reading a connection stops while this much input waits, whatever the number of lines. */
+const MAX_QUEUED_BYTES = 128 * 1024;
 /** Commands a probe connection may run. */
 const PROBE_COMMANDS = new Set(['status', 'health', 'help', 'quit', 'exit']);
 
@@ -174,7 +176,7 @@ class ControlConnection {
     if (data.length > MAX_LINE_BYTES) return this.refuse(new LineTooLongError(`line too long: the limit is ${MAX_LINE_BYTES} bytes`));
     this.partial = Buffer.from(data);
     this.armLineTimer();
-    if (this.queue.length >= this.server.opts.maxQueuedLines) this.stopInput();
+    if (this.queueFull()) this.stopInput();
     void this.pump();
   }
 
@@ -221,10 +223,18 @@ class ControlConnection {
   /** maybeRead reads again once the queue and the output have room. */
   private maybeRead(): void {
     if (this.closed || this.paused) return;
-    if (this.queue.length < this.server.opts.maxQueuedLines && !this.socket.writableNeedDrain) {
+    if (!this.queueFull() && !this.socket.writableNeedDrain) {
       startReading(this.socket);
       this.armLineTimer();
     }
+  }
+
+  /** queueFull: maxQueuedLines wait, or MAX_QUEUED_BYTES of them (long lines). */
+  private queueFull(): boolean {
+    if (this.queue.length >= this.server.opts.maxQueuedLines) return true;
+    let bytes = this.partial.length;
+    for (const l of this.queue) bytes += l.length;
+    return bytes >= MAX_QUEUED_BYTES;
   }
 
   /** stopInput stops reading; the line timer stops too, as a line cut by our own pause is not the client's delay. */

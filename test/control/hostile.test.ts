@@ -130,6 +130,30 @@ describe('control socket under attack', function () {
     await holds();
   });
 
+  it('40 clients pipelining 60 KiB lines without reading: input held in the kernel, RSS bounded', async () => {
+    await startApp();
+    const line = `nosuch ${'z'.repeat(60_000)}\n`;
+    const clients = await Promise.all(Array.from({ length: 40 }, () => connectRaw(sock)));
+    for (const c of clients) {
+      c.socket.pause();
+      c.socket.write(line.repeat(30)); // 1.8 MB each, 72 MB in all
+    }
+    // The server stops reading each one: what it did not read stays queued
+    // on our side, and stops shrinking (10 polls in a row).
+    let last = -1;
+    let still = 0;
+    await until(() => {
+      const queued = clients.reduce((n, c) => n + c.socket.writableLength, 0);
+      still = queued === last ? still + 1 : 0;
+      last = queued;
+      return still >= 10;
+    }, 10_000, 'every client blocked by the server');
+    expect(last).to.be.above(40 * 1_000_000); // most of the 72 MB never left this process
+    expect(rss(pid), 'RSS').to.be.below(rss0 + RSS_SLACK);
+    for (const c of clients) c.socket.destroy();
+    await holds();
+  });
+
   it('a streaming command to a client that never reads: the output is bounded, the command stopped', async () => {
     await startApp({ APP_CONTROL_LIMITS: JSON.stringify({ writeTimeout: 1_000 }) });
     for (const mode of ['careless', 'polite']) {
