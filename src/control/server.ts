@@ -74,6 +74,7 @@ const REFUSAL_LINGER = 1_000;
 const PROBE_IDLE = 5_000;
 /** The most base64 of unrun input a connection takes along at a hand-off (a meta must fit one message). */
 const MAX_PENDING_META = 2048;
+const NEWLINE = Buffer.from('\n');
 /** Reading a connection stops while this much input waits, whatever the number of lines. */
 const MAX_QUEUED_BYTES = 128 * 1024;
 /** Commands a probe connection may run. */
@@ -121,7 +122,8 @@ function refusalLine(json: boolean, code: string, message: string): string {
 class ControlConnection {
   /** Bytes of a line not yet ended. */
   private partial: Buffer = Buffer.alloc(0);
-  private queue: string[] = [];
+  /** Whole lines not run yet, as read (without their newline). */
+  private queue: Buffer[] = [];
   private busy = false;
   closed = false;
   private readonly abort = new AbortController();
@@ -158,7 +160,7 @@ class ControlConnection {
 
   /** pending: the bytes read from the client and not run yet, exactly. */
   get pending(): Buffer {
-    return Buffer.concat([...this.queue.map((l) => Buffer.from(`${l}\n`)), this.partial]);
+    return Buffer.concat([...this.queue.flatMap((l) => [l, NEWLINE]), this.partial]);
   }
 
   private onData(chunk: Buffer): void {
@@ -168,9 +170,9 @@ class ControlConnection {
       const nl = data.indexOf(0x0a);
       if (nl < 0) break;
       if (nl > MAX_LINE_BYTES) return this.refuse(new LineTooLongError(`line too long: the limit is ${MAX_LINE_BYTES} bytes`));
-      const line = data.subarray(0, nl).toString('utf8');
+      const line = Buffer.from(data.subarray(0, nl));
       data = data.subarray(nl + 1);
-      this.json = line.trimStart().startsWith('{');
+      this.json = line.toString('latin1').trimStart().startsWith('{');
       this.queue.push(line);
     }
     if (data.length > MAX_LINE_BYTES) return this.refuse(new LineTooLongError(`line too long: the limit is ${MAX_LINE_BYTES} bytes`));
@@ -250,8 +252,9 @@ class ControlConnection {
       this.stopInput(); // 'drain' pumps again
       return;
     }
-    const line = this.queue.shift();
-    if (line === undefined) return;
+    const raw = this.queue.shift();
+    if (raw === undefined) return;
+    const line = raw.toString('utf8');
     this.maybeRead();
     this.busy = true;
     this.served = true;

@@ -224,6 +224,20 @@ describe('control socket under attack', function () {
     admin.socket.destroy();
   });
 
+  it('input read but not run at a hand-off goes over byte for byte, a character cut in two included', async () => {
+    await startApp();
+    const admin = await connectRaw(sock);
+    // redeploy, a whole line behind it, and half of a line that ends in half of a character (日 is e6 97 a5).
+    admin.socket.write(Buffer.concat([Buffer.from('redeploy\nhello héllo\nhello '), Buffer.from([0xe6, 0x97])]));
+    await until(() => admin.lines.some((l) => l.startsWith('hello héllo from')), 15_000, 'the queued line to be answered');
+    admin.socket.write(Buffer.from([0xa5, 0x0a]));
+    await until(() => admin.lines.some((l) => l.startsWith('hello 日 from')), 5_000, 'the cut line to be answered');
+    const newPid = await probe(sock);
+    expect(newPid).not.to.equal(pid);
+    expect(admin.lines.filter((l) => l.startsWith('hello'))).to.deep.equal([`hello héllo from ${newPid}`, `hello 日 from ${newPid}`]);
+    admin.socket.destroy();
+  });
+
   it('a connection with more unrun input than a hand-off message holds stays with the old instance, which answers all of it', async () => {
     await startApp();
     const admin = await connectRaw(sock);
