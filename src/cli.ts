@@ -234,6 +234,7 @@ export async function main(argv: string[], out: (l: string) => void = console.lo
   const timeout = Number(opts.timeout);
   const args = program.args;
   try {
+    serverUids.length = 0; // main may run more than once in a process
     if (opts.serverUid !== undefined) {
       try {
         serverUids.push(resolveUid(opts.serverUid));
