@@ -12,7 +12,8 @@
 import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
-import { ControlClient } from '../../src/control/client.js';
+import { ControlClient, ControlReplyError } from '../../src/control/client.js';
+import { GracefulError } from '../../src/errors.js';
 import { endGenerations, httpGet, openFds, spawnChild, spawnFixture, tmpDir, until, type Child } from '../helpers.js';
 import { OTHER_UID, attack, connectRaw, graceful, probe, rss } from './attackers.js';
 
@@ -80,7 +81,10 @@ describe('control socket under attack', function () {
   it('the client past the last slot resets its connection: no crash, no leak', async () => {
     await startApp({ APP_CONTROL_LIMITS: JSON.stringify({ maxConnections: 8, probeConnections: 2 }) });
     const held = await Promise.all(Array.from({ length: 10 }, () => connectRaw(sock)));
-    await until(() => probe(sock).then(() => false, () => true), 5_000, 'every slot taken');
+    // Every slot taken: a probe gets the coded refusal, as a GracefulError.
+    const err = await probe(sock).then(() => null, (e: unknown) => e);
+    expect(err).to.be.instanceOf(ControlReplyError).and.instanceOf(GracefulError);
+    expect(err).to.include({ code: 'ERR_GRACEFUL_TOO_MANY_CONNECTIONS', message: 'too many connections (8): try again later' });
     await attack('rst', sock, 100, 0);
     const seen = await attack('cycle', sock, 20, 0);
     expect(seen).to.deep.equal({ [JSON.stringify({ ok: false, error: { code: 'ERR_GRACEFUL_TOO_MANY_CONNECTIONS', message: 'too many connections (8): try again later' } })]: 20 });
