@@ -137,6 +137,8 @@ class ControlConnection {
   private json = false;
   private lineTimer: NodeJS.Timeout | null = null;
   private writeTimer: NodeJS.Timeout | null = null;
+  /** Set by release(): this process lets the connection go and must never shut it down. */
+  private released = false;
   /** Resolves once everything written so far went to the kernel. */
   private flushed: Promise<void> = Promise.resolve();
 
@@ -410,7 +412,7 @@ class ControlConnection {
 
   /** end sends what is queued and a FIN; a client that reads none of it is destroyed after writeTimeout. */
   end(): void {
-    if (this.socket.destroyed) return;
+    if (this.socket.destroyed || this.released) return;
     this.closed = true;
     this.abort.abort();
     this.socket.end();
@@ -437,7 +439,8 @@ class ControlConnection {
    * first (bounded by writeTimeout), so a reply is never cut.
    */
   release(): void {
-    if (this.socket.destroyed) return;
+    if (this.socket.destroyed || this.released) return;
+    this.released = true;
     this.closed = true;
     this.abort.abort();
     this.stopInput();
