@@ -11,7 +11,7 @@
 import { Command, CommanderError } from 'commander';
 import fs from 'node:fs';
 import readline from 'node:readline';
-import { ControlClient, ControlReplyError, type ControlEvent } from './control/client.js';
+import { ControlClient, ControlReplyError, resolveUid, type ControlEvent } from './control/client.js';
 import { tokenize } from './control/parse.js';
 import { errorCode } from './errors.js';
 import { Supervisor, type RestartPolicy } from './supervisor/supervisor.js';
@@ -52,10 +52,14 @@ class Exit extends Error {
   }
 }
 
+/** uids, besides root and ours, whose servers the CLI talks to (--server-uid). */
+const serverUids: number[] = [];
+
 async function connect(path: string, timeout: number): Promise<ControlClient> {
   try {
-    return await ControlClient.connect(path, timeout);
+    return await ControlClient.connect(path, timeout, { serverUids });
   } catch (err) {
+    if (errorCode(err) === 'ERR_GRACEFUL_UNTRUSTED_SERVER') throw new Exit(EXIT_CONNECT, `error: cannot use ${path}: ERR_GRACEFUL_UNTRUSTED_SERVER: ${(err as Error).message}`);
     throw new Exit(EXIT_CONNECT, `error: cannot connect to ${path}: ${whyNoConnection(path, err)}`);
   }
 }
@@ -346,16 +350,25 @@ export async function main(argv: string[], out: (l: string) => void = console.lo
     .option('-s, --socket <path>', 'the control socket')
     .option('--json', 'print the JSON replies')
     .option('--timeout <ms>', 'give up after this many ms without an answer', '60000')
+    .option('--server-uid <user>', 'also talk to a server running as this uid or user name (default: only root and yourself)')
     .argument('[args...]', 'a socket to redeploy, or a command and its arguments')
     .allowUnknownOption(false)
     .passThroughOptions()
     .addHelpText('after', HELP_AFTER);
   const parsed = parse(program, argv, out, err);
   if (parsed !== null) return parsed;
-  const opts = program.opts<{ socket?: string; json?: boolean; timeout: string }>();
+  const opts = program.opts<{ socket?: string; json?: boolean; timeout: string; serverUid?: string }>();
   const timeout = Number(opts.timeout);
   const args = program.args;
   try {
+    serverUids.length = 0; // main may run more than once in a process
+    if (opts.serverUid !== undefined) {
+      try {
+        serverUids.push(resolveUid(opts.serverUid));
+      } catch (e) {
+        throw new Exit(EXIT_USAGE, `error: --server-uid: ${(e as Error).message}`);
+      }
+    }
     if (!(timeout > 0)) throw new Exit(EXIT_USAGE, `error: --timeout must be a positive number of ms, got ${opts.timeout}`);
     if (opts.socket) {
       if (args.length === 0) {

@@ -44,7 +44,10 @@ export type GracefulErrorCode =
   | 'ERR_GRACEFUL_HOOK_FAILED'
   | 'ERR_GRACEFUL_UNSAFE_DIRECTORY'
   | 'ERR_GRACEFUL_PREDECESSOR_RUNNING'
-  | 'ERR_GRACEFUL_ALREADY_HANDED_OVER';
+  | 'ERR_GRACEFUL_ALREADY_HANDED_OVER'
+  | 'ERR_GRACEFUL_UNSAFE_FILE'
+  | 'ERR_GRACEFUL_SLOW_CLIENT'
+  | 'ERR_GRACEFUL_UNTRUSTED_SERVER';
 
 /** GracefulError: the base class of every error this package creates. */
 export class GracefulError extends Error {
@@ -112,6 +115,12 @@ export const UnsafeDirectoryError = errorClass('ERR_GRACEFUL_UNSAFE_DIRECTORY', 
 export const PredecessorRunningError = errorClass('ERR_GRACEFUL_PREDECESSOR_RUNNING', 'PredecessorRunningError');
 /** AlreadyHandedOverError: this instance handed over to a new one, which now serves. */
 export const AlreadyHandedOverError = errorClass('ERR_GRACEFUL_ALREADY_HANDED_OVER', 'AlreadyHandedOverError');
+/** UnsafeFileError: a file or symbolic link in a shared directory belongs to someone else. */
+export const UnsafeFileError = errorClass('ERR_GRACEFUL_UNSAFE_FILE', 'UnsafeFileError');
+/** SlowClientError: a control client that does not read its replies, or sends a line too slowly, is dropped. */
+export const SlowClientError = errorClass('ERR_GRACEFUL_SLOW_CLIENT', 'SlowClientError');
+/** UntrustedServerError: the process behind a control socket runs as a uid the client does not trust. */
+export const UntrustedServerError = errorClass('ERR_GRACEFUL_UNTRUSTED_SERVER', 'UntrustedServerError');
 
 /** ControlParseError: a control line that cannot be read; `json` tells which mode it looked like. */
 export class ControlParseError extends GracefulError {

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import { once } from 'node:events';
 import { NotTransferableError, invalidArgument } from './errors.js';
 import { addon } from './native.js';
-import { clearStaleSocket } from './socketpath.js';
+import { bindSocket, clearStaleSocket } from './socketpath.js';
 
 /** Transferable: anything fdOf can take a descriptor from. */
 export type Transferable = number | net.Server | net.Socket | dgram.Socket | fs.promises.FileHandle | fs.WriteStream | fs.ReadStream;
@@ -167,5 +167,5 @@ export async function listenOnPath<S extends net.Server>(server: S, socketPath: 
   const mode = options.mode ?? 0o660;
   if (!Number.isInteger(mode) || mode < 0 || mode > 0o777) throw invalidArgument('listenOnPath', `mode must be a file mode such as 0o660, got ${String(mode)}`);
   clearStaleSocket(socketPath, 'listenOnPath');
-  return listenOnFd(server, addon.listen(socketPath, mode, options.backlog ?? 511));
+  return listenOnFd(server, bindSocket(socketPath, mode, options.backlog ?? 511, 'listenOnPath'));
 }

@@ -5,7 +5,8 @@
 import fs from 'node:fs';
 import nodePath from 'node:path';
 import { addon } from './native.js';
-import { NotASocketError, SocketInUseError, UnsafeDirectoryError, isSystemError, errorCode } from './errors.js';
+import { NotASocketError, SocketInUseError, isSystemError, errorCode } from './errors.js';
+import { checkDirectory as checkSharedDirectory } from './safefile.js';
 
 /** The longest path the kernel takes in sockaddr_un (108 bytes with the NUL). */
 export const MAX_SOCKET_PATH_BYTES = 107;
@@ -77,23 +78,41 @@ export function clearStaleSocket(path: string, api: string): void {
 }
 
 /**
- * checkDirectory refuses a directory that other users may write to without
- * the sticky bit: any of them could swap our socket file for theirs.
- * (/tmp, mode 1777, is fine: the sticky bit keeps others off our files.)
+ * checkDirectory refuses a directory that belongs to another user (not root),
+ * or that other users may write to without the sticky bit: any of them could
+ * swap our socket file for theirs. (/tmp, mode 1777, is fine: the sticky bit
+ * keeps others off our files.)
  */
 function checkDirectory(path: string, api: string): void {
-  const dir = nodePath.dirname(nodePath.resolve(path));
-  let st: fs.Stats;
+  checkSharedDirectory(path, api, 'the socket');
+}
+
+/**
+ * bindSocket binds and listens on a UNIX stream socket at path with mode,
+ * without a lookup of path after bind: the socket is bound (and its mode set)
+ * inside a new private directory (mode 0700) next to path, then renamed onto
+ * path, so nobody can swap a link in between and have a chmod land elsewhere.
+ * Call clearStaleSocket first. The caller owns the descriptor it returns; on
+ * failure nothing stays open or on disk.
+ */
+export function bindSocket(path: string, mode: number, backlog: number, api: string): number {
+  if (path.startsWith('@')) return addon.listen(path, mode, backlog);
+  checkSocketPathLength(path, api);
+  const priv = fs.mkdtempSync(nodePath.join(nodePath.dirname(path), '.g'));
+  const tmp = nodePath.join(priv, 's');
   try {
-    st = fs.statSync(dir);
-  } catch {
-    return; // a missing directory fails at bind, with ENOENT
-  }
-  if ((st.mode & 0o022) !== 0 && (st.mode & 0o1000) === 0) {
-    throw new UnsafeDirectoryError(
-      `${api}: ${dir} is writable by other users (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')}) without the sticky bit, ` +
-        'so anyone could replace the socket: use a directory only this user can write (e.g. mode 0700), or set the sticky bit',
-    );
+    checkSocketPathLength(tmp, `${api} (bound first at ${tmp}, then renamed)`);
+    const fd = addon.listen(tmp, mode, backlog);
+    try {
+      fs.renameSync(tmp, path);
+    } catch (err) {
+      addon.close(fd);
+      throw err;
+    }
+    return fd;
+  } finally {
+    fs.rmSync(tmp, { force: true });
+    fs.rmdirSync(priv);
   }
 }
 

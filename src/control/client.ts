@@ -1,26 +1,47 @@
 /**
  * ControlClient: talks JSON mode to a control socket, for programs and the CLI.
  */
+import fs from 'node:fs';
 import net from 'node:net';
 import readline from 'node:readline';
-import { GracefulError, TimeoutError, type GracefulErrorCode } from '../errors.js';
+import { addon } from '../native.js';
+import { fdOf } from '../fds.js';
+import { ClosedError, GracefulError, TimeoutError, UntrustedServerError, invalidArgument, type GracefulErrorCode } from '../errors.js';
 
-/** ControlReplyError: the server answered with an error; `code` is the server's. */
-export class ControlReplyError extends Error {
+/**
+ * ControlReplyError: the server answered with an error; `code` is the
+ * server's code as it sent it (one of ours, or an errno name such as EACCES).
+ */
+export class ControlReplyError extends GracefulError {
   override name = 'ControlReplyError';
-  constructor(readonly code: string, message: string) {
-    super(message);
+  constructor(code: string, message: string) {
+    super(code as GracefulErrorCode, message);
   }
 }
 
 export type ControlEvent = { event: string } & Record<string, unknown>;
 
-const REFUSALS: [RegExp, GracefulErrorCode][] = [
-  [/^permission denied/, 'ERR_GRACEFUL_PERMISSION_DENIED'],
-  [/^too many connections/, 'ERR_GRACEFUL_TOO_MANY_CONNECTIONS'],
-  [/^line too long/, 'ERR_GRACEFUL_LINE_TOO_LONG'],
-  [/^idle for/, 'ERR_GRACEFUL_IDLE_TIMEOUT'],
-];
+/** ControlClientOptions: who may answer besides root and this process's uid. */
+export interface ControlClientOptions {
+  /** uids whose servers this client talks to besides root and its own. */
+  serverUids?: readonly number[];
+}
+
+/** resolveUid turns a uid or a user name (from /etc/passwd) into a uid. */
+export function resolveUid(user: string): number {
+  if (/^\d+$/.test(user)) return Number(user);
+  let passwd = '';
+  try {
+    passwd = fs.readFileSync('/etc/passwd', 'utf8');
+  } catch {
+    // no passwd file: only numbers
+  }
+  for (const line of passwd.split('\n')) {
+    const [name, , uid] = line.split(':');
+    if (name === user && uid !== undefined && /^\d+$/.test(uid)) return Number(uid);
+  }
+  throw invalidArgument('serverUids', `no user ${JSON.stringify(user)} in /etc/passwd: give a uid or a user name`);
+}
 
 export class ControlClient {
   private lines: string[] = [];
@@ -44,8 +65,15 @@ export class ControlClient {
     socket.on('error', () => undefined); // surfaced as the end of the line stream
   }
 
-  /** connect opens the control socket at path; rejects with the kernel's errno (ENOENT, ECONNREFUSED, EACCES). */
-  static connect(path: string, timeoutMs = 10_000): Promise<ControlClient> {
+  /**
+   * connect opens the control socket at path; rejects with the kernel's errno
+   * (ENOENT, ECONNREFUSED, EACCES), or with UntrustedServerError when the
+   * process that answers (SO_PEERCRED) runs as a uid other than root, ours or
+   * one in options.serverUids: anyone can listen at a path in a shared
+   * directory, and what we send (a redeploy, a command's arguments) is theirs then.
+   */
+  static connect(path: string, timeoutMs = 10_000, options: ControlClientOptions = {}): Promise<ControlClient> {
+    const trusted = new Set([0, process.getuid?.() ?? 0, ...(options.serverUids ?? [])]);
     return new Promise((resolve, reject) => {
       const socket = net.createConnection(path);
       const timer = setTimeout(() => {
@@ -54,6 +82,22 @@ export class ControlClient {
       }, timeoutMs);
       socket.once('connect', () => {
         clearTimeout(timer);
+        let peer: { pid: number; uid: number };
+        try {
+          peer = addon.peercred(fdOf(socket));
+        } catch (err) {
+          socket.destroy();
+          reject(err as Error);
+          return;
+        }
+        if (!trusted.has(peer.uid)) {
+          socket.destroy();
+          reject(new UntrustedServerError(
+            `${path} is answered by pid ${peer.pid} of uid ${peer.uid}, not by root or this user (uid ${process.getuid?.()}): ` +
+              'refusing to talk to it; if that server is meant to run as that user, allow it (--server-uid in the CLI, serverUids in ControlClient.connect)',
+          ));
+          return;
+        }
         socket.removeAllListeners('error');
         resolve(new ControlClient(socket));
       });
@@ -91,12 +135,9 @@ export class ControlClient {
     this.socket.write(`${JSON.stringify({ cmd, args })}\n`);
     for (;;) {
       const line = await this.next(timeoutMs);
-      if (line === null) throw new GracefulError('ERR_GRACEFUL_CLOSED', 'the server closed the connection before answering');
-      if (line.startsWith('error: ')) {
-        const message = line.slice(7);
-        const code = REFUSALS.find(([re]) => re.test(message))?.[1] ?? 'ERR_GRACEFUL_COMMAND_FAILED';
-        throw new ControlReplyError(code, message);
-      }
+      if (line === null) throw new ClosedError('the server closed the connection before answering');
+      // A plain-mode answer (from a server that could not read our line) has no code.
+      if (line.startsWith('error: ')) throw new ControlReplyError('ERR_GRACEFUL_COMMAND_FAILED', line.slice(7));
       let obj: Record<string, unknown>;
       try {
         obj = JSON.parse(line) as Record<string, unknown>;

@@ -14,10 +14,18 @@ export interface CommandContext {
   readonly json: boolean;
   /** SO_PEERCRED of the client. */
   readonly peer: PeerCredentials;
-  /** write sends a line of output (in JSON mode: {"event":"output","line":...}). */
-  write(line: string): void;
-  /** event sends a progress event: as is in JSON mode, as `text` in plain mode. */
-  event(event: { event: string } & Record<string, unknown>, text: string): void;
+  /**
+   * write sends a line of output (in JSON mode: {"event":"output","line":...}).
+   * It returns false when the client is behind (or gone): a streaming command
+   * then awaits drain() before it writes more. A client that leaves more than
+   * maxOutputBytes unread, or reads nothing for writeTimeout, is dropped (and
+   * signal fires).
+   */
+  write(line: string): boolean;
+  /** event sends a progress event: as is in JSON mode, as `text` in plain mode; returns as write does. */
+  event(event: { event: string } & Record<string, unknown>, text: string): boolean;
+  /** drain resolves once the client has read what was written (or left). */
+  drain(): Promise<void>;
   /** signal fires when the client leaves: a streaming command stops then. */
   readonly signal: AbortSignal;
   /**

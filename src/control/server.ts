@@ -3,14 +3,23 @@
  * inside the process, in plain text (`nc -U app.sock`) or JSON. Each
  * connection's SO_PEERCRED uid must be ours, root's, or allowed. Connections
  * are handed to the next instance at a redeploy and go on there.
+ *
+ * It holds against a hostile or careless client: every accepted socket has an
+ * 'error' listener from its first moment; a refused client gets a coded answer
+ * and its descriptor is closed within a bound whatever it does; refusals in
+ * flight, queued lines, unread output, idle time and the time a line may take
+ * are all bounded; a few slots are kept for `status` probes.
  */
 import net from 'node:net';
 import { debuglog } from 'node:util';
 import { addon, type PeerCredentials } from '../native.js';
-import { errorCode, invalidArgument, UsageError } from '../errors.js';
+import {
+  IdleTimeoutError, LineTooLongError, PermissionDeniedError, SlowClientError, TooManyConnectionsError,
+  errorCode, invalidArgument, UsageError,
+} from '../errors.js';
 import type { Meta } from '../meta.js';
-import { fdOf, listenOnFd, socketFromFd } from '../fds.js';
-import { clearStaleSocket, SocketFile } from '../socketpath.js';
+import { fdOf, listenOnFd } from '../fds.js';
+import { bindSocket, clearStaleSocket, SocketFile } from '../socketpath.js';
 import { closeAll, type OutgoingFd } from '../handoff/connection.js';
 import { CommandRegistry, formatResult, type CommandContext } from './commands.js';
 import { parseRequest, MAX_LINE_BYTES, type ControlRequest } from './parse.js';
@@ -26,73 +35,231 @@ export interface ControlServerOptions {
   idleTimeout?: number;
   /** Most connections at once (default 64). */
   maxConnections?: number;
+  /** Connections kept, beyond maxConnections, for `status` probes (default 4). */
+  probeConnections?: number;
+  /** Refused connections being answered at once; more are closed without an answer (default 16). */
+  maxRefused?: number;
+  /** ms a line may take from its first byte to its newline (default 10 s). */
+  lineTimeout?: number;
+  /** ms a client may leave its output unread before it is dropped (default 10 s). */
+  writeTimeout?: number;
+  /** Lines a connection may queue while a command runs; reading stops beyond (default 32). */
+  maxQueuedLines?: number;
+  /** Unread output a connection may hold before it is dropped (default 1 MiB). */
+  maxOutputBytes?: number;
+  /** Where the reasons for dropped connections go (default: NODE_DEBUG=graceful). */
+  log?: (message: string) => void;
 }
+
+/** ControlLimits: the bounds of ControlServerOptions, as GracefulServer's controlLimits option takes them. */
+export type ControlLimits = Pick<ControlServerOptions, 'maxConnections' | 'probeConnections' | 'maxRefused' | 'lineTimeout' |
+  'writeTimeout' | 'maxQueuedLines' | 'maxOutputBytes'>;
+
+/** Defaults of ControlServerOptions. */
+export const CONTROL_DEFAULTS = {
+  idleTimeout: 300_000,
+  maxConnections: 64,
+  probeConnections: 4,
+  maxRefused: 16,
+  lineTimeout: 10_000,
+  writeTimeout: 10_000,
+  maxQueuedLines: 32,
+  maxOutputBytes: 1024 * 1024,
+} as const;
+
+/** ms a refused client has to send its first line (to learn its mode) and then to read the answer. */
+const REFUSAL_WAIT = 500;
+const REFUSAL_LINGER = 1_000;
+/** ms a probe connection may stay silent. */
+const PROBE_IDLE = 5_000;
+/** The most base64 of unrun input a connection takes along at a hand-off (a meta must fit one message). */
+const MAX_PENDING_META = 2048;
+const NEWLINE = Buffer.from('\n');
+/** Reading a connection stops while this much input waits, whatever the number of lines. */
+const MAX_QUEUED_BYTES = 128 * 1024;
+/** Commands a probe connection may run. */
+const PROBE_COMMANDS = new Set(['status', 'health', 'help', 'quit', 'exit']);
 
 type Reply = Record<string, unknown>;
 
+interface Handle {
+  reading?: boolean;
+  readStop?(): number;
+  readStart?(): number;
+}
+
+/** stopReading stops libuv reading the socket for real (socket.pause() alone does not). */
+function stopReading(socket: net.Socket): void {
+  socket.pause();
+  const handle = (socket as unknown as { _handle?: Handle | null })._handle;
+  if (handle?.reading && handle.readStop) {
+    handle.reading = false; // so that resume() starts it again
+    handle.readStop();
+  }
+}
+
+/**
+ * startReading undoes stopReading. The handle is started here, not by
+ * resume(): after a read() that found nothing the stream believes a read is
+ * under way and would never start the handle again.
+ */
+function startReading(socket: net.Socket): void {
+  socket.resume();
+  const handle = (socket as unknown as { _handle?: Handle | null })._handle;
+  if (handle && !handle.reading && handle.readStart && !socket.destroyed) {
+    handle.reading = true;
+    const err = handle.readStart();
+    if (err) socket.destroy();
+  }
+}
+
+/** refusalLine is the answer to a refused client, in the mode its first line used. */
+function refusalLine(json: boolean, code: string, message: string): string {
+  return json ? `${JSON.stringify({ ok: false, error: { code, message } })}\n` : `error: ${message}\n`;
+}
+
 /** One client connection. */
 class ControlConnection {
-  private buffer = '';
-  private queue: string[] = [];
+  /** Bytes of a line not yet ended. */
+  private partial: Buffer = Buffer.alloc(0);
+  /** Whole lines not run yet, as read (without their newline). */
+  private queue: Buffer[] = [];
   private busy = false;
-  private closed = false;
+  closed = false;
   private readonly abort = new AbortController();
   /** Set while this connection runs `redeploy`: it is handed over, then finishes here. */
   handingOver = false;
-  /** Paused for a hand-off: input stays in the kernel (and in `buffer`) for the next instance. */
+  /** Paused for a hand-off: input stays in the kernel (and in `queue`) for the next instance. */
   private paused = false;
+  /** Set once this process ran anything for the client: only then may it end the connection. */
+  served = false;
+  /** The mode of the last line, for unsolicited answers (a timeout). */
+  private json = false;
+  private lineTimer: NodeJS.Timeout | null = null;
+  private writeTimer: NodeJS.Timeout | null = null;
+  /** Set by release(): this process lets the connection go and must never shut it down. */
+  private released = false;
+  /** Resolves once everything written so far went to the kernel. */
+  private flushed: Promise<void> = Promise.resolve();
 
-  constructor(readonly socket: net.Socket, readonly peer: PeerCredentials, private readonly server: ControlServer) {
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => this.onData(chunk));
-    socket.on('error', (err) => debug('control connection: %s', err.message));
+  constructor(readonly socket: net.Socket, readonly peer: PeerCredentials, private readonly server: ControlServer, readonly probe: boolean, paused = false) {
+    this.paused = paused;
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('close', () => this.onClose());
-    socket.setTimeout(server.idleTimeout, () => this.onIdle());
+    socket.on('drain', () => this.onDrain());
+    socket.on('timeout', () => this.onIdle());
+    if (!paused) this.armIdle();
+  }
+
+  /** armIdle starts the idle timer (never while paused: an adopted connection is not ours to close yet). */
+  private armIdle(): void {
+    this.socket.setTimeout(this.probe ? Math.min(PROBE_IDLE, this.server.opts.idleTimeout) : this.server.opts.idleTimeout);
   }
 
   get isBusy(): boolean {
     return this.busy;
   }
 
-  get pending(): string {
-    return [...this.queue.map((l) => `${l}\n`), this.buffer].join('');
+  /** pending: the bytes read from the client and not run yet, exactly. */
+  get pending(): Buffer {
+    return Buffer.concat([...this.queue.flatMap((l) => [l, NEWLINE]), this.partial]);
   }
 
-  private onData(chunk: string): void {
-    this.buffer += chunk;
+  private onData(chunk: Buffer): void {
+    if (this.closed) return;
+    let data = this.partial.length > 0 ? Buffer.concat([this.partial, chunk]) : chunk;
     for (;;) {
-      const nl = this.buffer.indexOf('\n');
+      const nl = data.indexOf(0x0a);
       if (nl < 0) break;
-      const line = this.buffer.slice(0, nl);
-      this.buffer = this.buffer.slice(nl + 1);
-      if (Buffer.byteLength(line) > MAX_LINE_BYTES) return this.refuse('ERR_GRACEFUL_LINE_TOO_LONG', `line too long: the limit is ${MAX_LINE_BYTES} bytes`);
+      if (nl > MAX_LINE_BYTES) return this.refuse(new LineTooLongError(`line too long: the limit is ${MAX_LINE_BYTES} bytes`));
+      const line = Buffer.from(data.subarray(0, nl));
+      data = data.subarray(nl + 1);
+      this.json = line.toString('latin1').trimStart().startsWith('{');
       this.queue.push(line);
     }
-    if (Buffer.byteLength(this.buffer) > MAX_LINE_BYTES) return this.refuse('ERR_GRACEFUL_LINE_TOO_LONG', `line too long: the limit is ${MAX_LINE_BYTES} bytes`);
+    if (data.length > MAX_LINE_BYTES) return this.refuse(new LineTooLongError(`line too long: the limit is ${MAX_LINE_BYTES} bytes`));
+    this.partial = Buffer.from(data);
+    this.armLineTimer();
+    if (this.queueFull()) this.stopInput();
     void this.pump();
+  }
+
+  /** armLineTimer bounds how long a started line may take (slowloris). */
+  private armLineTimer(): void {
+    if (this.partial.length === 0) {
+      if (this.lineTimer) clearTimeout(this.lineTimer);
+      this.lineTimer = null;
+    } else if (!this.lineTimer && !this.paused) {
+      const ms = this.server.opts.lineTimeout;
+      this.lineTimer = setTimeout(() => {
+        this.lineTimer = null;
+        this.drop(new SlowClientError(`a line took longer than ${ms} ms to arrive: closing; send whole lines`));
+      }, ms);
+      this.lineTimer.unref();
+    }
   }
 
   /** feed replays input a predecessor had read but not run. */
-  feed(pending: string): void {
-    if (pending) this.onData(pending);
+  feed(pending: Buffer): void {
+    if (pending.length > 0) this.onData(pending);
   }
 
+  /**
+   * pause stops reading for a hand-off: libuv stops reading the descriptor,
+   * and what Node had read already but not delivered joins `pending`, so the
+   * next instance gets exactly the bytes this one did not run.
+   */
   pause(): void {
     this.paused = true;
-    this.socket.pause();
+    this.socket.setTimeout(0);
+    while (this.socket.read() !== null) { /* delivered to onData through 'data' */ }
+    this.stopInput();
   }
 
   resume(): void {
+    if (this.closed) return;
     this.paused = false;
-    this.socket.resume();
+    if (!this.busy) this.armIdle();
+    this.maybeRead();
     void this.pump();
+  }
+
+  /** maybeRead reads again once the queue and the output have room. */
+  private maybeRead(): void {
+    if (this.closed || this.paused) return;
+    if (!this.queueFull() && !this.socket.writableNeedDrain) {
+      startReading(this.socket);
+      this.armLineTimer();
+    }
+  }
+
+  /** queueFull: maxQueuedLines wait, or MAX_QUEUED_BYTES of them (long lines). */
+  private queueFull(): boolean {
+    if (this.queue.length >= this.server.opts.maxQueuedLines) return true;
+    let bytes = this.partial.length;
+    for (const l of this.queue) bytes += l.length;
+    return bytes >= MAX_QUEUED_BYTES;
+  }
+
+  /** stopInput stops reading; the line timer stops too, as a line cut by our own pause is not the client's delay. */
+  private stopInput(): void {
+    stopReading(this.socket);
+    if (this.lineTimer) clearTimeout(this.lineTimer);
+    this.lineTimer = null;
   }
 
   private async pump(): Promise<void> {
     if (this.busy || this.paused || this.closed) return;
-    const line = this.queue.shift();
-    if (line === undefined) return;
+    if (this.socket.writableNeedDrain) {
+      this.stopInput(); // 'drain' pumps again
+      return;
+    }
+    const raw = this.queue.shift();
+    if (raw === undefined) return;
+    const line = raw.toString('utf8');
+    this.maybeRead();
     this.busy = true;
+    this.served = true;
     this.socket.setTimeout(0);
     let oneshot = false;
     try {
@@ -112,19 +279,21 @@ class ControlConnection {
         }
         req = { cmd: req.args[0]!, args: req.args.slice(1), json: false };
       }
+      if (this.probe && !PROBE_COMMANDS.has(req.cmd)) {
+        this.refuse(new TooManyConnectionsError(
+          `too many connections (${this.server.opts.maxConnections}): this one, kept for probes, runs only status and help; try again later`,
+        ), req.json);
+        return;
+      }
       if (req.cmd === 'quit' || req.cmd === 'exit') {
         this.reply(req.json, req.id, null, null);
-        this.closed = true;
-        this.socket.end();
+        this.end();
         return;
       }
       await this.run(req);
     } finally {
       this.busy = false;
-      if (oneshot && !this.closed) {
-        this.closed = true;
-        this.socket.end();
-      }
+      if (oneshot && !this.closed) this.end();
       if (this.handingOver) {
         // This connection ran `redeploy`: its reply is written; the new
         // instance serves it from now on, or, if the redeploy failed, we go on.
@@ -133,17 +302,58 @@ class ControlConnection {
         else this.resume();
       }
       if (!this.closed) {
-        this.socket.setTimeout(this.server.idleTimeout);
+        if (!this.paused) this.armIdle();
         void this.pump();
       }
     }
   }
 
+  /**
+   * send writes text and tells whether the client keeps up: past
+   * maxOutputBytes unread it is dropped; output unread for writeTimeout too.
+   */
+  private send(text: string): boolean {
+    if (this.closed || this.socket.destroyed || !this.socket.writable) return false;
+    let ok = false;
+    this.flushed = new Promise((resolve) => {
+      ok = this.socket.write(text, () => resolve()); // called once in the kernel, or with the error that ended it
+    });
+    if (this.socket.writableLength > this.server.opts.maxOutputBytes) {
+      this.drop(new SlowClientError(`the client left ${this.socket.writableLength} bytes of output unread (the limit is ${this.server.opts.maxOutputBytes}): dropping it`));
+      return false;
+    }
+    if (!ok && !this.writeTimer) {
+      const ms = this.server.opts.writeTimeout;
+      this.writeTimer = setTimeout(() => {
+        this.writeTimer = null;
+        this.drop(new SlowClientError(`the client read none of its output for ${ms} ms: dropping it`));
+      }, ms);
+      this.writeTimer.unref();
+    }
+    return ok;
+  }
+
+  private onDrain(): void {
+    if (this.writeTimer) clearTimeout(this.writeTimer);
+    this.writeTimer = null;
+    this.drainWaiters.splice(0).forEach((w) => w());
+    this.maybeRead();
+    void this.pump();
+  }
+
+  private drainWaiters: (() => void)[] = [];
+
+  /** drained resolves once the client read what was written, or left. */
+  private drained(): Promise<void> {
+    if (!this.socket.writableNeedDrain || this.closed) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
   private async run(req: ControlRequest): Promise<void> {
-    const write = (obj: Reply, text: string | null) => {
-      if (this.closed || this.socket.destroyed) return;
-      if (req.json) this.socket.write(`${JSON.stringify(req.id === undefined ? obj : { id: req.id, ...obj })}\n`);
-      else if (text !== null) this.socket.write(`${text}\n`);
+    const write = (obj: Reply, text: string | null): boolean => {
+      if (req.json) return this.send(`${JSON.stringify(req.id === undefined ? obj : { id: req.id, ...obj })}\n`);
+      if (text !== null) return this.send(`${text}\n`);
+      return !this.closed;
     };
     const ctx: CommandContext = {
       name: req.cmd,
@@ -153,6 +363,7 @@ class ControlConnection {
       signal: this.abort.signal,
       write: (line) => write({ event: 'output', line }, line),
       event: (event, text) => write(event, text),
+      drain: () => this.drained(),
       handover: () => {
         this.handingOver = true;
       },
@@ -170,7 +381,6 @@ class ControlConnection {
   }
 
   private reply(json: boolean, id: string | number | undefined, err: Error | null, result?: unknown): void {
-    if (this.socket.destroyed) return;
     let line: string;
     if (json) {
       const body: Reply = err
@@ -180,58 +390,105 @@ class ControlConnection {
     } else {
       line = err ? `error: ${err.message.replace(/\n/g, ' ')}` : 'ok';
     }
-    this.socket.write(`${line}\n`);
+    this.send(`${line}\n`);
   }
 
-  private refuse(code: string, message: string): void {
-    debug('control connection refused: %s', message);
-    this.queue = [];
-    this.buffer = '';
+  /** refuse answers err (coded in JSON mode) and ends the connection; it is destroyed if the client does not read. */
+  private refuse(err: Error & { code: string }, json = this.json): void {
+    if (this.closed) return;
+    this.server.logDrop(this, err.message);
+    this.send(refusalLine(json, err.code, err.message));
+    this.end();
+  }
+
+  /** drop destroys a connection whose client does not keep up, with a logged reason. */
+  private drop(err: Error): void {
+    if (this.closed) return;
+    this.server.logDrop(this, err.message);
     this.closed = true;
-    this.socket.end(`error: ${message}\n`);
-    void code;
+    this.abort.abort();
+    this.socket.destroy();
+  }
+
+  /** end sends what is queued and a FIN; a client that reads none of it is destroyed after writeTimeout. */
+  end(): void {
+    if (this.socket.destroyed || this.released) return;
+    this.closed = true;
+    this.abort.abort();
+    this.socket.end();
+    startReading(this.socket); // read on to the client's EOF, which closes the descriptor
+    setTimeout(() => this.socket.destroy(), this.server.opts.writeTimeout).unref();
   }
 
   private onIdle(): void {
-    if (this.busy || this.closed) return;
-    this.refuse('ERR_GRACEFUL_IDLE_TIMEOUT', `idle for ${this.server.idleTimeout} ms: closing`);
+    if (this.busy || this.closed || this.paused) return;
+    this.refuse(new IdleTimeoutError(`idle for ${this.socket.timeout} ms: closing`));
   }
 
   private onClose(): void {
     this.closed = true;
+    for (const t of [this.lineTimer, this.writeTimer]) if (t) clearTimeout(t);
+    this.drainWaiters.splice(0).forEach((w) => w());
     this.abort.abort();
     this.server.forget(this);
   }
 
-  /** release drops this process's copy without a FIN: the next instance keeps the connection. */
+  /**
+   * release drops this process's copy without a FIN (never shutdown()): the
+   * next instance keeps the connection. What was written here is flushed
+   * first (bounded by writeTimeout), so a reply is never cut.
+   */
   release(): void {
+    if (this.socket.destroyed || this.released) return;
+    this.released = true;
     this.closed = true;
     this.abort.abort();
-    this.socket.destroy();
+    this.stopInput();
+    const timer = setTimeout(() => this.socket.destroy(), this.server.opts.writeTimeout);
+    timer.unref();
+    void this.flushed.then(() => {
+      clearTimeout(timer);
+      this.socket.destroy();
+    });
   }
 }
 
 export class ControlServer {
   readonly commands = new CommandRegistry();
-  readonly idleTimeout: number;
+  readonly opts: Required<Omit<ControlServerOptions, 'mode' | 'allowUids' | 'log'>>;
   private readonly server: net.Server;
   private readonly connections = new Set<ControlConnection>();
   private readonly allowUids: Set<number>;
-  private readonly maxConnections: number;
+  private readonly log: (message: string) => void;
   private file: SocketFile | null = null;
   private paused: ControlConnection[] = [];
   private spare: number | null = null;
+  private refusing = 0;
   /** Set once a new instance took over the connections. */
   handedOver = false;
 
   constructor(readonly path: string, private readonly options: ControlServerOptions = {}) {
-    this.idleTimeout = options.idleTimeout ?? 300_000;
-    this.maxConnections = options.maxConnections ?? 64;
+    const opts = { ...CONTROL_DEFAULTS };
+    for (const key of Object.keys(CONTROL_DEFAULTS) as (keyof typeof CONTROL_DEFAULTS)[]) {
+      const v = options[key];
+      if (v === undefined) continue;
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < (key === 'probeConnections' ? 0 : 1)) {
+        throw invalidArgument('ControlServer', `${key} must be a positive integer, got ${String(v)}`);
+      }
+      (opts as Record<string, number>)[key] = v;
+    }
+    this.opts = opts;
+    this.log = options.log ?? ((m) => debug('%s', m));
     this.allowUids = new Set([process.getuid?.() ?? 0, 0, ...(options.allowUids ?? [])]);
     const mode = options.mode ?? 0o600;
     if (!Number.isInteger(mode) || mode < 0 || mode > 0o777) throw invalidArgument('controlSocket', `mode must be a file mode such as 0o600, got ${String(mode)}`);
     this.server = net.createServer((socket) => this.accept(socket));
     this.server.on('error', (err) => debug('control server: %s', err.message));
+  }
+
+  /** idleTimeout: ms a silent connection stays open. */
+  get idleTimeout(): number {
+    return this.opts.idleTimeout;
   }
 
   /** listen binds the socket (replacing a stale file, refusing a live one) or listens on an inherited fd. */
@@ -240,33 +497,80 @@ export class ControlServer {
       await listenOnFd(this.server, inheritedFd);
     } else {
       clearStaleSocket(this.path, 'controlSocket');
-      await listenOnFd(this.server, addon.listen(this.path, this.options.mode ?? 0o600, 64)); // it owns the fd, even on failure
+      await listenOnFd(this.server, bindSocket(this.path, this.options.mode ?? 0o600, 64, 'controlSocket')); // it owns the fd, even on failure
     }
     this.file = new SocketFile(this.path);
   }
 
-  private accept(socket: net.Socket, pending = ''): ControlConnection | null {
+  logDrop(conn: ControlConnection, reason: string): void {
+    this.log(`control: closing the connection of pid ${conn.peer.pid} (uid ${conn.peer.uid}): ${reason}`);
+  }
+
+  private accept(socket: net.Socket): void {
+    socket.on('error', (err) => debug('control connection: %s', err.message));
     let peer: PeerCredentials;
     try {
       peer = addon.peercred(fdOf(socket));
     } catch (err) {
       socket.destroy();
       debug('control: no peer credentials: %s', (err as Error).message);
-      return null;
+      return;
     }
     if (!this.allowUids.has(peer.uid)) {
-      socket.end(`error: permission denied: uid ${peer.uid} may not use this socket (the server runs as uid ${process.getuid?.()}; allow it with controlAllowUids)\n`);
       debug('control: refused uid %d (pid %d)', peer.uid, peer.pid);
-      return null;
+      this.refuseSocket(socket, new PermissionDeniedError(
+        `permission denied: uid ${peer.uid} may not use this socket (the server runs as uid ${process.getuid?.()}; allow it with controlAllowUids)`,
+      ));
+      return;
     }
-    if (this.connections.size >= this.maxConnections) {
-      socket.end(`error: too many connections (${this.maxConnections}): try again later\n`);
-      return null;
+    let probe = false;
+    if (this.normalCount() >= this.opts.maxConnections) {
+      if (this.connections.size - this.normalCount() >= this.opts.probeConnections) {
+        this.refuseSocket(socket, new TooManyConnectionsError(`too many connections (${this.opts.maxConnections}): try again later`));
+        return;
+      }
+      probe = true;
     }
-    const conn = new ControlConnection(socket, peer, this);
-    this.connections.add(conn);
-    conn.feed(pending);
-    return conn;
+    this.connections.add(new ControlConnection(socket, peer, this, probe));
+  }
+
+  private normalCount(): number {
+    let n = 0;
+    for (const c of this.connections) if (!c.probe) n++;
+    return n;
+  }
+
+  /**
+   * refuseSocket answers a client this server will not serve: in JSON if its
+   * first line (within REFUSAL_WAIT) is JSON, then FIN; the descriptor is
+   * destroyed REFUSAL_LINGER later if the client neither reads nor closes.
+   * Past maxRefused refusals in flight, the socket is closed at once.
+   */
+  private refuseSocket(socket: net.Socket, err: Error & { code: string }): void {
+    if (this.refusing >= this.opts.maxRefused) {
+      socket.destroy();
+      return;
+    }
+    this.refusing++;
+    let answered = false;
+    let linger: NodeJS.Timeout | null = null;
+    const answer = (json: boolean) => {
+      if (answered) return;
+      answered = true;
+      clearTimeout(wait);
+      if (socket.writable) socket.end(refusalLine(json, err.code, err.message));
+      linger = setTimeout(() => socket.destroy(), REFUSAL_LINGER);
+      linger.unref();
+    };
+    const wait = setTimeout(() => answer(false), REFUSAL_WAIT);
+    wait.unref();
+    socket.on('data', (chunk: Buffer) => answer(chunk.toString('latin1').trimStart().startsWith('{')));
+    socket.on('end', () => answer(false));
+    socket.once('close', () => {
+      this.refusing--;
+      clearTimeout(wait);
+      if (linger) clearTimeout(linger);
+    });
   }
 
   forget(conn: ControlConnection): void {
@@ -279,14 +583,16 @@ export class ControlServer {
   }
 
   /**
-   * handoff pauses every connection with no command running (and the one
-   * running `redeploy`) and lists them, with the listener, for a new instance.
+   * handoff stops reading every connection with no command running (and the
+   * one running `redeploy`) and lists them, with the listener, for a new
+   * instance; each carries the bytes read here and not run, exactly.
    */
   handoff(): OutgoingFd[] {
     const out: OutgoingFd[] = [{ fd: fdOf(this.server), meta: { name: 'control', kind: 'control' } }];
     this.paused = [];
     this.closeDups();
     for (const conn of this.connections) {
+      if (conn.closed) continue;
       if (conn.isBusy && !conn.handingOver) continue; // a streaming command stays here to its end
       // A duplicate is sent: a client may close its connection (a health probe
       // does, right after its reply) while the hand-off is under way, and the
@@ -297,10 +603,19 @@ export class ControlServer {
       } catch {
         continue; // closed already
       }
-      this.dups.push(fd);
       conn.pause();
+      const pendingBytes = conn.pending.toString('base64');
+      if (pendingBytes.length > MAX_PENDING_META) {
+        // Too much unrun input to fit a hand-off message: it stays, and is answered, here.
+        closeAll([fd]);
+        conn.handingOver = false; // running `redeploy`, it answers here and goes on here
+        conn.resume();
+        debug('control: a connection with %d bytes of unrun input stays with this instance', conn.pending.length);
+        continue;
+      }
+      this.dups.push(fd);
       this.paused.push(conn);
-      const meta: Meta = { kind: 'control-conn', pending: conn.pending };
+      const meta: Meta = { kind: 'control-conn', pendingBytes };
       out.push({ fd, meta });
     }
     return out;
@@ -341,22 +656,35 @@ export class ControlServer {
     if (spare !== null) await listenOnFd(this.server, spare); // it owns the fd, even on failure
   }
 
-  /** adopt takes a connection handed over by a predecessor; it starts reading at start(). */
-  adopt(fd: number, pending: string): void {
+  /**
+   * adopt takes a connection handed over by a predecessor, with the input it
+   * had read and not run (meta.pendingBytes, or the older meta.pending); it
+   * is not read before start(). The server owns fd from here on.
+   */
+  adopt(fd: number, meta: Meta | string): void {
     let socket: net.Socket;
     try {
-      socket = socketFromFd(fd);
+      fdOf(fd);
+      // pauseOnCreate: libuv does not read until start(), so a failed start leaves the input to the predecessor.
+      socket = new net.Socket({ fd, readable: true, writable: true, pauseOnCreate: true } as net.SocketConstructorOpts);
     } catch (err) {
       closeAll([fd]);
       throw err;
     }
-    socket.pause();
-    const conn = this.accept(socket, '');
-    if (conn) {
-      conn.pause();
-      conn.feed(pending);
-      this.adopted.push(conn);
+    socket.on('error', (err) => debug('control connection: %s', err.message));
+    let peer: PeerCredentials;
+    try {
+      peer = addon.peercred(fd);
+    } catch {
+      socket.destroy();
+      return;
     }
+    const conn = new ControlConnection(socket, peer, this, false, true);
+    this.connections.add(conn);
+    const m = typeof meta === 'string' ? { pending: meta } : meta;
+    conn.feed(typeof m.pendingBytes === 'string' ? Buffer.from(m.pendingBytes, 'base64')
+      : Buffer.from(typeof m.pending === 'string' ? m.pending : '', 'utf8'));
+    this.adopted.push(conn);
   }
 
   private adopted: ControlConnection[] = [];
@@ -366,13 +694,23 @@ export class ControlServer {
     for (const conn of this.adopted.splice(0)) conn.resume();
   }
 
-  /** close stops accepting; with release the socket file goes too (no successor wants it). Connections close. */
+  /**
+   * close stops accepting; with release the socket file goes too (no
+   * successor wants it). Connections this process served are ended;
+   * connections adopted and never served (this instance halts before it was
+   * ready) are only closed here, never shut down: the predecessor still
+   * serves them.
+   */
   close(release: boolean): void {
     this.closeDups();
     if (this.spare !== null) addon.close(this.spare);
     this.spare = null;
     if (this.server.listening) this.server.close();
     if (release) this.file?.remove();
-    for (const conn of this.connections) conn.socket.end();
+    const unserved = new Set(this.adopted.splice(0));
+    for (const conn of this.connections) {
+      if (unserved.has(conn) && !conn.served) conn.release();
+      else conn.end();
+    }
   }
 }

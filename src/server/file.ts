@@ -6,6 +6,7 @@
  */
 import fs from 'node:fs';
 import { Writable } from 'node:stream';
+import { openFile } from '../safefile.js';
 
 export class GracefulFile extends Writable {
   private current: number;
@@ -40,7 +41,7 @@ export class GracefulFile extends Writable {
    * progress finished on the old descriptor, which is then closed.
    */
   async reopen(): Promise<void> {
-    const fd = fs.openSync(this.path, this.flags, this.mode);
+    const fd = openFile(this.path, this.flags, this.mode, 'reopen');
     await this.writing;
     const old = this.current;
     this.current = fd;

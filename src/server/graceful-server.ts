@@ -17,7 +17,6 @@
  */
 import { EventEmitter } from 'node:events';
 import type dgram from 'node:dgram';
-import fs from 'node:fs';
 import type net from 'node:net';
 import path from 'node:path';
 import { debuglog } from 'node:util';
@@ -27,6 +26,7 @@ import { fdOf } from '../fds.js';
 import type { OutgoingFd } from '../handoff/connection.js';
 import { writePidFile } from '../pidfile.js';
 import { notify, takeListenFds } from '../systemd.js';
+import { openFile } from '../safefile.js';
 import { ManagedListener, type BindOptions } from './listeners.js';
 import { Listeners } from './listener-set.js';
 import { GracefulFile } from './file.js';
@@ -140,6 +140,8 @@ export class GracefulServer extends EventEmitter {
         mode: options.controlMode,
         allowUids: options.controlAllowUids,
         idleTimeout: options.controlIdleTimeout,
+        log: (message) => this.log(message),
+        ...options.controlLimits,
       });
       addBuiltins(this.control.commands, this.controlTarget());
     } else {
@@ -304,7 +306,7 @@ export class GracefulServer extends EventEmitter {
   private async openControl(control: ControlServer): Promise<void> {
     const inherited = this.registry.claim('control', 'control', this.log);
     for (const f of this.registry.takeConnections()) {
-      control.adopt(f.take(), typeof f.meta.pending === 'string' ? f.meta.pending : '');
+      control.adopt(f.take(), f.meta);
     }
     if (inherited && this.predecessor) {
       this.pendingStarts.push(async () => {
@@ -435,7 +437,7 @@ export class GracefulServer extends EventEmitter {
   async file(name: string, path: string, options: { flags?: string; mode?: number } = {}): Promise<GracefulFile> {
     await this.init();
     const claimed = this.registry.claim(name, 'file', this.log);
-    const fd = claimed ? claimed.fd.take() : fs.openSync(path, options.flags ?? 'a', options.mode ?? 0o644);
+    const fd = claimed ? claimed.fd.take() : openFile(path, options.flags ?? 'a', options.mode ?? 0o644, 'file');
     const file = new GracefulFile(fd, path, options.flags ?? 'a', options.mode ?? 0o644);
     try {
       this.registry.register(name, 'file', () => (file.destroyed ? null : { fd: file.fd, meta: { name, kind: 'file', path } }));

@@ -7,7 +7,7 @@ import net from 'node:net';
 import { fdOf, listenOnFd } from '../fds.js';
 import { OwnedFd } from './owned-fd.js';
 import { addon } from '../native.js';
-import { clearStaleSocket, SocketFile } from '../socketpath.js';
+import { bindSocket, clearStaleSocket, SocketFile } from '../socketpath.js';
 import type { Meta } from '../meta.js';
 import { ConnectionTracker } from './drain.js';
 
@@ -84,7 +84,7 @@ export class ManagedListener {
       await listenOnFd(this.server, inherited.take());
     } else if (this.bind.path !== undefined) {
       clearStaleSocket(this.bind.path, `listen ${this.name}`);
-      await listenOnFd(this.server, addon.listen(this.bind.path, this.bind.mode ?? 0o660, this.bind.backlog ?? 511));
+      await listenOnFd(this.server, bindSocket(this.bind.path, this.bind.mode ?? 0o660, this.bind.backlog ?? 511, `listen ${this.name}`));
     } else {
       await new Promise<void>((resolve, reject) => {
         this.server.once('error', reject);

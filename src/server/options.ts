@@ -8,6 +8,7 @@ import { loadConfig } from '../config.js';
 import type { LogSink } from '../log.js';
 import type { SighupAction } from './signals.js';
 import type { SpawnFunction } from './successor.js';
+import type { ControlLimits } from '../control/server.js';
 
 export type Runlevel = 0 | 1 | 3;
 /** ms a new instance has to become ready. */
@@ -28,6 +29,8 @@ export interface GracefulServerOptions {
   controlAllowUids?: number[];
   /** ms a silent control connection stays open (default 300 s). */
   controlIdleTimeout?: number;
+  /** Bounds of the control socket (connections, probe slots, refusals, queued lines, unread output, timeouts): see ControlServerOptions. */
+  controlLimits?: ControlLimits;
   /** Shell commands behind the control commands update and rebuild (off unless set). */
   commands?: { update?: string; rebuild?: string };
   /** Pid file, written atomically before this instance says ready, and removed at halt. */
@@ -76,7 +79,7 @@ export interface Config extends GracefulServerOptions {
 }
 
 /** The options a configuration file may set. */
-export const CONFIG_KEYS: ReadonlySet<string> = new Set(['controlSocket', 'controlMode', 'controlAllowUids', 'controlIdleTimeout', 'commands', 'pidFile',
+export const CONFIG_KEYS: ReadonlySet<string> = new Set(['controlSocket', 'controlMode', 'controlAllowUids', 'controlIdleTimeout', 'controlLimits', 'commands', 'pidFile',
   'upgradeTimeout', 'shutdownTimeout', 'idleGrace', 'takeBackWindow', 'runlevel', 'signals', 'sighup', 'sigusr1', 'sigusr2', 'exitProcess']);
 
 /** checkRunlevel reads a runlevel (a number or a one-digit string), or throws InvalidRunlevelError. */

@@ -172,7 +172,7 @@ export class Supervisor extends EventEmitter {
     this.notifySocket = new NotifySocket((m) => this.onNotify(m));
     try {
       if (this.options.socket) {
-        const server = new ControlServer(this.options.socket, { mode: this.options.socketMode });
+        const server = new ControlServer(this.options.socket, { mode: this.options.socketMode, log: (m) => this.log(m) });
         addSupervisorCommands(server.commands, this);
         await server.listen();
         this.controlServer = server;

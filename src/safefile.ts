@@ -1,0 +1,193 @@
+/**
+ * Files in directories other users may write to (`/tmp`, `/var/tmp`, a
+ * group-writable run directory): the rules the kernel applies with
+ * `fs.protected_symlinks` and `fs.protected_regular`, enforced here because
+ * many machines run with them off.
+ *
+ * - A directory that belongs to another user (not root, not us) is refused:
+ *   its owner can replace anything in it.
+ * - A directory others may write to is refused unless it is sticky.
+ * - In a sticky shared directory a symbolic link is followed only when it
+ *   belongs to us or to the directory's owner, and an existing file we open
+ *   must belong to one of them; a new name is opened with `O_NOFOLLOW`, so a
+ *   link planted between the check and the open fails instead of being followed.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import nodePath from 'node:path';
+import { UnsafeDirectoryError, UnsafeFileError, isSystemError } from './errors.js';
+
+const { O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_TRUNC, O_APPEND, O_SYNC, O_NOFOLLOW } = fs.constants;
+
+/** SharedDirectory: what checkDirectory found about the directory of a path. */
+export interface SharedDirectory {
+  dir: string;
+  /** Others may create names in it (it is then sticky, or it was refused). */
+  shared: boolean;
+  /** uid of the directory's owner. */
+  owner: number;
+}
+
+function myUid(): number {
+  return process.getuid?.() ?? 0;
+}
+
+function octal(mode: number): string {
+  return (mode & 0o7777).toString(8).padStart(4, '0');
+}
+
+/**
+ * checkDirectory checks the directory that holds file (what is meant is the
+ * thing the file is, e.g. 'the socket' or 'the pid file') and throws
+ * UnsafeDirectoryError for one that belongs to another user or that others may
+ * write to without the sticky bit. A missing directory is left to the caller's
+ * own open or bind, which fails with ENOENT.
+ */
+export function checkDirectory(file: string, api: string, what = 'the file'): SharedDirectory | null {
+  const dir = nodePath.dirname(nodePath.resolve(file));
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(dir);
+  } catch (err) {
+    if (isSystemError(err, 'ENOENT') || isSystemError(err, 'ENOTDIR')) return null;
+    throw err;
+  }
+  const uid = myUid();
+  if (st.uid !== uid && st.uid !== 0) {
+    throw new UnsafeDirectoryError(
+      `${api}: ${dir} belongs to uid ${st.uid}, who could replace ${what} at any time: ` +
+        `use a directory that belongs to this user (uid ${uid}) or to root`,
+    );
+  }
+  const shared = (st.mode & 0o022) !== 0;
+  if (shared && (st.mode & 0o1000) === 0) {
+    throw new UnsafeDirectoryError(
+      `${api}: ${dir} is writable by other users (mode ${octal(st.mode)}) without the sticky bit, ` +
+        `so anyone could replace ${what}: use a directory only this user can write (e.g. mode 0700), or set the sticky bit`,
+    );
+  }
+  return { dir, shared, owner: st.uid };
+}
+
+function trusted(uid: number, dir: SharedDirectory): boolean {
+  return uid === myUid() || uid === dir.owner;
+}
+
+/**
+ * checkFinal applies the symlink rule to the last component of file in a
+ * shared directory and returns whether it must be opened with O_NOFOLLOW
+ * (there is no link we may follow).
+ */
+function checkFinal(file: string, dir: SharedDirectory, api: string): boolean {
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(file);
+  } catch (err) {
+    if (isSystemError(err, 'ENOENT')) return true;
+    throw err;
+  }
+  if (st.isSymbolicLink()) {
+    if (!trusted(st.uid, dir)) throw plantedLink(file, st.uid, dir, api);
+    return false; // ours, in a sticky directory: nobody else can swap it
+  }
+  if (!trusted(st.uid, dir)) throw foreignFile(file, st.uid, dir, api);
+  return true;
+}
+
+function plantedLink(file: string, uid: number | null, dir: SharedDirectory, api: string): Error {
+  return new UnsafeFileError(
+    `${api}: ${file} is a symbolic link${uid === null ? '' : ` of uid ${uid}`} in ${dir.dir}, a directory other users can write to: ` +
+      'following it would write wherever its owner points it; remove it, or use a directory only this user can write',
+  );
+}
+
+function foreignFile(file: string, uid: number, dir: SharedDirectory, api: string): Error {
+  return new UnsafeFileError(
+    `${api}: ${file} belongs to uid ${uid} in ${dir.dir}, a directory other users can write to: ` +
+      'its owner could read or rewrite it; remove it, or use a directory only this user can write',
+  );
+}
+
+/** openFlags turns fs flags ('a', 'w+', ...) into the open(2) flags they stand for. */
+export function openFlags(flags: string | number): number {
+  if (typeof flags === 'number') return flags;
+  const table: Record<string, number> = {
+    r: O_RDONLY,
+    'r+': O_RDWR,
+    rs: O_RDONLY | O_SYNC,
+    'rs+': O_RDWR | O_SYNC,
+    w: O_TRUNC | O_CREAT | O_WRONLY,
+    wx: O_TRUNC | O_CREAT | O_WRONLY | O_EXCL,
+    'w+': O_TRUNC | O_CREAT | O_RDWR,
+    'wx+': O_TRUNC | O_CREAT | O_RDWR | O_EXCL,
+    a: O_APPEND | O_CREAT | O_WRONLY,
+    ax: O_APPEND | O_CREAT | O_WRONLY | O_EXCL,
+    as: O_APPEND | O_CREAT | O_WRONLY | O_SYNC,
+    'a+': O_APPEND | O_CREAT | O_RDWR,
+    'ax+': O_APPEND | O_CREAT | O_RDWR | O_EXCL,
+    'as+': O_APPEND | O_CREAT | O_RDWR | O_SYNC,
+  };
+  const f = table[flags];
+  if (f === undefined) throw new TypeError(`Usage: openFile(path, flags, mode): unknown flags ${JSON.stringify(flags)}`);
+  return f;
+}
+
+/**
+ * openFile opens file like fs.openSync (close-on-exec, as libuv always opens),
+ * after checkDirectory, and in a shared directory under the symlink and
+ * foreign-file rules. The caller owns the descriptor it returns; on failure
+ * nothing stays open.
+ */
+export function openFile(file: string, flags: string | number, mode: number, api: string): number {
+  const dir = checkDirectory(file, api);
+  let f = openFlags(flags);
+  if (dir?.shared && checkFinal(file, dir, api)) f |= O_NOFOLLOW;
+  let fd: number;
+  try {
+    fd = fs.openSync(file, f, mode);
+  } catch (err) {
+    if (dir?.shared && isSystemError(err, 'ELOOP')) throw plantedLink(file, null, dir, api);
+    throw err;
+  }
+  if (dir?.shared) {
+    // The name could have been replaced between the check and the open.
+    let uid: number;
+    try {
+      uid = fs.fstatSync(fd).uid;
+    } catch (err) {
+      fs.closeSync(fd);
+      throw err;
+    }
+    if (!trusted(uid, dir)) {
+      fs.closeSync(fd);
+      throw foreignFile(file, uid, dir, api);
+    }
+  }
+  return fd;
+}
+
+/**
+ * writeFileAtomic replaces file with data: a temporary file with a random
+ * name in the same directory, created O_EXCL|O_NOFOLLOW (nothing planted at
+ * that name is followed or reused), written, given mode, then renamed over
+ * file (rename replaces a link, never follows it). Readers see the old content
+ * or the new one, never a part. On failure the temporary file is removed.
+ */
+export function writeFileAtomic(file: string, data: string, mode: number, api: string): void {
+  const dir = checkDirectory(file, api);
+  if (dir?.shared) checkFinal(file, dir, api);
+  const tmp = nodePath.join(nodePath.dirname(file), `.${nodePath.basename(file)}.${crypto.randomBytes(8).toString('hex')}.tmp`);
+  const fd = fs.openSync(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode & 0o7777);
+  try {
+    try {
+      fs.fchmodSync(fd, mode & 0o7777); // exactly mode, whatever the umask
+      fs.writeFileSync(fd, data);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, file);
+  } catch (err) {
+    fs.rmSync(tmp, { force: true });
+    throw err;
+  }
+}
