@@ -38,6 +38,7 @@ describe('example: the Quick start (npm start on a terminal)', function () {
       ['npm start\r', '(generation 1) serving on'],
       ['', '(generation 2) serving on'],
       ['', 'redeploy: done'], // the first generation drained
+      ['', `file:${path.join(dir, 'commands-done')}`], // the Quick start's commands below ran
       ['\x03', 'prompt> '],
       ['echo "status $?"\r', 'status 130'], // npm's code after a Ctrl-C, whatever the app's
       ['exit\r', 'exit'],
@@ -73,6 +74,7 @@ describe('example: the Quick start (npm start on a terminal)', function () {
     expect(outputs[0]).to.equal(`hello from pid ${pid} (generation 1)\n`);
     expect(outputs[2]).to.equal(`hello from pid ${newPid} (generation 2)\n`);
     expect(outputs[3]).to.include(`pid: ${newPid}`).and.include('generation: 2');
+    fs.writeFileSync(path.join(dir, 'commands-done'), ''); // now the terminal may type Ctrl-C
 
     const { code } = await terminal.exited;
     const out = terminal.stdout.join('\n');
