@@ -28,7 +28,8 @@ export {
   GracefulServer, DEFAULT_UPGRADE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_IDLE_GRACE,
   type GracefulServerOptions, type RedeployEvent, type RedeployResult, type Runlevel,
 } from './server/graceful-server.js';
-export type { BindOptions } from './server/listeners.js';
+export type { BindOptions, ListenOptions } from './server/listeners.js';
+export type { DrainOptions, DrainEvent } from './server/drain.js';
 export type { SpawnFunction } from './server/successor.js';
 export { HANDOFF_ENV } from './server/successor.js';
 export { takeListenFds, notify, type ActivatedFd } from './systemd.js';

@@ -22,7 +22,7 @@ import type { OutgoingFd } from '../handoff/connection.js';
 import { closeAll } from '../handoff/connection.js';
 import { writePidFile, removePidFile } from '../pidfile.js';
 import { notify, monotonicUsec, takeListenFds, type ActivatedFd } from '../systemd.js';
-import { ManagedListener, type BindOptions } from './listeners.js';
+import { ManagedListener, type ListenOptions } from './listeners.js';
 import { GracefulFile } from './file.js';
 import { Hooks, type Hook, type StopHook } from './hooks.js';
 import { installSignals, type SighupAction } from './signals.js';
@@ -413,7 +413,7 @@ export class GracefulServer extends EventEmitter {
    * passed with that name, else binds fresh per bind. In runlevel 1 it only
    * registers; telinit 3 binds. Resolves with the server.
    */
-  async listen<S extends net.Server>(name: string, server: S, bind: BindOptions = {}): Promise<S> {
+  async listen<S extends net.Server>(name: string, server: S, bind: ListenOptions = {}): Promise<S> {
     if (this.readyState === 'halting' || this.readyState === 'halted') throw new TerminatingError(`listen("${name}"): this instance is halting`);
     await this.init();
     const listener = new ManagedListener(name, server, bind);
