@@ -12,7 +12,7 @@
  *   response, written once the requests read with it are known, carries
  *   `Connection: close` and Node closes the connection after it.
  * - `h2`: an HTTP/2 session. It gets the graceful GOAWAY of RFC 9113 section
- *   6.8: a GOAWAY with the largest stream id, one PING round trip, then the
+ *   6.8: a GOAWAY with the largest stream id, PING round trips, then the
  *   final GOAWAY with the last stream id processed; its streams finish.
  * - `upgraded`: handed to the application ('upgrade' or 'connect'). Never
  *   closed before its own deadline (`upgradedTimeout`, by default the
@@ -276,26 +276,45 @@ export class ConnectionTracker {
     }
   }
 
-  /** goaway starts the graceful shutdown of an HTTP/2 session (RFC 9113 section 6.8). */
+  /**
+   * goaway starts the graceful shutdown of an HTTP/2 session (RFC 9113
+   * section 6.8): a GOAWAY that refuses nothing, two PING round trips, then
+   * the final GOAWAY with the last stream id processed (session.close()).
+   */
   private goaway(session: http2.Http2Session): void {
     if (session.closed || session.destroyed) return;
+    // A client answers the first GOAWAY with its own, and Node then closes the
+    // session at once (the final GOAWAY), refusing the streams the client sent
+    // just before: hold that back until the round trips are done.
+    const close = session.close;
+    session.close = ((callback?: () => void) => {
+      if (callback) session.once('close', callback);
+    }) as typeof session.close;
     let closed = false;
-    const close = () => {
+    const finish = () => {
       if (closed) return;
       closed = true;
       clearTimeout(timer);
-      if (!session.closed && !session.destroyed) session.close(); // final GOAWAY: the last stream id processed
+      session.close = close;
+      // After the frames read with the acknowledgement are processed too.
+      setImmediate(() => {
+        if (!session.closed && !session.destroyed) session.close();
+      });
     };
     // A peer that never answers the PING gets the final GOAWAY after the grace window.
-    const timer = setTimeout(close, Math.max(this.graceMs, 100));
+    const timer = setTimeout(finish, Math.max(this.graceMs, 100));
     timer.unref();
     try {
       session.goaway(http2.constants.NGHTTP2_NO_ERROR, MAX_STREAM_ID);
-      // Once the PING comes back, the client has read the first GOAWAY: any
-      // stream it opened before arrived before the acknowledgement.
-      if (!session.ping(() => close())) close();
+      // Once the PING comes back, the client has read the first GOAWAY. Its
+      // acknowledgement jumps the client's queue, ahead of streams it opened
+      // just before: a second round trip lets those arrive.
+      const second = () => {
+        if (session.destroyed || !session.ping(() => finish())) finish();
+      };
+      if (!session.ping(second)) finish();
     } catch {
-      close();
+      finish();
     }
   }
 
