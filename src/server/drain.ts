@@ -278,11 +278,32 @@ export class ConnectionTracker {
 
   /**
    * goaway starts the graceful shutdown of an HTTP/2 session (RFC 9113
-   * section 6.8): a GOAWAY that refuses nothing, two PING round trips, then
-   * the final GOAWAY with the last stream id processed (session.close()).
+   * section 6.8). The client is told when its next stream arrives (or after
+   * the grace window): it has just flushed what it had queued. Node's client
+   * (nghttp2) refuses by itself every stream it has not sent yet when a GOAWAY
+   * arrives, whatever its last stream id: a GOAWAY sent while it reacts to
+   * responses (between batches of streams) would make it refuse the next batch.
    */
   private goaway(session: http2.Http2Session): void {
     if (session.closed || session.destroyed) return;
+    let started = false;
+    const go = () => {
+      if (started) return;
+      started = true;
+      session.off('stream', go);
+      clearTimeout(timer);
+      this.shutdown(session);
+    };
+    const timer = setTimeout(go, Math.max(this.graceMs, 100));
+    timer.unref();
+    session.on('stream', go);
+  }
+
+  /**
+   * shutdown sends a GOAWAY that refuses nothing, waits two PING round trips,
+   * then sends the final GOAWAY with the last stream id processed (session.close()).
+   */
+  private shutdown(session: http2.Http2Session): void {
     // A client answers the first GOAWAY with its own, and Node then closes the
     // session at once (the final GOAWAY), refusing the streams the client sent
     // just before: hold that back until the round trips are done.
