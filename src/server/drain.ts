@@ -8,7 +8,8 @@
  * - `http1`: no request yet, headers arriving (bytes read since the last
  *   answer), a request or a `100-continue` pending, pipelined requests queued,
  *   or idle between requests. Only idle (nothing queued, nothing read since the
- *   last answer) for the grace window is closed; otherwise the last queued
+ *   last answer) for the grace window, counted from the drain's start at the
+ *   earliest, is closed; otherwise the last queued
  *   response, written once the requests read with it are known, carries
  *   `Connection: close` and Node closes the connection after it.
  * - `h2`: an HTTP/2 session. It gets the graceful GOAWAY of RFC 9113 section
@@ -351,6 +352,10 @@ export class ConnectionTracker {
     this.deadline = deadline;
     this.upgradedDeadline = this.options.upgradedTimeout !== undefined ? now + this.options.upgradedTimeout : deadline;
     for (const session of this.sessions) this.goaway(session);
+    // The grace window starts with the drain at the earliest: a client that
+    // has kept a connection idle for long may reuse it right now, and then
+    // gets its answer with `Connection: close`.
+    for (const c of this.conns.values()) c.idleSince = Math.max(c.idleSince, now);
     const upgraded: net.Socket[] = [];
     const other: net.Socket[] = [];
     for (const c of this.conns.values()) {
