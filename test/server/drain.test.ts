@@ -249,6 +249,34 @@ describe('drain: connection states', function () {
     await once(c.socket, 'close');
   });
 
+  it('a connection upgraded while the drain runs is given to onDrain too', async () => {
+    const server = http.createServer((_req, res) => res.end('plain'));
+    server.on('upgrade', (_req, socket: net.Socket) => {
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n');
+    });
+    const events: DrainEvent[] = [];
+    const s = await serve(server, { onDrain: (e) => events.push(e) });
+    const c = await rawClient(s.port);
+    const drained = s.drain(200, 5_000);
+    c.socket.write('GET / HTTP/1.1\r\nHost: x\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n');
+    await until(() => events.length === 2);
+    expect(events.map((e) => e.upgraded.length)).to.deep.equal([0, 1]);
+    events[1]!.upgraded[0]!.end();
+    await c.ended;
+    expect(await drained).to.equal(0);
+  });
+
+  it('a client that never finishes its request headers is held only to the shutdown timeout, and counted', async () => {
+    const s = await serve(http.createServer((_req, res) => res.end('never')));
+    const c = await rawClient(s.port);
+    c.socket.on('error', () => undefined);
+    c.socket.write('GET / HTTP/1.1\r\nHost: x\r\nX-Slow');
+    await until(() => s.tracker.counts()['http1-arriving'] === 1);
+    const started = Date.now();
+    expect(await s.drain(50, 500)).to.equal(1);
+    expect(Date.now() - started).to.be.within(490, 1_200);
+  });
+
   it('without an upgrade listener an Upgrade request is an ordinary request (the drain does not change that)', async () => {
     const s = await serve(http.createServer((_req, res) => res.end('plain')));
     const c = await rawClient(s.port);
