@@ -35,6 +35,8 @@ const debug = debuglog('graceful');
 
 /** The largest HTTP/2 stream id: a GOAWAY with it announces a shutdown and refuses nothing. */
 const MAX_STREAM_ID = 2 ** 31 - 1;
+/** How long an HTTP/2 session must have no stream open, after the PINGs, before the final GOAWAY. */
+const QUIET_MS = 20;
 
 /** DrainOptions: what a listener does with the connections the library does not close itself. */
 export interface DrainOptions {
@@ -101,6 +103,8 @@ export class ConnectionTracker {
   /** Conn by the socket its protocol runs on (raw, or the TLSSocket). */
   private readonly byIo = new Map<net.Socket, Conn>();
   private readonly sessions = new Set<http2.Http2Session>();
+  /** Per session: streams open, and when one last opened or closed. */
+  private readonly activity = new WeakMap<http2.Http2Session, { open: number; last: number }>();
   private draining = false;
   private graceMs = 1000;
   private deadline = 0;
@@ -145,6 +149,16 @@ export class ConnectionTracker {
     }
     this.on('session', (session: http2.Http2Session) => {
       this.sessions.add(session);
+      const activity = { open: 0, last: Date.now() };
+      this.activity.set(session, activity);
+      session.on('stream', (stream: http2.Http2Stream) => {
+        activity.open++;
+        activity.last = Date.now();
+        stream.once('close', () => {
+          activity.open--;
+          activity.last = Date.now();
+        });
+      });
       session.once('close', () => this.sessions.delete(session));
       if (this.draining) this.goaway(session);
     });
@@ -317,11 +331,23 @@ export class ConnectionTracker {
       if (closed) return;
       closed = true;
       clearTimeout(timer);
-      session.close = close;
-      // After the frames read with the acknowledgement are processed too.
-      setImmediate(() => {
-        if (!session.closed && !session.destroyed) session.close();
-      });
+      // Then the final GOAWAY, once the session has had no stream open for
+      // QUIET_MS (or at the grace window): a client may still send streams it
+      // queued before it read the first GOAWAY, and Node's client, told to go
+      // away, closes the connection itself once its streams are done.
+      const activity = this.activity.get(session) ?? { open: 0, last: 0 };
+      const until = Date.now() + Math.max(this.graceMs, 100);
+      const last = () => {
+        if (session.closed || session.destroyed) return;
+        const now = Date.now();
+        if ((activity.open > 0 || now - activity.last < QUIET_MS) && now < until) {
+          setTimeout(last, QUIET_MS / 2).unref();
+          return;
+        }
+        session.close = close;
+        session.close();
+      };
+      setImmediate(last);
     };
     // A peer that never answers the PING gets the final GOAWAY after the grace window.
     const timer = setTimeout(finish, Math.max(this.graceMs, 100));
