@@ -5,6 +5,9 @@
  *   graceful-restart app.sock      # redeploy (or kill -HUP <pid>): a new instance takes over
  *   graceful-restart -s app.sock   # an interactive shell: status, telinit 1, requests ...
  *   curl localhost:8080/           # "hello from pid <pid> (generation <n>)"
+ *   curl --http2-prior-knowledge localhost:8081/   # the same over HTTP/2 (h2c, H2_PORT)
+ *   a WebSocket on ws://localhost:8080/ echoes "<pid> <message>"; a drain
+ *   closes it with 1012 "service restart", 10 ms apart per client
  *
  * Its log file (LOG_FILE, default app.log) is one open file across every
  * redeploy: each generation appends to the same file description. After
@@ -12,7 +15,10 @@
  * reopen`) re-opens it by name.
  */
 import http from 'node:http';
-import { GracefulServer } from '../src/index.js';
+import http2 from 'node:http2';
+import type net from 'node:net';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { GracefulServer, type DrainEvent } from '../src/index.js';
 
 const app = new GracefulServer({
   pidFile: process.env.PID_FILE,
@@ -22,10 +28,28 @@ const app = new GracefulServer({
 const log = await app.file('log', process.env.LOG_FILE ?? 'app.log');
 
 let served = 0;
-const server = http.createServer((req, res) => {
+const hello = (_req: unknown, res: http.ServerResponse | http2.Http2ServerResponse) => {
   served++;
   res.setHeader('Content-Type', 'text/plain');
   res.end(`hello from pid ${process.pid} (generation ${app.generation})\n`);
+};
+const server = http.createServer(hello);
+const h2 = http2.createServer(hello);
+
+// WebSockets: the application's connections. When this instance drains, it
+// closes them with 1012 "service restart", one every 10 ms, and their
+// clients reconnect to the new instance.
+const wss = new WebSocketServer({ noServer: true });
+const sockets = new Map<net.Socket, WebSocket>();
+server.on('upgrade', (req, socket: net.Socket, head) => {
+  wss.handleUpgrade(req, socket, head, (ws) => {
+    sockets.set(socket, ws);
+    ws.on('close', () => sockets.delete(socket));
+    ws.on('message', (m) => ws.readyState === ws.OPEN && ws.send(`${process.pid} ${String(m)}`));
+  });
+});
+const onDrain = ({ upgraded }: DrainEvent) => upgraded.forEach((socket, i) => {
+  setTimeout(() => sockets.get(socket)?.close(1012, 'service restart'), i * 10);
 });
 
 // An application command: `graceful-restart -s app.sock requests 1000` streams
@@ -42,7 +66,8 @@ app.command('requests', {
     });
   }),
 });
-await app.listen('http', server, { port: Number(process.env.PORT ?? 8080), host: process.env.HOST });
+await app.listen('http', server, { port: Number(process.env.PORT ?? 8080), host: process.env.HOST, onDrain });
+await app.listen('h2', h2, { port: Number(process.env.H2_PORT ?? Number(process.env.PORT ?? 8080) + 1), host: process.env.HOST });
 await app.ready();
 
 const where = app.listenerInfo()[0]?.address;
