@@ -5,7 +5,7 @@
  *   graceful-restart app.sock      # redeploy (or kill -HUP <pid>): a new instance takes over
  *   graceful-restart -s app.sock   # an interactive shell: status, telinit 1, requests ...
  *   curl localhost:8080/           # "hello from pid <pid> (generation <n>)"
- *   curl --http2-prior-knowledge localhost:8081/   # the same over HTTP/2 (h2c, H2_PORT)
+ *   curl --http2-prior-knowledge localhost:8081/   # the same over HTTP/2 (h2c, H2_PORT, default PORT + 1)
  *   a WebSocket on ws://localhost:8080/ echoes "<pid> <message>"; a drain
  *   closes it with 1012 "service restart", 10 ms apart per client
  *
@@ -66,8 +66,10 @@ app.command('requests', {
     });
   }),
 });
-await app.listen('http', server, { port: Number(process.env.PORT ?? 8080), host: process.env.HOST, onDrain });
-await app.listen('h2', h2, { port: Number(process.env.H2_PORT ?? Number(process.env.PORT ?? 8080) + 1), host: process.env.HOST });
+const port = Number(process.env.PORT ?? 8080);
+await app.listen('http', server, { port, host: process.env.HOST, onDrain });
+// HTTP/2 on H2_PORT, by default the next port (any free one when PORT is 0).
+await app.listen('h2', h2, { port: Number(process.env.H2_PORT ?? (port === 0 ? 0 : port + 1)), host: process.env.HOST });
 await app.ready();
 
 const where = app.listenerInfo()[0]?.address;
