@@ -138,7 +138,15 @@ export class ConnectionTracker {
       this.on('secureConnection', (socket: tls.TLSSocket) => {
         // The TLSSocket wraps the accepted socket (`_parent`); without it, it stands for itself.
         const raw = (socket as unknown as { _parent?: net.Socket })._parent ?? socket;
-        const conn = this.conns.get(raw) ?? this.conn(raw, socket, 'tls');
+        let conn = this.conns.get(raw);
+        if (!conn) {
+          conn = this.conn(raw, socket, 'tls');
+          socket.once('close', () => {
+            this.conns.delete(raw);
+            this.byIo.delete(socket);
+            this.changed?.();
+          });
+        }
         conn.io = socket;
         this.byIo.set(socket, conn);
         conn.kind = socket.alpnProtocol === 'h2' ? 'h2' : isHttp1 ? 'http1' : 'other';
