@@ -91,6 +91,8 @@ interface Conn {
   readMark: number;
   /** Requests seen in the chunk the parser is executing (reset on the next tick). */
   inChunk: number;
+  /** Request heads ending in that chunk, counted at its first request of a drain. */
+  chunkHeads: number;
   ending: boolean;
 }
 
@@ -236,7 +238,7 @@ export class ConnectionTracker {
   }
 
   private conn(raw: net.Socket, io: net.Socket, kind: Kind): Conn {
-    const conn: Conn = { kind, raw, io, queue: [], idleSince: Date.now(), readMark: io.bytesRead, inChunk: 0, ending: false };
+    const conn: Conn = { kind, raw, io, queue: [], idleSince: Date.now(), readMark: io.bytesRead, inChunk: 0, chunkHeads: 0, ending: false };
     this.conns.set(raw, conn);
     this.byIo.set(io, conn);
     if (this.draining && kind === 'other') this.tell([], [io]);
@@ -251,8 +253,11 @@ export class ConnectionTracker {
     // Requests read in one chunk are parsed one after the other before any
     // timer runs: a response written now, synchronously, must not close the
     // connection if more requests follow in the same chunk.
-    if (conn.inChunk++ === 0) process.nextTick(() => (conn.inChunk = 0));
-    const item: Pending = { res, followed: this.draining && moreInChunk(req.socket, conn.inChunk) };
+    if (conn.inChunk++ === 0) {
+      conn.chunkHeads = this.draining ? headsInChunk(req.socket) : 0;
+      process.nextTick(() => (conn.inChunk = 0));
+    }
+    const item: Pending = { res, followed: this.draining && conn.chunkHeads > conn.inChunk };
     conn.queue.push(item);
     const writeHead = res.writeHead;
     // Every way of answering goes through writeHead (write, end and implicit headers too).
@@ -471,21 +476,21 @@ export class ConnectionTracker {
 const HEADERS_END = Buffer.from('\r\n\r\n');
 
 /**
- * moreInChunk: the chunk the parser is executing holds the ends of more
- * request heads than the `seen` requests already emitted from it (a body that
- * contains CRLFCRLF counts too: then the connection is left to the idle close,
- * which is the safe side).
+ * headsInChunk counts the ends of request heads (CRLFCRLF) in the chunk the
+ * parser is executing: more than the requests already emitted from it means
+ * more follow. A body that contains CRLFCRLF counts too: the connection is
+ * then left to the idle close, the safe side.
  */
-function moreInChunk(socket: net.Socket, seen: number): boolean {
+function headsInChunk(socket: net.Socket): number {
   const parser = (socket as unknown as { parser?: { getCurrentBuffer?: () => Buffer } }).parser;
   let buf: Buffer | undefined;
   try {
     buf = parser?.getCurrentBuffer?.();
   } catch {
-    return false;
+    return 0;
   }
-  if (!buf) return false;
+  if (!buf) return 0;
   let n = 0;
-  for (let i = buf.indexOf(HEADERS_END); i >= 0; i = buf.indexOf(HEADERS_END, i + 4)) if (++n > seen) return true;
-  return false;
+  for (let i = buf.indexOf(HEADERS_END); i >= 0; i = buf.indexOf(HEADERS_END, i + 4)) n++;
+  return n;
 }
