@@ -12,7 +12,7 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { once } from 'node:events';
 import { ConnectionTracker, type DrainEvent, type DrainOptions } from '../../src/server/drain.js';
-import { root, until } from '../helpers.js';
+import { fdCount, root, until } from '../helpers.js';
 
 const tlsFiles = { key: fs.readFileSync(path.join(root, 'test/fixtures/tls/key.pem')), cert: fs.readFileSync(path.join(root, 'test/fixtures/tls/cert.pem')) };
 
@@ -305,6 +305,31 @@ describe('drain: connection states', function () {
     await until(() => s.tracker.count === 1);
     expect(await s.drain(50, 300)).to.equal(1);
     expect(events.map((e) => [e.upgraded.length, e.connections.length])).to.deep.equal([[0, 1]]);
+  });
+
+  it('leaves no descriptor behind: 30 plain, 10 TLS and 10 HTTP/2 connections drained', async () => {
+    const before = fdCount();
+    const plain = await serve(http.createServer((_req, res) => res.end('ok')));
+    const secure = await serve(https.createServer(tlsFiles, (_req, res) => res.end('ok')));
+    const h2 = await serve(http2.createServer((_req, res) => res.end('ok')));
+    const clients: net.Socket[] = [];
+    for (let i = 0; i < 30; i++) clients.push((await rawClient(plain.port)).socket);
+    for (let i = 0; i < 10; i++) {
+      const c = tls.connect({ port: secure.port, host: '127.0.0.1', rejectUnauthorized: false });
+      await once(c, 'secureConnect');
+      c.resume();
+      clients.push(c);
+    }
+    const sessions = await Promise.all([...Array(10).keys()].map(async () => {
+      const session = http2.connect(`http://127.0.0.1:${h2.port}`);
+      await once(session, 'connect');
+      return session;
+    }));
+    await until(() => plain.tracker.count === 30 && secure.tracker.count === 10 && h2.tracker.count === 10);
+    const forced = await Promise.all([plain.drain(50, 5_000), secure.drain(50, 5_000), h2.drain(50, 5_000)]);
+    expect(forced).to.deep.equal([0, 0, 0]);
+    await Promise.all([...clients.map((c) => (c.destroyed ? null : once(c, 'close'))), ...sessions.map((s) => (s.destroyed ? null : once(s, 'close')))]);
+    await until(() => fdCount() === before, 5_000, 'the descriptors to be closed');
   });
 
   for (const secure of [false, true]) {
