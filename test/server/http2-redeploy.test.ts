@@ -2,7 +2,7 @@
  * HTTP/2 across redeploys of a real process, with node:http2 clients that
  * never retry. With the final GOAWAY sent at once (the drain before the
  * graceful GOAWAY) 0.5% (h2c) to 1.1% (TLS) of the streams were refused
- * here. Now: over h2c 0 to 2 in 20,000, over TLS 6 to 33 in 20,000; those are
+ * here. Now: over h2c 0 to 2 in 20,000, over TLS 6 to 19 in 20,000; those are
  * streams Node's client had queued when a GOAWAY arrived.
  */
 import { expect } from 'chai';
