@@ -105,6 +105,8 @@ export class ConnectionTracker {
   /** Conn by the socket its protocol runs on (raw, or the TLSSocket). */
   private readonly byIo = new Map<net.Socket, Conn>();
   private readonly sessions = new Set<http2.Http2Session>();
+  /** Sessions whose graceful GOAWAY has begun (it is never undone). */
+  private readonly goingAway = new WeakSet<http2.Http2Session>();
   /** Per session: streams open, and when one last opened or closed. */
   private readonly activity = new WeakMap<http2.Http2Session, { open: number; last: number }>();
   private draining = false;
@@ -313,7 +315,8 @@ export class ConnectionTracker {
    * responses (between batches of streams) would make it refuse the next batch.
    */
   private goaway(session: http2.Http2Session): void {
-    if (session.closed || session.destroyed) return;
+    if (session.closed || session.destroyed || this.goingAway.has(session)) return;
+    this.goingAway.add(session);
     let started = false;
     const go = () => {
       if (started) return;
