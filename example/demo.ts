@@ -11,6 +11,10 @@
  *   - a new connection per request: 10 loops of http.request with agent:
  *     false, counting every ECONNRESET, EPIPE, refused connect, hang-up,
  *     timeout and non-2xx, never retrying;
+ *   - HTTP/2 (h2c, H2_PORT): 10 sessions x 10 streams with node:http2, a
+ *     refused or reset stream counted as a failure, never retried;
+ *   - WebSocket: 20 clients each sending a message every 50 ms and counting
+ *     the echoes, reconnecting when the old instance closes them with 1012;
  * sends SIGHUP to the serving pid 10 times (each time once the previous
  * redeploy is done), stops the load, ends the last generation with SIGTERM,
  * and prints what each load saw and how long each redeploy step took.
@@ -20,13 +24,16 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  CountingClient, ExampleFleet, HOST, errorTotal, freePort, keepAliveLoad, median,
-  type KeepAliveReport, type LoadCounts, type RedeployRecord,
+  CountingClient, ExampleFleet, HOST, errorTotal, freePort, http2Load, keepAliveLoad, median, wsLoad,
+  type KeepAliveReport, type LoadCounts, type RedeployRecord, type WebSocketCounts,
 } from './harness.js';
 
 const REDEPLOYS = 10;
 const KEEPALIVE_CONNECTIONS = 50;
 const NEW_CONNECTION_LOOPS = 10;
+const H2_SESSIONS = 10;
+const H2_STREAMS = 10;
+const WS_CLIENTS = 20;
 const WARMUP_MS = 1500;
 const PAUSE_MS = 600;
 const TAIL_MS = 1000;
@@ -45,12 +52,14 @@ function kinds(c: { errors: Record<string, number> }): string {
 async function main(): Promise<number> {
   const started = performance.now();
   const port = await freePort();
+  const h2Port = await freePort();
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'graceful-demo-'));
   const logFile = path.join(tmp, 'app.log');
   out(`graceful-restart demo: the example server on http://${HOST}:${port}/, ${REDEPLOYS} redeploys (SIGHUP) under load:`);
-  out(`  ${KEEPALIVE_CONNECTIONS} keep-alive connections (autocannon) and ${NEW_CONNECTION_LOOPS} loops opening a new connection per request`);
+  out(`  ${KEEPALIVE_CONNECTIONS} keep-alive connections (autocannon), ${NEW_CONNECTION_LOOPS} loops opening a new connection per request,`);
+  out(`  ${H2_SESSIONS} HTTP/2 sessions x ${H2_STREAMS} streams (h2c, port ${h2Port}) and ${WS_CLIENTS} WebSockets`);
 
-  const fleet = await ExampleFleet.start({ port, dir: tmp, echoStderr: true });
+  const fleet = await ExampleFleet.start({ port, dir: tmp, echoStderr: true, env: { H2_PORT: String(h2Port) } });
   const interrupted = () => {
     void fleet.stop().then(() => process.exit(130));
   };
@@ -60,6 +69,8 @@ async function main(): Promise<number> {
   const records: RedeployRecord[] = [];
   let keepAlive: KeepAliveReport | undefined;
   let perRequest: LoadCounts | undefined;
+  let h2: LoadCounts | undefined;
+  let ws: WebSocketCounts | undefined;
   let leftover: number[] = [];
   const firstPid = fleet.current;
   try {
@@ -67,6 +78,8 @@ async function main(): Promise<number> {
     const ka = keepAliveLoad(port, KEEPALIVE_CONNECTIONS);
     const nk = new CountingClient(port, NEW_CONNECTION_LOOPS);
     nk.start();
+    const h2Load = http2Load(h2Port, H2_SESSIONS, H2_STREAMS);
+    const wsl = wsLoad(port, WS_CLIENTS);
     await sleep(WARMUP_MS);
     for (let i = 1; i <= REDEPLOYS; i++) {
       const rec = await fleet.redeploy();
@@ -77,7 +90,7 @@ async function main(): Promise<number> {
       await sleep(PAUSE_MS);
     }
     await sleep(TAIL_MS);
-    [keepAlive, perRequest] = await Promise.all([ka.stop(), nk.stop()]);
+    [keepAlive, perRequest, h2, ws] = await Promise.all([ka.stop(), nk.stop(), h2Load.stop(), wsl.stop()]);
   } finally {
     leftover = await fleet.stop();
   }
@@ -92,6 +105,10 @@ async function main(): Promise<number> {
     out(`${padEnd(name, 34)} ${pad(c.sent, 8)} ${pad(c.ok, 9)} ${pad(c.non2xx, 9)} ${pad(errors, 9)}  (${kinds(c)})`);
   row(`keep-alive, autocannon, ${KEEPALIVE_CONNECTIONS} conns`, keepAlive, errorTotal(keepAlive));
   row(`new connection per request, ${NEW_CONNECTION_LOOPS} loops`, perRequest, errorTotal(perRequest));
+  row(`HTTP/2 h2c, ${H2_SESSIONS} sessions x ${H2_STREAMS} streams`, h2!, errorTotal(h2!));
+  row(`WebSocket messages, ${WS_CLIENTS} clients`, ws!, errorTotal(ws!));
+  out(`WebSocket closes by code: ${Object.entries(ws!.closes).map(([c, n]) => `${c}: ${n}`).join(', ') || 'none'}` +
+    ` (1012: the old instance's "service restart"); ${ws!.crossedClose} message(s) crossed a 1012 close frame and were not echoed`);
   const ac = keepAlive.autocannon;
   const accounted = keepAlive.ok + keepAlive.non2xx + ac.mismatches + keepAlive.unanswered + keepAlive.unansweredAtEnd;
   out();
@@ -129,7 +146,8 @@ async function main(): Promise<number> {
   out(`log file shared by every generation: ${readyLines} "ready" lines, ${haltedLines} "halted" lines (expected ${records.length + 1} of each)`);
   if (fleet.otherStderr.length) out(`the example wrote ${fleet.otherStderr.length} other stderr line(s) (shown above with "example:")`);
 
-  const failedRequests = errorTotal(keepAlive) + keepAlive.non2xx + errorTotal(perRequest) + perRequest.non2xx;
+  const failedRequests = errorTotal(keepAlive) + keepAlive.non2xx + errorTotal(perRequest) + perRequest.non2xx +
+    errorTotal(h2!) + h2!.non2xx + errorTotal(ws!);
   const failedRedeploys = records.filter((r) => r.failed).length + (REDEPLOYS - records.length);
   const problems: string[] = [];
   if (failedRequests > 0) problems.push(`${failedRequests} failed request(s)`);
@@ -139,7 +157,7 @@ async function main(): Promise<number> {
   if (leftover.length > 0) problems.push(`${leftover.length} process(es) of the example still running at the end`);
   if (readyLines !== records.length + 1 || haltedLines !== records.length + 1) problems.push('the shared log file misses lines');
   out();
-  out(`${problems.length ? `FAIL: ${problems.join('; ')}` : `OK: 0 failed requests out of ${keepAlive.sent + perRequest.sent} across ${records.length} redeploys`} ` +
+  out(`${problems.length ? `FAIL: ${problems.join('; ')}` : `OK: 0 failed requests out of ${keepAlive.sent + perRequest.sent + h2!.sent + ws!.sent} across ${records.length} redeploys`} ` +
     `(${((performance.now() - started) / 1000).toFixed(1)} s)`);
   return problems.length ? 1 : 0;
 }

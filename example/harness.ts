@@ -19,10 +19,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import http from 'node:http';
+import http2 from 'node:http2';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
+import WebSocket from 'ws';
 
 /** The compiled example server, next to this file in dist/example/. */
 export const EXAMPLE_SERVER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'server.js');
@@ -529,6 +531,128 @@ export function keepAliveLoad(port: number, connections: number, timeoutSec = 5)
         resets: r.resets, mismatches: r.mismatches, p99: r.latency.p99,
       };
       return report;
+    },
+  };
+}
+
+/**
+ * http2Load: `sessions` HTTP/2 sessions (h2c), each with `streams` streams in
+ * flight, each opening the next as it ends; a session told to go away is
+ * replaced by a new one. Nothing is retried: a refused or reset stream is an
+ * error (REFUSED_STREAM, ...).
+ */
+export function http2Load(port: number, sessions: number, streams: number): { stop: () => Promise<LoadCounts> } {
+  const counts: LoadCounts = { sent: 0, ok: 0, non2xx: 0, errors: {}, latencies: [], byPid: new Map() };
+  const fail = (kind: string) => (counts.errors[kind] = (counts.errors[kind] ?? 0) + 1);
+  let running = true;
+  const loops = [...Array(sessions).keys()].map(async () => {
+    while (running) {
+      const session = http2.connect(`http://${HOST}:${port}`);
+      session.on('error', (err: Error & { code?: string }) => fail(`session ${err.code ?? err.message}`));
+      await new Promise<void>((resolve) => {
+        let slots = streams;
+        const open = () => {
+          if (!running || session.closed || session.destroyed) {
+            if (--slots === 0) resolve();
+            return;
+          }
+          const t0 = performance.now();
+          const req = session.request({ ':path': '/' });
+          counts.sent++;
+          let status = 0;
+          let body = '';
+          req.setEncoding('utf8');
+          req.on('response', (h) => (status = Number(h[':status'])));
+          req.on('data', (d: string) => (body += d));
+          req.on('error', () => undefined); // counted on 'close' by its code
+          req.on('close', () => {
+            if (req.rstCode) fail(req.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM ? 'REFUSED_STREAM' : `RST ${req.rstCode}`);
+            else if (status < 200 || status > 299) counts.non2xx++;
+            else {
+              counts.ok++;
+              counts.latencies.push(performance.now() - t0);
+              const pid = Number(/pid (\d+)/.exec(body)?.[1]);
+              counts.byPid.set(pid, (counts.byPid.get(pid) ?? 0) + 1);
+            }
+            open();
+          });
+          req.end();
+        };
+        for (let i = 0; i < streams; i++) open();
+      });
+      session.close();
+    }
+  });
+  return {
+    async stop() {
+      running = false;
+      await Promise.all(loops);
+      return counts;
+    },
+  };
+}
+
+/** WebSocketCounts: what wsLoad saw. */
+export interface WebSocketCounts extends LoadCounts {
+  /** Closes by code: 1012 (the server's "service restart") is the expected one. */
+  closes: Record<string, number>;
+  /** Messages sent as the server's 1012 close frame was on its way (the application's to resend). */
+  crossedClose: number;
+}
+
+/**
+ * wsLoad: `clients` WebSockets, each sending a message every `everyMs` and
+ * expecting each echo; a client closed with 1012 reconnects. An error, any
+ * other close code, or a message not echoed before another close is a failure;
+ * messages that crossed a 1012 close frame are counted apart.
+ */
+export function wsLoad(port: number, clients: number, everyMs = 50): { stop: () => Promise<WebSocketCounts> } {
+  const counts: WebSocketCounts = { sent: 0, ok: 0, non2xx: 0, errors: {}, latencies: [], byPid: new Map(), closes: {}, crossedClose: 0 };
+  const fail = (kind: string, n = 1) => (counts.errors[kind] = (counts.errors[kind] ?? 0) + n);
+  let running = true;
+  const loops = [...Array(clients).keys()].map(async () => {
+    while (running) {
+      const ws = new WebSocket(`ws://${HOST}:${port}/`);
+      const pending: number[] = [];
+      let timer: NodeJS.Timeout | undefined;
+      ws.on('open', () => {
+        timer = setInterval(() => {
+          if (ws.readyState !== WebSocket.OPEN) return;
+          pending.push(performance.now());
+          counts.sent++;
+          ws.send('ping');
+        }, everyMs);
+      });
+      ws.on('message', (m) => {
+        const t0 = pending.shift();
+        if (t0 === undefined) return fail('unexpected message');
+        counts.ok++;
+        counts.latencies.push(performance.now() - t0);
+        const pid = Number(String(m).split(' ')[0]);
+        counts.byPid.set(pid, (counts.byPid.get(pid) ?? 0) + 1);
+      });
+      ws.on('error', (err: Error & { code?: string }) => fail(err.code ?? err.message));
+      await new Promise<void>((resolve) => {
+        const stopCheck = setInterval(() => {
+          if (!running) ws.close(1000);
+        }, 50);
+        ws.once('close', (code) => {
+          clearInterval(stopCheck);
+          clearInterval(timer);
+          counts.closes[code] = (counts.closes[code] ?? 0) + 1;
+          if (code !== 1012 && code !== 1000) fail(`close ${code}`);
+          if (code === 1012) counts.crossedClose += pending.length;
+          else if (pending.length) fail('not echoed', pending.length);
+          resolve();
+        });
+      });
+    }
+  });
+  return {
+    async stop() {
+      running = false;
+      await Promise.all(loops);
+      return counts;
     },
   };
 }

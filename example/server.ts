@@ -5,6 +5,9 @@
  *   npm run cli -- app.sock        # redeploy (or kill -HUP <pid>): a new instance takes over
  *   npm run cli -- -s app.sock     # an interactive shell: status, telinit 1, requests ...
  *   curl localhost:8080/           # "hello from pid <pid> (generation <n>)"
+ *   curl --http2-prior-knowledge localhost:8081/   # the same over HTTP/2 (h2c, H2_PORT, default PORT + 1)
+ *   a WebSocket on ws://localhost:8080/ echoes "<pid> <message>"; a drain
+ *   closes it with 1012 "service restart", 10 ms apart per client
  *
  * Its variables: PORT (8080), HOST (every address), GRACEFUL_SOCKET (the
  * control socket, app.sock), LOG_FILE (app.log), PID_FILE (none).
@@ -14,7 +17,10 @@
  * `kill -USR1 <pid>` (or `npm run cli -- -s app.sock reopen`) re-opens it by name.
  */
 import http from 'node:http';
-import { GracefulServer } from '../src/index.js';
+import http2 from 'node:http2';
+import type net from 'node:net';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { GracefulServer, type DrainEvent } from '../src/index.js';
 
 const port = Number(process.env.PORT ?? 8080);
 const host = process.env.HOST || undefined;
@@ -24,10 +30,28 @@ const logFile = process.env.LOG_FILE ?? 'app.log';
 const app = new GracefulServer({ pidFile: process.env.PID_FILE, controlSocket, sigusr1: 'reopen' });
 
 let served = 0;
-const server = http.createServer((req, res) => {
+const hello = (_req: unknown, res: http.ServerResponse | http2.Http2ServerResponse) => {
   served++;
   res.setHeader('Content-Type', 'text/plain');
   res.end(`hello from pid ${process.pid} (generation ${app.generation})\n`);
+};
+const server = http.createServer(hello);
+const h2 = http2.createServer(hello);
+
+// WebSockets: the application's connections. When this instance drains, it
+// closes them with 1012 "service restart", one every 10 ms, and their
+// clients reconnect to the new instance.
+const wss = new WebSocketServer({ noServer: true });
+const sockets = new Map<net.Socket, WebSocket>();
+server.on('upgrade', (req, socket: net.Socket, head) => {
+  wss.handleUpgrade(req, socket, head, (ws) => {
+    sockets.set(socket, ws);
+    ws.on('close', () => sockets.delete(socket));
+    ws.on('message', (m) => ws.readyState === ws.OPEN && ws.send(`${process.pid} ${String(m)}`));
+  });
+});
+const onDrain = ({ upgraded }: DrainEvent) => upgraded.forEach((socket, i) => {
+  setTimeout(() => sockets.get(socket)?.close(1012, 'service restart'), i * 10);
 });
 
 // An application command: `npm run cli -- -s app.sock requests 1000` streams
@@ -58,7 +82,9 @@ function hint(err: NodeJS.ErrnoException): string {
 let log;
 try {
   log = await app.file('log', logFile);
-  await app.listen('http', server, { port, host });
+  await app.listen('http', server, { port, host, onDrain });
+  // HTTP/2 on H2_PORT, by default the next port (any free one when PORT is 0).
+  await app.listen('h2', h2, { port: Number(process.env.H2_PORT ?? (port === 0 ? 0 : port + 1)), host });
   await app.ready();
 } catch (err) {
   const e = err as NodeJS.ErrnoException;

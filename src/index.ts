@@ -38,7 +38,8 @@ export {
   GracefulServer, DEFAULT_UPGRADE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_IDLE_GRACE, DEFAULT_TAKE_BACK_WINDOW,
   type GracefulServerOptions, type RedeployEvent, type RedeployResult, type Runlevel, type InstanceState,
 } from './server/graceful-server.js';
-export type { BindOptions } from './server/listeners.js';
+export type { BindOptions, ListenOptions } from './server/listeners.js';
+export type { DrainOptions, DrainEvent } from './server/drain.js';
 export type { SpawnFunction } from './server/successor.js';
 export { takeListenFds, notify, type ActivatedFd } from './systemd.js';
 export { writePidFile, readPidFile, removePidFile } from './pidfile.js';

@@ -27,7 +27,7 @@ import type { OutgoingFd } from '../handoff/connection.js';
 import { writePidFile } from '../pidfile.js';
 import { notify, takeListenFds } from '../systemd.js';
 import { openFile } from '../safefile.js';
-import { ManagedListener, type BindOptions } from './listeners.js';
+import { ManagedListener, type ListenOptions } from './listeners.js';
 import { Listeners } from './listener-set.js';
 import { GracefulFile } from './file.js';
 import { Hooks, type Hook, type StopHook } from './hooks.js';
@@ -381,7 +381,7 @@ export class GracefulServer extends EventEmitter {
    * else binds fresh per bind. In runlevel 1 it only registers; telinit 3
    * binds. A new instance starts accepting in ready(). Resolves with the server.
    */
-  async listen<S extends net.Server>(name: string, server: S, bind: BindOptions = {}): Promise<S> {
+  async listen<S extends net.Server>(name: string, server: S, bind: ListenOptions = {}): Promise<S> {
     if (this.terminating) throw new TerminatingError(`listen("${name}"): this instance is halting`);
     await this.init();
     const listener = new ManagedListener(name, server, bind);

@@ -9,7 +9,7 @@ import { OwnedFd } from './owned-fd.js';
 import { addon } from '../native.js';
 import { bindSocket, clearStaleSocket, SocketFile } from '../socketpath.js';
 import type { Meta } from '../meta.js';
-import { ConnectionTracker } from './drain.js';
+import { ConnectionTracker, type DrainOptions } from './drain.js';
 
 /** Where a listener binds when it is not inherited. */
 export interface BindOptions {
@@ -24,6 +24,9 @@ export interface BindOptions {
   ipv6Only?: boolean;
 }
 
+/** What `listen()` takes: where to bind, and what the drain does with connections it does not close itself. */
+export interface ListenOptions extends BindOptions, DrainOptions {}
+
 export class ManagedListener {
   readonly tracker: ConnectionTracker;
   private file: SocketFile | null = null;
@@ -37,8 +40,8 @@ export class ManagedListener {
    */
   activated = false;
 
-  constructor(readonly name: string, readonly server: net.Server, private bind: BindOptions) {
-    this.tracker = new ConnectionTracker(server);
+  constructor(readonly name: string, readonly server: net.Server, private bind: ListenOptions) {
+    this.tracker = new ConnectionTracker(server, bind, name);
   }
 
   get isOpen(): boolean {

@@ -44,7 +44,7 @@ describe('example: the Quick start (npm start on a terminal)', function () {
       ['exit\r', 'exit'],
     ]));
     const env: NodeJS.ProcessEnv & { PID_FILE: string; GRACEFUL_SOCKET: string; LOG_FILE: string } = {
-      ...process.env, PORT: String(port), GRACEFUL_SOCKET: path.join(dir, 'app.sock'),
+      ...process.env, PORT: String(port), H2_PORT: '0', GRACEFUL_SOCKET: path.join(dir, 'app.sock'),
       LOG_FILE: path.join(dir, 'app.log'), PID_FILE: path.join(dir, 'app.pid'),
     };
     delete env.HOST;

@@ -1,0 +1,42 @@
+/**
+ * HTTP/2 across redeploys of a real process, with node:http2 clients that
+ * never retry. With the final GOAWAY sent at once (the drain before the
+ * graceful GOAWAY) 0.5% (h2c) to 1.1% (TLS) of the streams were refused
+ * here. Now: over h2c 0 to 8 in 20,000, over TLS 4 to 19 in 20,000; those are
+ * streams Node's client had queued when a GOAWAY arrived.
+ */
+import { expect } from 'chai';
+import { h2Load, ProtocolsApp } from './protocol-redeploy.js';
+
+describe('drain: HTTP/2 across redeploys', function () {
+  this.timeout(90_000);
+  let app: ProtocolsApp | undefined;
+  afterEach(async () => {
+    await app?.stop();
+    app = undefined;
+  });
+
+  for (const [name, scheme, port] of [['h2c', 'http', 'h2c'], ['TLS', 'https', 'h2']] as const) {
+    it(`${name}: 10 sessions x 10 streams through 5 redeploys: at most ${name === 'h2c' ? '1 in 1,000' : '1 in 300'} refused`, async () => {
+      app = await ProtocolsApp.start();
+      const load = h2Load(`${scheme}://127.0.0.1:${app.ports[port]}`, 10, 10);
+      for (let i = 0; i < 5; i++) {
+        await new Promise((r) => setTimeout(r, 300)); // load between redeploys: the pause is part of the traffic shape
+        await app.redeploy();
+      }
+      await new Promise((r) => setTimeout(r, 300));
+      const result = await load.stop();
+      const total = result.ok + result.failures.length;
+      console.log(`      ${name}: ${result.ok} of ${total} streams answered, ${result.refused} refused`);
+      const other = result.failures.filter((f) => !f.endsWith(', rst 7, ERR_HTTP2_STREAM_ERROR'));
+      expect(other.slice(0, 10), `${other.length} failed otherwise than refused`).to.deep.equal([]);
+      expect(result.refused, `${result.refused} refused of ${total}`).to.be.at.most(name === 'h2c' ? Math.floor(total / 1_000) : Math.floor(total / 300));
+      expect(result.ok).to.be.greaterThan(500);
+      // Sessions moved from generation to generation (each GOAWAY made the client open a new one).
+      expect(result.sessions).to.be.greaterThan(10 * 5);
+      expect(result.pids.size).to.be.at.least(5);
+      const old = app.generations.slice(0, -1);
+      for (const g of old) expect(await app.halted(g.pid), `forced in ${g.pid}`).to.equal(0);
+    });
+  }
+});
