@@ -3,7 +3,7 @@
  */
 import net from 'node:net';
 import readline from 'node:readline';
-import { GracefulError, TimeoutError, type GracefulErrorCode } from '../errors.js';
+import { ClosedError, TimeoutError, type GracefulErrorCode } from '../errors.js';
 
 /** ControlReplyError: the server answered with an error; `code` is the server's. */
 export class ControlReplyError extends Error {
@@ -91,7 +91,7 @@ export class ControlClient {
     this.socket.write(`${JSON.stringify({ cmd, args })}\n`);
     for (;;) {
       const line = await this.next(timeoutMs);
-      if (line === null) throw new GracefulError('ERR_GRACEFUL_CLOSED', 'the server closed the connection before answering');
+      if (line === null) throw new ClosedError('the server closed the connection before answering');
       if (line.startsWith('error: ')) {
         const message = line.slice(7);
         const code = REFUSALS.find(([re]) => re.test(message))?.[1] ?? 'ERR_GRACEFUL_COMMAND_FAILED';

@@ -4,7 +4,7 @@
  * Reads and writes never block; readiness comes from a libuv poll handle.
  */
 import { addon, AGAIN, TOO_MANY_REFS, POLL_READABLE, POLL_WRITABLE, type PeerCredentials, type Poller } from '../native.js';
-import { ClosedError, TimeoutError, GracefulError, errorCode } from '../errors.js';
+import { ClosedError, TimeoutError, errorCode } from '../errors.js';
 import { decodeMeta, type Meta } from '../meta.js';
 import {
   FrameDecoder, RecordEncoder, DEFAULT_MAX_FDS_PER_MESSAGE, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_META_BYTES, type Record,
@@ -405,7 +405,7 @@ export class HandoffConnection {
       learned ||= this.writeError !== null || this.outbox.length < before || this.outbox[0]!.offset !== offset;
     }
     if (!learned) {
-      const err = new GracefulError('ERR_GRACEFUL_CLOSED', `poll failed on the hand-off connection (status ${status})`);
+      const err = new ClosedError(`poll failed on the hand-off connection (status ${status}): the peer is gone; open a new connection`);
       if (reading || !writing) this.failRead(err);
       this.failWrites(err);
     }
