@@ -73,6 +73,7 @@ export const InvalidArgumentError = errorClass('ERR_GRACEFUL_INVALID_ARGUMENT', 
 export const BadFrameError = errorClass('ERR_GRACEFUL_BAD_FRAME', 'BadFrameError');
 export const FdCountMismatchError = errorClass('ERR_GRACEFUL_FD_COUNT_MISMATCH', 'FdCountMismatchError');
 export const TruncatedMessageError = errorClass('ERR_GRACEFUL_TRUNCATED_MESSAGE', 'TruncatedMessageError');
+export const FdsTruncatedError = errorClass('ERR_GRACEFUL_FDS_TRUNCATED', 'FdsTruncatedError');
 export const MetaTooLargeError = errorClass('ERR_GRACEFUL_META_TOO_LARGE', 'MetaTooLargeError');
 export const SocketInUseError = errorClass('ERR_GRACEFUL_SOCKET_IN_USE', 'SocketInUseError');
 export const NotASocketError = errorClass('ERR_GRACEFUL_NOT_A_SOCKET', 'NotASocketError');

@@ -4,7 +4,7 @@
  * Reads and writes never block; readiness comes from a libuv poll handle.
  */
 import { addon, AGAIN, TOO_MANY_REFS, POLL_READABLE, POLL_WRITABLE, type PeerCredentials, type Poller } from '../native.js';
-import { ClosedError, TimeoutError, errorCode } from '../errors.js';
+import { ClosedError, FdsTruncatedError, TimeoutError, errorCode } from '../errors.js';
 import { decodeMeta, type Meta } from '../meta.js';
 import {
   FrameDecoder, RecordEncoder, DEFAULT_MAX_FDS_PER_MESSAGE, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_META_BYTES, type Record,
@@ -452,7 +452,8 @@ export class HandoffConnection {
     try {
       n = addon.recvmsg(this.fd, READ_BUFFER, 0, READ_BUFFER.length, READ_FDS);
     } catch (err) {
-      this.failRead(err as Error);
+      // The addon raises MSG_CTRUNC with its code on a plain Error: give it its class.
+      this.failRead(errorCode(err) === 'ERR_GRACEFUL_FDS_TRUNCATED' ? new FdsTruncatedError((err as Error).message, { cause: err }) : err as Error);
       return false;
     }
     if (n === AGAIN) return false;
