@@ -40,7 +40,8 @@ export type GracefulErrorCode =
   | 'ERR_GRACEFUL_CONFIG'
   | 'ERR_GRACEFUL_UNKNOWN_TASK'
   | 'ERR_GRACEFUL_HOOK_FAILED'
-  | 'ERR_GRACEFUL_UNSAFE_DIRECTORY';
+  | 'ERR_GRACEFUL_UNSAFE_DIRECTORY'
+  | 'ERR_GRACEFUL_SUPERVISOR_RUNNING';
 
 /** GracefulError: the base class of every error this package creates. */
 export class GracefulError extends Error {
@@ -103,6 +104,7 @@ export const ConfigError = errorClass('ERR_GRACEFUL_CONFIG', 'ConfigError');
 export const UnknownTaskError = errorClass('ERR_GRACEFUL_UNKNOWN_TASK', 'UnknownTaskError');
 export const HookFailedError = errorClass('ERR_GRACEFUL_HOOK_FAILED', 'HookFailedError');
 export const UnsafeDirectoryError = errorClass('ERR_GRACEFUL_UNSAFE_DIRECTORY', 'UnsafeDirectoryError');
+export const SupervisorRunningError = errorClass('ERR_GRACEFUL_SUPERVISOR_RUNNING', 'SupervisorRunningError');
 
 /** ControlParseError: a control line that cannot be read; `json` tells which mode it looked like. */
 export class ControlParseError extends GracefulError {
