@@ -7,7 +7,8 @@
  */
 import { Command, CommanderError } from 'commander';
 import readline from 'node:readline';
-import { ControlClient, ControlReplyError, type ControlEvent } from './control/client.js';
+import { ControlClient, ControlReplyError } from './control/client.js';
+import { formatCommandResult, renderEvent } from './control/render.js';
 import { errorCode } from './errors.js';
 import { Supervisor, type RestartPolicy } from './supervisor/supervisor.js';
 
@@ -44,23 +45,12 @@ async function connect(path: string, timeout: number): Promise<ControlClient> {
   }
 }
 
-function describe(e: ControlEvent): string {
-  switch (e.event) {
-    case 'spawned': return `spawned pid ${e.pid}`;
-    case 'ready': return `ready: pid ${e.pid} after ${e.ms} ms`;
-    case 'draining': return `draining ${e.connections} connection(s)`;
-    case 'output': return String(e.line);
-    default: return JSON.stringify(e);
-  }
-}
-
 async function run(path: string, cmd: string, args: string[], opts: { json?: boolean; timeout: number }, out: (l: string) => void): Promise<number> {
   const client = await connect(path, opts.timeout);
   try {
-    const result = await client.request(cmd, args, (e) => out(opts.json ? JSON.stringify(e) : describe(e)), opts.timeout);
+    const result = await client.request(cmd, args, (e) => out(opts.json ? JSON.stringify(e) : renderEvent(e)), opts.timeout);
     if (opts.json) out(JSON.stringify({ ok: true, result: result ?? null }));
-    else if (cmd === 'redeploy' || cmd === 'restart') out(`done: pid ${(result as { pid?: number } | null)?.pid} is serving`);
-    else if (result !== null && result !== undefined) for (const line of render(result)) out(line);
+    else for (const line of formatCommandResult(cmd, result)) out(line);
     return EXIT_OK;
   } catch (err) {
     if (err instanceof ControlReplyError) {
@@ -71,15 +61,6 @@ async function run(path: string, cmd: string, args: string[], opts: { json?: boo
   } finally {
     client.close();
   }
-}
-
-function render(result: unknown): string[] {
-  if (typeof result === 'string') return result.split('\n');
-  if (Array.isArray(result)) return result.map(String);
-  if (typeof result === 'object' && result) {
-    return Object.entries(result).flatMap(([k, v]) => (Array.isArray(v) ? [`${k}:`, ...v.map((x) => `  ${String(x)}`)] : [`${k}: ${typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v)}`]));
-  }
-  return [String(result)];
 }
 
 async function health(path: string, timeout: number, out: (l: string) => void): Promise<number> {
