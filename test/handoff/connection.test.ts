@@ -10,7 +10,7 @@ import { inspect } from 'node:util';
 import { HandoffConnection, type ReceivedFd } from '../../src/index.js';
 import { DEFAULT_HIGH_WATER_MARK } from '../../src/handoff/connection.js';
 import { addon } from '../../src/native.js';
-import { fdCount, socketPair, spawnFixture, tmpDir, type Child } from '../helpers.js';
+import { fdCount, socketPair, spawnFixture, tmpDir, until, type Child } from '../helpers.js';
 
 interface FloodSummary {
   count: number;
@@ -270,7 +270,8 @@ describe('HandoffConnection', () => {
       const file = fs.openSync('/dev/null', 'r');
       const before = fdCount();
       for (let i = 0; i < 10; i++) await peer.send([{ fd: file, meta: { i } }]);
-      await new Promise((r) => setTimeout(r, 20));
+      // One poll callback reads until the mark and stops: the count when it first reaches 2 is final.
+      await until(() => fdCount() - before >= 2, 5000, 'the first reads');
       expect(fdCount() - before, 'descriptors read before the pause').to.equal(2);
       const sends: Promise<void>[] = [];
       for (let i = 0; i < 2000; i++) sends.push(conn.send([{ fd: file, meta: { i } }]));

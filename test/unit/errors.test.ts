@@ -36,3 +36,28 @@ describe('error classes', () => {
     expect(new ClosedError('x')).to.be.instanceOf(GracefulError);
   });
 });
+
+describe('closeAll', () => {
+  it('closes every descriptor, and a double close (EBADF) is a process warning, not silence', async () => {
+    const { closeAll } = await import('../../src/handoff/connection.js');
+    const fs = (await import('node:fs')).default;
+    const a = fs.openSync('/dev/null', 'r');
+    const b = fs.openSync('/dev/null', 'r');
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => warnings.push(w);
+    process.on('warning', onWarning);
+    // The root hooks fail a test on any process warning: take this one out of their list.
+    const listeners = process.listeners('warning').filter((l) => l !== onWarning);
+    for (const l of listeners) process.off('warning', l);
+    try {
+      closeAll([a, b]);
+      closeAll([a]);
+      await new Promise((r) => setImmediate(r));
+    } finally {
+      for (const l of listeners) process.on('warning', l);
+      process.off('warning', onWarning);
+    }
+    expect(warnings.map((w) => (w as Error & { code?: string }).code)).to.deep.equal(['GRACEFUL_EBADF']);
+    expect(warnings[0]!.message).to.equal(`close(${a}) failed with EBADF: the descriptor was closed already (closed twice, or never ours)`);
+  });
+});
