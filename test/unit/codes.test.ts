@@ -111,4 +111,26 @@ describe('error codes where they are raised', () => {
     expect(stderr).to.include(`${PeerRefusedError.name}: hand-off: ${sock} is served by pid ${process.pid}, not by our parent (pid `);
     expect(stderr).to.include("code: 'ERR_GRACEFUL_PEER_REFUSED'");
   });
+
+  it('ERR_GRACEFUL_HANDOFF_FAILED: the parent closes the hand-off before sending everything', () => {
+    const sock = path.join(tmpDir(), 'h.sock');
+    // A parent that serves the hand-off socket but sends nothing, then runs the new instance.
+    const script = `
+      import { listenAndServe } from ${JSON.stringify(path.join(root, 'dist/src/index.js'))};
+      const hs = listenAndServe(${JSON.stringify(sock)}, () => undefined);
+      const child = (await import('node:child_process')).spawn(process.execPath, [${JSON.stringify(path.join(fixtures, 'app.js'))}],
+        { env: { ...process.env, GRACEFUL_HANDOFF: ${JSON.stringify(sock)} }, stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (c) => (stderr += c));
+      child.on('close', async (code) => {
+        await hs.close();
+        console.log(JSON.stringify({ code, stderr }));
+      });`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000, killSignal: 'SIGKILL' });
+    expect(r.status, r.stderr).to.equal(0);
+    const out = JSON.parse(r.stdout) as { code: number; stderr: string };
+    expect(out.code).to.not.equal(0);
+    expect(out.stderr).to.include('HandoffFailedError: hand-off: the predecessor closed the connection before sending everything');
+    expect(out.stderr).to.include("code: 'ERR_GRACEFUL_HANDOFF_FAILED'");
+  });
 });
