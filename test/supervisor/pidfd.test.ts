@@ -3,9 +3,9 @@
  * ENOSYS, as Linux before 5.3 does), and one Supervisor per process.
  */
 import { expect } from 'chai';
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { fixtures, root, spawnChild } from '../helpers.js';
+import { fixtures, gone, root, spawnChild, tmpDir, until } from '../helpers.js';
 
 const cli = path.join(root, 'bin/graceful-restart.js');
 const nopidfd = path.join(root, 'test/fixtures/nopidfd.py');
@@ -33,6 +33,37 @@ describe('supervisor without pidfd_open', function () {
     sup.kill('SIGTERM');
     await sup.next(new RegExp(`^term ${pid}$`));
     expect((await sup.exited).code, sup.stderr.join('\n')).to.equal(4);
+  });
+
+  it('follows a generation it adopts through MAINPID= by polling: a redeploy, the old one\'s exit, then SIGTERM exits 0', async () => {
+    const dir = tmpDir();
+    const sock = path.join(dir, 'sup.sock');
+    const sup = spawnChild('python3', [nopidfd, process.execPath, cli, 'run', '-s', sock, '--', process.execPath, path.join(fixtures, 'app.js')], {
+      env: { ...process.env, APP_SOCKET: path.join(dir, 'app.sock') },
+    });
+    const pids: number[] = [];
+    try {
+      const first = Number((await sup.next(/^ready \d+ \d+ 1 /)).split(' ')[1]);
+      pids.push(first);
+      const r = await new Promise<{ code: number; stdout: string }>((resolve) => {
+        execFile(process.execPath, [cli, sock], { timeout: 30_000, killSignal: 'SIGKILL' }, (err, stdout) => resolve({ code: err ? Number((err as { code?: number }).code ?? -1) : 0, stdout }));
+      });
+      expect(r.code, r.stdout).to.equal(0);
+      const second = Number((await sup.next(/^ready \d+ \d+ 2 /)).split(' ')[1]);
+      pids.push(second);
+      await until(() => gone(first), 20_000, 'the first generation to exit');
+      expect(sup.proc.exitCode, 'the supervisor goes on with the second generation').to.equal(null);
+      await until(() => sup.stderr.some((l) => l.includes(`cannot follow pid ${second} through a pidfd (pidfd_open ENOSYS`)), 5000, 'the fallback for the adopted generation');
+      expect(gone(second), 'the adopted generation serves on').to.equal(false);
+      sup.kill('SIGTERM');
+      expect((await sup.exited).code, sup.stderr.join('\n')).to.equal(0);
+      expect(gone(second)).to.equal(true);
+    } finally {
+      // What this test started, by pid, if it failed half-way.
+      for (const pid of pids.filter((p) => !gone(p))) process.kill(pid, 'SIGKILL');
+      sup.kill('SIGKILL');
+      await sup.exited;
+    }
   });
 });
 
