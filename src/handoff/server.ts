@@ -63,8 +63,9 @@ const PER_CLIENT_ERRORS = new Set(['ECONNABORTED', 'EPROTO', 'EPERM']);
  * the backlog, and the readable poll would report it again at once, forever.
  * So the server stops polling, emits one 'clientError' (peer null) for the
  * episode, and tries again after a pause (10 ms, doubling up to 1 s) or as
- * soon as one of its own connections closes, whichever comes first. A poll
- * error (POLLERR, which stops the libuv handle) is handled the same way.
+ * soon as one of its own connections closes, whichever comes first. The
+ * episode ends when a client is accepted. A poll error (POLLERR, which stops
+ * the libuv handle) is handled the same way.
  */
 export class HandoffServer extends EventEmitter {
   private readonly poller: Poller;
@@ -135,8 +136,9 @@ export class HandoffServer extends EventEmitter {
     if (this.retry) clearTimeout(this.retry);
     this.retry = null;
     if (this.closed) return;
+    // The episode (and its backoff) ends at the next client accepted, not here: a poll error that
+    // persists keeps backing off up to the longest pause, with no new 'clientError'.
     if (this.acceptAll()) {
-      this.retryDelay = 0;
       this.poller.start(POLL_READABLE);
       if (!this.referenced) this.poller.unref();
     }
