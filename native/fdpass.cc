@@ -1,6 +1,7 @@
-// fdpass.cc: AF_UNIX socket calls that carry descriptors (SCM_RIGHTS).
-// No Node-API here: see binding.cc for the glue. Man pages: unix(7),
-// sendmsg(2), recvmsg(2), cmsg(3), accept4(2).
+// fdpass.cc: AF_UNIX socket calls that carry descriptors (SCM_RIGHTS) and
+// credentials (SCM_CREDENTIALS). No Node-API here: see binding.cc for the
+// glue. Every receive goes through one recvmsg(2) helper, Receive. Man pages:
+// unix(7), sendmsg(2), recvmsg(2), cmsg(3), accept4(2).
 #include "fdpass.h"
 
 #include <errno.h>
@@ -72,6 +73,63 @@ long SendWithRights(int fd, const sockaddr_un* to, socklen_t to_len,
   return n < 0 ? -errno : n;
 }
 
+// What one recvmsg(2) brought besides its bytes.
+struct Received {
+  int nfds = 0;           // descriptors stored (SCM_RIGHTS), in order
+  bool has_cred = false;  // an SCM_CREDENTIALS message came
+  ucred cred;
+  int flags = 0;          // msg_flags: MSG_CTRUNC, MSG_TRUNC
+};
+
+// Room for the sender's credentials and kMaxFds descriptors, aligned as
+// cmsg(3) asks.
+union ReceiveBuffer {
+  char buf[CMSG_SPACE(sizeof(ucred)) + CMSG_SPACE(sizeof(int) * kMaxFds)];
+  cmsghdr align;
+};
+
+// Receive is the one recvmsg(2) of this file: non-blocking, received
+// descriptors close-on-exec, retried on EINTR. It stores up to kMaxFds
+// descriptors into fds and the credentials into *got. Returns the bytes read
+// or -errno. On MSG_CTRUNC the caller owns (and must close) what was stored.
+long Receive(int fd, char* data, size_t len, int* fds, Received* got) {
+  iovec iov;
+  iov.iov_base = data;
+  iov.iov_len = len;
+  ReceiveBuffer control;
+  msghdr msg;
+  memset(&msg, 0, sizeof(msg));
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.buf;
+  msg.msg_controllen = sizeof(control.buf);
+  ssize_t n;
+  do {
+    n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return -errno;
+  got->flags = msg.msg_flags;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET) continue;
+    if (c->cmsg_type == SCM_CREDENTIALS && c->cmsg_len >= CMSG_LEN(sizeof(ucred))) {
+      memcpy(&got->cred, CMSG_DATA(c), sizeof(ucred));
+      got->has_cred = true;
+    } else if (c->cmsg_type == SCM_RIGHTS) {
+      size_t here = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t i = 0; i < here; i++) {
+        int received;
+        memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+        if (got->nfds < kMaxFds) {
+          fds[got->nfds++] = received;
+        } else {
+          CloseQuietly(received);  // more than one message can carry: never leaked
+        }
+      }
+    }
+  }
+  return n;
+}
+
 }  // namespace
 
 int Listen(const char* path, int mode, int backlog) {
@@ -134,40 +192,14 @@ long SendMsg(int fd, const char* data, size_t len, const int* fds, int nfds) {
 
 long RecvMsg(int fd, char* data, size_t len, int* fds, int* nfds) {
   *nfds = 0;
-  iovec iov;
-  iov.iov_base = data;
-  iov.iov_len = len;
-  ControlBuffer control;
-  msghdr msg;
-  memset(&msg, 0, sizeof(msg));
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control.buf;
-  msg.msg_controllen = sizeof(control.buf);
-  ssize_t n;
-  do {
-    n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) return -errno;
-  int count = 0;
-  for (cmsghdr* cmsg = CMSG_FIRSTHDR(&msg); cmsg != nullptr;
-       cmsg = CMSG_NXTHDR(&msg, cmsg)) {
-    if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS) {
-      continue;
-    }
-    size_t payload = cmsg->cmsg_len - CMSG_LEN(0);
-    int here = static_cast<int>(payload / sizeof(int));
-    for (int i = 0; i < here && count < kMaxFds; i++) {
-      int received;
-      memcpy(&received, CMSG_DATA(cmsg) + i * sizeof(int), sizeof(int));
-      fds[count++] = received;
-    }
-  }
-  if (msg.msg_flags & MSG_CTRUNC) {
-    for (int i = 0; i < count; i++) CloseQuietly(fds[i]);
+  Received got;
+  long n = Receive(fd, data, len, fds, &got);
+  if (n < 0) return n;
+  if (got.flags & MSG_CTRUNC) {
+    for (int i = 0; i < got.nfds; i++) CloseQuietly(fds[i]);
     return kTruncated;
   }
-  *nfds = count;
+  *nfds = got.nfds;
   return n;
 }
 
@@ -216,47 +248,25 @@ int BindDatagram(const char* path, int mode) {
   return fd;
 }
 
-long RecvDatagram(int fd, char* data, size_t len, pid_t* pid, uid_t* uid,
-                  gid_t* gid) {
-  iovec iov;
-  iov.iov_base = data;
-  iov.iov_len = len;
-  union {
-    char buf[CMSG_SPACE(sizeof(ucred)) + CMSG_SPACE(sizeof(int) * kMaxFds)];
-    cmsghdr align;
-  } control;
-  msghdr msg;
-  memset(&msg, 0, sizeof(msg));
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control.buf;
-  msg.msg_controllen = sizeof(control.buf);
-  ssize_t n;
-  do {
-    n = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) return -errno;
-  *pid = 0;
-  *uid = 0;
-  *gid = 0;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET) continue;
-    if (c->cmsg_type == SCM_CREDENTIALS && c->cmsg_len >= CMSG_LEN(sizeof(ucred))) {
-      ucred cred;
-      memcpy(&cred, CMSG_DATA(c), sizeof(cred));
-      *pid = cred.pid;
-      *uid = cred.uid;
-      *gid = cred.gid;
-    } else if (c->cmsg_type == SCM_RIGHTS) {
-      size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (size_t i = 0; i < count; i++) {
-        int received;
-        memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-        close(received);
-      }
-    }
+long RecvDatagram(int fd, char* data, size_t len, Sender* sender) {
+  sender->known = false;
+  sender->pid = 0;
+  sender->uid = 0;
+  sender->gid = 0;
+  int fds[kMaxFds];
+  Received got;
+  long n = Receive(fd, data, len, fds, &got);
+  if (n < 0) return n;
+  for (int i = 0; i < got.nfds; i++) CloseQuietly(fds[i]);
+  // Cut ancillary data may have lost the credentials: drop the datagram.
+  if (got.flags & MSG_CTRUNC) return kTruncated;
+  if (got.flags & MSG_TRUNC) return -EMSGSIZE;
+  if (got.has_cred) {
+    sender->known = true;
+    sender->pid = got.cred.pid;
+    sender->uid = got.cred.uid;
+    sender->gid = got.cred.gid;
   }
-  if (msg.msg_flags & MSG_TRUNC) return -EMSGSIZE;
   return n;
 }
 

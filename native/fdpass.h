@@ -18,9 +18,11 @@ namespace fdpass {
 // The kernel's SCM_MAX_FD: at most this many descriptors in one message.
 constexpr int kMaxFds = 253;
 
-// Returned by RecvMsg when the kernel set MSG_CTRUNC: some descriptors were
-// dropped (the receiver reached its open-file limit, or the control buffer was
-// too small). Every descriptor that did arrive has been closed.
+// Returned by RecvMsg and RecvDatagram when the kernel set MSG_CTRUNC: some
+// ancillary data was dropped (the receiver reached its open-file limit, or the
+// control buffer was too small). Every descriptor that did arrive has been
+// closed. The bytes of the message were consumed all the same: on a stream
+// the framing is lost for good; a datagram is dropped.
 constexpr long kTruncated = -(1L << 20);
 
 // Creates a stream socket bound to path (a leading '@' names the abstract
@@ -58,12 +60,21 @@ long SendDatagram(const char* path, const char* data, size_t len,
 // sd_notify(3). Returns the descriptor or -errno.
 int BindDatagram(const char* path, int mode);
 
-// Receives one datagram of up to len bytes, with the sender's pid, uid and gid
-// as the kernel vouches for them (0 when the sender passed none). Descriptors
-// that came with it are closed. Returns the length, -EAGAIN when none waits,
-// or -EMSGSIZE when the datagram was longer than len (it is dropped).
-long RecvDatagram(int fd, char* data, size_t len, pid_t* pid, uid_t* uid,
-                  gid_t* gid);
+// Who sent a datagram, as the kernel vouches for it (SCM_CREDENTIALS).
+// known is false when no credentials came: the sender is unknown, never
+// uid 0.
+struct Sender {
+  bool known;
+  pid_t pid;
+  uid_t uid;
+  gid_t gid;
+};
+
+// Receives one datagram of up to len bytes, and its sender. Descriptors that
+// came with it are closed. Returns the length, -EAGAIN when none waits,
+// -EMSGSIZE when the datagram was longer than len, or kTruncated when its
+// ancillary data was cut (in both cases the datagram is dropped).
+long RecvDatagram(int fd, char* data, size_t len, Sender* sender);
 
 // Sets or clears FD_CLOEXEC on fd (systemd passes its sockets without it).
 int SetCloexec(int fd, bool on);

@@ -1,4 +1,6 @@
-// process.cc: subreaper, reaping and pidfds for the supervisor.
+// process.cc: subreaper, reaping and pidfds for the supervisor (see
+// process.h). Man pages: prctl(2) PR_SET_CHILD_SUBREAPER, waitid(2),
+// pidfd_open(2).
 #include "process.h"
 
 #include <errno.h>

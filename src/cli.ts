@@ -11,8 +11,9 @@
 import { Command, CommanderError } from 'commander';
 import fs from 'node:fs';
 import readline from 'node:readline';
-import { ControlClient, ControlReplyError, resolveUid, type ControlEvent } from './control/client.js';
+import { ControlClient, ControlReplyError, resolveUid } from './control/client.js';
 import { tokenize } from './control/parse.js';
+import { formatCommandResult, renderEvent } from './control/render.js';
 import { errorCode } from './errors.js';
 import { Supervisor, type RestartPolicy } from './supervisor/supervisor.js';
 
@@ -82,16 +83,6 @@ export function whyNoConnection(path: string, err: unknown): string {
   return `${code} (${(err as Error).message}); is the server running with this control socket?`;
 }
 
-function describe(e: ControlEvent): string {
-  switch (e.event) {
-    case 'spawned': return `spawned pid ${e.pid}`;
-    case 'ready': return `ready: pid ${e.pid} after ${e.ms} ms`;
-    case 'draining': return `draining ${e.connections} connection(s)`;
-    case 'output': return String(e.line);
-    default: return JSON.stringify(e);
-  }
-}
-
 async function run(path: string, cmd: string, args: string[], opts: { json?: boolean; timeout: number }, out: (l: string) => void): Promise<number> {
   const client = await connect(path, opts.timeout);
   try {
@@ -104,10 +95,9 @@ async function run(path: string, cmd: string, args: string[], opts: { json?: boo
 /** requestOn runs one command on an open client and prints its reply; throws Exit on a refusal. */
 async function requestOn(client: ControlClient, cmd: string, args: string[], opts: { json?: boolean; timeout: number }, out: (l: string) => void): Promise<number> {
   try {
-    const result = await client.request(cmd, args, (e) => out(opts.json ? JSON.stringify(e) : describe(e)), opts.timeout);
+    const result = await client.request(cmd, args, (e) => out(opts.json ? JSON.stringify(e) : renderEvent(e)), opts.timeout);
     if (opts.json) out(JSON.stringify({ ok: true, result: result ?? null }));
-    else if (cmd === 'redeploy' || cmd === 'restart') out(`done: pid ${(result as { pid?: number } | null)?.pid} is serving`);
-    else if (result !== null && result !== undefined) for (const line of render(cmd === 'status' ? humanStatus(result) : result)) out(line);
+    else for (const line of formatCommandResult(cmd, cmd === 'status' ? humanStatus(result) : result)) out(line);
     return EXIT_OK;
   } catch (err) {
     if (err instanceof ControlReplyError) {
@@ -162,15 +152,6 @@ function duration(secs: number): string {
   const m = Math.floor((secs % 3600) / 60);
   const s = secs % 60;
   return d > 0 ? `${d} d ${h} h ${m} min` : h > 0 ? `${h} h ${m} min ${s} s` : `${m} min ${s} s`;
-}
-
-function render(result: unknown): string[] {
-  if (typeof result === 'string') return result.split('\n');
-  if (Array.isArray(result)) return result.map(String);
-  if (typeof result === 'object' && result) {
-    return Object.entries(result).flatMap(([k, v]) => (Array.isArray(v) ? [`${k}:`, ...v.map((x) => `  ${String(x)}`)] : [`${k}: ${typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v)}`]));
-  }
-  return [String(result)];
 }
 
 async function health(path: string, timeout: number, out: (l: string) => void): Promise<number> {

@@ -47,7 +47,8 @@ export type GracefulErrorCode =
   | 'ERR_GRACEFUL_ALREADY_HANDED_OVER'
   | 'ERR_GRACEFUL_UNSAFE_FILE'
   | 'ERR_GRACEFUL_SLOW_CLIENT'
-  | 'ERR_GRACEFUL_UNTRUSTED_SERVER';
+  | 'ERR_GRACEFUL_UNTRUSTED_SERVER'
+  | 'ERR_GRACEFUL_SUPERVISOR_RUNNING';
 
 /** GracefulError: the base class of every error this package creates. */
 export class GracefulError extends Error {
@@ -80,6 +81,7 @@ export const InvalidArgumentError = errorClass('ERR_GRACEFUL_INVALID_ARGUMENT', 
 export const BadFrameError = errorClass('ERR_GRACEFUL_BAD_FRAME', 'BadFrameError');
 export const FdCountMismatchError = errorClass('ERR_GRACEFUL_FD_COUNT_MISMATCH', 'FdCountMismatchError');
 export const TruncatedMessageError = errorClass('ERR_GRACEFUL_TRUNCATED_MESSAGE', 'TruncatedMessageError');
+export const FdsTruncatedError = errorClass('ERR_GRACEFUL_FDS_TRUNCATED', 'FdsTruncatedError');
 export const MetaTooLargeError = errorClass('ERR_GRACEFUL_META_TOO_LARGE', 'MetaTooLargeError');
 export const BadMetaError = errorClass('ERR_GRACEFUL_BAD_META', 'BadMetaError');
 export const SocketInUseError = errorClass('ERR_GRACEFUL_SOCKET_IN_USE', 'SocketInUseError');
@@ -121,6 +123,7 @@ export const UnsafeFileError = errorClass('ERR_GRACEFUL_UNSAFE_FILE', 'UnsafeFil
 export const SlowClientError = errorClass('ERR_GRACEFUL_SLOW_CLIENT', 'SlowClientError');
 /** UntrustedServerError: the process behind a control socket runs as a uid the client does not trust. */
 export const UntrustedServerError = errorClass('ERR_GRACEFUL_UNTRUSTED_SERVER', 'UntrustedServerError');
+export const SupervisorRunningError = errorClass('ERR_GRACEFUL_SUPERVISOR_RUNNING', 'SupervisorRunningError');
 
 /** ControlParseError: a control line that cannot be read; `json` tells which mode it looked like. */
 export class ControlParseError extends GracefulError {

@@ -17,6 +17,14 @@ export interface PeerCredentials {
   gid: number;
 }
 
+/** DatagramSender: a datagram's length and who sent it; null credentials: nobody vouched for the sender. */
+export interface DatagramSender {
+  length: number;
+  pid: number | null;
+  uid: number | null;
+  gid: number | null;
+}
+
 /** ReapedChild: a child reaped by addon.reap(); code is null when a signal (its number) ended it. */
 export interface ReapedChild {
   pid: number;
@@ -56,8 +64,14 @@ export interface Addon {
     fds: Int32Array | readonly number[] | null, nfds: number): number;
   /** bindDatagram binds a datagram socket that receives its senders' credentials (SO_PASSCRED). */
   bindDatagram(path: string, mode: number): number;
-  /** recvDatagram reads one datagram into bytes; null when none waits. Descriptors sent with it are closed. */
-  recvDatagram(fd: number, bytes: Uint8Array): ({ length: number } & PeerCredentials) | null;
+  /**
+   * recvDatagram reads one datagram into bytes; null when none waits.
+   * Descriptors sent with it are closed. pid, uid and gid are null when no
+   * credentials came with it (the sender is unknown). Throws EMSGSIZE (too
+   * long) or ERR_GRACEFUL_FDS_TRUNCATED (ancillary data cut): that datagram
+   * is dropped, the next one reads.
+   */
+  recvDatagram(fd: number, bytes: Uint8Array): DatagramSender | null;
   /** setChildSubreaper: orphaned descendants are reparented to this process (PR_SET_CHILD_SUBREAPER). */
   setChildSubreaper(): void;
   /** reap reaps exited children except the pids in skip (libuv's own); code or signal (a number) says how each ended. */

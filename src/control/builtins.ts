@@ -6,6 +6,8 @@ import { spawn } from 'node:child_process';
 import readline from 'node:readline';
 import { CommandFailedError, NotConfiguredError, UsageError } from '../errors.js';
 import type { CommandContext, CommandRegistry } from './commands.js';
+import type { ControlEvent } from './client.js';
+import { renderEvent } from './render.js';
 
 /** A redeploy step, as the control socket reports it. */
 export interface ControlRedeployEvent {
@@ -50,14 +52,9 @@ async function runShell(ctx: CommandContext, what: string, command: string | und
   if (code !== 0) throw new CommandFailedError(`${what} failed (${signal ? `killed by ${signal}` : `exit code ${code}`}): ${command}`);
 }
 
-function describe(event: ControlRedeployEvent): string {
-  switch (event.type) {
-    case 'spawned': return `spawned pid ${event.pid}`;
-    case 'ready': return `ready pid ${event.pid} after ${event.ms} ms`;
-    case 'draining': return `draining ${event.connections} connection(s) on pid ${process.pid}`;
-    case 'done': return `done after ${event.ms} ms`;
-    default: return `failed after ${event.ms} ms`;
-  }
+/** eventOf: the control event of a redeploy step; renderEvent gives its text. */
+function eventOf(event: ControlRedeployEvent): ControlEvent {
+  return { event: event.type, pid: event.pid, ms: event.ms, connections: event.connections };
 }
 
 /** addBuiltins registers help, status, telinit, redeploy (restart), update, rebuild, upgrade, reopen, CUSTOM. */
@@ -96,7 +93,7 @@ export function addBuiltins(registry: CommandRegistry, target: ControlTarget): v
     run: async (ctx) => {
       ctx.handover();
       const result = await target.redeploy((event) => {
-        if (event.type !== 'failed') ctx.event({ event: event.type, pid: event.pid, ms: event.ms, connections: event.connections }, describe(event));
+        if (event.type !== 'failed') ctx.event(eventOf(event), renderEvent(eventOf(event)));
       });
       return ctx.json ? result : undefined;
     },

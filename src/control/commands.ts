@@ -96,16 +96,5 @@ export class CommandRegistry {
   }
 }
 
-/** formatResult renders a result for plain mode: strings as they are, objects as `key: value` lines. */
-export function formatResult(result: unknown): string[] {
-  if (result === undefined || result === null) return [];
-  if (typeof result === 'string') return result === '' ? [] : result.split('\n');
-  if (Array.isArray(result)) return result.map((r) => (typeof r === 'string' ? r : JSON.stringify(r)));
-  if (typeof result === 'object') {
-    return Object.entries(result as Record<string, unknown>).flatMap(([k, v]) => {
-      if (Array.isArray(v)) return [`${k}:`, ...v.map((x) => `  ${typeof x === 'string' ? x : JSON.stringify(x)}`)];
-      return [`${k}: ${typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v)}`];
-    });
-  }
-  return [String(result)];
-}
+/** formatResult lives with the other renderers (render.ts). */
+export { formatResult } from './render.js';

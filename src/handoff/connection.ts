@@ -2,92 +2,22 @@
  * HandoffConnection: one AF_UNIX stream connection owned by the addon, on
  * which descriptors travel in both directions with the framing of wire.ts.
  * Reads and writes never block; readiness comes from a libuv poll handle.
+ * The connection owns the descriptor and the poll handle and composes the
+ * two halves: reader.ts (recvmsg, records, the inbox) and writer.ts (the
+ * encoder, sendmsg, the outbox); record.ts decodes the records.
  */
-import { addon, AGAIN, TOO_MANY_REFS, POLL_READABLE, POLL_WRITABLE, type PeerCredentials, type Poller } from '../native.js';
-import { ClosedError, TimeoutError, GracefulError, errorCode } from '../errors.js';
-import { decodeMeta, type Meta } from '../meta.js';
+import { addon, AGAIN, POLL_READABLE, POLL_WRITABLE, type PeerCredentials, type Poller } from '../native.js';
+import { ClosedError, TimeoutError } from '../errors.js';
 import { withMetaFormat, type MetaFormat } from '../gob.js';
-import {
-  FrameDecoder, RecordEncoder, DEFAULT_MAX_FDS_PER_MESSAGE, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_META_BYTES, type Record,
-} from '../wire.js';
+import { DEFAULT_MAX_FDS_PER_MESSAGE, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_META_BYTES } from '../wire.js';
 import { checkSocketPathLength } from '../socketpath.js';
-import { debuglog, inspect } from 'node:util';
+import { Reader } from './reader.js';
+import { Writer, type OutgoingFd } from './writer.js';
+import type { ReceivedFd } from './record.js';
 
-const debug = debuglog('graceful');
-
-/**
- * ReceivedFd: a descriptor that arrived, its meta when it is flat JSON or gob, and
- * the raw meta bytes. The connection's records decode `meta` from `raw` on
- * first access and keep the result; `raw` is a view of the bytes of the read
- * that brought it.
- */
-export interface ReceivedFd {
-  fd: number;
-  meta: Meta | null;
-  raw: Buffer;
-}
-
-/**
- * The ReceivedFd the connection hands out. `raw` and `meta` are accessors on
- * the prototype (enumerable, so for...in, deep equality, JSON and inspect
- * show fd, meta and raw): `raw` becomes a view of the read's copy on first
- * access, `meta` is parsed from it on first access; both are then kept, and
- * assigning either replaces what is kept.
- */
-class ReceivedRecord implements ReceivedFd {
-  #bytes: Buffer;
-  #start: number;
-  #end: number;
-  #raw: Buffer | undefined = undefined;
-  #meta: Meta | null | undefined = undefined;
-
-  constructor(public fd: number, bytes: Buffer, start: number, end: number) {
-    this.#bytes = bytes;
-    this.#start = start;
-    this.#end = end;
-  }
-
-  get raw(): Buffer {
-    return (this.#raw ??= this.#bytes.subarray(this.#start, this.#end));
-  }
-
-  set raw(value: Buffer) {
-    this.#raw = value;
-  }
-
-  get meta(): Meta | null {
-    let meta = this.#meta;
-    if (meta === undefined) meta = this.#meta = decodeMeta(this.raw);
-    return meta;
-  }
-
-  set meta(value: Meta | null) {
-    this.#meta = value;
-  }
-
-  toJSON(): { fd: number; meta: Meta | null; raw: Buffer } {
-    return { fd: this.fd, meta: this.meta, raw: this.raw };
-  }
-
-  [inspect.custom](_depth: number, options: object): string {
-    return inspect({ fd: this.fd, meta: this.meta, raw: this.raw }, options);
-  }
-}
-Object.defineProperty(ReceivedRecord.prototype, 'raw', { enumerable: true });
-Object.defineProperty(ReceivedRecord.prototype, 'meta', { enumerable: true });
-
-/** RecordDecoder: the frame decoder, making ReceivedRecords. */
-class RecordDecoder extends FrameDecoder {
-  protected override makeRecord(fd: number, bytes: Buffer, start: number, end: number): Record {
-    return new ReceivedRecord(fd, bytes, start, end);
-  }
-}
-
-/** Outgoing: a descriptor to send and its meta. */
-export interface OutgoingFd {
-  fd: number;
-  meta?: Meta | Uint8Array | null;
-}
+export type { ReceivedFd } from './record.js';
+export type { OutgoingFd } from './writer.js';
+export { closeAll } from './close.js';
 
 export interface ConnectionOptions {
   /** Largest data of one message this side sends (default 4096). */
@@ -111,37 +41,6 @@ export interface ConnectionOptions {
 
 /** Default of ConnectionOptions.highWaterMark. */
 export const DEFAULT_HIGH_WATER_MARK = 256;
-/** Most recvmsg calls in one poll callback, so one fast peer cannot hold the event loop. */
-const READS_PER_POLL = 32;
-/** When reading once per wake-up, read on until EAGAIN every this many wake-ups (see readSome). */
-const PROBE_EVERY = 8;
-const NO_FDS: readonly number[] = Object.freeze([]);
-
-interface Waiter {
-  /** true: receiveBatch() (takes every record); false: receive() (takes one) */
-  batch: boolean;
-  resolve(v: ReceivedFd[] | ReceivedFd | null): void;
-  reject(err: Error): void;
-}
-
-interface PendingWrite {
-  data: Buffer;
-  offset: number;
-  fds: Int32Array | null;
-  done?: { resolve(): void; reject(err: Error): void };
-}
-
-// One read buffer for every connection: reads are synchronous and the
-// decoder copies each read once.
-const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
-const READ_FDS = new Int32Array(addon.maxFds + 1);
-
-// One encoder for every connection: send() encodes, writes what the kernel
-// takes straight from it and copies only the rest. A send() from a getter of
-// a meta (send within send) gets an encoder of its own.
-const ENCODER = new RecordEncoder();
-let encoderBusy = false;
-const SEND_FDS = new Int32Array(addon.maxFds);
 
 /** connectPath connects to a UNIX socket, retrying while its backlog is full. */
 export async function connectPath(path: string, api: string, timeoutMs = 10_000): Promise<number> {
@@ -169,23 +68,11 @@ export class HandoffConnection {
   /** The connection's descriptor; owned by this object until close(). */
   readonly fd: number;
   private readonly poller: Poller;
-  private readonly decoder: RecordDecoder;
-  private readonly maxMessageBytes: number;
-  private readonly maxFdsPerMessage: number;
-  private readonly highWaterMark: number;
+  private readonly reader: Reader;
+  private readonly writer: Writer;
   private readonly metaFormat: MetaFormat | undefined;
-  private inbox: ReceivedFd[] = newInbox();
-  private waiters: Waiter[] = [];
-  private outbox: PendingWrite[] = [];
-  private readError: Error | null = null;
-  private writeError: Error | null = null;
-  private eof = false;
   private closed = false;
   private events = 0;
-  /** readSome reads until EAGAIN (true) or once (false) per wake-up */
-  private probe = true;
-  private unprobed = 0;
-  private backoff: NodeJS.Timeout | null = null;
   private credentials: PeerCredentials | null = null;
 
   /** connect opens a connection to the hand-off socket at path. */
@@ -197,12 +84,13 @@ export class HandoffConnection {
   /** The constructor takes ownership of fd, a connected AF_UNIX stream socket. */
   constructor(fd: number, options: ConnectionOptions = {}) {
     this.fd = fd;
-    this.maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
-    this.maxFdsPerMessage = Math.min(options.maxFdsPerMessage ?? DEFAULT_MAX_FDS_PER_MESSAGE, addon.maxFds);
     const mark = options.highWaterMark;
-    this.highWaterMark = typeof mark === 'number' && mark >= 1 ? Math.floor(mark) : DEFAULT_HIGH_WATER_MARK;
-    this.decoder = new RecordDecoder(options.maxMetaBytes ?? DEFAULT_MAX_META_BYTES);
+    const highWaterMark = typeof mark === 'number' && mark >= 1 ? Math.floor(mark) : DEFAULT_HIGH_WATER_MARK;
     this.metaFormat = options.metaFormat;
+    const update = () => this.updatePoll();
+    this.reader = new Reader(fd, highWaterMark, options.maxMetaBytes ?? DEFAULT_MAX_META_BYTES, update);
+    this.writer = new Writer(fd, options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
+      Math.min(options.maxFdsPerMessage ?? DEFAULT_MAX_FDS_PER_MESSAGE, addon.maxFds), update);
     this.poller = new addon.Poller(fd, (status, events) => this.onPoll(status, events));
     this.updatePoll();
   }
@@ -228,102 +116,17 @@ export class HandoffConnection {
    */
   send(items: readonly OutgoingFd[], options: { metaFormat?: MetaFormat } = {}): Promise<void> {
     if (this.closed) return Promise.reject(closedError('send'));
-    if (this.writeError) return Promise.reject(this.writeError);
     try {
       items = withMetaFormat(items, options.metaFormat ?? this.metaFormat, 'send');
     } catch (err) {
       return Promise.reject(err);
     }
-    const shared = !encoderBusy;
-    const enc = shared ? ENCODER : new RecordEncoder();
-    encoderBusy = true;
-    try {
-      return this.sendEncoded(items, enc);
-    } finally {
-      if (shared) {
-        encoderBusy = false;
-        enc.release();
-      }
-    }
-  }
-
-  private sendEncoded(items: readonly OutgoingFd[], enc: RecordEncoder): Promise<void> {
-    const maxBytes = this.maxMessageBytes;
-    const maxFds = this.maxFdsPerMessage;
-    try {
-      enc.encode(items, maxBytes, 'send');
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    const count = enc.count;
-    if (count === 0) return Promise.resolve();
-    let r = 0; // the first record of the next message
-    let sent = 0; // bytes of that message the kernel already has
-    const direct = this.outbox.length === 0 && !this.backoff;
-    if (direct) {
-      // Fast path: straight from the encoder to the kernel, no queue.
-      try {
-        while (r < count) {
-          const next = enc.messageEnd(r, maxBytes, maxFds);
-          const start = enc.start(r);
-          const length = enc.end(next) - start;
-          let fds = enc.fds;
-          if (r > 0) {
-            fds = SEND_FDS;
-            for (let i = r; i < next; i++) fds[i - r] = enc.fds[i]!;
-          }
-          const n = addon.sendmsg(this.fd, enc.bytes, start, length, fds, next - r);
-          if (n < 0) {
-            if (n === TOO_MANY_REFS) this.startBackoff();
-            break;
-          }
-          if (n < length) {
-            sent = n; // the descriptors went with the first byte
-            break;
-          }
-          r = next;
-        }
-      } catch (err) {
-        debug('hand-off connection fd %d: sendmsg failed: %s', this.fd, (err as Error).message);
-        this.failWrites(err as Error);
-        return Promise.reject(err);
-      }
-      if (r === count) return Promise.resolve();
-    }
-    return new Promise<void>((resolve, reject) => {
-      // What the kernel did not take waits in the outbox, copied out of the encoder.
-      let write: PendingWrite | null = null;
-      while (r < count) {
-        const next = enc.messageEnd(r, maxBytes, maxFds);
-        const start = enc.start(r) + sent;
-        const data = Buffer.allocUnsafe(enc.end(next) - start);
-        enc.bytes.copy(data, 0, start, enc.end(next));
-        write = { data, offset: 0, fds: sent > 0 ? null : enc.fds.slice(r, next) };
-        this.outbox.push(write);
-        sent = 0;
-        r = next;
-      }
-      write!.done = { resolve, reject };
-      // After the fast path the kernel just said "not now": wait for writable.
-      if (direct) this.updatePoll();
-      else this.flushOutbox();
-    });
+    return this.writer.send(items);
   }
 
   /** receive resolves with the next descriptor, or null once the peer closed between messages. */
   receive(): Promise<ReceivedFd | null> {
-    if (this.inbox.length > 0) {
-      const next = this.inbox.shift()!;
-      if ((this.events & POLL_READABLE) === 0) this.updatePoll();
-      return Promise.resolve(next);
-    }
-    if (this.readError) return Promise.reject(this.readError);
-    if (this.eof) return Promise.resolve(null);
-    if (this.closed) return Promise.reject(closedError('receive'));
-    return new Promise<ReceivedFd | null>((resolve, reject) => {
-      this.waiters.push({ batch: false, resolve: resolve as Waiter['resolve'], reject });
-      this.updatePoll();
-    });
+    return this.reader.receive(() => closedError('receive'));
   }
 
   /**
@@ -334,19 +137,7 @@ export class HandoffConnection {
    * may be mixed, and each takes from the same queue in call order.
    */
   receiveBatch(): Promise<ReceivedFd[] | null> {
-    if (this.inbox.length > 0) {
-      const batch = this.inbox;
-      this.inbox = newInbox();
-      if ((this.events & POLL_READABLE) === 0) this.updatePoll();
-      return Promise.resolve(batch);
-    }
-    if (this.readError) return Promise.reject(this.readError);
-    if (this.eof) return Promise.resolve(null);
-    if (this.closed) return Promise.reject(closedError('receiveBatch'));
-    return new Promise<ReceivedFd[] | null>((resolve, reject) => {
-      this.waiters.push({ batch: true, resolve: resolve as Waiter['resolve'], reject });
-      this.updatePoll();
-    });
+    return this.reader.receiveBatch(() => closedError('receiveBatch'));
   }
 
   /**
@@ -373,15 +164,11 @@ export class HandoffConnection {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    if (this.backoff) clearTimeout(this.backoff);
     this.poller.close();
-    closeAll(this.inbox.map((r) => r.fd));
-    this.inbox = newInbox();
-    closeAll(this.decoder.takeFds());
-    addon.close(this.fd);
     const err = closedError('the operation');
-    for (const w of this.waiters.splice(0)) w.reject(err);
-    this.failWrites(err);
+    this.reader.close(err);
+    addon.close(this.fd);
+    this.writer.close(err);
   }
 
   private onPoll(status: number, events: number): void {
@@ -390,8 +177,8 @@ export class HandoffConnection {
       this.onPollError(status);
       return;
     }
-    if (events & POLL_WRITABLE) this.flushOutbox();
-    if (events & POLL_READABLE) this.readSome();
+    if (events & POLL_WRITABLE) this.writer.flush();
+    if (events & POLL_READABLE) this.reader.readSome();
     this.updatePoll();
   }
 
@@ -406,198 +193,28 @@ export class HandoffConnection {
     this.events = -1; // the handle is stopped: updatePoll() starts it afresh
     let learned = false;
     // While reading is paused (highWaterMark), the read side finds out when it resumes.
-    const reading = this.wantsToRead();
-    if (reading) learned = this.readOnce() || this.eof || this.readError !== null;
-    const writing = this.outbox.length > 0 && !this.backoff && !this.writeError;
-    if (writing) {
-      const before = this.outbox.length;
-      const offset = this.outbox[0]!.offset;
-      this.flushOutbox();
-      learned ||= this.writeError !== null || this.outbox.length < before || this.outbox[0]!.offset !== offset;
-    }
+    const reading = this.reader.wantsToRead();
+    if (reading) learned = this.reader.learn();
+    const writing = this.writer.wantsToWrite();
+    if (writing) learned = this.writer.learn() || learned;
     if (!learned) {
-      const err = new GracefulError('ERR_GRACEFUL_CLOSED', `poll failed on the hand-off connection (status ${status})`);
-      if (reading || !writing) this.failRead(err);
-      this.failWrites(err);
+      const err = new ClosedError(`poll failed on the hand-off connection (status ${status}): the peer is gone; open a new connection`);
+      if (reading || !writing) this.reader.fail(err);
+      this.writer.fail(err);
     }
-    this.deliver();
-    this.updatePoll();
-  }
-
-  /** wantsToRead: reading is on while the stream is open and fewer than highWaterMark records wait. */
-  private wantsToRead(): boolean {
-    return !this.eof && !this.readError && this.inbox.length < this.highWaterMark;
-  }
-
-  /**
-   * readSome reads up to READS_PER_POLL times, stopping at the high-water
-   * mark, then hands out what came. Reading until the kernel says EAGAIN
-   * costs one more recvmsg per wake-up, wasted when the peer sends one
-   * message at a time (a request and its reply): once such a probe finds
-   * nothing after a single message, readSome reads once per wake-up (the poll
-   * is level-triggered: it reports at once whatever else is there) and
-   * probes again every PROBE_EVERY wake-ups, in case a stream started.
-   */
-  private readSome(): void {
-    const probing = this.probe || ++this.unprobed >= PROBE_EVERY;
-    const limit = probing ? READS_PER_POLL : 1;
-    let reads = 0;
-    let drained = false;
-    while (reads < limit && !this.closed && this.wantsToRead()) {
-      if (!this.readOnce()) {
-        drained = !this.eof && this.readError === null;
-        break;
-      }
-      reads++;
-    }
-    if (probing) {
-      this.probe = !(drained && reads <= 1);
-      this.unprobed = 0;
-    }
-    this.deliver();
-  }
-
-  /** readOnce calls recvmsg once; true when it brought bytes, false on EAGAIN, end of stream or an error. */
-  private readOnce(): boolean {
-    let n: number;
-    try {
-      n = addon.recvmsg(this.fd, READ_BUFFER, 0, READ_BUFFER.length, READ_FDS);
-    } catch (err) {
-      this.failRead(err as Error);
-      return false;
-    }
-    if (n === AGAIN) return false;
-    const count = READ_FDS[0]!;
-    if (n === 0 && count === 0) {
-      this.onEnd();
-      return false;
-    }
-    let fds: readonly number[] = NO_FDS;
-    if (count > 0) {
-      const got = new Array<number>(count);
-      for (let i = 0; i < count; i++) got[i] = READ_FDS[1 + i]!;
-      fds = got;
-    }
-    try {
-      this.decoder.pushTo(READ_BUFFER, fds, n === READ_BUFFER.length, this.inbox as Record[], n);
-    } catch (err) {
-      this.failRead(err as Error);
-      return false;
-    }
-    return true;
-  }
-
-  private onEnd(): void {
-    try {
-      this.decoder.end();
-    } catch (err) {
-      this.failRead(err as Error);
-      return;
-    }
-    this.eof = true;
-  }
-
-  private deliver(): void {
-    while (this.waiters.length > 0) {
-      if (this.inbox.length > 0) {
-        const w = this.waiters.shift()!;
-        if (w.batch) {
-          const batch = this.inbox;
-          this.inbox = newInbox();
-          w.resolve(batch);
-        } else {
-          w.resolve(this.inbox.shift()!);
-        }
-      } else if (this.readError) this.waiters.shift()!.reject(this.readError);
-      else if (this.eof) this.waiters.shift()!.resolve(null);
-      else break;
-    }
-  }
-
-  private failRead(err: Error): void {
-    if (this.readError) return;
-    debug('hand-off connection fd %d: read failed: %s', this.fd, err.message);
-    this.readError = err;
-    closeAll(this.decoder.takeFds());
-  }
-
-  private failWrites(err: Error): void {
-    this.writeError ??= err;
-    for (const w of this.outbox.splice(0)) w.done?.reject(err);
-  }
-
-  /**
-   * startBackoff: the descriptors in flight exceed our open-file limit until
-   * the peer reads some; the socket is writable meanwhile, so wait on a timer.
-   */
-  private startBackoff(): void {
-    this.backoff = setTimeout(() => {
-      this.backoff = null;
-      this.flushOutbox();
-    }, 2);
-  }
-
-  private flushOutbox(): void {
-    while (this.outbox.length > 0 && !this.closed && !this.backoff) {
-      const w = this.outbox[0]!;
-      const fds = w.fds;
-      let n: number;
-      try {
-        n = addon.sendmsg(this.fd, w.data, w.offset, w.data.length - w.offset, fds, fds ? fds.length : 0);
-      } catch (err) {
-        debug('hand-off connection fd %d: sendmsg failed: %s', this.fd, (err as Error).message);
-        this.failWrites(err as Error);
-        break;
-      }
-      if (n === AGAIN) break;
-      if (n === TOO_MANY_REFS) {
-        this.startBackoff();
-        break;
-      }
-      w.fds = null; // the descriptors went with the first byte
-      w.offset += n;
-      if (w.offset === w.data.length) {
-        this.outbox.shift();
-        w.done?.resolve();
-      }
-    }
+    this.reader.deliver();
     this.updatePoll();
   }
 
   private updatePoll(): void {
     if (this.closed) return;
-    const reading = this.wantsToRead();
-    const writing = this.outbox.length > 0 && !this.backoff && !this.writeError;
-    const events = (reading ? POLL_READABLE : 0) | (writing ? POLL_WRITABLE : 0);
+    const events = (this.reader.wantsToRead() ? POLL_READABLE : 0) | (this.writer.wantsToWrite() ? POLL_WRITABLE : 0);
     if (events === this.events) return;
     this.events = events;
     this.poller.start(events);
   }
 }
 
-/**
- * newInbox: an empty list made for objects from the start (an array literal
- * starts out holding small integers, and the first record pushed would make
- * V8 call its generic push instead of the inlined one).
- */
-const INBOX_SEED: ReceivedFd = Object.freeze({ fd: -1, meta: null, raw: Buffer.alloc(0) });
-function newInbox(): ReceivedFd[] {
-  const list: ReceivedFd[] = [INBOX_SEED];
-  list.length = 0;
-  return list;
-}
-
 function closedError(what: string): Error {
   return new ClosedError(`${what} on a hand-off connection that is closed: open a new one`);
-}
-
-/** closeAll closes descriptors, ignoring ones already closed. */
-export function closeAll(fds: readonly number[]): void {
-  for (const fd of fds) {
-    try {
-      addon.close(fd);
-    } catch (err) {
-      debug('close(%d) failed: %s', fd, errorCode(err));
-    }
-  }
 }

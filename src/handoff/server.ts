@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import { debuglog } from 'node:util';
 import { addon, AGAIN, POLL_READABLE, type PeerCredentials, type Poller } from '../native.js';
-import { invalidArgument } from '../errors.js';
+import { errorCode, HandoffFailedError, invalidArgument } from '../errors.js';
 import { clearStaleSocket, SocketFile } from '../socketpath.js';
 import type { Meta } from '../meta.js';
 import { HandoffConnection, type ConnectionOptions, type OutgoingFd } from './connection.js';
@@ -47,10 +47,25 @@ export interface ListenAndServeOptions extends ConnectionOptions {
   backlog?: number;
 }
 
+/** First and longest pause of accepting after accept(2) failed for want of descriptors or memory. */
+const ACCEPT_RETRY_MIN_MS = 10;
+const ACCEPT_RETRY_MAX_MS = 1000;
+/** accept(2) errors that concern one client only: accept the next one at once. */
+const PER_CLIENT_ERRORS = new Set(['ECONNABORTED', 'EPROTO', 'EPERM']);
+
 /**
  * HandoffServer: the socket listenAndServe listens on. Events: 'connection'
  * (peer), 'served' (peer), 'clientError' (error, peer); a client's failure
  * never throws.
+ *
+ * When accept(2) fails for a reason that is not the client's (EMFILE or
+ * ENFILE: no descriptor free; ENOBUFS, ENOMEM), the client stays queued in
+ * the backlog, and the readable poll would report it again at once, forever.
+ * So the server stops polling, emits one 'clientError' (peer null) for the
+ * episode, and tries again after a pause (10 ms, doubling up to 1 s) or as
+ * soon as one of its own connections closes, whichever comes first. The
+ * episode ends when a client is accepted. A poll error (POLLERR, which stops
+ * the libuv handle) is handled the same way.
  */
 export class HandoffServer extends EventEmitter {
   private readonly poller: Poller;
@@ -58,6 +73,10 @@ export class HandoffServer extends EventEmitter {
   private readonly connections = new Set<HandoffConnection>();
   private closed = false;
   private idle: (() => void) | null = null;
+  private referenced = true;
+  /** While accepting is paused: the timer of the next try. */
+  private retry: NodeJS.Timeout | null = null;
+  private retryDelay = 0;
 
   constructor(readonly path: string, readonly fd: number, private readonly handler: Handler,
     private readonly options: ListenAndServeOptions) {
@@ -70,20 +89,58 @@ export class HandoffServer extends EventEmitter {
   private onReadable(status: number): void {
     if (this.closed) return;
     if (status < 0) {
+      // libuv stopped the handle: accept what waits (accept(2) may say why), and poll again after a pause.
       debug('hand-off server %s: poll status %d', this.path, status);
+      if (this.acceptAll()) {
+        this.pause(new HandoffFailedError(`poll reported an error (status ${status}) on the hand-off server socket ${this.path}: accepting again shortly`));
+      }
       return;
     }
+    this.acceptAll();
+  }
+
+  /** acceptAll accepts every client waiting; false when it had to pause. */
+  private acceptAll(): boolean {
     for (;;) {
       let fd: number;
       try {
         fd = addon.accept(this.fd);
       } catch (err) {
-        // EMFILE and friends: the client stays queued; tell whoever listens.
-        this.emit('clientError', err, null);
-        return;
+        if (PER_CLIENT_ERRORS.has(errorCode(err) ?? '')) {
+          debug('hand-off server %s: accept: %s', this.path, (err as Error).message);
+          continue;
+        }
+        this.pause(err as Error);
+        return false;
       }
-      if (fd === AGAIN) return;
+      if (fd === AGAIN) return true;
+      this.retryDelay = 0;
       void this.serve(new HandoffConnection(fd, this.options));
+    }
+  }
+
+  /** pause stops polling until a retry timer fires or a connection closes; one 'clientError' per episode. */
+  private pause(err: Error): void {
+    if (this.retry) return;
+    const first = this.retryDelay === 0;
+    this.retryDelay = first ? ACCEPT_RETRY_MIN_MS : Math.min(this.retryDelay * 2, ACCEPT_RETRY_MAX_MS);
+    debug('hand-off server %s: cannot accept (%s): trying again in %d ms', this.path, errorCode(err), this.retryDelay);
+    this.poller.start(0);
+    this.retry = setTimeout(() => this.resume(), this.retryDelay);
+    if (!this.referenced) this.retry.unref();
+    if (first) this.emit('clientError', err, null);
+  }
+
+  /** resume tries to accept again, and polls again unless it had to pause once more. */
+  private resume(): void {
+    if (this.retry) clearTimeout(this.retry);
+    this.retry = null;
+    if (this.closed) return;
+    // The episode (and its backoff) ends at the next client accepted, not here: a poll error that
+    // persists keeps backing off up to the longest pause, with no new 'clientError'.
+    if (this.acceptAll()) {
+      this.poller.start(POLL_READABLE);
+      if (!this.referenced) this.poller.unref();
     }
   }
 
@@ -103,18 +160,23 @@ export class HandoffServer extends EventEmitter {
     } finally {
       conn.close();
       this.connections.delete(conn);
+      if (this.retry) this.resume(); // a descriptor is free now
       if (this.connections.size === 0) this.idle?.();
     }
   }
 
   /** ref / unref: whether the listening socket keeps the event loop alive (it does by default). */
   ref(): this {
+    this.referenced = true;
     this.poller.ref();
+    this.retry?.ref();
     return this;
   }
 
   unref(): this {
+    this.referenced = false;
     this.poller.unref();
+    this.retry?.unref();
     return this;
   }
 
@@ -125,6 +187,8 @@ export class HandoffServer extends EventEmitter {
   close(): Promise<void> {
     if (!this.closed) {
       this.closed = true;
+      if (this.retry) clearTimeout(this.retry);
+      this.retry = null;
       this.poller.close();
       addon.close(this.fd);
       this.file.remove();

@@ -3,14 +3,25 @@
  * (after logrotate moved it) without losing or reordering a write. Its
  * descriptor is what a redeploy hands over, so every generation appends
  * through the same open file description until the next reopen.
+ *
+ * Writes and reopens run one after another in one queue: a chunk is written
+ * whole to the descriptor that was current when its turn came, and a reopen
+ * swaps descriptors (and closes the old one) only between two chunks, never
+ * while a write still uses the old one.
  */
 import fs from 'node:fs';
+import { promisify } from 'node:util';
 import { Writable } from 'node:stream';
 import { openFile } from '../safefile.js';
+import { ClosedError } from '../errors.js';
+
+const write = promisify(fs.write);
+const close = promisify(fs.close);
 
 export class GracefulFile extends Writable {
   private current: number;
-  private writing: Promise<void> = Promise.resolve();
+  /** The queue: settles once every write and reopen queued so far is done. */
+  private tail: Promise<void> = Promise.resolve();
 
   /** The constructor takes ownership of fd, an open descriptor of path. */
   constructor(fd: number, readonly path: string, private readonly flags = 'a', private readonly mode = 0o644) {
@@ -18,48 +29,61 @@ export class GracefulFile extends Writable {
     this.current = fd;
   }
 
-  /** fd: the descriptor writes go to now. */
+  /** fd: the descriptor writes go to now (-1 once destroyed). */
   get fd(): number {
     return this.current;
   }
 
+  /** enqueue runs task after everything queued before it; a failure does not stop the queue. */
+  private enqueue<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(task);
+    this.tail = run.then(() => undefined, () => undefined);
+    return run;
+  }
+
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    const run = async () => {
-      let off = 0;
-      while (off < chunk.length) {
-        off += await new Promise<number>((resolve, reject) =>
-          fs.write(this.current, chunk, off, chunk.length - off, null, (err, n) => (err ? reject(err) : resolve(n))));
+    this.enqueue(async () => {
+      const fd = this.current;
+      for (let off = 0; off < chunk.length;) {
+        off += (await write(fd, chunk, off, chunk.length - off, null)).bytesWritten;
       }
-    };
-    const p = run();
-    this.writing = p.catch(() => undefined);
-    p.then(() => cb(), (err: Error) => cb(err));
+    }).then(() => cb(), (err: Error) => cb(err));
   }
 
   /**
-   * reopen opens path again and sends later writes there, after the write in
-   * progress finished on the old descriptor, which is then closed.
+   * reopen opens path again and sends later writes there. The swap waits in
+   * the write queue: every write queued before it finishes on the old
+   * descriptor, which is then closed; every later one goes to the new file.
+   * When path cannot be opened it rejects with the errno and writes go on to
+   * the old descriptor; after destroy() it rejects with ERR_GRACEFUL_CLOSED.
    */
   async reopen(): Promise<void> {
+    if (this.destroyed) throw this.closedError();
     const fd = openFile(this.path, this.flags, this.mode, 'reopen');
-    await this.writing;
-    const old = this.current;
-    this.current = fd;
-    fs.closeSync(old);
+    return this.enqueue(async () => {
+      if (this.current < 0) {
+        await close(fd);
+        throw this.closedError();
+      }
+      const old = this.current;
+      this.current = fd;
+      await close(old);
+    });
+  }
+
+  private closedError(): Error {
+    return new ClosedError(`reopen() of ${this.path}: the GracefulFile was destroyed; open the file again with file()`);
   }
 
   override _final(cb: (err?: Error | null) => void): void {
-    cb();
+    this.enqueue(async () => undefined).then(() => cb(), cb);
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    this.writing.then(() => {
-      try {
-        fs.closeSync(this.current);
-      } catch {
-        // already closed
-      }
-      cb(err);
-    });
+    void this.enqueue(async () => {
+      const fd = this.current;
+      this.current = -1;
+      if (fd >= 0) await close(fd);
+    }).then(() => cb(err), (closeErr: Error) => cb(err ?? closeErr));
   }
 }

@@ -4,8 +4,9 @@
  * announced (X_GRACEFUL_CONTROL=), so a deploy script needs one path.
  */
 import os from 'node:os';
-import { ControlClient, type ControlEvent } from '../control/client.js';
+import { ControlClient } from '../control/client.js';
 import type { CommandContext, CommandRegistry } from '../control/commands.js';
+import { renderEvent } from '../control/render.js';
 import { CommandFailedError, NotConfiguredError, UsageError, errorCode } from '../errors.js';
 
 /** What the commands need of the supervisor. */
@@ -21,16 +22,6 @@ export interface SupervisedTarget {
 }
 
 const CONNECT_TIMEOUT = 5_000;
-
-function describe(e: ControlEvent): string {
-  switch (e.event) {
-    case 'spawned': return `spawned pid ${e.pid}`;
-    case 'ready': return `ready pid ${e.pid} after ${e.ms} ms`;
-    case 'draining': return `draining ${e.connections} connection(s)`;
-    case 'done': return `done after ${e.ms} ms`;
-    default: return JSON.stringify(e);
-  }
-}
 
 /** forward runs a command on the application's control socket, relaying its output and events. */
 async function forward(target: SupervisedTarget, ctx: CommandContext, cmd: string, args: string[], timeoutMs = Infinity): Promise<unknown> {
@@ -52,7 +43,7 @@ async function forward(target: SupervisedTarget, ctx: CommandContext, cmd: strin
   try {
     return await client.request(cmd, args, (e) => {
       if (e.event === 'output') ctx.write(String(e.line));
-      else ctx.event(e, describe(e));
+      else ctx.event(e, renderEvent(e));
     }, timeoutMs);
   } finally {
     ctx.signal.removeEventListener('abort', onAbort);

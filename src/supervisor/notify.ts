@@ -2,13 +2,14 @@
  * NotifySocket: the receiving end of sd_notify(3), so that a supervisor can
  * stand in for systemd. Each datagram is `KEY=VALUE` lines; the kernel vouches
  * for the sender's pid and uid (SO_PASSCRED). The socket lives in a directory
- * only this user can enter; datagrams from another uid (root aside) are dropped.
+ * only this user can enter; datagrams from another uid (root aside), or whose
+ * sender the kernel did not vouch for, are dropped.
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { debuglog } from 'node:util';
-import { addon, POLL_READABLE, type PeerCredentials, type Poller } from '../native.js';
+import { addon, POLL_READABLE, type DatagramSender, type PeerCredentials, type Poller } from '../native.js';
 
 const debug = debuglog('graceful');
 
@@ -31,13 +32,25 @@ export function parseNotify(text: string): Map<string, string> {
   return fields;
 }
 
+/**
+ * trustedSender: the credentials of a datagram's sender when they may be
+ * trusted: the kernel vouched for them (SO_PASSCRED) and the uid is ownUid
+ * or root. A sender without credentials is unknown, and refused: never taken
+ * for uid 0.
+ */
+export function trustedSender(got: DatagramSender, ownUid: number): PeerCredentials | null {
+  if (got.pid === null || got.uid === null || got.gid === null) return null;
+  if (got.uid !== ownUid && got.uid !== 0) return null;
+  return { pid: got.pid, uid: got.uid, gid: got.gid };
+}
+
 export class NotifySocket {
   readonly path: string;
   private readonly dir: string;
   private fd: number;
   private readonly poller: Poller;
   private readonly buffer = new Uint8Array(MAX_DATAGRAM);
-  private readonly uid = process.getuid?.() ?? 0;
+  private readonly uid = process.getuid!();
 
   constructor(private readonly onMessage: (message: NotifyMessage) => void) {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'graceful-notify-')); // mode 0700
@@ -68,16 +81,17 @@ export class NotifySocket {
         got = addon.recvDatagram(this.fd, this.buffer);
       } catch (err) {
         debug('notify socket: %s', (err as Error).message);
-        if ((err as NodeJS.ErrnoException).code === 'EMSGSIZE') continue; // that one is dropped; read on
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'EMSGSIZE' || code === 'ERR_GRACEFUL_FDS_TRUNCATED') continue; // that one is dropped; read on
         return;
       }
       if (!got) return;
-      const { length, ...sender } = got;
-      if (sender.uid !== this.uid && sender.uid !== 0) {
-        debug('notify socket: dropped a datagram from uid %d (pid %d)', sender.uid, sender.pid);
+      const sender = trustedSender(got, this.uid);
+      if (!sender) {
+        debug('notify socket: dropped a datagram from %s', got.uid === null ? 'an unknown sender (no credentials)' : `uid ${got.uid} (pid ${got.pid})`);
         continue;
       }
-      this.onMessage({ fields: parseNotify(Buffer.from(this.buffer.buffer, 0, length).toString('utf8')), sender });
+      this.onMessage({ fields: parseNotify(Buffer.from(this.buffer.buffer, 0, got.length).toString('utf8')), sender });
     }
   }
 

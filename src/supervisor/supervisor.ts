@@ -19,13 +19,13 @@ import { EventEmitter } from 'node:events';
 import os from 'node:os';
 import path from 'node:path';
 import { addon, POLL_READABLE, type Poller } from '../native.js';
-import { invalidArgument } from '../errors.js';
+import { errorCode, invalidArgument, SupervisorRunningError } from '../errors.js';
 import { makeLogger, type LogFields, type LogSink } from '../log.js';
 import { notify, takeListenFds, type ActivatedFd } from '../systemd.js';
 import { activatedSpawn, canPassListenFds, ACTIVATION_SHELL } from './activation.js';
 import { ControlServer } from '../control/server.js';
 import { NotifySocket, type NotifyMessage } from './notify.js';
-import { childrenOf, isDescendant } from './procfs.js';
+import { childrenOf, isDescendant, stat } from './procfs.js';
 import { addSupervisorCommands } from './commands.js';
 import { SUPERVISOR_ENV, CONTROL_FIELD, EXIT_FIELD } from './protocol.js';
 
@@ -85,10 +85,36 @@ interface Generation {
   pid: number;
   pidfd: number;
   poller: Poller | null;
+  /** Without a pidfd (pidfd_open failed: ENOSYS, EMFILE): the timer that polls the pid. */
+  timer: NodeJS.Timeout | null;
 }
+
+/** How often a generation is polled when no pidfd can follow it. */
+const POLL_GONE_MS = 100;
+
+/** processGone: pid no longer runs (no such process, or a zombie). Needs no descriptor but to read /proc. */
+function processGone(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    if (errorCode(err) === 'ESRCH') return true;
+  }
+  return stat(pid)?.state === 'Z';
+}
+
+/** The Supervisor started in this process, if any: one at a time. */
+let running: Supervisor | null = null;
 
 const STATUS_MEMORY = 256;
 
+/**
+ * Supervisor: see the top of this file. It reaps: as the subreaper it reaps
+ * every exited child of this process that it did not spawn itself, so the
+ * process that runs it must not start children of its own (child_process)
+ * meanwhile: their exit status would be taken. Hence one Supervisor per
+ * process: start() refuses a second one while the first runs, with
+ * ERR_GRACEFUL_SUPERVISOR_RUNNING.
+ */
 export class Supervisor extends EventEmitter {
   readonly options: Readonly<SupervisorOptions>;
   /** Starts of the command after the first. */
@@ -168,8 +194,19 @@ export class Supervisor extends EventEmitter {
    * control socket), installs the signal handlers and starts the command.
    */
   async start(): Promise<void> {
+    if (running) {
+      throw new SupervisorRunningError(`Supervisor.start(): a Supervisor already runs in this process (pid ${process.pid}, command ${JSON.stringify(running.options.command)}); `
+        + 'it reaps every child of the process, so a second one cannot run beside it: wait for the first one\'s `exited`');
+    }
+    if (this.notifySocket || this.finished) throw new SupervisorRunningError('Supervisor.start(): this Supervisor was started already: make a new one');
     addon.setChildSubreaper();
-    this.notifySocket = new NotifySocket((m) => this.onNotify(m));
+    running = this;
+    try {
+      this.notifySocket = new NotifySocket((m) => this.onNotify(m));
+    } catch (err) {
+      running = null;
+      throw err;
+    }
     try {
       if (this.options.socket) {
         const server = new ControlServer(this.options.socket, { mode: this.options.socketMode, log: (m) => this.log(m) });
@@ -179,6 +216,7 @@ export class Supervisor extends EventEmitter {
       }
     } catch (err) {
       this.notifySocket.close();
+      running = null;
       throw err;
     }
     this.keepAlive = setInterval(() => undefined, 2 ** 31 - 1);
@@ -215,6 +253,7 @@ export class Supervisor extends EventEmitter {
       this.spawned.delete(pid);
       this.remember(pid, { code, signal });
       this.sweep(); // libuv reaped it: the exits behind it can be reaped now
+      if (this.generations.get(pid)?.timer) this.onGone(pid); // followed without a pidfd: this is the news
     });
     this.current = pid;
     this.isReady = this.options.notify === false;
@@ -241,20 +280,38 @@ export class Supervisor extends EventEmitter {
     this.log(`socket activation: passing ${names} on to the application`, { event: 'supervisor.activation', fds: fds.length });
   }
 
-  /** watch follows a generation's exit through a pidfd, whoever its parent is. */
+  /**
+   * watch follows a generation's exit through a pidfd, whoever its parent
+   * is. ESRCH means it is gone already. Any other failure of pidfd_open
+   * (ENOSYS before Linux 5.3, EMFILE) is logged, and the pid is polled
+   * instead (kill(pid, 0) and its /proc state, every 100 ms; the exit of a
+   * child spawned here is seen at once).
+   */
   private watch(pid: number): void {
     let pidfd: number;
     try {
       pidfd = addon.pidfdOpen(pid);
-    } catch {
-      this.generations.set(pid, { pid, pidfd: -1, poller: null });
-      setImmediate(() => this.onGone(pid)); // already gone
+    } catch (err) {
+      const code = errorCode(err);
+      if (code === 'ESRCH') {
+        this.generations.set(pid, { pid, pidfd: -1, poller: null, timer: null });
+        setImmediate(() => this.onGone(pid)); // already gone
+        return;
+      }
+      this.log(`cannot follow pid ${pid} through a pidfd (${(err as Error).message}): polling it every ${POLL_GONE_MS} ms instead`,
+        { event: 'supervisor.pidfd-unavailable', appPid: pid, code });
+      const timer = setInterval(() => {
+        this.sweep();
+        if (processGone(pid)) this.onGone(pid);
+      }, POLL_GONE_MS);
+      timer.unref();
+      this.generations.set(pid, { pid, pidfd: -1, poller: null, timer });
       return;
     }
     const poller = new addon.Poller(pidfd, () => this.onGone(pid));
     poller.start(POLL_READABLE);
     poller.unref();
-    this.generations.set(pid, { pid, pidfd, poller });
+    this.generations.set(pid, { pid, pidfd, poller, timer: null });
   }
 
   private onGone(pid: number): void {
@@ -262,6 +319,7 @@ export class Supervisor extends EventEmitter {
     if (!g) return;
     this.generations.delete(pid);
     g.poller?.close();
+    if (g.timer) clearInterval(g.timer);
     if (g.pidfd >= 0) addon.close(g.pidfd);
     // A MAINPID= sent before this exit must count first.
     this.notifySocket?.drain();
@@ -434,9 +492,11 @@ export class Supervisor extends EventEmitter {
     this.handlers.clear();
     for (const g of this.generations.values()) {
       g.poller?.close();
+      if (g.timer) clearInterval(g.timer);
       if (g.pidfd >= 0) addon.close(g.pidfd);
     }
     this.generations.clear();
+    if (running === this) running = null;
     this.controlServer?.close(true);
     this.notifySocket?.close();
     if (this.keepAlive) clearInterval(this.keepAlive);

@@ -214,7 +214,7 @@ describe('control socket and CLI', function () {
     const lines = await c.send('redeploy');
     expect(lines.at(-1)).to.equal('ok');
     const newPid = Number(/^spawned pid (\d+)$/.exec(lines[0]!)![1]);
-    expect(lines[1]).to.match(new RegExp(`^ready pid ${newPid} after \\d+ ms$`));
+    expect(lines[1]).to.match(new RegExp(`^ready: pid ${newPid} after \\d+ ms$`));
     expect((await c.send('status'))[0]).to.equal(`pid: ${newPid}`);
     expect(await c.send('hello again')).to.deep.equal([`hello again from ${newPid}`, 'ok']);
     // A second connection opened before the redeploy, idle during it, moves too.

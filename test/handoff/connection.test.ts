@@ -10,7 +10,7 @@ import { inspect } from 'node:util';
 import { HandoffConnection, type ReceivedFd } from '../../src/index.js';
 import { DEFAULT_HIGH_WATER_MARK } from '../../src/handoff/connection.js';
 import { addon } from '../../src/native.js';
-import { fdCount, socketPair, spawnFixture, tmpDir, type Child } from '../helpers.js';
+import { fdCount, socketPair, spawnFixture, tmpDir, until, type Child } from '../helpers.js';
 
 interface FloodSummary {
   count: number;
@@ -70,7 +70,11 @@ describe('HandoffConnection', () => {
       let got = 0;
       let maxHeld = 0;
       while (got < total) {
-        await new Promise((r) => setTimeout(r, 1));
+        // Reading fills the inbox to the mark in one poll callback, then stops: wait for that, then measure.
+        for (let turns = 0; fdCount() - before < Math.min(8, total - got); turns++) {
+          if (turns > 10_000) expect.fail(`the inbox did not fill: ${fdCount() - before} held`);
+          await new Promise((r) => setImmediate(r));
+        }
         maxHeld = Math.max(maxHeld, fdCount() - before);
         const r = await receiver.receive();
         expect(r?.meta).to.deep.equal({ i: got });
@@ -270,7 +274,8 @@ describe('HandoffConnection', () => {
       const file = fs.openSync('/dev/null', 'r');
       const before = fdCount();
       for (let i = 0; i < 10; i++) await peer.send([{ fd: file, meta: { i } }]);
-      await new Promise((r) => setTimeout(r, 20));
+      // One poll callback reads until the mark and stops: the count when it first reaches 2 is final.
+      await until(() => fdCount() - before >= 2, 5000, 'the first reads');
       expect(fdCount() - before, 'descriptors read before the pause').to.equal(2);
       const sends: Promise<void>[] = [];
       for (let i = 0; i < 2000; i++) sends.push(conn.send([{ fd: file, meta: { i } }]));

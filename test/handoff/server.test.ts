@@ -1,10 +1,12 @@
 /** listenAndServe's socket file: stale, live, not a socket, mode, removal at close; sendTo / receiveFrom. */
 import { expect } from 'chai';
 import fs from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import {
-  listenAndServe, receive, HandoffConnection, sendTo, receiveFrom, fdHandler, callbackHandler,
+  listenAndServe, HandoffServer, receive, HandoffConnection, sendTo, receiveFrom, fdHandler, callbackHandler,
 } from '../../src/index.js';
+import { addon } from '../../src/native.js';
 import { fdCount, spawnChild, spawnFixture, tmpDir, until } from '../helpers.js';
 
 describe('listenAndServe', () => {
@@ -197,5 +199,50 @@ describe('listenAndServe', () => {
     expect(fdCount()).to.equal(before);
     await hs.close();
     for (const fd of fds) fs.closeSync(fd);
+  });
+
+  it('at EMFILE, pauses accepting instead of spinning, and serves the waiting client once a descriptor frees', async function () {
+    this.timeout(20_000);
+    const sock = path.join(dir, 'emfile.sock');
+    const server = spawnFixture('emfile', [sock], { stdio: ['pipe', 'pipe', 'pipe'] });
+    try {
+      await server.next(/^full$/);
+      const pending = receive(sock, (fd) => fs.closeSync(fd));
+      expect(await server.next(/^clientError /)).to.equal('clientError EMFILE');
+      // Over 300 ms: one event for the episode (a level-triggered spin made tens of thousands).
+      expect(await server.next(/^errors /)).to.equal('errors 1');
+      server.proc.stdin!.write('free\n');
+      await server.next(/^freed$/);
+      await server.next(/^served$/);
+      expect(await pending).to.equal(1);
+    } finally {
+      server.kill('SIGKILL');
+      await server.exited;
+    }
+  });
+
+  it('after a poll error (POLLERR), polls again and serves the next client', async function () {
+    this.timeout(20_000);
+    // A FIFO's write end reports POLLERR once its reader is gone: the server
+    // starts on that, then the listening socket is put at the same number.
+    const fifo = path.join(dir, 'fifo');
+    execFileSync('mkfifo', [fifo]);
+    const reader = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+    const target = fs.openSync(fifo, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK);
+    fs.closeSync(reader);
+    const sock = path.join(dir, 'pollerr.sock');
+    const listening = addon.listen(sock, 0o600, 8);
+    const hs = new HandoffServer(sock, target, fdHandler(0, { name: 'stdin' }), {});
+    const errors: { code?: string }[] = [];
+    hs.on('clientError', (err: { code?: string }) => errors.push(err));
+    try {
+      await until(() => errors.length > 0, 5000, 'the poll error');
+      expect(errors.map((e) => e.code), 'one event for the episode: what accept(2) said then').to.deep.equal(['ENOTSOCK']);
+      addon.dup2(listening, target);
+      addon.close(listening);
+      expect(await receive(sock, (fd) => fs.closeSync(fd), { timeout: 5000 })).to.equal(1);
+    } finally {
+      await hs.close();
+    }
   });
 });

@@ -95,13 +95,10 @@ describe('lifecycle', function () {
   it('a second SIGINT forces the exit while the first drains a slow request', async () => {
     const { pid, port } = await start({ LC_SLOW_MS: '20000' });
     const slow = httpGet({ port, path: '/slow' }).catch((e: Error) => e);
-    await until(async () => {
-      // wait until the request is in flight
-      return app!.stdout.length > 0;
-    });
-    await new Promise((r) => setTimeout(r, 200));
+    await app!.next(new RegExp(`^slow request ${pid}$`)); // in flight
     process.kill(pid, 'SIGINT');
-    await new Promise((r) => setTimeout(r, 300));
+    // The first SIGINT is handled once the listener is closed; the slow request still drains.
+    await until(() => httpGet({ port }).then(() => false, (e: NodeJS.ErrnoException) => e.code === 'ECONNREFUSED'), 10_000, 'the listener to close');
     expect(app!.proc.exitCode).to.equal(null); // still draining
     process.kill(pid, 'SIGINT');
     const { code } = await app!.exited;
@@ -114,13 +111,16 @@ describe('lifecycle', function () {
     const dir = tmpDir();
     for (const [sighup, stops] of [['ignore', false], ['stop', true]] as const) {
       const config = path.join(dir, `${sighup}.json`);
-      fs.writeFileSync(config, JSON.stringify({ sighup }));
+      fs.writeFileSync(config, JSON.stringify({ sighup, sigusr1: 'hello' }));
       const { pid, port } = await start({ LC_CONFIG: config });
       process.kill(pid, 'SIGHUP');
       if (stops) {
         expect((await app!.exited).code).to.equal(0);
       } else {
-        await new Promise((r) => setTimeout(r, 500));
+        // Signals are handled in order: once SIGUSR1's task ran, SIGHUP was handled before it.
+        process.kill(pid, 'SIGUSR1');
+        await until(() => app!.stderr.some((l) => l.includes('SIGUSR1: task hello')), 5000, 'the SIGUSR1 task');
+        expect(app!.stderr.join('\n')).to.not.include('redeploy');
         expect(await httpGet({ port })).to.deep.equal({ status: 200, body: String(pid) });
         process.kill(pid, 'SIGTERM');
         await app!.exited;

@@ -1,0 +1,41 @@
+/**
+ * How control replies read as text, in one place: the progress events of a
+ * redeploy (the control socket's plain mode, the supervisor relaying them,
+ * the CLI print the same line for the same event) and command results.
+ * Everything a line says comes from the event itself, never from the
+ * process that renders it, so a relay cannot change its meaning.
+ */
+import type { ControlEvent } from './client.js';
+
+/** renderEvent: the text line of a progress event (spawned, ready, draining, done, failed) or an output line. */
+export function renderEvent(e: ControlEvent): string {
+  switch (e.event) {
+    case 'spawned': return `spawned pid ${e.pid}`;
+    case 'ready': return `ready: pid ${e.pid} after ${e.ms} ms`;
+    case 'draining': return `draining ${e.connections} connection(s)`;
+    case 'done': return `done after ${e.ms} ms`;
+    case 'failed': return `failed after ${e.ms} ms`;
+    case 'output': return String(e.line);
+    default: return JSON.stringify(e);
+  }
+}
+
+/** formatResult renders a result for plain mode: strings as they are, objects as `key: value` lines. */
+export function formatResult(result: unknown): string[] {
+  if (result === undefined || result === null) return [];
+  if (typeof result === 'string') return result === '' ? [] : result.split('\n');
+  if (Array.isArray(result)) return result.map((r) => (typeof r === 'string' ? r : JSON.stringify(r)));
+  if (typeof result === 'object') {
+    return Object.entries(result as Record<string, unknown>).flatMap(([k, v]) => {
+      if (Array.isArray(v)) return [`${k}:`, ...v.map((x) => `  ${typeof x === 'string' ? x : JSON.stringify(x)}`)];
+      return [`${k}: ${typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v)}`];
+    });
+  }
+  return [String(result)];
+}
+
+/** formatCommandResult: formatResult, except that a redeploy's result reads as the line that ends it. */
+export function formatCommandResult(cmd: string, result: unknown): string[] {
+  if (cmd === 'redeploy' || cmd === 'restart') return [`done: pid ${(result as { pid?: number } | null)?.pid} is serving`];
+  return formatResult(result);
+}

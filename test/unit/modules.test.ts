@@ -1,0 +1,114 @@
+/** Unit tests of small modules: configuration files, hooks, /proc reading. */
+import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { ConfigError, loadConfig } from '../../src/index.js';
+import { Hooks } from '../../src/server/hooks.js';
+import { childrenOf, isDescendant, stat } from '../../src/supervisor/procfs.js';
+import { tmpDir, until } from '../helpers.js';
+
+describe('loadConfig', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = tmpDir();
+  });
+  const write = (name: string, text: string) => {
+    const file = path.join(dir, name);
+    fs.writeFileSync(file, text);
+    return file;
+  };
+
+  it('replaces placeholders: a whole value becomes a number or boolean, inside a string stays text', () => {
+    const file = write('a.json', JSON.stringify({ port: '{$PORT}', debug: '{$DEBUG}', url: 'http://{$HOST}:{$PORT}/', list: ['{$HOST}'], nested: { name: '{$HOST}' }, n: 3 }));
+    expect(loadConfig(file, { PORT: '8080', DEBUG: 'true', HOST: 'example' })).to.deep.equal({
+      port: 8080, debug: true, url: 'http://example:8080/', list: ['example'], nested: { name: 'example' }, n: 3,
+    });
+  });
+
+  it('ERR_GRACEFUL_CONFIG naming the file and the place: a missing variable, bad JSON, not an object, no file', () => {
+    const missing = write('m.json', JSON.stringify({ a: { b: ['x', '{$NOPE}'] } }));
+    expect(() => loadConfig(missing, {})).to.throw(ConfigError, `${missing}: a.b[1] uses {$NOPE}, but NOPE is not set in the environment: set it, or change the file`)
+      .with.property('code', 'ERR_GRACEFUL_CONFIG');
+    const bad = write('b.json', '{ nope');
+    expect(() => loadConfig(bad, {})).to.throw(ConfigError, `${bad}: not valid JSON: `);
+    const list = write('l.json', '[1]');
+    expect(() => loadConfig(list, {})).to.throw(ConfigError, `${list}: the configuration must be a JSON object`);
+    const none = path.join(dir, 'none.json');
+    expect(() => loadConfig(none, {})).to.throw(ConfigError, `${none}: cannot read the configuration file (ENOENT)`);
+  });
+});
+
+describe('Hooks', () => {
+  it('runs the hooks of a kind in registration order; the first error stops the run', async () => {
+    const hooks = new Hooks();
+    const seen: string[] = [];
+    hooks.add('start', () => void seen.push('a'));
+    hooks.add('start', async () => {
+      await new Promise((r) => setImmediate(r));
+      seen.push('b');
+    });
+    hooks.add('ready', () => {
+      throw new Error('no');
+    });
+    hooks.add('ready', () => void seen.push('never'));
+    await hooks.run('start');
+    expect(seen).to.deep.equal(['a', 'b']);
+    expect(await hooks.run('ready').then(() => null, (e: Error) => e.message)).to.equal('no');
+    expect(seen).to.deep.equal(['a', 'b']);
+    await hooks.run('terminate'); // none: nothing to do
+  });
+
+  it('runStop: done, the first error, or overran at the deadline with the signal aborted', async () => {
+    const done = new Hooks();
+    done.add('stop', () => undefined);
+    expect(await done.runStop(Date.now() + 1000)).to.equal('done');
+    const failing = new Hooks();
+    failing.add('stop', () => {
+      throw new Error('stop failed');
+    });
+    expect(((await failing.runStop(Date.now() + 1000)) as Error).message).to.equal('stop failed');
+    const slow = new Hooks();
+    let aborted: unknown = null;
+    slow.add('stop', (signal) => new Promise<void>((resolve) => signal.addEventListener('abort', () => {
+      aborted = signal.reason;
+      resolve();
+    })));
+    expect(await slow.runStop(Date.now() + 50)).to.equal('overran');
+    expect((aborted as Error).message).to.equal('the shutdown timeout passed');
+  });
+});
+
+describe('procfs', () => {
+  it('stat, isDescendant and childrenOf follow a real child until it is reaped', async () => {
+    const child = spawn('sleep', ['30'], { stdio: 'ignore' });
+    const pid = child.pid!;
+    try {
+      expect(stat(pid)).to.deep.include({ pid, ppid: process.pid });
+      expect(isDescendant(pid, process.pid)).to.equal(true);
+      expect(isDescendant(process.pid, pid)).to.equal(false);
+      expect(childrenOf(process.pid).map((c) => c.pid)).to.include(pid);
+    } finally {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGKILL');
+      await exited;
+    }
+    await until(() => stat(pid) === null, 5000, 'the child to be reaped');
+    expect(isDescendant(pid, process.pid)).to.equal(false);
+    expect(stat(2 ** 22 + 1)).to.equal(null);
+  });
+
+  it('stat reads a command name holding spaces and parentheses', async () => {
+    const dir = tmpDir();
+    const odd = path.join(dir, 'a) b (c');
+    fs.symlinkSync('/bin/sleep', odd);
+    const child = spawn(odd, ['30'], { stdio: 'ignore' });
+    try {
+      expect(stat(child.pid!)).to.deep.include({ pid: child.pid, ppid: process.pid });
+    } finally {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGKILL');
+      await exited;
+    }
+  });
+});
