@@ -34,17 +34,27 @@ export class ProtocolsApp {
     return this.first.ports;
   }
 
-  /** redeploy asks for one and resolves with the new generation once it said ready. */
+  /**
+   * redeploy asks for one and resolves with the new generation as soon as it
+   * said ready: the old instance drains from then on, while app.redeploy()
+   * answers only once the take-back window has passed. That answer is
+   * checked by halted() and stop().
+   */
   async redeploy(): Promise<Generation> {
-    const res = await post(this.ports.http, '/redeploy');
-    expect(res, JSON.stringify(res)).to.include({ ok: true });
-    const g = parse(await this.child.next(new RegExp(`^ready ${res.pid} `)));
+    const answer = post(this.ports.http, '/redeploy');
+    const g = parse(await this.child.next(/^ready /));
+    this.answers.push(answer.then((res) => {
+      expect(res, JSON.stringify(res)).to.include({ ok: true, pid: g.pid });
+    }));
     this.generations.push(g);
     return g;
   }
 
+  private readonly answers: Promise<void>[] = [];
+
   /** halted resolves with the forced count once the instance pid printed its halt line. */
   async halted(pid: number, timeoutMs = 20_000): Promise<number> {
+    await Promise.all(this.answers);
     const re = new RegExp(`^halt ${pid} `);
     const line = await until(() => this.child.stdout.find((l) => re.test(l)), timeoutMs, `the halt of ${pid}`);
     return Number(line!.split(' ').pop());

@@ -43,22 +43,23 @@ describe('socketpath', () => {
   it('bindSocket sets the mode exactly, leaves no private directory behind, and the socket answers', async () => {
     const dir = tmpDir();
     const p = path.join(dir, 'app.sock');
-    const before = openFds().length;
+    // Descriptors this test opened and left open (others' may close meanwhile: only new ones count).
+    const before = new Set(openFds());
+    const added = () => openFds().filter((n) => !before.has(n));
     const fd = bindSocket(p, 0o640, 8, 'api');
     expect((fs.lstatSync(p).mode & 0o7777).toString(8)).to.equal('640');
     expect(fs.readdirSync(dir)).to.deep.equal(['app.sock']);
     await new Promise<void>((resolve, reject) => net.createConnection(p, function (this: net.Socket) {
-      this.destroy();
-      resolve();
+      this.once('close', () => resolve()).destroy();
     }).on('error', reject));
     addon.close(fd);
-    expect(openFds().length).to.equal(before);
+    expect(added()).to.deep.equal([]);
     // A failed bind (a directory sits at the path) closes its socket and cleans up.
     fs.rmSync(p);
     fs.mkdirSync(p);
     expect(() => bindSocket(p, 0o600, 8, 'api')).to.throw();
     expect(fs.readdirSync(dir)).to.deep.equal(['app.sock']);
-    expect(openFds().length).to.equal(before);
+    expect(added()).to.deep.equal([]);
   });
 
   it('SocketFile.remove unlinks only the file this process bound', () => {
