@@ -160,6 +160,11 @@ class ControlConnection {
     return this.busy;
   }
 
+  /** hasQueued: lines read from the client wait to run here (not paused for a hand-off, not closed). */
+  get hasQueued(): boolean {
+    return !this.closed && !this.paused && !this.released && this.queue.length > 0;
+  }
+
   /** pending: the bytes read from the client and not run yet, exactly. */
   get pending(): Buffer {
     return Buffer.concat([...this.queue.flatMap((l) => [l, NEWLINE]), this.partial]);
@@ -305,6 +310,7 @@ class ControlConnection {
         if (!this.paused) this.armIdle();
         void this.pump();
       }
+      this.server.progressed();
     }
   }
 
@@ -431,6 +437,7 @@ class ControlConnection {
     this.drainWaiters.splice(0).forEach((w) => w());
     this.abort.abort();
     this.server.forget(this);
+    this.server.progressed();
   }
 
   /**
@@ -575,6 +582,32 @@ export class ControlServer {
 
   forget(conn: ControlConnection): void {
     this.connections.delete(conn);
+  }
+
+  private settleWaiters: (() => void)[] = [];
+
+  /** progressed: a command finished or a connection closed; settle() looks again. */
+  progressed(): void {
+    if (this.settleWaiters.length > 0 && ![...this.connections].some((c) => c.hasQueued)) this.settleWaiters.splice(0).forEach((w) => w());
+  }
+
+  /**
+   * settle resolves once no connection has lines queued to run here, or at
+   * deadline (ms since the epoch), whichever comes first: a halt answers what
+   * a client already sent (commands pipelined behind `redeploy` on a
+   * connection that stays here) before it closes the connections. A command
+   * still running with nothing queued behind it (a stream) does not hold it.
+   */
+  settle(deadline: number): Promise<void> {
+    if (![...this.connections].some((c) => c.hasQueued)) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, Math.max(0, deadline - Date.now()));
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.settleWaiters.push(done);
+    });
   }
 
   /** connectionCount: open control connections. */

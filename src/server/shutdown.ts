@@ -72,6 +72,7 @@ export class Shutdown {
     else if (stopped instanceof Error) log(`halt: a stop hook failed: ${stopped.message}`, { event: 'halt.stop-failed' });
     lifecycle.level = 0;
     await this.parts.runLevelHooks(0).catch((err: Error) => log(`halt: a runlevel 0 hook failed: ${err.message}`));
+    await this.parts.control()?.settle(deadline);
     this.parts.control()?.close(!how.handedOver);
     this.parts.release();
     if (config.pidFile) {

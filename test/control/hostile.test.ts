@@ -153,7 +153,10 @@ describe('control socket under attack', function () {
       return still >= 10;
     }, 10_000, 'every client blocked by the server');
     expect(last).to.be.above(40 * 1_000_000); // most of the 72 MB never left this process
-    expect(rss(pid), 'RSS').to.be.below(rss0 + RSS_SLACK);
+    // Each client may hold up to 128 KiB of queued input and Node's read buffers, and the
+    // lines it read are garbage V8 may not have collected yet: a wider bound than the
+    // other attacks', still far below the 72 MB an unbounded queue would take.
+    expect(rss(pid), 'RSS').to.be.below(rss0 + 64 * 1024 * 1024);
     for (const c of clients) c.socket.destroy();
     await holds();
   });
@@ -278,7 +281,7 @@ describe('control socket under attack', function () {
       'print(data.decode().splitlines()[-2:], data.count(b"\\nok\\n"), flush=True)',
     ].join('\n')]);
     const line = await py.next(/\]/, 20_000);
-    expect(line).to.match(/^\['draining \d+ connection\(s\) on pid \d+', 'ok'\] 31$/);
+    expect(line).to.match(/^\['draining \d+ connection\(s\)', 'ok'\] 31$/);
     await py.exited;
     await until(() => probe(sock).then((p) => p !== pid, () => false), 10_000, 'the new instance to answer');
   });
