@@ -119,7 +119,7 @@ describe('files and sockets in shared directories', function () {
       expect(await graceful('--server-uid', String(OTHER), 'health', sock)).to.include({ code: 0, stdout: 'healthy: pid 4242 ready in runlevel 3\n' });
       expect(resolveUid('root')).to.equal(0);
       const bad = await graceful('--server-uid', 'no-such-user-here', 'health', sock);
-      expect(bad).to.include({ code: 2, stderr: '--server-uid: serverUids: no user "no-such-user-here" in /etc/passwd: give a uid or a user name\n' });
+      expect(bad).to.include({ code: 2, stderr: 'error: --server-uid: serverUids: no user "no-such-user-here" in /etc/passwd: give a uid or a user name\n' });
     } finally {
       impostor.kill('SIGKILL');
       await impostor.exited;

@@ -52,7 +52,7 @@ describe('error codes where they are raised', () => {
     const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, GRACEFUL_ADDON_PATH: 'build/none/graceful_fdpass.node' } });
     const out = JSON.parse(r.stdout) as { code: string; name: string; message: string };
     expect(out).to.include({ code: 'ERR_GRACEFUL_ADDON_NOT_FOUND', name: 'AddonNotFoundError' });
-    expect(out.message).to.equal(`the native addon is missing at ${path.join(root, 'build/none/graceful_fdpass.node')}: run \`npm ci\` (or \`npm run build:native\`) in ${root}, or fix GRACEFUL_ADDON_PATH`);
+    expect(out.message).to.equal(`the native addon is missing at ${path.join(root, 'build/none/graceful_fdpass.node')}: fix GRACEFUL_ADDON_PATH, or unset it to use the package's own build`);
   });
 
   it('ERR_GRACEFUL_DUPLICATE_NAME: a command registered twice', () => {
