@@ -198,7 +198,8 @@ class ControlConnection {
       const ms = this.server.opts.lineTimeout;
       this.lineTimer = setTimeout(() => {
         this.lineTimer = null;
-        this.drop(new SlowClientError(`a line took longer than ${ms} ms to arrive: closing; send whole lines`));
+        // Answered (best effort, coded in JSON mode), then closed within writeTimeout whatever the client does.
+        this.refuse(new SlowClientError(`a line took longer than ${ms} ms to arrive: closing; send whole lines`));
       }, ms);
       this.lineTimer.unref();
     }
