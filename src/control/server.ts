@@ -22,6 +22,7 @@ import { fdOf, listenOnFd } from '../fds.js';
 import { bindSocket, clearStaleSocket, SocketFile } from '../socketpath.js';
 import { closeAll, type OutgoingFd } from '../handoff/connection.js';
 import { CommandRegistry, formatResult, type CommandContext } from './commands.js';
+import { OwnedFd, closeOwned } from '../server/owned-fd.js';
 import { parseRequest, MAX_LINE_BYTES, type ControlRequest } from './parse.js';
 
 const debug = debuglog('graceful');
@@ -470,7 +471,8 @@ export class ControlServer {
   private readonly log: (message: string) => void;
   private file: SocketFile | null = null;
   private paused: ControlConnection[] = [];
-  private spare: number | null = null;
+  /** A duplicate of the listening socket, kept after a hand-off for takeBack(). */
+  private spare: OwnedFd | null = null;
   private refusing = 0;
   /** Set once a new instance took over the connections. */
   handedOver = false;
@@ -641,24 +643,25 @@ export class ControlServer {
       const pendingBytes = conn.pending.toString('base64');
       if (pendingBytes.length > MAX_PENDING_META) {
         // Too much unrun input to fit a hand-off message: it stays, and is answered, here.
-        closeAll([fd]);
+        addon.close(fd);
         conn.handingOver = false; // running `redeploy`, it answers here and goes on here
         conn.resume();
         debug('control: a connection with %d bytes of unrun input stays with this instance', conn.pending.length);
         continue;
       }
-      this.dups.push(fd);
-      this.paused.push(conn);
       const meta: Meta = { kind: 'control-conn', pendingBytes };
+      this.dups.push(new OwnedFd(fd, meta));
+      this.paused.push(conn);
       out.push({ fd, meta });
     }
     return out;
   }
 
-  private dups: number[] = [];
+  /** The duplicates of handed-over connections, owned here until the hand-off ends either way. */
+  private dups: OwnedFd[] = [];
 
   private closeDups(): void {
-    closeAll(this.dups.splice(0));
+    closeOwned(this.dups.splice(0));
   }
 
   /** handoffFailed resumes what handoff paused (the `redeploy` connection resumes after its reply). */
@@ -677,7 +680,7 @@ export class ControlServer {
     this.closeDups();
     for (const conn of this.paused.splice(0)) if (!conn.handingOver) conn.release();
     if (this.server.listening) {
-      this.spare = addon.dup(fdOf(this.server));
+      this.spare = new OwnedFd(addon.dup(fdOf(this.server)), { name: 'control' });
       this.server.close();
     }
   }
@@ -687,7 +690,7 @@ export class ControlServer {
     this.handedOver = false;
     const spare = this.spare;
     this.spare = null;
-    if (spare !== null) await listenOnFd(this.server, spare); // it owns the fd, even on failure
+    if (spare !== null) await listenOnFd(this.server, spare.take()); // it owns the fd, even on failure
   }
 
   /**
@@ -737,7 +740,7 @@ export class ControlServer {
    */
   close(release: boolean): void {
     this.closeDups();
-    if (this.spare !== null) addon.close(this.spare);
+    this.spare?.close();
     this.spare = null;
     if (this.server.listening) this.server.close();
     if (release) this.file?.remove();
