@@ -1,4 +1,11 @@
-/** h2load (nghttp2-client) over h2c and TLS through redeploys of a real process: no failed request. */
+/**
+ * h2load (nghttp2-client) over h2c and TLS through redeploys of a real
+ * process: every request the client sent was answered. nghttp2 refuses, on the
+ * client side, to start a stream once any GOAWAY arrived (the first, graceful
+ * one included), and h2load counts each such refusal as a failed request
+ * ("Process Request Failure"): those never reached the server. They are
+ * bounded here, and nothing else may fail.
+ */
 import { expect } from 'chai';
 import { spawnChild } from '../helpers.js';
 import { ProtocolsApp } from './protocol-redeploy.js';
@@ -12,7 +19,7 @@ describe('drain: h2load through redeploys', function () {
   });
 
   for (const [name, scheme, port] of [['h2c', 'http', 'h2c'], ['TLS', 'https', 'h2']] as const) {
-    it(`${name}: 10 clients x 10 streams for 4 s, 3 redeploys: every request succeeded`, async () => {
+    it(`${name}: 10 clients x 10 streams for 4 s, 3 redeploys: every request sent was answered`, async () => {
       app = await ProtocolsApp.start();
       const h2load = spawnChild('h2load', ['-D', '4', '-c', '10', '-m', '10', `${scheme}://127.0.0.1:${app.ports[port]}/`]);
       for (let i = 0; i < 3; i++) {
@@ -25,8 +32,13 @@ describe('drain: h2load through redeploys', function () {
       const m = /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/.exec(out);
       expect(m, out).to.not.equal(null);
       const [, total, , , succeeded, failed, errored, timeout] = m!.map(Number);
-      expect({ failed, errored, timeout }, out).to.deep.equal({ failed: 0, errored: 0, timeout: 0 });
-      expect(succeeded).to.equal(total);
+      // Each request refused by the client itself comes with a "Process Request Failure" line.
+      const refusedByClient = (out.match(/^Process Request Failure:/gm) ?? []).length;
+      expect({ errored, timeout }, out).to.deep.equal({ errored: failed, timeout: 0 });
+      expect(failed, out).to.be.at.most(refusedByClient);
+      expect(failed, out).to.be.at.most(Math.ceil(total! / 300));
+      expect(succeeded).to.equal(total! - failed!);
+      expect(out).to.match(/status codes: \d+ 2xx, 0 3xx, 0 4xx, 0 5xx/);
       expect(succeeded).to.be.greaterThan(1_000);
       for (const g of app.generations.slice(0, -1)) expect(await app.halted(g.pid), `forced in ${g.pid}`).to.equal(0);
     });
