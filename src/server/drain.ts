@@ -377,7 +377,7 @@ export class ConnectionTracker {
     const meta: Meta = { listener: this.name, remoteAddress: socket.remoteAddress ?? null, remotePort: socket.remotePort ?? null };
     mover.pass(socket, handle, meta).then((passed) => {
       if (passed) {
-        this.moved.handedOver++;
+        if (!conn.forced) this.moved.handedOver++; // destroyed at the deadline meanwhile: counted there
         return;
       }
       conn.moving = false;

@@ -219,6 +219,8 @@ describe('connection hand-over: idle keep-alive connections move to the new inst
         expect(answer.head).to.not.match(/\r\nConnection: close/i);
       }
       expect(await line(app.child, new RegExp(`^halt ${pid} forced 0$`))).to.be.a('string');
+      // status counts them in the instance that adopted them.
+      expect(JSON.parse((await clients[0]!.get('/status')).body)).to.deep.equal({ handedOver: 0, drained: 0, forced: 0, adopted: 10 });
       pid = next;
     }
     expect(clients.map((c) => c.localPort)).to.deep.equal(ports);
