@@ -181,6 +181,7 @@ export class Redeployer {
     commit();
     const forced = await drained;
     sender?.close();
+    if (sender?.error) this.parts.log(sender.error.message, { event: 'redeploy.handover-stopped', code: (sender.error as { code?: string }).code, passed: sender.passed });
     const after = this.parts.listeners.moveCounts();
     await this.parts.finishHalt({ handedOver: true, forced });
     emit({ type: 'done', pid, forced, handedOver: after.handedOver - before.handedOver, drained: after.drained - before.drained, ms: Date.now() - started });
