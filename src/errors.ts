@@ -48,7 +48,8 @@ export type GracefulErrorCode =
   | 'ERR_GRACEFUL_UNSAFE_FILE'
   | 'ERR_GRACEFUL_SLOW_CLIENT'
   | 'ERR_GRACEFUL_UNTRUSTED_SERVER'
-  | 'ERR_GRACEFUL_SUPERVISOR_RUNNING';
+  | 'ERR_GRACEFUL_SUPERVISOR_RUNNING'
+  | 'ERR_GRACEFUL_HANDOVER_FAILED';
 
 /** GracefulError: the base class of every error this package creates. */
 export class GracefulError extends Error {
@@ -124,6 +125,8 @@ export const SlowClientError = errorClass('ERR_GRACEFUL_SLOW_CLIENT', 'SlowClien
 /** UntrustedServerError: the process behind a control socket runs as a uid the client does not trust. */
 export const UntrustedServerError = errorClass('ERR_GRACEFUL_UNTRUSTED_SERVER', 'UntrustedServerError');
 export const SupervisorRunningError = errorClass('ERR_GRACEFUL_SUPERVISOR_RUNNING', 'SupervisorRunningError');
+/** HandOverFailedError: connections could not be handed to the new instance; they drain in the old one instead. */
+export const HandOverFailedError = errorClass('ERR_GRACEFUL_HANDOVER_FAILED', 'HandOverFailedError');
 
 /** ControlParseError: a control line that cannot be read; `json` tells which mode it looked like. */
 export class ControlParseError extends GracefulError {

@@ -22,6 +22,14 @@
  * - `other`: any other protocol on a net.Server or tls.Server: the
  *   application's too (`onDrain`), closed at the shutdown timeout.
  * At the deadline whatever is still open is destroyed, and counted.
+ *
+ * With `handOver` on a plain HTTP/1 listener and a new instance that takes
+ * connections over (a ConnectionMover), an `http1` connection is not closed:
+ * once it sits at a request boundary (nothing queued, nothing read since the
+ * last answer, the parser between messages, nothing left to write) it stops
+ * reading and is passed to the new instance; the last response before that
+ * keeps the connection (no `Connection: close`). One that cannot be passed
+ * drains as above.
  */
 import net from 'node:net';
 import tls from 'node:tls';
@@ -31,6 +39,8 @@ import http2 from 'node:http2';
 import { debuglog } from 'node:util';
 import { invalidArgument } from '../errors.js';
 import { Http2Sessions } from './goaway.js';
+import { handleOf } from './conn-handover.js';
+import type { Meta } from '../meta.js';
 
 const debug = debuglog('graceful');
 
@@ -51,6 +61,34 @@ export interface DrainOptions {
    * instance then lives until its last upgraded connection ends, or this limit.
    */
   upgradedTimeout?: number;
+  /**
+   * handOver: at a redeploy, idle HTTP/1.1 keep-alive connections of this
+   * listener move to the new instance instead of being closed (plain
+   * `http.Server` only; TLS, HTTP/2 and upgraded connections drain). Default
+   * false: connection-scoped state of the application (a per-connection
+   * authentication, a `WeakMap` keyed by socket) does not move with it.
+   */
+  handOver?: boolean;
+}
+
+/**
+ * ConnectionMover: what a drain passes connections to (the new instance).
+ * pass resolves true once the new instance holds socket, false when it was
+ * not passed (the socket is untouched: it drains).
+ */
+export interface ConnectionMover {
+  accepts(listener: string): boolean;
+  pass(socket: net.Socket, handle: NonNullable<ReturnType<typeof handleOf>>, meta: Meta): Promise<boolean>;
+}
+
+/** MoveCounts: what became of the connections of drains, for status and the redeploy events. */
+export interface MoveCounts {
+  /** Passed to the new instance. */
+  handedOver: number;
+  /** Closed by the drain where no request could be lost (or by the client). */
+  drained: number;
+  /** Destroyed at a deadline. */
+  forced: number;
 }
 
 /** DrainEvent: what onDrain receives. */
@@ -91,6 +129,11 @@ interface Conn {
   /** Request heads ending in that chunk, counted at its first request of a drain. */
   chunkHeads: number;
   ending: boolean;
+  /** Being passed to the new instance, or passed. */
+  moving: boolean;
+  /** A pass failed, or the connection cannot move: it drains. */
+  stays: boolean;
+  forced: boolean;
 }
 
 // The classes of the HTTP/2 servers are not exported: take them from instances (no socket is opened).
@@ -110,11 +153,19 @@ export class ConnectionTracker {
   private changed: (() => void) | null = null;
   private cancel: (() => void) | null = null;
   private readonly detach: (() => void)[] = [];
+  /** Plain HTTP/1 (http.Server): its connections can move. */
+  private readonly movable: boolean;
+  private mover: ConnectionMover | null = null;
+  /** What became of the connections of every drain of this listener. */
+  readonly moved: MoveCounts = { handedOver: 0, drained: 0, forced: 0 };
 
   constructor(readonly server: net.Server, private readonly options: DrainOptions = {}, readonly name = '') {
     const t = options.upgradedTimeout;
     if (t !== undefined && !(Number.isFinite(t) && t >= 0)) {
       throw invalidArgument('listen', `upgradedTimeout must be a number of ms >= 0, got ${String(t)}`);
+    }
+    if (options.handOver !== undefined && typeof options.handOver !== 'boolean') {
+      throw invalidArgument('listen', `handOver must be true or false, got ${String(options.handOver)}`);
     }
     if (options.onDrain !== undefined && typeof options.onDrain !== 'function') {
       throw invalidArgument('listen', 'onDrain must be a function (it receives the upgraded connections when a drain starts)');
@@ -123,9 +174,11 @@ export class ConnectionTracker {
     const isTls = server instanceof tls.Server;
     const isHttp1 = server instanceof http.Server || server instanceof https.Server || server instanceof Http2SecureServer;
     const initial: Kind = isTls ? 'tls' : isH2c ? 'h2' : isHttp1 ? 'http1' : 'other';
+    this.movable = server instanceof http.Server;
     this.on('connection', (raw: net.Socket) => {
       const conn = this.conn(raw, raw, initial);
       raw.once('close', () => {
+        if (this.draining && !conn.moving && !conn.forced) this.moved.drained++;
         this.conns.delete(raw);
         this.byIo.delete(conn.io);
         this.changed?.();
@@ -137,8 +190,9 @@ export class ConnectionTracker {
         const raw = (socket as unknown as { _parent?: net.Socket })._parent ?? socket;
         let conn = this.conns.get(raw);
         if (!conn) {
-          conn = this.conn(raw, socket, 'tls');
+          const own = (conn = this.conn(raw, socket, 'tls'));
           socket.once('close', () => {
+            if (this.draining && !own.forced) this.moved.drained++;
             this.conns.delete(raw);
             this.byIo.delete(socket);
             this.changed?.();
@@ -171,6 +225,20 @@ export class ConnectionTracker {
   /** count: open connections. */
   get count(): number {
     return this.conns.size;
+  }
+
+  /** handsOver: this listener moves its idle HTTP/1 connections to a new instance (the handOver option, on a plain HTTP/1 server). */
+  get handsOver(): boolean {
+    return this.movable && this.options.handOver === true;
+  }
+
+  /**
+   * setMover: from now on a drain passes this listener's idle HTTP/1
+   * connections to mover (null: it closes them again, as after a take-back).
+   */
+  setMover(mover: ConnectionMover | null): void {
+    this.mover = this.handsOver && mover?.accepts(this.name) ? mover : null;
+    if (this.mover && this.draining) for (const c of this.conns.values()) this.tryMove(c);
   }
 
   /** counts: open connections by state, for status and logs. */
@@ -222,7 +290,10 @@ export class ConnectionTracker {
   }
 
   private conn(raw: net.Socket, io: net.Socket, kind: Kind): Conn {
-    const conn: Conn = { kind, raw, io, queue: [], idleSince: Date.now(), readMark: io.bytesRead, inChunk: 0, chunkHeads: 0, ending: false };
+    const conn: Conn = {
+      kind, raw, io, queue: [], idleSince: Date.now(), readMark: io.bytesRead, inChunk: 0, chunkHeads: 0, ending: false,
+      moving: false, stays: false, forced: false,
+    };
     this.conns.set(raw, conn);
     this.byIo.set(io, conn);
     if (this.draining && kind === 'other') this.tell([], [io]);
@@ -246,7 +317,7 @@ export class ConnectionTracker {
     const writeHead = res.writeHead;
     // Every way of answering goes through writeHead (write, end and implicit headers too).
     res.writeHead = ((...args: Parameters<typeof writeHead>) => {
-      if (this.draining && !res.headersSent && conn.queue[conn.queue.length - 1] === item && !item.followed) {
+      if (this.draining && !res.headersSent && conn.queue[conn.queue.length - 1] === item && !item.followed && !this.mayMove(conn)) {
         res.setHeader('Connection', 'close');
       }
       return writeHead.apply(res, args);
@@ -268,6 +339,55 @@ export class ConnectionTracker {
   private idle(conn: Conn): void {
     conn.idleSince = Date.now();
     conn.readMark = conn.io.bytesRead;
+    // At once, before the client can send its next request on it (it needs our answer first).
+    if (this.draining && this.mayMove(conn)) setImmediate(() => this.tryMove(conn));
+  }
+
+  /** mayMove: conn is one a drain passes to the new instance, once it is at a request boundary. */
+  private mayMove(conn: Conn): boolean {
+    return this.mover !== null && conn.kind === 'http1' && conn.io === conn.raw && !conn.stays && !conn.ending;
+  }
+
+  /**
+   * tryMove passes conn to the new instance if it is at a request boundary:
+   * it stops reading first, then checks that nothing of a next request was
+   * read into this process (bytes still in the kernel go with the socket),
+   * that the parser is between messages and that nothing waits to be
+   * written. Otherwise it reads on, and a later check tries again.
+   */
+  private tryMove(conn: Conn): void {
+    const mover = this.mover;
+    if (!mover || conn.moving || !this.mayMove(conn) || conn.queue.length > 0) return;
+    const socket = conn.raw;
+    const handle = handleOf(socket);
+    const parser = (socket as unknown as { parser?: { incoming?: { complete?: boolean } | null } | null }).parser;
+    if (!handle || !parser || socket.destroyed || socket.writableEnded || !socket.readable) {
+      conn.stays = true; // closing, or no longer HTTP (upgraded): it drains
+      return;
+    }
+    if (socket.bytesRead > conn.readMark) return; // a next request is arriving
+    handle.readStop();
+    const boundary = socket.bytesRead === conn.readMark && conn.queue.length === 0 && socket.readableLength === 0 &&
+      !(parser.incoming && !parser.incoming.complete) && socket.writableLength === 0 && !(handle.writeQueueSize ?? 0);
+    if (!boundary) {
+      handle.readStart();
+      return;
+    }
+    conn.moving = true;
+    const meta: Meta = { listener: this.name, remoteAddress: socket.remoteAddress ?? null, remotePort: socket.remotePort ?? null };
+    mover.pass(socket, handle, meta).then((passed) => {
+      if (passed) {
+        if (!conn.forced) this.moved.handedOver++; // destroyed at the deadline meanwhile: counted there
+        return;
+      }
+      conn.moving = false;
+      conn.stays = true;
+      if (!socket.destroyed) handle.readStart();
+    }, () => {
+      conn.moving = false;
+      conn.stays = true;
+      if (!socket.destroyed) handle.readStart();
+    });
   }
 
   private onUpgrade(socket: net.Socket): void {
@@ -319,6 +439,11 @@ export class ConnectionTracker {
         const t = Date.now();
         for (const c of this.conns.values()) {
           if (c.kind !== 'http1' || c.ending || c.queue.length > 0) continue;
+          if (this.mayMove(c)) {
+            this.tryMove(c);
+            continue;
+          }
+          if (c.moving) continue;
           if (c.io.bytesRead > c.readMark) continue; // a next request is arriving
           if (t - c.idleSince < idleGraceMs) continue;
           c.ending = true;
@@ -360,6 +485,8 @@ export class ConnectionTracker {
     for (const c of [...this.conns.values()]) {
       if (!which(c)) continue;
       n++;
+      c.forced = true;
+      this.moved.forced++;
       byState[c.kind] = (byState[c.kind] ?? 0) + 1;
       c.raw.destroy();
       if (c.io !== c.raw) c.io.destroy();
@@ -371,6 +498,7 @@ export class ConnectionTracker {
   /** reset ends a drain (a drain under way resolves at once): connections keep alive again. */
   reset(): void {
     this.draining = false;
+    this.mover = null;
     const cancel = this.cancel;
     this.cancel = null;
     cancel?.();

@@ -43,6 +43,8 @@ import { Registry } from './registry.js';
 import { Lifecycle, type InstanceState } from './lifecycle.js';
 import { Redeployer, type RedeployEvent, type RedeployResult } from './redeploy.js';
 import { Shutdown } from './shutdown.js';
+import { Adopter } from './adopt.js';
+import { ADOPT_FIELD, ADOPT_LISTENERS_FIELD } from './conn-handover.js';
 
 export {
   DEFAULT_UPGRADE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_IDLE_GRACE, DEFAULT_TAKE_BACK_WINDOW,
@@ -76,6 +78,8 @@ export class GracefulServer extends EventEmitter {
   /** What a new instance starts only in ready(), so that it accepts nothing before. */
   private pendingStarts: (() => Promise<void>)[] = [];
   private predecessor: Predecessor | null = null;
+  /** A new instance's receiver of the connections its predecessor hands over while it drains. */
+  private adopter: Adopter | null = null;
   /** The runlevel to enter at ready(). */
   private targetLevel: Runlevel;
   private readonly haltPromise: Promise<void>;
@@ -112,6 +116,7 @@ export class GracefulServer extends EventEmitter {
       draining: (open) => this.emit('draining', open),
       release: () => {
         this.removeSignals?.();
+        this.adopter?.close();
         if (this.keepAlive) clearInterval(this.keepAlive);
       },
       halted: ({ forced, handedOver, bySignal }) => {
@@ -350,6 +355,7 @@ export class GracefulServer extends EventEmitter {
       uptime: Math.round((Date.now() - this.startedAt) / 1000),
       listeners: this.listenerInfo().map((l) => `${l.name} ${l.open ? 'open' : 'closed'} ${l.address.family === 'unix' ? l.address.path : `${l.address.host}:${l.address.port}`} (${l.connections} connection(s))`),
       connections: this.connectionCount(),
+      handover: { ...this.listenerSet.moveCounts(), adopted: this.adopter?.adoptedCount ?? 0 },
       controlConnections: this.control?.connectionCount ?? 0,
       rss: mem.rss,
       heapUsed: mem.heapUsed,
@@ -514,13 +520,41 @@ export class GracefulServer extends EventEmitter {
       // The service manager (or a supervisor) learns the new main pid before
       // the predecessor may exit, so it never sees the service without one.
       notify(`MAINPID=${process.pid}`);
-      const err = await predecessor.ready();
+      const err = await predecessor.ready(this.openAdopter(predecessor));
       if (err) this.log(`could not tell the predecessor (pid ${predecessor.pid}) that this instance is ready (${(err as { code?: string }).code ?? err.message}): it is gone, so this instance serves alone`, { event: 'ready.predecessor-gone' });
     }
     notify(this.readyNotice());
     await this.runLevelHooks(this.lifecycle.level);
     await this.hooks.run('started');
     this.emit('ready');
+  }
+
+  /**
+   * openAdopter opens the receiver of the connections the predecessor hands
+   * over while it drains (listeners with handOver: true), and returns what
+   * the ready answer tells it; nothing when no listener takes connections
+   * over or it cannot be opened (the predecessor then drains them itself).
+   */
+  private openAdopter(predecessor: Predecessor): Meta {
+    const names = this.listenerSet.handingOver();
+    if (names.length === 0) return {};
+    try {
+      const adopter = Adopter.open({
+        predecessorPid: predecessor.pid,
+        target: (name) => {
+          const l = this.listenerSet.get(name);
+          return l?.isOpen && l.tracker.handsOver ? l.server : null;
+        },
+        adopted: (a) => this.emit('adopt', a),
+        log: (msg) => this.log(msg),
+      });
+      this.adopter = adopter;
+      void predecessor.exited().then(() => adopter.close());
+      return { [ADOPT_FIELD]: adopter.path, [ADOPT_LISTENERS_FIELD]: names.join(',') };
+    } catch (err) {
+      this.log(`cannot take connections over from the predecessor (pid ${predecessor.pid}): ${(err as Error).message}; it drains them itself`, { event: 'ready.adopt-failed' });
+      return {};
+    }
   }
 
   /** Set when a ready() failed in a new instance: it told its predecessor and cannot start any more. */

@@ -5,6 +5,7 @@
  */
 import type { Meta } from '../meta.js';
 import type { ManagedListener } from './listeners.js';
+import type { ConnectionMover, MoveCounts } from './drain.js';
 
 export class Listeners implements Iterable<ManagedListener> {
   private readonly byName = new Map<string, ManagedListener>();
@@ -38,6 +39,32 @@ export class Listeners implements Iterable<ManagedListener> {
     const forced = await Promise.all([...this].map((l) => l.tracker.drain(idleGraceMs, deadline)));
     for (const l of this) l.tracker.reset();
     return forced.reduce((a, b) => a + b, 0);
+  }
+
+  /** get: the listener of that name, if any. */
+  get(name: string): ManagedListener | undefined {
+    return this.byName.get(name);
+  }
+
+  /** handingOver: the names of the listeners that move their idle connections to a new instance (the handOver option). */
+  handingOver(): string[] {
+    return [...this].filter((l) => l.tracker.handsOver).map((l) => l.name);
+  }
+
+  /** setMover: drains pass idle HTTP/1 connections to mover (null: they close them). */
+  setMover(mover: ConnectionMover | null): void {
+    for (const l of this) l.tracker.setMover(mover);
+  }
+
+  /** moveCounts: connections handed over, drained and forced, over every drain of every listener. */
+  moveCounts(): MoveCounts {
+    const sum: MoveCounts = { handedOver: 0, drained: 0, forced: 0 };
+    for (const l of this) {
+      sum.handedOver += l.tracker.moved.handedOver;
+      sum.drained += l.tracker.moved.drained;
+      sum.forced += l.tracker.moved.forced;
+    }
+    return sum;
   }
 
   /** keepSpares keeps a duplicate of every open listener, for takeBack(). */

@@ -108,14 +108,15 @@ export class Predecessor {
    * The answer carries that descriptor back, as every record carries one.
    * It never rejects: it resolves with null once told, or with the error when
    * the predecessor could not be told (it is gone: this instance is the only
-   * one and serves). Call it once; after abandon() it does nothing.
+   * one and serves). Call it once; after abandon() it does nothing. extra
+   * goes in the answer (where connections may be handed over, see adopt.ts).
    */
-  async ready(): Promise<Error | null> {
+  async ready(extra: Meta = {}): Promise<Error | null> {
     if (this.told) return null;
     this.told = true;
     try {
       addon.dup2(this.stderrFd, 2);
-      await sendTo(this.conn, this.stderrFd, { graceful: READY_MARK, pid: process.pid });
+      await sendTo(this.conn, this.stderrFd, { ...extra, graceful: READY_MARK, pid: process.pid });
       return null;
     } catch (err) {
       return err instanceof Error ? err : new Error(String(err));

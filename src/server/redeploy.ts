@@ -6,7 +6,6 @@
  * and fail the redeploy; once the window has passed, commit: resolve the
  * redeploy and halt. The Lifecycle says what may happen when.
  */
-import type { ChildProcess } from 'node:child_process';
 import { RedeployFailedError } from '../errors.js';
 import type { Meta } from '../meta.js';
 import type { OutgoingFd } from '../handoff/connection.js';
@@ -18,13 +17,14 @@ import type { Lifecycle, RedeployTicket } from './lifecycle.js';
 import type { Listeners } from './listener-set.js';
 import type { Config } from './options.js';
 import { startSuccessor, type Successor, type SuccessorOptions } from './successor.js';
+import { connectSender, type ConnectionSender } from './conn-handover.js';
 
 /** RedeployEvent: progress of a redeploy, for the control socket and the CLI. */
 export type RedeployEvent =
   | { type: 'spawned'; pid: number; ms: number }
   | { type: 'ready'; pid: number; ms: number }
   | { type: 'draining'; pid: number; connections: number; ms: number }
-  | { type: 'done'; pid: number; forced: number; ms: number }
+  | { type: 'done'; pid: number; forced: number; handedOver: number; drained: number; ms: number }
   | { type: 'failed'; error: RedeployFailedError; ms: number };
 
 export interface RedeployResult {
@@ -87,7 +87,7 @@ export class Redeployer {
     }
     notify(`RELOADING=1\nMONOTONIC_USEC=${monotonicUsec()}`);
     let spawnedAt = started;
-    let successor: { pid: number; child: ChildProcess };
+    let successor: Successor;
     const start = this.parts.start ?? startSuccessor;
     try {
       successor = await start({
@@ -124,7 +124,7 @@ export class Redeployer {
       commit = resolve;
       fail = reject;
     });
-    void lifecycle.run(() => this.handOver(ticket, successor.pid, exited, started, emit, () => commit({ pid: successor.pid, readyMs }), fail))
+    void lifecycle.run(() => this.handOver(ticket, successor, exited, started, emit, () => commit({ pid: successor.pid, readyMs }), fail))
       .catch((err: Error) => {
         this.parts.log(`hand-over to pid ${successor.pid} failed: ${err.message}`, { event: 'redeploy.handover-failed' });
         fail(err);
@@ -138,9 +138,10 @@ export class Redeployer {
    * sockets, so nothing queued is lost), and keeps duplicates of the sockets
    * until the take-back window has passed.
    */
-  private async handOver(ticket: RedeployTicket, pid: number, exited: Promise<Exit>, started: number,
+  private async handOver(ticket: RedeployTicket, successor: Successor, exited: Promise<Exit>, started: number,
     emit: (e: RedeployEvent) => void, commit: () => void, fail: (err: Error) => void): Promise<void> {
     const { lifecycle, config } = this.parts;
+    const pid = successor.pid;
     if (lifecycle.state !== 'ready' || ticket.abort.signal.aborted) {
       // Halted meanwhile: the new instance does not serve alone.
       ticket.stopSuccessor?.();
@@ -158,6 +159,10 @@ export class Redeployer {
     const open = this.parts.listeners.connectionCount();
     emit({ type: 'draining', pid, connections: open, ms: Date.now() - started });
     this.parts.emit('draining', open); // the application closes what it owns (upgraded connections)
+    // Idle keep-alive connections of the listeners that hand over go to the new instance.
+    const sender = await connectSender(successor.answer, pid, this.parts.listeners.handingOver(), this.parts.log);
+    this.parts.listeners.setMover(sender);
+    const before = this.parts.listeners.moveCounts();
     const drained = this.parts.drain(false);
     let timer: NodeJS.Timeout | undefined;
     const windowEnd = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), config.takeBackWindow)));
@@ -165,7 +170,9 @@ export class Redeployer {
     clearTimeout(timer);
     // Exit code 0 is a halt asked for (SIGTERM, telinit 0), not a crash: the service is meant to stop.
     if (exit && (exit.signal || exit.code !== 0)) {
-      await this.takeBack(pid, exit, started, emit, fail);
+      this.parts.listeners.setMover(null);
+      sender?.close();
+      await this.takeBack(pid, exit, started, emit, fail, sender);
       await drained;
       return;
     }
@@ -173,8 +180,11 @@ export class Redeployer {
     this.parts.listeners.dropSpares();
     commit();
     const forced = await drained;
+    sender?.close();
+    if (sender?.error) this.parts.log(sender.error.message, { event: 'redeploy.handover-stopped', code: (sender.error as { code?: string }).code, passed: sender.passed });
+    const after = this.parts.listeners.moveCounts();
     await this.parts.finishHalt({ handedOver: true, forced });
-    emit({ type: 'done', pid, forced, ms: Date.now() - started });
+    emit({ type: 'done', pid, forced, handedOver: after.handedOver - before.handedOver, drained: after.drained - before.drained, ms: Date.now() - started });
   }
 
   /**
@@ -182,11 +192,15 @@ export class Redeployer {
    * listens again on the sockets it kept and serves as before; only what was
    * in flight in the dead process is lost. The redeploy fails, with the reason.
    */
-  private async takeBack(pid: number, exit: Exit, started: number, emit: (e: RedeployEvent) => void, fail: (err: Error) => void): Promise<void> {
+  private async takeBack(pid: number, exit: Exit, started: number, emit: (e: RedeployEvent) => void, fail: (err: Error) => void,
+    sender: ConnectionSender | null): Promise<void> {
     const { lifecycle, log } = this.parts;
     lifecycle.to('taken-back');
     const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
-    log(`the new instance (pid ${pid}) ${how} while this one drained: serving again`, { event: 'redeploy.takeback', newPid: pid });
+    // Connections handed to it went with it; those not yet passed are ours again.
+    const lost = sender?.passed ?? 0;
+    log(`the new instance (pid ${pid}) ${how} while this one drained: serving again` +
+      (lost > 0 ? `; the ${lost} connection(s) handed to it are lost` : ''), { event: 'redeploy.takeback', newPid: pid, lost });
     await this.parts.listeners.takeBack(log);
     await this.parts.control()?.takeBack().catch((err: Error) => log(`take-back of the control socket failed: ${err.message}`));
     lifecycle.handedOverTo = null;
@@ -194,11 +208,12 @@ export class Redeployer {
     this.parts.serving();
     const error = new RedeployFailedError(
       `the new instance (pid ${pid}) ${how} ${Date.now() - started} ms into the redeploy, after it was ready but within the take-back window: ` +
-        'this instance took back its sockets and goes on serving; look at the new instance\'s log for why it died',
+        'this instance took back its sockets and goes on serving' + (lost > 0 ? ` (the ${lost} connection(s) handed to it are lost)` : '') +
+        '; look at the new instance\'s log for why it died',
       { reason: 'taken-back', pid, exitCode: exit.code, signal: exit.signal, stderr: [] },
     );
     emit({ type: 'failed', error, ms: Date.now() - started });
-    this.parts.emit('takeback', { pid });
+    this.parts.emit('takeback', { pid, lost });
     fail(error);
   }
 
@@ -214,7 +229,11 @@ export class Redeployer {
     const fields: LogFields = { event: `redeploy.${type}`, ms };
     if ('pid' in event) fields.newPid = event.pid;
     if (event.type === 'draining') fields.connections = event.connections;
-    if (event.type === 'done') fields.forced = event.forced;
+    if (event.type === 'done') {
+      fields.forced = event.forced;
+      fields.handedOver = event.handedOver;
+      fields.drained = event.drained;
+    }
     if (event.type === 'failed') fields.code = event.error.code;
     this.parts.log(event.type === 'failed' ? `redeploy failed: ${event.error.message}` : `redeploy: ${type}${'pid' in event ? ` (pid ${event.pid})` : ''} after ${ms} ms`, fields);
     this.parts.emit('redeploy', event);

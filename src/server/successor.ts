@@ -37,6 +37,8 @@ export interface SuccessorOptions {
 export interface Successor {
   pid: number;
   child: ChildProcess;
+  /** The meta of its ready answer (where it takes connections over, if it does). */
+  answer?: Meta;
 }
 
 /** StderrTail keeps the last lines a process wrote, while passing them on to our stderr. */
@@ -95,6 +97,7 @@ async function runSuccessor(options: SuccessorOptions, dir: string): Promise<Suc
   let child: ChildProcess | undefined;
   let settled = false;
   let handoffError: Error | undefined;
+  let answer: Meta | undefined;
 
   let ready!: () => void;
   let failed!: (failure: RedeployFailure, message: string, cause?: unknown) => void;
@@ -127,6 +130,7 @@ async function runSuccessor(options: SuccessorOptions, dir: string): Promise<Suc
     if (ack?.meta?.graceful !== READY_MARK) {
       throw new HandoffFailedError(ack ? 'the new instance answered something other than ready' : 'the new instance closed the hand-off before it was ready');
     }
+    answer = ack.meta;
     ready();
     }, { mode: 0o600 });
   } catch (err) {
@@ -180,7 +184,7 @@ async function runSuccessor(options: SuccessorOptions, dir: string): Promise<Suc
     await outcome;
     child.unref();
     (child.stderr as unknown as { unref?: () => void } | null)?.unref?.();
-    return { pid: child.pid!, child };
+    return { pid: child.pid!, child, answer };
   } catch (err) {
     if (child && child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
       child.kill('SIGKILL');

@@ -1,0 +1,134 @@
+/**
+ * Adopter: the new instance's receiver of established connections. It is
+ * opened before ready() tells the predecessor, on a private UNIX socket whose
+ * path travels in the ready answer, and stays open while the predecessor
+ * drains: the predecessor connects once (its pid is checked with
+ * SO_PEERCRED) and passes each idle keep-alive connection as it gets to one,
+ * with its meta (listener name, peer address). Each is adopted as a
+ * connection of the listener of that name (`server.emit('connection')`), so
+ * the next request on it is answered here. It closes once the predecessor
+ * closed its end, or exited, or this instance halts.
+ */
+import fs from 'node:fs';
+import type net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { debuglog } from 'node:util';
+import { PeerRefusedError } from '../errors.js';
+import { socketFromFd } from '../fds.js';
+import type { HandoffConnection } from '../handoff/connection.js';
+import { closeAll } from '../handoff/connection.js';
+import { listenAndServe, type HandoffServer } from '../handoff/server.js';
+import { receiveFrom } from '../handoff/client.js';
+import { CONN_KIND } from './conn-handover.js';
+
+const debug = debuglog('graceful');
+
+/** Adopted: what the 'adopt' event of the new instance says of each connection taken over. */
+export interface Adopted {
+  listener: string;
+  remoteAddress: string | null;
+  remotePort: number | null;
+  socket: net.Socket;
+}
+
+export interface AdopterParts {
+  /** pid of the predecessor: the only process that may connect. */
+  predecessorPid: number;
+  /** The server of the listener named so, if it adopts connections. */
+  target(listener: string): net.Server | null;
+  adopted(a: Adopted): void;
+  log(msg: string): void;
+}
+
+export class Adopter {
+  /** Connections adopted, and refused (no such listener here, or a descriptor that is no socket). */
+  adoptedCount = 0;
+  refusedCount = 0;
+  private readonly server: HandoffServer;
+  private conn: HandoffConnection | null = null;
+  private closed = false;
+
+  private constructor(readonly path: string, private readonly dir: string, private readonly parts: AdopterParts) {
+    this.server = listenAndServe(path, (res) => this.serve(res.connection), { mode: 0o600, backlog: 1 });
+    this.server.unref();
+    this.server.on('clientError', (err: Error) => parts.log(`connection hand-over from pid ${parts.predecessorPid}: ${err.message}`));
+  }
+
+  /**
+   * open listens on a fresh private socket (a directory of mode 0700); it
+   * throws what the kernel said when it cannot, and then left nothing behind.
+   */
+  static open(parts: AdopterParts): Adopter {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'graceful-adopt-'));
+    try {
+      return new Adopter(path.join(dir, 'adopt.sock'), dir, parts);
+    } catch (err) {
+      fs.rmSync(dir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  private async serve(conn: HandoffConnection): Promise<void> {
+    const peer = conn.peer();
+    if (this.closed || this.conn || peer.pid !== this.parts.predecessorPid || peer.uid !== process.getuid?.()) {
+      throw new PeerRefusedError(`connection hand-over: refused pid ${peer.pid} (uid ${peer.uid}); only the predecessor (pid ${this.parts.predecessorPid}) may connect, once`);
+    }
+    this.conn = conn;
+    // One peer, once: nobody else can connect from here on.
+    void this.server.close();
+    this.removeDir();
+    for (;;) {
+      const got = await receiveFrom(conn).catch((err: Error) => {
+        if (!this.closed) this.parts.log(`connection hand-over from pid ${peer.pid} ended: ${err.message}`);
+        return null;
+      });
+      if (!got) break;
+      this.adopt(got.fd, got.meta ?? {});
+    }
+    this.conn = null;
+  }
+
+  /** adopt takes ownership of fd: it becomes a connection of its listener, or is closed. */
+  private adopt(fd: number, meta: Record<string, unknown>): void {
+    const listener = String(meta.listener ?? '');
+    const server = meta.kind === CONN_KIND && !this.closed ? this.parts.target(listener) : null;
+    if (!server) {
+      closeAll([fd]);
+      this.refusedCount++;
+      this.parts.log(`connection hand-over: no listener "${listener}" here takes connections over (handOver: true): closed the connection`);
+      return;
+    }
+    let socket: net.Socket;
+    try {
+      socket = socketFromFd(fd);
+    } catch (err) {
+      closeAll([fd]);
+      this.refusedCount++;
+      this.parts.log(`connection hand-over: descriptor for "${listener}" is no connected socket (${(err as Error).message}): closed it`);
+      return;
+    }
+    this.adoptedCount++;
+    debug('adopted a connection of "%s" from %s:%s', listener, meta.remoteAddress, meta.remotePort);
+    server.emit('connection', socket);
+    this.parts.adopted({
+      listener,
+      remoteAddress: typeof meta.remoteAddress === 'string' ? meta.remoteAddress : null,
+      remotePort: typeof meta.remotePort === 'number' ? meta.remotePort : null,
+      socket,
+    });
+  }
+
+  private removeDir(): void {
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** close stops taking connections (the predecessor's next pass fails, and it drains the rest itself). Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    void this.server.close();
+    this.conn?.close();
+    this.removeDir();
+  }
+}

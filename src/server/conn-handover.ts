@@ -1,0 +1,138 @@
+/**
+ * ConnectionSender: the old instance's side of handing established
+ * connections to the new instance. The new instance named a private socket
+ * in its ready answer (see adopt.ts); this connects to it, checks with
+ * SO_PEERCRED that the new instance is at the other end, and passes each
+ * connection the drain finds idle at a request boundary: a duplicate of its
+ * descriptor travels with its meta (listener, peer address), and once the
+ * kernel has it, this process's net.Socket is destroyed, which is a close()
+ * of this copy only: the client sees nothing, the new instance holds the
+ * connection, and bytes the client sent meanwhile wait in the kernel for it.
+ */
+import type net from 'node:net';
+import { debuglog } from 'node:util';
+import { HandOverFailedError, PeerRefusedError } from '../errors.js';
+import { HandoffConnection } from '../handoff/connection.js';
+import { addon } from '../native.js';
+import type { Meta } from '../meta.js';
+import type { LogFields } from '../log.js';
+import { OwnedFd } from './owned-fd.js';
+
+const debug = debuglog('graceful');
+
+/** Meta `kind` of a connection handed over. */
+export const CONN_KIND = 'conn';
+/** Ready-answer fields: the new instance's socket for connections, and the listeners that take them (comma-separated). */
+export const ADOPT_FIELD = 'adopt';
+export const ADOPT_LISTENERS_FIELD = 'adoptListeners';
+
+/** The parts of a net.Socket's libuv handle that a hand-over touches. */
+interface StreamHandle {
+  fd: number;
+  readStop(): number;
+  readStart(): number;
+  writeQueueSize?: number;
+}
+
+/** handleOf: the libuv TCP handle of a socket, when it has one with a descriptor. */
+export function handleOf(socket: net.Socket): StreamHandle | null {
+  const handle = (socket as unknown as { _handle?: StreamHandle | null })._handle;
+  if (!handle || typeof handle.readStop !== 'function' || typeof handle.fd !== 'number' || handle.fd < 0) return null;
+  return handle;
+}
+
+export class ConnectionSender {
+  /** Connections passed (the new instance holds them), and passes that failed (those drain here). */
+  passed = 0;
+  failed = 0;
+  private broken: Error | null = null;
+
+  private constructor(private readonly conn: HandoffConnection, private readonly listeners: ReadonlySet<string>, readonly pid: number) {}
+
+  /**
+   * connect opens the connection to the new instance's socket at path and
+   * checks that pid is at the other end; throws ERR_GRACEFUL_PEER_REFUSED
+   * (after closing it) when it is not.
+   */
+  static async connect(path: string, pid: number, listeners: readonly string[]): Promise<ConnectionSender> {
+    const conn = await HandoffConnection.connect(path, { timeout: 1000 });
+    const peer = conn.peer();
+    if (peer.pid !== pid || peer.uid !== process.getuid?.()) {
+      conn.close();
+      throw new PeerRefusedError(`connection hand-over: ${path} is served by pid ${peer.pid} (uid ${peer.uid}), not by the new instance (pid ${pid})`);
+    }
+    return new ConnectionSender(conn, new Set(listeners), pid);
+  }
+
+  /** accepts: the new instance takes connections of this listener over. */
+  accepts(listener: string): boolean {
+    return this.broken === null && this.listeners.has(listener);
+  }
+
+  /**
+   * pass hands socket over. The caller has stopped reading it (readStop) and
+   * checked that it sits at a request boundary with nothing of a next request
+   * read. Resolves true once the new instance holds it (this process's socket
+   * is then destroyed), false when it could not be passed: the socket is
+   * untouched, and the caller reads it again and drains it.
+   */
+  async pass(socket: net.Socket, handle: StreamHandle, meta: Meta): Promise<boolean> {
+    if (this.broken) return false;
+    let copy: OwnedFd;
+    try {
+      // A duplicate of our own: whatever happens to the socket meanwhile (a
+      // keep-alive timeout destroys it), what travels is a descriptor we own.
+      copy = new OwnedFd(addon.dup(handle.fd), { name: String(meta.listener) });
+    } catch (err) {
+      this.failed++;
+      debug('hand-over: dup failed: %s', (err as Error).message);
+      return false;
+    }
+    try {
+      await this.conn.send([{ fd: copy.fd, meta: { kind: CONN_KIND, ...meta } }]);
+    } catch (err) {
+      this.broken ??= new HandOverFailedError(`the new instance (pid ${this.pid}) no longer takes connections (${(err as { code?: string }).code ?? (err as Error).message}): the rest drain here`, { cause: err });
+      this.failed++;
+      return false;
+    } finally {
+      copy.close();
+    }
+    this.passed++;
+    // The new instance holds the connection: this is a close of our copy only (never shutdown()).
+    socket.destroy();
+    return true;
+  }
+
+  /** error: why passing stopped, if it did. */
+  get error(): Error | null {
+    return this.broken;
+  }
+
+  /** close ends the connection to the new instance (it closes its socket for connections). Idempotent. */
+  close(): void {
+    this.conn.close();
+  }
+}
+
+/**
+ * connectSender: a sender to the new instance when its ready answer names a
+ * socket for connections and one of our listeners hands over to it; null
+ * otherwise, or when it cannot be reached (log says why: the connections then
+ * drain here, as without hand-over).
+ */
+export async function connectSender(answer: Meta | undefined, pid: number, ours: readonly string[],
+  log: (msg: string, fields?: LogFields) => void): Promise<ConnectionSender | null> {
+  const where = answer?.[ADOPT_FIELD];
+  if (typeof where !== 'string' || ours.length === 0) return null;
+  const theirs = String(answer?.[ADOPT_LISTENERS_FIELD] ?? '').split(',').filter((n) => n !== '');
+  const both = ours.filter((n) => theirs.includes(n));
+  if (both.length === 0) return null;
+  try {
+    return await ConnectionSender.connect(where, pid, both);
+  } catch (err) {
+    const error = new HandOverFailedError(`could not reach the new instance (pid ${pid}) to hand connections over (${(err as { code?: string }).code ?? (err as Error).message}): ` +
+      'they drain here instead', { cause: err });
+    log(error.message, { event: 'redeploy.handover-unreachable', code: error.code });
+    return null;
+  }
+}
