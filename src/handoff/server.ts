@@ -102,6 +102,8 @@ export class HandoffServer extends EventEmitter {
   /** acceptAll accepts every client waiting; false when it had to pause. */
   private acceptAll(): boolean {
     for (;;) {
+      // A handler may close the server while it is served (one client only): accept no more.
+      if (this.closed) return true;
       let fd: number;
       try {
         fd = addon.accept(this.fd);
@@ -121,7 +123,7 @@ export class HandoffServer extends EventEmitter {
 
   /** pause stops polling until a retry timer fires or a connection closes; one 'clientError' per episode. */
   private pause(err: Error): void {
-    if (this.retry) return;
+    if (this.retry || this.closed) return;
     const first = this.retryDelay === 0;
     this.retryDelay = first ? ACCEPT_RETRY_MIN_MS : Math.min(this.retryDelay * 2, ACCEPT_RETRY_MAX_MS);
     debug('hand-off server %s: cannot accept (%s): trying again in %d ms', this.path, errorCode(err), this.retryDelay);

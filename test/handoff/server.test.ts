@@ -32,6 +32,25 @@ describe('listenAndServe', () => {
     expect(fs.existsSync(sock)).to.equal(false);
   });
 
+  it('a handler that closes the server while more clients wait: no further accept, no crash, the others see the end', async () => {
+    const sock = path.join(dir, 'once.sock');
+    let served = 0;
+    const hs = listenAndServe(sock, callbackHandler(() => {
+      served++;
+      void hs.close(); // one client only, as a new instance's adopter takes its predecessor alone
+    }));
+    const errors: unknown[] = [];
+    hs.on('clientError', (err) => errors.push(err));
+    // Three clients queued in the backlog before the server's poll fires: one wake-up sees them all.
+    const conns = await Promise.all([0, 1, 2].map(() => HandoffConnection.connect(sock)));
+    const ends = await Promise.all(conns.map((c) => receiveFrom(c).then((r) => r, (e: Error) => e)));
+    for (const c of conns) c.close();
+    expect(served).to.equal(1);
+    expect(errors).to.deep.equal([]);
+    expect(ends.filter((e) => e === null).length + ends.filter((e) => e instanceof Error).length).to.equal(3);
+    expect(fs.existsSync(sock)).to.equal(false);
+  });
+
   it('takes another mode on request', async () => {
     const sock = path.join(dir, 'b.sock');
     const hs = listenAndServe(sock, fdHandler(0), { mode: 0o640 });
