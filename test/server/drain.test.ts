@@ -372,8 +372,14 @@ describe('drain: connection states', function () {
       });
       await Promise.all(streams);
       expect(streams.length).to.be.at.least(30);
-      expect(results.filter((r) => r !== '200'), `of ${results.length}`).to.deep.equal([]);
-      expect(results).to.have.length(streams.length);
+      // Node's client itself refuses, now and then, a stream it had queued when the first GOAWAY
+      // came (see the README's drain section): at most one, and only as REFUSED_STREAM (rst 7).
+      // The old single GOAWAY refused about ten here.
+      const refused = results.filter((r) => r !== '200');
+      expect(refused.filter((r) => r !== 'ERR_HTTP2_STREAM_ERROR' && r !== 'rst 7'), `of ${results.length}`).to.deep.equal([]);
+      expect(refused.filter((r) => r === 'rst 7').length, `of ${results.length}: ${refused.join(', ')}`).to.be.at.most(1);
+      // Every stream was answered, or (at most one) refused: a refused one reports its error and its rst code.
+      expect(results.filter((r) => r === '200').length + refused.filter((r) => r === 'rst 7').length).to.equal(streams.length);
       expect(await drained!).to.equal(0);
       session.destroy();
     });
