@@ -168,7 +168,7 @@ function render(result: unknown): string[] {
   if (typeof result === 'string') return result.split('\n');
   if (Array.isArray(result)) return result.map(String);
   if (typeof result === 'object' && result) {
-    return Object.entries(result).flatMap(([k, v]) => (Array.isArray(v) ? [`${k}:`, ...v.map((x) => `  ${String(x)}`)] : [`${k}: ${typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v)}`]));
+    return Object.entries(result).flatMap(([k, v]) => (Array.isArray(v) ? [`${k}:`, ...v.map((x) => `  ${typeof x === 'object' && x !== null ? Object.entries(x).map(([f, y]) => `${f} ${String(y)}`).join('  ') : String(x)}`)] : [`${k}: ${typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v)}`]));
   }
   return [String(result)];
 }
@@ -176,10 +176,18 @@ function render(result: unknown): string[] {
 async function health(path: string, timeout: number, out: (l: string) => void): Promise<number> {
   const client = await connect(path, timeout);
   try {
-    const s = (await client.request('status', [], undefined, timeout)) as { ready?: boolean; runlevel?: number; pid?: number };
+    const s = (await client.request('status', [], undefined, timeout)) as {
+      ready?: boolean; runlevel?: number; pid?: number; workersWanted?: number; workersReady?: number; workers?: { id: number; state: string }[];
+    };
+    // A service with workers is healthy only with every worker ready.
+    if (s.ready && s.workersWanted !== undefined && (s.workersReady ?? 0) < s.workersWanted) {
+      const down = (s.workers ?? []).filter((w) => w.state !== 'ready').map((w) => `worker ${w.id} ${w.state}`);
+      out(`unhealthy: pid ${s.pid} ready with ${s.workersReady ?? 0} of ${s.workersWanted} workers (${down.join(', ')})`);
+      return EXIT_FAILED;
+    }
     // A supervisor's status has no runlevel when its application is not a GracefulServer.
     if (s.ready && (s.runlevel === 3 || s.runlevel === undefined)) {
-      out(`healthy: pid ${s.pid} ready${s.runlevel === undefined ? '' : ' in runlevel 3'}`);
+      out(`healthy: pid ${s.pid} ready${s.runlevel === undefined ? '' : ' in runlevel 3'}${s.workersWanted ? ` with ${s.workersWanted} workers` : ''}`);
       return EXIT_OK;
     }
     out(`unhealthy: pid ${s.pid} ${s.ready ? 'ready' : 'not ready'}${s.runlevel === undefined ? '' : ` in runlevel ${s.runlevel}`}`);

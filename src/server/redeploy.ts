@@ -58,6 +58,8 @@ export interface RedeployParts {
    * contract: reject with RedeployFailedError, kill what failed.
    */
   start?: (options: SuccessorOptions) => Promise<Successor>;
+  /** What a take-back does besides listening again (the primary of workers brings its workers up again). */
+  takeBack?: () => Promise<void>;
   /** Events for the application ('redeploy', 'takeback', and 'draining' with the open connections). */
   emit(name: 'redeploy' | 'takeback' | 'draining', value: unknown): void;
 }
@@ -188,6 +190,7 @@ export class Redeployer {
     const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
     log(`the new instance (pid ${pid}) ${how} while this one drained: serving again`, { event: 'redeploy.takeback', newPid: pid });
     await this.parts.listeners.takeBack(log);
+    await this.parts.takeBack?.().catch((err: Error) => log(`take-back: ${err.message}`));
     await this.parts.control()?.takeBack().catch((err: Error) => log(`take-back of the control socket failed: ${err.message}`));
     lifecycle.handedOverTo = null;
     lifecycle.to('ready');

@@ -109,7 +109,7 @@ describe('files and sockets in shared directories', function () {
       expect(app.stderr.join('\n')).to.include(`controlSocket: ${sock} is in use by pid ${impostor.pid}`);
       const health = await graceful('health', sock);
       expect(health.code).to.equal(3);
-      expect(health.stderr).to.equal(`cannot use ${sock}: ERR_GRACEFUL_UNTRUSTED_SERVER: ${sock} is answered by pid ${impostor.pid} of uid ${OTHER}, not by root or this user (uid 0): ` +
+      expect(health.stderr).to.equal(`error: cannot use ${sock}: ERR_GRACEFUL_UNTRUSTED_SERVER: ${sock} is answered by pid ${impostor.pid} of uid ${OTHER}, not by root or this user (uid 0): ` +
         'refusing to talk to it; if that server is meant to run as that user, allow it (--server-uid in the CLI, serverUids in ControlClient.connect)\n');
       const redeploy = await graceful(sock);
       expect(redeploy.code).to.equal(3);
@@ -119,7 +119,7 @@ describe('files and sockets in shared directories', function () {
       expect(await graceful('--server-uid', String(OTHER), 'health', sock)).to.include({ code: 0, stdout: 'healthy: pid 4242 ready in runlevel 3\n' });
       expect(resolveUid('root')).to.equal(0);
       const bad = await graceful('--server-uid', 'no-such-user-here', 'health', sock);
-      expect(bad).to.include({ code: 2, stderr: '--server-uid: serverUids: no user "no-such-user-here" in /etc/passwd: give a uid or a user name\n' });
+      expect(bad).to.include({ code: 2, stderr: 'error: --server-uid: serverUids: no user "no-such-user-here" in /etc/passwd: give a uid or a user name\n' });
     } finally {
       impostor.kill('SIGKILL');
       await impostor.exited;
