@@ -15,6 +15,7 @@
 
 #include "fdpass.h"
 #include "process.h"
+#include "reuseport.h"
 
 namespace {
 
@@ -640,6 +641,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpen));
   exports.Set("Poller", Poller::Define(env));
   exports.Set("maxFds", Napi::Number::New(env, fdpass::kMaxFds));
+  fdpass::RegisterReusePort(env, exports);
   return exports;
 }
 

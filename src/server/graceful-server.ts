@@ -45,7 +45,7 @@ import { Registry } from './registry.js';
 import { Lifecycle, type InstanceState } from './lifecycle.js';
 import { Redeployer, type RedeployEvent, type RedeployResult } from './redeploy.js';
 import { Shutdown } from './shutdown.js';
-import { WorkerPool, bindListener, type PrimaryListener, type WorkerInfo } from './primary.js';
+import { WorkerPool, bindListener, bindMember, forSlot, memberName, type PrimaryListener, type WorkerInfo } from './primary.js';
 import { roleOf, watchPrimary, type RoleInfo } from './worker.js';
 
 export {
@@ -95,7 +95,7 @@ export class GracefulServer extends EventEmitter {
   /** The primary's workers. */
   private readonly pool: WorkerPool | null;
   /** The primary's listening sockets, on which it never accepts. */
-  private readonly held = new Map<string, PrimaryListener>();
+  private readonly held = new Map<string, PrimaryListener[]>();
 
   constructor(options: GracefulServerOptions = {}) {
     super();
@@ -108,14 +108,19 @@ export class GracefulServer extends EventEmitter {
     this.pool = this.roleInfo.role === 'primary'
       ? new WorkerPool({
         count: this.roleInfo.workers,
-        descriptors: () => this.registry.handoffList(),
+        descriptors: (slot) => forSlot(this.registry.handoffList(), slot),
         state: () => ({ runlevel: this.lifecycle.level, generation: this.generation }),
         generation: () => this.generation,
         timeoutMs: this.config.upgradeTimeout,
         shutdownTimeoutMs: this.config.shutdownTimeout,
         spawn: this.config.spawn,
         log: this.log,
-        changed: (info) => this.emit('worker', info),
+        changed: (info) => {
+          // A slot that stopped restarting: its member of each group closes, so
+          // that the kernel sends new connections to the members still served.
+          if (info.state === 'crash-loop') for (const members of this.held.values()) if (members.length > 1) members[info.id]?.fd.close();
+          this.emit('worker', info);
+        },
       })
       : null;
     this.haltPromise = new Promise((resolve) => {
@@ -465,26 +470,38 @@ export class GracefulServer extends EventEmitter {
     const name = listener.name;
     if (this.held.has(name)) throw new DuplicateNameError(`listen("${name}"): a listener of that name exists already`);
     const claimed = this.registry.claim(name, 'listener', this.log, (c) => c.source === 'systemd' || listener.matches(c.fd.meta));
-    let held: PrimaryListener;
-    if (claimed) {
-      const meta = { ...claimed.fd.meta, name, kind: 'listener', ...(claimed.source === 'systemd' ? { systemd: true } : {}) };
-      held = { fd: claimed.fd, meta };
-    } else {
-      const lastPort = this.predecessor?.state[`port:${name}`];
-      held = await bindListener(listener, typeof lastPort === 'number' && !bind.port && bind.path === undefined ? { ...bind, port: lastPort } : bind);
-    }
+    const lastPort = this.predecessor?.state[`port:${name}`];
+    const where = typeof lastPort === 'number' && !bind.port && bind.path === undefined ? { ...bind, port: lastPort } : bind;
+    // An SO_REUSEPORT group, one member per slot, unless the socket is systemd's,
+    // a UNIX one, or inherited from an instance that shared one socket.
+    const group = this.config.balance === 'reuseport' && bind.path === undefined && claimed?.source !== 'systemd' &&
+      (claimed === undefined || typeof claimed.fd.meta.group === 'string');
+    const members: PrimaryListener[] = [];
     try {
-      this.registry.register(name, 'listener', () => (held.fd.open ? { fd: held.fd.fd, meta: held.meta } : null));
+      if (claimed) {
+        members.push({ fd: claimed.fd, meta: { ...claimed.fd.meta, name, kind: 'listener', ...(claimed.source === 'systemd' ? { systemd: true } : {}) } });
+      } else {
+        members.push(group ? await bindMember(name, 0, where) : await bindListener(listener, where));
+      }
+      for (let i = 1; group && i < this.roleInfo.workers; i++) {
+        const inherited = this.registry.claim(memberName(name, i), 'listener', this.log);
+        const port = Number(members[0]!.meta.port);
+        members.push(inherited ? { fd: inherited.fd, meta: inherited.fd.meta } : await bindMember(name, i, { ...where, host: String(members[0]!.meta.host), port }));
+      }
+      for (const m of members) {
+        const regName = String(m.meta.name);
+        this.registry.register(regName, 'listener', () => (m.fd.open ? { fd: m.fd.fd, meta: m.meta } : null));
+      }
     } catch (err) {
-      held.fd.close();
+      for (const m of members) m.fd.close();
       throw err;
     }
-    this.held.set(name, held);
+    this.held.set(name, members);
   }
 
   /** heldAddress: where a listener of the primary is bound ({ port } or { path }), since its server is not listening here. */
   heldAddress(name: string): Meta | null {
-    return this.held.get(name)?.meta ?? null;
+    return this.held.get(name)?.[0]?.meta ?? null;
   }
 
   /**

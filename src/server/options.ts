@@ -71,6 +71,12 @@ export interface GracefulServerOptions {
    * core. GRACEFUL_WORKERS overrides. Unset or 0: one process, as without it.
    */
   workers?: number | 'auto';
+  /**
+   * How workers share a TCP listener: 'reuseport' (default: one socket per
+   * worker slot in an SO_REUSEPORT group, which the kernel balances) or
+   * 'shared' (one socket that every worker accepts on). See the README.
+   */
+  balance?: 'reuseport' | 'shared';
   /** Where the library's own log lines go (default: stderr; JSON lines when GRACEFUL_JSON_LOG=1). */
   log?: LogSink;
 }
@@ -85,11 +91,12 @@ export interface Config extends GracefulServerOptions {
   runlevel: 1 | 3;
   /** How many workers the service runs: 0 without workers. */
   workers: number;
+  balance: 'reuseport' | 'shared';
 }
 
 /** The options a configuration file may set. */
 export const CONFIG_KEYS: ReadonlySet<string> = new Set(['controlSocket', 'controlMode', 'controlAllowUids', 'controlIdleTimeout', 'controlLimits', 'commands', 'pidFile',
-  'upgradeTimeout', 'shutdownTimeout', 'idleGrace', 'takeBackWindow', 'runlevel', 'signals', 'sighup', 'sigusr1', 'sigusr2', 'exitProcess', 'workers']);
+  'upgradeTimeout', 'shutdownTimeout', 'idleGrace', 'takeBackWindow', 'runlevel', 'signals', 'sighup', 'sigusr1', 'sigusr2', 'exitProcess', 'workers', 'balance']);
 
 /** checkRunlevel reads a runlevel (a number or a one-digit string), or throws InvalidRunlevelError. */
 export function checkRunlevel(level: unknown): Runlevel {
@@ -124,6 +131,11 @@ export function checkWorkers(v: unknown, from: string): number {
   throw invalidArgument('GracefulServer', `${from} must be a whole number of workers from 0 to ${MAX_WORKERS}, or 'auto', got ${JSON.stringify(v)}`);
 }
 
+function checkBalance(v: unknown): 'reuseport' | 'shared' {
+  if (v === undefined || v === 'reuseport' || v === 'shared') return v ?? 'reuseport';
+  throw invalidArgument('GracefulServer', `the balance option must be 'reuseport' or 'shared', got ${JSON.stringify(v)}`);
+}
+
 /**
  * resolveOptions checks options and applies the environment:
  * GRACEFUL_UPGRADE_TIMEOUT and GRACEFUL_SHUTDOWN_TIMEOUT (seconds) and
@@ -140,6 +152,7 @@ export function resolveOptions(options: GracefulServerOptions, env: NodeJS.Proce
     idleGrace: positive('idleGrace', options.idleGrace ?? DEFAULT_IDLE_GRACE, true),
     takeBackWindow: positive('takeBackWindow', options.takeBackWindow ?? DEFAULT_TAKE_BACK_WINDOW, true),
     runlevel,
+    balance: checkBalance(options.balance),
     workers: env.GRACEFUL_WORKERS ? checkWorkers(env.GRACEFUL_WORKERS, 'GRACEFUL_WORKERS') : checkWorkers(options.workers, 'the workers option'),
   };
 }

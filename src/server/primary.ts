@@ -8,6 +8,7 @@
  * A worker that dies while its generation serves is restarted in its slot,
  * with backoff, until it crashes CRASH_LOOP_COUNT times in CRASH_LOOP_MS.
  */
+import dns from 'node:dns';
 import net from 'node:net';
 import type { ChildProcess } from 'node:child_process';
 import { RedeployFailedError, WorkerFailedError } from '../errors.js';
@@ -58,8 +59,8 @@ interface Slot {
 
 export interface PoolOptions {
   count: number;
-  /** What every worker gets: the listeners and files (never the control socket). */
-  descriptors(): OutgoingFd[];
+  /** What the worker of a slot gets: the listeners (its member of each group) and files, never the control socket. */
+  descriptors(slot: number): OutgoingFd[];
   /** State sent to each worker (runlevel, generation). */
   state(): Meta;
   generation(): number;
@@ -136,7 +137,7 @@ export class WorkerPool {
     let started;
     try {
       started = await startSuccessor({
-        descriptors: () => this.options.descriptors(),
+        descriptors: () => this.options.descriptors(slot.id),
         state: { ...this.options.state(), workerId: slot.id },
         timeoutMs: this.options.timeoutMs,
         spawn: this.options.spawn,
@@ -238,10 +239,56 @@ export class WorkerPool {
   }
 }
 
+/**
+ * forSlot: what the worker of a slot gets out of every registered
+ * descriptor: of a listener's SO_REUSEPORT group only its own member, under
+ * the listener's name; everything else as it is.
+ */
+export function forSlot(all: OutgoingFd[], slot: number): OutgoingFd[] {
+  return all.flatMap((d) => {
+    const meta = d.meta;
+    if (!meta || meta instanceof Uint8Array || typeof meta.group !== 'string') return [d];
+    return meta.member === slot ? [{ fd: d.fd, meta: { ...meta, name: meta.group } }] : [];
+  });
+}
+
 /** PrimaryListener: a listening socket the primary holds and hands to workers; it never accepts on it. */
 export interface PrimaryListener {
   fd: OwnedFd;
   meta: Meta;
+}
+
+/** memberName: the registry name of member i of a listener's group (member 0 keeps the listener's name). */
+export function memberName(name: string, member: number): string {
+  return member === 0 ? name : `${name}#${member}`;
+}
+
+/** numericHost: the address a reuseport member binds: no host is every address (:: dual-stack, else 0.0.0.0); a name is looked up. */
+async function numericHost(host: string | undefined): Promise<string[]> {
+  if (host === undefined || host === '') return ['::', '0.0.0.0'];
+  if (net.isIP(host)) return [host];
+  return [(await dns.promises.lookup(host)).address];
+}
+
+/**
+ * bindMember binds member `member` of the SO_REUSEPORT group of listener
+ * `name` (port 0 for the first: the kernel picks; the others join its port).
+ * The caller owns the result.
+ */
+export async function bindMember(name: string, member: number, bind: { port?: number; host?: string; backlog?: number; ipv6Only?: boolean }): Promise<PrimaryListener> {
+  const hosts = await numericHost(bind.host);
+  let last: unknown;
+  for (const host of hosts) {
+    try {
+      const { fd, port } = addon.listenReusePort(host, bind.port ?? 0, bind.backlog ?? 511, bind.ipv6Only ?? false);
+      const regName = memberName(name, member);
+      return { fd: new OwnedFd(fd, { name: regName }), meta: { name: regName, kind: 'listener', family: 'tcp', host, port, group: name, member } };
+    } catch (err) {
+      last = err;
+      if ((err as { code?: string }).code !== 'EAFNOSUPPORT') break;
+    }
+  }
+  throw last;
 }
 
 /**

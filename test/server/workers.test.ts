@@ -197,7 +197,7 @@ describe('workers', function () {
     expect(st.workersReady).to.equal(3);
   });
 
-  for (const [what, keepAlive, fresh] of [['new connections', 0, 6]] as const) {
+  for (const [what, keepAlive, fresh] of [['30 keep-alive connections', 30, 0], ['new connections', 0, 6]] as const) {
     it(`spreads requests over 3 workers under ${what}: each between 1/3 and 3x its fair share`, async () => {
       s = await startService();
       const total = 3000;
