@@ -45,7 +45,7 @@ import { Registry } from './registry.js';
 import { Lifecycle, type InstanceState } from './lifecycle.js';
 import { Redeployer, type RedeployEvent, type RedeployResult } from './redeploy.js';
 import { Shutdown } from './shutdown.js';
-import { WorkerPool, bindListener, bindMember, forSlot, memberName, type PrimaryListener, type WorkerInfo } from './primary.js';
+import { GO_NAME, WorkerPool, bindListener, bindMember, forSlot, memberName, waitForGo, type PrimaryListener, type WorkerInfo } from './primary.js';
 import { roleOf, watchPrimary, type RoleInfo } from './worker.js';
 
 export {
@@ -142,6 +142,8 @@ export class GracefulServer extends EventEmitter {
       draining: (open) => this.emit('draining', open),
       workers: () => this.pool?.drain() ?? Promise.resolve(),
       release: () => {
+        // The primary's sockets: its workers are gone, and a successor holds its own copies.
+        for (const members of this.held.values()) for (const m of members) m.fd.close();
         this.removeSignals?.();
         if (this.keepAlive) clearInterval(this.keepAlive);
       },
@@ -420,6 +422,14 @@ export class GracefulServer extends EventEmitter {
 
   /** listenerInfo: name, address and state of every listener, for status. */
   listenerInfo(): { name: string; open: boolean; connections: number; address: Meta }[] {
+    if (this.pool) {
+      // The primary holds the sockets; the connections are the workers'.
+      return [...this.held].map(([name, members]) => {
+        const { family, host, port, path: where } = members[0]!.meta;
+        const address: Meta = family === 'unix' ? { family, path: where ?? null } : { family: family ?? 'tcp', host: host ?? null, port: port ?? null };
+        return { name, open: members.some((m) => m.fd.open), connections: 0, address: members.length > 1 ? { ...address, members: members.length } : address };
+      });
+    }
     return this.listenerSet.info();
   }
 
@@ -586,13 +596,18 @@ export class GracefulServer extends EventEmitter {
     if (this.handoffAbandoned) {
       throw new HandoffFailedError(`ready(): an earlier ready() failed and told the predecessor (pid ${predecessor?.pid}), which goes on serving: exit this process`);
     }
+    let goFd: { close(): void } | undefined;
     /** giveUp: a new instance that cannot start tells its predecessor (which serves on) and accepts nothing. */
     const giveUp = () => {
+      goFd?.close();
       if (!predecessor) return;
       predecessor.abandon();
       this.handoffAbandoned = true;
       this.listenerSet.stopAll(false);
     };
+    // A worker of a starting generation accepts only once its primary says go.
+    const go = this.roleInfo.role === 'worker' ? this.registry.claim(GO_NAME, 'fd', this.log) : undefined;
+    goFd = go?.fd;
     const leftovers = this.registry.closeUnclaimed();
     if (leftovers.count > 0) this.log(`closing ${leftovers.count} inherited descriptor(s) nobody registered: ${leftovers.names.join(', ')}`);
     const role = this.roleInfo.role;
@@ -606,6 +621,12 @@ export class GracefulServer extends EventEmitter {
     try {
       // Before the predecessor is told: a failure here leaves it serving.
       if (this.config.pidFile && role !== 'worker') writePidFile(this.config.pidFile);
+      if (go && predecessor) {
+        const told = await predecessor.ready();
+        if (told || !(await waitForGo(go.fd.take()))) {
+          throw new HandoffFailedError(`ready(): the primary (pid ${predecessor.pid}) called off the start of worker ${this.workerId}'s generation (another worker failed, or it is gone): this worker accepted nothing; exit this process`);
+        }
+      }
       for (const start of this.pendingStarts.splice(0)) await start();
       // A primary is ready once every worker of its generation is.
       if (this.pool) {

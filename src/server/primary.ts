@@ -9,6 +9,9 @@
  * with backoff, until it crashes CRASH_LOOP_COUNT times in CRASH_LOOP_MS.
  */
 import dns from 'node:dns';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import net from 'node:net';
 import type { ChildProcess } from 'node:child_process';
 import { RedeployFailedError, WorkerFailedError } from '../errors.js';
@@ -22,6 +25,15 @@ import { bindSocket, clearStaleSocket } from '../socketpath.js';
 import type { ManagedListener } from './listeners.js';
 import { OwnedFd } from './owned-fd.js';
 import { startSuccessor, type SpawnFunction } from './successor.js';
+
+/**
+ * GO_NAME: the descriptor a worker of a starting generation gets besides the
+ * listeners: one end of a socket pair on which the primary writes one byte
+ * once every worker of the generation is ready (then each starts
+ * accepting), or which it closes to call the start off (then none accepted
+ * anything). A worker restarted in its slot gets none and starts at once.
+ */
+export const GO_NAME = 'graceful:go';
 
 /** A slot stops restarting after this many crashes within CRASH_LOOP_MS. */
 export const CRASH_LOOP_COUNT = 5;
@@ -113,31 +125,43 @@ export class WorkerPool {
    */
   async startAll(onReady?: (info: WorkerInfo) => void): Promise<void> {
     const abort = new AbortController();
-    const results = await Promise.allSettled(this.slots.map(async (slot) => {
-      await this.startSlot(slot, abort.signal);
-      onReady?.(this.info()[slot.id]);
-    }).map((p) => p.catch((err: unknown) => {
-      abort.abort();
-      throw err;
-    })));
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected' && !(r.reason instanceof RedeployFailedError && r.reason.failure.reason === 'aborted'))
-      ?? results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (!failed) {
+    const gos: OwnedFd[] = [];
+    try {
+      const results = await Promise.allSettled(this.slots.map(async (slot) => {
+        const pair = goPair();
+        gos.push(pair.write);
+        try {
+          await this.startSlot(slot, abort.signal, pair.read);
+        } finally {
+          pair.read.close();
+        }
+        onReady?.(this.info()[slot.id]);
+      }).map((p) => p.catch((err: unknown) => {
+        abort.abort();
+        throw err;
+      })));
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected' && !(r.reason instanceof WorkerFailedError && r.reason.cause instanceof RedeployFailedError && r.reason.cause.failure.reason === 'aborted'))
+        ?? results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) {
+        for (const go of gos) go.close(); // EOF: the ready workers give up without accepting
+        await this.kill();
+        throw failed.reason;
+      }
       this.mode = 'serving';
-      return;
+      for (const go of gos) fs.writeSync(go.fd, 'g');
+    } finally {
+      for (const go of gos) go.close();
     }
-    await this.kill();
-    throw failed.reason;
   }
 
   /** startSlot spawns the worker of one slot and resolves once it is ready; rejects with WorkerFailedError. */
-  private async startSlot(slot: Slot, signal?: AbortSignal): Promise<void> {
+  private async startSlot(slot: Slot, signal?: AbortSignal, go?: OwnedFd): Promise<void> {
     slot.state = 'starting';
     this.options.changed?.(this.info()[slot.id]);
     let started;
     try {
       started = await startSuccessor({
-        descriptors: () => this.options.descriptors(slot.id),
+        descriptors: () => [...this.options.descriptors(slot.id), ...(go?.open ? [{ fd: go.fd, meta: { name: GO_NAME, kind: 'fd' } }] : [])],
         state: { ...this.options.state(), workerId: slot.id },
         timeoutMs: this.options.timeoutMs,
         spawn: this.options.spawn,
@@ -249,6 +273,46 @@ export function forSlot(all: OutgoingFd[], slot: number): OutgoingFd[] {
     const meta = d.meta;
     if (!meta || meta instanceof Uint8Array || typeof meta.group !== 'string') return [d];
     return meta.member === slot ? [{ fd: d.fd, meta: { ...meta, name: meta.group } }] : [];
+  });
+}
+
+/** goPair: a connected pair of UNIX stream sockets (close-on-exec), made through a listener in a private directory. */
+function goPair(): { read: OwnedFd; write: OwnedFd } {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'graceful-go-'));
+  const lfd = addon.listen(path.join(dir, 'go.sock'), 0o600, 1);
+  let read: number | undefined;
+  try {
+    read = addon.connect(path.join(dir, 'go.sock'));
+    const write = addon.accept(lfd);
+    if (read < 0 || write < 0) throw new Error('could not connect a socket pair to start a generation of workers');
+    return { read: new OwnedFd(read, { name: GO_NAME }), write: new OwnedFd(write, { name: GO_NAME }) };
+  } catch (err) {
+    if (read !== undefined && read >= 0) addon.close(read);
+    throw err;
+  } finally {
+    addon.close(lfd);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * waitForGo resolves true once the primary wrote the go byte on fd, false at
+ * EOF (the start was called off); fd is closed either way.
+ */
+export function waitForGo(fd: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const poller = new addon.Poller(fd, () => {
+      poller.close();
+      let n = 0;
+      try {
+        n = fs.readSync(fd, Buffer.alloc(1), 0, 1, null);
+      } catch {
+        n = 0;
+      }
+      addon.close(fd);
+      resolve(n === 1);
+    });
+    poller.start(1);
   });
 }
 
