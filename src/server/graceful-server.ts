@@ -141,6 +141,7 @@ export class GracefulServer extends EventEmitter {
       predecessor: () => this.predecessor,
       draining: (open) => this.emit('draining', open),
       workers: () => this.pool?.drain() ?? Promise.resolve(),
+      keepSocketFiles: this.roleInfo.role === 'worker',
       release: () => {
         // The primary's sockets: its workers are gone, and a successor holds its own copies.
         for (const members of this.held.values()) for (const m of members) m.fd.close();

@@ -94,6 +94,14 @@ function allPids(s: Service): number[] {
   });
 }
 
+/** nextWorker: the pid of the next process that announces itself in slot `slot` of generation g with a pid other than `not`. */
+async function nextWorker(s: Service, slot: number, g: number, not: number): Promise<number> {
+  for (;;) {
+    const pid = Number((await s.child.next(new RegExp(`^worker ${slot} \\d+ ${g}$`))).split(' ')[2]);
+    if (pid !== not) return pid;
+  }
+}
+
 async function control(s: Service, cmd: string, args: string[] = []): Promise<unknown> {
   const c = await ControlClient.connect(s.sock, 5_000);
   try {
@@ -219,8 +227,7 @@ describe('workers', function () {
     const victim = before.get(1)!;
     process.kill(victim, 'SIGKILL');
     // Slot 1 comes back with a new pid; the others answered meanwhile.
-    const line = await s.child.next(/^worker 1 \d+ 1$/);
-    const reborn = Number(line.split(' ')[2]);
+    const reborn = await nextWorker(s, 1, 1, victim);
     expect(reborn).to.not.equal(victim);
     await until(() => gone(victim), 5_000, 'the killed worker to be reaped');
     const others = [before.get(0)!, before.get(2)!];
@@ -239,7 +246,7 @@ describe('workers', function () {
     for (let i = 0; i < 5; i++) {
       process.kill(pid, 'SIGKILL');
       if (i === 4) break;
-      pid = Number((await s.child.next(/^worker 2 \d+ 1$/)).split(' ')[2]);
+      pid = await nextWorker(s, 2, 1, pid);
     }
     st = (await until(async () => {
       const x = await status(s!);
