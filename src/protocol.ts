@@ -18,3 +18,7 @@ export const SUPERVISOR_ENV = 'GRACEFUL_SUPERVISOR';
 export const CONTROL_FIELD = 'X_GRACEFUL_CONTROL';
 /** How a child of the sender ended, `<pid> <code>` or `<pid> <SIGNAL>`: a supervisor cannot learn it for a grandchild. */
 export const EXIT_FIELD = 'X_GRACEFUL_EXIT';
+
+/** Set in a worker process: its slot (0..N-1), and how many workers the service runs. */
+export const WORKER_ENV = 'GRACEFUL_WORKER_ID';
+export const WORKER_COUNT_ENV = 'GRACEFUL_WORKER_COUNT';

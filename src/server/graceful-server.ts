@@ -14,13 +14,15 @@
  *   lifecycle.ts  the state machine and the invariants, every transition
  *   redeploy.ts   spawn, hand-over, take-back (successor.ts, predecessor.ts)
  *   shutdown.ts   what a halt does, in order
+ *   primary.ts    with workers: the sockets held, the pool of worker processes
+ *   worker.ts     with workers: the role of this process, a worker's watch on its primary
  */
 import { EventEmitter } from 'node:events';
 import type dgram from 'node:dgram';
 import type net from 'node:net';
 import path from 'node:path';
 import { debuglog } from 'node:util';
-import { DuplicateNameError, HandoffFailedError, HookFailedError, TerminatingError, UnknownTaskError, invalidArgument } from '../errors.js';
+import { DuplicateNameError, HandoffFailedError, HookFailedError, NotPrimaryError, TerminatingError, UnknownTaskError, invalidArgument } from '../errors.js';
 import type { Meta } from '../meta.js';
 import { fdOf } from '../fds.js';
 import type { OutgoingFd } from '../handoff/connection.js';
@@ -45,6 +47,8 @@ import { Redeployer, type RedeployEvent, type RedeployResult } from './redeploy.
 import { Shutdown } from './shutdown.js';
 import { Adopter } from './adopt.js';
 import { ADOPT_FIELD, ADOPT_LISTENERS_FIELD } from './conn-handover.js';
+import { GO_NAME, WorkerPool, bindListener, bindMember, forSlot, memberName, waitForGo, type PrimaryListener, type WorkerInfo } from './primary.js';
+import { roleOf, watchPrimary, type RoleInfo } from './worker.js';
 
 export {
   DEFAULT_UPGRADE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_IDLE_GRACE, DEFAULT_TAKE_BACK_WINDOW,
@@ -52,6 +56,7 @@ export {
 } from './options.js';
 export type { RedeployEvent, RedeployResult } from './redeploy.js';
 export type { InstanceState } from './lifecycle.js';
+export type { WorkerInfo, WorkerState } from './primary.js';
 
 const debug = debuglog('graceful');
 
@@ -89,6 +94,12 @@ export class GracefulServer extends EventEmitter {
   private removeSignals: (() => void) | null = null;
   /** A halt asked by SIGTERM/SIGINT is under way (a second SIGINT then forces the exit). */
   private signalStop = false;
+  /** single, primary or worker, and the worker's slot. */
+  private readonly roleInfo: RoleInfo;
+  /** The primary's workers. */
+  private readonly pool: WorkerPool | null;
+  /** The primary's listening sockets, on which it never accepts. */
+  private readonly held = new Map<string, PrimaryListener[]>();
 
   constructor(options: GracefulServerOptions = {}) {
     super();
@@ -97,6 +108,25 @@ export class GracefulServer extends EventEmitter {
     this.upgradeTimeout = this.config.upgradeTimeout;
     this.shutdownTimeout = this.config.shutdownTimeout;
     this.targetLevel = this.config.runlevel;
+    this.roleInfo = roleOf(this.config.workers);
+    this.pool = this.roleInfo.role === 'primary'
+      ? new WorkerPool({
+        count: this.roleInfo.workers,
+        descriptors: (slot) => forSlot(this.registry.handoffList(), slot),
+        state: () => ({ runlevel: this.lifecycle.level, generation: this.generation }),
+        generation: () => this.generation,
+        timeoutMs: this.config.upgradeTimeout,
+        shutdownTimeoutMs: this.config.shutdownTimeout,
+        spawn: this.config.spawn,
+        log: this.log,
+        changed: (info) => {
+          // A slot that stopped restarting: its member of each group closes, so
+          // that the kernel sends new connections to the members still served.
+          if (info.state === 'crash-loop') for (const members of this.held.values()) if (members.length > 1) members[info.id]?.fd.close();
+          this.emit('worker', info);
+        },
+      })
+      : null;
     this.haltPromise = new Promise((resolve) => {
       this.resolveHalt = resolve;
     });
@@ -114,7 +144,11 @@ export class GracefulServer extends EventEmitter {
       control: () => this.control,
       predecessor: () => this.predecessor,
       draining: (open) => this.emit('draining', open),
+      workers: () => this.pool?.drain() ?? Promise.resolve(),
+      keepSocketFiles: this.roleInfo.role === 'worker',
       release: () => {
+        // The primary's sockets: its workers are gone, and a successor holds its own copies.
+        for (const members of this.held.values()) for (const m of members) m.fd.close();
         this.removeSignals?.();
         this.adopter?.close();
         if (this.keepAlive) clearInterval(this.keepAlive);
@@ -138,9 +172,10 @@ export class GracefulServer extends EventEmitter {
       serving: () => this.serving(),
       finishHalt: (how) => this.shutdown.finish({ ...how, bySignal: false }),
       emit: (name, value) => this.emit(name, value),
+      takeBack: this.pool ? () => this.pool!.restart() : undefined,
     });
     this.tasks.set('reopen', async () => `reopened ${(await this.reopen()).join(', ') || 'nothing'}`);
-    if (options.controlSocket) {
+    if (options.controlSocket && this.roleInfo.role !== 'worker') {
       this.control = new ControlServer(options.controlSocket, {
         mode: options.controlMode,
         allowUids: options.controlAllowUids,
@@ -228,6 +263,26 @@ export class GracefulServer extends EventEmitter {
     return this.lifecycle.state === 'ready';
   }
 
+  /** isPrimary: not a worker (the primary of a service with workers, or a single instance), as in node:cluster. */
+  get isPrimary(): boolean {
+    return this.roleInfo.role !== 'worker';
+  }
+
+  /** workerId: this worker's slot, 0..workers-1, stable across restarts of the slot; null outside a worker. */
+  get workerId(): number | null {
+    return this.roleInfo.workerId;
+  }
+
+  /** workers: how many worker processes the service runs (0: one process, without workers). */
+  get workers(): number {
+    return this.roleInfo.workers;
+  }
+
+  /** workerInfo: each worker of the primary (id, pid, state, uptime, restarts); empty elsewhere. */
+  workerInfo(): WorkerInfo[] {
+    return this.pool?.info() ?? [];
+  }
+
   /** runlevel: 0 halted, 1 single user, 3 serving. */
   get runlevel(): Runlevel {
     return this.lifecycle.level;
@@ -282,6 +337,7 @@ export class GracefulServer extends EventEmitter {
    * call) throws ERR_GRACEFUL_DUPLICATE_NAME here.
    */
   command(name: string, command: Command): this {
+    if (this.roleInfo.role === 'worker') return this; // commands run in the primary, which owns the control socket
     if (!this.control) throw invalidArgument('command', 'there is no control socket: set the controlSocket option');
     this.control.commands.add(name, command);
     return this;
@@ -294,7 +350,8 @@ export class GracefulServer extends EventEmitter {
       if (this.predecessor) {
         this.registry.inherit(this.predecessor.fds);
         this.targetLevel = checkRunlevel(this.predecessor.state.runlevel ?? 3);
-        this.generation = Number(this.predecessor.state.generation ?? 1) + 1;
+        // A worker belongs to its primary's generation; a new instance is the next one.
+        this.generation = Number(this.predecessor.state.generation ?? 1) + (this.roleInfo.role === 'worker' ? 0 : 1);
         debug('took %d descriptor(s) from pid %d', this.registry.inheritedCount, this.predecessor.pid);
       } else {
         this.registry.activate(takeListenFds());
@@ -302,8 +359,8 @@ export class GracefulServer extends EventEmitter {
       this.lifecycle.level = this.targetLevel === 3 ? 3 : 1;
       this.keepAlive = setInterval(() => undefined, 2 ** 31 - 1);
       if (this.control) await this.openControl(this.control);
-      await this.hooks.run('start');
-      if (this.config.signals !== false) this.removeSignals = this.installSignals();
+      if (this.roleInfo.role !== 'primary') await this.hooks.run('start'); // the hooks run where the application serves
+      if (this.config.signals !== false || this.roleInfo.role === 'worker') this.removeSignals = this.installSignals();
     })();
     return this.initPromise;
   }
@@ -361,6 +418,7 @@ export class GracefulServer extends EventEmitter {
       heapUsed: mem.heapUsed,
       node: process.version,
       redeploy: r ? `pid ${r.pid ?? '(starting)'} for ${Date.now() - r.since} ms` : 'none',
+      ...(this.pool ? { workers: this.pool.info(), workersWanted: this.pool.count, workersReady: this.pool.readyCount } : {}),
     };
   }
 
@@ -371,6 +429,14 @@ export class GracefulServer extends EventEmitter {
 
   /** listenerInfo: name, address and state of every listener, for status. */
   listenerInfo(): { name: string; open: boolean; connections: number; address: Meta }[] {
+    if (this.pool) {
+      // The primary holds the sockets; the connections are the workers'.
+      return [...this.held].map(([name, members]) => {
+        const { family, host, port, path: where } = members[0]!.meta;
+        const address: Meta = family === 'unix' ? { family, path: where ?? null } : { family: family ?? 'tcp', host: host ?? null, port: port ?? null };
+        return { name, open: members.some((m) => m.fd.open), connections: 0, address: members.length > 1 ? { ...address, members: members.length } : address };
+      });
+    }
     return this.listenerSet.info();
   }
 
@@ -391,6 +457,10 @@ export class GracefulServer extends EventEmitter {
     if (this.terminating) throw new TerminatingError(`listen("${name}"): this instance is halting`);
     await this.init();
     const listener = new ManagedListener(name, server, bind);
+    if (this.roleInfo.role === 'primary') {
+      await this.holdListener(listener, bind);
+      return server;
+    }
     this.registry.register(name, 'listener', () => (listener.isOpen ? { fd: listener.fd(), meta: { name, kind: 'listener', ...listener.address() } } : null));
     this.listenerSet.add(listener);
     const claimed = this.registry.claim(name, 'listener', this.log, (c) => c.source === 'systemd' || listener.matches(c.fd.meta));
@@ -406,6 +476,49 @@ export class GracefulServer extends EventEmitter {
       await listener.start(claimed?.fd);
     }
     return server;
+  }
+
+  /**
+   * holdListener: in the primary, the listener's socket is inherited (from a
+   * predecessor or systemd) or bound, and held for the workers: the primary
+   * never accepts on it, and the application's server stays unbound here.
+   */
+  private async holdListener(listener: ManagedListener, bind: ListenOptions): Promise<void> {
+    const name = listener.name;
+    if (this.held.has(name)) throw new DuplicateNameError(`listen("${name}"): a listener of that name exists already`);
+    const claimed = this.registry.claim(name, 'listener', this.log, (c) => c.source === 'systemd' || listener.matches(c.fd.meta));
+    const lastPort = this.predecessor?.state[`port:${name}`];
+    const where = typeof lastPort === 'number' && !bind.port && bind.path === undefined ? { ...bind, port: lastPort } : bind;
+    // An SO_REUSEPORT group, one member per slot, unless the socket is systemd's,
+    // a UNIX one, or inherited from an instance that shared one socket.
+    const group = this.config.balance === 'reuseport' && bind.path === undefined && claimed?.source !== 'systemd' &&
+      (claimed === undefined || typeof claimed.fd.meta.group === 'string');
+    const members: PrimaryListener[] = [];
+    try {
+      if (claimed) {
+        members.push({ fd: claimed.fd, meta: { ...claimed.fd.meta, name, kind: 'listener', ...(claimed.source === 'systemd' ? { systemd: true } : {}) } });
+      } else {
+        members.push(group ? await bindMember(name, 0, where) : await bindListener(listener, where));
+      }
+      for (let i = 1; group && i < this.roleInfo.workers; i++) {
+        const inherited = this.registry.claim(memberName(name, i), 'listener', this.log);
+        const port = Number(members[0]!.meta.port);
+        members.push(inherited ? { fd: inherited.fd, meta: inherited.fd.meta } : await bindMember(name, i, { ...where, host: String(members[0]!.meta.host), port }));
+      }
+      for (const m of members) {
+        const regName = String(m.meta.name);
+        this.registry.register(regName, 'listener', () => (m.fd.open ? { fd: m.fd.fd, meta: m.meta } : null));
+      }
+    } catch (err) {
+      for (const m of members) m.fd.close();
+      throw err;
+    }
+    this.held.set(name, members);
+  }
+
+  /** heldAddress: where a listener of the primary is bound ({ port } or { path }), since its server is not listening here. */
+  heldAddress(name: string): Meta | null {
+    return this.held.get(name)?.[0]?.meta ?? null;
   }
 
   /**
@@ -490,25 +603,42 @@ export class GracefulServer extends EventEmitter {
     if (this.handoffAbandoned) {
       throw new HandoffFailedError(`ready(): an earlier ready() failed and told the predecessor (pid ${predecessor?.pid}), which goes on serving: exit this process`);
     }
+    let goFd: { close(): void } | undefined;
     /** giveUp: a new instance that cannot start tells its predecessor (which serves on) and accepts nothing. */
     const giveUp = () => {
+      goFd?.close();
       if (!predecessor) return;
       predecessor.abandon();
       this.handoffAbandoned = true;
       this.listenerSet.stopAll(false);
     };
+    // A worker of a starting generation accepts only once its primary says go.
+    const go = this.roleInfo.role === 'worker' ? this.registry.claim(GO_NAME, 'fd', this.log) : undefined;
+    goFd = go?.fd;
     const leftovers = this.registry.closeUnclaimed();
     if (leftovers.count > 0) this.log(`closing ${leftovers.count} inherited descriptor(s) nobody registered: ${leftovers.names.join(', ')}`);
+    const role = this.roleInfo.role;
     try {
-      await this.hooks.run('ready');
+      if (role !== 'primary') await this.hooks.run('ready');
     } catch (err) {
       giveUp();
-      throw new HookFailedError(`a ready hook failed, so this instance does not start: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+      const who = role === 'worker' ? `worker ${this.workerId} (pid ${process.pid})` : 'this instance';
+      throw new HookFailedError(`a ready hook failed, so ${who} does not start: ${(err as Error)?.message ?? String(err)}`, { cause: err });
     }
     try {
       // Before the predecessor is told: a failure here leaves it serving.
-      if (this.config.pidFile) writePidFile(this.config.pidFile);
+      if (this.config.pidFile && role !== 'worker') writePidFile(this.config.pidFile);
+      if (go && predecessor) {
+        const told = await predecessor.ready();
+        if (told || !(await waitForGo(go.fd.take()))) {
+          throw new HandoffFailedError(`ready(): the primary (pid ${predecessor.pid}) called off the start of worker ${this.workerId}'s generation (another worker failed, or it is gone): this worker accepted nothing; exit this process`);
+        }
+      }
       for (const start of this.pendingStarts.splice(0)) await start();
+      // A primary is ready once every worker of its generation is.
+      if (this.pool) {
+        await this.pool.startAll((w) => this.log(`worker ${w.id} of generation ${this.generation} ready (pid ${w.pid})`, { event: 'worker.ready', worker: w.id, pid: w.pid ?? undefined }));
+      }
     } catch (err) {
       giveUp();
       this.log(`ready: this instance cannot start: ${(err as Error).message}`, { event: 'ready.failed', code: (err as { code?: string }).code });
@@ -516,16 +646,23 @@ export class GracefulServer extends EventEmitter {
     }
     // Accepting from here on: status says ready, also while the predecessor is told.
     this.lifecycle.to('ready');
-    if (predecessor) {
+    if (predecessor && role === 'worker') {
+      // A worker serves as long as its primary runs, and no longer.
+      await predecessor.ready();
+      watchPrimary(predecessor, () => {
+        this.log(`worker ${this.workerId}: the primary (pid ${predecessor.pid}) is gone: halting`, { event: 'worker.orphaned' });
+        this.stop(true).catch((err: Error) => this.log(`stop: ${err.message}`));
+      });
+    } else if (predecessor) {
       // The service manager (or a supervisor) learns the new main pid before
       // the predecessor may exit, so it never sees the service without one.
       notify(`MAINPID=${process.pid}`);
       const err = await predecessor.ready(this.openAdopter(predecessor));
       if (err) this.log(`could not tell the predecessor (pid ${predecessor.pid}) that this instance is ready (${(err as { code?: string }).code ?? err.message}): it is gone, so this instance serves alone`, { event: 'ready.predecessor-gone' });
     }
-    notify(this.readyNotice());
+    if (role !== 'worker') notify(this.readyNotice());
     await this.runLevelHooks(this.lifecycle.level);
-    await this.hooks.run('started');
+    if (role !== 'primary') await this.hooks.run('started');
     this.emit('ready');
   }
 
@@ -569,7 +706,9 @@ export class GracefulServer extends EventEmitter {
   telinit(level: Runlevel | string | number): Promise<void> {
     let target: Runlevel;
     try {
+      if (this.roleInfo.role === 'worker') throw new NotPrimaryError(`telinit ${level}: worker ${this.workerId} takes its runlevel from the primary (pid ${process.ppid}): run telinit there (its control socket)`);
       target = checkRunlevel(level);
+      if (this.pool && target !== 0) throw invalidArgument('telinit', `runlevel ${target} is not available with workers: use telinit 0 to halt the service, or run it without the workers option`);
       this.lifecycle.checkTelinit(target);
     } catch (err) {
       return Promise.reject(err);
@@ -597,8 +736,10 @@ export class GracefulServer extends EventEmitter {
   }
 
   /** drainListeners stops accepting everywhere and drains; resolves with how many connections were forced closed. */
-  private drainListeners(release: boolean): Promise<number> {
-    return this.listenerSet.drain(release, this.config.idleGrace, this.shutdownTimeout);
+  private async drainListeners(release: boolean): Promise<number> {
+    // With workers, the workers drain their connections: the primary holds none.
+    const [forced] = await Promise.all([this.listenerSet.drain(release, this.config.idleGrace, this.shutdownTimeout), this.pool?.drain()]);
+    return forced;
   }
 
   /** stop queues a halt (telinit 0, SIGTERM): nothing to do when this instance is on its way out already. */
@@ -622,6 +763,9 @@ export class GracefulServer extends EventEmitter {
    * AlreadyHandedOverError or TerminatingError once handing over or halting.
    */
   redeploy(onEvent?: (event: RedeployEvent) => void): Promise<RedeployResult> {
+    if (this.roleInfo.role === 'worker') {
+      return Promise.reject(new NotPrimaryError(`redeploy(): worker ${this.workerId} cannot redeploy the service: the primary (pid ${process.ppid}) does, on SIGHUP or its control command redeploy`));
+    }
     return this.redeployer.redeploy(onEvent);
   }
 
@@ -652,7 +796,8 @@ export class GracefulServer extends EventEmitter {
   }
 
   private installSignals(): () => void {
-    return installSignals(this.config, {
+    // A worker is told to stop by its primary (SIGTERM); SIGHUP goes to the primary.
+    return installSignals(this.roleInfo.role === 'worker' ? { ...this.config, sighup: 'ignore', sigusr1: undefined, sigusr2: undefined } : this.config, {
       redeploy: () => {
         this.redeploy().catch((err: Error) => this.log(`SIGHUP: ${err.message}`));
       },

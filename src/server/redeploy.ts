@@ -58,6 +58,8 @@ export interface RedeployParts {
    * contract: reject with RedeployFailedError, kill what failed.
    */
   start?: (options: SuccessorOptions) => Promise<Successor>;
+  /** What a take-back does besides listening again (the primary of workers brings its workers up again). */
+  takeBack?: () => Promise<void>;
   /** Events for the application ('redeploy', 'takeback', and 'draining' with the open connections). */
   emit(name: 'redeploy' | 'takeback' | 'draining', value: unknown): void;
 }
@@ -202,6 +204,7 @@ export class Redeployer {
     log(`the new instance (pid ${pid}) ${how} while this one drained: serving again` +
       (lost > 0 ? `; the ${lost} connection(s) handed to it are lost` : ''), { event: 'redeploy.takeback', newPid: pid, lost });
     await this.parts.listeners.takeBack(log);
+    await this.parts.takeBack?.().catch((err: Error) => log(`take-back: ${err.message}`));
     await this.parts.control()?.takeBack().catch((err: Error) => log(`take-back of the control socket failed: ${err.message}`));
     lifecycle.handedOverTo = null;
     lifecycle.to('ready');

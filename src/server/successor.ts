@@ -30,6 +30,8 @@ export interface SuccessorOptions {
   spawn?: SpawnFunction;
   /** Called once the process exists. */
   onSpawned?: (pid: number) => void;
+  /** Variables added to the new process's environment (a worker's slot). */
+  env?: NodeJS.ProcessEnv;
   /** Aborting kills the new instance and fails the redeploy (reason 'aborted'). */
   signal?: AbortSignal;
 }
@@ -162,7 +164,7 @@ async function runSuccessor(options: SuccessorOptions, dir: string): Promise<Suc
     const spawn = options.spawn ?? nodeSpawn;
     child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
       cwd: process.cwd(),
-      env: { ...process.env, [HANDOFF_ENV]: sockPath },
+      env: { ...process.env, ...options.env, [HANDOFF_ENV]: sockPath },
       stdio: ['inherit', 'inherit', 'pipe'],
       // A session of its own: a terminal's Ctrl-C (sent to the foreground
       // process group) must not reach the new instance as well as this one.

@@ -1,0 +1,387 @@
+/**
+ * The primary of a service with workers: it holds every listening socket
+ * (bound here without ever accepting on it) and the registered files, and
+ * runs N worker processes of the same program, one per slot, each handed
+ * those descriptors through the hand-off core (successor.ts). Model: one
+ * generation of workers serves; a redeploy replaces the primary, whose new
+ * workers are all ready before it tells this one, which then drains its own.
+ * A worker that dies while its generation serves is restarted in its slot,
+ * with backoff, until it crashes CRASH_LOOP_COUNT times in CRASH_LOOP_MS.
+ */
+import dns from 'node:dns';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import net from 'node:net';
+import type { ChildProcess } from 'node:child_process';
+import { RedeployFailedError, WorkerFailedError } from '../errors.js';
+import type { Meta } from '../meta.js';
+import { addon } from '../native.js';
+import { fdOf } from '../fds.js';
+import type { OutgoingFd } from '../handoff/connection.js';
+import type { LogFields } from '../log.js';
+import { WORKER_COUNT_ENV, WORKER_ENV } from '../protocol.js';
+import { bindSocket, clearStaleSocket } from '../socketpath.js';
+import type { ManagedListener } from './listeners.js';
+import { OwnedFd } from './owned-fd.js';
+import { startSuccessor, type SpawnFunction } from './successor.js';
+
+/**
+ * GO_NAME: the descriptor a worker of a starting generation gets besides the
+ * listeners: one end of a socket pair on which the primary writes one byte
+ * once every worker of the generation is ready (then each starts
+ * accepting), or which it closes to call the start off (then none accepted
+ * anything). A worker restarted in its slot gets none and starts at once.
+ */
+export const GO_NAME = 'graceful:go';
+
+/** A slot stops restarting after this many crashes within CRASH_LOOP_MS. */
+export const CRASH_LOOP_COUNT = 5;
+export const CRASH_LOOP_MS = 30_000;
+/** Restart delays: the first after BACKOFF_MIN_MS, doubling per recent crash, at most BACKOFF_MAX_MS. */
+export const BACKOFF_MIN_MS = 100;
+export const BACKOFF_MAX_MS = 5_000;
+/** How long past the shutdown timeout a draining worker has before it is killed. */
+const DRAIN_MARGIN_MS = 5_000;
+
+export type WorkerState = 'starting' | 'ready' | 'restarting' | 'crash-loop' | 'draining' | 'stopped';
+
+/** WorkerInfo: one slot, as status shows it. */
+export interface WorkerInfo {
+  id: number;
+  pid: number | null;
+  generation: number;
+  state: WorkerState;
+  /** seconds since this slot's process became ready (0 when none is). */
+  uptime: number;
+  /** how many times this slot was restarted after a crash. */
+  restarts: number;
+}
+
+interface Slot {
+  id: number;
+  child: ChildProcess | null;
+  state: WorkerState;
+  readyAt: number;
+  restarts: number;
+  crashes: number[];
+  timer: NodeJS.Timeout | null;
+  exited: Promise<void> | null;
+}
+
+export interface PoolOptions {
+  count: number;
+  /** What the worker of a slot gets: the listeners (its member of each group) and files, never the control socket. */
+  descriptors(slot: number): OutgoingFd[];
+  /** State sent to each worker (runlevel, generation). */
+  state(): Meta;
+  generation(): number;
+  timeoutMs: number;
+  shutdownTimeoutMs: number;
+  spawn?: SpawnFunction;
+  log(msg: string, fields?: LogFields): void;
+  /** A slot changed state (for events). */
+  changed?(info: WorkerInfo): void;
+}
+
+export class WorkerPool {
+  private readonly slots: Slot[];
+  /** 'serving' restarts crashed workers; 'draining' and 'idle' do not. */
+  private mode: 'idle' | 'serving' | 'draining' = 'idle';
+
+  constructor(private readonly options: PoolOptions) {
+    this.slots = Array.from({ length: options.count }, (_, id) => ({ id, child: null, state: 'stopped' as WorkerState, readyAt: 0, restarts: 0, crashes: [], timer: null, exited: null }));
+  }
+
+  get count(): number {
+    return this.slots.length;
+  }
+
+  /** readyCount: workers ready and serving. */
+  get readyCount(): number {
+    return this.slots.filter((s) => s.state === 'ready').length;
+  }
+
+  /** pids of the live workers. */
+  pids(): number[] {
+    return this.slots.flatMap((s) => (s.child?.pid !== undefined && s.child.exitCode === null && s.child.signalCode === null ? [s.child.pid] : []));
+  }
+
+  info(): WorkerInfo[] {
+    return this.slots.map((s) => ({
+      id: s.id,
+      pid: s.child?.pid ?? null,
+      generation: this.options.generation(),
+      state: s.state,
+      uptime: s.state === 'ready' ? Math.round((Date.now() - s.readyAt) / 1000) : 0,
+      restarts: s.restarts,
+    }));
+  }
+
+  /**
+   * startAll brings up every slot at once and resolves when all are ready.
+   * If one fails, every other is killed (SIGKILL, and waited for) and this
+   * rejects with WorkerFailedError naming the first worker that failed.
+   */
+  async startAll(onReady?: (info: WorkerInfo) => void): Promise<void> {
+    const abort = new AbortController();
+    const gos: OwnedFd[] = [];
+    try {
+      const results = await Promise.allSettled(this.slots.map(async (slot) => {
+        const pair = goPair();
+        gos.push(pair.write);
+        try {
+          await this.startSlot(slot, abort.signal, pair.read);
+        } finally {
+          pair.read.close();
+        }
+        onReady?.(this.info()[slot.id]);
+      }).map((p) => p.catch((err: unknown) => {
+        abort.abort();
+        throw err;
+      })));
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected' && !(r.reason instanceof WorkerFailedError && r.reason.cause instanceof RedeployFailedError && r.reason.cause.failure.reason === 'aborted'))
+        ?? results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) {
+        for (const go of gos) go.close(); // EOF: the ready workers give up without accepting
+        await this.kill();
+        throw failed.reason;
+      }
+      this.mode = 'serving';
+      for (const go of gos) fs.writeSync(go.fd, 'g');
+    } finally {
+      for (const go of gos) go.close();
+    }
+  }
+
+  /** startSlot spawns the worker of one slot and resolves once it is ready; rejects with WorkerFailedError. */
+  private async startSlot(slot: Slot, signal?: AbortSignal, go?: OwnedFd): Promise<void> {
+    slot.state = 'starting';
+    this.options.changed?.(this.info()[slot.id]);
+    let started;
+    try {
+      started = await startSuccessor({
+        descriptors: () => [...this.options.descriptors(slot.id), ...(go?.open ? [{ fd: go.fd, meta: { name: GO_NAME, kind: 'fd' } }] : [])],
+        state: { ...this.options.state(), workerId: slot.id },
+        timeoutMs: this.options.timeoutMs,
+        spawn: this.options.spawn,
+        signal,
+        env: { [WORKER_ENV]: String(slot.id), [WORKER_COUNT_ENV]: String(this.slots.length), NOTIFY_SOCKET: undefined },
+      });
+    } catch (err) {
+      slot.state = 'stopped';
+      const e = err as RedeployFailedError;
+      const what = (e.message ?? String(err)).replace(/^the new instance/, '').replace(/;( it was killed( \(SIGKILL\))? and)? this instance goes on serving$/, '');
+      throw new WorkerFailedError(`worker ${slot.id} of generation ${this.options.generation()}${what.startsWith(' ') ? what : `: ${what}`}`,
+        { cause: err });
+    }
+    const child = started.child;
+    slot.child = child;
+    slot.state = 'ready';
+    slot.readyAt = Date.now();
+    slot.exited = new Promise((resolve) => child.once('exit', (code, sig) => {
+      this.exited(slot, child, code, sig);
+      resolve();
+    }));
+    this.options.changed?.(this.info()[slot.id]);
+  }
+
+  /** exited: a worker ended; outside a drain it is a crash, and its slot restarts with backoff (or gives up, in a crash loop). */
+  private exited(slot: Slot, child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
+    if (slot.child !== child) return;
+    slot.child = null;
+    if (this.mode !== 'serving') {
+      slot.state = 'stopped';
+      return;
+    }
+    const now = Date.now();
+    slot.crashes = [...slot.crashes.filter((t) => now - t < CRASH_LOOP_MS), now];
+    const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+    if (slot.crashes.length >= CRASH_LOOP_COUNT) {
+      slot.state = 'crash-loop';
+      this.options.log(`worker ${slot.id} (pid ${child.pid}) ${how}: ${slot.crashes.length} crashes within ${CRASH_LOOP_MS / 1000} s, so slot ${slot.id} is not restarted; ` +
+        'fix the cause and redeploy', { event: 'worker.crash-loop', worker: slot.id });
+      this.options.changed?.(this.info()[slot.id]);
+      return;
+    }
+    const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** (slot.crashes.length - 1));
+    this.options.log(`worker ${slot.id} (pid ${child.pid}) ${how}; restarting it in ${delay} ms (the other workers serve on)`, { event: 'worker.crashed', worker: slot.id });
+    slot.state = 'restarting';
+    this.options.changed?.(this.info()[slot.id]);
+    slot.timer = setTimeout(() => {
+      slot.timer = null;
+      if (this.mode !== 'serving') return;
+      slot.restarts += 1;
+      this.startSlot(slot).catch((err: Error) => {
+        if (this.mode !== 'serving') return;
+        this.options.log(`restart failed: ${err.message}`, { event: 'worker.restart-failed', worker: slot.id });
+        // A failed start counts as a crash of the slot.
+        this.exited(slot, { pid: undefined } as unknown as ChildProcess, null, null);
+      });
+    }, delay);
+    slot.timer.unref();
+  }
+
+  /**
+   * drain tells every worker to stop (SIGTERM: each drains as a single
+   * instance does) and resolves once all have exited; one still running past
+   * the shutdown timeout (and a margin) is killed.
+   */
+  async drain(): Promise<void> {
+    this.mode = 'draining';
+    const live = this.slots.filter((s) => {
+      if (s.timer) clearTimeout(s.timer);
+      s.timer = null;
+      if (s.state !== 'ready' && s.child === null) s.state = 'stopped';
+      return s.child !== null;
+    });
+    for (const s of live) {
+      s.state = 'draining';
+      s.child!.kill('SIGTERM');
+    }
+    const timer = setTimeout(() => {
+      for (const s of live) s.child?.kill('SIGKILL');
+    }, this.options.shutdownTimeoutMs + DRAIN_MARGIN_MS);
+    await Promise.all(live.map((s) => s.exited));
+    clearTimeout(timer);
+  }
+
+  /** kill ends every worker now (SIGKILL) and waits for each. */
+  private async kill(): Promise<void> {
+    this.mode = 'draining';
+    const live = this.slots.filter((s) => s.child !== null);
+    for (const s of live) s.child!.kill('SIGKILL');
+    await Promise.all(live.map((s) => s.exited));
+    this.mode = 'idle';
+  }
+
+  /** restart: after a take-back, bring up every slot again. */
+  async restart(): Promise<void> {
+    this.mode = 'idle';
+    for (const s of this.slots) s.crashes = [];
+    await this.startAll();
+  }
+}
+
+/**
+ * forSlot: what the worker of a slot gets out of every registered
+ * descriptor: of a listener's SO_REUSEPORT group only its own member, under
+ * the listener's name; everything else as it is.
+ */
+export function forSlot(all: OutgoingFd[], slot: number): OutgoingFd[] {
+  return all.flatMap((d) => {
+    const meta = d.meta;
+    if (!meta || meta instanceof Uint8Array || typeof meta.group !== 'string') return [d];
+    return meta.member === slot ? [{ fd: d.fd, meta: { ...meta, name: meta.group } }] : [];
+  });
+}
+
+/** goPair: a connected pair of UNIX stream sockets (close-on-exec), made through a listener in a private directory. */
+function goPair(): { read: OwnedFd; write: OwnedFd } {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'graceful-go-'));
+  const lfd = addon.listen(path.join(dir, 'go.sock'), 0o600, 1);
+  let read: number | undefined;
+  try {
+    read = addon.connect(path.join(dir, 'go.sock'));
+    const write = addon.accept(lfd);
+    if (read < 0 || write < 0) throw new Error('could not connect a socket pair to start a generation of workers');
+    return { read: new OwnedFd(read, { name: GO_NAME }), write: new OwnedFd(write, { name: GO_NAME }) };
+  } catch (err) {
+    if (read !== undefined && read >= 0) addon.close(read);
+    throw err;
+  } finally {
+    addon.close(lfd);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * waitForGo resolves true once the primary wrote the go byte on fd, false at
+ * EOF (the start was called off); fd is closed either way.
+ */
+export function waitForGo(fd: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const poller = new addon.Poller(fd, () => {
+      poller.close();
+      let n = 0;
+      try {
+        n = fs.readSync(fd, Buffer.alloc(1), 0, 1, null);
+      } catch {
+        n = 0;
+      }
+      addon.close(fd);
+      resolve(n === 1);
+    });
+    poller.start(1);
+  });
+}
+
+/** PrimaryListener: a listening socket the primary holds and hands to workers; it never accepts on it. */
+export interface PrimaryListener {
+  fd: OwnedFd;
+  meta: Meta;
+}
+
+/** memberName: the registry name of member i of a listener's group (member 0 keeps the listener's name). */
+export function memberName(name: string, member: number): string {
+  return member === 0 ? name : `${name}#${member}`;
+}
+
+/** numericHost: the address a reuseport member binds: no host is every address (:: dual-stack, else 0.0.0.0); a name is looked up. */
+async function numericHost(host: string | undefined): Promise<string[]> {
+  if (host === undefined || host === '') return ['::', '0.0.0.0'];
+  if (net.isIP(host)) return [host];
+  return [(await dns.promises.lookup(host)).address];
+}
+
+/**
+ * bindMember binds member `member` of the SO_REUSEPORT group of listener
+ * `name` (port 0 for the first: the kernel picks; the others join its port).
+ * The caller owns the result.
+ */
+export async function bindMember(name: string, member: number, bind: { port?: number; host?: string; backlog?: number; ipv6Only?: boolean }): Promise<PrimaryListener> {
+  const hosts = await numericHost(bind.host);
+  let last: unknown;
+  for (const host of hosts) {
+    try {
+      const { fd, port } = addon.listenReusePort(host, bind.port ?? 0, bind.backlog ?? 511, bind.ipv6Only ?? false);
+      const regName = memberName(name, member);
+      return { fd: new OwnedFd(fd, { name: regName }), meta: { name: regName, kind: 'listener', family: 'tcp', host, port, group: name, member } };
+    } catch (err) {
+      last = err;
+      if ((err as { code?: string }).code !== 'EAFNOSUPPORT') break;
+    }
+  }
+  throw last;
+}
+
+/**
+ * bindListener binds what listener asks for and returns the listening
+ * socket, which nothing in this process accepts on. A TCP socket is bound by
+ * a net.Server that is closed right in its listening callback, after its
+ * descriptor was duplicated: no turn of the event loop ran in between, so it
+ * accepted nothing, and what arrives waits in the kernel's queue for the
+ * workers. The caller owns the result.
+ */
+export async function bindListener(listener: ManagedListener, bind: { port?: number; host?: string; path?: string; mode?: number; backlog?: number; ipv6Only?: boolean }): Promise<PrimaryListener> {
+  if (bind.path !== undefined) {
+    clearStaleSocket(bind.path, `listen ${listener.name}`);
+    const fd = bindSocket(bind.path, bind.mode ?? 0o660, bind.backlog ?? 511, `listen ${listener.name}`);
+    return { fd: new OwnedFd(fd, { name: listener.name }), meta: { name: listener.name, kind: 'listener', family: 'unix', path: bind.path } };
+  }
+  const server = net.createServer();
+  return new Promise<PrimaryListener>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ port: bind.port ?? 0, host: bind.host, backlog: bind.backlog, ipv6Only: bind.ipv6Only }, () => {
+      server.off('error', reject);
+      const a = server.address() as net.AddressInfo;
+      let fd: number;
+      try {
+        fd = addon.dup(fdOf(server));
+      } finally {
+        server.close();
+      }
+      resolve({ fd: new OwnedFd(fd, { name: listener.name }), meta: { name: listener.name, kind: 'listener', family: 'tcp', host: a.address, port: a.port } });
+    });
+  });
+}
