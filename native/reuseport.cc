@@ -15,9 +15,11 @@
 namespace fdpass {
 namespace {
 
-// ListenReusePortFd binds and listens; returns the fd (and sets *bound_port)
-// or -errno, having closed what it opened.
-int ListenReusePortFd(const std::string& host, int port, int backlog, bool ipv6_only, int* bound_port, const char** syscall) {
+// ListenReusePortFd binds and (with do_listen) listens; returns the fd (and
+// sets *bound_port) or -errno, having closed what it opened. A socket bound
+// but not listening is no member of the group yet: the kernel sends it no
+// connection until whoever gets it calls listen(2).
+int ListenReusePortFd(const std::string& host, int port, int backlog, bool ipv6_only, bool do_listen, int* bound_port, const char** syscall) {
   sockaddr_storage ss;
   memset(&ss, 0, sizeof ss);
   socklen_t len;
@@ -54,7 +56,7 @@ int ListenReusePortFd(const std::string& host, int port, int backlog, bool ipv6_
     *syscall = "bind";
     if (bind(fd, reinterpret_cast<sockaddr*>(&ss), len) < 0) rc = -errno;
   }
-  if (rc == 0) {
+  if (rc == 0 && do_listen) {
     *syscall = "listen";
     if (listen(fd, backlog) < 0) rc = -errno;
   }
@@ -79,14 +81,15 @@ int ListenReusePortFd(const std::string& host, int port, int backlog, bool ipv6_
 Napi::Value ListenReusePort(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 4 || !info[0].IsString() || !info[1].IsNumber() || !info[2].IsNumber() || !info[3].IsBoolean()) {
-    Napi::TypeError::New(env, "Usage: listenReusePort(host, port, backlog, ipv6Only)").ThrowAsJavaScriptException();
+    Napi::TypeError::New(env, "Usage: listenReusePort(host, port, backlog, ipv6Only[, listen])").ThrowAsJavaScriptException();
     return env.Undefined();
   }
   std::string host = info[0].As<Napi::String>().Utf8Value();
   int port = info[1].As<Napi::Number>().Int32Value();
   int bound_port = 0;
   const char* syscall = "socket";
-  int fd = ListenReusePortFd(host, port, info[2].As<Napi::Number>().Int32Value(), info[3].As<Napi::Boolean>().Value(), &bound_port, &syscall);
+  int fd = ListenReusePortFd(host, port, info[2].As<Napi::Number>().Int32Value(), info[3].As<Napi::Boolean>().Value(),
+                             info.Length() < 5 || !info[4].IsBoolean() || info[4].As<Napi::Boolean>().Value(), &bound_port, &syscall);
   if (fd < 0) {
     const char* code = uv_err_name(fd);
     Napi::Error error = Napi::Error::New(env, std::string(syscall) + " " + code + " " + host + ":" + std::to_string(port) + " (" + uv_strerror(fd) + ")");

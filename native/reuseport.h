@@ -10,9 +10,10 @@
 
 namespace fdpass {
 
-// Adds listenReusePort(host, port, backlog, ipv6Only) to exports: it returns
-// { fd, port } of a new non-blocking, close-on-exec listening socket with
-// SO_REUSEADDR and SO_REUSEPORT set, bound to the numeric address host.
+// Adds listenReusePort(host, port, backlog, ipv6Only[, listen]) to exports: it
+// returns { fd, port } of a new non-blocking, close-on-exec socket with
+// SO_REUSEADDR and SO_REUSEPORT set, bound to the numeric address host, and
+// listening unless listen is false (its receiver listens when it accepts).
 void RegisterReusePort(Napi::Env env, Napi::Object exports);
 
 }  // namespace fdpass

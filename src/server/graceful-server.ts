@@ -22,7 +22,7 @@ import type dgram from 'node:dgram';
 import type net from 'node:net';
 import path from 'node:path';
 import { debuglog } from 'node:util';
-import { DuplicateNameError, HandoffFailedError, HookFailedError, NotPrimaryError, TerminatingError, UnknownTaskError, invalidArgument } from '../errors.js';
+import { DuplicateNameError, HandoffFailedError, HookFailedError, NotPrimaryError, TerminatingError, UnknownTaskError, UpgradeInProgressError, WorkerFailedError, invalidArgument } from '../errors.js';
 import type { Meta } from '../meta.js';
 import { fdOf } from '../fds.js';
 import type { OutgoingFd } from '../handoff/connection.js';
@@ -47,8 +47,11 @@ import { Redeployer, type RedeployEvent, type RedeployResult } from './redeploy.
 import { Shutdown } from './shutdown.js';
 import { Adopter } from './adopt.js';
 import { ADOPT_FIELD, ADOPT_LISTENERS_FIELD } from './conn-handover.js';
-import { GO_NAME, WorkerPool, bindListener, bindMember, forSlot, memberName, waitForGo, type PrimaryListener, type WorkerInfo } from './primary.js';
+import { GO_NAME, MAX_WORKERS, WorkerPool, bindListener, bindMember, extraName, forSlot, memberName, waitForGo, type PrimaryListener, type WorkerInfo } from './primary.js';
 import { roleOf, watchPrimary, type RoleInfo } from './worker.js';
+import { LINK_NAME, serveLink } from './worker-link.js';
+import { CommandRegistry } from '../control/commands.js';
+import { formatWorkerAnswers } from '../control/render.js';
 
 export {
   DEFAULT_UPGRADE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_IDLE_GRACE, DEFAULT_TAKE_BACK_WINDOW,
@@ -59,6 +62,8 @@ export type { InstanceState } from './lifecycle.js';
 export type { WorkerInfo, WorkerState } from './primary.js';
 
 const debug = debuglog('graceful');
+/** The highest member index of a listener's group looked for in what a predecessor sent. */
+const MAX_MEMBER_INDEX = 16 * MAX_WORKERS;
 
 export class GracefulServer extends EventEmitter {
   readonly upgradeTimeout: number;
@@ -100,6 +105,12 @@ export class GracefulServer extends EventEmitter {
   private readonly pool: WorkerPool | null;
   /** The primary's listening sockets, on which it never accepts. */
   private readonly held = new Map<string, PrimaryListener[]>();
+  /** The names of the group members registered for hand-offs. */
+  private readonly registeredMembers = new Set<string>();
+  /** A worker's application commands, which its primary runs on every worker through the link. */
+  private readonly workerCommands = new CommandRegistry();
+  /** Closes a worker's end of the link to its primary. */
+  private closeLink: (() => void) | null = null;
 
   constructor(options: GracefulServerOptions = {}) {
     super();
@@ -112,7 +123,8 @@ export class GracefulServer extends EventEmitter {
     this.pool = this.roleInfo.role === 'primary'
       ? new WorkerPool({
         count: this.roleInfo.workers,
-        descriptors: (slot) => forSlot(this.registry.handoffList(), slot),
+        descriptors: (slot, count) => forSlot(this.registry.handoffList(), slot, count),
+        grow: (count) => this.growGroups(count),
         state: () => ({ runlevel: this.lifecycle.level, generation: this.generation }),
         generation: () => this.generation,
         timeoutMs: this.config.upgradeTimeout,
@@ -122,7 +134,11 @@ export class GracefulServer extends EventEmitter {
         changed: (info) => {
           // A slot that stopped restarting: its member of each group closes, so
           // that the kernel sends new connections to the members still served.
-          if (info.state === 'crash-loop') for (const members of this.held.values()) if (members.length > 1) members[info.id]?.fd.close();
+          if (info.state === 'crash-loop') {
+            for (const members of this.held.values()) {
+              if (members.length > 1) members.filter((m) => m.fd.open).filter((_, p) => p % this.pool!.count === info.id).forEach((m) => m.fd.close());
+            }
+          }
           this.emit('worker', info);
         },
       })
@@ -149,6 +165,7 @@ export class GracefulServer extends EventEmitter {
       release: () => {
         // The primary's sockets: its workers are gone, and a successor holds its own copies.
         for (const members of this.held.values()) for (const m of members) m.fd.close();
+        this.closeLink?.();
         this.removeSignals?.();
         this.adopter?.close();
         if (this.keepAlive) clearInterval(this.keepAlive);
@@ -165,7 +182,10 @@ export class GracefulServer extends EventEmitter {
       config: this.config,
       log: this.log,
       descriptors: () => this.handoffList(),
-      state: () => ({ runlevel: this.lifecycle.level, generation: this.generation, ...this.listenerSet.closedPorts() }),
+      state: () => ({
+        runlevel: this.lifecycle.level, generation: this.generation, ...this.listenerSet.closedPorts(),
+        ...(this.pool ? { workersScaled: this.pool.count, workersConfigured: this.config.workers } : {}),
+      }),
       listeners: this.listenerSet,
       control: () => this.control,
       drain: (release) => this.drainListeners(release),
@@ -184,6 +204,19 @@ export class GracefulServer extends EventEmitter {
         ...options.controlLimits,
       });
       addBuiltins(this.control.commands, this.controlTarget());
+      if (this.pool) {
+        this.control.commands.add('scale', {
+          usage: 'scale <n>               run n workers: new ones start, then the old ones drain',
+          help: 'Replaces every worker by n new ones under load without a failed request: the new workers all become ready, then accept, then the old ones drain. If one fails, the old ones serve on. The number carries over to later generations until a new version configures another.',
+          minArgs: 1,
+          maxArgs: 1,
+          run: async (ctx) => {
+            const n = /^\d+$/.test(ctx.args[0]!) ? Number(ctx.args[0]) : NaN;
+            await this.scale(n);
+            return ctx.json ? { workers: this.pool!.count } : `${this.pool!.count} worker(s) serving`;
+          },
+        });
+      }
     } else {
       this.control = null;
     }
@@ -275,7 +308,7 @@ export class GracefulServer extends EventEmitter {
 
   /** workers: how many worker processes the service runs (0: one process, without workers). */
   get workers(): number {
-    return this.roleInfo.workers;
+    return this.pool?.count ?? this.roleInfo.workers;
   }
 
   /** workerInfo: each worker of the primary (id, pid, state, uptime, restarts); empty elsewhere. */
@@ -336,12 +369,61 @@ export class GracefulServer extends EventEmitter {
    * called before anything else; a name taken (by a built-in or an earlier
    * call) throws ERR_GRACEFUL_DUPLICATE_NAME here.
    */
-  command(name: string, command: Command): this {
-    if (this.roleInfo.role === 'worker') return this; // commands run in the primary, which owns the control socket
+  command(name: string, command: Command, options: { where?: 'workers' | 'primary' } = {}): this {
+    const where = options?.where ?? 'workers';
+    if (where !== 'workers' && where !== 'primary') throw invalidArgument('command', `where must be 'workers' or 'primary', got ${JSON.stringify(where)}`);
+    if (this.roleInfo.role === 'worker') {
+      // The primary owns the control socket and runs this here through the link.
+      if (where === 'workers') this.workerCommands.add(name, command);
+      return this;
+    }
     if (!this.control) throw invalidArgument('command', 'there is no control socket: set the controlSocket option');
-    this.control.commands.add(name, command);
+    this.control.commands.add(name, this.pool && where === 'workers' ? this.onEveryWorker(name, command) : command);
     return this;
   }
+
+  /**
+   * onEveryWorker: in the primary, a command that runs on every ready worker:
+   * each output line comes labelled `worker <id>: `, and the result is every
+   * worker's, by slot (in JSON mode { workers: [{ id, pid, result | error }] }).
+   */
+  private onEveryWorker(name: string, command: Command): Command {
+    return {
+      usage: command.usage,
+      help: command.help,
+      minArgs: command.minArgs,
+      maxArgs: command.maxArgs,
+      run: async (ctx) => {
+        const answers = await this.pool!.ask('run', { name, args: ctx.args, json: ctx.json, peer: ctx.peer }, (id, line) => {
+          if (!ctx.write(`worker ${id}: ${line}`)) {
+            this.pool!.pause(id);
+            void ctx.drain().then(() => this.pool!.resume(id));
+          }
+        }, ctx.signal);
+        if (answers.length === 0) throw new WorkerFailedError(`${name}: no worker is ready to run it (see status)`);
+        return ctx.json ? { workers: answers } : formatWorkerAnswers(answers);
+      },
+    };
+  }
+
+  /** serveWorkerLink: a worker answers its primary's stats and command requests on the link. */
+  private serveWorkerLink(fd: number): void {
+    this.closeLink = serveLink(fd, {
+      stats: () => ({ connections: this.connectionCount(), requests: this.listenerSet.requestCount(), rss: process.memoryUsage().rss }),
+      run: async (name, args, json, peer, write, signal) => {
+        const { command } = this.workerCommands.get(name);
+        return command.run({
+          name, args, json, signal,
+          peer: (peer ?? { pid: 0, uid: 0, gid: 0 }) as never,
+          write,
+          event: (_e, text) => write(text),
+          drain: () => Promise.resolve(),
+          handover: () => undefined,
+        });
+      },
+    }, (msg) => this.log(msg));
+  }
+
 
   /** init takes what a predecessor or systemd passed, once, before anything is bound. */
   private init(): Promise<void> {
@@ -352,6 +434,11 @@ export class GracefulServer extends EventEmitter {
         this.targetLevel = checkRunlevel(this.predecessor.state.runlevel ?? 3);
         // A worker belongs to its primary's generation; a new instance is the next one.
         this.generation = Number(this.predecessor.state.generation ?? 1) + (this.roleInfo.role === 'worker' ? 0 : 1);
+        // A scale carries over while the version keeps the configured number.
+        const scaled = this.predecessor.state.workersScaled;
+        if (this.pool && typeof scaled === 'number' && this.predecessor.state.workersConfigured === this.config.workers && scaled !== this.pool.count) {
+          this.pool.resize(scaled);
+        }
         debug('took %d descriptor(s) from pid %d', this.registry.inheritedCount, this.predecessor.pid);
       } else {
         this.registry.activate(takeListenFds());
@@ -382,7 +469,7 @@ export class GracefulServer extends EventEmitter {
 
   private controlTarget(): ControlTarget {
     return {
-      status: () => this.status(),
+      status: () => this.statusOfService(),
       telinit: (level) => this.telinit(level),
       redeploy: (onEvent) => this.redeploy(onEvent),
       reopen: () => this.reopen(),
@@ -420,6 +507,23 @@ export class GracefulServer extends EventEmitter {
       redeploy: r ? `pid ${r.pid ?? '(starting)'} for ${Date.now() - r.since} ms` : 'none',
       ...(this.pool ? { workers: this.pool.info(), workersWanted: this.pool.count, workersReady: this.pool.readyCount } : {}),
     };
+  }
+
+  /**
+   * statusOfService: status, and with workers each worker's open connections,
+   * requests served and RSS, asked over its link (null for a worker that did
+   * not answer within a second); connections is then the workers' sum.
+   */
+  async statusOfService(): Promise<Record<string, unknown>> {
+    const s = this.status();
+    if (!this.pool) return s;
+    const answers = await this.pool.ask('stats', {}, undefined, AbortSignal.timeout(1000));
+    const byId = new Map(answers.map((a) => [a.id, (a.result ?? null) as { connections?: number; requests?: number; rss?: number } | null]));
+    const workers = this.pool.info().map((w) => {
+      const st = byId.get(w.id);
+      return { ...w, connections: st?.connections ?? null, requests: st?.requests ?? null, rss: st?.rss ?? null };
+    });
+    return { ...s, workers, connections: workers.reduce((n, w) => n + (w.connections ?? 0), 0) };
   }
 
   /** connectionCount: connections open on every listener. */
@@ -465,11 +569,18 @@ export class GracefulServer extends EventEmitter {
     this.listenerSet.add(listener);
     const claimed = this.registry.claim(name, 'listener', this.log, (c) => c.source === 'systemd' || listener.matches(c.fd.meta));
     if (claimed?.source === 'systemd') listener.activated = true;
+    // A worker may accept on several members of the listener's group.
+    for (let k = 1; claimed && this.roleInfo.role === 'worker'; k++) {
+      const extra = this.registry.claim(extraName(name, k), 'listener', this.log);
+      if (!extra) break;
+      listener.addExtra(extra.fd);
+    }
     // A listener closed in runlevel 1 comes back on the port it had.
     const lastPort = this.predecessor?.state[`port:${name}`];
     if (!claimed && typeof lastPort === 'number') listener.rememberPort(lastPort);
     if (this.lifecycle.level !== 3) {
       claimed?.fd.close(); // runlevel 1: the port must be free
+      listener.dropExtras();
     } else if (this.deferStart) {
       this.pendingStarts.push(() => listener.start(claimed?.fd));
     } else {
@@ -495,25 +606,82 @@ export class GracefulServer extends EventEmitter {
       (claimed === undefined || typeof claimed.fd.meta.group === 'string');
     const members: PrimaryListener[] = [];
     try {
-      if (claimed) {
-        members.push({ fd: claimed.fd, meta: { ...claimed.fd.meta, name, kind: 'listener', ...(claimed.source === 'systemd' ? { systemd: true } : {}) } });
-      } else {
-        members.push(group ? await bindMember(name, 0, where) : await bindListener(listener, where));
-      }
-      for (let i = 1; group && i < this.roleInfo.workers; i++) {
+      // Every member a predecessor's group had comes along, however many
+      // workers run now: closing one would reset what waits in its queue.
+      for (let i = 1; group && i <= MAX_MEMBER_INDEX; i++) {
         const inherited = this.registry.claim(memberName(name, i), 'listener', this.log);
-        const port = Number(members[0]!.meta.port);
-        members.push(inherited ? { fd: inherited.fd, meta: inherited.fd.meta } : await bindMember(name, i, { ...where, host: String(members[0]!.meta.host), port }));
+        if (inherited) members.push({ fd: inherited.fd, meta: inherited.fd.meta });
       }
-      for (const m of members) {
-        const regName = String(m.meta.name);
-        this.registry.register(regName, 'listener', () => (m.fd.open ? { fd: m.fd.fd, meta: m.meta } : null));
+      if (claimed) {
+        members.unshift({ fd: claimed.fd, meta: { ...claimed.fd.meta, name, kind: 'listener', ...(claimed.source === 'systemd' ? { systemd: true } : {}) } });
+      } else {
+        const port = members[0] ? Number(members[0].meta.port) : where.port;
+        members.unshift(group ? await bindMember(name, 0, { ...where, port }) : await bindListener(listener, where));
       }
+      for (const m of members) this.registerMember(name, m);
     } catch (err) {
       for (const m of members) m.fd.close();
       throw err;
     }
     this.held.set(name, members);
+  }
+
+  /** registerMember lists a member of a held listener for hand-offs, under its own name (once: a name comes back after a failed scale). */
+  private registerMember(name: string, m: PrimaryListener): void {
+    const regName = String(m.meta.name);
+    if (this.registeredMembers.has(regName)) return;
+    this.registeredMembers.add(regName);
+    this.registry.register(regName, 'listener', () => {
+      const cur = this.held.get(name)?.find((x) => x.meta.name === regName && x.fd.open);
+      return cur ? { fd: cur.fd.fd, meta: cur.meta } : null;
+    });
+  }
+
+  /**
+   * growGroups gives each listener's SO_REUSEPORT group at least count open
+   * members, binding (without listening) what is missing: a member joins the
+   * group only when the worker that gets it listens. Resolves with what
+   * closes the members added, should their workers not start.
+   */
+  private async growGroups(count: number): Promise<() => void> {
+    const added: PrimaryListener[] = [];
+    try {
+      for (const [name, members] of this.held) {
+        const first = members.find((m) => m.fd.open);
+        if (!first || typeof first.meta.group !== 'string') continue; // one shared socket
+        let open = members.filter((m) => m.fd.open).length;
+        let next = Math.max(...members.map((m) => Number(m.meta.member ?? 0))) + 1;
+        for (; open < count; open++, next++) {
+          const m = await bindMember(name, next, { host: String(first.meta.host), port: Number(first.meta.port) }, false);
+          members.push(m);
+          added.push(m);
+          this.registerMember(name, m);
+        }
+      }
+    } catch (err) {
+      for (const m of added) m.fd.close();
+      throw err;
+    }
+    return () => {
+      for (const m of added) m.fd.close();
+      for (const [name, members] of this.held) this.held.set(name, members.filter((m) => !added.includes(m)));
+    };
+  }
+
+  /**
+   * scale runs n workers from now on (the primary only): new workers start,
+   * all of them ready before any accepts, then the old ones drain, so no
+   * request fails; if a new one fails, the old ones serve on and this
+   * rejects with ERR_GRACEFUL_WORKER_FAILED. The number carries over to the
+   * next generations until a new version configures another one.
+   */
+  async scale(n: number): Promise<void> {
+    if (this.roleInfo.role === 'worker') throw new NotPrimaryError(`scale(): worker ${this.workerId} cannot scale the service: the primary (pid ${process.ppid}) does (its control command scale)`);
+    if (!this.pool) throw invalidArgument('scale', 'this service runs without workers: set the workers option (or GRACEFUL_WORKERS) to scale it');
+    if (this.lifecycle.state !== 'ready') throw new UpgradeInProgressError(`scale: this instance is ${this.lifecycle.state}, not serving: try again once it is ready`);
+    const from = this.pool.count;
+    await this.pool.scale(n, (w) => this.log(`worker ${w.id} of ${n} ready (pid ${w.pid})`, { event: 'worker.ready', worker: w.id, pid: w.pid ?? undefined }));
+    this.log(`scaled from ${from} to ${n} worker(s)`, { event: 'workers.scaled', from, to: n });
   }
 
   /** heldAddress: where a listener of the primary is bound ({ port } or { path }), since its server is not listening here. */
@@ -615,6 +783,8 @@ export class GracefulServer extends EventEmitter {
     // A worker of a starting generation accepts only once its primary says go.
     const go = this.roleInfo.role === 'worker' ? this.registry.claim(GO_NAME, 'fd', this.log) : undefined;
     goFd = go?.fd;
+    const link = this.roleInfo.role === 'worker' ? this.registry.claim(LINK_NAME, 'fd', this.log) : undefined;
+    if (link) this.serveWorkerLink(link.fd.take());
     const leftovers = this.registry.closeUnclaimed();
     if (leftovers.count > 0) this.log(`closing ${leftovers.count} inherited descriptor(s) nobody registered: ${leftovers.names.join(', ')}`);
     const role = this.roleInfo.role;
@@ -766,6 +936,7 @@ export class GracefulServer extends EventEmitter {
     if (this.roleInfo.role === 'worker') {
       return Promise.reject(new NotPrimaryError(`redeploy(): worker ${this.workerId} cannot redeploy the service: the primary (pid ${process.ppid}) does, on SIGHUP or its control command redeploy`));
     }
+    if (this.pool?.scaling) return Promise.reject(new UpgradeInProgressError('redeploy(): a scale of the workers is under way: redeploy once it is done (see status)'));
     return this.redeployer.redeploy(onEvent);
   }
 

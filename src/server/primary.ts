@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import net from 'node:net';
 import type { ChildProcess } from 'node:child_process';
-import { RedeployFailedError, WorkerFailedError } from '../errors.js';
+import { RedeployFailedError, UpgradeInProgressError, WorkerFailedError, invalidArgument } from '../errors.js';
 import type { Meta } from '../meta.js';
 import { addon } from '../native.js';
 import { fdOf } from '../fds.js';
@@ -25,6 +25,7 @@ import { bindSocket, clearStaleSocket } from '../socketpath.js';
 import type { ManagedListener } from './listeners.js';
 import { OwnedFd } from './owned-fd.js';
 import { startSuccessor, type SpawnFunction } from './successor.js';
+import { LINK_NAME, PrimaryLink } from './worker-link.js';
 
 /**
  * GO_NAME: the descriptor a worker of a starting generation gets besides the
@@ -67,12 +68,20 @@ interface Slot {
   crashes: number[];
   timer: NodeJS.Timeout | null;
   exited: Promise<void> | null;
+  /** The primary's end of the worker's link (stats, commands), while the worker runs. */
+  link: PrimaryLink | null;
 }
 
 export interface PoolOptions {
   count: number;
-  /** What the worker of a slot gets: the listeners (its member of each group) and files, never the control socket. */
-  descriptors(slot: number): OutgoingFd[];
+  /** What the worker of slot (of count) gets: the listeners (its members of each group) and files, never the control socket. */
+  descriptors(slot: number, count: number): OutgoingFd[];
+  /**
+   * grow: before count workers start, give each listener's group at least
+   * count members; resolves with what undoes it (closes the members added,
+   * which nothing listened on) should the start fail.
+   */
+  grow?(count: number): Promise<() => void>;
   /** State sent to each worker (runlevel, generation). */
   state(): Meta;
   generation(): number;
@@ -84,13 +93,33 @@ export interface PoolOptions {
   changed?(info: WorkerInfo): void;
 }
 
+/** MAX_WORKERS: the most workers a service runs. */
+export const MAX_WORKERS = 256;
+
+function makeSlots(count: number): Slot[] {
+  return Array.from({ length: count }, (_, id) => ({ id, child: null, state: 'stopped' as WorkerState, readyAt: 0, restarts: 0, crashes: [], timer: null, exited: null, link: null }));
+}
+
 export class WorkerPool {
-  private readonly slots: Slot[];
+  private slots: Slot[];
+  /** The workers of a scale() under way, until they replace these. */
+  private incoming: Slot[] | null = null;
   /** 'serving' restarts crashed workers; 'draining' and 'idle' do not. */
   private mode: 'idle' | 'serving' | 'draining' = 'idle';
 
   constructor(private readonly options: PoolOptions) {
-    this.slots = Array.from({ length: options.count }, (_, id) => ({ id, child: null, state: 'stopped' as WorkerState, readyAt: 0, restarts: 0, crashes: [], timer: null, exited: null }));
+    this.slots = makeSlots(options.count);
+  }
+
+  /** resize sets the number of workers before the first start (a predecessor's scale carries over). */
+  resize(count: number): void {
+    if (this.mode !== 'idle' || this.slots.some((s) => s.child)) throw new UpgradeInProgressError('resize: the workers run already: use scale()');
+    this.slots = makeSlots(count);
+  }
+
+  /** scaling: a scale() is under way. */
+  get scaling(): boolean {
+    return this.incoming !== null;
   }
 
   get count(): number {
@@ -124,18 +153,30 @@ export class WorkerPool {
    * rejects with WorkerFailedError naming the first worker that failed.
    */
   async startAll(onReady?: (info: WorkerInfo) => void): Promise<void> {
+    const undo = (await this.options.grow?.(this.slots.length)) ?? (() => undefined);
+    try {
+      await this.startSlots(this.slots, onReady);
+    } catch (err) {
+      undo();
+      throw err;
+    }
+    this.mode = 'serving';
+  }
+
+  /** startSlots starts slots together (go once all are ready); on a failure kills them all and throws the first worker's error. */
+  private async startSlots(slots: Slot[], onReady?: (info: WorkerInfo) => void): Promise<void> {
     const abort = new AbortController();
     const gos: OwnedFd[] = [];
     try {
-      const results = await Promise.allSettled(this.slots.map(async (slot) => {
-        const pair = goPair();
+      const results = await Promise.allSettled(slots.map(async (slot) => {
+        const pair = socketPair(GO_NAME);
         gos.push(pair.write);
         try {
-          await this.startSlot(slot, abort.signal, pair.read);
+          await this.startSlot(slot, abort.signal, pair.read, slots.length);
         } finally {
           pair.read.close();
         }
-        onReady?.(this.info()[slot.id]);
+        onReady?.(this.infoOf(slot));
       }).map((p) => p.catch((err: unknown) => {
         abort.abort();
         throw err;
@@ -144,10 +185,9 @@ export class WorkerPool {
         ?? results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed) {
         for (const go of gos) go.close(); // EOF: the ready workers give up without accepting
-        await this.kill();
+        await this.kill(slots);
         throw failed.reason;
       }
-      this.mode = 'serving';
       for (const go of gos) fs.writeSync(go.fd, 'g');
     } finally {
       for (const go of gos) go.close();
@@ -155,42 +195,123 @@ export class WorkerPool {
   }
 
   /** startSlot spawns the worker of one slot and resolves once it is ready; rejects with WorkerFailedError. */
-  private async startSlot(slot: Slot, signal?: AbortSignal, go?: OwnedFd): Promise<void> {
+  private async startSlot(slot: Slot, signal?: AbortSignal, go?: OwnedFd, count = this.slots.length): Promise<void> {
     slot.state = 'starting';
-    this.options.changed?.(this.info()[slot.id]);
+    this.options.changed?.(this.infoOf(slot));
     let started;
+    const link = socketPair(LINK_NAME);
     try {
       started = await startSuccessor({
-        descriptors: () => [...this.options.descriptors(slot.id), ...(go?.open ? [{ fd: go.fd, meta: { name: GO_NAME, kind: 'fd' } }] : [])],
+        descriptors: () => [
+          ...this.options.descriptors(slot.id, count),
+          { fd: link.read.fd, meta: { name: LINK_NAME, kind: 'fd' } },
+          ...(go?.open ? [{ fd: go.fd, meta: { name: GO_NAME, kind: 'fd' } }] : []),
+        ],
         state: { ...this.options.state(), workerId: slot.id },
         timeoutMs: this.options.timeoutMs,
         spawn: this.options.spawn,
         signal,
-        env: { [WORKER_ENV]: String(slot.id), [WORKER_COUNT_ENV]: String(this.slots.length), NOTIFY_SOCKET: undefined },
+        env: { [WORKER_ENV]: String(slot.id), [WORKER_COUNT_ENV]: String(count), NOTIFY_SOCKET: undefined },
       });
     } catch (err) {
+      link.write.close();
       slot.state = 'stopped';
       const e = err as RedeployFailedError;
       const what = (e.message ?? String(err)).replace(/^the new instance/, '').replace(/;( it was killed( \(SIGKILL\))? and)? this instance goes on serving$/, '');
       throw new WorkerFailedError(`worker ${slot.id} of generation ${this.options.generation()}${what.startsWith(' ') ? what : `: ${what}`}`,
         { cause: err });
+    } finally {
+      link.read.close(); // the worker has its own copy
     }
     const child = started.child;
     slot.child = child;
+    slot.link = new PrimaryLink(link.write.take(), `worker ${slot.id} (pid ${child.pid})`, (msg) => this.options.log(msg));
     slot.state = 'ready';
     slot.readyAt = Date.now();
     slot.exited = new Promise((resolve) => child.once('exit', (code, sig) => {
       this.exited(slot, child, code, sig);
       resolve();
     }));
-    this.options.changed?.(this.info()[slot.id]);
+    this.options.changed?.(this.infoOf(slot));
+  }
+
+  private infoOf(slot: Slot): WorkerInfo {
+    return {
+      id: slot.id,
+      pid: slot.child?.pid ?? null,
+      generation: this.options.generation(),
+      state: slot.state,
+      uptime: slot.state === 'ready' ? Math.round((Date.now() - slot.readyAt) / 1000) : 0,
+      restarts: slot.restarts,
+    };
+  }
+
+  /**
+   * scale replaces the workers by count new ones, under load without a
+   * failed request: every listener's group gets the members it needs (a group
+   * never loses one), the new workers start together and accept once all are
+   * ready, then the old ones drain as at a redeploy. If a new one fails, the
+   * new ones are killed and the old ones serve on (WorkerFailedError).
+   */
+  async scale(count: number, onReady?: (info: WorkerInfo) => void): Promise<void> {
+    if (!Number.isInteger(count) || count < 1 || count > MAX_WORKERS) {
+      throw invalidArgument('scale', `the number of workers must be an integer from 1 to ${MAX_WORKERS}, got ${String(count)} (telinit 0 halts the service)`);
+    }
+    if (this.incoming) throw new UpgradeInProgressError('scale: another scale is under way: wait for it (see status)');
+    if (this.mode !== 'serving') throw new UpgradeInProgressError(`scale: the workers are ${this.mode === 'draining' ? 'draining' : 'not started yet'}: try again once the service serves`);
+    const next = makeSlots(count);
+    this.incoming = next;
+    try {
+      const undo = (await this.options.grow?.(count)) ?? (() => undefined);
+      try {
+        await this.startSlots(next, onReady);
+      } catch (err) {
+        undo();
+        throw err;
+      }
+      const old = this.slots;
+      this.slots = next;
+      await this.stopSlots(old);
+    } finally {
+      this.incoming = null;
+    }
+  }
+
+  /** pause and resume reading a worker's output (the client is behind). */
+  pause(id: number): void {
+    this.slots[id]?.link?.pause();
+  }
+
+  resume(id: number): void {
+    this.slots[id]?.link?.resume();
+  }
+
+  /**
+   * ask sends one operation to every worker that is ready and gathers the
+   * answers by slot: a result, or the error of a worker that failed it or
+   * ended first. onLine gets each output line with its slot.
+   */
+  async ask(op: string, fields: Record<string, unknown>, onLine?: (id: number, line: string) => void, signal?: AbortSignal):
+    Promise<{ id: number; pid: number | null; result?: unknown; error?: { code: string; message: string } }[]> {
+    const ready = this.slots.filter((s) => s.state === 'ready' && s.link !== null);
+    return Promise.all(ready.map(async (s) => {
+      const pid = s.child?.pid ?? null;
+      try {
+        return { id: s.id, pid, result: await s.link!.request(op, fields, onLine && ((line) => onLine(s.id, line)), signal) };
+      } catch (err) {
+        const e = err as { code?: string; message?: string };
+        return { id: s.id, pid, error: { code: e.code ?? 'ERR_GRACEFUL_COMMAND_FAILED', message: e.message ?? String(err) } };
+      }
+    }));
   }
 
   /** exited: a worker ended; outside a drain it is a crash, and its slot restarts with backoff (or gives up, in a crash loop). */
   private exited(slot: Slot, child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
     if (slot.child !== child) return;
     slot.child = null;
-    if (this.mode !== 'serving') {
+    slot.link?.close();
+    slot.link = null;
+    if (this.mode !== 'serving' || !this.slots.includes(slot)) {
       slot.state = 'stopped';
       return;
     }
@@ -229,7 +350,12 @@ export class WorkerPool {
    */
   async drain(): Promise<void> {
     this.mode = 'draining';
-    const live = this.slots.filter((s) => {
+    await this.stopSlots([...this.slots, ...(this.incoming ?? [])]);
+  }
+
+  /** stopSlots: SIGTERM to each slot's worker (it drains), SIGKILL past the shutdown timeout and a margin; resolves once all exited. */
+  private async stopSlots(slots: Slot[]): Promise<void> {
+    const live = slots.filter((s) => {
       if (s.timer) clearTimeout(s.timer);
       s.timer = null;
       if (s.state !== 'ready' && s.child === null) s.state = 'stopped';
@@ -247,12 +373,10 @@ export class WorkerPool {
   }
 
   /** kill ends every worker now (SIGKILL) and waits for each. */
-  private async kill(): Promise<void> {
-    this.mode = 'draining';
-    const live = this.slots.filter((s) => s.child !== null);
+  private async kill(slots: Slot[]): Promise<void> {
+    const live = slots.filter((s) => s.child !== null);
     for (const s of live) s.child!.kill('SIGKILL');
     await Promise.all(live.map((s) => s.exited));
-    this.mode = 'idle';
   }
 
   /** restart: after a take-back, bring up every slot again. */
@@ -264,28 +388,43 @@ export class WorkerPool {
 }
 
 /**
- * forSlot: what the worker of a slot gets out of every registered
- * descriptor: of a listener's SO_REUSEPORT group only its own member, under
- * the listener's name; everything else as it is.
+ * forSlot: what the worker of slot `slot` (of `count`) gets out of every
+ * registered descriptor: of a listener's SO_REUSEPORT group the open members
+ * at positions p with p % count === slot (the first under the listener's name, the others
+ * as `<name>+1`, `<name>+2`, ...: a group keeps every member it ever had, so
+ * that none closes, and fewer workers accept on more members each);
+ * everything else as it is.
  */
-export function forSlot(all: OutgoingFd[], slot: number): OutgoingFd[] {
+export function forSlot(all: OutgoingFd[], slot: number, count: number): OutgoingFd[] {
+  const position = new Map<string, number>();
+  const taken = new Map<string, number>();
   return all.flatMap((d) => {
     const meta = d.meta;
     if (!meta || meta instanceof Uint8Array || typeof meta.group !== 'string') return [d];
-    return meta.member === slot ? [{ fd: d.fd, meta: { ...meta, name: meta.group } }] : [];
+    const p = position.get(meta.group) ?? 0;
+    position.set(meta.group, p + 1);
+    if (p % count !== slot) return [];
+    const k = taken.get(meta.group) ?? 0;
+    taken.set(meta.group, k + 1);
+    return [{ fd: d.fd, meta: { ...meta, name: extraName(meta.group, k) } }];
   });
 }
 
-/** goPair: a connected pair of UNIX stream sockets (close-on-exec), made through a listener in a private directory. */
-function goPair(): { read: OwnedFd; write: OwnedFd } {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'graceful-go-'));
+/** extraName: the name under which a worker finds the k-th member of listener name it accepts on (0: the name itself). */
+export function extraName(name: string, k: number): string {
+  return k === 0 ? name : `${name}+${k}`;
+}
+
+/** socketPair: a connected pair of UNIX stream sockets (close-on-exec), made through a listener in a private directory. */
+function socketPair(name: string): { read: OwnedFd; write: OwnedFd } {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'graceful-pair-'));
   const lfd = addon.listen(path.join(dir, 'go.sock'), 0o600, 1);
   let read: number | undefined;
   try {
     read = addon.connect(path.join(dir, 'go.sock'));
     const write = addon.accept(lfd);
-    if (read < 0 || write < 0) throw new Error('could not connect a socket pair to start a generation of workers');
-    return { read: new OwnedFd(read, { name: GO_NAME }), write: new OwnedFd(write, { name: GO_NAME }) };
+    if (read < 0 || write < 0) throw new Error(`could not connect a socket pair for ${name}`);
+    return { read: new OwnedFd(read, { name }), write: new OwnedFd(write, { name }) };
   } catch (err) {
     if (read !== undefined && read >= 0) addon.close(read);
     throw err;
@@ -337,14 +476,16 @@ async function numericHost(host: string | undefined): Promise<string[]> {
 /**
  * bindMember binds member `member` of the SO_REUSEPORT group of listener
  * `name` (port 0 for the first: the kernel picks; the others join its port).
+ * With listen false it is bound only, and joins the group when the worker
+ * that gets it listens: nothing waits on it for a worker that never came.
  * The caller owns the result.
  */
-export async function bindMember(name: string, member: number, bind: { port?: number; host?: string; backlog?: number; ipv6Only?: boolean }): Promise<PrimaryListener> {
+export async function bindMember(name: string, member: number, bind: { port?: number; host?: string; backlog?: number; ipv6Only?: boolean }, listen = true): Promise<PrimaryListener> {
   const hosts = await numericHost(bind.host);
   let last: unknown;
   for (const host of hosts) {
     try {
-      const { fd, port } = addon.listenReusePort(host, bind.port ?? 0, bind.backlog ?? 511, bind.ipv6Only ?? false);
+      const { fd, port } = addon.listenReusePort(host, bind.port ?? 0, bind.backlog ?? 511, bind.ipv6Only ?? false, listen);
       const regName = memberName(name, member);
       return { fd: new OwnedFd(fd, { name: regName }), meta: { name: regName, kind: 'listener', family: 'tcp', host, port, group: name, member } };
     } catch (err) {

@@ -111,7 +111,18 @@ async function control(s: Service, cmd: string, args: string[] = []): Promise<un
   }
 }
 
-async function status(s: Service): Promise<{ pid: number; generation: number; workersReady: number; workersWanted: number; workers: { id: number; pid: number; state: string; restarts: number; uptime: number }[] }> {
+/** cli runs the CLI with args: its exit code and output. */
+function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [path.join(root, 'bin/graceful-restart.js'), ...args], (err, stdout, stderr) => {
+      resolve({ code: err ? Number((err as { code?: number }).code) : 0, out: stdout.trim(), err: stderr.trim() });
+    });
+  });
+}
+
+interface WorkerStatus { id: number; pid: number; state: string; restarts: number; uptime: number; connections: number | null; requests: number | null; rss: number | null }
+
+async function status(s: Service): Promise<{ pid: number; generation: number; workersReady: number; workersWanted: number; connections: number; workers: WorkerStatus[] }> {
   return (await control(s, 'status')) as never;
 }
 
@@ -172,13 +183,13 @@ describe('workers', function () {
     for (const pid of pids) expect(gone(pid), `worker ${pid} gone`).to.equal(true);
   });
 
-  it('redeploys 10 times under keep-alive and new-connection load: 0 failed requests, every new worker answers, no old pid left', async () => {
+  it('redeploys 20 times under keep-alive and new-connection load: 0 failed requests, every new worker answers, no old pid left', async () => {
     s = await startService();
     const load = new Counter(s.port, 8, 4);
     const fdsByGeneration: number[] = [];
     const old: number[] = [];
     try {
-      for (let g = 2; g <= 11; g++) {
+      for (let g = 2; g <= 21; g++) {
         old.push(s.primary, ...workersOf(s, g - 1).values());
         const result = (await control(s, 'redeploy')) as { pid: number };
         s.primary = result.pid;
@@ -201,7 +212,7 @@ describe('workers', function () {
     await until(() => openFds(s!.primary).length <= least, 5_000, `the primary's descriptors to fall back to ${least} (counts per generation: ${fdsByGeneration.join(' ')})`);
     expect(zombies(s.primary)).to.deep.equal([]);
     const st = await status(s);
-    expect(st.generation).to.equal(11);
+    expect(st.generation).to.equal(21);
     expect(st.workersReady).to.equal(3);
   });
 
@@ -288,6 +299,96 @@ describe('workers', function () {
     expect(st.pid).to.equal(s.primary);
     expect(st.generation).to.equal(1);
     expect(st.workers.map((w) => w.pid).sort()).to.deep.equal([...first].sort());
+    expect(zombies(s.primary)).to.deep.equal([]);
+  });
+
+  it('runs an application command on every worker, labelled by worker; status counts each worker\'s requests, connections and memory', async () => {
+    s = await startService();
+    const load = new Counter(s.port, 0, 3, 300);
+    await load.done();
+    await load.stop();
+    expect(load.errors).to.deep.equal([]);
+    const reply = (await control(s, 'requests')) as { workers: { id: number; pid: number; result?: number; error?: unknown }[] };
+    expect(reply.workers.map((w) => w.id)).to.deep.equal([0, 1, 2]);
+    for (const w of reply.workers) expect(w.result, `worker ${w.id}`).to.equal(load.byPid.get(w.pid) ?? 0);
+    expect(reply.workers.reduce((n, w) => n + (w.result ?? 0), 0)).to.equal(load.requests);
+    const plain = await cli(['-s', s.sock, 'requests']);
+    expect(plain.code, plain.err).to.equal(0);
+    expect(plain.out.split('\n')).to.deep.equal(reply.workers.map((w) => `worker ${w.id} (pid ${w.pid}): ${w.result}`));
+    const st = await status(s);
+    for (const w of st.workers) {
+      expect(w.requests, `worker ${w.id} requests`).to.equal(load.byPid.get(w.pid) ?? 0);
+      expect(w.rss).to.be.greaterThan(1 << 20);
+      expect(w.connections).to.be.a('number');
+    }
+    expect(st.connections).to.equal(st.workers.reduce((n, w) => n + (w.connections ?? 0), 0));
+    // The human status shows the workers as a table.
+    const human = await cli(['status', s.sock]);
+    expect(human.code, human.err).to.equal(0);
+    expect(human.out).to.match(/^workers:\n\s+id\s+pid\s+state\s+uptime\s+restarts\s+connections\s+requests\s+rss/m);
+    for (const w of st.workers) expect(human.out).to.match(new RegExp(`^\\s+${w.id}\\s+${w.pid}\\s+ready\\s`, 'm'));
+  });
+
+  it('scales to 1 worker and then to 4 under load with 0 failed requests; the scale carries over a redeploy; bad numbers are refused', async () => {
+    s = await startService();
+    const load = new Counter(s.port, 8, 4);
+    try {
+      for (const bad of ['0', 'x', '300', '1.5']) {
+        const e = await control(s, 'scale', [bad]).catch((err: unknown) => err);
+        expect(e, `scale ${bad}`).to.be.instanceOf(ControlReplyError);
+        expect((e as ControlReplyError).code).to.equal('ERR_GRACEFUL_INVALID_ARGUMENT');
+      }
+      for (const n of [1, 4]) {
+        const before = (await status(s)).workers.map((w) => w.pid);
+        expect(await control(s, 'scale', [String(n)])).to.deep.equal({ workers: n });
+        const st = await status(s);
+        expect(st.workersWanted).to.equal(n);
+        expect(st.workersReady).to.equal(n);
+        const now = st.workers.map((w) => w.pid);
+        expect(now.filter((pid) => before.includes(pid)), 'every worker is new').to.deep.equal([]);
+        await until(() => before.every(gone), 15_000, 'the old workers to exit');
+        await until(() => now.every((pid) => (load.byPid.get(pid) ?? 0) > 0), 15_000, `answers from each of the ${n} workers`);
+      }
+      const result = (await control(s, 'redeploy')) as { pid: number };
+      s.primary = result.pid;
+      const st = await status(s);
+      expect(st.generation).to.equal(2);
+      expect(st.workersWanted, 'the scale carries over').to.equal(4);
+      await until(() => st.workers.every((w) => (load.byPid.get(w.pid) ?? 0) > 0), 15_000, 'answers from each worker of generation 2');
+    } finally {
+      await load.stop();
+    }
+    expect(load.errors).to.deep.equal([]);
+    expect(zombies(s.primary)).to.deep.equal([]);
+  });
+
+  it('takes back: the new primary SIGKILLed right after ready, the old primary brings its workers up again and serves', async () => {
+    const failFile = path.join(tmpDir(), 'fail');
+    s = await startService({ APP_FAIL_FILE: failFile, APP_TAKE_BACK_WINDOW: '5000' });
+    const first = s.primary;
+    fs.writeFileSync(failFile, 'kill-primary');
+    const load = new Counter(s.port, 4, 2);
+    let error: unknown;
+    try {
+      await control(s, 'redeploy').catch((err: unknown) => {
+        error = err;
+      });
+      expect(error).to.be.instanceOf(ControlReplyError);
+      expect((error as ControlReplyError).code).to.equal('ERR_GRACEFUL_REDEPLOY_FAILED');
+      expect((error as Error).message).to.match(/within the take-back window/);
+      const st = (await until(async () => {
+        const x = await status(s!);
+        return x.workersReady === 3 ? x : null;
+      }, 20_000, 'the old primary\'s workers back'))!;
+      expect(st.pid).to.equal(first);
+      expect(st.generation).to.equal(1);
+      await until(() => st.workers.every((w) => (load.byPid.get(w.pid) ?? 0) > 0), 15_000, 'answers from the workers brought back');
+      const second = s.child.stdout.filter((l) => / 2$/.test(l)).map((l) => Number(l.split(' ')[l.startsWith('ready') ? 1 : 2]));
+      for (const pid of second) await until(() => gone(pid), 10_000, `pid ${pid} of the failed generation to be gone`);
+    } finally {
+      await load.stop();
+    }
+    expect(load.errors).to.deep.equal([]);
     expect(zombies(s.primary)).to.deep.equal([]);
   });
 });
