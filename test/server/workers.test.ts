@@ -4,7 +4,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { ControlClient, ControlReplyError } from '../../src/control/client.js';
-import { gone, openFds, root, spawnFixture, tmpDir, until, type Child } from '../helpers.js';
+import { fixtures, gone, openFds, root, spawnChild, spawnFixture, tmpDir, until, type Child } from '../helpers.js';
 
 /** Counter: loops of requests, keep-alive (one agent) and fresh, counting answers by pid; every error counts. */
 class Counter {
@@ -390,5 +390,34 @@ describe('workers', function () {
     }
     expect(load.errors).to.deep.equal([]);
     expect(zombies(s.primary)).to.deep.equal([]);
+  });
+
+  it('runs under graceful-restart run: the supervisor follows each new primary, and its SIGTERM ends every process with 0', async () => {
+    const dir = tmpDir();
+    const appSock = path.join(dir, 'ctl.sock');
+    const supSock = path.join(dir, 'sup.sock');
+    const sup = spawnChild(process.execPath, [path.join(root, 'bin/graceful-restart.js'), 'run', '-s', supSock, '--', process.execPath, path.join(fixtures, 'workers.js')],
+      { env: { ...process.env, APP_SOCKET: appSock } });
+    const [, pid, port] = (await sup.next(/^ready /)).split(' ');
+    s = { child: sup, sock: appSock, port: Number(port), primary: Number(pid) };
+    await until(() => workersOf(s!, 1).size === 3, 10_000, 'the lines of the 3 workers');
+    const load = new Counter(s.port, 4, 2);
+    try {
+      for (let g = 2; g <= 3; g++) {
+        const r = (await control({ ...s, sock: supSock }, 'redeploy')) as { pid: number };
+        const st = (await control({ ...s, sock: supSock }, 'status')) as { pid: number; workersReady: number };
+        expect(st.pid, 'the supervisor follows the new primary').to.equal(r.pid);
+        expect(st.workersReady).to.equal(3);
+        s.primary = r.pid;
+        await until(() => workersOf(s!, g).size === 3, 10_000, `the workers of generation ${g}`);
+      }
+    } finally {
+      await load.stop();
+    }
+    expect(load.errors).to.deep.equal([]);
+    const everyone = allPids(s);
+    process.kill(sup.pid, 'SIGTERM');
+    expect(await sup.exited).to.deep.equal({ code: 0, signal: null });
+    for (const p of everyone) await until(() => gone(p), 10_000, `pid ${p} to be gone`);
   });
 });
