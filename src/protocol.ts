@@ -11,6 +11,13 @@ export const HANDOFF_ENV = 'GRACEFUL_HANDOFF';
 export const END_MARK = 'end';
 /** Meta `graceful` of the new instance's answer: it serves. */
 export const READY_MARK = 'ready';
+/**
+ * A rolling redeploy of workers, before the ready answer: the new primary
+ * asks (`slot`) that the old worker of a slot drain once its own worker of
+ * that slot serves, and the old primary answers once that worker exited.
+ */
+export const RETIRE_MARK = 'retire';
+export const RETIRED_MARK = 'retired';
 
 /** Set in the application's environment: the supervisor's pid. */
 export const SUPERVISOR_ENV = 'GRACEFUL_SUPERVISOR';

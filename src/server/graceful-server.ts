@@ -193,6 +193,8 @@ export class GracefulServer extends EventEmitter {
       finishHalt: (how) => this.shutdown.finish({ ...how, bySignal: false }),
       emit: (name, value) => this.emit(name, value),
       takeBack: this.pool ? () => this.pool!.restart() : undefined,
+      retire: this.pool ? (slot) => this.pool!.retire(slot) : undefined,
+      refill: this.pool ? () => this.pool!.refill() : undefined,
     });
     this.tasks.set('reopen', async () => `reopened ${(await this.reopen()).join(', ') || 'nothing'}`);
     if (options.controlSocket && this.roleInfo.role !== 'worker') {
@@ -505,7 +507,7 @@ export class GracefulServer extends EventEmitter {
       heapUsed: mem.heapUsed,
       node: process.version,
       redeploy: r ? `pid ${r.pid ?? '(starting)'} for ${Date.now() - r.since} ms` : 'none',
-      ...(this.pool ? { workers: this.pool.info(), workersWanted: this.pool.count, workersReady: this.pool.readyCount } : {}),
+      ...(this.pool ? { workers: this.pool.info(), workersWanted: this.pool.wanted, workersReady: this.pool.readyCount } : {}),
     };
   }
 
@@ -807,7 +809,9 @@ export class GracefulServer extends EventEmitter {
       for (const start of this.pendingStarts.splice(0)) await start();
       // A primary is ready once every worker of its generation is.
       if (this.pool) {
-        await this.pool.startAll((w) => this.log(`worker ${w.id} of generation ${this.generation} ready (pid ${w.pid})`, { event: 'worker.ready', worker: w.id, pid: w.pid ?? undefined }));
+        const onReady = (w: WorkerInfo) => this.log(`worker ${w.id} of generation ${this.generation} ready (pid ${w.pid})`, { event: 'worker.ready', worker: w.id, pid: w.pid ?? undefined });
+        if (this.config.rollout === 'rolling' && predecessor) await this.pool.startRolling((slot) => predecessor.retire(slot), onReady);
+        else await this.pool.startAll(onReady);
       }
     } catch (err) {
       giveUp();

@@ -77,6 +77,13 @@ export interface GracefulServerOptions {
    * 'shared' (one socket that every worker accepts on). See the README.
    */
   balance?: 'reuseport' | 'shared';
+  /**
+   * How a redeploy replaces the workers: 'all' (default: every new worker
+   * ready before any old one stops; two generations run for a moment) or
+   * 'rolling' (one slot at a time: a new worker starts, then the old one of
+   * its slot drains; at most one worker more than configured runs).
+   */
+  rollout?: 'all' | 'rolling';
   /** Where the library's own log lines go (default: stderr; JSON lines when GRACEFUL_JSON_LOG=1). */
   log?: LogSink;
 }
@@ -92,11 +99,12 @@ export interface Config extends GracefulServerOptions {
   /** How many workers the service runs: 0 without workers. */
   workers: number;
   balance: 'reuseport' | 'shared';
+  rollout: 'all' | 'rolling';
 }
 
 /** The options a configuration file may set. */
 export const CONFIG_KEYS: ReadonlySet<string> = new Set(['controlSocket', 'controlMode', 'controlAllowUids', 'controlIdleTimeout', 'controlLimits', 'commands', 'pidFile',
-  'upgradeTimeout', 'shutdownTimeout', 'idleGrace', 'takeBackWindow', 'runlevel', 'signals', 'sighup', 'sigusr1', 'sigusr2', 'exitProcess', 'workers', 'balance']);
+  'upgradeTimeout', 'shutdownTimeout', 'idleGrace', 'takeBackWindow', 'runlevel', 'signals', 'sighup', 'sigusr1', 'sigusr2', 'exitProcess', 'workers', 'balance', 'rollout']);
 
 /** checkRunlevel reads a runlevel (a number or a one-digit string), or throws InvalidRunlevelError. */
 export function checkRunlevel(level: unknown): Runlevel {
@@ -136,6 +144,11 @@ function checkBalance(v: unknown): 'reuseport' | 'shared' {
   throw invalidArgument('GracefulServer', `the balance option must be 'reuseport' or 'shared', got ${JSON.stringify(v)}`);
 }
 
+function checkRollout(v: unknown): 'all' | 'rolling' {
+  if (v === undefined || v === 'all' || v === 'rolling') return v ?? 'all';
+  throw invalidArgument('GracefulServer', `the rollout option must be 'all' or 'rolling', got ${JSON.stringify(v)}`);
+}
+
 /**
  * resolveOptions checks options and applies the environment:
  * GRACEFUL_UPGRADE_TIMEOUT and GRACEFUL_SHUTDOWN_TIMEOUT (seconds) and
@@ -153,6 +166,7 @@ export function resolveOptions(options: GracefulServerOptions, env: NodeJS.Proce
     takeBackWindow: positive('takeBackWindow', options.takeBackWindow ?? DEFAULT_TAKE_BACK_WINDOW, true),
     runlevel,
     balance: checkBalance(options.balance),
+    rollout: checkRollout(options.rollout),
     workers: env.GRACEFUL_WORKERS ? checkWorkers(env.GRACEFUL_WORKERS, 'GRACEFUL_WORKERS') : checkWorkers(options.workers, 'the workers option'),
   };
 }

@@ -45,7 +45,7 @@ export const BACKOFF_MAX_MS = 5_000;
 /** How long past the shutdown timeout a draining worker has before it is killed. */
 const DRAIN_MARGIN_MS = 5_000;
 
-export type WorkerState = 'starting' | 'ready' | 'restarting' | 'crash-loop' | 'draining' | 'stopped';
+export type WorkerState = 'starting' | 'ready' | 'restarting' | 'crash-loop' | 'draining' | 'stopped' | 'retired';
 
 /** WorkerInfo: one slot, as status shows it. */
 export interface WorkerInfo {
@@ -126,6 +126,11 @@ export class WorkerPool {
     return this.slots.length;
   }
 
+  /** wanted: the workers this primary means to run (a rolling redeploy retired the others to its successor's). */
+  get wanted(): number {
+    return this.slots.filter((s) => s.state !== 'retired').length;
+  }
+
   /** readyCount: workers ready and serving. */
   get readyCount(): number {
     return this.slots.filter((s) => s.state === 'ready').length;
@@ -163,8 +168,49 @@ export class WorkerPool {
     this.mode = 'serving';
   }
 
+  /**
+   * startRolling brings up the slots one at a time, for a rolling redeploy:
+   * the worker of slot i starts and accepts, then retire(i) has the old
+   * worker of that slot drain (and resolves once it exited), then slot i+1
+   * starts: at most one worker more than configured runs. If one fails,
+   * every new worker is killed and this rejects with its error.
+   */
+  async startRolling(retire: (slot: number) => Promise<void>, onReady?: (info: WorkerInfo) => void): Promise<void> {
+    const undo = (await this.options.grow?.(this.slots.length)) ?? (() => undefined);
+    try {
+      for (const slot of this.slots) {
+        await this.startSlots([slot], onReady, this.slots.length);
+        await retire(slot.id);
+      }
+    } catch (err) {
+      // The new workers already serving drain (they accepted connections);
+      // the old primary starts its retired slots again meanwhile.
+      for (const s of this.slots) if (s.child) s.child.kill('SIGTERM');
+      undo();
+      throw err;
+    }
+    this.mode = 'serving';
+  }
+
+  /** retire drains the worker of slot (a successor's worker of that slot serves now); resolves once it exited. */
+  async retire(id: number): Promise<void> {
+    const slot = this.slots[id];
+    if (!slot) return;
+    await this.stopSlots([slot]);
+    slot.state = 'retired';
+    this.options.changed?.(this.infoOf(slot));
+  }
+
+  /** refill starts again the slots retired to a rolling redeploy that then failed: this primary serves on with all of them. */
+  async refill(): Promise<void> {
+    const retired = this.slots.filter((s) => s.state === 'retired');
+    await Promise.all(retired.map((slot) => this.startSlot(slot).catch((err: Error) => {
+      this.options.log(`worker ${slot.id} could not be started again after the failed redeploy: ${err.message}`, { event: 'worker.restart-failed', worker: slot.id });
+    })));
+  }
+
   /** startSlots starts slots together (go once all are ready); on a failure kills them all and throws the first worker's error. */
-  private async startSlots(slots: Slot[], onReady?: (info: WorkerInfo) => void): Promise<void> {
+  private async startSlots(slots: Slot[], onReady?: (info: WorkerInfo) => void, count = slots.length): Promise<void> {
     const abort = new AbortController();
     const gos: OwnedFd[] = [];
     try {
@@ -172,7 +218,7 @@ export class WorkerPool {
         const pair = socketPair(GO_NAME);
         gos.push(pair.write);
         try {
-          await this.startSlot(slot, abort.signal, pair.read, slots.length);
+          await this.startSlot(slot, abort.signal, pair.read, count);
         } finally {
           pair.read.close();
         }
@@ -311,7 +357,7 @@ export class WorkerPool {
     slot.child = null;
     slot.link?.close();
     slot.link = null;
-    if (this.mode !== 'serving' || !this.slots.includes(slot)) {
+    if (this.mode !== 'serving' || !this.slots.includes(slot) || slot.state === 'draining') {
       slot.state = 'stopped';
       return;
     }

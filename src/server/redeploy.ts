@@ -60,6 +60,10 @@ export interface RedeployParts {
   start?: (options: SuccessorOptions) => Promise<Successor>;
   /** What a take-back does besides listening again (the primary of workers brings its workers up again). */
   takeBack?: () => Promise<void>;
+  /** A rolling redeploy of workers: drain the worker of slot (see SuccessorOptions.retire). */
+  retire?: (slot: number) => Promise<void>;
+  /** After a failed redeploy: start again what retire drained. */
+  refill?: () => Promise<void>;
   /** Events for the application ('redeploy', 'takeback', and 'draining' with the open connections). */
   emit(name: 'redeploy' | 'takeback' | 'draining', value: unknown): void;
 }
@@ -98,6 +102,7 @@ export class Redeployer {
         timeoutMs: config.upgradeTimeout,
         spawn: config.spawn,
         signal: ticket.abort.signal,
+        retire: this.parts.retire,
         onSpawned: (pid) => {
           ticket.pid = pid;
           spawnedAt = Date.now();
@@ -105,6 +110,7 @@ export class Redeployer {
         },
       });
     } catch (err) {
+      await this.parts.refill?.().catch((e: Error) => this.parts.log(`refill: ${e.message}`));
       this.failed(err as RedeployFailedError, started, emit);
       lifecycle.endRedeploy(ticket);
       throw err;

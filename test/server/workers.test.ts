@@ -148,6 +148,19 @@ function zombies(pid: number): number[] {
   });
 }
 
+/** childrenOf: the live processes whose parent is one of pids (zombies apart). */
+function childrenOf(pids: number[]): number[] {
+  return fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d)).flatMap((d) => {
+    try {
+      const st = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+      const fields = st.slice(st.lastIndexOf(')') + 2).split(' ');
+      return fields[0] !== 'Z' && pids.includes(Number(fields[1])) ? [Number(d)] : [];
+    } catch {
+      return [];
+    }
+  });
+}
+
 async function halt(s: Service | undefined): Promise<void> {
   if (!s) return;
   for (const pid of allPids(s)) {
@@ -419,5 +432,66 @@ describe('workers', function () {
     process.kill(sup.pid, 'SIGTERM');
     expect(await sup.exited).to.deep.equal({ code: 0, signal: null });
     for (const p of everyone) await until(() => gone(p), 10_000, `pid ${p} to be gone`);
+  });
+
+  it('rollout rolling: 3 redeploys under load with 0 failed requests, never more than 4 workers at once', async () => {
+    s = await startService({ APP_ROLLOUT: 'rolling' });
+    const load = new Counter(s.port, 8, 4);
+    let most = 0;
+    try {
+      for (let g = 2; g <= 4; g++) {
+        const old = s.primary;
+        // Sampling the process table while the redeploy runs: what is measured here.
+        const sampler = setInterval(() => {
+          const primaries = [old, ...s!.child.stdout.filter((l) => l.startsWith('ready ')).map((l) => Number(l.split(' ')[1]))];
+          most = Math.max(most, childrenOf(primaries).filter((pid) => !primaries.includes(pid)).length);
+        }, 2);
+        try {
+          const result = (await control(s, 'redeploy')) as { pid: number };
+          s.primary = result.pid;
+        } finally {
+          clearInterval(sampler);
+        }
+        await until(() => workersOf(s!, g).size === 3, 10_000, `the workers of generation ${g}`);
+        const fresh = [...workersOf(s, g).values()];
+        await until(() => fresh.every((pid) => (load.byPid.get(pid) ?? 0) > 0), 15_000, `answers from each worker of generation ${g}`);
+        await until(() => [old, ...workersOf(s!, g - 1).values()].every(gone), 15_000, `generation ${g - 1} to exit`);
+      }
+    } finally {
+      await load.stop();
+    }
+    expect(load.errors).to.deep.equal([]);
+    expect(most, 'workers alive at once').to.be.within(3, 4);
+    const st = await status(s);
+    expect(st.workersReady).to.equal(3);
+  });
+
+  it('rollout rolling: a worker of the new generation that fails halfway rolls back; the old primary starts the slots it retired again', async () => {
+    const failFile = path.join(tmpDir(), 'fail');
+    s = await startService({ APP_ROLLOUT: 'rolling', APP_FAIL_FILE: failFile });
+    const first = s.primary;
+    fs.writeFileSync(failFile, 'throw 1');
+    const load = new Counter(s.port, 4, 2);
+    let error: unknown;
+    try {
+      await control(s, 'redeploy').catch((err: unknown) => {
+        error = err;
+      });
+      expect(error).to.be.instanceOf(ControlReplyError);
+      expect((error as Error).message).to.match(/worker 1 .*refuses to start on purpose/);
+      const st = (await until(async () => {
+        const x = await status(s!);
+        return x.workersReady === 3 ? x : null;
+      }, 20_000, 'the old primary serving with 3 workers'))!;
+      expect(st.pid).to.equal(first);
+      expect(st.generation).to.equal(1);
+      await until(() => st.workers.every((w) => (load.byPid.get(w.pid) ?? 0) > 0), 15_000, 'answers from every worker of the old primary');
+      const second = s.child.stdout.filter((l) => / 2$/.test(l)).map((l) => Number(l.split(' ')[l.startsWith('ready') ? 1 : 2]));
+      for (const pid of second) await until(() => gone(pid), 10_000, `pid ${pid} of the failed generation to be gone`);
+    } finally {
+      await load.stop();
+    }
+    expect(load.errors).to.deep.equal([]);
+    expect(zombies(s.primary)).to.deep.equal([]);
   });
 });
