@@ -101,5 +101,8 @@ const where = app.listenerInfo()[0]?.address;
 // An unspecified address (:: or 0.0.0.0) is not one a browser can open: name localhost instead.
 const shown = !host || host === '::' || host === '0.0.0.0' ? 'localhost' : host.includes(':') ? `[${host}]` : host;
 log.write(`${new Date().toISOString()} pid ${process.pid} generation ${app.generation} ready on port ${where?.port}\n`);
-console.log(`pid ${process.pid} (generation ${app.generation}) serving on http://${shown}:${where?.port}/ - Ctrl-C stops it, kill -HUP ${process.pid} redeploys`);
+if (app.isPrimary) {
+  const what = app.workers > 0 ? ` with ${app.workers} workers` : '';
+  console.log(`pid ${process.pid} (generation ${app.generation}) serving${what} on http://${shown}:${where?.port}/ - Ctrl-C stops it, kill -HUP ${process.pid} redeploys`);
+}
 app.on('halt', () => log.write(`${new Date().toISOString()} pid ${process.pid} halted\n`));
