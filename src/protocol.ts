@@ -17,6 +17,8 @@ export const READY_MARK = 'ready';
  * that slot serves, and the old primary answers once that worker exited.
  */
 export const RETIRE_MARK = 'retire';
+/** Before its ready answer, a new primary tells of each of its workers that became ready (`worker`, `pid`); no answer. */
+export const PROGRESS_MARK = 'progress';
 export const RETIRED_MARK = 'retired';
 
 /** Set in the application's environment: the supervisor's pid. */

@@ -11,6 +11,7 @@ import type { ControlEvent } from './client.js';
 export function renderEvent(e: ControlEvent): string {
   switch (e.event) {
     case 'spawned': return `spawned pid ${e.pid}`;
+    case 'worker': return `worker ${e.worker} ready: pid ${e.pid} after ${e.ms} ms`;
     case 'ready': return `ready: pid ${e.pid} after ${e.ms} ms`;
     case 'draining': return `draining ${e.connections} connection(s)`;
     case 'done': return `done after ${e.ms} ms`;

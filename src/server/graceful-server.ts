@@ -842,7 +842,10 @@ export class GracefulServer extends EventEmitter {
       for (const start of this.pendingStarts.splice(0)) await start();
       // A primary is ready once every worker of its generation is.
       if (this.pool) {
-        const onReady = (w: WorkerInfo) => this.log(`worker ${w.id} of generation ${this.generation} ready (pid ${w.pid})`, { event: 'worker.ready', worker: w.id, pid: w.pid ?? undefined });
+        const onReady = (w: WorkerInfo) => {
+          this.log(`worker ${w.id} of generation ${this.generation} ready (pid ${w.pid})`, { event: 'worker.ready', worker: w.id, pid: w.pid ?? undefined });
+          if (w.pid !== null) predecessor?.progress(w.id, w.pid);
+        };
         if (this.config.rollout === 'rolling' && predecessor) await this.pool.startRolling((slot) => predecessor.retire(slot), onReady);
         else await this.pool.startAll(onReady);
       }

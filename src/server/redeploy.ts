@@ -23,6 +23,7 @@ import { connectSender, type ConnectionSender } from './conn-handover.js';
 export type RedeployEvent =
   | { type: 'spawned'; pid: number; ms: number }
   | { type: 'ready'; pid: number; ms: number }
+  | { type: 'worker'; pid: number; worker: number; ms: number }
   | { type: 'draining'; pid: number; connections: number; ms: number }
   | { type: 'done'; pid: number; forced: number; handedOver: number; drained: number; ms: number }
   | { type: 'failed'; error: RedeployFailedError; ms: number };
@@ -103,6 +104,7 @@ export class Redeployer {
         spawn: config.spawn,
         signal: ticket.abort.signal,
         retire: this.parts.retire,
+        onWorkerReady: (worker, pid) => emit({ type: 'worker', pid, worker, ms: Date.now() - started }),
         onSpawned: (pid) => {
           ticket.pid = pid;
           spawnedAt = Date.now();

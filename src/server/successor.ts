@@ -13,7 +13,7 @@ import { listenAndServe } from '../handoff/server.js';
 import { receiveFrom } from '../handoff/client.js';
 import type { OutgoingFd } from '../handoff/connection.js';
 import type { HandoffServer } from '../handoff/server.js';
-import { HANDOFF_ENV, END_MARK, READY_MARK, RETIRE_MARK, RETIRED_MARK } from '../protocol.js';
+import { HANDOFF_ENV, END_MARK, PROGRESS_MARK, READY_MARK, RETIRE_MARK, RETIRED_MARK } from '../protocol.js';
 
 export { HANDOFF_ENV };
 const STDERR_LINES = 20;
@@ -40,6 +40,8 @@ export interface SuccessorOptions {
    * starts the upgrade timeout again, since it shows progress.
    */
   retire?: (slot: number) => Promise<void>;
+  /** A new primary said that one of its workers is ready. */
+  onWorkerReady?: (worker: number, pid: number) => void;
 }
 
 export interface Successor {
@@ -134,13 +136,17 @@ async function runSuccessor(options: SuccessorOptions, dir: string): Promise<Suc
     res.send(2, { graceful: END_MARK, ...options.state });
     await res.flush();
     let ack = await receiveFrom(res.connection);
-    while (ack?.meta?.graceful === RETIRE_MARK) {
+    while (ack?.meta?.graceful === RETIRE_MARK || ack?.meta?.graceful === PROGRESS_MARK) {
       fs.closeSync(ack.fd);
-      const slot = Number(ack.meta.slot);
-      arm();
-      await options.retire?.(slot);
-      res.send(2, { graceful: RETIRED_MARK, slot });
-      await res.flush();
+      arm(); // progress: the upgrade timeout starts again
+      if (ack.meta.graceful === PROGRESS_MARK) {
+        options.onWorkerReady?.(Number(ack.meta.worker), Number(ack.meta.pid));
+      } else {
+        const slot = Number(ack.meta.slot);
+        await options.retire?.(slot);
+        res.send(2, { graceful: RETIRED_MARK, slot });
+        await res.flush();
+      }
       ack = await receiveFrom(res.connection);
     }
     if (ack) fs.closeSync(ack.fd);

@@ -546,4 +546,19 @@ describe('workers', function () {
     const workers = new Set(s.child.stdout.flatMap((l) => (/^worker \d+ (\d+)/.exec(l) ? [Number(/^worker \d+ (\d+)/.exec(l)![1])] : [])));
     expect([...answers.keys()].every((pid) => workers.has(pid)), `answers from ${[...answers.keys()].join(' ')}`).to.equal(true);
   });
+
+  it('a redeploy through the CLI names each new worker as it gets ready, before the new primary is', async () => {
+    s = await startService();
+    const r = await cli([s.sock]);
+    expect(r.code, r.err).to.equal(0);
+    const lines = r.out.split('\n');
+    const workers = lines.filter((l) => /^worker \d ready: pid \d+ after \d+ ms$/.test(l));
+    expect(workers.map((l) => l.split(' ')[1]).sort()).to.deep.equal(['0', '1', '2']);
+    const readyAt = lines.findIndex((l) => l.startsWith('ready: pid '));
+    expect(readyAt, r.out).to.be.greaterThan(Math.max(...workers.map((l) => lines.indexOf(l))));
+    const pid = Number(/ready: pid (\d+)/.exec(r.out)?.[1]);
+    s.primary = pid;
+    await until(() => workersOf(s!, 2).size === 3, 10_000, 'the workers of generation 2');
+    for (const l of workers) expect([...workersOf(s, 2).values()]).to.include(Number(l.split(' ')[4]));
+  });
 });
