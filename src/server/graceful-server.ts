@@ -52,7 +52,7 @@ import { Adopter } from './adopt.js';
 import { ADOPT_FIELD, ADOPT_LISTENERS_FIELD } from './conn-handover.js';
 import { GO_NAME, MAX_WORKERS, WorkerPool, bindListener, bindMember, extraName, forSlot, memberName, waitForGo, type PrimaryListener, type WorkerInfo } from './primary.js';
 import { roleOf, watchPrimary, type RoleInfo } from './worker.js';
-import { LINK_NAME, serveLink } from './worker-link.js';
+import { LINK_NAME, serveLink, type WorkerLink } from './worker-link.js';
 import { CommandRegistry } from '../control/commands.js';
 import { formatWorkerAnswers } from '../control/render.js';
 
@@ -114,8 +114,8 @@ export class GracefulServer extends EventEmitter {
   private readonly registeredMembers = new Set<string>();
   /** A worker's application commands, which its primary runs on every worker through the link. */
   private readonly workerCommands = new CommandRegistry();
-  /** Closes a worker's end of the link to its primary. */
-  private closeLink: (() => void) | null = null;
+  /** A worker's end of the link to its primary. */
+  private link: WorkerLink | null = null;
 
   constructor(options: GracefulServerOptions = {}) {
     super();
@@ -171,7 +171,7 @@ export class GracefulServer extends EventEmitter {
         // The primary's sockets: its workers are gone, and a successor holds its own copies.
         for (const members of this.held.values()) for (const m of members) m.fd.close();
         for (const d of this.heldDgrams.values()) d.fd.close();
-        this.closeLink?.();
+        this.link?.close();
         this.removeSignals?.();
         this.adopter?.close();
         if (this.keepAlive) clearInterval(this.keepAlive);
@@ -416,7 +416,7 @@ export class GracefulServer extends EventEmitter {
 
   /** serveWorkerLink: a worker answers its primary's stats and command requests on the link. */
   private serveWorkerLink(fd: number): void {
-    this.closeLink = serveLink(fd, {
+    this.link = serveLink(fd, {
       stats: () => ({ connections: this.connectionCount(), requests: this.listenerSet.requestCount(), rss: process.memoryUsage().rss }),
       run: async (name, args, json, peer, write, signal) => {
         const { command } = this.workerCommands.get(name);
@@ -577,6 +577,13 @@ export class GracefulServer extends EventEmitter {
     this.listenerSet.add(listener);
     const claimed = this.registry.claim(name, 'listener', this.log, (c) => c.source === 'systemd' || listener.matches(c.fd.meta));
     if (claimed?.source === 'systemd') listener.activated = true;
+    if (this.roleInfo.role === 'worker') {
+      // The primary learns of the worker's open connections (to say what a crash lost).
+      server.on('connection', (socket: net.Socket) => {
+        this.link?.report(() => this.connectionCount());
+        socket.once('close', () => this.link?.report(() => this.connectionCount()));
+      });
+    }
     // A worker may accept on several members of the listener's group.
     for (let k = 1; claimed && this.roleInfo.role === 'worker'; k++) {
       const extra = this.registry.claim(extraName(name, k), 'listener', this.log);

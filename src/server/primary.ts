@@ -343,7 +343,10 @@ export class WorkerPool {
     return Promise.all(ready.map(async (s) => {
       const pid = s.child?.pid ?? null;
       try {
-        return { id: s.id, pid, result: await s.link!.request(op, fields, onLine && ((line) => onLine(s.id, line)), signal) };
+        const result = await s.link!.request(op, fields, onLine && ((line) => onLine(s.id, line)), signal);
+        const open = (result as { connections?: unknown } | null)?.connections;
+        if (op === 'stats' && typeof open === 'number' && s.link) s.link.connections = open;
+        return { id: s.id, pid, result };
       } catch (err) {
         const e = err as { code?: string; message?: string };
         return { id: s.id, pid, error: { code: e.code ?? 'ERR_GRACEFUL_COMMAND_FAILED', message: e.message ?? String(err) } };
@@ -355,6 +358,7 @@ export class WorkerPool {
   private exited(slot: Slot, child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
     if (slot.child !== child) return;
     slot.child = null;
+    const link = slot.link;
     slot.link?.close();
     slot.link = null;
     if (this.mode !== 'serving' || !this.slots.includes(slot) || slot.state === 'draining') {
@@ -363,16 +367,18 @@ export class WorkerPool {
     }
     const now = Date.now();
     slot.crashes = [...slot.crashes.filter((t) => now - t < CRASH_LOOP_MS), now];
-    const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+    const lost = link?.connections ?? 0;
+    const how = (signal ? `was killed by ${signal}` : `exited with code ${code}`) +
+      (lost > 0 ? `, losing the ${lost} connection(s) it had open` : '');
     if (slot.crashes.length >= CRASH_LOOP_COUNT) {
       slot.state = 'crash-loop';
       this.options.log(`worker ${slot.id} (pid ${child.pid}) ${how}: ${slot.crashes.length} crashes within ${CRASH_LOOP_MS / 1000} s, so slot ${slot.id} is not restarted; ` +
-        'fix the cause and redeploy', { event: 'worker.crash-loop', worker: slot.id });
+        'fix the cause and redeploy', { event: 'worker.crash-loop', worker: slot.id, lost });
       this.options.changed?.(this.info()[slot.id]);
       return;
     }
     const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** (slot.crashes.length - 1));
-    this.options.log(`worker ${slot.id} (pid ${child.pid}) ${how}; restarting it in ${delay} ms (the other workers serve on)`, { event: 'worker.crashed', worker: slot.id });
+    this.options.log(`worker ${slot.id} (pid ${child.pid}) ${how}; restarting it in ${delay} ms (the other workers serve on)`, { event: 'worker.crashed', worker: slot.id, lost });
     slot.state = 'restarting';
     this.options.changed?.(this.info()[slot.id]);
     slot.timer = setTimeout(() => {

@@ -8,6 +8,8 @@
  *                      {"id":2,"op":"cancel"}                  the client left
  *   worker -> primary  {"id":2,"line":"..."}                  output of a command, any number
  *                      {"id":2,"result":...} | {"id":2,"error":{"code":"...","message":"..."}}
+ *                      {"id":0,"connections":12}              unasked: its open connections, when
+ *                                                             they changed (at most every 50 ms)
  *
  * A line over MAX_LINE bytes or one that is not such a message ends the link
  * (logged): a worker that cannot speak it is a bug, not a client to answer.
@@ -85,6 +87,8 @@ export class PrimaryLink {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private gone: string | null = null;
+  /** The worker's open connections, as it last reported them. */
+  connections = 0;
 
   constructor(fd: number, private readonly who: string, log: (msg: string) => void) {
     this.socket = open(fd, (m) => this.received(m), (why) => {
@@ -96,6 +100,10 @@ export class PrimaryLink {
   }
 
   private received(m: Message): void {
+    if (m.id === 0) {
+      if (typeof m.connections === 'number') this.connections = m.connections;
+      return;
+    }
     const p = this.pending.get(m.id!);
     if (!p) return; // cancelled meanwhile
     if (typeof m.line === 'string') {
@@ -160,8 +168,18 @@ export interface WorkerHandlers {
   run(name: string, args: string[], json: boolean, peer: unknown, write: (line: string) => boolean, signal: AbortSignal): Promise<unknown>;
 }
 
-/** serveLink answers the primary on the worker's end of the link; returns a close function. */
-export function serveLink(fd: number, handlers: WorkerHandlers, log: (msg: string) => void): () => void {
+/** How often at most a worker reports its open connections. */
+const REPORT_MS = 50;
+
+/** WorkerLink: the worker's end: close it, and report() that its open connections changed. */
+export interface WorkerLink {
+  close(): void;
+  report(connections: () => number): void;
+}
+
+/** serveLink answers the primary on the worker's end of the link. */
+export function serveLink(fd: number, handlers: WorkerHandlers, log: (msg: string) => void): WorkerLink {
+  let reportTimer: NodeJS.Timeout | null = null;
   const running = new Map<number, AbortController>();
   const socket: net.Socket = open(fd, (m) => {
     const id = m.id!;
@@ -193,5 +211,18 @@ export function serveLink(fd: number, handlers: WorkerHandlers, log: (msg: strin
     running.clear();
     if (why) log(`link to the primary closed: ${why}`);
   });
-  return () => socket.destroy();
+  return {
+    close: () => {
+      if (reportTimer) clearTimeout(reportTimer);
+      socket.destroy();
+    },
+    report: (connections) => {
+      if (reportTimer) return; // one report per REPORT_MS, with the count of its moment
+      reportTimer = setTimeout(() => {
+        reportTimer = null;
+        send(socket, { id: 0, connections: connections() });
+      }, REPORT_MS);
+      reportTimer.unref();
+    },
+  };
 }

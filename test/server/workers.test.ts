@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import dgram from 'node:dgram';
 import http from 'node:http';
+import net from 'node:net';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { ControlClient, ControlReplyError } from '../../src/control/client.js';
@@ -199,6 +200,8 @@ describe('workers', function () {
 
   it('redeploys 20 times under keep-alive and new-connection load: 0 failed requests, every new worker answers, no old pid left', async () => {
     s = await startService();
+    // A worker's descriptors before any load: what each worker of the last generation comes back to.
+    const workerFds = Math.max(...[...workersOf(s, 1).values()].map((pid) => openFds(pid).length));
     const load = new Counter(s.port, 8, 4);
     const fdsByGeneration: number[] = [];
     const old: number[] = [];
@@ -225,6 +228,9 @@ describe('workers', function () {
     const least = Math.min(...fdsByGeneration);
     await until(() => openFds(s!.primary).length <= least, 5_000, `the primary's descriptors to fall back to ${least} (counts per generation: ${fdsByGeneration.join(' ')})`);
     expect(zombies(s.primary)).to.deep.equal([]);
+    for (const pid of workersOf(s, 21).values()) {
+      await until(() => openFds(pid).length <= workerFds, 10_000, `worker ${pid}'s descriptors to fall back to ${workerFds} (a generation-1 worker's)`);
+    }
     const st = await status(s);
     expect(st.generation).to.equal(21);
     expect(st.workersReady).to.equal(3);
@@ -560,5 +566,40 @@ describe('workers', function () {
     s.primary = pid;
     await until(() => workersOf(s!, 2).size === 3, 10_000, 'the workers of generation 2');
     for (const l of workers) expect([...workersOf(s, 2).values()]).to.include(Number(l.split(' ')[4]));
+  });
+
+  it('a worker that crashes with connections open: the primary logs how many it lost', async () => {
+    s = await startService();
+    const victim = workersOf(s, 1).get(1)!;
+    const sockets: net.Socket[] = [];
+    let onVictim = 0;
+    try {
+      for (let i = 0; i < 30; i++) {
+        const sock = net.connect(s.port, '127.0.0.1');
+        sock.on('error', () => undefined); // reset when the worker dies: what this test does
+        sockets.push(sock);
+        const body = await new Promise<string>((resolve) => {
+          let got = '';
+          const onData = (c: Buffer) => {
+            got += c.toString();
+            const m = /\r\n\r\n(\d+)$/.exec(got);
+            if (m) {
+              sock.off('data', onData);
+              resolve(m[1]!);
+            }
+          };
+          sock.on('data', onData);
+          sock.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+        });
+        if (Number(body) === victim) onVictim++;
+      }
+      expect(onVictim, 'connections on worker 1').to.be.greaterThan(0);
+      await until(async () => (await status(s!)).workers[1]!.connections === onVictim, 5_000, `worker 1 to count ${onVictim} connection(s)`);
+      process.kill(victim, 'SIGKILL');
+      await until(() => s!.child.stderr.some((l) => l.includes(`worker 1 (pid ${victim}) was killed by SIGKILL, losing the ${onVictim} connection(s) it had open`)),
+        5_000, 'the log line of the crash');
+    } finally {
+      for (const sock of sockets) sock.destroy();
+    }
   });
 });
