@@ -37,9 +37,10 @@ import http from 'node:http';
 import https from 'node:https';
 import http2 from 'node:http2';
 import { debuglog } from 'node:util';
-import { invalidArgument } from '../errors.js';
+import { HandOverFailedError, SocketHandedOverError, invalidArgument } from '../errors.js';
 import { Http2Sessions } from './goaway.js';
 import { handleOf } from './conn-handover.js';
+import { SOCKET_KIND, encodeState, flushed, stopReading, type HandOverOptions } from './socket-handover.js';
 import type { Meta } from '../meta.js';
 
 const debug = debuglog('graceful');
@@ -69,6 +70,13 @@ export interface DrainOptions {
    * authentication, a `WeakMap` keyed by socket) does not move with it.
    */
   handOver?: boolean;
+  /**
+   * handOverSockets: at a redeploy, the application may hand this listener's
+   * upgraded connections (WebSocket) or, on a plain net.Server, its
+   * connections to the new instance with their state (`app.handOver()`),
+   * which gets each with the 'adopt-socket' event. Default false.
+   */
+  handOverSockets?: boolean;
 }
 
 /**
@@ -78,6 +86,9 @@ export interface DrainOptions {
  */
 export interface ConnectionMover {
   accepts(listener: string): boolean;
+  /** acceptsSockets: the new instance takes sockets the application hands over on this listener. */
+  acceptsSockets(listener: string): boolean;
+  readonly error: Error | null;
   pass(socket: net.Socket, handle: NonNullable<ReturnType<typeof handleOf>>, meta: Meta): Promise<boolean>;
 }
 
@@ -156,6 +167,8 @@ export class ConnectionTracker {
   /** Plain HTTP/1 (http.Server): its connections can move. */
   private readonly movable: boolean;
   private mover: ConnectionMover | null = null;
+  /** Where the application's hand-overs (handOver()) go, during a redeploy's drain. */
+  private socketMover: ConnectionMover | null = null;
   /** What became of the connections of every drain of this listener. */
   readonly moved: MoveCounts = { handedOver: 0, drained: 0, forced: 0 };
 
@@ -167,6 +180,9 @@ export class ConnectionTracker {
     if (options.handOver !== undefined && typeof options.handOver !== 'boolean') {
       throw invalidArgument('listen', `handOver must be true or false, got ${String(options.handOver)}`);
     }
+    if (options.handOverSockets !== undefined && typeof options.handOverSockets !== 'boolean') {
+      throw invalidArgument('listen', `handOverSockets must be true or false, got ${String(options.handOverSockets)}`);
+    }
     if (options.onDrain !== undefined && typeof options.onDrain !== 'function') {
       throw invalidArgument('listen', 'onDrain must be a function (it receives the upgraded connections when a drain starts)');
     }
@@ -175,15 +191,7 @@ export class ConnectionTracker {
     const isHttp1 = server instanceof http.Server || server instanceof https.Server || server instanceof Http2SecureServer;
     const initial: Kind = isTls ? 'tls' : isH2c ? 'h2' : isHttp1 ? 'http1' : 'other';
     this.movable = server instanceof http.Server;
-    this.on('connection', (raw: net.Socket) => {
-      const conn = this.conn(raw, raw, initial);
-      raw.once('close', () => {
-        if (this.draining && !conn.moving && !conn.forced) this.moved.drained++;
-        this.conns.delete(raw);
-        this.byIo.delete(conn.io);
-        this.changed?.();
-      });
-    });
+    this.on('connection', (raw: net.Socket) => this.track(raw, initial));
     if (isTls) {
       this.on('secureConnection', (socket: tls.TLSSocket) => {
         // The TLSSocket wraps the accepted socket (`_parent`); without it, it stands for itself.
@@ -238,6 +246,7 @@ export class ConnectionTracker {
    */
   setMover(mover: ConnectionMover | null): void {
     this.mover = this.handsOver && mover?.accepts(this.name) ? mover : null;
+    this.socketMover = this.handsOverSockets && mover?.acceptsSockets(this.name) ? mover : null;
     if (this.mover && this.draining) for (const c of this.conns.values()) this.tryMove(c);
   }
 
@@ -249,6 +258,95 @@ export class ConnectionTracker {
       out[state] = (out[state] ?? 0) + 1;
     }
     return out;
+  }
+
+  /** handsOverSockets: the application may hand this listener's upgraded or other-protocol connections over (the handOverSockets option). */
+  get handsOverSockets(): boolean {
+    return this.options.handOverSockets === true && !(this.server instanceof tls.Server);
+  }
+
+  private track(raw: net.Socket, kind: Kind): Conn {
+    const conn = this.conn(raw, raw, kind);
+    raw.once('close', () => {
+      if (this.draining && !conn.moving && !conn.forced) this.moved.drained++;
+      this.conns.delete(raw);
+      this.byIo.delete(conn.io);
+      this.changed?.();
+    });
+    return conn;
+  }
+
+  /** owns: socket is a connection of this listener (the accepted socket, or the one its protocol runs on). */
+  owns(socket: net.Socket): boolean {
+    return this.conns.has(socket) || this.byIo.has(socket);
+  }
+
+  /**
+   * adoptSocket tracks socket, handed over by the predecessor with the
+   * application's state, as a connection of this listener: upgraded on an
+   * HTTP server, other on a plain net.Server.
+   */
+  adoptSocket(socket: net.Socket): 'upgraded' | 'other' {
+    const kind = this.server instanceof http.Server ? 'upgraded' : 'other';
+    this.track(socket, kind);
+    return kind;
+  }
+
+  /**
+   * handOverSocket passes socket, a connection of this listener that the
+   * application owns (upgraded, or of a plain net.Server), to the new
+   * instance with state and head. Everything up to the stop of the reading
+   * happens in this tick. Resolves once the new instance holds it (this
+   * process's socket is then destroyed); rejects with a coded error, the
+   * socket untouched and read again: ERR_GRACEFUL_INVALID_ARGUMENT,
+   * ERR_GRACEFUL_META_TOO_LARGE, ERR_GRACEFUL_CLOSED,
+   * ERR_GRACEFUL_UNREAD_BYTES, ERR_GRACEFUL_SOCKET_HANDED_OVER,
+   * ERR_GRACEFUL_HANDOVER_FAILED (no new instance takes it now).
+   */
+  async handOverSocket(socket: net.Socket, state: unknown, options?: HandOverOptions): Promise<void> {
+    const conn = this.byIo.get(socket) ?? this.conns.get(socket);
+    if (!conn) throw invalidArgument('handOver', `the socket is no connection of "${this.name}"`);
+    if (conn.moving || handed.has(socket)) {
+      throw new SocketHandedOverError(`handOver: this connection of "${this.name}" is being handed over, or was already: hand each socket over once`);
+    }
+    if (conn.kind !== 'upgraded' && conn.kind !== 'other') {
+      throw invalidArgument('handOver', `this connection of "${this.name}" speaks ${conn.kind}, which the library drains itself (idle HTTP/1.1 ones move with handOver: true): ` +
+        'the application hands over only upgraded connections (WebSocket) and those of a plain net.Server');
+    }
+    if (!this.handsOverSockets) {
+      throw invalidArgument('handOver', `listener "${this.name}" does not hand sockets over: listen with handOverSockets: true (not on a TLS server)`);
+    }
+    const fields = encodeState(state, options);
+    const mover = this.socketMover;
+    if (!mover) {
+      throw new HandOverFailedError(`handOver: no new instance takes connections of "${this.name}" now: hand them over from onDrain during a redeploy, ` +
+        `to a new instance whose listener "${this.name}" has handOverSockets: true and an 'adopt-socket' listener; close this one your own way`);
+    }
+    const handle = stopReading(socket);
+    conn.moving = true;
+    handed.add(socket);
+    const giveBack = (err: Error): Error => {
+      conn.moving = false;
+      handed.delete(socket);
+      if (!socket.destroyed) handle.readStart();
+      return err;
+    };
+    await flushed(socket, handle);
+    if (socket.destroyed) throw giveBack(new HandOverFailedError(`handOver: the connection of "${this.name}" closed while its last writes were sent`));
+    const meta: Meta = {
+      kind: SOCKET_KIND, listener: this.name, remoteAddress: socket.remoteAddress ?? null, remotePort: socket.remotePort ?? null, ...fields,
+    };
+    let passed: boolean;
+    try {
+      passed = await mover.pass(socket, handle, meta);
+    } catch (err) {
+      throw giveBack(new HandOverFailedError(`handOver: ${(err as Error).message}`, { cause: err }));
+    }
+    if (!passed) {
+      const why = mover.error?.message ?? 'the descriptor could not be passed';
+      throw giveBack(new HandOverFailedError(`handOver: ${why}; the connection of "${this.name}" stays here: close it your own way`));
+    }
+    if (!conn.forced) this.moved.handedOver++;
   }
 
   private on(event: string, fn: (...args: never[]) => void, first = false): void {
@@ -499,6 +597,7 @@ export class ConnectionTracker {
   reset(): void {
     this.draining = false;
     this.mover = null;
+    this.socketMover = null;
     const cancel = this.cancel;
     this.cancel = null;
     cancel?.();
@@ -509,6 +608,9 @@ export class ConnectionTracker {
     for (const d of this.detach.splice(0)) d();
   }
 }
+
+/** Sockets handed over by the application, or being handed: a second handOver() of one is refused. */
+const handed = new WeakSet<net.Socket>();
 
 const HEADERS_END = Buffer.from('\r\n\r\n');
 
