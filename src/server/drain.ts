@@ -331,7 +331,9 @@ export class ConnectionTracker {
       if (!socket.destroyed) handle.readStart();
       return err;
     };
+    debug('%s: handing a socket over (%d byte(s) of head)', this.name, (options?.head?.length ?? 0));
     await flushed(socket, handle);
+    debug('%s: socket flushed', this.name);
     if (socket.destroyed) throw giveBack(new HandOverFailedError(`handOver: the connection of "${this.name}" closed while its last writes were sent`));
     const meta: Meta = {
       kind: SOCKET_KIND, listener: this.name, remoteAddress: socket.remoteAddress ?? null, remotePort: socket.remotePort ?? null, ...fields,

@@ -298,7 +298,7 @@ describe('socket hand-over: WebSockets and a plain TCP protocol move with their 
     (mid.ws as unknown as { _socket: net.Socket })._socket.write(frame.subarray(8));
     expect((await mid.reply(2)).pid).to.equal(old);
     expect((await paused.reply(3)).pid).to.equal(old);
-    await until(() => lines(app!.child, new RegExp(`^adopt-socket ${next} `)).length === 5, 5_000, `the 5 adoptions: ${app!.child.stdout.join(' | ')}`);
+    await until(() => lines(app!.child, new RegExp(`^adopt-socket ${next} `)).length === 5, 5_000, `the 5 adoptions: ${app!.child.stdout.join(" | ")}`);
     const errors = lines(app.child, /^handover-error /).map((l) => l.split(' ').slice(2).join(' '));
     expect(errors.sort()).to.deep.equal([
       'badstate ERR_GRACEFUL_INVALID_ARGUMENT', 'badstate ERR_GRACEFUL_INVALID_ARGUMENT', 'badstate ERR_GRACEFUL_INVALID_ARGUMENT', 'badstate ERR_GRACEFUL_META_TOO_LARGE',
