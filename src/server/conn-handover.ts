@@ -27,8 +27,12 @@ export const ADOPT_FIELD = 'adopt';
 export const ADOPT_LISTENERS_FIELD = 'adoptListeners';
 /** Ready-answer field: the listeners whose sockets the application may hand over with its state (comma-separated). */
 export const ADOPT_SOCKETS_FIELD = 'adoptSockets';
-/** Largest message to the new instance: a socket's state and head travel in its meta (see socket-handover.ts). */
-const MAX_MESSAGE_BYTES = 48 * 1024;
+/**
+ * Largest message to the new instance: a socket's state and head travel in
+ * its meta (see socket-handover.ts: 16 KiB of JSON escaped once more, 16 KiB
+ * of head in base64), under the receiver's 64 KiB.
+ */
+const MAX_MESSAGE_BYTES = 60 * 1024;
 
 /** The parts of a net.Socket's libuv handle that a hand-over touches. */
 interface StreamHandle {
@@ -50,6 +54,8 @@ export class ConnectionSender {
   passed = 0;
   failed = 0;
   private broken: Error | null = null;
+  /** Why the last pass failed, when only that one did (a meta too large for one message). */
+  lastError: Error | null = null;
 
   private constructor(private readonly conn: HandoffConnection, private readonly listeners: ReadonlySet<string>,
     private readonly socketListeners: ReadonlySet<string>, readonly pid: number) {}
@@ -101,6 +107,12 @@ export class ConnectionSender {
     try {
       await this.conn.send([{ fd: copy.fd, meta: { kind: CONN_KIND, ...meta } }]);
     } catch (err) {
+      if ((err as { code?: string }).code === 'ERR_GRACEFUL_META_TOO_LARGE') {
+        // Refused before anything was written: the connection to the new instance is intact.
+        this.lastError = err as Error;
+        this.failed++;
+        return false;
+      }
       this.broken ??= new HandOverFailedError(`the new instance (pid ${this.pid}) no longer takes connections (${(err as { code?: string }).code ?? (err as Error).message}): the rest drain here`, { cause: err });
       this.failed++;
       return false;

@@ -89,6 +89,7 @@ export interface ConnectionMover {
   /** acceptsSockets: the new instance takes sockets the application hands over on this listener. */
   acceptsSockets(listener: string): boolean;
   readonly error: Error | null;
+  readonly lastError?: Error | null;
   pass(socket: net.Socket, handle: NonNullable<ReturnType<typeof handleOf>>, meta: Meta): Promise<boolean>;
 }
 
@@ -345,7 +346,7 @@ export class ConnectionTracker {
       throw giveBack(new HandOverFailedError(`handOver: ${(err as Error).message}`, { cause: err }));
     }
     if (!passed) {
-      const why = mover.error?.message ?? 'the descriptor could not be passed';
+      const why = mover.error?.message ?? mover.lastError?.message ?? 'the descriptor could not be passed';
       throw giveBack(new HandOverFailedError(`handOver: ${why}; the connection of "${this.name}" stays here: close it your own way`));
     }
     if (!conn.forced) this.moved.handedOver++;

@@ -201,19 +201,21 @@ describe('socket hand-over: WebSockets and a plain TCP protocol move with their 
   });
 
   it('a line-protocol connection of a plain net.Server is handed over with its count and its partial line, and answered by the new pid', async () => {
-    app = await start();
+    // The largest state and head that travel: 16 KiB of JSON made of quotes (escaped again in the meta), 16 KiB of partial line.
+    app = await start({ APP_LINE_PAD: '8180' });
     const client = await LineClient.open(app.linePort);
     sockets.push(client.socket);
     client.socket.write('1\n');
     expect(await client.answer(1)).to.equal(`${app.pid} 1 1`);
-    // "3" is read but not parsed (no newline yet): it travels as head.
-    client.socket.write('2\n3');
+    // "3xxx..." is read but not parsed (no newline yet): it travels as head.
+    const partial = `3${'x'.repeat(16 * 1024 - 1)}`;
+    client.socket.write(`2\n${partial}`);
     expect(await client.answer(2)).to.equal(`${app.pid} 2 2`);
     const next = await redeploy(app);
     expect((await line(app.child, new RegExp(`^done ${app.pid} `))).split(' ').slice(2).map(Number)).to.deep.equal([1, 1, 0]);
     expect(await line(app.child, new RegExp(`^adopt-socket ${next} line line 1$`))).to.be.a('string');
     client.socket.write('\n4\n');
-    expect(await client.answer(3)).to.equal(`${next} 3 3`);
+    expect(await client.answer(3)).to.equal(`${next} 3 ${partial}`);
     expect(await client.answer(4)).to.equal(`${next} 4 4`);
     expect(client.closed).to.equal(false);
   });
