@@ -37,10 +37,11 @@ import http from 'node:http';
 import https from 'node:https';
 import http2 from 'node:http2';
 import { debuglog } from 'node:util';
-import { HandOverFailedError, SocketHandedOverError, invalidArgument } from '../errors.js';
+import { invalidArgument } from '../errors.js';
 import { Http2Sessions } from './goaway.js';
 import { handleOf } from './conn-handover.js';
-import { SOCKET_KIND, encodeState, flushed, stopReading, type HandOverOptions } from './socket-handover.js';
+import type { HandOverOptions } from './socket-handover.js';
+import { passSocket } from './socket-pass.js';
 import type { Meta } from '../meta.js';
 
 const debug = debuglog('graceful');
@@ -295,61 +296,15 @@ export class ConnectionTracker {
 
   /**
    * handOverSocket passes socket, a connection of this listener that the
-   * application owns (upgraded, or of a plain net.Server), to the new
-   * instance with state and head. Everything up to the stop of the reading
-   * happens in this tick. Resolves once the new instance holds it (this
-   * process's socket is then destroyed); rejects with a coded error, the
-   * socket untouched and read again: ERR_GRACEFUL_INVALID_ARGUMENT,
-   * ERR_GRACEFUL_META_TOO_LARGE, ERR_GRACEFUL_CLOSED,
-   * ERR_GRACEFUL_UNREAD_BYTES, ERR_GRACEFUL_SOCKET_HANDED_OVER,
-   * ERR_GRACEFUL_HANDOVER_FAILED (no new instance takes it now).
+   * application owns, to the new instance with state and head (see
+   * socket-pass.ts for the checks and the codes), and counts it.
    */
   async handOverSocket(socket: net.Socket, state: unknown, options?: HandOverOptions): Promise<void> {
     const conn = this.byIo.get(socket) ?? this.conns.get(socket);
-    if (!conn) throw invalidArgument('handOver', `the socket is no connection of "${this.name}"`);
-    if (conn.moving || handed.has(socket)) {
-      throw new SocketHandedOverError(`handOver: this connection of "${this.name}" is being handed over, or was already: hand each socket over once`);
-    }
-    if (conn.kind !== 'upgraded' && conn.kind !== 'other') {
-      throw invalidArgument('handOver', `this connection of "${this.name}" speaks ${conn.kind}, which the library drains itself (idle HTTP/1.1 ones move with handOver: true): ` +
-        'the application hands over only upgraded connections (WebSocket) and those of a plain net.Server');
-    }
-    if (!this.handsOverSockets) {
-      throw invalidArgument('handOver', `listener "${this.name}" does not hand sockets over: listen with handOverSockets: true (not on a TLS server)`);
-    }
-    const fields = encodeState(state, options);
-    const mover = this.socketMover;
-    if (!mover) {
-      throw new HandOverFailedError(`handOver: no new instance takes connections of "${this.name}" now: hand them over from onDrain during a redeploy, ` +
-        `to a new instance whose listener "${this.name}" has handOverSockets: true and an 'adopt-socket' listener; close this one your own way`);
-    }
-    const handle = stopReading(socket);
-    conn.moving = true;
-    handed.add(socket);
-    const giveBack = (err: Error): Error => {
-      conn.moving = false;
-      handed.delete(socket);
-      if (!socket.destroyed) handle.readStart();
-      return err;
-    };
-    debug('%s: handing a socket over (%d byte(s) of head)', this.name, (options?.head?.length ?? 0));
-    await flushed(socket, handle);
-    debug('%s: socket flushed', this.name);
-    if (socket.destroyed) throw giveBack(new HandOverFailedError(`handOver: the connection of "${this.name}" closed while its last writes were sent`));
-    const meta: Meta = {
-      kind: SOCKET_KIND, listener: this.name, remoteAddress: socket.remoteAddress ?? null, remotePort: socket.remotePort ?? null, ...fields,
-    };
-    let passed: boolean;
-    try {
-      passed = await mover.pass(socket, handle, meta);
-    } catch (err) {
-      throw giveBack(new HandOverFailedError(`handOver: ${(err as Error).message}`, { cause: err }));
-    }
-    if (!passed) {
-      const why = mover.error?.message ?? mover.lastError?.message ?? 'the descriptor could not be passed';
-      throw giveBack(new HandOverFailedError(`handOver: ${why}; the connection of "${this.name}" stays here: close it your own way`));
-    }
-    if (!conn.forced) this.moved.handedOver++;
+    const listener = { name: this.name, handsOverSockets: this.handsOverSockets, mover: this.socketMover };
+    // Synchronous up to the stop of the reading: passSocket awaits only after it.
+    const passed = await passSocket(listener, conn, socket, state, options);
+    if (passed && !conn!.forced) this.moved.handedOver++; // destroyed at the deadline meanwhile: counted there
   }
 
   private on(event: string, fn: (...args: never[]) => void, first = false): void {
@@ -611,9 +566,6 @@ export class ConnectionTracker {
     for (const d of this.detach.splice(0)) d();
   }
 }
-
-/** Sockets handed over by the application, or being handed: a second handOver() of one is refused. */
-const handed = new WeakSet<net.Socket>();
 
 const HEADERS_END = Buffer.from('\r\n\r\n');
 
