@@ -318,6 +318,19 @@ describe('socket hand-over: WebSockets and a plain TCP protocol move with their 
     expect(tcpConnections(next)).to.equal(5);
   });
 
+  it('an \'adopt-socket\' listener that throws loses only that connection (closed, logged); the new instance serves on', async () => {
+    app = await start({ APP_ADOPT_THROW: 'boom' });
+    const boom = await Chat.open(app.port, 'boom');
+    const fine = await Chat.open(app.port, 'fine');
+    chats.push(boom, fine);
+    for (const c of chats) await c.ask();
+    const next = await redeploy(app);
+    await until(() => boom.closed, 5_000, 'the connection the new instance could not rebuild to close');
+    expect((await fine.ask()).pid).to.equal(next);
+    expect(app.child.stderr.some((l) => l.includes(`the 'adopt-socket' listener threw (cannot rebuild boom): closed the connection of "http"`)), app.child.stderr.join('\n')).to.equal(true);
+    expect((await statusOf(app.port)).adopted).to.equal(2);
+  });
+
   it('a new instance with no \'adopt-socket\' listener takes none: handOver() is refused with ERR_GRACEFUL_HANDOVER_FAILED and the WebSocket stays in the old instance', async () => {
     app = await start({ APP_NO_ADOPT: '1', APP_SHUTDOWN_TIMEOUT: '1500' });
     const c = await Chat.open(app.port, 'n1');
