@@ -51,7 +51,10 @@ export type GracefulErrorCode =
   | 'ERR_GRACEFUL_SLOW_CLIENT'
   | 'ERR_GRACEFUL_UNTRUSTED_SERVER'
   | 'ERR_GRACEFUL_SUPERVISOR_RUNNING'
-  | 'ERR_GRACEFUL_HANDOVER_FAILED';
+  | 'ERR_GRACEFUL_HANDOVER_FAILED'
+  | 'ERR_GRACEFUL_UNREAD_BYTES'
+  | 'ERR_GRACEFUL_MID_FRAME'
+  | 'ERR_GRACEFUL_SOCKET_HANDED_OVER';
 
 /** GracefulError: the base class of every error this package creates. */
 export class GracefulError extends Error {
@@ -200,3 +203,9 @@ export function errorCode(err: unknown): string | undefined {
 export function invalidArgument(api: string, message: string): GracefulError {
   return new InvalidArgumentError(`${api}: ${message}`);
 }
+/** UnreadBytesError: a socket handed over holds bytes Node read that the application has not consumed. */
+export const UnreadBytesError = errorClass('ERR_GRACEFUL_UNREAD_BYTES', 'UnreadBytesError');
+/** MidFrameError: a WebSocket handed over is in the middle of a frame or of a fragmented message. */
+export const MidFrameError = errorClass('ERR_GRACEFUL_MID_FRAME', 'MidFrameError');
+/** SocketHandedOverError: a socket was given to handOver() a second time. */
+export const SocketHandedOverError = errorClass('ERR_GRACEFUL_SOCKET_HANDED_OVER', 'SocketHandedOverError');

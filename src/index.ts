@@ -42,6 +42,7 @@ export { sendDatagram } from './datagram.js';
 export {
   GracefulServer, DEFAULT_UPGRADE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_IDLE_GRACE, DEFAULT_TAKE_BACK_WINDOW,
   type GracefulServerOptions, type RedeployEvent, type RedeployResult, type Runlevel, type InstanceState, type WorkerInfo, type WorkerState,
+  type AdoptedSocket, type HandOverOptions,
 } from './server/graceful-server.js';
 export type { BindOptions, ListenOptions } from './server/listeners.js';
 export type { DrainOptions, DrainEvent } from './server/drain.js';

@@ -49,7 +49,9 @@ import { Shutdown } from './shutdown.js';
 import { OwnedFd } from './owned-fd.js';
 import { addon } from '../native.js';
 import { Adopter } from './adopt.js';
-import { ADOPT_FIELD, ADOPT_LISTENERS_FIELD } from './conn-handover.js';
+import { ADOPT_FIELD, ADOPT_LISTENERS_FIELD, ADOPT_SOCKETS_FIELD } from './conn-handover.js';
+import { isSocket, type HandOverOptions } from './socket-handover.js';
+import { webSocketBoundary } from './ws-boundary.js';
 import { GO_NAME, MAX_WORKERS, WorkerPool, bindListener, bindMember, extraName, forSlot, memberName, waitForGo, type PrimaryListener, type WorkerInfo } from './primary.js';
 import { roleOf, watchPrimary, type RoleInfo } from './worker.js';
 import { LINK_NAME, serveLink, type WorkerLink } from './worker-link.js';
@@ -62,6 +64,7 @@ export {
 } from './options.js';
 export type { RedeployEvent, RedeployResult } from './redeploy.js';
 export type { InstanceState } from './lifecycle.js';
+export type { AdoptedSocket, HandOverOptions } from './socket-handover.js';
 export type { WorkerInfo, WorkerState } from './primary.js';
 
 const debug = debuglog('graceful');
@@ -518,6 +521,37 @@ export class GracefulServer extends EventEmitter {
   }
 
   /**
+   * handOver passes socket, an upgraded connection (WebSocket) or one of a
+   * plain net.Server of a listener with handOverSockets: true, to the new
+   * instance with state (JSON-able, at most 16 KiB as JSON) and head (the
+   * bytes read but not parsed, at most 16 KiB), which gets them with its
+   * 'adopt-socket' event. Call it from the listener's onDrain, during a
+   * redeploy. It stops reading the socket at once; resolves once the new
+   * instance holds it (this process's socket is then destroyed, the client
+   * sees nothing); rejects with a coded error and the socket still here and
+   * read again (see the README's Connection hand-over).
+   */
+  async handOver(socket: net.Socket, state: unknown, options?: HandOverOptions): Promise<void> {
+    if (!isSocket(socket)) throw invalidArgument('handOver', 'pass the net.Socket of a connection (for a ws WebSocket use handOverWebSocket)');
+    const owner = this.listenerSet.owner(socket);
+    if (!owner) {
+      throw invalidArgument('handOver', 'the socket is no open connection of a listener of this instance (closed already, or never accepted by a listener registered with listen())');
+    }
+    return owner.tracker.handOverSocket(socket, state, options);
+  }
+
+  /**
+   * handOverWebSocket hands a `ws` WebSocket over at a frame boundary: its
+   * socket and the bytes its parser holds travel with state. Rejects with
+   * ERR_GRACEFUL_MID_FRAME when it is inside a frame (try again after its
+   * next 'message'), else as handOver().
+   */
+  async handOverWebSocket(ws: unknown, state: unknown): Promise<void> {
+    const { socket, head } = webSocketBoundary(ws);
+    return this.handOver(socket, state, { head });
+  }
+
+  /**
    * statusOfService: status, and with workers each worker's open connections,
    * requests served and RSS, asked over its link (null for a worker that did
    * not answer within a second); connections is then the workers' sum.
@@ -891,7 +925,13 @@ export class GracefulServer extends EventEmitter {
    */
   private openAdopter(predecessor: Predecessor): Meta {
     const names = this.listenerSet.handingOver();
-    if (names.length === 0) return {};
+    let sockets = this.listenerSet.handingOverSockets();
+    if (sockets.length > 0 && this.listenerCount('adopt-socket') === 0) {
+      this.log(`listeners ${sockets.join(', ')} have handOverSockets: true but nothing listens for 'adopt-socket': the predecessor closes their connections instead`,
+        { event: 'ready.adopt-socket-unheard' });
+      sockets = [];
+    }
+    if (names.length === 0 && sockets.length === 0) return {};
     try {
       const adopter = Adopter.open({
         predecessorPid: predecessor.pid,
@@ -900,11 +940,16 @@ export class GracefulServer extends EventEmitter {
           return l?.isOpen && l.tracker.handsOver ? l.server : null;
         },
         adopted: (a) => this.emit('adopt', a),
+        socketTarget: (name) => {
+          const l = this.listenerSet.get(name);
+          return l?.isOpen && sockets.includes(name) ? l.tracker : null;
+        },
+        adoptedSocket: (a) => this.emit('adopt-socket', a),
         log: (msg) => this.log(msg),
       });
       this.adopter = adopter;
       void predecessor.exited().then(() => adopter.close());
-      return { [ADOPT_FIELD]: adopter.path, [ADOPT_LISTENERS_FIELD]: names.join(',') };
+      return { [ADOPT_FIELD]: adopter.path, [ADOPT_LISTENERS_FIELD]: names.join(','), [ADOPT_SOCKETS_FIELD]: sockets.join(',') };
     } catch (err) {
       this.log(`cannot take connections over from the predecessor (pid ${predecessor.pid}): ${(err as Error).message}; it drains them itself`, { event: 'ready.adopt-failed' });
       return {};

@@ -3,6 +3,7 @@
  * stop and drain, the duplicates kept for a take-back, and what status and a
  * successor need to know about them.
  */
+import type net from 'node:net';
 import type { Meta } from '../meta.js';
 import type { ManagedListener } from './listeners.js';
 import type { ConnectionMover, MoveCounts } from './drain.js';
@@ -49,6 +50,16 @@ export class Listeners implements Iterable<ManagedListener> {
   /** handingOver: the names of the listeners that move their idle connections to a new instance (the handOver option). */
   handingOver(): string[] {
     return [...this].filter((l) => l.tracker.handsOver).map((l) => l.name);
+  }
+
+  /** handingOverSockets: the names of the listeners whose sockets the application may hand over (the handOverSockets option). */
+  handingOverSockets(): string[] {
+    return [...this].filter((l) => l.tracker.handsOverSockets).map((l) => l.name);
+  }
+
+  /** owner: the listener that socket is a connection of, if any. */
+  owner(socket: net.Socket): ManagedListener | undefined {
+    return [...this].find((l) => l.tracker.owns(socket));
   }
 
   /** setMover: drains pass idle HTTP/1 connections to mover (null: they close them). */

@@ -169,8 +169,10 @@ export class Redeployer {
     const open = this.parts.listeners.connectionCount();
     emit({ type: 'draining', pid, connections: open, ms: Date.now() - started });
     this.parts.emit('draining', open); // the application closes what it owns (upgraded connections)
-    // Idle keep-alive connections of the listeners that hand over go to the new instance.
-    const sender = await connectSender(successor.answer, pid, this.parts.listeners.handingOver(), this.parts.log);
+    // Idle keep-alive connections of the listeners that hand over go to the new instance,
+    // and so do the sockets the application hands over (from onDrain, in the drain below).
+    const sender = await connectSender(successor.answer, pid, this.parts.listeners.handingOver(), this.parts.log,
+      this.parts.listeners.handingOverSockets());
     this.parts.listeners.setMover(sender);
     const before = this.parts.listeners.moveCounts();
     const drained = this.parts.drain(false);
