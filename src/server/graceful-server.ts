@@ -45,6 +45,7 @@ import { Redeployer, type RedeployEvent, type RedeployResult } from './redeploy.
 import { Shutdown } from './shutdown.js';
 import { Adopter } from './adopt.js';
 import { ADOPT_FIELD, ADOPT_LISTENERS_FIELD } from './conn-handover.js';
+import { TicketKeys, checkRotation } from './ticket-keys.js';
 
 export {
   DEFAULT_UPGRADE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_IDLE_GRACE, DEFAULT_TAKE_BACK_WINDOW,
@@ -140,6 +141,7 @@ export class GracefulServer extends EventEmitter {
       emit: (name, value) => this.emit(name, value),
     });
     this.tasks.set('reopen', async () => `reopened ${(await this.reopen()).join(', ') || 'nothing'}`);
+    this.tasks.set('rotate-tickets', () => `rotated the TLS ticket keys of ${this.rotateTicketKeys().join(', ') || 'nothing (no TLS listener)'}`);
     if (options.controlSocket) {
       this.control = new ControlServer(options.controlSocket, {
         mode: options.controlMode,
@@ -341,6 +343,21 @@ export class GracefulServer extends EventEmitter {
     return [...this.files.keys()];
   }
 
+  /**
+   * rotateTicketKeys rotates the session-ticket keys of every TLS listener
+   * now (the task rotate-tickets); returns their names. Tickets under the
+   * key before still resume where Node allows it (see ticket-keys.ts).
+   */
+  rotateTicketKeys(): string[] {
+    const names: string[] = [];
+    for (const l of this.listenerSet) {
+      if (!l.tickets) continue;
+      l.tickets.rotate();
+      names.push(l.name);
+    }
+    return names;
+  }
+
   /** status: the state of this instance, as the control command status shows it. */
   status(): Record<string, unknown> {
     const mem = process.memoryUsage();
@@ -389,12 +406,17 @@ export class GracefulServer extends EventEmitter {
    */
   async listen<S extends net.Server>(name: string, server: S, bind: ListenOptions = {}): Promise<S> {
     if (this.terminating) throw new TerminatingError(`listen("${name}"): this instance is halting`);
+    const rotation = checkRotation(`listen("${name}")`, bind.ticketKeyRotation ?? this.config.ticketKeyRotation);
     await this.init();
     const listener = new ManagedListener(name, server, bind);
-    this.registry.register(name, 'listener', () => (listener.isOpen ? { fd: listener.fd(), meta: { name, kind: 'listener', ...listener.address() } } : null));
+    this.registry.register(name, 'listener', () => (listener.isOpen
+      ? { fd: listener.fd(), meta: { name, kind: 'listener', ...listener.address(), ...listener.tickets?.meta() } }
+      : null));
     this.listenerSet.add(listener);
     const claimed = this.registry.claim(name, 'listener', this.log, (c) => c.source === 'systemd' || listener.matches(c.fd.meta));
     if (claimed?.source === 'systemd') listener.activated = true;
+    listener.tickets = TicketKeys.attach(server, { name, rotation, inherited: claimed?.source === 'predecessor' ? claimed.fd.meta : undefined, log: this.log,
+      rotated: (rotations) => this.emit('ticketkeys', { listener: name, rotations }) });
     // A listener closed in runlevel 1 comes back on the port it had.
     const lastPort = this.predecessor?.state[`port:${name}`];
     if (!claimed && typeof lastPort === 'number') listener.rememberPort(lastPort);

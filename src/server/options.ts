@@ -9,6 +9,7 @@ import type { LogSink } from '../log.js';
 import type { SighupAction } from './signals.js';
 import type { SpawnFunction } from './successor.js';
 import type { ControlLimits } from '../control/server.js';
+import { DEFAULT_TICKET_KEY_ROTATION, checkRotation } from './ticket-keys.js';
 
 export type Runlevel = 0 | 1 | 3;
 /** ms a new instance has to become ready. */
@@ -64,6 +65,12 @@ export interface GracefulServerOptions {
   exitProcess?: boolean;
   /** The process seam, for tests that need a new instance to crash or hang. */
   spawn?: SpawnFunction;
+  /**
+   * ms between two rotations of the session-ticket keys of every TLS
+   * listener (https, http2 secure) that does not set its own; 0: never
+   * (default 1 h). The keys and their age go to a new instance at a redeploy.
+   */
+  ticketKeyRotation?: number;
   /** Where the library's own log lines go (default: stderr; JSON lines when GRACEFUL_JSON_LOG=1). */
   log?: LogSink;
 }
@@ -76,11 +83,12 @@ export interface Config extends GracefulServerOptions {
   takeBackWindow: number;
   /** The runlevel to start in without a predecessor. */
   runlevel: 1 | 3;
+  ticketKeyRotation: number;
 }
 
 /** The options a configuration file may set. */
 export const CONFIG_KEYS: ReadonlySet<string> = new Set(['controlSocket', 'controlMode', 'controlAllowUids', 'controlIdleTimeout', 'controlLimits', 'commands', 'pidFile',
-  'upgradeTimeout', 'shutdownTimeout', 'idleGrace', 'takeBackWindow', 'runlevel', 'signals', 'sighup', 'sigusr1', 'sigusr2', 'exitProcess']);
+  'upgradeTimeout', 'shutdownTimeout', 'idleGrace', 'takeBackWindow', 'runlevel', 'signals', 'sighup', 'sigusr1', 'sigusr2', 'exitProcess', 'ticketKeyRotation']);
 
 /** checkRunlevel reads a runlevel (a number or a one-digit string), or throws InvalidRunlevelError. */
 export function checkRunlevel(level: unknown): Runlevel {
@@ -119,6 +127,7 @@ export function resolveOptions(options: GracefulServerOptions, env: NodeJS.Proce
     idleGrace: positive('idleGrace', options.idleGrace ?? DEFAULT_IDLE_GRACE, true),
     takeBackWindow: positive('takeBackWindow', options.takeBackWindow ?? DEFAULT_TAKE_BACK_WINDOW, true),
     runlevel,
+    ticketKeyRotation: checkRotation('GracefulServer', options.ticketKeyRotation ?? DEFAULT_TICKET_KEY_ROTATION),
   };
 }
 
