@@ -24,17 +24,17 @@ const HOST = '127.0.0.1';
 const tlsFiles = { key: fs.readFileSync(path.join(fixtures, '../../../test/fixtures/tls/key.pem')), cert: fs.readFileSync(path.join(fixtures, '../../../test/fixtures/tls/cert.pem')) };
 
 /** connectTls opens a TLS connection offering session (if any), and keeps the last ticket the server sends. */
-function connectTls(port: number, alpn: string, session: Buffer | undefined): { socket: tls.TLSSocket; ticket: () => Buffer | undefined } {
-  const socket = tls.connect({ host: HOST, port, rejectUnauthorized: false, session, ALPNProtocols: [alpn] });
+function connectTls(port: number, alpn: string, session: Buffer | undefined, maxVersion?: tls.SecureVersion): { socket: tls.TLSSocket; ticket: () => Buffer | undefined } {
+  const socket = tls.connect({ host: HOST, port, rejectUnauthorized: false, session, ALPNProtocols: [alpn], maxVersion });
   let ticket: Buffer | undefined;
   socket.on('session', (s: Buffer) => (ticket = s));
   return { socket, ticket: () => ticket };
 }
 
 /** getHttps: one HTTP/1.1 request on a new TLS connection, closed by the server after the answer. */
-function getHttps(port: number, session?: Buffer): Promise<Answer> {
+function getHttps(port: number, session?: Buffer, maxVersion?: tls.SecureVersion): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const { socket, ticket } = connectTls(port, 'http/1.1', session);
+    const { socket, ticket } = connectTls(port, 'http/1.1', session, maxVersion);
     let text = '';
     socket.setEncoding('utf8');
     socket.on('secureConnect', () => socket.write(`GET / HTTP/1.1\r\nHost: ${HOST}\r\nConnection: close\r\n\r\n`));
@@ -156,6 +156,33 @@ describe('TLS session tickets across redeploys', function () {
       }
     });
   }
+
+  it('a TLS 1.2 client resumes with its ticket too', async () => {
+    app = await TicketApp.start();
+    const a = await getHttps(app.ports.https, undefined, 'TLSv1.2');
+    const pid = await app.redeploy();
+    const b = await getHttps(app.ports.https, a.session, 'TLSv1.2');
+    expect([b.body, b.reused]).to.deep.equal([String(pid), true]);
+  });
+
+  it('a corrupt or forged ticket gets a full handshake, never a crash', async () => {
+    app = await TicketApp.start();
+    const { session } = await getHttps(app.ports.https);
+    let full = 0;
+    // Flip one byte at a time all over the saved session (its ticket included);
+    // the client may refuse to send what it cannot parse any more.
+    for (let at = 0; at < session!.length; at += 7) {
+      const bad = Buffer.from(session!);
+      bad[at] = bad[at]! ^ 0xff;
+      const r = await getHttps(app.ports.https, bad).catch(() => null);
+      if (r && !r.reused) full++;
+      expect(r?.body ?? String(app.pid)).to.equal(String(app.pid));
+    }
+    expect(full, 'full handshakes').to.be.greaterThan(0);
+    const after = await getHttps(app.ports.https, session);
+    expect([after.body, after.reused]).to.deep.equal([String(app.pid), true]);
+    expect(app.child.stderr.join('\n')).to.not.match(/Assertion|Error/);
+  });
 
   it('keeps the keys out of the environment and out of every file', async () => {
     app = await TicketApp.start();
