@@ -291,6 +291,21 @@ describe('TLS ticket-key options', () => {
     await app.telinit(0);
   });
 
+  it('the rotate-tickets task rotates the keys of every TLS listener, and the ticketkeys event says so', async () => {
+    const app = new GracefulServer({ signals: false, log: () => undefined });
+    const secure = https.createServer(tlsFiles);
+    await app.listen('https', secure, { port: 0, host: HOST });
+    await app.listen('plain', http.createServer(), { port: 0, host: HOST });
+    await app.ready();
+    const events: unknown[] = [];
+    app.on('ticketkeys', (e) => events.push(e));
+    const before = secure.getTicketKeys();
+    expect(await app.runTask('rotate-tickets')).to.equal('rotated the TLS ticket keys of https');
+    expect(secure.getTicketKeys().equals(before)).to.equal(false);
+    expect(events).to.deep.equal([{ listener: 'https', rotations: 1 }]);
+    await app.telinit(0);
+  });
+
   it('makes its own keys, and says so, when the predecessor sent none or sent garbage', () => {
     for (const [inherited, why] of [
       [{ name: 'https', kind: 'listener' }, 'sent none (an older version)'],
