@@ -11,9 +11,10 @@
  * under any other is refused. To keep the previous key accepted after a
  * rotation, the ticket-key callback of the server's context is used where the
  * running Node offers it (`enableTicketKeyCallback`, Node's own since
- * io.js 3) and the server has no SNI contexts; a ticket under the previous
- * key resumes and its client gets a new one. Otherwise only the current key
- * is set, with setTicketKeys.
+ * io.js 3); a ticket under the previous key resumes and its client gets a new
+ * one. OpenSSL asks the server's first context also for connections that an
+ * SNI context serves. Without the callback only the current key is set, with
+ * setTicketKeys.
  */
 import crypto from 'node:crypto';
 import tls from 'node:tls';
@@ -49,8 +50,6 @@ interface NativeContext {
 }
 interface ServerInternals {
   _sharedCreds?: { context?: NativeContext };
-  _SNICallback?: unknown;
-  _contexts?: unknown[];
 }
 
 export interface TicketKeysOptions {
@@ -134,10 +133,9 @@ export class TicketKeys {
     this.timer.unref();
   }
 
-  /** useCallback: the running Node has the ticket-key callback, and no SNI context could be asked for a ticket key it lacks. */
+  /** useCallback: the running Node has the ticket-key callback. */
   private useCallback(): boolean {
-    const s = this.server as unknown as ServerInternals;
-    return typeof s._sharedCreds?.context?.enableTicketKeyCallback === 'function' && !s._SNICallback && (s._contexts?.length ?? 0) === 0;
+    return typeof (this.server as unknown as ServerInternals)._sharedCreds?.context?.enableTicketKeyCallback === 'function';
   }
 
   /** apply gives the keys to the server's context; again after setSecureContext(), which makes a new one. */

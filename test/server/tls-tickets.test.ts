@@ -48,6 +48,23 @@ function getHttps(port: number, session?: Buffer, maxVersion?: tls.SecureVersion
   });
 }
 
+/** getHttpsTo: getHttps with a server name (SNI). */
+function getHttpsTo(port: number, servername: string, session?: Buffer): Promise<{ reused: boolean; session: Buffer | undefined }> {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({ host: HOST, port, servername, rejectUnauthorized: false, session });
+    let ticket: Buffer | undefined;
+    let reused = false;
+    socket.on('session', (t: Buffer) => (ticket = t));
+    socket.on('secureConnect', () => {
+      reused = socket.isSessionReused();
+      socket.write(`GET / HTTP/1.1\r\nHost: ${servername}\r\nConnection: close\r\n\r\n`);
+    });
+    socket.resume();
+    socket.on('error', reject);
+    socket.on('end', () => resolve({ reused, session: ticket }));
+  });
+}
+
 /** getH2: one HTTP/2 request on a new TLS connection (ALPN h2), then the session is closed. */
 function getH2(port: number, session?: Buffer): Promise<Answer> {
   return new Promise((resolve, reject) => {
@@ -322,6 +339,32 @@ describe('TLS ticket-key options', () => {
       expect(Buffer.from(String(keys.meta().ticketKeys), 'base64').equals(server.getTicketKeys())).to.equal(true);
     }
     expect(TicketKeys.attach(http.createServer(), { name: 'http', rotation: 0, log: () => undefined })).to.equal(null);
+  });
+
+  it('SNI contexts (SNICallback, addContext) and setSecureContext() keep the keys that travel', async () => {
+    const one = (server: https.Server) => new Promise<number>((resolve) => server.listen(0, HOST, () => resolve((server.address() as { port: number }).port)));
+    const make = () => {
+      const server = https.createServer({ ...tlsFiles, SNICallback: (_n, cb) => cb(null, tls.createSecureContext(tlsFiles)) }, (_q, r) => r.end('ok'));
+      server.addContext('other.test', tlsFiles);
+      return server;
+    };
+    const first = make();
+    const keys = TicketKeys.attach(first, { name: 'https', rotation: 0, log: () => undefined })!;
+    const a = await getHttpsTo(await one(first), 'sni.test');
+    first.close();
+    // What a new instance does with the meta it got, on a server with a new certificate.
+    const second = make();
+    TicketKeys.attach(second, { name: 'https', rotation: 0, inherited: keys.meta(), log: () => undefined })!;
+    second.setSecureContext(tlsFiles);
+    const port = await one(second);
+    try {
+      for (const servername of ['sni.test', 'other.test']) {
+        const b = await getHttpsTo(port, servername, a.session);
+        expect(b.reused, servername).to.equal(true);
+      }
+    } finally {
+      second.close();
+    }
   });
 
   it('takes good keys from the predecessor, with the previous one', () => {
