@@ -34,6 +34,8 @@ export const TICKET_KEYS_FIELD = 'ticketKeys';
 /** Meta of a listener record: ms since the current key was made. */
 export const TICKET_AGE_FIELD = 'ticketKeyAge';
 
+const ZERO = Buffer.alloc(16);
+
 /** checkRotation reads the ticketKeyRotation option: 0 (never rotate) or ms in [100, 2^31 - 1]; throws ERR_GRACEFUL_INVALID_ARGUMENT. */
 export function checkRotation(api: string, value: unknown): number {
   if (value === 0) return 0;
@@ -148,7 +150,14 @@ export class TicketKeys {
       const keyring = this;
       // The native side asserts on the array's shape: it is always
       // [code, hmac(16), aes(16)] and, to encrypt, name(16) and iv(16) too.
-      context.onticketkeycallback = (name, _iv, enc) => keyring.lookup(name, enc);
+      // Whatever goes wrong, the answer is "no such key": a full handshake, never a throw.
+      context.onticketkeycallback = (name, _iv, enc) => {
+        try {
+          return keyring.lookup(name, enc);
+        } catch {
+          return [0, ZERO, ZERO, ZERO, ZERO];
+        }
+      };
       this.wrapSetSecureContext();
     }
   }
@@ -158,7 +167,7 @@ export class TicketKeys {
     const current = this.keys[0]!;
     if (enc) return [1, current.subarray(16, 32), current.subarray(32, 48), current.subarray(0, 16), crypto.randomBytes(16)];
     const i = this.keys.findIndex((k) => k.subarray(0, 16).equals(name));
-    if (i < 0) return [0, Buffer.alloc(16), Buffer.alloc(16)];
+    if (i < 0) return [0, ZERO, ZERO];
     const k = this.keys[i]!;
     return [i === 0 ? 1 : 2, k.subarray(16, 32), k.subarray(32, 48)];
   }
