@@ -375,6 +375,22 @@ describe('TLS ticket-key options', () => {
     }
   });
 
+  it('keeps the schedule across a redeploy: a key the predecessor made a period ago rotates at once', async () => {
+    const raw = Buffer.alloc(48, 7);
+    const server = https.createServer(tlsFiles);
+    let rotated!: () => void;
+    const done = new Promise<void>((resolve) => (rotated = resolve));
+    const keys = TicketKeys.attach(server, {
+      name: 'https', rotation: 3_600_000, inherited: { ticketKeys: raw.toString('base64'), ticketKeyAge: 3_600_001 }, log: () => undefined, rotated: () => rotated(),
+    })!;
+    keys.resume(); // as the listener does when it starts accepting
+    await done; // an hour-long period: only the inherited age makes this come now
+    keys.pause();
+    const now = Buffer.from(String(keys.meta().ticketKeys), 'base64');
+    expect(now.subarray(48).equals(raw), 'the inherited key is the previous one').to.equal(true);
+    expect(now.subarray(0, 48).equals(raw)).to.equal(false);
+  });
+
   it('takes good keys from the predecessor, with the previous one', () => {
     const raw = Buffer.alloc(96);
     raw.fill(1, 0, 48);
