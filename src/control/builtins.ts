@@ -19,7 +19,7 @@ export interface ControlRedeployEvent {
 
 /** ControlTarget: what the built-in commands act on. */
 export interface ControlTarget {
-  status(): Record<string, unknown>;
+  status(): Record<string, unknown> | Promise<Record<string, unknown>>;
   telinit(level: string): Promise<void>;
   redeploy(onEvent: (event: ControlRedeployEvent) => void): Promise<{ pid: number; readyMs: number }>;
   /** reopen re-opens the registered files; resolves with their names. */

@@ -158,6 +158,8 @@ export class ConnectionTracker {
   private mover: ConnectionMover | null = null;
   /** What became of the connections of every drain of this listener. */
   readonly moved: MoveCounts = { handedOver: 0, drained: 0, forced: 0 };
+  /** Requests this listener received (HTTP/1 and HTTP/2 alike), for status. */
+  requests = 0;
 
   constructor(readonly server: net.Server, private readonly options: DrainOptions = {}, readonly name = '') {
     const t = options.upgradedTimeout;
@@ -301,6 +303,7 @@ export class ConnectionTracker {
   }
 
   private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+    this.requests++;
     if (req.httpVersionMajor === 2) return; // the compatibility API over a session: GOAWAY handles it
     const conn = this.byIo.get(req.socket);
     if (!conn || conn.kind === 'upgraded') return;

@@ -85,6 +85,13 @@ export class Listeners implements Iterable<ManagedListener> {
     }
   }
 
+  /** requestCount: requests received on every listener. */
+  requestCount(): number {
+    let n = 0;
+    for (const l of this) n += l.tracker.requests;
+    return n;
+  }
+
   /** connectionCount: connections open on every listener. */
   connectionCount(): number {
     let n = 0;

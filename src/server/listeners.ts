@@ -48,6 +48,10 @@ export class ManagedListener {
   activated = false;
   /** The session-ticket keys of a TLS listener (null for plain ones): they go with its socket to a new instance. */
   tickets: TicketKeys | null = null;
+  /** More sockets of the same listener (members of its SO_REUSEPORT group, in a worker), not yet listened on. */
+  private extras: OwnedFd[] = [];
+  /** Servers accepting on the extra sockets, each passing its connections to the application's server. */
+  private aux: net.Server[] = [];
 
   constructor(readonly name: string, readonly server: net.Server, private bind: ListenOptions) {
     this.tracker = new ConnectionTracker(server, bind, name);
@@ -86,12 +90,40 @@ export class ManagedListener {
     if (this.bind.path === undefined && !this.bind.port) this.bind = { ...this.bind, port };
   }
 
+  /**
+   * addExtra: one more socket for this listener (a worker accepting on
+   * several members of a group): start() listens on it too, and every
+   * connection it accepts goes to the application's server as its own.
+   */
+  addExtra(fd: OwnedFd): void {
+    this.extras.push(fd);
+  }
+
+  /** dropExtras closes the extra sockets not listened on yet. */
+  dropExtras(): void {
+    for (const e of this.extras.splice(0)) e.close();
+  }
+
   /** start listens on an inherited fd (taken from its owner, even if this fails) or binds fresh. */
   async start(inherited?: OwnedFd): Promise<void> {
     if (this.open) {
       inherited?.close();
       return;
     }
+    try {
+      await this.startMain(inherited);
+    } catch (err) {
+      for (const e of this.extras.splice(0)) e.close();
+      throw err;
+    }
+    for (const extra of this.extras.splice(0)) {
+      const aux = net.createServer((socket) => this.server.emit('connection', socket));
+      this.aux.push(aux);
+      await listenOnFd(aux, extra.take());
+    }
+  }
+
+  private async startMain(inherited?: OwnedFd): Promise<void> {
     if (inherited !== undefined) {
       await listenOnFd(this.server, inherited.take());
     } else if (this.bind.path !== undefined) {
@@ -148,6 +180,7 @@ export class ManagedListener {
     this.open = false;
     this.tickets?.pause();
     net.Server.prototype.close.call(this.server);
+    for (const aux of this.aux.splice(0)) aux.close();
     if (release && !this.activated) this.file?.remove();
   }
 }

@@ -8,7 +8,7 @@ import { HandoffFailedError, PeerRefusedError } from '../errors.js';
 import type { Meta } from '../meta.js';
 import { HandoffConnection, closeAll } from '../handoff/connection.js';
 import { receiveFrom, sendTo } from '../handoff/client.js';
-import { HANDOFF_ENV, END_MARK, READY_MARK } from '../protocol.js';
+import { HANDOFF_ENV, END_MARK, READY_MARK, RETIRE_MARK, RETIRED_MARK } from '../protocol.js';
 
 /** InheritedFd: a descriptor from the predecessor, with its meta (name, kind, address). */
 export interface InheritedFd {
@@ -123,6 +123,21 @@ export class Predecessor {
     } finally {
       closeAll([this.stderrFd]);
       this.conn.close();
+    }
+  }
+
+  /**
+   * retire asks the predecessor (the old primary of a rolling redeploy of
+   * workers) to drain its worker of slot, and resolves once that worker has
+   * exited. Throws HandoffFailedError when the predecessor does not answer so.
+   */
+  async retire(slot: number): Promise<void> {
+    if (this.told) throw new HandoffFailedError('retire: the predecessor was told already');
+    await sendTo(this.conn, this.stderrFd, { graceful: RETIRE_MARK, slot });
+    const answer = await receiveFrom(this.conn);
+    if (answer) closeAll([answer.fd]);
+    if (answer?.meta?.graceful !== RETIRED_MARK || answer.meta.slot !== slot) {
+      throw new HandoffFailedError(`retire: the predecessor (pid ${this.pid}) ${answer ? 'answered something else' : 'closed the hand-off'} when asked to drain its worker ${slot}`);
     }
   }
 

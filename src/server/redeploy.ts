@@ -58,6 +58,12 @@ export interface RedeployParts {
    * contract: reject with RedeployFailedError, kill what failed.
    */
   start?: (options: SuccessorOptions) => Promise<Successor>;
+  /** What a take-back does besides listening again (the primary of workers brings its workers up again). */
+  takeBack?: () => Promise<void>;
+  /** A rolling redeploy of workers: drain the worker of slot (see SuccessorOptions.retire). */
+  retire?: (slot: number) => Promise<void>;
+  /** After a failed redeploy: start again what retire drained. */
+  refill?: () => Promise<void>;
   /** Events for the application ('redeploy', 'takeback', and 'draining' with the open connections). */
   emit(name: 'redeploy' | 'takeback' | 'draining', value: unknown): void;
 }
@@ -96,6 +102,7 @@ export class Redeployer {
         timeoutMs: config.upgradeTimeout,
         spawn: config.spawn,
         signal: ticket.abort.signal,
+        retire: this.parts.retire,
         onSpawned: (pid) => {
           ticket.pid = pid;
           spawnedAt = Date.now();
@@ -103,6 +110,7 @@ export class Redeployer {
         },
       });
     } catch (err) {
+      await this.parts.refill?.().catch((e: Error) => this.parts.log(`refill: ${e.message}`));
       this.failed(err as RedeployFailedError, started, emit);
       lifecycle.endRedeploy(ticket);
       throw err;
@@ -202,6 +210,7 @@ export class Redeployer {
     log(`the new instance (pid ${pid}) ${how} while this one drained: serving again` +
       (lost > 0 ? `; the ${lost} connection(s) handed to it are lost` : ''), { event: 'redeploy.takeback', newPid: pid, lost });
     await this.parts.listeners.takeBack(log);
+    await this.parts.takeBack?.().catch((err: Error) => log(`take-back: ${err.message}`));
     await this.parts.control()?.takeBack().catch((err: Error) => log(`take-back of the control socket failed: ${err.message}`));
     lifecycle.handedOverTo = null;
     lifecycle.to('ready');

@@ -12,9 +12,9 @@ import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
-import { GracefulServer } from '../../src/index.js';
+import { ControlClient, GracefulServer } from '../../src/index.js';
 import { TicketKeys } from '../../src/server/ticket-keys.js';
-import { endGenerations, fixtures, spawnFixture, until, type Child } from '../helpers.js';
+import { endGenerations, fixtures, spawnFixture, tmpDir, until, type Child } from '../helpers.js';
 
 interface Ports { orders: number; https: number; h2: number }
 interface Answer { body: string; reused: boolean; session: Buffer | undefined }
@@ -299,6 +299,52 @@ describe('TLS session tickets across redeploys', function () {
     await loop; // rejects on the first failed request
     expect(reused, 'requests that resumed').to.be.greaterThan(0);
     expect(full, 'full handshakes').to.be.greaterThan(0);
+  });
+});
+
+describe('TLS session tickets with workers', function () {
+  this.timeout(120_000);
+  let child: Child | undefined;
+  afterEach(async () => {
+    await endGenerations(child, /^(?:ready|worker \d+) (\d+)/);
+    child = undefined;
+  });
+
+  /** pidsOf: the workers generation g announced. */
+  const workersOf = (g: number) => new Set(child!.stdout.flatMap((l) => {
+    const m = /^worker \d+ (\d+) (\d+)$/.exec(l);
+    return m && Number(m[2]) === g ? [m[1]!] : [];
+  }));
+
+  it('every worker serves with the primary\'s keys, and the next generation too', async () => {
+    const sock = path.join(tmpDir(), 'ctl.sock');
+    child = spawnFixture('tls-workers', [], { env: { ...process.env, APP_SOCKET: sock } });
+    const port = Number((await child.next(/^ready /)).split(' ')[2]);
+    await until(() => workersOf(1).size === 2, 10_000, 'the 2 workers');
+    const first = await getHttps(port);
+    // New connections spread over the workers (SO_REUSEPORT); each one resumes.
+    const seen = new Set<string>();
+    for (let i = 0; i < 40 && seen.size < 2; i++) {
+      const r = await getHttps(port, first.session);
+      expect(r.reused, `connection ${i} (worker pid ${r.body})`).to.equal(true);
+      seen.add(r.body);
+    }
+    expect(seen.size, 'workers that answered').to.equal(2);
+    const c = await ControlClient.connect(sock, 5_000);
+    try {
+      await c.request('redeploy', [], undefined, 60_000);
+    } finally {
+      c.close();
+    }
+    await until(() => workersOf(2).size === 2, 10_000, 'the 2 new workers');
+    const next = new Set<string>();
+    for (let i = 0; i < 40 && next.size < 2; i++) {
+      const r = await getHttps(port, first.session);
+      expect(r.reused, `after the redeploy, connection ${i} (worker pid ${r.body})`).to.equal(true);
+      if (workersOf(2).has(r.body)) next.add(r.body);
+    }
+    expect(next.size, 'new workers that answered').to.equal(2);
+    expect(child.stderr.filter((l) => /ticket keys/.test(l))).to.deep.equal([]);
   });
 });
 
