@@ -19,7 +19,9 @@ namespace {
 // sets *bound_port) or -errno, having closed what it opened. A socket bound
 // but not listening is no member of the group yet: the kernel sends it no
 // connection until whoever gets it calls listen(2).
-int ListenReusePortFd(const std::string& host, int port, int backlog, bool ipv6_only, bool do_listen, int* bound_port, const char** syscall) {
+// With type SOCK_DGRAM (and reuse false) it is a bound UDP socket instead,
+// without SO_REUSEADDR/SO_REUSEPORT: a primary holds it for its workers.
+int BindSocketFd(const std::string& host, int port, int type, bool reuse, int backlog, bool ipv6_only, bool do_listen, int* bound_port, const char** syscall) {
   sockaddr_storage ss;
   memset(&ss, 0, sizeof ss);
   socklen_t len;
@@ -41,14 +43,14 @@ int ListenReusePortFd(const std::string& host, int port, int backlog, bool ipv6_
     return -EINVAL;
   }
   *syscall = "socket";
-  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int fd = socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -errno;
   int one = 1;
   int v6only = ipv6_only ? 1 : 0;
   int rc = 0;
   *syscall = "setsockopt";
-  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
+  if ((reuse && (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+                 setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)) ||
       (family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only) < 0)) {
     rc = -errno;
   }
@@ -78,6 +80,8 @@ int ListenReusePortFd(const std::string& host, int port, int backlog, bool ipv6_
   return fd;
 }
 
+Napi::Value Result(Napi::Env env, int fd, const std::string& host, int port, int bound_port, const char* syscall);
+
 Napi::Value ListenReusePort(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 4 || !info[0].IsString() || !info[1].IsNumber() || !info[2].IsNumber() || !info[3].IsBoolean()) {
@@ -88,8 +92,26 @@ Napi::Value ListenReusePort(const Napi::CallbackInfo& info) {
   int port = info[1].As<Napi::Number>().Int32Value();
   int bound_port = 0;
   const char* syscall = "socket";
-  int fd = ListenReusePortFd(host, port, info[2].As<Napi::Number>().Int32Value(), info[3].As<Napi::Boolean>().Value(),
-                             info.Length() < 5 || !info[4].IsBoolean() || info[4].As<Napi::Boolean>().Value(), &bound_port, &syscall);
+  int fd = BindSocketFd(host, port, SOCK_STREAM, true, info[2].As<Napi::Number>().Int32Value(), info[3].As<Napi::Boolean>().Value(),
+                        info.Length() < 5 || !info[4].IsBoolean() || info[4].As<Napi::Boolean>().Value(), &bound_port, &syscall);
+  return Result(env, fd, host, port, bound_port, syscall);
+}
+
+Napi::Value BindUdp(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsString() || !info[1].IsNumber() || !info[2].IsBoolean()) {
+    Napi::TypeError::New(env, "Usage: bindUdp(host, port, ipv6Only)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string host = info[0].As<Napi::String>().Utf8Value();
+  int port = info[1].As<Napi::Number>().Int32Value();
+  int bound_port = 0;
+  const char* syscall = "socket";
+  int fd = BindSocketFd(host, port, SOCK_DGRAM, false, 0, info[2].As<Napi::Boolean>().Value(), false, &bound_port, &syscall);
+  return Result(env, fd, host, port, bound_port, syscall);
+}
+
+Napi::Value Result(Napi::Env env, int fd, const std::string& host, int port, int bound_port, const char* syscall) {
   if (fd < 0) {
     const char* code = uv_err_name(fd);
     Napi::Error error = Napi::Error::New(env, std::string(syscall) + " " + code + " " + host + ":" + std::to_string(port) + " (" + uv_strerror(fd) + ")");
@@ -111,6 +133,7 @@ Napi::Value ListenReusePort(const Napi::CallbackInfo& info) {
 
 void RegisterReusePort(Napi::Env env, Napi::Object exports) {
   exports.Set("listenReusePort", Napi::Function::New(env, ListenReusePort));
+  exports.Set("bindUdp", Napi::Function::New(env, BindUdp));
 }
 
 }  // namespace fdpass

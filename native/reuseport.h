@@ -14,6 +14,7 @@ namespace fdpass {
 // returns { fd, port } of a new non-blocking, close-on-exec socket with
 // SO_REUSEADDR and SO_REUSEPORT set, bound to the numeric address host, and
 // listening unless listen is false (its receiver listens when it accepts).
+// And bindUdp(host, port, ipv6Only): { fd, port } of a bound UDP socket.
 void RegisterReusePort(Napi::Env env, Napi::Object exports);
 
 }  // namespace fdpass

@@ -17,9 +17,10 @@
  *   primary.ts    with workers: the sockets held, the pool of worker processes
  *   worker.ts     with workers: the role of this process, a worker's watch on its primary
  */
+import dns from 'node:dns';
 import { EventEmitter } from 'node:events';
 import type dgram from 'node:dgram';
-import type net from 'node:net';
+import net from 'node:net';
 import path from 'node:path';
 import { debuglog } from 'node:util';
 import { DuplicateNameError, HandoffFailedError, HookFailedError, NotPrimaryError, TerminatingError, UnknownTaskError, UpgradeInProgressError, WorkerFailedError, invalidArgument } from '../errors.js';
@@ -45,6 +46,8 @@ import { Registry } from './registry.js';
 import { Lifecycle, type InstanceState } from './lifecycle.js';
 import { Redeployer, type RedeployEvent, type RedeployResult } from './redeploy.js';
 import { Shutdown } from './shutdown.js';
+import { OwnedFd } from './owned-fd.js';
+import { addon } from '../native.js';
 import { Adopter } from './adopt.js';
 import { ADOPT_FIELD, ADOPT_LISTENERS_FIELD } from './conn-handover.js';
 import { TicketKeys, checkRotation } from './ticket-keys.js';
@@ -106,6 +109,8 @@ export class GracefulServer extends EventEmitter {
   private readonly pool: WorkerPool | null;
   /** The primary's listening sockets, on which it never accepts. */
   private readonly held = new Map<string, PrimaryListener[]>();
+  /** The primary's UDP sockets, which its workers read. */
+  private readonly heldDgrams = new Map<string, PrimaryListener>();
   /** The names of the group members registered for hand-offs. */
   private readonly registeredMembers = new Set<string>();
   /** The primary's session-ticket keys of its TLS listeners, which every worker it starts gets. */
@@ -169,6 +174,7 @@ export class GracefulServer extends EventEmitter {
         // The primary's sockets: its workers are gone, and a successor holds its own copies.
         for (const members of this.held.values()) for (const m of members) m.fd.close();
         for (const t of this.heldTickets.values()) t.pause();
+        for (const d of this.heldDgrams.values()) d.fd.close();
         this.closeLink?.();
         this.removeSignals?.();
         this.adopter?.close();
@@ -668,6 +674,29 @@ export class GracefulServer extends EventEmitter {
     return claimed?.source === 'predecessor' ? claimed.fd.meta : undefined;
   }
 
+  /**
+   * holdDgram: in the primary, the UDP socket is inherited or bound (and
+   * read by nobody here); every worker gets it and reads from it, and the
+   * kernel gives each datagram to one of them. The application's socket
+   * stays unbound in the primary.
+   */
+  private async holdDgram(name: string, socket: dgram.Socket, bind: { port?: number; address?: string }): Promise<void> {
+    const claimed = this.registry.claim(name, 'dgram', this.log);
+    let held: OwnedFd;
+    if (claimed) {
+      held = claimed.fd;
+    } else {
+      const ipv6 = (socket as unknown as { type?: string }).type === 'udp6';
+      const host = bind.address ?? (ipv6 ? '::' : '0.0.0.0');
+      const numeric = net.isIP(host) ? host : (await dns.promises.lookup(host, { family: ipv6 ? 6 : 4 })).address;
+      const { fd, port } = addon.bindUdp(numeric, bind.port ?? 0, false);
+      held = new OwnedFd(fd, { name, kind: 'dgram', port });
+    }
+    const meta = { ...held.meta, name, kind: 'dgram' };
+    this.heldDgrams.set(name, { fd: held, meta });
+    this.registry.register(name, 'dgram', () => (held.open ? { fd: held.fd, meta } : null));
+  }
+
   /** registerMember lists a member of a held listener for hand-offs, under its own name (once: a name comes back after a failed scale). */
   private registerMember(name: string, m: PrimaryListener): void {
     const regName = String(m.meta.name);
@@ -726,9 +755,9 @@ export class GracefulServer extends EventEmitter {
     this.log(`scaled from ${from} to ${n} worker(s)`, { event: 'workers.scaled', from, to: n });
   }
 
-  /** heldAddress: where a listener of the primary is bound ({ port } or { path }), since its server is not listening here. */
+  /** heldAddress: where a listener or UDP socket of the primary is bound ({ port } or { path }), since nothing listens or reads on it here. */
   heldAddress(name: string): Meta | null {
-    return this.held.get(name)?.[0]?.meta ?? null;
+    return this.held.get(name)?.[0]?.meta ?? this.heldDgrams.get(name)?.meta ?? null;
   }
 
   /**
@@ -739,6 +768,10 @@ export class GracefulServer extends EventEmitter {
    */
   async dgram(name: string, socket: dgram.Socket, bind: { port?: number; address?: string } = {}): Promise<dgram.Socket> {
     await this.init();
+    if (this.roleInfo.role === 'primary') {
+      await this.holdDgram(name, socket, bind);
+      return socket;
+    }
     let bound = false;
     this.registry.register(name, 'dgram', () => (bound ? { fd: fdOf(socket), meta: { name, kind: 'dgram', port: socket.address().port } } : null));
     const claimed = this.registry.claim(name, 'dgram', this.log);

@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import fs from 'node:fs';
+import dgram from 'node:dgram';
 import http from 'node:http';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
@@ -493,5 +494,56 @@ describe('workers', function () {
     }
     expect(load.errors).to.deep.equal([]);
     expect(zombies(s.primary)).to.deep.equal([]);
+  });
+
+  it('hands a UDP socket to every worker: the primary reads none, the workers answer every datagram, also across 3 redeploys', async () => {
+    s = await startService({ APP_UDP: '1' });
+    const port = Number((s.child.stdout.find((l) => l.startsWith('udp ')) ?? '').split(' ')[1]);
+    const client = dgram.createSocket('udp4');
+    const answers = new Map<number, number>();
+    const waiting = new Map<string, () => void>();
+    client.on('message', (msg) => {
+      const [pid, id] = msg.toString().split(' ');
+      answers.set(Number(pid), (answers.get(Number(pid)) ?? 0) + 1);
+      waiting.get(id!)?.();
+    });
+    await new Promise<void>((r) => client.bind(0, '127.0.0.1', r));
+    let lost = 0;
+    let sent = 0;
+    let running = true;
+    // One datagram at a time, each answered or counted lost after 2 s.
+    const pinger = (async () => {
+      while (running) {
+        const id = String(sent++);
+        const got = await new Promise<boolean>((resolve) => {
+          const timer = setTimeout(() => resolve(false), 2000);
+          waiting.set(id, () => {
+            clearTimeout(timer);
+            resolve(true);
+          });
+          client.send(id, port, '127.0.0.1');
+        });
+        waiting.delete(id);
+        if (!got) lost++;
+      }
+    })();
+    try {
+      await until(() => sent > 100, 10_000, 'datagrams answered');
+      for (let g = 2; g <= 4; g++) {
+        s.primary = ((await control(s, 'redeploy')) as { pid: number }).pid;
+        await until(() => workersOf(s!, g).size === 3, 10_000, `the workers of generation ${g}`);
+        const at = sent;
+        await until(() => sent > at + 50, 10_000, `datagrams answered after redeploy ${g - 1}`);
+      }
+    } finally {
+      running = false;
+      await pinger;
+      client.close();
+    }
+    expect(lost, `datagrams lost of ${sent}`).to.equal(0);
+    const primaries = s.child.stdout.filter((l) => l.startsWith('ready ')).map((l) => Number(l.split(' ')[1]));
+    expect([...answers.keys()].filter((pid) => primaries.includes(pid)), 'answers from a primary').to.deep.equal([]);
+    const workers = new Set(s.child.stdout.flatMap((l) => (/^worker \d+ (\d+)/.exec(l) ? [Number(/^worker \d+ (\d+)/.exec(l)![1])] : [])));
+    expect([...answers.keys()].every((pid) => workers.has(pid)), `answers from ${[...answers.keys()].join(' ')}`).to.equal(true);
   });
 });
