@@ -207,7 +207,9 @@ export class GracefulServer extends EventEmitter {
       refill: this.pool ? () => this.pool!.refill() : undefined,
     });
     this.tasks.set('reopen', async () => `reopened ${(await this.reopen()).join(', ') || 'nothing'}`);
-    this.tasks.set('rotate-tickets', () => `rotated the TLS ticket keys of ${this.rotateTicketKeys().join(', ') || 'nothing (no TLS listener)'}`);
+    this.tasks.set('rotate-tickets', () => (this.roleInfo.role === 'worker'
+      ? 'a worker serves with the TLS ticket keys of its primary: run rotate-tickets on the primary'
+      : `rotated the TLS ticket keys of ${this.rotateTicketKeys().join(', ') || 'nothing (no TLS listener)'}`));
     if (options.controlSocket && this.roleInfo.role !== 'worker') {
       this.control = new ControlServer(options.controlSocket, {
         mode: options.controlMode,
