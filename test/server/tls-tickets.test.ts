@@ -316,7 +316,7 @@ describe('TLS session tickets with workers', function () {
     return m && Number(m[2]) === g ? [m[1]!] : [];
   }));
 
-  it('every worker serves with the primary\'s keys, and the next generation too', async () => {
+  it('every worker serves with the primary\'s keys, and the next generation too, after the primary rotated them', async () => {
     const sock = path.join(tmpDir(), 'ctl.sock');
     child = spawnFixture('tls-workers', [], { env: { ...process.env, APP_SOCKET: sock } });
     const port = Number((await child.next(/^ready /)).split(' ')[2]);
@@ -330,8 +330,13 @@ describe('TLS session tickets with workers', function () {
       seen.add(r.body);
     }
     expect(seen.size, 'workers that answered').to.equal(2);
+    // A worker does not rotate alone (its siblings would not know its key): each one ran rotate-tickets.
+    expect(child.stdout.filter((l) => l.startsWith('task ')).sort()).to.deep.equal([0, 1]
+      .map((id) => `task ${id} a worker serves with the TLS ticket keys of its primary: run rotate-tickets on the primary`));
     const c = await ControlClient.connect(sock, 5_000);
     try {
+      // The primary rotates: the next workers get the new key, and the one before still resumes.
+      expect(await c.request('task', ['rotate-tickets'], undefined, 10_000)).to.equal('rotated the TLS ticket keys of https');
       await c.request('redeploy', [], undefined, 60_000);
     } finally {
       c.close();
@@ -344,7 +349,7 @@ describe('TLS session tickets with workers', function () {
       if (workersOf(2).has(r.body)) next.add(r.body);
     }
     expect(next.size, 'new workers that answered').to.equal(2);
-    expect(child.stderr.filter((l) => /ticket keys/.test(l))).to.deep.equal([]);
+    expect(child.stderr.filter((l) => /made its own/.test(l))).to.deep.equal([]);
   });
 });
 
