@@ -45,6 +45,7 @@ export {
   type AdoptedSocket, type HandOverOptions,
 } from './server/graceful-server.js';
 export type { BindOptions, ListenOptions } from './server/listeners.js';
+export { DEFAULT_TICKET_KEY_ROTATION } from './server/ticket-keys.js';
 export type { DrainOptions, DrainEvent } from './server/drain.js';
 export type { SpawnFunction } from './server/successor.js';
 export { takeListenFds, notify, type ActivatedFd } from './systemd.js';

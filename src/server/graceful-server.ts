@@ -52,6 +52,7 @@ import { Adopter } from './adopt.js';
 import { ADOPT_FIELD, ADOPT_LISTENERS_FIELD, ADOPT_SOCKETS_FIELD } from './conn-handover.js';
 import { isSocket, type HandOverOptions } from './socket-handover.js';
 import { webSocketBoundary } from './ws-boundary.js';
+import { TicketKeys, checkRotation } from './ticket-keys.js';
 import { GO_NAME, MAX_WORKERS, WorkerPool, bindListener, bindMember, extraName, forSlot, memberName, waitForGo, type PrimaryListener, type WorkerInfo } from './primary.js';
 import { roleOf, watchPrimary, type RoleInfo } from './worker.js';
 import { LINK_NAME, serveLink, type WorkerLink } from './worker-link.js';
@@ -115,6 +116,8 @@ export class GracefulServer extends EventEmitter {
   private readonly heldDgrams = new Map<string, PrimaryListener>();
   /** The names of the group members registered for hand-offs. */
   private readonly registeredMembers = new Set<string>();
+  /** The primary's session-ticket keys of its TLS listeners, which every worker it starts gets. */
+  private readonly heldTickets = new Map<string, TicketKeys>();
   /** A worker's application commands, which its primary runs on every worker through the link. */
   private readonly workerCommands = new CommandRegistry();
   /** A worker's end of the link to its primary. */
@@ -173,6 +176,7 @@ export class GracefulServer extends EventEmitter {
       release: () => {
         // The primary's sockets: its workers are gone, and a successor holds its own copies.
         for (const members of this.held.values()) for (const m of members) m.fd.close();
+        for (const t of this.heldTickets.values()) t.pause();
         for (const d of this.heldDgrams.values()) d.fd.close();
         this.link?.close();
         this.removeSignals?.();
@@ -206,6 +210,9 @@ export class GracefulServer extends EventEmitter {
       refill: this.pool ? () => this.pool!.refill() : undefined,
     });
     this.tasks.set('reopen', async () => `reopened ${(await this.reopen()).join(', ') || 'nothing'}`);
+    this.tasks.set('rotate-tickets', () => (this.roleInfo.role === 'worker'
+      ? 'a worker serves with the TLS ticket keys of its primary: run rotate-tickets on the primary'
+      : `rotated the TLS ticket keys of ${this.rotateTicketKeys().join(', ') || 'nothing (no TLS listener)'}`));
     if (options.controlSocket && this.roleInfo.role !== 'worker') {
       this.control = new ControlServer(options.controlSocket, {
         mode: options.controlMode,
@@ -496,6 +503,26 @@ export class GracefulServer extends EventEmitter {
     return [...this.files.keys()];
   }
 
+  /**
+   * rotateTicketKeys rotates the session-ticket keys of every TLS listener
+   * now (the task rotate-tickets); returns their names. Tickets under the
+   * key before still resume where Node allows it (see ticket-keys.ts).
+   */
+  rotateTicketKeys(): string[] {
+    const names: string[] = [];
+    if (this.roleInfo.role === 'worker') return names; // the primary's keys: rotated there
+    for (const [name, tickets] of this.heldTickets) {
+      tickets.rotate();
+      names.push(name);
+    }
+    for (const l of this.listenerSet) {
+      if (!l.tickets) continue;
+      l.tickets.rotate();
+      names.push(l.name);
+    }
+    return names;
+  }
+
   /** status: the state of this instance, as the control command status shows it. */
   status(): Record<string, unknown> {
     const mem = process.memoryUsage();
@@ -601,13 +628,24 @@ export class GracefulServer extends EventEmitter {
    */
   async listen<S extends net.Server>(name: string, server: S, bind: ListenOptions = {}): Promise<S> {
     if (this.terminating) throw new TerminatingError(`listen("${name}"): this instance is halting`);
+    const rotation = checkRotation(`listen("${name}")`, bind.ticketKeyRotation ?? this.config.ticketKeyRotation);
     await this.init();
+    // A worker serves with its primary's keys, as its siblings do: rotating alone, it would differ from them.
+    const ticketRotation = this.roleInfo.role === 'worker' ? 0 : rotation;
     const listener = new ManagedListener(name, server, bind);
     if (this.roleInfo.role === 'primary') {
-      await this.holdListener(listener, bind);
+      const inherited = await this.holdListener(listener, bind);
+      const tickets = TicketKeys.attach(server, { name, rotation, inherited, log: this.log,
+        rotated: (rotations) => this.emit('ticketkeys', { listener: name, rotations }) });
+      if (tickets) {
+        this.heldTickets.set(name, tickets);
+        tickets.resume();
+      }
       return server;
     }
-    this.registry.register(name, 'listener', () => (listener.isOpen ? { fd: listener.fd(), meta: { name, kind: 'listener', ...listener.address() } } : null));
+    this.registry.register(name, 'listener', () => (listener.isOpen
+      ? { fd: listener.fd(), meta: { name, kind: 'listener', ...listener.address(), ...listener.tickets?.meta() } }
+      : null));
     this.listenerSet.add(listener);
     const claimed = this.registry.claim(name, 'listener', this.log, (c) => c.source === 'systemd' || listener.matches(c.fd.meta));
     if (claimed?.source === 'systemd') listener.activated = true;
@@ -618,6 +656,8 @@ export class GracefulServer extends EventEmitter {
         socket.once('close', () => this.link?.report(() => this.connectionCount()));
       });
     }
+    listener.tickets = TicketKeys.attach(server, { name, rotation: ticketRotation, inherited: claimed?.source === 'predecessor' ? claimed.fd.meta : undefined, log: this.log,
+      rotated: (rotations) => this.emit('ticketkeys', { listener: name, rotations }) });
     // A worker may accept on several members of the listener's group.
     for (let k = 1; claimed && this.roleInfo.role === 'worker'; k++) {
       const extra = this.registry.claim(extraName(name, k), 'listener', this.log);
@@ -642,8 +682,9 @@ export class GracefulServer extends EventEmitter {
    * holdListener: in the primary, the listener's socket is inherited (from a
    * predecessor or systemd) or bound, and held for the workers: the primary
    * never accepts on it, and the application's server stays unbound here.
+   * Resolves with the meta of the socket a predecessor sent, if it did.
    */
-  private async holdListener(listener: ManagedListener, bind: ListenOptions): Promise<void> {
+  private async holdListener(listener: ManagedListener, bind: ListenOptions): Promise<Meta | undefined> {
     const name = listener.name;
     if (this.held.has(name)) throw new DuplicateNameError(`listen("${name}"): a listener of that name exists already`);
     const claimed = this.registry.claim(name, 'listener', this.log, (c) => c.source === 'systemd' || listener.matches(c.fd.meta));
@@ -673,6 +714,7 @@ export class GracefulServer extends EventEmitter {
       throw err;
     }
     this.held.set(name, members);
+    return claimed?.source === 'predecessor' ? claimed.fd.meta : undefined;
   }
 
   /**
@@ -705,7 +747,7 @@ export class GracefulServer extends EventEmitter {
     this.registeredMembers.add(regName);
     this.registry.register(regName, 'listener', () => {
       const cur = this.held.get(name)?.find((x) => x.meta.name === regName && x.fd.open);
-      return cur ? { fd: cur.fd.fd, meta: cur.meta } : null;
+      return cur ? { fd: cur.fd.fd, meta: { ...cur.meta, ...this.heldTickets.get(name)?.meta() } } : null;
     });
   }
 

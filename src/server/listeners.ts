@@ -10,6 +10,7 @@ import { addon } from '../native.js';
 import { bindSocket, clearStaleSocket, SocketFile } from '../socketpath.js';
 import type { Meta } from '../meta.js';
 import { ConnectionTracker, type DrainOptions } from './drain.js';
+import type { TicketKeys } from './ticket-keys.js';
 
 /** Where a listener binds when it is not inherited. */
 export interface BindOptions {
@@ -24,8 +25,14 @@ export interface BindOptions {
   ipv6Only?: boolean;
 }
 
-/** What `listen()` takes: where to bind, and what the drain does with connections it does not close itself. */
-export interface ListenOptions extends BindOptions, DrainOptions {}
+/** What `listen()` takes: where to bind, what the drain does with connections it does not close itself, and TLS. */
+export interface ListenOptions extends BindOptions, DrainOptions {
+  /**
+   * ms between two rotations of a TLS listener's session-ticket keys (https,
+   * http2 secure); 0: never. Default: the server's `ticketKeyRotation` (1 h).
+   */
+  ticketKeyRotation?: number;
+}
 
 export class ManagedListener {
   readonly tracker: ConnectionTracker;
@@ -39,6 +46,8 @@ export class ManagedListener {
    * say, since systemd owns the address.
    */
   activated = false;
+  /** The session-ticket keys of a TLS listener (null for plain ones): they go with its socket to a new instance. */
+  tickets: TicketKeys | null = null;
   /** More sockets of the same listener (members of its SO_REUSEPORT group, in a worker), not yet listened on. */
   private extras: OwnedFd[] = [];
   /** Servers accepting on the extra sockets, each passing its connections to the application's server. */
@@ -130,6 +139,7 @@ export class ManagedListener {
       });
     }
     this.open = true;
+    this.tickets?.resume();
     if (this.bind.path !== undefined && !this.activated) this.file ??= new SocketFile(this.bind.path);
     const a = this.server.address();
     // Keep the real port: a rebind after runlevel 1 takes the same one.
@@ -168,6 +178,7 @@ export class ManagedListener {
   stop(release: boolean): void {
     if (!this.open) return;
     this.open = false;
+    this.tickets?.pause();
     net.Server.prototype.close.call(this.server);
     for (const aux of this.aux.splice(0)) aux.close();
     if (release && !this.activated) this.file?.remove();

@@ -10,6 +10,7 @@ import type { LogSink } from '../log.js';
 import type { SighupAction } from './signals.js';
 import type { SpawnFunction } from './successor.js';
 import type { ControlLimits } from '../control/server.js';
+import { DEFAULT_TICKET_KEY_ROTATION, checkRotation } from './ticket-keys.js';
 
 export type Runlevel = 0 | 1 | 3;
 /** ms a new instance has to become ready. */
@@ -66,6 +67,12 @@ export interface GracefulServerOptions {
   /** The process seam, for tests that need a new instance to crash or hang. */
   spawn?: SpawnFunction;
   /**
+   * ms between two rotations of the session-ticket keys of every TLS
+   * listener (https, http2 secure) that does not set its own; 0: never
+   * (default 1 h). The keys and their age go to a new instance at a redeploy.
+   */
+  ticketKeyRotation?: number;
+  /**
    * Run the service as this many worker processes of the same program (see
    * the README's Workers section): a number, or 'auto' for one per available
    * core. GRACEFUL_WORKERS overrides. Unset or 0: one process, as without it.
@@ -96,6 +103,7 @@ export interface Config extends GracefulServerOptions {
   takeBackWindow: number;
   /** The runlevel to start in without a predecessor. */
   runlevel: 1 | 3;
+  ticketKeyRotation: number;
   /** How many workers the service runs: 0 without workers. */
   workers: number;
   balance: 'reuseport' | 'shared';
@@ -104,7 +112,7 @@ export interface Config extends GracefulServerOptions {
 
 /** The options a configuration file may set. */
 export const CONFIG_KEYS: ReadonlySet<string> = new Set(['controlSocket', 'controlMode', 'controlAllowUids', 'controlIdleTimeout', 'controlLimits', 'commands', 'pidFile',
-  'upgradeTimeout', 'shutdownTimeout', 'idleGrace', 'takeBackWindow', 'runlevel', 'signals', 'sighup', 'sigusr1', 'sigusr2', 'exitProcess', 'workers', 'balance', 'rollout']);
+  'upgradeTimeout', 'shutdownTimeout', 'idleGrace', 'takeBackWindow', 'runlevel', 'signals', 'sighup', 'sigusr1', 'sigusr2', 'exitProcess', 'workers', 'balance', 'rollout', 'ticketKeyRotation']);
 
 /** checkRunlevel reads a runlevel (a number or a one-digit string), or throws InvalidRunlevelError. */
 export function checkRunlevel(level: unknown): Runlevel {
@@ -165,6 +173,7 @@ export function resolveOptions(options: GracefulServerOptions, env: NodeJS.Proce
     idleGrace: positive('idleGrace', options.idleGrace ?? DEFAULT_IDLE_GRACE, true),
     takeBackWindow: positive('takeBackWindow', options.takeBackWindow ?? DEFAULT_TAKE_BACK_WINDOW, true),
     runlevel,
+    ticketKeyRotation: checkRotation('GracefulServer', options.ticketKeyRotation ?? DEFAULT_TICKET_KEY_ROTATION),
     balance: checkBalance(options.balance),
     rollout: checkRollout(options.rollout),
     workers: env.GRACEFUL_WORKERS ? checkWorkers(env.GRACEFUL_WORKERS, 'GRACEFUL_WORKERS') : checkWorkers(options.workers, 'the workers option'),
