@@ -57,7 +57,7 @@ import { GO_NAME, MAX_WORKERS, WorkerPool, bindListener, bindMember, extraName, 
 import { roleOf, watchPrimary, type RoleInfo } from './worker.js';
 import { LINK_NAME, serveLink, type WorkerLink } from './worker-link.js';
 import { CommandRegistry } from '../control/commands.js';
-import { formatWorkerAnswers } from '../control/render.js';
+import { formatCommandResult, formatWorkerAnswers } from '../control/render.js';
 
 export {
   DEFAULT_UPGRADE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_IDLE_GRACE, DEFAULT_TAKE_BACK_WINDOW,
@@ -69,6 +69,8 @@ export type { AdoptedSocket, HandOverOptions } from './socket-handover.js';
 export type { WorkerInfo, WorkerState } from './primary.js';
 
 const debug = debuglog('graceful');
+/** The tasks of the library itself: with workers they run in the primary (which tells the workers what they need). */
+const BUILTIN_TASKS: ReadonlySet<string> = new Set(['reopen', 'rotate-tickets']);
 /** The highest member index of a listener's group looked for in what a predecessor sent. */
 const MAX_MEMBER_INDEX = 16 * MAX_WORKERS;
 
@@ -372,6 +374,8 @@ export class GracefulServer extends EventEmitter {
   async runTask(name: string, args: string[] = []): Promise<unknown> {
     const run = this.tasks.get(name);
     if (!run) throw new UnknownTaskError(`no task "${name}": the tasks are ${[...this.tasks.keys()].sort().join(', ')}`);
+    // With workers an application's task runs where its state is: on every worker.
+    if (this.pool && !BUILTIN_TASKS.has(name)) return { workers: await this.pool.ask('task', { name, args }) };
     return run(args);
   }
 
@@ -428,6 +432,7 @@ export class GracefulServer extends EventEmitter {
   private serveWorkerLink(fd: number): void {
     this.link = serveLink(fd, {
       stats: () => ({ connections: this.connectionCount(), requests: this.listenerSet.requestCount(), rss: process.memoryUsage().rss }),
+      task: (name, args) => this.runTask(name, args),
       run: async (name, args, json, peer, write, signal) => {
         const { command } = this.workerCommands.get(name);
         return command.run({
@@ -500,6 +505,12 @@ export class GracefulServer extends EventEmitter {
   /** reopen re-opens every registered file by its path (logrotate); resolves with their names. */
   async reopen(): Promise<string[]> {
     for (const f of this.files.values()) await f.reopen();
+    // Each worker has its own descriptors of the files: they re-open theirs too.
+    if (this.pool) {
+      for (const a of await this.pool.ask('task', { name: 'reopen', args: [] })) {
+        if (a.error) this.log(`reopen: worker ${a.id} (pid ${a.pid}): ${a.error.message}`, { event: 'reopen.failed', worker: a.id, code: a.error.code });
+      }
+    }
     return [...this.files.keys()];
   }
 
@@ -1102,7 +1113,7 @@ export class GracefulServer extends EventEmitter {
 
   private installSignals(): () => void {
     // A worker is told to stop by its primary (SIGTERM); SIGHUP goes to the primary.
-    return installSignals(this.roleInfo.role === 'worker' ? { ...this.config, sighup: 'ignore', sigusr1: undefined, sigusr2: undefined } : this.config, {
+    return installSignals(this.roleInfo.role === 'worker' ? { ...this.config, sighup: 'ignore', ignoreUser: true } : this.config, {
       redeploy: () => {
         this.redeploy().catch((err: Error) => this.log(`SIGHUP: ${err.message}`));
       },
@@ -1120,7 +1131,10 @@ export class GracefulServer extends EventEmitter {
       },
       runTask: (name, sig) => {
         this.runTask(name).then(
-          (result) => this.log(`${sig}: task ${name}${result === undefined ? '' : `: ${String(result)}`}`, { event: 'task', task: name }),
+          (result) => {
+            const text = result !== null && typeof result === 'object' ? formatCommandResult('task', result).join('; ') : String(result);
+            this.log(`${sig}: task ${name}${result === undefined ? '' : `: ${text}`}`, { event: 'task', task: name });
+          },
           (err: Error) => this.log(`${sig}: task ${name} failed: ${err.message}`, { event: 'task.failed', task: name }),
         );
       },
