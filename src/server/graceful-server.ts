@@ -353,7 +353,7 @@ export class GracefulServer extends EventEmitter {
       ready: this.isReady,
       state: this.lifecycle.state,
       uptime: Math.round((Date.now() - this.startedAt) / 1000),
-      listeners: this.listenerInfo().map((l) => `${l.name} ${l.open ? 'open' : 'closed'} ${l.address.family === 'unix' ? l.address.path : `${l.address.host}:${l.address.port}`} (${l.connections} connection(s))`),
+      listeners: this.listenerSet.status(),
       connections: this.connectionCount(),
       handover: { ...this.listenerSet.moveCounts(), adopted: this.adopter?.adoptedCount ?? 0 },
       controlConnections: this.control?.connectionCount ?? 0,

@@ -99,15 +99,26 @@ describe('the CLI: usage, exit codes, pipes', function () {
     expect(empty.stderr).to.match(/^error: no command on standard input/);
   });
 
-  it('gives status units for people and plain numbers in --json', async () => {
+  it('gives status units and a listeners table for people, plain numbers and listener fields in --json', async () => {
     await startApp();
     const human = await graceful(['status', sock]);
     expect(human.code).to.equal(0);
     expect(human.stdout).to.match(/^rss: \d+\.\d (KiB|MiB|GiB)$/m).and.match(/^heapUsed: \d+\.\d (KiB|MiB|GiB)$/m).and.match(/^uptime: \d+ s$/m);
     const json = await graceful(['--json', 'status', sock]);
-    const result = (JSON.parse(json.stdout.trim()) as { result: { rss: unknown; uptime: unknown } }).result;
+    const result = (JSON.parse(json.stdout.trim()) as { result: { rss: unknown; uptime: unknown; listeners: Record<string, unknown>[] } }).result;
     expect(result.rss).to.be.a('number');
     expect(result.uptime).to.be.a('number');
+    // Listeners: structured fields for programs, a table for people.
+    expect(result.listeners).to.have.length(1);
+    const l = result.listeners[0]!;
+    expect(l).to.include({ name: 'http', state: 'open', kind: 'tcp', host: '127.0.0.1', connections: 0, systemd: false });
+    expect(l.port).to.be.a('number').above(0);
+    expect(l.fd).to.be.a('number');
+    expect(fs.readlinkSync(`/proc/${pid}/fd/${String(l.fd)}`)).to.match(/^socket:\[\d+\]$/);
+    const lines = human.stdout.split('\n');
+    const at = lines.indexOf('listeners:');
+    expect(lines[at + 1]).to.match(/^  name +state +kind +host +port +fd +connections +systemd$/);
+    expect(lines[at + 2]).to.match(new RegExp(`^  http +open +tcp +127\\.0\\.0\\.1 +${String(l.port)} +${String(l.fd)} +0 +false$`));
   });
 
   it('says what is wrong at a path that is not a socket', async () => {
