@@ -157,13 +157,15 @@ function duration(secs: number): string {
 async function health(path: string, timeout: number, out: (l: string) => void): Promise<number> {
   const client = await connect(path, timeout);
   try {
-    const s = (await client.request('status', [], undefined, timeout)) as { ready?: boolean; runlevel?: number; pid?: number };
+    const s = (await client.request('status', [], undefined, timeout)) as { ready?: boolean; runlevel?: number; pid?: number; supervisor?: number; notified?: boolean };
     // A supervisor's status has no runlevel when its application is not a GracefulServer.
     if (s.ready && (s.runlevel === 3 || s.runlevel === undefined)) {
       out(`healthy: pid ${s.pid} ready${s.runlevel === undefined ? '' : ' in runlevel 3'}`);
       return EXIT_OK;
     }
-    out(`unhealthy: pid ${s.pid} ${s.ready ? 'ready' : 'not ready'}${s.runlevel === undefined ? '' : ` in runlevel ${s.runlevel}`}`);
+    // Under a supervisor, a program that never spoke sd_notify is never ready unless run with --no-notify.
+    const why = !s.ready && s.supervisor !== undefined && s.notified === false ? ' (it never said READY=1 by sd_notify: a program that does not speak it needs `graceful-restart run --no-notify`)' : '';
+    out(`unhealthy: pid ${s.pid} ${s.ready ? 'ready' : 'not ready'}${s.runlevel === undefined ? '' : ` in runlevel ${s.runlevel}`}${why}`);
     return EXIT_FAILED;
   } catch (err) {
     out(`unhealthy: ${(err as Error).message}`);
