@@ -38,7 +38,7 @@ function noControl(target: SupervisedTarget, cmd: string): string {
   }
   return `the application (pid ${target.currentPid}) is not a GracefulServer (it never spoke sd_notify), so "${cmd}" cannot reach it` +
     (redeploy
-      ? ': a plain program cannot be redeployed; build it on GracefulServer with the controlSocket option, or restart it (its connections drop) with `signal SIGTERM` under --restart always'
+      ? ': a plain program has no control socket and cannot be redeployed; build it on GracefulServer with the controlSocket option, or restart it (its connections drop) with `signal SIGTERM` under --restart always'
       : ': only the supervisor\'s own commands work (help lists them)');
 }
 

@@ -46,7 +46,7 @@ describe('the supervisor with a plain app', function () {
 
     const redeploy = await graceful([sock]);
     expect(redeploy.code).to.equal(1);
-    expect(redeploy.stderr).to.match(/^error: the application \(pid \d+\) is not a GracefulServer \(it never spoke sd_notify\), so "redeploy" cannot reach it: a plain program cannot be redeployed; /);
+    expect(redeploy.stderr).to.match(/^error: the application \(pid \d+\) is not a GracefulServer \(it never spoke sd_notify\), so "redeploy" cannot reach it: a plain program has no control socket and cannot be redeployed; /);
     expect(redeploy.stderr).to.include('signal SIGTERM').and.include('--restart always').and.not.include('SIGHUP');
     const json = await graceful(['--json', sock]);
     expect(JSON.parse(json.stdout.trim())).to.nested.include({ ok: false, 'error.code': 'ERR_GRACEFUL_NOT_CONFIGURED' });
