@@ -50,6 +50,8 @@ export async function shell(options: ShellOptions): Promise<number> {
 interface Running {
   cmd: string;
   cancelled: boolean;
+  /** The command has its reply: what is left (the prompt's refresh) is not the command any more. */
+  replied: boolean;
 }
 
 class Shell {
@@ -156,7 +158,7 @@ class Shell {
   private watch(client: ControlClient): void {
     client.onEnd(() => {
       if (client === this.client && this.running === null && !this.finished) {
-        this.running = { cmd: '', cancelled: false }; // lines typed meanwhile wait
+        this.running = { cmd: '', cancelled: false, replied: true }; // lines typed meanwhile wait
         void this.replace(true).then((ok) => {
           this.running = null;
           if (ok) this.next();
@@ -172,6 +174,7 @@ class Shell {
    */
   private async replace(idle: boolean): Promise<boolean> {
     this.client.close();
+    if (this.finished) return false;
     try {
       this.client = await ControlClient.connect(this.options.path, this.options.timeout, { serverUids });
     } catch (err) {
@@ -182,6 +185,10 @@ class Shell {
       const who = this.pid === null ? 'the server' : `the server (pid ${this.pid})`;
       process.stderr.write(`error: ${who} went away (it halted or exited): nothing answers at ${this.options.path} (${errorCode(err) ?? (err as Error).message}); leaving the shell\n`);
       this.finish(EXIT_FAILED);
+      return false;
+    }
+    if (this.finished) {
+      this.client.close(); // left while it connected
       return false;
     }
     this.watch(this.client);
@@ -218,7 +225,7 @@ class Shell {
     const [cmd, ...args] = words;
     if (cmd === undefined) return this.next();
     if (cmd === 'quit' || cmd === 'exit') return this.finish(EXIT_OK);
-    const running: Running = { cmd, cancelled: false };
+    const running: Running = { cmd, cancelled: false, replied: false };
     this.running = running;
     const client = this.client;
     let late = false;
@@ -229,7 +236,9 @@ class Shell {
       if (!running.cancelled) process.stderr.write(`${(err as Error).message}\n`);
       late = err instanceof Exit && /no answer within/.test(err.message);
     }
+    running.replied = true;
     if (!running.cancelled && !late && !client.isEnded) await this.refresh();
+    if (this.finished) return; // left meanwhile (Ctrl-C twice, Ctrl-D)
     // The server may close the connection after a reply (telinit 0): whether it still answers decides.
     const ok = running.cancelled || late || this.client.isEnded ? await this.replace(false) : true;
     this.running = null;
@@ -238,8 +247,8 @@ class Shell {
 
   private onInterrupt(): void {
     if (this.finished) return;
-    if (this.running !== null) {
-      if (this.running.cmd === '' || this.running.cancelled) return; // reconnecting already
+    if (this.running !== null && !this.running.replied) {
+      if (this.running.cancelled) return; // reconnecting already
       this.running.cancelled = true;
       this.queue.length = 0;
       this.out('^C');

@@ -77,8 +77,9 @@ describe('the graceful-restart shell and the example server', function () {
       ['stat', 'stat'],
       ['\x03', `gen 1> `],
       ['us\r', 'gen 1> '], // "stat" was dropped: only "us" ran
+      ["telinit '3\r", 'gen 1> '], // careless input: said, and the shell goes on
       ['\x03', 'To leave'],
-      ['help\r', 'gen 1> '], // a command in between: the next Ctrl-C warns again
+      ['help\r', 'close this connection'], // a command in between: the next Ctrl-C warns again
       ['\x03', 'To leave'],
       ['\x03', ''],
     ], { XDG_STATE_HOME: path.join(dir, 'state') });
@@ -87,7 +88,8 @@ describe('the graceful-restart shell and the example server', function () {
     // The stream's connection is gone in the server: the shell's new one is the only one.
     expect(afterStop).to.include('controlConnections: 1');
     expect(afterStop.slice(afterStop.indexOf('redeploy: none'))).not.to.include('request(s)');
-    expect(out).to.include('stat^C\n').and.include('error: unknown command "us": type help for the list');
+    expect(out).to.include('stat^C\n').and.include('error: unknown command "us": type help for the list')
+      .and.include('error: unterminated single quote: close it, or escape it with \\');
     expect(out.match(/\(To leave, press Ctrl-C again or Ctrl-D, or type quit\)/g)).to.have.length(2);
   });
 
