@@ -12,9 +12,9 @@ import { root, spawnFixture, tmpDir, type Child, endGenerations } from '../helpe
 const cli = path.join(root, 'bin/graceful-restart.js');
 
 /** graceful runs the CLI (stdin given, or closed) and resolves with its exit code and output. */
-function graceful(args: string[], options: { input?: string; uid?: number; gid?: number } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+function graceful(args: string[], options: { input?: string; uid?: number; gid?: number; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = execFile(process.execPath, [cli, ...args], { timeout: 30_000, uid: options.uid, gid: options.gid }, (err, stdout, stderr) => {
+    const child = execFile(process.execPath, [cli, ...args], { timeout: 30_000, uid: options.uid, gid: options.gid, env: options.env }, (err, stdout, stderr) => {
       resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
     });
     child.stdin!.end(options.input ?? '');
@@ -85,8 +85,10 @@ describe('the CLI: usage, exit codes, pipes', function () {
 
   it('reads commands from a pipe, one per line, and stops at the first that fails with its exit code', async () => {
     await startApp();
-    const ok = await graceful(['-s', sock], { input: '# a comment\n\nstatus\ntask\n' });
+    const state = path.join(dir, 'state');
+    const ok = await graceful(['-s', sock], { input: '# a comment\n\nstatus\ntask\n', env: { ...process.env, XDG_STATE_HOME: state } });
     expect(ok.code, ok.stderr).to.equal(0);
+    expect(fs.existsSync(state), 'no shell history from a pipe').to.equal(false);
     expect(ok.stdout).to.include(`pid: ${pid}\n`).and.include('reopen');
     const stopped = await graceful(['-s', sock], { input: 'telinit 1\ntelinit 7\ntelinit 3\n' });
     expect(stopped.code).to.equal(2);
