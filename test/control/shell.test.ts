@@ -2,7 +2,7 @@
 import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
-import { root, spawnChild, tmpDir, until, type Child, endGenerations } from '../helpers.js';
+import { openFds, root, spawnChild, tmpDir, until, type Child, endGenerations } from '../helpers.js';
 
 const cli = path.join(root, 'bin/graceful-restart.js');
 
@@ -69,6 +69,7 @@ describe('the graceful-restart shell and the example server', function () {
   it('Ctrl-C stops a streaming command and the shell stays; at the prompt it drops the line; twice on an empty line it leaves', async () => {
     const dir = tmpDir();
     const { sock, pid } = await startExample(dir);
+    const fdsBefore = openFds(pid).length;
     const { code, out } = await terminal(sock, [
       ['', `graceful pid ${pid} gen 1> `],
       ['requests 20\r', 'request(s)'],
@@ -91,6 +92,8 @@ describe('the graceful-restart shell and the example server', function () {
     expect(out).to.include('stat^C\n').and.include('error: unknown command "us": type help for the list')
       .and.include('error: unterminated single quote: close it, or escape it with \\');
     expect(out.match(/\(To leave, press Ctrl-C again or Ctrl-D, or type quit\)/g)).to.have.length(2);
+    // Every connection the shell opened (the stopped one, its replacement) is closed in the server once it left.
+    await until(() => openFds(pid).length === fdsBefore, 5000, `the server back to ${fdsBefore} descriptors`);
   });
 
   it('a redeploy in the shell prints what the CLI prints, and the prompt follows it; Ctrl-C during one says it goes on', async () => {

@@ -75,6 +75,14 @@ describe('shell history', () => {
     fs.chmodSync(file, 0o644);
     saveHistory(file, ['help']);
     expect(fs.statSync(file).mode & 0o777, 'the mode is set again').to.equal(0o600);
+    // A link planted at the name is replaced, never followed.
+    const target = path.join(path.dirname(file), 'elsewhere');
+    fs.writeFileSync(target, 'keep\n');
+    fs.rmSync(file);
+    fs.symlinkSync(target, file);
+    saveHistory(file, ['status']);
+    expect(fs.lstatSync(file).isSymbolicLink()).to.equal(false);
+    expect(fs.readFileSync(target, 'utf8')).to.equal('keep\n');
     fs.rmSync(file);
     fs.mkdirSync(file); // a directory where the file should be: nothing to load, and saving says why
     expect(loadHistory(file)).to.deep.equal([]);
