@@ -184,7 +184,9 @@ async function supervise(argv: string[], out: (l: string) => void, err: (l: stri
   try {
     await supervisor.start();
   } catch (e) {
-    throw new Exit(EXIT_FAILED, `error: cannot start the supervisor: ${errorCode(e) ?? 'ERROR'}: ${(e as Error).message}`);
+    const code = errorCode(e) ?? 'ERROR';
+    const message = (e as Error).message;
+    throw new Exit(EXIT_FAILED, `error: cannot start the supervisor: ${message.includes(code) ? '' : `${code}: `}${message}`);
   }
   return supervisor.exited;
 }

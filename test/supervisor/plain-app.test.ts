@@ -70,6 +70,18 @@ describe('the supervisor with a plain app', function () {
   });
 });
 
+describe('the supervisor at start', () => {
+  it('a missing socket directory: exit 1, one line naming the directory and what to do', async () => {
+    const dir = path.join(tmpDir(), 'no');
+    const r = await graceful(['run', '-s', path.join(dir, 'sup.sock'), '--', 'true']);
+    expect(r).to.deep.equal({
+      code: 1,
+      stdout: '',
+      stderr: `error: cannot start the supervisor: controlSocket: ENOENT: cannot bind ${path.join(dir, 'sup.sock')}: the directory ${dir} does not exist: create it (mkdir -p), or choose a path in one that does\n`,
+    });
+  });
+});
+
 async function status(sock: string): Promise<Record<string, unknown>> {
   const r = await graceful(['--json', '-s', sock, 'status']);
   return (JSON.parse(r.stdout.trim()) as { result: Record<string, unknown> }).result;
