@@ -33,7 +33,7 @@ describe('errors at start', function () {
     const sock = path.join(dir, 'app.sock');
     const c = run({ START_SOCKET: sock, START_CATCH: 'none' });
     expect((await c.exited).code).to.equal(1);
-    expect(c.stderr.join('\n')).to.include('EADDRINUSE');
+    expect(c.stderr.join('\n')).to.include(`listen("http"): EADDRINUSE: 127.0.0.1:${port} is in use by another process: stop it, or listen on another port`);
     expect(fs.readdirSync(dir)).to.deep.equal([]);
   });
 
