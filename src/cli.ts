@@ -65,10 +65,19 @@ function version(): string {
 async function health(path: string, timeout: number, out: (l: string) => void): Promise<number> {
   const client = await connect(path, timeout);
   try {
-    const s = (await client.request('status', [], undefined, timeout)) as { ready?: boolean; runlevel?: number; pid?: number; supervisor?: number; notified?: boolean };
+    const s = (await client.request('status', [], undefined, timeout)) as {
+      ready?: boolean; runlevel?: number; pid?: number; workersWanted?: number; workersReady?: number; workers?: { id: number; state: string }[];
+      supervisor?: number; notified?: boolean;
+    };
+    // A service with workers is healthy only with every worker ready.
+    if (s.ready && s.workersWanted !== undefined && (s.workersReady ?? 0) < s.workersWanted) {
+      const down = (s.workers ?? []).filter((w) => w.state !== 'ready').map((w) => `worker ${w.id} ${w.state}`);
+      out(`unhealthy: pid ${s.pid} ready with ${s.workersReady ?? 0} of ${s.workersWanted} workers (${down.join(', ')})`);
+      return EXIT_FAILED;
+    }
     // A supervisor's status has no runlevel when its application is not a GracefulServer.
     if (s.ready && (s.runlevel === 3 || s.runlevel === undefined)) {
-      out(`healthy: pid ${s.pid} ready${s.runlevel === undefined ? '' : ' in runlevel 3'}`);
+      out(`healthy: pid ${s.pid} ready${s.runlevel === undefined ? '' : ' in runlevel 3'}${s.workersWanted ? ` with ${s.workersWanted} workers` : ''}`);
       return EXIT_OK;
     }
     // Under a supervisor, a program that never spoke sd_notify is never ready unless run with --no-notify.

@@ -34,12 +34,29 @@ export function humanStatus(result: unknown): unknown {
   if (typeof result !== 'object' || result === null || Array.isArray(result)) return result;
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(result)) {
-    if (typeof v === 'number' && BYTE_FIELDS.has(k)) out[k] = bytes(v);
+    if (k === 'workers' && Array.isArray(v)) out[k] = workerTable(v as Record<string, unknown>[]);
+    else if (typeof v === 'number' && BYTE_FIELDS.has(k)) out[k] = bytes(v);
     else if (typeof v === 'number' && SECOND_FIELDS.has(k)) out[k] = duration(v);
     else if (typeof v === 'object' && v !== null && !Array.isArray(v)) out[k] = humanStatus(v);
     else out[k] = v;
   }
   return out;
+}
+
+const WORKER_COLUMNS = ['id', 'pid', 'state', 'uptime', 'restarts', 'connections', 'requests', 'rss'];
+
+/** workerTable: a service's workers as the rows of a table with a header, columns aligned. */
+function workerTable(workers: Record<string, unknown>[]): string[] {
+  const cell = (w: Record<string, unknown>, c: string): string => {
+    const v = w[c];
+    if (v === null || v === undefined) return '-';
+    if (typeof v === 'number' && c === 'rss') return bytes(v);
+    if (typeof v === 'number' && c === 'uptime') return duration(v);
+    return String(v);
+  };
+  const rows = [WORKER_COLUMNS, ...workers.map((w) => WORKER_COLUMNS.map((c) => cell(w, c)))];
+  const widths = WORKER_COLUMNS.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((x, i) => x.padEnd(widths[i]!)).join('  ').trimEnd());
 }
 
 function bytes(n: number): string {
