@@ -447,6 +447,26 @@ export class GracefulServer extends EventEmitter {
     }, (msg) => this.log(msg));
   }
 
+  /**
+   * starting runs a start step (listen, dgram, file). When one fails before
+   * ready(), the library no longer keeps the process alive: its keep-alive
+   * timer stops and the control socket no longer holds the event loop (it is
+   * closed, and its file removed, when the process exits, whether or not the
+   * application calls telinit(0)). ready() holds the loop again, so an
+   * application may still try another port.
+   */
+  private async starting<T>(step: () => Promise<T>): Promise<T> {
+    try {
+      return await step();
+    } catch (err) {
+      if (!this.isReady && !this.terminating) {
+        if (this.keepAlive) clearInterval(this.keepAlive);
+        this.keepAlive = null;
+        this.control?.unref();
+      }
+      throw err;
+    }
+  }
 
   /** init takes what a predecessor or systemd passed, once, before anything is bound. */
   private init(): Promise<void> {
@@ -546,7 +566,7 @@ export class GracefulServer extends EventEmitter {
       ready: this.isReady,
       state: this.lifecycle.state,
       uptime: Math.round((Date.now() - this.startedAt) / 1000),
-      listeners: this.listenerInfo().map((l) => `${l.name} ${l.open ? 'open' : 'closed'} ${l.address.family === 'unix' ? l.address.path : `${l.address.host}:${l.address.port}`} (${l.connections} connection(s))`),
+      listeners: this.listenerSet.status(),
       connections: this.connectionCount(),
       handover: { ...this.listenerSet.moveCounts(), adopted: this.adopter?.adoptedCount ?? 0 },
       controlConnections: this.control?.connectionCount ?? 0,
@@ -637,7 +657,11 @@ export class GracefulServer extends EventEmitter {
    * else binds fresh per bind. In runlevel 1 it only registers; telinit 3
    * binds. A new instance starts accepting in ready(). Resolves with the server.
    */
-  async listen<S extends net.Server>(name: string, server: S, bind: ListenOptions = {}): Promise<S> {
+  listen<S extends net.Server>(name: string, server: S, bind: ListenOptions = {}): Promise<S> {
+    return this.starting(() => this.listenNow(name, server, bind));
+  }
+
+  private async listenNow<S extends net.Server>(name: string, server: S, bind: ListenOptions): Promise<S> {
     if (this.terminating) throw new TerminatingError(`listen("${name}"): this instance is halting`);
     const rotation = checkRotation(`listen("${name}")`, bind.ticketKeyRotation ?? this.config.ticketKeyRotation);
     await this.init();
@@ -820,7 +844,11 @@ export class GracefulServer extends EventEmitter {
    * ready() (it reads nothing before: a new instance that fails took no
    * datagram); this resolves at once, with the socket not yet bound.
    */
-  async dgram(name: string, socket: dgram.Socket, bind: { port?: number; address?: string } = {}): Promise<dgram.Socket> {
+  dgram(name: string, socket: dgram.Socket, bind: { port?: number; address?: string } = {}): Promise<dgram.Socket> {
+    return this.starting(() => this.dgramNow(name, socket, bind));
+  }
+
+  private async dgramNow(name: string, socket: dgram.Socket, bind: { port?: number; address?: string }): Promise<dgram.Socket> {
     await this.init();
     if (this.roleInfo.role === 'primary') {
       await this.holdDgram(name, socket, bind);
@@ -850,7 +878,11 @@ export class GracefulServer extends EventEmitter {
    * inherited open file (one open file description across every redeploy:
    * appends stay in order, nothing lost or doubled) or a fresh open of path.
    */
-  async file(name: string, path: string, options: { flags?: string; mode?: number } = {}): Promise<GracefulFile> {
+  file(name: string, path: string, options: { flags?: string; mode?: number } = {}): Promise<GracefulFile> {
+    return this.starting(() => this.fileNow(name, path, options));
+  }
+
+  private async fileNow(name: string, path: string, options: { flags?: string; mode?: number }): Promise<GracefulFile> {
     await this.init();
     const claimed = this.registry.claim(name, 'file', this.log);
     const fd = claimed ? claimed.fd.take() : openFile(path, options.flags ?? 'a', options.mode ?? 0o644, 'file');
@@ -895,6 +927,11 @@ export class GracefulServer extends EventEmitter {
 
   private async becomeReady(): Promise<void> {
     await this.init();
+    if (this.keepAlive === null && !this.terminating) {
+      // A start step failed and the application went on: hold the loop again.
+      this.keepAlive = setInterval(() => undefined, 2 ** 31 - 1);
+      this.control?.ref();
+    }
     this.lifecycle.checkReady();
     const predecessor = this.predecessor;
     if (this.handoffAbandoned) {

@@ -8,6 +8,19 @@ import type { Meta } from '../meta.js';
 import type { ManagedListener } from './listeners.js';
 import type { ConnectionMover, MoveCounts } from './drain.js';
 
+/** ListenerStatus: a listener as the status command reports it (JSON mode keeps these fields). */
+export interface ListenerStatus {
+  name: string;
+  state: 'open' | 'closed';
+  kind: 'tcp' | 'unix';
+  host?: string | null;
+  port?: number | null;
+  path?: string | null;
+  fd: number | null;
+  connections: number;
+  systemd: boolean;
+}
+
 export class Listeners implements Iterable<ManagedListener> {
   private readonly byName = new Map<string, ManagedListener>();
 
@@ -113,6 +126,21 @@ export class Listeners implements Iterable<ManagedListener> {
   /** info: name, address and state of every listener, for status. */
   info(): { name: string; open: boolean; connections: number; address: Meta }[] {
     return [...this].map((l) => ({ name: l.name, open: l.isOpen, connections: l.tracker.count, address: l.address() }));
+  }
+
+  /**
+   * status: one structured row per listener, for the status command: name,
+   * state (open or closed), kind (tcp or unix), host and port or path, the fd
+   * while open (null when closed), connections, and whether systemd passed it.
+   */
+  status(): ListenerStatus[] {
+    return [...this].map((l) => {
+      const a = l.address();
+      const where = a.family === 'unix'
+        ? { path: typeof a.path === 'string' ? a.path : null }
+        : { host: typeof a.host === 'string' ? a.host : null, port: typeof a.port === 'number' ? a.port : null };
+      return { name: l.name, state: l.isOpen ? 'open' : 'closed', kind: a.family === 'unix' ? 'unix' : 'tcp', ...where, fd: l.isOpen ? l.fd() : null, connections: l.tracker.count, systemd: a.systemd === true };
+    });
   }
 
   /** closedPorts: the ports of listeners closed in runlevel 1, which a successor binds again at telinit 3. */

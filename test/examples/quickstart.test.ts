@@ -120,7 +120,7 @@ describe('example: the server npm start runs (example/server.ts)', function () {
     await holder.next(/^bound$/);
     const taken = spawnChild(process.execPath, [server], { cwd: dir, env: { ...env, LOG_FILE: path.join(dir, 'app.log') } });
     expect(await taken.exited).to.deep.equal({ code: 1, signal: null });
-    expect(taken.stderr).to.deep.equal([`example: cannot start: EADDRINUSE: listen EADDRINUSE: address already in use 127.0.0.1:${port} (another process listens on port ${port}: stop it, or set PORT)`]);
+    expect(taken.stderr).to.deep.equal([`example: cannot start: EADDRINUSE: listen("http"): EADDRINUSE: 127.0.0.1:${port} is in use by another process: stop it, or listen on another port (or set PORT)`]);
     expect(fs.existsSync(env.GRACEFUL_SOCKET), 'no control socket left behind').to.equal(false);
     holder.proc.stdin!.end();
     await holder.exited;
