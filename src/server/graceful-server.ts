@@ -584,7 +584,7 @@ export class GracefulServer extends EventEmitter {
       await this.listenerSet.startAll();
     } else {
       const forced = await this.drainListeners(true);
-      if (forced > 0) this.log(`runlevel 1: closed ${forced} connection(s) still open at the shutdown timeout`);
+      if (forced > 0) this.log(`runlevel 1: closed ${forced} connection(s) still open at their deadline (the shutdown timeout, or upgradedTimeout for upgraded connections)`);
     }
     this.lifecycle.level = target;
     this.log(`runlevel ${target}`);
