@@ -125,6 +125,7 @@ export function humanStatus(result: unknown): unknown {
   if (typeof result !== 'object' || result === null || Array.isArray(result)) return result;
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(result)) {
+    if (k === 'connectionStates') continue; // the listener lines say the same in words
     if (typeof v === 'number' && BYTE_FIELDS.has(k)) out[k] = bytes(v);
     else if (typeof v === 'number' && SECOND_FIELDS.has(k)) out[k] = duration(v);
     else if (typeof v === 'object' && v !== null && !Array.isArray(v)) out[k] = humanStatus(v);

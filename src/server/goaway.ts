@@ -34,6 +34,13 @@ export class Http2Sessions {
     session.once('close', () => this.sessions.delete(session));
   }
 
+  /** openStreams: streams open on every session, for status. */
+  openStreams(): number {
+    let n = 0;
+    for (const session of this.sessions) n += this.activity.get(session)?.open ?? 0;
+    return n;
+  }
+
   /** goawayAll starts the graceful shutdown of every session open. */
   goawayAll(graceMs: number): void {
     for (const session of this.sessions) this.goaway(session, graceMs);

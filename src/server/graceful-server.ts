@@ -28,7 +28,7 @@ import { writePidFile } from '../pidfile.js';
 import { notify, takeListenFds } from '../systemd.js';
 import { openFile } from '../safefile.js';
 import { ManagedListener, type ListenOptions } from './listeners.js';
-import { Listeners } from './listener-set.js';
+import { Listeners, type ListenerInfo } from './listener-set.js';
 import { GracefulFile } from './file.js';
 import { Hooks, type Hook, type StopHook } from './hooks.js';
 import { installSignals } from './signals.js';
@@ -353,8 +353,9 @@ export class GracefulServer extends EventEmitter {
       ready: this.isReady,
       state: this.lifecycle.state,
       uptime: Math.round((Date.now() - this.startedAt) / 1000),
-      listeners: this.listenerInfo().map((l) => `${l.name} ${l.open ? 'open' : 'closed'} ${l.address.family === 'unix' ? l.address.path : `${l.address.host}:${l.address.port}`} (${l.connections} connection(s))`),
+      listeners: this.listenerSet.statusLines(),
       connections: this.connectionCount(),
+      connectionStates: this.listenerSet.states(),
       handover: { ...this.listenerSet.moveCounts(), adopted: this.adopter?.adoptedCount ?? 0 },
       controlConnections: this.control?.connectionCount ?? 0,
       rss: mem.rss,
@@ -370,7 +371,7 @@ export class GracefulServer extends EventEmitter {
   }
 
   /** listenerInfo: name, address and state of every listener, for status. */
-  listenerInfo(): { name: string; open: boolean; connections: number; address: Meta }[] {
+  listenerInfo(): ListenerInfo[] {
     return this.listenerSet.info();
   }
 

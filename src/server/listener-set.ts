@@ -6,6 +6,19 @@
 import type { Meta } from '../meta.js';
 import type { ManagedListener } from './listeners.js';
 import type { ConnectionMover, MoveCounts } from './drain.js';
+import { describeStates, type ConnectionStates } from './conn-states.js';
+
+/** ListenerInfo: what status says of one listener. */
+export interface ListenerInfo {
+  name: string;
+  open: boolean;
+  /** A drain of its connections is under way. */
+  draining: boolean;
+  connections: number;
+  /** Its open connections by state. */
+  states: ConnectionStates;
+  address: Meta;
+}
 
 export class Listeners implements Iterable<ManagedListener> {
   private readonly byName = new Map<string, ManagedListener>();
@@ -93,8 +106,29 @@ export class Listeners implements Iterable<ManagedListener> {
   }
 
   /** info: name, address and state of every listener, for status. */
-  info(): { name: string; open: boolean; connections: number; address: Meta }[] {
-    return [...this].map((l) => ({ name: l.name, open: l.isOpen, connections: l.tracker.count, address: l.address() }));
+  info(): ListenerInfo[] {
+    return [...this].map((l) => ({
+      name: l.name, open: l.isOpen, draining: l.tracker.isDraining, connections: l.tracker.count, states: l.tracker.states(), address: l.address(),
+    }));
+  }
+
+  /**
+   * statusLines: one line per listener, for people: "web closed
+   * 127.0.0.1:8080 draining (3 connection(s): 2 idle, 1 upgraded)".
+   */
+  statusLines(): string[] {
+    return this.info().map((l) => {
+      const where = l.address.family === 'unix' ? l.address.path : `${l.address.host}:${l.address.port}`;
+      const states = describeStates(l.states);
+      return `${l.name} ${l.open ? 'open' : 'closed'} ${where}${l.draining ? ' draining' : ''} (${l.connections} connection(s)${states ? `: ${states}` : ''})`;
+    });
+  }
+
+  /** states: every listener's connections by state, by listener name. */
+  states(): Record<string, ConnectionStates> {
+    const out: Record<string, ConnectionStates> = {};
+    for (const l of this) out[l.name] = l.tracker.states();
+    return out;
   }
 
   /** closedPorts: the ports of listeners closed in runlevel 1, which a successor binds again at telinit 3. */
