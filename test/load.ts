@@ -48,7 +48,8 @@ export class LoadLoop {
   }
 }
 
-function request(port: number, path: string, agent: http.Agent | false): Promise<string> {
+/** request: one GET on 127.0.0.1, its body; an error or a status other than 200 rejects (never retried). */
+export function request(port: number, path: string, agent: http.Agent | false): Promise<string> {
   return new Promise((resolve, reject) => {
     const req = http.get({ host: '127.0.0.1', port, path, agent }, (res) => {
       let body = '';

@@ -111,15 +111,8 @@ export class Adopter {
       this.parts.log(`connection hand-over: no listener "${listener}" here takes connections over (handOver: true): closed the connection`);
       return;
     }
-    let socket: net.Socket;
-    try {
-      socket = socketFromFd(fd);
-    } catch (err) {
-      closeAll([fd]);
-      this.refusedCount++;
-      this.parts.log(`connection hand-over: descriptor for "${listener}" is no connected socket (${(err as Error).message}): closed it`);
-      return;
-    }
+    const socket = this.wrap(fd, listener);
+    if (!socket) return;
     this.adoptedCount++;
     debug('adopted a connection of "%s" from %s:%s', listener, meta.remoteAddress, meta.remotePort);
     server.emit('connection', socket);
@@ -129,6 +122,18 @@ export class Adopter {
       remotePort: typeof meta.remotePort === 'number' ? meta.remotePort : null,
       socket,
     });
+  }
+
+  /** wrap makes a socket of fd, or closes it (counted as refused) when it is no connected socket. */
+  private wrap(fd: number, listener: string): net.Socket | null {
+    try {
+      return socketFromFd(fd);
+    } catch (err) {
+      closeAll([fd]);
+      this.refusedCount++;
+      this.parts.log(`connection hand-over: descriptor for "${listener}" is no connected socket (${(err as Error).message}): closed it`);
+      return null;
+    }
   }
 
   /** adoptSocket takes ownership of fd, handed over with the application's state: given to the application, or closed. */
@@ -141,15 +146,8 @@ export class Adopter {
       this.parts.log(`connection hand-over: ${carried ? `no listener "${listener}" here takes sockets over (handOverSockets: true)` : `the state of a socket for "${listener}" is not readable`}: closed the connection`);
       return;
     }
-    let socket: net.Socket;
-    try {
-      socket = socketFromFd(fd);
-    } catch (err) {
-      closeAll([fd]);
-      this.refusedCount++;
-      this.parts.log(`connection hand-over: descriptor for "${listener}" is no connected socket (${(err as Error).message}): closed it`);
-      return;
-    }
+    const socket = this.wrap(fd, listener);
+    if (!socket) return;
     // What arrives waits in the socket's buffer until the application listens for 'data' (in 'adopt-socket').
     const kind = target.adoptSocket(socket);
     this.adoptedCount++;

@@ -6,6 +6,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { ControlClient, ControlReplyError } from '../../src/control/client.js';
+import { request } from '../load.js';
 import { fixtures, gone, openFds, root, spawnChild, spawnFixture, tmpDir, until, type Child } from '../helpers.js';
 
 /** Counter: loops of requests, keep-alive (one agent) and fresh, counting answers by pid; every error counts. */
@@ -25,7 +26,7 @@ class Counter {
   private async loop(port: number, agent: http.Agent | false): Promise<void> {
     while (this.running && this.requests < this.limit) {
       try {
-        const pid = Number(await get(port, agent));
+        const pid = Number(await request(port, '/', agent));
         this.requests++;
         this.byPid.set(pid, (this.byPid.get(pid) ?? 0) + 1);
       } catch (err) {
@@ -44,20 +45,6 @@ class Counter {
     await Promise.all(this.loops);
     this.agent.destroy();
   }
-}
-
-function get(port: number, agent: http.Agent | false): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port, path: '/', agent }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`status ${res.statusCode}`))));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.setTimeout(10_000, () => req.destroy(new Error('timeout')));
-  });
 }
 
 /** Service: the fixture's primary and the workers it announced, generation by generation. */
@@ -126,6 +113,19 @@ interface WorkerStatus { id: number; pid: number; state: string; restarts: numbe
 
 async function status(s: Service): Promise<{ pid: number; generation: number; workersReady: number; workersWanted: number; connections: number; workers: WorkerStatus[] }> {
   return (await control(s, 'status')) as never;
+}
+
+/** oldServes: after a failed redeploy, the first primary serves with all 3 workers, each answering, and nothing of generation 2 is left. */
+async function oldServes(s: Service, first: number, load: Counter): Promise<void> {
+  const st = (await until(async () => {
+    const x = await status(s);
+    return x.workersReady === 3 ? x : null;
+  }, 20_000, 'the old primary serving with 3 workers'))!;
+  expect(st.pid).to.equal(first);
+  expect(st.generation).to.equal(1);
+  await until(() => st.workers.every((w) => (load.byPid.get(w.pid) ?? 0) > 0), 15_000, 'answers from every worker of the old primary');
+  const second = s.child.stdout.filter((l) => / 2$/.test(l)).map((l) => Number(l.split(' ')[l.startsWith('ready') ? 1 : 2]));
+  for (const pid of second) await until(() => gone(pid), 10_000, `pid ${pid} of the failed generation to be gone`);
 }
 
 /** health runs the CLI's health probe: its exit code and output. */
@@ -396,15 +396,7 @@ describe('workers', function () {
       expect(error).to.be.instanceOf(ControlReplyError);
       expect((error as ControlReplyError).code).to.equal('ERR_GRACEFUL_REDEPLOY_FAILED');
       expect((error as Error).message).to.match(/within the take-back window/);
-      const st = (await until(async () => {
-        const x = await status(s!);
-        return x.workersReady === 3 ? x : null;
-      }, 20_000, 'the old primary\'s workers back'))!;
-      expect(st.pid).to.equal(first);
-      expect(st.generation).to.equal(1);
-      await until(() => st.workers.every((w) => (load.byPid.get(w.pid) ?? 0) > 0), 15_000, 'answers from the workers brought back');
-      const second = s.child.stdout.filter((l) => / 2$/.test(l)).map((l) => Number(l.split(' ')[l.startsWith('ready') ? 1 : 2]));
-      for (const pid of second) await until(() => gone(pid), 10_000, `pid ${pid} of the failed generation to be gone`);
+      await oldServes(s, first, load);
     } finally {
       await load.stop();
     }
@@ -486,15 +478,7 @@ describe('workers', function () {
       });
       expect(error).to.be.instanceOf(ControlReplyError);
       expect((error as Error).message).to.match(/worker 1 .*refuses to start on purpose/);
-      const st = (await until(async () => {
-        const x = await status(s!);
-        return x.workersReady === 3 ? x : null;
-      }, 20_000, 'the old primary serving with 3 workers'))!;
-      expect(st.pid).to.equal(first);
-      expect(st.generation).to.equal(1);
-      await until(() => st.workers.every((w) => (load.byPid.get(w.pid) ?? 0) > 0), 15_000, 'answers from every worker of the old primary');
-      const second = s.child.stdout.filter((l) => / 2$/.test(l)).map((l) => Number(l.split(' ')[l.startsWith('ready') ? 1 : 2]));
-      for (const pid of second) await until(() => gone(pid), 10_000, `pid ${pid} of the failed generation to be gone`);
+      await oldServes(s, first, load);
     } finally {
       await load.stop();
     }
@@ -620,7 +604,8 @@ describe('workers', function () {
     const lines = (f: string) => fs.readFileSync(f, 'utf8').split('\n').filter(Boolean).map(Number);
     expect(lines(`${logFile}.1`).length, 'lines before the rotation').to.equal(before.requests);
     const fresh = lines(logFile);
-    expect(fresh.length, 'lines after it, all in the new file').to.equal(after.requests);
+    const byPid = (pids: number[]) => JSON.stringify(pids.reduce<Record<number, number>>((m, p) => ({ ...m, [p]: (m[p] ?? 0) + 1 }), {}));
+    expect(fresh.length, `lines after it, all in the new file: ${byPid(fresh)} for answers ${JSON.stringify([...after.byPid])}`).to.equal(after.requests);
     expect([...new Set(fresh)].sort()).to.deep.equal([...after.byPid.keys()].sort());
     // An application task runs on every worker.
     const counted = (await control(s, 'task', ['count'])) as { workers: { id: number; pid: number; result: number }[] };
