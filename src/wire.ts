@@ -295,6 +295,11 @@ export class FrameDecoder {
     this.pending = rest === 0 ? EMPTY : buf.subarray(offset);
   }
 
+  /** atBoundary: no part of a message waits (no partial record, no descriptor without its record). */
+  get atBoundary(): boolean {
+    return this.pending.length === 0 && this.fds.length === 0;
+  }
+
   /** end checks the stream ended between messages; throws TruncatedMessageError otherwise. */
   end(): void {
     if (this.pending.length === 0 && this.fds.length > 0) {
