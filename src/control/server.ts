@@ -470,6 +470,8 @@ export class ControlServer {
   private readonly allowUids: Set<number>;
   private readonly log: (message: string) => void;
   private file: SocketFile | null = null;
+  /** The listening socket came from systemd: its file is systemd's. */
+  private activated = false;
   private paused: ControlConnection[] = [];
   /** A duplicate of the listening socket, kept after a hand-off for takeBack(). */
   private spare: OwnedFd | null = null;
@@ -501,10 +503,26 @@ export class ControlServer {
     return this.opts.idleTimeout;
   }
 
-  /** listen binds the socket (replacing a stale file, refusing a live one) or listens on an inherited fd. */
-  async listen(inheritedFd?: number): Promise<void> {
+  /**
+   * listen binds the socket (replacing a stale file, refusing a live one) or
+   * listens on an inherited fd. `activated`: the fd is a socket systemd
+   * passed (here or to a predecessor): it must be a UNIX stream socket, and
+   * its file is systemd's, never removed here.
+   */
+  async listen(inheritedFd?: number, { activated = false } = {}): Promise<void> {
     if (inheritedFd !== undefined) {
       await listenOnFd(this.server, inheritedFd);
+      if (activated) {
+        this.activated = true;
+        // Node knows no name for a UNIX socket it did not bind (address() is null); a TCP one has its address.
+        const where = this.server.address();
+        if (where !== null && typeof where === 'object') {
+          this.server.close();
+          throw invalidArgument('controlSocket', `the socket systemd passed as the control socket listens on ${where.address} port ${where.port}, ` +
+            'not on a UNIX path: give the control socket a ListenStream= with a path (ListenStream=/run/app/app.sock)');
+        }
+        return;
+      }
     } else {
       clearStaleSocket(this.path, 'controlSocket');
       await listenOnFd(this.server, bindSocket(this.path, this.options.mode ?? 0o600, 64, 'controlSocket')); // it owns the fd, even on failure
@@ -624,7 +642,7 @@ export class ControlServer {
    * instance; each carries the bytes read here and not run, exactly.
    */
   handoff(): OutgoingFd[] {
-    const out: OutgoingFd[] = [{ fd: fdOf(this.server), meta: { name: 'control', kind: 'control' } }];
+    const out: OutgoingFd[] = [{ fd: fdOf(this.server), meta: { name: 'control', kind: 'control', ...(this.activated ? { systemd: true } : {}) } }];
     this.paused = [];
     this.closeDups();
     for (const conn of this.connections) {

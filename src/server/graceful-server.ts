@@ -38,7 +38,7 @@ import type { Command } from '../control/commands.js';
 import { makeLogger, type LogFields } from '../log.js';
 import { Predecessor } from './predecessor.js';
 import { CONTROL_FIELD, SUPERVISOR_ENV } from '../protocol.js';
-import { checkRunlevel, readConfigFile, resolveOptions, type Config, type GracefulServerOptions, type Runlevel } from './options.js';
+import { checkRunlevel, DEFAULT_CONTROL_FD_NAME, readConfigFile, resolveOptions, type Config, type GracefulServerOptions, type Runlevel } from './options.js';
 import { Registry } from './registry.js';
 import { Lifecycle, type InstanceState } from './lifecycle.js';
 import { Redeployer, type RedeployEvent, type RedeployResult } from './redeploy.js';
@@ -314,13 +314,17 @@ export class GracefulServer extends EventEmitter {
       control.adopt(f.take(), f.meta);
     }
     if (inherited && this.predecessor) {
+      const activated = inherited.fd.meta.systemd === true;
       this.pendingStarts.push(async () => {
-        await control.listen(inherited.fd.take());
+        await control.listen(inherited.fd.take(), { activated });
         control.start();
       });
-    } else {
-      await control.listen(inherited?.fd.take());
+      return;
     }
+    // Socket activation: systemd's socket named controlFdName, instead of one bound here.
+    const passed = this.registry.takeActivated(this.config.controlFdName ?? DEFAULT_CONTROL_FD_NAME);
+    if (passed) await control.listen(passed.take(), { activated: true });
+    else await control.listen();
   }
 
   private controlTarget(): ControlTarget {
