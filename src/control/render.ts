@@ -34,8 +34,31 @@ export function formatResult(result: unknown): string[] {
   return [String(result)];
 }
 
-/** formatCommandResult: formatResult, except that a redeploy's result reads as the line that ends it. */
+/** formatCommandResult: formatResult, except that a redeploy's result reads as the line that ends it, and stats as lines. */
 export function formatCommandResult(cmd: string, result: unknown): string[] {
   if (cmd === 'redeploy' || cmd === 'restart') return [`done: pid ${(result as { pid?: number } | null)?.pid} is serving`];
+  if (cmd === 'stats' && isStats(result)) return formatStats(result).split('\n');
   return formatResult(result);
+}
+
+/** formatStats: the stats as lines for people. */
+export function formatStats(s: Record<string, unknown>): string {
+  const lines = [`pid ${String(s.pid)}, counting since ${String(s.since)}`];
+  for (const l of s.listeners as Record<string, unknown>[]) {
+    const where = l.family === 'unix' ? l.path : `${String(l.host)}:${String(l.port)}`;
+    lines.push(`listener ${String(l.name)} (${String(l.protocol)} ${String(where)}${l.open ? '' : ', closed'}): ` +
+      `${String(l.requests)} request(s), ${String(l.connections)} connection(s), ${String(l.openConnections)} open`);
+  }
+  const r = s.redeploys as { done: number; failed: number; takenBack: number };
+  lines.push(`redeploys: ${r.done} done, ${r.failed} failed (${r.takenBack} taken back)`);
+  for (const t of s.last as { pid: number | null; result: string; at: string; readyMs: number | null; reason?: string }[]) {
+    lines.push(`  ${t.at} pid ${t.pid ?? '-'} ${t.result}${t.reason && t.result === 'failed' ? ` (${t.reason})` : ''}` +
+      `${t.readyMs === null ? '' : `, ready after ${t.readyMs} ms`}`);
+  }
+  return lines.join('\n');
+}
+
+function isStats(v: unknown): v is Record<string, unknown> {
+  const s = v as { listeners?: unknown; redeploys?: unknown; last?: unknown } | null;
+  return typeof s === 'object' && s !== null && Array.isArray(s.listeners) && typeof s.redeploys === 'object' && Array.isArray(s.last);
 }

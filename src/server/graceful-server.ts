@@ -42,6 +42,7 @@ import { checkRunlevel, DEFAULT_CONTROL_FD_NAME, readConfigFile, resolveOptions,
 import { Registry } from './registry.js';
 import { Lifecycle, type InstanceState } from './lifecycle.js';
 import { Redeployer, type RedeployEvent, type RedeployResult } from './redeploy.js';
+import { Stats, protocolOf } from './stats.js';
 import { Shutdown } from './shutdown.js';
 import { Adopter } from './adopt.js';
 import { ADOPT_FIELD, ADOPT_LISTENERS_FIELD } from './conn-handover.js';
@@ -72,6 +73,8 @@ export class GracefulServer extends EventEmitter {
   private readonly files = new Map<string, GracefulFile>();
   private readonly tasks = new Map<string, (args: string[]) => unknown>();
   private readonly startedAt = Date.now();
+  /** The live statistics of the stats command. */
+  private readonly stats = new Stats();
   /** The control socket, made (not bound) in the constructor so commands can be added at once. */
   private readonly control: ControlServer | null;
   private initPromise: Promise<void> | null = null;
@@ -93,6 +96,7 @@ export class GracefulServer extends EventEmitter {
   constructor(options: GracefulServerOptions = {}) {
     super();
     this.config = resolveOptions(options);
+    this.on('redeploy', (event: RedeployEvent) => this.stats.onRedeploy(event));
     this.log = makeLogger(options.log);
     this.upgradeTimeout = this.config.upgradeTimeout;
     this.shutdownTimeout = this.config.shutdownTimeout;
@@ -131,7 +135,7 @@ export class GracefulServer extends EventEmitter {
       config: this.config,
       log: this.log,
       descriptors: () => this.handoffList(),
-      state: () => ({ runlevel: this.lifecycle.level, generation: this.generation, ...this.listenerSet.closedPorts() }),
+      state: () => ({ runlevel: this.lifecycle.level, generation: this.generation, ...this.listenerSet.closedPorts(), ...this.stats.state() }),
       listeners: this.listenerSet,
       control: () => this.control,
       drain: (release) => this.drainListeners(release),
@@ -295,6 +299,7 @@ export class GracefulServer extends EventEmitter {
         this.registry.inherit(this.predecessor.fds);
         this.targetLevel = checkRunlevel(this.predecessor.state.runlevel ?? 3);
         this.generation = Number(this.predecessor.state.generation ?? 1) + 1;
+        this.stats.restore(this.predecessor.state);
         debug('took %d descriptor(s) from pid %d', this.registry.inheritedCount, this.predecessor.pid);
       } else {
         this.registry.activate(takeListenFds());
@@ -330,6 +335,9 @@ export class GracefulServer extends EventEmitter {
   private controlTarget(): ControlTarget {
     return {
       status: () => this.status(),
+      stats: () => this.stats.snapshot([...this.listenerSet].map((l) => ({
+        name: l.name, open: l.isOpen, connections: l.tracker.count, address: l.address(), protocol: protocolOf(l.server),
+      }))),
       telinit: (level) => this.telinit(level),
       redeploy: (onEvent) => this.redeploy(onEvent),
       reopen: () => this.reopen(),
@@ -397,6 +405,7 @@ export class GracefulServer extends EventEmitter {
     const listener = new ManagedListener(name, server, bind);
     this.registry.register(name, 'listener', () => (listener.isOpen ? { fd: listener.fd(), meta: { name, kind: 'listener', ...listener.address() } } : null));
     this.listenerSet.add(listener);
+    this.stats.watch(name, server);
     const claimed = this.registry.claim(name, 'listener', this.log, (c) => c.source === 'systemd' || listener.matches(c.fd.meta));
     if (claimed?.source === 'systemd') listener.activated = true;
     // A listener closed in runlevel 1 comes back on the port it had.
@@ -530,6 +539,7 @@ export class GracefulServer extends EventEmitter {
     notify(this.readyNotice());
     await this.runLevelHooks(this.lifecycle.level);
     await this.hooks.run('started');
+    this.stats.ready();
     this.emit('ready');
   }
 
