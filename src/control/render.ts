@@ -7,7 +7,7 @@
  */
 import type { ControlEvent } from './client.js';
 
-/** renderEvent: the text line of a progress event (spawned, ready, draining, done, failed) or an output line. */
+/** renderEvent: the text line of a progress event (spawned, ready, draining, done, failed), an output line, or the marker of a persistent command that moved (served). */
 export function renderEvent(e: ControlEvent): string {
   switch (e.event) {
     case 'spawned': return `spawned pid ${e.pid}`;
@@ -16,6 +16,7 @@ export function renderEvent(e: ControlEvent): string {
     case 'done': return `done after ${e.ms} ms`;
     case 'failed': return `failed after ${e.ms} ms`;
     case 'output': return String(e.line);
+    case 'served': return `-- now served by pid ${e.pid}`;
     default: return JSON.stringify(e);
   }
 }

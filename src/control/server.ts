@@ -24,6 +24,7 @@ import { closeAll, type OutgoingFd } from '../handoff/connection.js';
 import { CommandRegistry, formatResult, type CommandContext } from './commands.js';
 import { OwnedFd, closeOwned } from '../server/owned-fd.js';
 import { parseRequest, MAX_LINE_BYTES, type ControlRequest } from './parse.js';
+import { renderEvent } from './render.js';
 
 const debug = debuglog('graceful');
 
@@ -130,6 +131,12 @@ class ControlConnection {
   private readonly abort = new AbortController();
   /** Set while this connection runs `redeploy`: it is handed over, then finishes here. */
   handingOver = false;
+  /** The line of the persistent command running, if one is (see Command.persistent). */
+  persistentLine: string | null = null;
+  /** Output of the running command is dropped: its connection is being handed over with it. */
+  private muted = false;
+  /** Adopted with a persistent command: the marker line goes before it runs again. */
+  private announce = false;
   /** Paused for a hand-off: input stays in the kernel (and in `queue`) for the next instance. */
   private paused = false;
   /** Set once this process ran anything for the client: only then may it end the connection. */
@@ -206,9 +213,18 @@ class ControlConnection {
     }
   }
 
-  /** feed replays input a predecessor had read but not run. */
-  feed(pending: Buffer): void {
+  /** feed replays input a predecessor had read but not run; persist is the line of a persistent command it was running. */
+  feed(pending: Buffer, persist?: string): void {
+    if (persist !== undefined) {
+      this.queue.push(Buffer.from(persist, 'utf8'));
+      this.announce = true;
+    }
     if (pending.length > 0) this.onData(pending);
+  }
+
+  /** mute drops the running command's output while the connection is handed over; unmute after a failed hand-off. */
+  mute(on: boolean): void {
+    this.muted = on;
   }
 
   /**
@@ -297,7 +313,7 @@ class ControlConnection {
         this.end();
         return;
       }
-      await this.run(req);
+      await this.run(req, line);
     } finally {
       this.busy = false;
       if (oneshot && !this.closed) this.end();
@@ -357,8 +373,9 @@ class ControlConnection {
     return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 
-  private async run(req: ControlRequest): Promise<void> {
+  private async run(req: ControlRequest, line: string): Promise<void> {
     const write = (obj: Reply, text: string | null): boolean => {
+      if (this.muted) return !this.closed; // handed over with the command: the new instance writes from here on
       if (req.json) return this.send(`${JSON.stringify(req.id === undefined ? obj : { id: req.id, ...obj })}\n`);
       if (text !== null) return this.send(`${text}\n`);
       return !this.closed;
@@ -376,11 +393,22 @@ class ControlConnection {
         this.handingOver = true;
       },
     };
+    if (this.announce) {
+      this.announce = false;
+      const served = { event: 'served', pid: process.pid };
+      write(served, renderEvent(served));
+    }
     try {
       const { command } = this.server.commands.get(req.cmd);
       const { minArgs = 0, maxArgs = Infinity } = command;
       if (req.args.length < minArgs || req.args.length > maxArgs) throw new UsageError(`usage: ${command.usage}`);
-      const result = await command.run(ctx);
+      this.persistentLine = command.persistent === true ? line : null;
+      let result: unknown;
+      try {
+        result = await command.run(ctx);
+      } finally {
+        this.persistentLine = null;
+      }
       if (!req.json) for (const line of formatResult(result)) write({}, line);
       this.reply(req.json, req.id, null, result);
     } catch (err) {
@@ -647,7 +675,8 @@ export class ControlServer {
     this.closeDups();
     for (const conn of this.connections) {
       if (conn.closed) continue;
-      if (conn.isBusy && !conn.handingOver) continue; // a streaming command stays here to its end
+      const persist = conn.isBusy ? conn.persistentLine : null;
+      if (conn.isBusy && !conn.handingOver && persist === null) continue; // a streaming command stays here to its end
       // A duplicate is sent: a client may close its connection (a health probe
       // does, right after its reply) while the hand-off is under way, and the
       // socket's own descriptor goes with it. The new instance then reads EOF.
@@ -667,7 +696,13 @@ export class ControlServer {
         debug('control: a connection with %d bytes of unrun input stays with this instance', conn.pending.length);
         continue;
       }
-      const meta: Meta = { kind: 'control-conn', pendingBytes };
+      if (persist !== null && pendingBytes.length + persist.length > MAX_PENDING_META) {
+        addon.close(fd); // the persistent command's line does not fit: it streams on here
+        conn.resume();
+        continue;
+      }
+      const meta: Meta = { kind: 'control-conn', pendingBytes, ...(persist !== null ? { persist } : {}) };
+      if (persist !== null) conn.mute(true);
       this.dups.push(new OwnedFd(fd, meta));
       this.paused.push(conn);
       out.push({ fd, meta });
@@ -685,7 +720,10 @@ export class ControlServer {
   /** handoffFailed resumes what handoff paused (the `redeploy` connection resumes after its reply). */
   handoffFailed(): void {
     this.closeDups();
-    for (const conn of this.paused.splice(0)) if (!conn.handingOver) conn.resume();
+    for (const conn of this.paused.splice(0)) {
+      conn.mute(false);
+      if (!conn.handingOver) conn.resume();
+    }
   }
 
   /**
@@ -738,7 +776,7 @@ export class ControlServer {
     this.connections.add(conn);
     const m = typeof meta === 'string' ? { pending: meta } : meta;
     conn.feed(typeof m.pendingBytes === 'string' ? Buffer.from(m.pendingBytes, 'base64')
-      : Buffer.from(typeof m.pending === 'string' ? m.pending : '', 'utf8'));
+      : Buffer.from(typeof m.pending === 'string' ? m.pending : '', 'utf8'), typeof m.persist === 'string' ? m.persist : undefined);
     this.adopted.push(conn);
   }
 
