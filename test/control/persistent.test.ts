@@ -6,6 +6,7 @@
  */
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import readline from 'node:readline';
@@ -82,6 +83,30 @@ describe('persistent control commands across redeploys', function () {
     expect(jsonLines.filter((l) => l.event === 'served').map((l) => l.pid)).to.deep.equal(pids.slice(1));
     expect(jsonLines.filter((l) => l.event !== 'served' && l.event !== 'output')).to.deep.equal([]);
     expect(closed).to.equal(true); // closed by us, not before
+  });
+
+  it('a redeploy that fails leaves the stream with the old instance: no marker, nothing doubled', async () => {
+    const dir = tmpDir();
+    const sock = path.join(dir, 'app.sock');
+    const failFile = path.join(dir, 'fail');
+    fs.writeFileSync(failFile, 'exit');
+    app = spawnFixture('app', [], { env: { ...process.env, APP_SOCKET: sock, APP_FAIL_FILE: failFile, APP_UPGRADE_TIMEOUT: '5000' } });
+    const pid = Number((await app.next(/^ready /)).split(' ')[1]);
+    const nc = net.connect(sock);
+    nc.write('tail 20\n');
+    const plain = lines(nc);
+    await until(() => plain.length > 2, 10_000, 'the stream to start');
+    const admin = await ControlClient.connect(sock, 10_000);
+    const err = await admin.request('redeploy').catch((e: Error) => e);
+    admin.close();
+    expect(err).to.include({ code: 'ERR_GRACEFUL_REDEPLOY_FAILED' });
+    const after = plain.length;
+    await until(() => plain.length > after + 3, 10_000, 'the stream to go on');
+    nc.destroy();
+    const ns = plain.map((l) => /^tail (\d+) (\d+)$/.exec(l)).map((m) => [Number(m?.[1]), Number(m?.[2])]);
+    expect(ns.every(([, p]) => p === pid)).to.equal(true);
+    // Lines written while the hand-off was under way were dropped, never doubled: n only grows.
+    expect(ns.every(([n], i) => i === 0 || n! > ns[i - 1]![0]!)).to.equal(true);
   });
 
   it('persistent must be a boolean', async () => {

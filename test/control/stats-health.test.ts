@@ -124,6 +124,11 @@ describe('stats and health --probe-listeners', function () {
     expect(r.stdout.split('\n')[1]).to.equal(`unhealthy: ${where} answered 500 to GET /status/500`);
     expect(r.code).to.equal(1);
 
+    // A listener that accepts but never answers: bounded by --timeout.
+    r = await graceful(['--timeout', '500', 'health', '--http-path', '/slow?ms=5000', sock]);
+    expect(r.stdout.split('\n')[1]).to.equal(`unhealthy: ${where} does not answer: ETIMEDOUT: no answer within 500 ms`);
+    expect(r.code).to.equal(1);
+
     // Careless inputs: exit 2 with the usage.
     for (const args of [['health', '--http-path', 'healthz', sock], ['health', '--http-path'], ['health', '--bogus', sock], ['health', sock, 'other']]) {
       r = await graceful(args);
