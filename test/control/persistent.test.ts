@@ -5,13 +5,13 @@
  * instead of an EOF; in plain mode through the CLI, and in JSON mode.
  */
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import readline from 'node:readline';
 import { ControlClient } from '../../src/index.js';
-import { endGenerations, root, spawnFixture, tmpDir, until, type Child } from '../helpers.js';
+import { endGenerations, root, spawnChild, spawnFixture, tmpDir, until, type Child } from '../helpers.js';
 
 /** lines collects the lines a readable stream delivers. */
 function lines(input: NodeJS.ReadableStream): string[] {
@@ -107,6 +107,32 @@ describe('persistent control commands across redeploys', function () {
     expect(ns.every(([, p]) => p === pid)).to.equal(true);
     // Lines written while the hand-off was under way were dropped, never doubled: n only grows.
     expect(ns.every(([n], i) => i === 0 || n! > ns[i - 1]![0]!)).to.equal(true);
+  });
+
+  it('through the supervisor\'s socket: the stream it relays goes on across a redeploy, and health probes the listeners', async () => {
+    const dir = tmpDir();
+    const sup = path.join(dir, 'sup.sock');
+    const bin = path.join(root, 'bin/graceful-restart.js');
+    app = spawnChild(process.execPath, [bin, 'run', '-s', sup, '--', process.execPath, path.join(root, 'dist/test/fixtures/app.js')],
+      { env: { ...process.env, APP_SOCKET: path.join(dir, 'app.sock') } });
+    const first = Number((await app.next(/^ready /)).split(' ')[1]);
+    await until(() => fs.existsSync(sup), 10_000, 'the supervisor socket');
+    const nc = net.connect(sup);
+    nc.write('tail 20\n');
+    const plain = lines(nc);
+    await until(() => plain.length > 2, 10_000, 'the stream to start');
+    const admin = await ControlClient.connect(sup, 10_000);
+    const done = await admin.request('redeploy') as { pid: number };
+    admin.close();
+    await until(() => plain.some((l) => l === `tail 2 ${done.pid}`), 20_000, 'the relayed stream to go on');
+    nc.destroy();
+    expect(plain.filter((l) => !/^tail \d+ \d+$/.test(l))).to.deep.equal([`-- now served by pid ${done.pid}`]);
+    expect(plain[0]).to.equal(`tail 1 ${first}`);
+    const health = await new Promise<{ code: number; stdout: string }>((resolve) => {
+      execFile(process.execPath, [bin, 'health', '--http-path', '/', sup], (err, stdout) => resolve({ code: err ? Number(err.code) : 0, stdout }));
+    });
+    expect(health.code).to.equal(0);
+    expect(health.stdout).to.match(/\nhealthy: listener http \(http 127\.0\.0\.1:\d+\) answered 200 to GET \/\n$/);
   });
 
   it('persistent must be a boolean', async () => {
