@@ -163,8 +163,10 @@ export class Reader {
   /** readOnce calls recvmsg once; true when it brought bytes, false on EAGAIN, end of stream or an error. */
   private readOnce(): boolean {
     // A readData() reads no further than its bytes: the kernel then stops before the next message.
+    // On demand, a message the kernel split (over 32 KiB) is read no further than its record: plain bytes may follow it.
     const claim = this.claims[0];
-    const size = claim ? Math.min(claim.want - claim.got, READ_BUFFER.length) : READ_BUFFER.length;
+    const want = claim ? claim.want - claim.got : this.onDemand ? this.decoder.recordRest : Infinity;
+    const size = Math.min(want, READ_BUFFER.length);
     let n: number;
     try {
       n = addon.recvmsg(this.fd, READ_BUFFER, 0, size, READ_FDS);
@@ -199,7 +201,7 @@ export class Reader {
       return true;
     }
     try {
-      this.decoder.pushTo(READ_BUFFER, fds, n === READ_BUFFER.length, this.inbox as Record[], n);
+      this.decoder.pushTo(READ_BUFFER, fds, n === size, this.inbox as Record[], n);
     } catch (err) {
       this.fail(err as Error);
       return false;

@@ -101,6 +101,47 @@ describe('application data on a hand-off connection', () => {
     expect(fdCount()).to.equal(before);
   });
 
+  it('a message the kernel splits (over 32 KiB of meta) is read to its end and no further: the data after it stays data', async () => {
+    const before = fdCount();
+    const [a, b] = await socketPair(dir);
+    const fd = fs.openSync(file, 'r');
+    const big = Buffer.from(JSON.stringify({ name: 'x'.repeat(50_000) }));
+    const small = Buffer.from('{"name":"s"}');
+    const head = (n: number) => {
+      const h = Buffer.alloc(4);
+      h.writeUInt32LE(n);
+      return h;
+    };
+    const message = Buffer.concat([head(big.length), big, head(small.length), small]);
+    const rx = new HandoffConnection(b, { applicationData: true });
+    const sent = (async () => {
+      // The peer writes as the kernel lets it (a full socket buffer says EAGAIN), then plain bytes.
+      let off = 0;
+      let fds: Int32Array | null = new Int32Array([fd, fd]);
+      while (off < message.length) {
+        const n = addon.sendmsg(a, message, off, message.length - off, fds, fds ? 2 : 0);
+        if (n > 0) {
+          off += n;
+          fds = null;
+        } else await new Promise((r) => setImmediate(r));
+      }
+      while (addon.sendmsg(a, Buffer.from('after'), 0, 5, null, 0) !== 5) await new Promise((r) => setImmediate(r));
+    })();
+    const r1 = (await rx.receive())!;
+    const r2 = (await rx.receive())!;
+    await sent;
+    expect((r1.meta as { name: string }).name).to.have.length(50_000);
+    expect(r2.meta).to.deep.equal({ name: 's' });
+    expect((await rx.readData(5)).toString()).to.equal('after');
+    addon.close(a);
+    expect(await rx.receive()).to.equal(null);
+    fs.closeSync(r1.fd);
+    fs.closeSync(r2.fd);
+    rx.close();
+    fs.closeSync(fd);
+    expect(fdCount()).to.equal(before);
+  });
+
   it('careless readers: a receive() that meets data, readData without the option, a bad length, data that runs into descriptors, a cut stream', async () => {
     const before = fdCount();
     const fd = fs.openSync(file, 'r');
