@@ -10,7 +10,8 @@
  *   closes it with 1012 "service restart", 10 ms apart per client
  *
  * Its variables: PORT (8080), HOST (every address), GRACEFUL_SOCKET (the
- * control socket, app.sock), LOG_FILE (app.log), PID_FILE (none).
+ * control socket, app.sock), LOG_FILE (app.log), PID_FILE (none), WORKERS
+ * (worker processes: a number or auto; none by default).
  *
  * Its log file is one open file across every redeploy: each generation
  * appends to the same file description. After logrotate moves it,
@@ -27,7 +28,9 @@ const host = process.env.HOST || undefined;
 const controlSocket = process.env.GRACEFUL_SOCKET ?? 'app.sock';
 const logFile = process.env.LOG_FILE ?? 'app.log';
 
-const app = new GracefulServer({ pidFile: process.env.PID_FILE, controlSocket, sigusr1: 'reopen' });
+// WORKERS=n (or auto) runs n worker processes; without it, one process.
+const workers = process.env.WORKERS === 'auto' ? 'auto' : Number(process.env.WORKERS ?? 0);
+const app = new GracefulServer({ pidFile: process.env.PID_FILE, controlSocket, sigusr1: 'reopen', workers });
 
 let served = 0;
 const hello = (_req: unknown, res: http.ServerResponse | http2.Http2ServerResponse) => {
@@ -98,5 +101,8 @@ const where = app.listenerInfo()[0]?.address;
 // An unspecified address (:: or 0.0.0.0) is not one a browser can open: name localhost instead.
 const shown = !host || host === '::' || host === '0.0.0.0' ? 'localhost' : host.includes(':') ? `[${host}]` : host;
 log.write(`${new Date().toISOString()} pid ${process.pid} generation ${app.generation} ready on port ${where?.port}\n`);
-console.log(`pid ${process.pid} (generation ${app.generation}) serving on http://${shown}:${where?.port}/ - Ctrl-C stops it, kill -HUP ${process.pid} redeploys`);
+if (app.isPrimary) {
+  const what = app.workers > 0 ? ` with ${app.workers} workers` : '';
+  console.log(`pid ${process.pid} (generation ${app.generation}) serving${what} on http://${shown}:${where?.port}/ - Ctrl-C stops it, kill -HUP ${process.pid} redeploys`);
+}
 app.on('halt', () => log.write(`${new Date().toISOString()} pid ${process.pid} halted\n`));

@@ -14,6 +14,7 @@
 #include "glue.h"
 #include "poller.h"
 #include "process_binding.h"
+#include "reuseport.h"
 
 namespace {
 
@@ -325,6 +326,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   process_binding::Add(env, exports);
   exports.Set("Poller", poller::Define(env));
   exports.Set("maxFds", Napi::Number::New(env, fdpass::kMaxFds));
+  fdpass::RegisterReusePort(env, exports);
   return exports;
 }
 

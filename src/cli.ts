@@ -127,12 +127,29 @@ export function humanStatus(result: unknown): unknown {
   if (typeof result !== 'object' || result === null || Array.isArray(result)) return result;
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(result)) {
-    if (typeof v === 'number' && BYTE_FIELDS.has(k)) out[k] = bytes(v);
+    if (k === 'workers' && Array.isArray(v)) out[k] = workerTable(v as Record<string, unknown>[]);
+    else if (typeof v === 'number' && BYTE_FIELDS.has(k)) out[k] = bytes(v);
     else if (typeof v === 'number' && SECOND_FIELDS.has(k)) out[k] = duration(v);
     else if (typeof v === 'object' && v !== null && !Array.isArray(v)) out[k] = humanStatus(v);
     else out[k] = v;
   }
   return out;
+}
+
+const WORKER_COLUMNS = ['id', 'pid', 'state', 'uptime', 'restarts', 'connections', 'requests', 'rss'];
+
+/** workerTable: a service's workers as the rows of a table with a header, columns aligned. */
+function workerTable(workers: Record<string, unknown>[]): string[] {
+  const cell = (w: Record<string, unknown>, c: string): string => {
+    const v = w[c];
+    if (v === null || v === undefined) return '-';
+    if (typeof v === 'number' && c === 'rss') return bytes(v);
+    if (typeof v === 'number' && c === 'uptime') return duration(v);
+    return String(v);
+  };
+  const rows = [WORKER_COLUMNS, ...workers.map((w) => WORKER_COLUMNS.map((c) => cell(w, c)))];
+  const widths = WORKER_COLUMNS.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((x, i) => x.padEnd(widths[i]!)).join('  ').trimEnd());
 }
 
 function bytes(n: number): string {
@@ -159,10 +176,18 @@ function duration(secs: number): string {
 async function health(path: string, timeout: number, out: (l: string) => void, probe?: { httpPath?: string }): Promise<number> {
   const client = await connect(path, timeout);
   try {
-    const s = (await client.request('status', [], undefined, timeout)) as { ready?: boolean; runlevel?: number; pid?: number };
+    const s = (await client.request('status', [], undefined, timeout)) as {
+      ready?: boolean; runlevel?: number; pid?: number; workersWanted?: number; workersReady?: number; workers?: { id: number; state: string }[];
+    };
+    // A service with workers is healthy only with every worker ready.
+    if (s.ready && s.workersWanted !== undefined && (s.workersReady ?? 0) < s.workersWanted) {
+      const down = (s.workers ?? []).filter((w) => w.state !== 'ready').map((w) => `worker ${w.id} ${w.state}`);
+      out(`unhealthy: pid ${s.pid} ready with ${s.workersReady ?? 0} of ${s.workersWanted} workers (${down.join(', ')})`);
+      return EXIT_FAILED;
+    }
     // A supervisor's status has no runlevel when its application is not a GracefulServer.
     if (s.ready && (s.runlevel === 3 || s.runlevel === undefined)) {
-      out(`healthy: pid ${s.pid} ready${s.runlevel === undefined ? '' : ' in runlevel 3'}`);
+      out(`healthy: pid ${s.pid} ready${s.runlevel === undefined ? '' : ' in runlevel 3'}${s.workersWanted ? ` with ${s.workersWanted} workers` : ''}`);
       if (!probe) return EXIT_OK;
       const stats = (await client.request('stats', [], undefined, timeout)) as { listeners: ProbedListener[] };
       const probed = await probeListeners(stats.listeners, { httpPath: probe.httpPath, timeout });

@@ -7,6 +7,8 @@
 /** Every code this package defines. The README lists each one. */
 export type GracefulErrorCode =
   | 'ERR_GRACEFUL_INVALID_ARGUMENT'
+  | 'ERR_GRACEFUL_WORKER_FAILED'
+  | 'ERR_GRACEFUL_NOT_PRIMARY'
   | 'ERR_GRACEFUL_BAD_FRAME'
   | 'ERR_GRACEFUL_FD_COUNT_MISMATCH'
   | 'ERR_GRACEFUL_TRUNCATED_MESSAGE'
@@ -49,7 +51,10 @@ export type GracefulErrorCode =
   | 'ERR_GRACEFUL_SLOW_CLIENT'
   | 'ERR_GRACEFUL_UNTRUSTED_SERVER'
   | 'ERR_GRACEFUL_SUPERVISOR_RUNNING'
-  | 'ERR_GRACEFUL_HANDOVER_FAILED';
+  | 'ERR_GRACEFUL_HANDOVER_FAILED'
+  | 'ERR_GRACEFUL_UNREAD_BYTES'
+  | 'ERR_GRACEFUL_MID_FRAME'
+  | 'ERR_GRACEFUL_SOCKET_HANDED_OVER';
 
 /** GracefulError: the base class of every error this package creates. */
 export class GracefulError extends Error {
@@ -123,6 +128,10 @@ export const UnsafeFileError = errorClass('ERR_GRACEFUL_UNSAFE_FILE', 'UnsafeFil
 /** SlowClientError: a control client that does not read its replies, or sends a line too slowly, is dropped. */
 export const SlowClientError = errorClass('ERR_GRACEFUL_SLOW_CLIENT', 'SlowClientError');
 /** UntrustedServerError: the process behind a control socket runs as a uid the client does not trust. */
+/** A worker of a new generation did not become ready: the generation was killed, the old one serves. */
+export const WorkerFailedError = errorClass('ERR_GRACEFUL_WORKER_FAILED', 'WorkerFailedError');
+/** What only the primary of a service with workers does (redeploy, telinit) was asked of a worker. */
+export const NotPrimaryError = errorClass('ERR_GRACEFUL_NOT_PRIMARY', 'NotPrimaryError');
 export const UntrustedServerError = errorClass('ERR_GRACEFUL_UNTRUSTED_SERVER', 'UntrustedServerError');
 export const SupervisorRunningError = errorClass('ERR_GRACEFUL_SUPERVISOR_RUNNING', 'SupervisorRunningError');
 /** HandOverFailedError: connections could not be handed to the new instance; they drain in the old one instead. */
@@ -194,3 +203,9 @@ export function errorCode(err: unknown): string | undefined {
 export function invalidArgument(api: string, message: string): GracefulError {
   return new InvalidArgumentError(`${api}: ${message}`);
 }
+/** UnreadBytesError: a socket handed over holds bytes Node read that the application has not consumed. */
+export const UnreadBytesError = errorClass('ERR_GRACEFUL_UNREAD_BYTES', 'UnreadBytesError');
+/** MidFrameError: a WebSocket handed over is in the middle of a frame or of a fragmented message. */
+export const MidFrameError = errorClass('ERR_GRACEFUL_MID_FRAME', 'MidFrameError');
+/** SocketHandedOverError: a socket was given to handOver() a second time. */
+export const SocketHandedOverError = errorClass('ERR_GRACEFUL_SOCKET_HANDED_OVER', 'SocketHandedOverError');

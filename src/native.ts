@@ -76,6 +76,10 @@ export interface Addon {
   setChildSubreaper(): void;
   /** reap reaps exited children except the pids in skip (libuv's own); code or signal (a number) says how each ended. */
   reap(skip: readonly number[]): ReapedChild[];
+  /** listenReusePort: a TCP socket (non-blocking, close-on-exec) with SO_REUSEPORT, bound to a numeric host, listening unless listen is false. */
+  listenReusePort(host: string, port: number, backlog: number, ipv6Only: boolean, listen?: boolean): { fd: number; port: number };
+  /** bindUdp: a UDP socket (non-blocking, close-on-exec) bound to a numeric host, which nobody reads yet. */
+  bindUdp(host: string, port: number, ipv6Only: boolean): { fd: number; port: number };
   /** pidfdOpen returns a pidfd of pid (close-on-exec), readable once the process exits. */
   pidfdOpen(pid: number): number;
   Poller: new (fd: number, callback: (status: number, events: number) => void) => Poller;

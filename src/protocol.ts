@@ -11,6 +11,15 @@ export const HANDOFF_ENV = 'GRACEFUL_HANDOFF';
 export const END_MARK = 'end';
 /** Meta `graceful` of the new instance's answer: it serves. */
 export const READY_MARK = 'ready';
+/**
+ * A rolling redeploy of workers, before the ready answer: the new primary
+ * asks (`slot`) that the old worker of a slot drain once its own worker of
+ * that slot serves, and the old primary answers once that worker exited.
+ */
+export const RETIRE_MARK = 'retire';
+/** Before its ready answer, a new primary tells of each of its workers that became ready (`worker`, `pid`); no answer. */
+export const PROGRESS_MARK = 'progress';
+export const RETIRED_MARK = 'retired';
 
 /** Set in the application's environment: the supervisor's pid. */
 export const SUPERVISOR_ENV = 'GRACEFUL_SUPERVISOR';
@@ -18,3 +27,7 @@ export const SUPERVISOR_ENV = 'GRACEFUL_SUPERVISOR';
 export const CONTROL_FIELD = 'X_GRACEFUL_CONTROL';
 /** How a child of the sender ended, `<pid> <code>` or `<pid> <SIGNAL>`: a supervisor cannot learn it for a grandchild. */
 export const EXIT_FIELD = 'X_GRACEFUL_EXIT';
+
+/** Set in a worker process: its slot (0..N-1), and how many workers the service runs. */
+export const WORKER_ENV = 'GRACEFUL_WORKER_ID';
+export const WORKER_COUNT_ENV = 'GRACEFUL_WORKER_COUNT';

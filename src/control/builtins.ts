@@ -11,15 +11,17 @@ import { formatStats, renderEvent } from './render.js';
 
 /** A redeploy step, as the control socket reports it. */
 export interface ControlRedeployEvent {
-  type: 'spawned' | 'ready' | 'draining' | 'done' | 'failed';
+  type: 'spawned' | 'worker' | 'ready' | 'draining' | 'done' | 'failed';
   pid?: number;
   ms: number;
   connections?: number;
+  /** The slot of a new worker that is ready (type 'worker'). */
+  worker?: number;
 }
 
 /** ControlTarget: what the built-in commands act on. */
 export interface ControlTarget {
-  status(): Record<string, unknown>;
+  status(): Record<string, unknown> | Promise<Record<string, unknown>>;
   /** stats: requests and connections per listener, redeploys and their timings (no stats command without it). */
   stats?(): Record<string, unknown>;
   telinit(level: string): Promise<void>;
@@ -56,7 +58,7 @@ async function runShell(ctx: CommandContext, what: string, command: string | und
 
 /** eventOf: the control event of a redeploy step; renderEvent gives its text. */
 function eventOf(event: ControlRedeployEvent): ControlEvent {
-  return { event: event.type, pid: event.pid, ms: event.ms, connections: event.connections };
+  return { event: event.type, pid: event.pid, ms: event.ms, connections: event.connections, ...(event.worker !== undefined ? { worker: event.worker } : {}) };
 }
 
 /** addBuiltins registers help, status, telinit, redeploy (restart), update, rebuild, upgrade, reopen, CUSTOM. */

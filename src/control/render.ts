@@ -11,6 +11,7 @@ import type { ControlEvent } from './client.js';
 export function renderEvent(e: ControlEvent): string {
   switch (e.event) {
     case 'spawned': return `spawned pid ${e.pid}`;
+    case 'worker': return `worker ${e.worker} ready: pid ${e.pid} after ${e.ms} ms`;
     case 'ready': return `ready: pid ${e.pid} after ${e.ms} ms`;
     case 'draining': return `draining ${e.connections} connection(s)`;
     case 'done': return `done after ${e.ms} ms`;
@@ -35,9 +36,35 @@ export function formatResult(result: unknown): string[] {
   return [String(result)];
 }
 
-/** formatCommandResult: formatResult, except that a redeploy's result reads as the line that ends it, and stats as lines. */
+/** WorkerAnswer: one worker's part of a command run on every worker of a service. */
+export interface WorkerAnswer {
+  id: number;
+  pid: number | null;
+  result?: unknown;
+  error?: { code: string; message: string };
+}
+
+/** isWorkerAnswers: the result of a command run on every worker ({ workers: [{ id, pid, result | error }] }). */
+function isWorkerAnswers(result: unknown): result is { workers: WorkerAnswer[] } {
+  if (typeof result !== 'object' || result === null || Object.keys(result).length !== 1) return false;
+  const w = (result as { workers?: unknown }).workers;
+  return Array.isArray(w) && w.every((a) => typeof a === 'object' && a !== null && typeof a.id === 'number' && ('result' in a || 'error' in a));
+}
+
+/** formatWorkerAnswers: each worker's result (or error) on lines labelled `worker <id> (pid <pid>):`. */
+export function formatWorkerAnswers(answers: WorkerAnswer[]): string[] {
+  return answers.flatMap((a) => {
+    const label = `worker ${a.id} (pid ${a.pid})`;
+    if (a.error) return [`${label}: error ${a.error.code}: ${a.error.message}`];
+    const lines = formatResult(a.result);
+    return lines.length <= 1 ? [`${label}: ${lines[0] ?? ''}`.trimEnd()] : [`${label}:`, ...lines.map((l) => `  ${l}`)];
+  });
+}
+
+/** formatCommandResult: formatResult, except that a redeploy's result reads as the line that ends it, every worker's answer gets its label, and stats read as lines. */
 export function formatCommandResult(cmd: string, result: unknown): string[] {
   if (cmd === 'redeploy' || cmd === 'restart') return [`done: pid ${(result as { pid?: number } | null)?.pid} is serving`];
+  if (isWorkerAnswers(result)) return formatWorkerAnswers(result.workers);
   if (cmd === 'stats' && isStats(result)) return formatStats(result).split('\n');
   return formatResult(result);
 }

@@ -6,7 +6,10 @@
  * SO_PEERCRED) and passes each idle keep-alive connection as it gets to one,
  * with its meta (listener name, peer address). Each is adopted as a
  * connection of the listener of that name (`server.emit('connection')`), so
- * the next request on it is answered here. It closes once the predecessor
+ * the next request on it is answered here. A socket the predecessor's
+ * application handed over with its state (kind `socket`) is tracked as a
+ * connection of its listener and given to this instance's application
+ * ('adopt-socket'), which rebuilds its connection object. It closes once the predecessor
  * closed its end, or exited, or this instance halts.
  */
 import fs from 'node:fs';
@@ -21,6 +24,7 @@ import { closeAll } from '../handoff/connection.js';
 import { listenAndServe, type HandoffServer } from '../handoff/server.js';
 import { receiveFrom } from '../handoff/client.js';
 import { CONN_KIND } from './conn-handover.js';
+import { SOCKET_KIND, decodeState, type AdoptedSocket } from './socket-handover.js';
 
 const debug = debuglog('graceful');
 
@@ -38,6 +42,10 @@ export interface AdopterParts {
   /** The server of the listener named so, if it adopts connections. */
   target(listener: string): net.Server | null;
   adopted(a: Adopted): void;
+  /** The tracker of the listener named so, if its sockets may be handed over (handOverSockets). */
+  socketTarget(listener: string): { adoptSocket(socket: net.Socket): 'upgraded' | 'other' } | null;
+  /** Gives an adopted socket to the application; a throw is its failure to take it (the socket is then closed). */
+  adoptedSocket(a: AdoptedSocket): void;
   log(msg: string): void;
 }
 
@@ -92,6 +100,10 @@ export class Adopter {
   /** adopt takes ownership of fd: it becomes a connection of its listener, or is closed. */
   private adopt(fd: number, meta: Record<string, unknown>): void {
     const listener = String(meta.listener ?? '');
+    if (meta.kind === SOCKET_KIND) {
+      this.adoptSocket(fd, listener, meta);
+      return;
+    }
     const server = meta.kind === CONN_KIND && !this.closed ? this.parts.target(listener) : null;
     if (!server) {
       closeAll([fd]);
@@ -117,6 +129,41 @@ export class Adopter {
       remotePort: typeof meta.remotePort === 'number' ? meta.remotePort : null,
       socket,
     });
+  }
+
+  /** adoptSocket takes ownership of fd, handed over with the application's state: given to the application, or closed. */
+  private adoptSocket(fd: number, listener: string, meta: Record<string, unknown>): void {
+    const target = this.closed ? null : this.parts.socketTarget(listener);
+    const carried = decodeState(meta);
+    if (!target || !carried) {
+      closeAll([fd]);
+      this.refusedCount++;
+      this.parts.log(`connection hand-over: ${carried ? `no listener "${listener}" here takes sockets over (handOverSockets: true)` : `the state of a socket for "${listener}" is not readable`}: closed the connection`);
+      return;
+    }
+    let socket: net.Socket;
+    try {
+      socket = socketFromFd(fd);
+    } catch (err) {
+      closeAll([fd]);
+      this.refusedCount++;
+      this.parts.log(`connection hand-over: descriptor for "${listener}" is no connected socket (${(err as Error).message}): closed it`);
+      return;
+    }
+    // What arrives waits in the socket's buffer until the application listens for 'data' (in 'adopt-socket').
+    const kind = target.adoptSocket(socket);
+    this.adoptedCount++;
+    const a: AdoptedSocket = {
+      listener, kind, socket, state: carried.state, head: carried.head,
+      remoteAddress: typeof meta.remoteAddress === 'string' ? meta.remoteAddress : null,
+      remotePort: typeof meta.remotePort === 'number' ? meta.remotePort : null,
+    };
+    try {
+      this.parts.adoptedSocket(a);
+    } catch (err) {
+      this.parts.log(`connection hand-over: the 'adopt-socket' listener threw (${(err as Error).message}): closed the connection of "${listener}"`);
+      socket.destroy();
+    }
   }
 
   private removeDir(): void {

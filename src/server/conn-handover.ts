@@ -25,6 +25,14 @@ export const CONN_KIND = 'conn';
 /** Ready-answer fields: the new instance's socket for connections, and the listeners that take them (comma-separated). */
 export const ADOPT_FIELD = 'adopt';
 export const ADOPT_LISTENERS_FIELD = 'adoptListeners';
+/** Ready-answer field: the listeners whose sockets the application may hand over with its state (comma-separated). */
+export const ADOPT_SOCKETS_FIELD = 'adoptSockets';
+/**
+ * Largest message to the new instance: a socket's state and head travel in
+ * its meta (see socket-handover.ts: 16 KiB of JSON escaped once more, 16 KiB
+ * of head in base64), under the receiver's 64 KiB.
+ */
+const MAX_MESSAGE_BYTES = 60 * 1024;
 
 /** The parts of a net.Socket's libuv handle that a hand-over touches. */
 interface StreamHandle {
@@ -46,27 +54,35 @@ export class ConnectionSender {
   passed = 0;
   failed = 0;
   private broken: Error | null = null;
+  /** Why the last pass failed, when only that one did (a meta too large for one message). */
+  lastError: Error | null = null;
 
-  private constructor(private readonly conn: HandoffConnection, private readonly listeners: ReadonlySet<string>, readonly pid: number) {}
+  private constructor(private readonly conn: HandoffConnection, private readonly listeners: ReadonlySet<string>,
+    private readonly socketListeners: ReadonlySet<string>, readonly pid: number) {}
 
   /**
    * connect opens the connection to the new instance's socket at path and
    * checks that pid is at the other end; throws ERR_GRACEFUL_PEER_REFUSED
    * (after closing it) when it is not.
    */
-  static async connect(path: string, pid: number, listeners: readonly string[]): Promise<ConnectionSender> {
-    const conn = await HandoffConnection.connect(path, { timeout: 1000 });
+  static async connect(path: string, pid: number, listeners: readonly string[], socketListeners: readonly string[] = []): Promise<ConnectionSender> {
+    const conn = await HandoffConnection.connect(path, { timeout: 1000, maxMessageBytes: MAX_MESSAGE_BYTES });
     const peer = conn.peer();
     if (peer.pid !== pid || peer.uid !== process.getuid?.()) {
       conn.close();
       throw new PeerRefusedError(`connection hand-over: ${path} is served by pid ${peer.pid} (uid ${peer.uid}), not by the new instance (pid ${pid})`);
     }
-    return new ConnectionSender(conn, new Set(listeners), pid);
+    return new ConnectionSender(conn, new Set(listeners), new Set(socketListeners), pid);
   }
 
   /** accepts: the new instance takes connections of this listener over. */
   accepts(listener: string): boolean {
     return this.broken === null && this.listeners.has(listener);
+  }
+
+  /** acceptsSockets: the new instance takes sockets the application hands over on this listener, with their state. */
+  acceptsSockets(listener: string): boolean {
+    return this.broken === null && this.socketListeners.has(listener);
   }
 
   /**
@@ -91,6 +107,12 @@ export class ConnectionSender {
     try {
       await this.conn.send([{ fd: copy.fd, meta: { kind: CONN_KIND, ...meta } }]);
     } catch (err) {
+      if ((err as { code?: string }).code === 'ERR_GRACEFUL_META_TOO_LARGE') {
+        // Refused before anything was written: the connection to the new instance is intact.
+        this.lastError = err as Error;
+        this.failed++;
+        return false;
+      }
       this.broken ??= new HandOverFailedError(`the new instance (pid ${this.pid}) no longer takes connections (${(err as { code?: string }).code ?? (err as Error).message}): the rest drain here`, { cause: err });
       this.failed++;
       return false;
@@ -121,14 +143,17 @@ export class ConnectionSender {
  * drain here, as without hand-over).
  */
 export async function connectSender(answer: Meta | undefined, pid: number, ours: readonly string[],
-  log: (msg: string, fields?: LogFields) => void): Promise<ConnectionSender | null> {
+  log: (msg: string, fields?: LogFields) => void, oursSockets: readonly string[] = []): Promise<ConnectionSender | null> {
   const where = answer?.[ADOPT_FIELD];
-  if (typeof where !== 'string' || ours.length === 0) return null;
-  const theirs = String(answer?.[ADOPT_LISTENERS_FIELD] ?? '').split(',').filter((n) => n !== '');
+  if (typeof where !== 'string') return null;
+  const names = (field: string) => String(answer?.[field] ?? '').split(',').filter((n) => n !== '');
+  const theirs = names(ADOPT_LISTENERS_FIELD);
+  const theirSockets = names(ADOPT_SOCKETS_FIELD);
   const both = ours.filter((n) => theirs.includes(n));
-  if (both.length === 0) return null;
+  const bothSockets = oursSockets.filter((n) => theirSockets.includes(n));
+  if (both.length === 0 && bothSockets.length === 0) return null;
   try {
-    return await ConnectionSender.connect(where, pid, both);
+    return await ConnectionSender.connect(where, pid, both, bothSockets);
   } catch (err) {
     const error = new HandOverFailedError(`could not reach the new instance (pid ${pid}) to hand connections over (${(err as { code?: string }).code ?? (err as Error).message}): ` +
       'they drain here instead', { cause: err });

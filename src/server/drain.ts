@@ -40,6 +40,8 @@ import { debuglog } from 'node:util';
 import { invalidArgument } from '../errors.js';
 import { Http2Sessions } from './goaway.js';
 import { handleOf } from './conn-handover.js';
+import type { HandOverOptions } from './socket-handover.js';
+import { passSocket } from './socket-pass.js';
 import type { Meta } from '../meta.js';
 
 const debug = debuglog('graceful');
@@ -69,6 +71,13 @@ export interface DrainOptions {
    * authentication, a `WeakMap` keyed by socket) does not move with it.
    */
   handOver?: boolean;
+  /**
+   * handOverSockets: at a redeploy, the application may hand this listener's
+   * upgraded connections (WebSocket) or, on a plain net.Server, its
+   * connections to the new instance with their state (`app.handOver()`),
+   * which gets each with the 'adopt-socket' event. Default false.
+   */
+  handOverSockets?: boolean;
 }
 
 /**
@@ -78,6 +87,10 @@ export interface DrainOptions {
  */
 export interface ConnectionMover {
   accepts(listener: string): boolean;
+  /** acceptsSockets: the new instance takes sockets the application hands over on this listener. */
+  acceptsSockets(listener: string): boolean;
+  readonly error: Error | null;
+  readonly lastError?: Error | null;
   pass(socket: net.Socket, handle: NonNullable<ReturnType<typeof handleOf>>, meta: Meta): Promise<boolean>;
 }
 
@@ -156,8 +169,12 @@ export class ConnectionTracker {
   /** Plain HTTP/1 (http.Server): its connections can move. */
   private readonly movable: boolean;
   private mover: ConnectionMover | null = null;
+  /** Where the application's hand-overs (handOver()) go, during a redeploy's drain. */
+  private socketMover: ConnectionMover | null = null;
   /** What became of the connections of every drain of this listener. */
   readonly moved: MoveCounts = { handedOver: 0, drained: 0, forced: 0 };
+  /** Requests this listener received (HTTP/1 and HTTP/2 alike), for status. */
+  requests = 0;
 
   constructor(readonly server: net.Server, private readonly options: DrainOptions = {}, readonly name = '') {
     const t = options.upgradedTimeout;
@@ -167,6 +184,9 @@ export class ConnectionTracker {
     if (options.handOver !== undefined && typeof options.handOver !== 'boolean') {
       throw invalidArgument('listen', `handOver must be true or false, got ${String(options.handOver)}`);
     }
+    if (options.handOverSockets !== undefined && typeof options.handOverSockets !== 'boolean') {
+      throw invalidArgument('listen', `handOverSockets must be true or false, got ${String(options.handOverSockets)}`);
+    }
     if (options.onDrain !== undefined && typeof options.onDrain !== 'function') {
       throw invalidArgument('listen', 'onDrain must be a function (it receives the upgraded connections when a drain starts)');
     }
@@ -175,15 +195,7 @@ export class ConnectionTracker {
     const isHttp1 = server instanceof http.Server || server instanceof https.Server || server instanceof Http2SecureServer;
     const initial: Kind = isTls ? 'tls' : isH2c ? 'h2' : isHttp1 ? 'http1' : 'other';
     this.movable = server instanceof http.Server;
-    this.on('connection', (raw: net.Socket) => {
-      const conn = this.conn(raw, raw, initial);
-      raw.once('close', () => {
-        if (this.draining && !conn.moving && !conn.forced) this.moved.drained++;
-        this.conns.delete(raw);
-        this.byIo.delete(conn.io);
-        this.changed?.();
-      });
-    });
+    this.on('connection', (raw: net.Socket) => this.track(raw, initial));
     if (isTls) {
       this.on('secureConnection', (socket: tls.TLSSocket) => {
         // The TLSSocket wraps the accepted socket (`_parent`); without it, it stands for itself.
@@ -238,6 +250,7 @@ export class ConnectionTracker {
    */
   setMover(mover: ConnectionMover | null): void {
     this.mover = this.handsOver && mover?.accepts(this.name) ? mover : null;
+    this.socketMover = this.handsOverSockets && mover?.acceptsSockets(this.name) ? mover : null;
     if (this.mover && this.draining) for (const c of this.conns.values()) this.tryMove(c);
   }
 
@@ -249,6 +262,51 @@ export class ConnectionTracker {
       out[state] = (out[state] ?? 0) + 1;
     }
     return out;
+  }
+
+  /** handsOverSockets: the application may hand this listener's upgraded or other-protocol connections over (the handOverSockets option). */
+  get handsOverSockets(): boolean {
+    return this.options.handOverSockets === true && !(this.server instanceof tls.Server);
+  }
+
+  private track(raw: net.Socket, kind: Kind): Conn {
+    const conn = this.conn(raw, raw, kind);
+    raw.once('close', () => {
+      if (this.draining && !conn.moving && !conn.forced) this.moved.drained++;
+      this.conns.delete(raw);
+      this.byIo.delete(conn.io);
+      this.changed?.();
+    });
+    return conn;
+  }
+
+  /** owns: socket is a connection of this listener (the accepted socket, or the one its protocol runs on). */
+  owns(socket: net.Socket): boolean {
+    return this.conns.has(socket) || this.byIo.has(socket);
+  }
+
+  /**
+   * adoptSocket tracks socket, handed over by the predecessor with the
+   * application's state, as a connection of this listener: upgraded on an
+   * HTTP server, other on a plain net.Server.
+   */
+  adoptSocket(socket: net.Socket): 'upgraded' | 'other' {
+    const kind = this.server instanceof http.Server ? 'upgraded' : 'other';
+    this.track(socket, kind);
+    return kind;
+  }
+
+  /**
+   * handOverSocket passes socket, a connection of this listener that the
+   * application owns, to the new instance with state and head (see
+   * socket-pass.ts for the checks and the codes), and counts it.
+   */
+  async handOverSocket(socket: net.Socket, state: unknown, options?: HandOverOptions): Promise<void> {
+    const conn = this.byIo.get(socket) ?? this.conns.get(socket);
+    const listener = { name: this.name, handsOverSockets: this.handsOverSockets, mover: this.socketMover };
+    // Synchronous up to the stop of the reading: passSocket awaits only after it.
+    const passed = await passSocket(listener, conn, socket, state, options);
+    if (passed && !conn!.forced) this.moved.handedOver++; // destroyed at the deadline meanwhile: counted there
   }
 
   private on(event: string, fn: (...args: never[]) => void, first = false): void {
@@ -301,6 +359,7 @@ export class ConnectionTracker {
   }
 
   private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+    this.requests++;
     if (req.httpVersionMajor === 2) return; // the compatibility API over a session: GOAWAY handles it
     const conn = this.byIo.get(req.socket);
     if (!conn || conn.kind === 'upgraded') return;
@@ -499,6 +558,7 @@ export class ConnectionTracker {
   reset(): void {
     this.draining = false;
     this.mover = null;
+    this.socketMover = null;
     const cancel = this.cancel;
     this.cancel = null;
     cancel?.();

@@ -14,13 +14,16 @@
  *   lifecycle.ts  the state machine and the invariants, every transition
  *   redeploy.ts   spawn, hand-over, take-back (successor.ts, predecessor.ts)
  *   shutdown.ts   what a halt does, in order
+ *   primary.ts    with workers: the sockets held, the pool of worker processes
+ *   worker.ts     with workers: the role of this process, a worker's watch on its primary
  */
+import dns from 'node:dns';
 import { EventEmitter } from 'node:events';
 import type dgram from 'node:dgram';
-import type net from 'node:net';
+import net from 'node:net';
 import path from 'node:path';
 import { debuglog } from 'node:util';
-import { DuplicateNameError, HandoffFailedError, HookFailedError, TerminatingError, UnknownTaskError, invalidArgument } from '../errors.js';
+import { DuplicateNameError, HandoffFailedError, HookFailedError, NotPrimaryError, TerminatingError, UnknownTaskError, UpgradeInProgressError, WorkerFailedError, invalidArgument } from '../errors.js';
 import type { Meta } from '../meta.js';
 import { fdOf } from '../fds.js';
 import type { OutgoingFd } from '../handoff/connection.js';
@@ -44,8 +47,18 @@ import { Lifecycle, type InstanceState } from './lifecycle.js';
 import { Redeployer, type RedeployEvent, type RedeployResult } from './redeploy.js';
 import { Stats, protocolOf } from './stats.js';
 import { Shutdown } from './shutdown.js';
+import { OwnedFd } from './owned-fd.js';
+import { addon } from '../native.js';
 import { Adopter } from './adopt.js';
-import { ADOPT_FIELD, ADOPT_LISTENERS_FIELD } from './conn-handover.js';
+import { ADOPT_FIELD, ADOPT_LISTENERS_FIELD, ADOPT_SOCKETS_FIELD } from './conn-handover.js';
+import { isSocket, type HandOverOptions } from './socket-handover.js';
+import { webSocketBoundary } from './ws-boundary.js';
+import { TicketKeys, checkRotation } from './ticket-keys.js';
+import { GO_NAME, MAX_WORKERS, WorkerPool, bindListener, bindMember, extraName, forSlot, memberName, waitForGo, type PrimaryListener, type WorkerInfo } from './primary.js';
+import { roleOf, watchPrimary, type RoleInfo } from './worker.js';
+import { LINK_NAME, serveLink, type WorkerLink } from './worker-link.js';
+import { CommandRegistry } from '../control/commands.js';
+import { formatWorkerAnswers } from '../control/render.js';
 
 export {
   DEFAULT_UPGRADE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_IDLE_GRACE, DEFAULT_TAKE_BACK_WINDOW,
@@ -53,8 +66,12 @@ export {
 } from './options.js';
 export type { RedeployEvent, RedeployResult } from './redeploy.js';
 export type { InstanceState } from './lifecycle.js';
+export type { AdoptedSocket, HandOverOptions } from './socket-handover.js';
+export type { WorkerInfo, WorkerState } from './primary.js';
 
 const debug = debuglog('graceful');
+/** The highest member index of a listener's group looked for in what a predecessor sent. */
+const MAX_MEMBER_INDEX = 16 * MAX_WORKERS;
 
 export class GracefulServer extends EventEmitter {
   readonly upgradeTimeout: number;
@@ -92,6 +109,22 @@ export class GracefulServer extends EventEmitter {
   private removeSignals: (() => void) | null = null;
   /** A halt asked by SIGTERM/SIGINT is under way (a second SIGINT then forces the exit). */
   private signalStop = false;
+  /** single, primary or worker, and the worker's slot. */
+  private readonly roleInfo: RoleInfo;
+  /** The primary's workers. */
+  private readonly pool: WorkerPool | null;
+  /** The primary's listening sockets, on which it never accepts. */
+  private readonly held = new Map<string, PrimaryListener[]>();
+  /** The primary's UDP sockets, which its workers read. */
+  private readonly heldDgrams = new Map<string, PrimaryListener>();
+  /** The names of the group members registered for hand-offs. */
+  private readonly registeredMembers = new Set<string>();
+  /** The primary's session-ticket keys of its TLS listeners, which every worker it starts gets. */
+  private readonly heldTickets = new Map<string, TicketKeys>();
+  /** A worker's application commands, which its primary runs on every worker through the link. */
+  private readonly workerCommands = new CommandRegistry();
+  /** A worker's end of the link to its primary. */
+  private link: WorkerLink | null = null;
 
   constructor(options: GracefulServerOptions = {}) {
     super();
@@ -101,6 +134,30 @@ export class GracefulServer extends EventEmitter {
     this.upgradeTimeout = this.config.upgradeTimeout;
     this.shutdownTimeout = this.config.shutdownTimeout;
     this.targetLevel = this.config.runlevel;
+    this.roleInfo = roleOf(this.config.workers);
+    this.pool = this.roleInfo.role === 'primary'
+      ? new WorkerPool({
+        count: this.roleInfo.workers,
+        descriptors: (slot, count) => forSlot(this.registry.handoffList(), slot, count),
+        grow: (count) => this.growGroups(count),
+        state: () => ({ runlevel: this.lifecycle.level, generation: this.generation }),
+        generation: () => this.generation,
+        timeoutMs: this.config.upgradeTimeout,
+        shutdownTimeoutMs: this.config.shutdownTimeout,
+        spawn: this.config.spawn,
+        log: this.log,
+        changed: (info) => {
+          // A slot that stopped restarting: its member of each group closes, so
+          // that the kernel sends new connections to the members still served.
+          if (info.state === 'crash-loop') {
+            for (const members of this.held.values()) {
+              if (members.length > 1) members.filter((m) => m.fd.open).filter((_, p) => p % this.pool!.count === info.id).forEach((m) => m.fd.close());
+            }
+          }
+          this.emit('worker', info);
+        },
+      })
+      : null;
     this.haltPromise = new Promise((resolve) => {
       this.resolveHalt = resolve;
     });
@@ -118,7 +175,14 @@ export class GracefulServer extends EventEmitter {
       control: () => this.control,
       predecessor: () => this.predecessor,
       draining: (open) => this.emit('draining', open),
+      workers: () => this.pool?.drain() ?? Promise.resolve(),
+      keepSocketFiles: this.roleInfo.role === 'worker',
       release: () => {
+        // The primary's sockets: its workers are gone, and a successor holds its own copies.
+        for (const members of this.held.values()) for (const m of members) m.fd.close();
+        for (const t of this.heldTickets.values()) t.pause();
+        for (const d of this.heldDgrams.values()) d.fd.close();
+        this.link?.close();
         this.removeSignals?.();
         this.adopter?.close();
         if (this.keepAlive) clearInterval(this.keepAlive);
@@ -135,16 +199,26 @@ export class GracefulServer extends EventEmitter {
       config: this.config,
       log: this.log,
       descriptors: () => this.handoffList(),
-      state: () => ({ runlevel: this.lifecycle.level, generation: this.generation, ...this.listenerSet.closedPorts(), ...this.stats.state() }),
+      state: () => ({
+        runlevel: this.lifecycle.level, generation: this.generation, ...this.listenerSet.closedPorts(),
+        ...(this.pool ? { workersScaled: this.pool.count, workersConfigured: this.config.workers } : {}),
+        ...this.stats.state(),
+      }),
       listeners: this.listenerSet,
       control: () => this.control,
       drain: (release) => this.drainListeners(release),
       serving: () => this.serving(),
       finishHalt: (how) => this.shutdown.finish({ ...how, bySignal: false }),
       emit: (name, value) => this.emit(name, value),
+      takeBack: this.pool ? () => this.pool!.restart() : undefined,
+      retire: this.pool ? (slot) => this.pool!.retire(slot) : undefined,
+      refill: this.pool ? () => this.pool!.refill() : undefined,
     });
     this.tasks.set('reopen', async () => `reopened ${(await this.reopen()).join(', ') || 'nothing'}`);
-    if (options.controlSocket) {
+    this.tasks.set('rotate-tickets', () => (this.roleInfo.role === 'worker'
+      ? 'a worker serves with the TLS ticket keys of its primary: run rotate-tickets on the primary'
+      : `rotated the TLS ticket keys of ${this.rotateTicketKeys().join(', ') || 'nothing (no TLS listener)'}`));
+    if (options.controlSocket && this.roleInfo.role !== 'worker') {
       this.control = new ControlServer(options.controlSocket, {
         mode: options.controlMode,
         allowUids: options.controlAllowUids,
@@ -153,6 +227,19 @@ export class GracefulServer extends EventEmitter {
         ...options.controlLimits,
       });
       addBuiltins(this.control.commands, this.controlTarget());
+      if (this.pool) {
+        this.control.commands.add('scale', {
+          usage: 'scale <n>               run n workers: new ones start, then the old ones drain',
+          help: 'Replaces every worker by n new ones under load without a failed request: the new workers all become ready, then accept, then the old ones drain. If one fails, the old ones serve on. The number carries over to later generations until a new version configures another.',
+          minArgs: 1,
+          maxArgs: 1,
+          run: async (ctx) => {
+            const n = /^\d+$/.test(ctx.args[0]!) ? Number(ctx.args[0]) : NaN;
+            await this.scale(n);
+            return ctx.json ? { workers: this.pool!.count } : `${this.pool!.count} worker(s) serving`;
+          },
+        });
+      }
     } else {
       this.control = null;
     }
@@ -232,6 +319,26 @@ export class GracefulServer extends EventEmitter {
     return this.lifecycle.state === 'ready';
   }
 
+  /** isPrimary: not a worker (the primary of a service with workers, or a single instance), as in node:cluster. */
+  get isPrimary(): boolean {
+    return this.roleInfo.role !== 'worker';
+  }
+
+  /** workerId: this worker's slot, 0..workers-1, stable across restarts of the slot; null outside a worker. */
+  get workerId(): number | null {
+    return this.roleInfo.workerId;
+  }
+
+  /** workers: how many worker processes the service runs (0: one process, without workers). */
+  get workers(): number {
+    return this.pool?.count ?? this.roleInfo.workers;
+  }
+
+  /** workerInfo: each worker of the primary (id, pid, state, uptime, restarts); empty elsewhere. */
+  workerInfo(): WorkerInfo[] {
+    return this.pool?.info() ?? [];
+  }
+
   /** runlevel: 0 halted, 1 single user, 3 serving. */
   get runlevel(): Runlevel {
     return this.lifecycle.level;
@@ -285,11 +392,61 @@ export class GracefulServer extends EventEmitter {
    * called before anything else; a name taken (by a built-in or an earlier
    * call) throws ERR_GRACEFUL_DUPLICATE_NAME here.
    */
-  command(name: string, command: Command): this {
+  command(name: string, command: Command, options: { where?: 'workers' | 'primary' } = {}): this {
+    const where = options?.where ?? 'workers';
+    if (where !== 'workers' && where !== 'primary') throw invalidArgument('command', `where must be 'workers' or 'primary', got ${JSON.stringify(where)}`);
+    if (this.roleInfo.role === 'worker') {
+      // The primary owns the control socket and runs this here through the link.
+      if (where === 'workers') this.workerCommands.add(name, command);
+      return this;
+    }
     if (!this.control) throw invalidArgument('command', 'there is no control socket: set the controlSocket option');
-    this.control.commands.add(name, command);
+    this.control.commands.add(name, this.pool && where === 'workers' ? this.onEveryWorker(name, command) : command);
     return this;
   }
+
+  /**
+   * onEveryWorker: in the primary, a command that runs on every ready worker:
+   * each output line comes labelled `worker <id>: `, and the result is every
+   * worker's, by slot (in JSON mode { workers: [{ id, pid, result | error }] }).
+   */
+  private onEveryWorker(name: string, command: Command): Command {
+    return {
+      usage: command.usage,
+      help: command.help,
+      minArgs: command.minArgs,
+      maxArgs: command.maxArgs,
+      run: async (ctx) => {
+        const answers = await this.pool!.ask('run', { name, args: ctx.args, json: ctx.json, peer: ctx.peer }, (id, line) => {
+          if (!ctx.write(`worker ${id}: ${line}`)) {
+            this.pool!.pause(id);
+            void ctx.drain().then(() => this.pool!.resume(id));
+          }
+        }, ctx.signal);
+        if (answers.length === 0) throw new WorkerFailedError(`${name}: no worker is ready to run it (see status)`);
+        return ctx.json ? { workers: answers } : formatWorkerAnswers(answers);
+      },
+    };
+  }
+
+  /** serveWorkerLink: a worker answers its primary's stats and command requests on the link. */
+  private serveWorkerLink(fd: number): void {
+    this.link = serveLink(fd, {
+      stats: () => ({ connections: this.connectionCount(), requests: this.listenerSet.requestCount(), rss: process.memoryUsage().rss }),
+      run: async (name, args, json, peer, write, signal) => {
+        const { command } = this.workerCommands.get(name);
+        return command.run({
+          name, args, json, signal,
+          peer: (peer ?? { pid: 0, uid: 0, gid: 0 }) as never,
+          write,
+          event: (_e, text) => write(text),
+          drain: () => Promise.resolve(),
+          handover: () => undefined,
+        });
+      },
+    }, (msg) => this.log(msg));
+  }
+
 
   /** init takes what a predecessor or systemd passed, once, before anything is bound. */
   private init(): Promise<void> {
@@ -298,7 +455,13 @@ export class GracefulServer extends EventEmitter {
       if (this.predecessor) {
         this.registry.inherit(this.predecessor.fds);
         this.targetLevel = checkRunlevel(this.predecessor.state.runlevel ?? 3);
-        this.generation = Number(this.predecessor.state.generation ?? 1) + 1;
+        // A worker belongs to its primary's generation; a new instance is the next one.
+        this.generation = Number(this.predecessor.state.generation ?? 1) + (this.roleInfo.role === 'worker' ? 0 : 1);
+        // A scale carries over while the version keeps the configured number.
+        const scaled = this.predecessor.state.workersScaled;
+        if (this.pool && typeof scaled === 'number' && this.predecessor.state.workersConfigured === this.config.workers && scaled !== this.pool.count) {
+          this.pool.resize(scaled);
+        }
         this.stats.restore(this.predecessor.state);
         debug('took %d descriptor(s) from pid %d', this.registry.inheritedCount, this.predecessor.pid);
       } else {
@@ -307,8 +470,8 @@ export class GracefulServer extends EventEmitter {
       this.lifecycle.level = this.targetLevel === 3 ? 3 : 1;
       this.keepAlive = setInterval(() => undefined, 2 ** 31 - 1);
       if (this.control) await this.openControl(this.control);
-      await this.hooks.run('start');
-      if (this.config.signals !== false) this.removeSignals = this.installSignals();
+      if (this.roleInfo.role !== 'primary') await this.hooks.run('start'); // the hooks run where the application serves
+      if (this.config.signals !== false || this.roleInfo.role === 'worker') this.removeSignals = this.installSignals();
     })();
     return this.initPromise;
   }
@@ -334,7 +497,7 @@ export class GracefulServer extends EventEmitter {
 
   private controlTarget(): ControlTarget {
     return {
-      status: () => this.status(),
+      status: () => this.statusOfService(),
       stats: () => this.stats.snapshot([...this.listenerSet].map((l) => ({
         name: l.name, open: l.isOpen, connections: l.tracker.count, address: l.address(), protocol: protocolOf(l.server),
       }))),
@@ -351,6 +514,26 @@ export class GracefulServer extends EventEmitter {
   async reopen(): Promise<string[]> {
     for (const f of this.files.values()) await f.reopen();
     return [...this.files.keys()];
+  }
+
+  /**
+   * rotateTicketKeys rotates the session-ticket keys of every TLS listener
+   * now (the task rotate-tickets); returns their names. Tickets under the
+   * key before still resume where Node allows it (see ticket-keys.ts).
+   */
+  rotateTicketKeys(): string[] {
+    const names: string[] = [];
+    if (this.roleInfo.role === 'worker') return names; // the primary's keys: rotated there
+    for (const [name, tickets] of this.heldTickets) {
+      tickets.rotate();
+      names.push(name);
+    }
+    for (const l of this.listenerSet) {
+      if (!l.tickets) continue;
+      l.tickets.rotate();
+      names.push(l.name);
+    }
+    return names;
   }
 
   /** status: the state of this instance, as the control command status shows it. */
@@ -373,7 +556,56 @@ export class GracefulServer extends EventEmitter {
       heapUsed: mem.heapUsed,
       node: process.version,
       redeploy: r ? `pid ${r.pid ?? '(starting)'} for ${Date.now() - r.since} ms` : 'none',
+      ...(this.pool ? { workers: this.pool.info(), workersWanted: this.pool.wanted, workersReady: this.pool.readyCount } : {}),
     };
+  }
+
+  /**
+   * handOver passes socket, an upgraded connection (WebSocket) or one of a
+   * plain net.Server of a listener with handOverSockets: true, to the new
+   * instance with state (JSON-able, at most 16 KiB as JSON) and head (the
+   * bytes read but not parsed, at most 16 KiB), which gets them with its
+   * 'adopt-socket' event. Call it from the listener's onDrain, during a
+   * redeploy. It stops reading the socket at once; resolves once the new
+   * instance holds it (this process's socket is then destroyed, the client
+   * sees nothing); rejects with a coded error and the socket still here and
+   * read again (see the README's Connection hand-over).
+   */
+  async handOver(socket: net.Socket, state: unknown, options?: HandOverOptions): Promise<void> {
+    if (!isSocket(socket)) throw invalidArgument('handOver', 'pass the net.Socket of a connection (for a ws WebSocket use handOverWebSocket)');
+    const owner = this.listenerSet.owner(socket);
+    if (!owner) {
+      throw invalidArgument('handOver', 'the socket is no open connection of a listener of this instance (closed already, or never accepted by a listener registered with listen())');
+    }
+    return owner.tracker.handOverSocket(socket, state, options);
+  }
+
+  /**
+   * handOverWebSocket hands a `ws` WebSocket over at a frame boundary: its
+   * socket and the bytes its parser holds travel with state. Rejects with
+   * ERR_GRACEFUL_MID_FRAME when it is inside a frame (try again after its
+   * next 'message'), else as handOver().
+   */
+  async handOverWebSocket(ws: unknown, state: unknown): Promise<void> {
+    const { socket, head } = webSocketBoundary(ws);
+    return this.handOver(socket, state, { head });
+  }
+
+  /**
+   * statusOfService: status, and with workers each worker's open connections,
+   * requests served and RSS, asked over its link (null for a worker that did
+   * not answer within a second); connections is then the workers' sum.
+   */
+  async statusOfService(): Promise<Record<string, unknown>> {
+    const s = this.status();
+    if (!this.pool) return s;
+    const answers = await this.pool.ask('stats', {}, undefined, AbortSignal.timeout(1000));
+    const byId = new Map(answers.map((a) => [a.id, (a.result ?? null) as { connections?: number; requests?: number; rss?: number } | null]));
+    const workers = this.pool.info().map((w) => {
+      const st = byId.get(w.id);
+      return { ...w, connections: st?.connections ?? null, requests: st?.requests ?? null, rss: st?.rss ?? null };
+    });
+    return { ...s, workers, connections: workers.reduce((n, w) => n + (w.connections ?? 0), 0) };
   }
 
   /** connectionCount: connections open on every listener. */
@@ -383,6 +615,14 @@ export class GracefulServer extends EventEmitter {
 
   /** listenerInfo: name, address and state of every listener, for status. */
   listenerInfo(): { name: string; open: boolean; connections: number; address: Meta }[] {
+    if (this.pool) {
+      // The primary holds the sockets; the connections are the workers'.
+      return [...this.held].map(([name, members]) => {
+        const { family, host, port, path: where } = members[0]!.meta;
+        const address: Meta = family === 'unix' ? { family, path: where ?? null } : { family: family ?? 'tcp', host: host ?? null, port: port ?? null };
+        return { name, open: members.some((m) => m.fd.open), connections: 0, address: members.length > 1 ? { ...address, members: members.length } : address };
+      });
+    }
     return this.listenerSet.info();
   }
 
@@ -401,24 +641,180 @@ export class GracefulServer extends EventEmitter {
    */
   async listen<S extends net.Server>(name: string, server: S, bind: ListenOptions = {}): Promise<S> {
     if (this.terminating) throw new TerminatingError(`listen("${name}"): this instance is halting`);
+    const rotation = checkRotation(`listen("${name}")`, bind.ticketKeyRotation ?? this.config.ticketKeyRotation);
     await this.init();
+    // A worker serves with its primary's keys, as its siblings do: rotating alone, it would differ from them.
+    const ticketRotation = this.roleInfo.role === 'worker' ? 0 : rotation;
     const listener = new ManagedListener(name, server, bind);
-    this.registry.register(name, 'listener', () => (listener.isOpen ? { fd: listener.fd(), meta: { name, kind: 'listener', ...listener.address() } } : null));
+    if (this.roleInfo.role === 'primary') {
+      const inherited = await this.holdListener(listener, bind);
+      const tickets = TicketKeys.attach(server, { name, rotation, inherited, log: this.log,
+        rotated: (rotations) => this.emit('ticketkeys', { listener: name, rotations }) });
+      if (tickets) {
+        this.heldTickets.set(name, tickets);
+        tickets.resume();
+      }
+      return server;
+    }
+    this.registry.register(name, 'listener', () => (listener.isOpen
+      ? { fd: listener.fd(), meta: { name, kind: 'listener', ...listener.address(), ...listener.tickets?.meta() } }
+      : null));
     this.listenerSet.add(listener);
     this.stats.watch(name, server);
     const claimed = this.registry.claim(name, 'listener', this.log, (c) => c.source === 'systemd' || listener.matches(c.fd.meta));
     if (claimed?.source === 'systemd') listener.activated = true;
+    if (this.roleInfo.role === 'worker') {
+      // The primary learns of the worker's open connections (to say what a crash lost).
+      server.on('connection', (socket: net.Socket) => {
+        this.link?.report(() => this.connectionCount());
+        socket.once('close', () => this.link?.report(() => this.connectionCount()));
+      });
+    }
+    listener.tickets = TicketKeys.attach(server, { name, rotation: ticketRotation, inherited: claimed?.source === 'predecessor' ? claimed.fd.meta : undefined, log: this.log,
+      rotated: (rotations) => this.emit('ticketkeys', { listener: name, rotations }) });
+    // A worker may accept on several members of the listener's group.
+    for (let k = 1; claimed && this.roleInfo.role === 'worker'; k++) {
+      const extra = this.registry.claim(extraName(name, k), 'listener', this.log);
+      if (!extra) break;
+      listener.addExtra(extra.fd);
+    }
     // A listener closed in runlevel 1 comes back on the port it had.
     const lastPort = this.predecessor?.state[`port:${name}`];
     if (!claimed && typeof lastPort === 'number') listener.rememberPort(lastPort);
     if (this.lifecycle.level !== 3) {
       claimed?.fd.close(); // runlevel 1: the port must be free
+      listener.dropExtras();
     } else if (this.deferStart) {
       this.pendingStarts.push(() => listener.start(claimed?.fd));
     } else {
       await listener.start(claimed?.fd);
     }
     return server;
+  }
+
+  /**
+   * holdListener: in the primary, the listener's socket is inherited (from a
+   * predecessor or systemd) or bound, and held for the workers: the primary
+   * never accepts on it, and the application's server stays unbound here.
+   * Resolves with the meta of the socket a predecessor sent, if it did.
+   */
+  private async holdListener(listener: ManagedListener, bind: ListenOptions): Promise<Meta | undefined> {
+    const name = listener.name;
+    if (this.held.has(name)) throw new DuplicateNameError(`listen("${name}"): a listener of that name exists already`);
+    const claimed = this.registry.claim(name, 'listener', this.log, (c) => c.source === 'systemd' || listener.matches(c.fd.meta));
+    const lastPort = this.predecessor?.state[`port:${name}`];
+    const where = typeof lastPort === 'number' && !bind.port && bind.path === undefined ? { ...bind, port: lastPort } : bind;
+    // An SO_REUSEPORT group, one member per slot, unless the socket is systemd's,
+    // a UNIX one, or inherited from an instance that shared one socket.
+    const group = this.config.balance === 'reuseport' && bind.path === undefined && claimed?.source !== 'systemd' &&
+      (claimed === undefined || typeof claimed.fd.meta.group === 'string');
+    const members: PrimaryListener[] = [];
+    try {
+      // Every member a predecessor's group had comes along, however many
+      // workers run now: closing one would reset what waits in its queue.
+      for (let i = 1; group && i <= MAX_MEMBER_INDEX; i++) {
+        const inherited = this.registry.claim(memberName(name, i), 'listener', this.log);
+        if (inherited) members.push({ fd: inherited.fd, meta: inherited.fd.meta });
+      }
+      if (claimed) {
+        members.unshift({ fd: claimed.fd, meta: { ...claimed.fd.meta, name, kind: 'listener', ...(claimed.source === 'systemd' ? { systemd: true } : {}) } });
+      } else {
+        const port = members[0] ? Number(members[0].meta.port) : where.port;
+        members.unshift(group ? await bindMember(name, 0, { ...where, port }) : await bindListener(listener, where));
+      }
+      for (const m of members) this.registerMember(name, m);
+    } catch (err) {
+      for (const m of members) m.fd.close();
+      throw err;
+    }
+    this.held.set(name, members);
+    return claimed?.source === 'predecessor' ? claimed.fd.meta : undefined;
+  }
+
+  /**
+   * holdDgram: in the primary, the UDP socket is inherited or bound (and
+   * read by nobody here); every worker gets it and reads from it, and the
+   * kernel gives each datagram to one of them. The application's socket
+   * stays unbound in the primary.
+   */
+  private async holdDgram(name: string, socket: dgram.Socket, bind: { port?: number; address?: string }): Promise<void> {
+    const claimed = this.registry.claim(name, 'dgram', this.log);
+    let held: OwnedFd;
+    if (claimed) {
+      held = claimed.fd;
+    } else {
+      const ipv6 = (socket as unknown as { type?: string }).type === 'udp6';
+      const host = bind.address ?? (ipv6 ? '::' : '0.0.0.0');
+      const numeric = net.isIP(host) ? host : (await dns.promises.lookup(host, { family: ipv6 ? 6 : 4 })).address;
+      const { fd, port } = addon.bindUdp(numeric, bind.port ?? 0, false);
+      held = new OwnedFd(fd, { name, kind: 'dgram', port });
+    }
+    const meta = { ...held.meta, name, kind: 'dgram' };
+    this.heldDgrams.set(name, { fd: held, meta });
+    this.registry.register(name, 'dgram', () => (held.open ? { fd: held.fd, meta } : null));
+  }
+
+  /** registerMember lists a member of a held listener for hand-offs, under its own name (once: a name comes back after a failed scale). */
+  private registerMember(name: string, m: PrimaryListener): void {
+    const regName = String(m.meta.name);
+    if (this.registeredMembers.has(regName)) return;
+    this.registeredMembers.add(regName);
+    this.registry.register(regName, 'listener', () => {
+      const cur = this.held.get(name)?.find((x) => x.meta.name === regName && x.fd.open);
+      return cur ? { fd: cur.fd.fd, meta: { ...cur.meta, ...this.heldTickets.get(name)?.meta() } } : null;
+    });
+  }
+
+  /**
+   * growGroups gives each listener's SO_REUSEPORT group at least count open
+   * members, binding (without listening) what is missing: a member joins the
+   * group only when the worker that gets it listens. Resolves with what
+   * closes the members added, should their workers not start.
+   */
+  private async growGroups(count: number): Promise<() => void> {
+    const added: PrimaryListener[] = [];
+    try {
+      for (const [name, members] of this.held) {
+        const first = members.find((m) => m.fd.open);
+        if (!first || typeof first.meta.group !== 'string') continue; // one shared socket
+        let open = members.filter((m) => m.fd.open).length;
+        let next = Math.max(...members.map((m) => Number(m.meta.member ?? 0))) + 1;
+        for (; open < count; open++, next++) {
+          const m = await bindMember(name, next, { host: String(first.meta.host), port: Number(first.meta.port) }, false);
+          members.push(m);
+          added.push(m);
+          this.registerMember(name, m);
+        }
+      }
+    } catch (err) {
+      for (const m of added) m.fd.close();
+      throw err;
+    }
+    return () => {
+      for (const m of added) m.fd.close();
+      for (const [name, members] of this.held) this.held.set(name, members.filter((m) => !added.includes(m)));
+    };
+  }
+
+  /**
+   * scale runs n workers from now on (the primary only): new workers start,
+   * all of them ready before any accepts, then the old ones drain, so no
+   * request fails; if a new one fails, the old ones serve on and this
+   * rejects with ERR_GRACEFUL_WORKER_FAILED. The number carries over to the
+   * next generations until a new version configures another one.
+   */
+  async scale(n: number): Promise<void> {
+    if (this.roleInfo.role === 'worker') throw new NotPrimaryError(`scale(): worker ${this.workerId} cannot scale the service: the primary (pid ${process.ppid}) does (its control command scale)`);
+    if (!this.pool) throw invalidArgument('scale', 'this service runs without workers: set the workers option (or GRACEFUL_WORKERS) to scale it');
+    if (this.lifecycle.state !== 'ready') throw new UpgradeInProgressError(`scale: this instance is ${this.lifecycle.state}, not serving: try again once it is ready`);
+    const from = this.pool.count;
+    await this.pool.scale(n, (w) => this.log(`worker ${w.id} of ${n} ready (pid ${w.pid})`, { event: 'worker.ready', worker: w.id, pid: w.pid ?? undefined }));
+    this.log(`scaled from ${from} to ${n} worker(s)`, { event: 'workers.scaled', from, to: n });
+  }
+
+  /** heldAddress: where a listener or UDP socket of the primary is bound ({ port } or { path }), since nothing listens or reads on it here. */
+  heldAddress(name: string): Meta | null {
+    return this.held.get(name)?.[0]?.meta ?? this.heldDgrams.get(name)?.meta ?? null;
   }
 
   /**
@@ -429,6 +825,10 @@ export class GracefulServer extends EventEmitter {
    */
   async dgram(name: string, socket: dgram.Socket, bind: { port?: number; address?: string } = {}): Promise<dgram.Socket> {
     await this.init();
+    if (this.roleInfo.role === 'primary') {
+      await this.holdDgram(name, socket, bind);
+      return socket;
+    }
     let bound = false;
     this.registry.register(name, 'dgram', () => (bound ? { fd: fdOf(socket), meta: { name, kind: 'dgram', port: socket.address().port } } : null));
     const claimed = this.registry.claim(name, 'dgram', this.log);
@@ -503,25 +903,49 @@ export class GracefulServer extends EventEmitter {
     if (this.handoffAbandoned) {
       throw new HandoffFailedError(`ready(): an earlier ready() failed and told the predecessor (pid ${predecessor?.pid}), which goes on serving: exit this process`);
     }
+    let goFd: { close(): void } | undefined;
     /** giveUp: a new instance that cannot start tells its predecessor (which serves on) and accepts nothing. */
     const giveUp = () => {
+      goFd?.close();
       if (!predecessor) return;
       predecessor.abandon();
       this.handoffAbandoned = true;
       this.listenerSet.stopAll(false);
     };
+    // A worker of a starting generation accepts only once its primary says go.
+    const go = this.roleInfo.role === 'worker' ? this.registry.claim(GO_NAME, 'fd', this.log) : undefined;
+    goFd = go?.fd;
+    const link = this.roleInfo.role === 'worker' ? this.registry.claim(LINK_NAME, 'fd', this.log) : undefined;
+    if (link) this.serveWorkerLink(link.fd.take());
     const leftovers = this.registry.closeUnclaimed();
     if (leftovers.count > 0) this.log(`closing ${leftovers.count} inherited descriptor(s) nobody registered: ${leftovers.names.join(', ')}`);
+    const role = this.roleInfo.role;
     try {
-      await this.hooks.run('ready');
+      if (role !== 'primary') await this.hooks.run('ready');
     } catch (err) {
       giveUp();
-      throw new HookFailedError(`a ready hook failed, so this instance does not start: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+      const who = role === 'worker' ? `worker ${this.workerId} (pid ${process.pid})` : 'this instance';
+      throw new HookFailedError(`a ready hook failed, so ${who} does not start: ${(err as Error)?.message ?? String(err)}`, { cause: err });
     }
     try {
       // Before the predecessor is told: a failure here leaves it serving.
-      if (this.config.pidFile) writePidFile(this.config.pidFile);
+      if (this.config.pidFile && role !== 'worker') writePidFile(this.config.pidFile);
+      if (go && predecessor) {
+        const told = await predecessor.ready();
+        if (told || !(await waitForGo(go.fd.take()))) {
+          throw new HandoffFailedError(`ready(): the primary (pid ${predecessor.pid}) called off the start of worker ${this.workerId}'s generation (another worker failed, or it is gone): this worker accepted nothing; exit this process`);
+        }
+      }
       for (const start of this.pendingStarts.splice(0)) await start();
+      // A primary is ready once every worker of its generation is.
+      if (this.pool) {
+        const onReady = (w: WorkerInfo) => {
+          this.log(`worker ${w.id} of generation ${this.generation} ready (pid ${w.pid})`, { event: 'worker.ready', worker: w.id, pid: w.pid ?? undefined });
+          if (w.pid !== null) predecessor?.progress(w.id, w.pid);
+        };
+        if (this.config.rollout === 'rolling' && predecessor) await this.pool.startRolling((slot) => predecessor.retire(slot), onReady);
+        else await this.pool.startAll(onReady);
+      }
     } catch (err) {
       giveUp();
       this.log(`ready: this instance cannot start: ${(err as Error).message}`, { event: 'ready.failed', code: (err as { code?: string }).code });
@@ -529,16 +953,23 @@ export class GracefulServer extends EventEmitter {
     }
     // Accepting from here on: status says ready, also while the predecessor is told.
     this.lifecycle.to('ready');
-    if (predecessor) {
+    if (predecessor && role === 'worker') {
+      // A worker serves as long as its primary runs, and no longer.
+      await predecessor.ready();
+      watchPrimary(predecessor, () => {
+        this.log(`worker ${this.workerId}: the primary (pid ${predecessor.pid}) is gone: halting`, { event: 'worker.orphaned' });
+        this.stop(true).catch((err: Error) => this.log(`stop: ${err.message}`));
+      });
+    } else if (predecessor) {
       // The service manager (or a supervisor) learns the new main pid before
       // the predecessor may exit, so it never sees the service without one.
       notify(`MAINPID=${process.pid}`);
       const err = await predecessor.ready(this.openAdopter(predecessor));
       if (err) this.log(`could not tell the predecessor (pid ${predecessor.pid}) that this instance is ready (${(err as { code?: string }).code ?? err.message}): it is gone, so this instance serves alone`, { event: 'ready.predecessor-gone' });
     }
-    notify(this.readyNotice());
+    if (role !== 'worker') notify(this.readyNotice());
     await this.runLevelHooks(this.lifecycle.level);
-    await this.hooks.run('started');
+    if (role !== 'primary') await this.hooks.run('started');
     this.stats.ready();
     this.emit('ready');
   }
@@ -551,7 +982,13 @@ export class GracefulServer extends EventEmitter {
    */
   private openAdopter(predecessor: Predecessor): Meta {
     const names = this.listenerSet.handingOver();
-    if (names.length === 0) return {};
+    let sockets = this.listenerSet.handingOverSockets();
+    if (sockets.length > 0 && this.listenerCount('adopt-socket') === 0) {
+      this.log(`listeners ${sockets.join(', ')} have handOverSockets: true but nothing listens for 'adopt-socket': the predecessor closes their connections instead`,
+        { event: 'ready.adopt-socket-unheard' });
+      sockets = [];
+    }
+    if (names.length === 0 && sockets.length === 0) return {};
     try {
       const adopter = Adopter.open({
         predecessorPid: predecessor.pid,
@@ -560,11 +997,16 @@ export class GracefulServer extends EventEmitter {
           return l?.isOpen && l.tracker.handsOver ? l.server : null;
         },
         adopted: (a) => this.emit('adopt', a),
+        socketTarget: (name) => {
+          const l = this.listenerSet.get(name);
+          return l?.isOpen && sockets.includes(name) ? l.tracker : null;
+        },
+        adoptedSocket: (a) => this.emit('adopt-socket', a),
         log: (msg) => this.log(msg),
       });
       this.adopter = adopter;
       void predecessor.exited().then(() => adopter.close());
-      return { [ADOPT_FIELD]: adopter.path, [ADOPT_LISTENERS_FIELD]: names.join(',') };
+      return { [ADOPT_FIELD]: adopter.path, [ADOPT_LISTENERS_FIELD]: names.join(','), [ADOPT_SOCKETS_FIELD]: sockets.join(',') };
     } catch (err) {
       this.log(`cannot take connections over from the predecessor (pid ${predecessor.pid}): ${(err as Error).message}; it drains them itself`, { event: 'ready.adopt-failed' });
       return {};
@@ -583,7 +1025,9 @@ export class GracefulServer extends EventEmitter {
   telinit(level: Runlevel | string | number): Promise<void> {
     let target: Runlevel;
     try {
+      if (this.roleInfo.role === 'worker') throw new NotPrimaryError(`telinit ${level}: worker ${this.workerId} takes its runlevel from the primary (pid ${process.ppid}): run telinit there (its control socket)`);
       target = checkRunlevel(level);
+      if (this.pool && target !== 0) throw invalidArgument('telinit', `runlevel ${target} is not available with workers: use telinit 0 to halt the service, or run it without the workers option`);
       this.lifecycle.checkTelinit(target);
     } catch (err) {
       return Promise.reject(err);
@@ -611,8 +1055,10 @@ export class GracefulServer extends EventEmitter {
   }
 
   /** drainListeners stops accepting everywhere and drains; resolves with how many connections were forced closed. */
-  private drainListeners(release: boolean): Promise<number> {
-    return this.listenerSet.drain(release, this.config.idleGrace, this.shutdownTimeout);
+  private async drainListeners(release: boolean): Promise<number> {
+    // With workers, the workers drain their connections: the primary holds none.
+    const [forced] = await Promise.all([this.listenerSet.drain(release, this.config.idleGrace, this.shutdownTimeout), this.pool?.drain()]);
+    return forced;
   }
 
   /** stop queues a halt (telinit 0, SIGTERM): nothing to do when this instance is on its way out already. */
@@ -636,6 +1082,10 @@ export class GracefulServer extends EventEmitter {
    * AlreadyHandedOverError or TerminatingError once handing over or halting.
    */
   redeploy(onEvent?: (event: RedeployEvent) => void): Promise<RedeployResult> {
+    if (this.roleInfo.role === 'worker') {
+      return Promise.reject(new NotPrimaryError(`redeploy(): worker ${this.workerId} cannot redeploy the service: the primary (pid ${process.ppid}) does, on SIGHUP or its control command redeploy`));
+    }
+    if (this.pool?.scaling) return Promise.reject(new UpgradeInProgressError('redeploy(): a scale of the workers is under way: redeploy once it is done (see status)'));
     return this.redeployer.redeploy(onEvent);
   }
 
@@ -666,7 +1116,8 @@ export class GracefulServer extends EventEmitter {
   }
 
   private installSignals(): () => void {
-    return installSignals(this.config, {
+    // A worker is told to stop by its primary (SIGTERM); SIGHUP goes to the primary.
+    return installSignals(this.roleInfo.role === 'worker' ? { ...this.config, sighup: 'ignore', sigusr1: undefined, sigusr2: undefined } : this.config, {
       redeploy: () => {
         this.redeploy().catch((err: Error) => this.log(`SIGHUP: ${err.message}`));
       },

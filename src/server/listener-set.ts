@@ -3,6 +3,7 @@
  * stop and drain, the duplicates kept for a take-back, and what status and a
  * successor need to know about them.
  */
+import type net from 'node:net';
 import type { Meta } from '../meta.js';
 import type { ManagedListener } from './listeners.js';
 import type { ConnectionMover, MoveCounts } from './drain.js';
@@ -51,6 +52,16 @@ export class Listeners implements Iterable<ManagedListener> {
     return [...this].filter((l) => l.tracker.handsOver).map((l) => l.name);
   }
 
+  /** handingOverSockets: the names of the listeners whose sockets the application may hand over (the handOverSockets option). */
+  handingOverSockets(): string[] {
+    return [...this].filter((l) => l.tracker.handsOverSockets).map((l) => l.name);
+  }
+
+  /** owner: the listener that socket is a connection of, if any. */
+  owner(socket: net.Socket): ManagedListener | undefined {
+    return [...this].find((l) => l.tracker.owns(socket));
+  }
+
   /** setMover: drains pass idle HTTP/1 connections to mover (null: they close them). */
   setMover(mover: ConnectionMover | null): void {
     for (const l of this) l.tracker.setMover(mover);
@@ -83,6 +94,13 @@ export class Listeners implements Iterable<ManagedListener> {
       await l.takeBack().catch((err: Error) => log(`take-back of "${l.name}" failed: ${err.message}`));
       l.tracker.reset();
     }
+  }
+
+  /** requestCount: requests received on every listener. */
+  requestCount(): number {
+    let n = 0;
+    for (const l of this) n += l.tracker.requests;
+    return n;
   }
 
   /** connectionCount: connections open on every listener. */

@@ -10,6 +10,7 @@ import { addon } from '../native.js';
 import { bindSocket, clearStaleSocket, SocketFile } from '../socketpath.js';
 import type { Meta } from '../meta.js';
 import { ConnectionTracker, type DrainOptions } from './drain.js';
+import type { TicketKeys } from './ticket-keys.js';
 
 /** Where a listener binds when it is not inherited. */
 export interface BindOptions {
@@ -24,8 +25,14 @@ export interface BindOptions {
   ipv6Only?: boolean;
 }
 
-/** What `listen()` takes: where to bind, and what the drain does with connections it does not close itself. */
-export interface ListenOptions extends BindOptions, DrainOptions {}
+/** What `listen()` takes: where to bind, what the drain does with connections it does not close itself, and TLS. */
+export interface ListenOptions extends BindOptions, DrainOptions {
+  /**
+   * ms between two rotations of a TLS listener's session-ticket keys (https,
+   * http2 secure); 0: never. Default: the server's `ticketKeyRotation` (1 h).
+   */
+  ticketKeyRotation?: number;
+}
 
 export class ManagedListener {
   readonly tracker: ConnectionTracker;
@@ -39,6 +46,12 @@ export class ManagedListener {
    * say, since systemd owns the address.
    */
   activated = false;
+  /** The session-ticket keys of a TLS listener (null for plain ones): they go with its socket to a new instance. */
+  tickets: TicketKeys | null = null;
+  /** More sockets of the same listener (members of its SO_REUSEPORT group, in a worker), not yet listened on. */
+  private extras: OwnedFd[] = [];
+  /** Servers accepting on the extra sockets, each passing its connections to the application's server. */
+  private aux: net.Server[] = [];
 
   constructor(readonly name: string, readonly server: net.Server, private bind: ListenOptions) {
     this.tracker = new ConnectionTracker(server, bind, name);
@@ -77,12 +90,40 @@ export class ManagedListener {
     if (this.bind.path === undefined && !this.bind.port) this.bind = { ...this.bind, port };
   }
 
+  /**
+   * addExtra: one more socket for this listener (a worker accepting on
+   * several members of a group): start() listens on it too, and every
+   * connection it accepts goes to the application's server as its own.
+   */
+  addExtra(fd: OwnedFd): void {
+    this.extras.push(fd);
+  }
+
+  /** dropExtras closes the extra sockets not listened on yet. */
+  dropExtras(): void {
+    for (const e of this.extras.splice(0)) e.close();
+  }
+
   /** start listens on an inherited fd (taken from its owner, even if this fails) or binds fresh. */
   async start(inherited?: OwnedFd): Promise<void> {
     if (this.open) {
       inherited?.close();
       return;
     }
+    try {
+      await this.startMain(inherited);
+    } catch (err) {
+      for (const e of this.extras.splice(0)) e.close();
+      throw err;
+    }
+    for (const extra of this.extras.splice(0)) {
+      const aux = net.createServer((socket) => this.server.emit('connection', socket));
+      this.aux.push(aux);
+      await listenOnFd(aux, extra.take());
+    }
+  }
+
+  private async startMain(inherited?: OwnedFd): Promise<void> {
     if (inherited !== undefined) {
       await listenOnFd(this.server, inherited.take());
     } else if (this.bind.path !== undefined) {
@@ -98,6 +139,7 @@ export class ManagedListener {
       });
     }
     this.open = true;
+    this.tickets?.resume();
     if (this.bind.path !== undefined && !this.activated) this.file ??= new SocketFile(this.bind.path);
     const a = this.server.address();
     // Keep the real port: a rebind after runlevel 1 takes the same one.
@@ -136,7 +178,9 @@ export class ManagedListener {
   stop(release: boolean): void {
     if (!this.open) return;
     this.open = false;
+    this.tickets?.pause();
     net.Server.prototype.close.call(this.server);
+    for (const aux of this.aux.splice(0)) aux.close();
     if (release && !this.activated) this.file?.remove();
   }
 }

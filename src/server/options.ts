@@ -3,12 +3,14 @@
  * that override them, the keys a configuration file may set, and the checks
  * that turn them into a Config once, in the constructor.
  */
+import os from 'node:os';
 import { ConfigError, InvalidRunlevelError, invalidArgument } from '../errors.js';
 import { loadConfig } from '../config.js';
 import type { LogSink } from '../log.js';
 import type { SighupAction } from './signals.js';
 import type { SpawnFunction } from './successor.js';
 import type { ControlLimits } from '../control/server.js';
+import { DEFAULT_TICKET_KEY_ROTATION, checkRotation } from './ticket-keys.js';
 
 export type Runlevel = 0 | 1 | 3;
 /** ms a new instance has to become ready. */
@@ -72,6 +74,31 @@ export interface GracefulServerOptions {
   exitProcess?: boolean;
   /** The process seam, for tests that need a new instance to crash or hang. */
   spawn?: SpawnFunction;
+  /**
+   * ms between two rotations of the session-ticket keys of every TLS
+   * listener (https, http2 secure) that does not set its own; 0: never
+   * (default 1 h). The keys and their age go to a new instance at a redeploy.
+   */
+  ticketKeyRotation?: number;
+  /**
+   * Run the service as this many worker processes of the same program (see
+   * the README's Workers section): a number, or 'auto' for one per available
+   * core. GRACEFUL_WORKERS overrides. Unset or 0: one process, as without it.
+   */
+  workers?: number | 'auto';
+  /**
+   * How workers share a TCP listener: 'reuseport' (default: one socket per
+   * worker slot in an SO_REUSEPORT group, which the kernel balances) or
+   * 'shared' (one socket that every worker accepts on). See the README.
+   */
+  balance?: 'reuseport' | 'shared';
+  /**
+   * How a redeploy replaces the workers: 'all' (default: every new worker
+   * ready before any old one stops; two generations run for a moment) or
+   * 'rolling' (one slot at a time: a new worker starts, then the old one of
+   * its slot drains; at most one worker more than configured runs).
+   */
+  rollout?: 'all' | 'rolling';
   /** Where the library's own log lines go (default: stderr; JSON lines when GRACEFUL_JSON_LOG=1). */
   log?: LogSink;
 }
@@ -84,11 +111,16 @@ export interface Config extends GracefulServerOptions {
   takeBackWindow: number;
   /** The runlevel to start in without a predecessor. */
   runlevel: 1 | 3;
+  ticketKeyRotation: number;
+  /** How many workers the service runs: 0 without workers. */
+  workers: number;
+  balance: 'reuseport' | 'shared';
+  rollout: 'all' | 'rolling';
 }
 
 /** The options a configuration file may set. */
 export const CONFIG_KEYS: ReadonlySet<string> = new Set(['controlSocket', 'controlFdName', 'controlMode', 'controlAllowUids', 'controlIdleTimeout', 'controlLimits', 'commands', 'pidFile',
-  'upgradeTimeout', 'shutdownTimeout', 'idleGrace', 'takeBackWindow', 'runlevel', 'signals', 'sighup', 'sigusr1', 'sigusr2', 'exitProcess']);
+  'upgradeTimeout', 'shutdownTimeout', 'idleGrace', 'takeBackWindow', 'runlevel', 'signals', 'sighup', 'sigusr1', 'sigusr2', 'exitProcess', 'workers', 'balance', 'rollout', 'ticketKeyRotation']);
 
 /** checkRunlevel reads a runlevel (a number or a one-digit string), or throws InvalidRunlevelError. */
 export function checkRunlevel(level: unknown): Runlevel {
@@ -111,10 +143,32 @@ function positive(name: string, v: number, zeroOk = false): number {
   return v;
 }
 
+/** MAX_WORKERS: a bound on workers, so that a typo does not fork a thousand processes. */
+export const MAX_WORKERS = 256;
+
+/** checkWorkers reads the workers option or GRACEFUL_WORKERS: a whole number 0..MAX_WORKERS, or 'auto' (os.availableParallelism()). */
+export function checkWorkers(v: unknown, from: string): number {
+  if (v === undefined || v === '') return 0;
+  if (v === 'auto') return os.availableParallelism();
+  const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
+  if (typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= MAX_WORKERS) return n;
+  throw invalidArgument('GracefulServer', `${from} must be a whole number of workers from 0 to ${MAX_WORKERS}, or 'auto', got ${JSON.stringify(v)}`);
+}
+
+function checkBalance(v: unknown): 'reuseport' | 'shared' {
+  if (v === undefined || v === 'reuseport' || v === 'shared') return v ?? 'reuseport';
+  throw invalidArgument('GracefulServer', `the balance option must be 'reuseport' or 'shared', got ${JSON.stringify(v)}`);
+}
+
+function checkRollout(v: unknown): 'all' | 'rolling' {
+  if (v === undefined || v === 'all' || v === 'rolling') return v ?? 'all';
+  throw invalidArgument('GracefulServer', `the rollout option must be 'all' or 'rolling', got ${JSON.stringify(v)}`);
+}
+
 /**
  * resolveOptions checks options and applies the environment:
  * GRACEFUL_UPGRADE_TIMEOUT and GRACEFUL_SHUTDOWN_TIMEOUT (seconds) and
- * GRACEFUL_RUNLEVEL. Throws ERR_GRACEFUL_INVALID_ARGUMENT or
+ * GRACEFUL_RUNLEVEL, GRACEFUL_WORKERS. Throws ERR_GRACEFUL_INVALID_ARGUMENT or
  * ERR_GRACEFUL_INVALID_RUNLEVEL naming the option.
  */
 export function resolveOptions(options: GracefulServerOptions, env: NodeJS.ProcessEnv = process.env): Config {
@@ -132,6 +186,10 @@ export function resolveOptions(options: GracefulServerOptions, env: NodeJS.Proce
     idleGrace: positive('idleGrace', options.idleGrace ?? DEFAULT_IDLE_GRACE, true),
     takeBackWindow: positive('takeBackWindow', options.takeBackWindow ?? DEFAULT_TAKE_BACK_WINDOW, true),
     runlevel,
+    ticketKeyRotation: checkRotation('GracefulServer', options.ticketKeyRotation ?? DEFAULT_TICKET_KEY_ROTATION),
+    balance: checkBalance(options.balance),
+    rollout: checkRollout(options.rollout),
+    workers: env.GRACEFUL_WORKERS ? checkWorkers(env.GRACEFUL_WORKERS, 'GRACEFUL_WORKERS') : checkWorkers(options.workers, 'the workers option'),
   };
 }
 

@@ -8,7 +8,7 @@ import { HandoffFailedError, PeerRefusedError } from '../errors.js';
 import type { Meta } from '../meta.js';
 import { HandoffConnection, closeAll } from '../handoff/connection.js';
 import { receiveFrom, sendTo } from '../handoff/client.js';
-import { HANDOFF_ENV, END_MARK, READY_MARK } from '../protocol.js';
+import { HANDOFF_ENV, END_MARK, PROGRESS_MARK, READY_MARK, RETIRE_MARK, RETIRED_MARK } from '../protocol.js';
 
 /** InheritedFd: a descriptor from the predecessor, with its meta (name, kind, address). */
 export interface InheritedFd {
@@ -21,6 +21,8 @@ export class Predecessor {
   readonly pid: number;
   private told = false;
   private exit: Promise<void> | null = null;
+  /** Records sent before ready go one after another. */
+  private sending: Promise<unknown> = Promise.resolve();
 
   private constructor(
     private readonly conn: HandoffConnection,
@@ -116,6 +118,7 @@ export class Predecessor {
     this.told = true;
     try {
       addon.dup2(this.stderrFd, 2);
+      await this.sending;
       await sendTo(this.conn, this.stderrFd, { ...extra, graceful: READY_MARK, pid: process.pid });
       return null;
     } catch (err) {
@@ -124,6 +127,36 @@ export class Predecessor {
       closeAll([this.stderrFd]);
       this.conn.close();
     }
+  }
+
+  /**
+   * retire asks the predecessor (the old primary of a rolling redeploy of
+   * workers) to drain its worker of slot, and resolves once that worker has
+   * exited. Throws HandoffFailedError when the predecessor does not answer so.
+   */
+  async retire(slot: number): Promise<void> {
+    if (this.told) throw new HandoffFailedError('retire: the predecessor was told already');
+    await this.send({ graceful: RETIRE_MARK, slot });
+    const answer = await receiveFrom(this.conn);
+    if (answer) closeAll([answer.fd]);
+    if (answer?.meta?.graceful !== RETIRED_MARK || answer.meta.slot !== slot) {
+      throw new HandoffFailedError(`retire: the predecessor (pid ${this.pid}) ${answer ? 'answered something else' : 'closed the hand-off'} when asked to drain its worker ${slot}`);
+    }
+  }
+
+  /**
+   * progress tells the predecessor (best effort, never rejects) that a worker
+   * of this new primary is ready, so that its redeploy events can say so.
+   */
+  progress(worker: number, pid: number): void {
+    if (this.told) return;
+    void this.send({ graceful: PROGRESS_MARK, worker, pid }).catch(() => undefined);
+  }
+
+  private send(meta: Meta): Promise<void> {
+    const next = this.sending.then(() => sendTo(this.conn, this.stderrFd, meta));
+    this.sending = next.catch(() => undefined);
+    return next.then(() => undefined);
   }
 
   /** abandon closes the connection without answering: the predecessor sees a failed redeploy. Idempotent. */

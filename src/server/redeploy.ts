@@ -23,6 +23,7 @@ import { connectSender, type ConnectionSender } from './conn-handover.js';
 export type RedeployEvent =
   | { type: 'spawned'; pid: number; ms: number }
   | { type: 'ready'; pid: number; ms: number }
+  | { type: 'worker'; pid: number; worker: number; ms: number }
   | { type: 'draining'; pid: number; connections: number; ms: number }
   | { type: 'done'; pid: number; forced: number; handedOver: number; drained: number; ms: number }
   | { type: 'failed'; error: RedeployFailedError; ms: number };
@@ -58,6 +59,12 @@ export interface RedeployParts {
    * contract: reject with RedeployFailedError, kill what failed.
    */
   start?: (options: SuccessorOptions) => Promise<Successor>;
+  /** What a take-back does besides listening again (the primary of workers brings its workers up again). */
+  takeBack?: () => Promise<void>;
+  /** A rolling redeploy of workers: drain the worker of slot (see SuccessorOptions.retire). */
+  retire?: (slot: number) => Promise<void>;
+  /** After a failed redeploy: start again what retire drained. */
+  refill?: () => Promise<void>;
   /** Events for the application ('redeploy', 'takeback', and 'draining' with the open connections). */
   emit(name: 'redeploy' | 'takeback' | 'draining', value: unknown): void;
 }
@@ -96,6 +103,8 @@ export class Redeployer {
         timeoutMs: config.upgradeTimeout,
         spawn: config.spawn,
         signal: ticket.abort.signal,
+        retire: this.parts.retire,
+        onWorkerReady: (worker, pid) => emit({ type: 'worker', pid, worker, ms: Date.now() - started }),
         onSpawned: (pid) => {
           ticket.pid = pid;
           spawnedAt = Date.now();
@@ -103,6 +112,7 @@ export class Redeployer {
         },
       });
     } catch (err) {
+      await this.parts.refill?.().catch((e: Error) => this.parts.log(`refill: ${e.message}`));
       this.failed(err as RedeployFailedError, started, emit);
       lifecycle.endRedeploy(ticket);
       throw err;
@@ -159,8 +169,10 @@ export class Redeployer {
     const open = this.parts.listeners.connectionCount();
     emit({ type: 'draining', pid, connections: open, ms: Date.now() - started });
     this.parts.emit('draining', open); // the application closes what it owns (upgraded connections)
-    // Idle keep-alive connections of the listeners that hand over go to the new instance.
-    const sender = await connectSender(successor.answer, pid, this.parts.listeners.handingOver(), this.parts.log);
+    // Idle keep-alive connections of the listeners that hand over go to the new instance,
+    // and so do the sockets the application hands over (from onDrain, in the drain below).
+    const sender = await connectSender(successor.answer, pid, this.parts.listeners.handingOver(), this.parts.log,
+      this.parts.listeners.handingOverSockets());
     this.parts.listeners.setMover(sender);
     const before = this.parts.listeners.moveCounts();
     const drained = this.parts.drain(false);
@@ -202,6 +214,7 @@ export class Redeployer {
     log(`the new instance (pid ${pid}) ${how} while this one drained: serving again` +
       (lost > 0 ? `; the ${lost} connection(s) handed to it are lost` : ''), { event: 'redeploy.takeback', newPid: pid, lost });
     await this.parts.listeners.takeBack(log);
+    await this.parts.takeBack?.().catch((err: Error) => log(`take-back: ${err.message}`));
     await this.parts.control()?.takeBack().catch((err: Error) => log(`take-back of the control socket failed: ${err.message}`));
     lifecycle.handedOverTo = null;
     lifecycle.to('ready');

@@ -34,6 +34,10 @@ export interface ShutdownParts {
   predecessor(): Predecessor | null;
   /** The application hears that a drain starts (open connections). */
   draining(open: number): void;
+  /** A worker keeps UNIX socket files at its halt: they are its primary's, and serve the next generation. */
+  keepSocketFiles?: boolean;
+  /** With workers: stop every worker (each drains) and resolve once all exited. */
+  workers?(): Promise<void>;
   /** The process-wide parts let go (signal handlers, the keep-alive timer), before the terminate hooks. */
   release(): void;
   /** Last, once 'halted': events, the halted promise, the exit. */
@@ -56,7 +60,7 @@ export class Shutdown {
     lifecycle.to('halting');
     notify('STOPPING=1');
     this.parts.draining(listeners.connectionCount());
-    const forced = await listeners.drain(true, config.idleGrace, config.shutdownTimeout);
+    const [forced] = await Promise.all([listeners.drain(!this.parts.keepSocketFiles, config.idleGrace, config.shutdownTimeout), this.parts.workers?.()]);
     await this.finish({ handedOver: false, forced, bySignal });
   }
 

@@ -13,7 +13,7 @@ import { listenAndServe } from '../handoff/server.js';
 import { receiveFrom } from '../handoff/client.js';
 import type { OutgoingFd } from '../handoff/connection.js';
 import type { HandoffServer } from '../handoff/server.js';
-import { HANDOFF_ENV, END_MARK, READY_MARK } from '../protocol.js';
+import { HANDOFF_ENV, END_MARK, PROGRESS_MARK, READY_MARK, RETIRE_MARK, RETIRED_MARK } from '../protocol.js';
 
 export { HANDOFF_ENV };
 const STDERR_LINES = 20;
@@ -30,8 +30,18 @@ export interface SuccessorOptions {
   spawn?: SpawnFunction;
   /** Called once the process exists. */
   onSpawned?: (pid: number) => void;
+  /** Variables added to the new process's environment (a worker's slot). */
+  env?: NodeJS.ProcessEnv;
   /** Aborting kills the new instance and fails the redeploy (reason 'aborted'). */
   signal?: AbortSignal;
+  /**
+   * retire: a rolling redeploy of workers asks that this instance's worker of
+   * slot drain; resolves once it exited (none there: at once). Each request
+   * starts the upgrade timeout again, since it shows progress.
+   */
+  retire?: (slot: number) => Promise<void>;
+  /** A new primary said that one of its workers is ready. */
+  onWorkerReady?: (worker: number, pid: number) => void;
 }
 
 export interface Successor {
@@ -125,7 +135,20 @@ async function runSuccessor(options: SuccessorOptions, dir: string): Promise<Suc
     for (const item of options.descriptors()) res.send(item.fd, item.meta);
     res.send(2, { graceful: END_MARK, ...options.state });
     await res.flush();
-    const ack = await receiveFrom(res.connection);
+    let ack = await receiveFrom(res.connection);
+    while (ack?.meta?.graceful === RETIRE_MARK || ack?.meta?.graceful === PROGRESS_MARK) {
+      fs.closeSync(ack.fd);
+      arm(); // progress: the upgrade timeout starts again
+      if (ack.meta.graceful === PROGRESS_MARK) {
+        options.onWorkerReady?.(Number(ack.meta.worker), Number(ack.meta.pid));
+      } else {
+        const slot = Number(ack.meta.slot);
+        await options.retire?.(slot);
+        res.send(2, { graceful: RETIRED_MARK, slot });
+        await res.flush();
+      }
+      ack = await receiveFrom(res.connection);
+    }
     if (ack) fs.closeSync(ack.fd);
     if (ack?.meta?.graceful !== READY_MARK) {
       throw new HandoffFailedError(ack ? 'the new instance answered something other than ready' : 'the new instance closed the hand-off before it was ready');
@@ -153,16 +176,21 @@ async function runSuccessor(options: SuccessorOptions, dir: string): Promise<Suc
   const onAbort = () => failed({ reason: 'aborted', pid: child?.pid, signal: 'SIGKILL', stderr: tail.get() },
     `the redeploy was abandoned because this instance is stopping; the new instance (pid ${child?.pid}) was killed`);
   options.signal?.addEventListener('abort', onAbort, { once: true });
-  const timer = setTimeout(() => {
-    failed({ reason: 'timeout', pid: child?.pid, signal: 'SIGKILL', stderr: tail.get() },
-      `the new instance (pid ${child?.pid}) was not ready within ${options.timeoutMs} ms; it was killed (SIGKILL) and this instance goes on serving`);
-  }, options.timeoutMs);
+  let timer: NodeJS.Timeout | undefined;
+  const arm = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      failed({ reason: 'timeout', pid: child?.pid, signal: 'SIGKILL', stderr: tail.get() },
+        `the new instance (pid ${child?.pid}) was not ready within ${options.timeoutMs} ms; it was killed (SIGKILL) and this instance goes on serving`);
+    }, options.timeoutMs);
+  };
+  arm();
 
   try {
     const spawn = options.spawn ?? nodeSpawn;
     child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
       cwd: process.cwd(),
-      env: { ...process.env, [HANDOFF_ENV]: sockPath },
+      env: { ...process.env, ...options.env, [HANDOFF_ENV]: sockPath },
       stdio: ['inherit', 'inherit', 'pipe'],
       // A session of its own: a terminal's Ctrl-C (sent to the foreground
       // process group) must not reach the new instance as well as this one.

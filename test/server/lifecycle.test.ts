@@ -137,11 +137,11 @@ describe('lifecycle', function () {
     process.kill(pid, 'SIGUSR1');
     await app!.next(new RegExp(`^task hello  ${pid}$`));
     process.kill(pid, 'SIGUSR2');
-    await until(() => app!.stderr.some((l) => l.includes('SIGUSR2: task nosuchtask failed: no task "nosuchtask": the tasks are hello, reopen, write')), 5000, 'the failure line');
+    await until(() => app!.stderr.some((l) => l.includes('SIGUSR2: task nosuchtask failed: no task "nosuchtask": the tasks are hello, reopen, rotate-tickets, write')), 5000, 'the failure line');
     const { ControlClient } = await import('../../src/index.js');
     const client = await ControlClient.connect(sock);
     expect(await client.request('task', ['hello', 'a', 'b'])).to.equal('hello a b');
-    expect(await client.request('task')).to.deep.equal({ tasks: ['hello', 'reopen', 'write'] });
+    expect(await client.request('task')).to.deep.equal({ tasks: ['hello', 'reopen', 'rotate-tickets', 'write'] });
     const err = await client.request('task', ['nope']).then(() => null, (e: Error & { code?: string }) => e);
     expect(err?.code).to.equal('ERR_GRACEFUL_UNKNOWN_TASK');
     client.close();

@@ -1,0 +1,228 @@
+/**
+ * The link between the primary and one worker: a private UNIX stream socket
+ * pair made by the primary, one end kept, the other handed to the worker with
+ * its listeners (LINK_NAME). JSON lines, one message each:
+ *
+ *   primary -> worker  {"id":1,"op":"stats"}
+ *                      {"id":2,"op":"run","name":"requests","args":[],"json":false,"peer":{...}}
+ *                      {"id":2,"op":"cancel"}                  the client left
+ *   worker -> primary  {"id":2,"line":"..."}                  output of a command, any number
+ *                      {"id":2,"result":...} | {"id":2,"error":{"code":"...","message":"..."}}
+ *                      {"id":0,"connections":12}              unasked: its open connections, when
+ *                                                             they changed (at most every 50 ms)
+ *
+ * A line over MAX_LINE bytes or one that is not such a message ends the link
+ * (logged): a worker that cannot speak it is a bug, not a client to answer.
+ * Neither end keeps its process alive.
+ */
+import net from 'node:net';
+import { WorkerFailedError } from '../errors.js';
+
+/** LINK_NAME: the descriptor a worker gets besides its listeners: its end of the link. */
+export const LINK_NAME = 'graceful:link';
+/** The largest message either end accepts. */
+const MAX_LINE = 1024 * 1024;
+
+type Message = Record<string, unknown> & { id?: number };
+
+/** lines wraps fd in a socket and calls onMessage per JSON line; onEnd once at EOF, an error or a bad line. */
+function open(fd: number, onMessage: (m: Message) => void, onEnd: (why: string | null) => void): net.Socket {
+  const socket = new net.Socket({ fd, readable: true, writable: true });
+  socket.unref();
+  let buf = '';
+  let ended = false;
+  const end = (why: string | null) => {
+    if (ended) return;
+    ended = true;
+    socket.destroy();
+    onEnd(why);
+  };
+  socket.setEncoding('utf8');
+  socket.on('data', (chunk: string) => {
+    buf += chunk;
+    let nl: number;
+    while (!ended && (nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      let m: unknown;
+      try {
+        m = JSON.parse(line);
+      } catch {
+        end(`a line that is not JSON: ${line.slice(0, 80)}`);
+        return;
+      }
+      if (typeof m !== 'object' || m === null || Array.isArray(m) || typeof (m as Message).id !== 'number') {
+        end(`a message without an id: ${line.slice(0, 80)}`);
+        return;
+      }
+      onMessage(m as Message);
+    }
+    if (!ended && buf.length > MAX_LINE) end(`a line over ${MAX_LINE} bytes`);
+  });
+  socket.on('error', (err: NodeJS.ErrnoException) => end(err.code ?? err.message));
+  socket.on('close', () => end(null));
+  return socket;
+}
+
+function send(socket: net.Socket, m: Message): boolean {
+  if (socket.destroyed) return false;
+  return socket.write(`${JSON.stringify(m)}\n`);
+}
+
+/** A worker's answer to one request, as the primary receives it. */
+export interface Pending {
+  onLine?: (line: string) => void;
+  resolve(result: unknown): void;
+  reject(err: Error): void;
+}
+
+/**
+ * PrimaryLink: the primary's end of one worker's link. request() sends an
+ * operation and resolves with the worker's result (output lines go to
+ * onLine as they come); it rejects with the worker's coded error, or with
+ * WorkerFailedError when the worker is gone before it answered.
+ */
+export class PrimaryLink {
+  private readonly socket: net.Socket;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private gone: string | null = null;
+  /** The worker's open connections, as it last reported them. */
+  connections = 0;
+
+  constructor(fd: number, private readonly who: string, log: (msg: string) => void) {
+    this.socket = open(fd, (m) => this.received(m), (why) => {
+      this.gone = why ?? 'it exited';
+      if (why) log(`${who}: link closed: ${why}`);
+      for (const p of this.pending.values()) p.reject(new WorkerFailedError(`${who} ended before it answered (${this.gone})`));
+      this.pending.clear();
+    });
+  }
+
+  private received(m: Message): void {
+    if (m.id === 0) {
+      if (typeof m.connections === 'number') this.connections = m.connections;
+      return;
+    }
+    const p = this.pending.get(m.id!);
+    if (!p) return; // cancelled meanwhile
+    if (typeof m.line === 'string') {
+      p.onLine?.(m.line);
+      return;
+    }
+    this.pending.delete(m.id!);
+    if (m.error && typeof m.error === 'object') {
+      const e = m.error as { code?: unknown; message?: unknown };
+      const err = new Error(`${this.who}: ${typeof e.message === 'string' ? e.message : 'failed'}`) as Error & { code?: string };
+      err.code = typeof e.code === 'string' ? e.code : 'ERR_GRACEFUL_COMMAND_FAILED';
+      p.reject(err);
+    } else {
+      p.resolve(m.result ?? null);
+    }
+  }
+
+  /** request sends op and waits for its answer; signal cancels it (the worker is told, the promise rejects with signal's reason). */
+  request(op: string, fields: Record<string, unknown> = {}, onLine?: (line: string) => void, signal?: AbortSignal): Promise<unknown> {
+    if (this.gone !== null) return Promise.reject(new WorkerFailedError(`${this.who} is gone (${this.gone})`));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        if (!this.pending.delete(id)) return;
+        send(this.socket, { id, op: 'cancel' });
+        reject(signal!.reason instanceof Error ? signal!.reason : new Error('cancelled'));
+      };
+      this.pending.set(id, {
+        onLine,
+        resolve: (r) => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve(r);
+        },
+        reject: (e) => {
+          signal?.removeEventListener('abort', onAbort);
+          reject(e);
+        },
+      });
+      signal?.addEventListener('abort', onAbort, { once: true });
+      send(this.socket, { id, op, ...fields });
+    });
+  }
+
+  /** pause and resume reading: the primary's client is behind on what the worker writes. */
+  pause(): void {
+    this.socket.pause();
+  }
+
+  resume(): void {
+    this.socket.resume();
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+/** What a worker answers on its link. */
+export interface WorkerHandlers {
+  stats(): Record<string, unknown>;
+  /** run runs an application command; write sends an output line (false: the primary is behind). */
+  run(name: string, args: string[], json: boolean, peer: unknown, write: (line: string) => boolean, signal: AbortSignal): Promise<unknown>;
+}
+
+/** How often at most a worker reports its open connections. */
+const REPORT_MS = 50;
+
+/** WorkerLink: the worker's end: close it, and report() that its open connections changed. */
+export interface WorkerLink {
+  close(): void;
+  report(connections: () => number): void;
+}
+
+/** serveLink answers the primary on the worker's end of the link. */
+export function serveLink(fd: number, handlers: WorkerHandlers, log: (msg: string) => void): WorkerLink {
+  let reportTimer: NodeJS.Timeout | null = null;
+  const running = new Map<number, AbortController>();
+  const socket: net.Socket = open(fd, (m) => {
+    const id = m.id!;
+    if (m.op === 'cancel') {
+      running.get(id)?.abort(new Error('the client left'));
+      running.delete(id);
+      return;
+    }
+    void (async () => {
+      const abort = new AbortController();
+      running.set(id, abort);
+      try {
+        let result: unknown;
+        if (m.op === 'stats') result = handlers.stats();
+        else if (m.op === 'run' && typeof m.name === 'string') {
+          const args = Array.isArray(m.args) ? m.args.map(String) : [];
+          result = await handlers.run(m.name, args, m.json === true, m.peer, (line) => !abort.signal.aborted && send(socket, { id, line }), abort.signal);
+        } else throw Object.assign(new Error(`unknown link operation ${JSON.stringify(m.op)}`), { code: 'ERR_GRACEFUL_INVALID_ARGUMENT' });
+        if (!abort.signal.aborted) send(socket, { id, result: result === undefined ? null : result });
+      } catch (err) {
+        const e = err as { code?: unknown; message?: unknown };
+        if (!abort.signal.aborted) send(socket, { id, error: { code: typeof e?.code === 'string' ? e.code : 'ERR_GRACEFUL_COMMAND_FAILED', message: String(e?.message ?? err) } });
+      } finally {
+        running.delete(id);
+      }
+    })();
+  }, (why) => {
+    for (const a of running.values()) a.abort(new Error('the primary is gone'));
+    running.clear();
+    if (why) log(`link to the primary closed: ${why}`);
+  });
+  return {
+    close: () => {
+      if (reportTimer) clearTimeout(reportTimer);
+      socket.destroy();
+    },
+    report: (connections) => {
+      if (reportTimer) return; // one report per REPORT_MS, with the count of its moment
+      reportTimer = setTimeout(() => {
+        reportTimer = null;
+        send(socket, { id: 0, connections: connections() });
+      }, REPORT_MS);
+      reportTimer.unref();
+    },
+  };
+}
