@@ -45,7 +45,7 @@ import { checkRunlevel, DEFAULT_CONTROL_FD_NAME, readConfigFile, resolveOptions,
 import { Registry } from './registry.js';
 import { Lifecycle, type InstanceState } from './lifecycle.js';
 import { Redeployer, type RedeployEvent, type RedeployResult } from './redeploy.js';
-import { Stats, protocolOf } from './stats.js';
+import { Stats } from './stats.js';
 import { Shutdown } from './shutdown.js';
 import { OwnedFd } from './owned-fd.js';
 import { addon } from '../native.js';
@@ -498,9 +498,7 @@ export class GracefulServer extends EventEmitter {
   private controlTarget(): ControlTarget {
     return {
       status: () => this.statusOfService(),
-      stats: () => this.stats.snapshot([...this.listenerSet].map((l) => ({
-        name: l.name, open: l.isOpen, connections: l.tracker.count, address: l.address(), protocol: protocolOf(l.server),
-      }))),
+      stats: () => this.stats.snapshot(this.listenerInfo()),
       telinit: (level) => this.telinit(level),
       redeploy: (onEvent) => this.redeploy(onEvent),
       reopen: () => this.reopen(),
@@ -647,6 +645,7 @@ export class GracefulServer extends EventEmitter {
     const ticketRotation = this.roleInfo.role === 'worker' ? 0 : rotation;
     const listener = new ManagedListener(name, server, bind);
     if (this.roleInfo.role === 'primary') {
+      this.stats.watch(name, server, false); // its workers accept: they count
       const inherited = await this.holdListener(listener, bind);
       const tickets = TicketKeys.attach(server, { name, rotation, inherited, log: this.log,
         rotated: (rotations) => this.emit('ticketkeys', { listener: name, rotations }) });

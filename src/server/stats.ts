@@ -66,6 +66,7 @@ interface Carried {
 export class Stats {
   private since = new Date().toISOString();
   private readonly counts = new Map<string, Counts>();
+  private readonly protocols = new Map<string, ListenerProtocol>();
   private redeploys = { done: 0, failed: 0, takenBack: 0 };
   private last: RedeployTiming[] = [];
   /** The redeploy under way here: when it was asked for, and its ready time. */
@@ -93,11 +94,17 @@ export class Stats {
     if (typeof c.startedAt === 'number') this.startedAt = c.startedAt;
   }
 
-  /** watch counts the requests (HTTP/2: streams) and accepted connections of a listener's server. */
-  watch(name: string, server: net.Server): void {
+  /**
+   * watch counts the requests (HTTP/2: streams) and accepted connections of
+   * a listener's server; with count false (a primary, whose workers accept),
+   * it only learns the listener's protocol.
+   */
+  watch(name: string, server: net.Server, count = true): void {
+    const protocol = protocolOf(server);
+    this.protocols.set(name, protocol);
+    if (!count) return;
     const counts = this.countsOf(name);
     server.on('connection', () => counts.connections++);
-    const protocol = protocolOf(server);
     if (protocol === 'h2' || protocol === 'h2c') server.on('stream', () => counts.requests++);
     else if (protocol === 'http' || protocol === 'https') server.on('request', () => counts.requests++);
   }
@@ -142,13 +149,13 @@ export class Stats {
   }
 
   /** snapshot: the `stats` result; listeners gives each listener's address and open connections. */
-  snapshot(listeners: { name: string; open: boolean; connections: number; address: Meta; protocol: ListenerProtocol }[]): Record<string, unknown> {
+  snapshot(listeners: { name: string; open: boolean; connections: number; address: Meta }[]): Record<string, unknown> {
     return {
       pid: process.pid,
       since: this.since,
       listeners: listeners.map((l) => ({
         name: l.name,
-        protocol: l.protocol,
+        protocol: this.protocols.get(l.name) ?? 'tcp',
         open: l.open,
         ...l.address,
         requests: this.countsOf(l.name).requests,
