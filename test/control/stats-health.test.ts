@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ControlClient } from '../../src/index.js';
-import { endGenerations, httpGet, root, spawnFixture, tmpDir, type Child } from '../helpers.js';
+import { endGenerations, httpGet, root, spawnChild, spawnFixture, tmpDir, type Child } from '../helpers.js';
 import { post } from '../load.js';
 
 const cli = path.join(root, 'bin/graceful-restart.js');
@@ -144,5 +144,27 @@ describe('stats and health --probe-listeners', function () {
     r = await graceful(['health', '--probe-listeners', sock]);
     expect(r.stdout.split('\n')[1]).to.match(new RegExp(`^unhealthy: ${where.replace(/[()]/g, '\\$&')} does not answer: ECONNREFUSED: `));
     expect(r.code).to.equal(1);
+  });
+
+  it('the example server: its HTTP/2 (h2c) listener counts streams, and health asks it over HTTP/2', async () => {
+    await endGenerations(app); // this test runs the example instead of the fixture
+    app = undefined;
+    const ex = spawnChild(process.execPath, [path.join(root, 'dist/example/server.js')], {
+      env: { ...process.env, PORT: '0', HOST: '127.0.0.1', GRACEFUL_SOCKET: sock, LOG_FILE: path.join(dir, 'app.log') },
+    });
+    try {
+      await ex.next(/serving/);
+      const before = await request(sock, 'stats') as StatsResult;
+      const h2 = before.listeners.find((l) => l.protocol === 'h2c')!;
+      expect(h2, JSON.stringify(before.listeners)).to.include({ name: 'h2', requests: 0 });
+      const r = await graceful(['health', '--http-path', '/', sock]);
+      expect(r.code, r.stdout + r.stderr).to.equal(0);
+      expect(r.stdout).to.include(`healthy: listener h2 (h2c 127.0.0.1:${h2.port}) answered 200 to GET /\n`);
+      const after = await request(sock, 'stats') as StatsResult;
+      expect(after.listeners.find((l) => l.name === 'h2')).to.include({ requests: 1, connections: 1 });
+    } finally {
+      ex.kill('SIGKILL');
+      await ex.exited;
+    }
   });
 });
