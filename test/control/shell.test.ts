@@ -31,8 +31,8 @@ describe('the graceful-restart shell and the example server', function () {
     fs.writeFileSync(script, JSON.stringify([
       ['', 'graceful> '],
       ['status\r', 'ok'],
-      ['sta', 'sta'],
-      ['\t', 'tus'], // completed to status (a tab inside a paste would not complete)
+      ['statu', 'statu'], // not 'sta': stats begins so too
+      ['\t', 's'], // completed to status, which the next line runs (a tab inside a paste would not complete)
       ['\r', 'redeploy: none'],
       ['\x1b[A\r', 'graceful> '], // history: the previous line again
       ['quit\r', 'ok'],
