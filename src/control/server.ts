@@ -417,6 +417,8 @@ class ControlConnection {
   }
 
   private reply(json: boolean, id: string | number | undefined, err: Error | null, result?: unknown): void {
+    // A persistent command that ends while handed over is answered by the new instance, which runs it again.
+    if (this.muted) return;
     let line: string;
     if (json) {
       const body: Reply = err
