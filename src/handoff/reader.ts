@@ -16,7 +16,7 @@
  */
 import { debuglog } from 'node:util';
 import { addon, AGAIN } from '../native.js';
-import { BadFrameError, FdsTruncatedError, TruncatedMessageError, errorCode } from '../errors.js';
+import { BadFrameError, FdsTruncatedError, TruncatedMessageError, errorCode, invalidArgument } from '../errors.js';
 import type { Record } from '../wire.js';
 import { closeAll } from './close.js';
 import { newInbox, RecordDecoder, type ReceivedFd } from './record.js';
@@ -84,6 +84,11 @@ export class Reader {
       ));
     }
     if (this.eof) return Promise.reject(dataCutError(0, n));
+    if (this.waiters.length > 0) {
+      // The stream is read in call order: the data would be taken before the descriptor awaited.
+      return Promise.reject(invalidArgument('readData',
+        'a receive() still waits for a descriptor that comes first on the stream: await it before readData()'));
+    }
     return new Promise<Buffer>((resolve, reject) => {
       this.claims.push({ want: n, got: 0, chunks: [], resolve, reject });
       this.wake();

@@ -173,6 +173,15 @@ describe('application data on a hand-off connection', () => {
     }
     err = await rx.writeData('text' as unknown as Buffer).catch((e: Error) => e);
     expect(err).to.include({ code: 'ERR_GRACEFUL_INVALID_ARGUMENT', message: 'writeData: data must be a Buffer or Uint8Array' });
+    // The stream is read in call order: data asked for while a descriptor is awaited would jump the queue.
+    const waiting = rx.receive();
+    err = await rx.readData(4).catch((e: Error) => e);
+    expect(err).to.include({
+      code: 'ERR_GRACEFUL_INVALID_ARGUMENT',
+      message: 'readData: a receive() still waits for a descriptor that comes first on the stream: await it before readData()',
+    });
+    addon.sendmsg(a, EMPTY_RECORD, 0, 4, one, 1);
+    fs.closeSync((await waiting)!.fd);
     // Asking for more than came before the descriptors: the descriptor is closed, never leaked.
     addon.sendmsg(a, data, 0, data.length, null, 0);
     addon.sendmsg(a, EMPTY_RECORD, 0, 4, one, 1);
