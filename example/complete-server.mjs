@@ -22,7 +22,7 @@ try {
 } catch (err) {
   // One line with the code and what to do; the library's own codes say it in their message.
   const todo = {
-    EADDRINUSE: `another process listens on port ${port}: stop it, or set PORT`,
+    EADDRINUSE: 'or set PORT',
     EACCES: 'permission denied: use a port above 1023 and a STATE_DIR you may write',
     ENOTDIR: 'STATE_DIR must be a directory',
   }[err.code];

@@ -75,7 +75,7 @@ app.command('requests', {
 /** hint: what to do about a kernel error at start, in one sentence. */
 function hint(err: NodeJS.ErrnoException): string {
   switch (err.code) {
-    case 'EADDRINUSE': return `another process listens on port ${port}: stop it, or set PORT`;
+    case 'EADDRINUSE': return 'or set PORT';
     case 'EACCES': return 'permission denied: choose a port above 1023 and paths you may write';
     case 'ENOENT': return 'a directory is missing: create it, or set GRACEFUL_SOCKET, LOG_FILE and PID_FILE';
     default: return ''; // the library's own codes: the message says what to do

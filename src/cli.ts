@@ -11,17 +11,17 @@
 import { Command, CommanderError } from 'commander';
 import fs from 'node:fs';
 import readline from 'node:readline';
-import { ControlClient, ControlReplyError, resolveUid } from './control/client.js';
+import { resolveUid, type ControlClient } from './control/client.js';
 import { tokenize } from './control/parse.js';
-import { formatCommandResult, renderEvent } from './control/render.js';
 import { errorCode } from './errors.js';
 import { parseHealthArgs, probeListeners, type ProbedListener } from './health.js';
 import { Supervisor, type RestartPolicy } from './supervisor/supervisor.js';
+import { EXIT_CONNECT, EXIT_FAILED, EXIT_OK, EXIT_USAGE, Exit, connect, serverUids } from './cli/connect.js';
+import { humanStatus, requestOn } from './cli/reply.js';
+import { shell } from './cli/shell.js';
 
-export const EXIT_OK = 0;
-export const EXIT_FAILED = 1;
-export const EXIT_USAGE = 2;
-export const EXIT_CONNECT = 3;
+export { EXIT_CONNECT, EXIT_FAILED, EXIT_OK, EXIT_USAGE, humanStatus };
+export { whyNoConnection } from './cli/connect.js';
 
 const HELP_AFTER = `
 Forms:
@@ -44,46 +44,7 @@ task or runlevel), 3 cannot connect.`;
 /** The forms' words: `graceful-restart status` alone is a usage error, not a socket named "status". */
 const FORM_WORDS = new Set(['health', 'status', 'help', 'run']);
 
-/** Codes of a server's refusal that mean the caller's words were wrong: exit 2, as a CLI usage error. */
-const USAGE_CODES = new Set(['ERR_GRACEFUL_UNKNOWN_COMMAND', 'ERR_GRACEFUL_USAGE', 'ERR_GRACEFUL_INVALID_RUNLEVEL', 'ERR_GRACEFUL_UNKNOWN_TASK', 'ERR_GRACEFUL_CONTROL_PARSE', 'ERR_GRACEFUL_INVALID_ARGUMENT']);
-
 const USAGE = 'usage: graceful-restart <socket> | -s <socket> [command [args...]] | health <socket> | status <socket> | run [options] -- <command> (see --help)';
-
-class Exit extends Error {
-  constructor(readonly code: number, message: string) {
-    super(message);
-  }
-}
-
-/** uids, besides root and ours, whose servers the CLI talks to (--server-uid). */
-const serverUids: number[] = [];
-
-async function connect(path: string, timeout: number): Promise<ControlClient> {
-  try {
-    return await ControlClient.connect(path, timeout, { serverUids });
-  } catch (err) {
-    if (errorCode(err) === 'ERR_GRACEFUL_UNTRUSTED_SERVER') throw new Exit(EXIT_CONNECT, `error: cannot use ${path}: ERR_GRACEFUL_UNTRUSTED_SERVER: ${(err as Error).message}`);
-    throw new Exit(EXIT_CONNECT, `error: cannot connect to ${path}: ${whyNoConnection(path, err)}`);
-  }
-}
-
-/** whyNoConnection says what is wrong at path, beyond the errno: not a socket, no permission, nobody listening. */
-export function whyNoConnection(path: string, err: unknown): string {
-  const code = errorCode(err) ?? 'ERROR';
-  const uid = typeof process.getuid === 'function' ? process.getuid() : -1;
-  let st: fs.Stats | null = null;
-  try {
-    st = fs.statSync(path);
-  } catch {
-    // the errno below says enough
-  }
-  if (code === 'ENOENT') return `ENOENT: there is no such file; is the server running with this control socket?`;
-  if (code === 'EACCES' || code === 'EPERM') return `${code}: permission denied for uid ${uid}; run as the server's user or root, or ask for controlMode 0o660 and a shared group`;
-  if (st && st.isDirectory()) return `${code}: it is a directory, not a socket; name the socket file inside it`;
-  if (st && !st.isSocket()) return `${code}: it is a regular file or another kind of file, not a socket; check the path`;
-  if (code === 'ECONNREFUSED') return `ECONNREFUSED: nobody listens on this socket (a stale file left by a server that is gone?); is the server running?`;
-  return `${code} (${(err as Error).message}); is the server running with this control socket?`;
-}
 
 async function run(path: string, cmd: string, args: string[], opts: { json?: boolean; timeout: number }, out: (l: string) => void): Promise<number> {
   const client = await connect(path, opts.timeout);
@@ -91,22 +52,6 @@ async function run(path: string, cmd: string, args: string[], opts: { json?: boo
     return await requestOn(client, cmd, args, opts, out);
   } finally {
     client.close();
-  }
-}
-
-/** requestOn runs one command on an open client and prints its reply; throws Exit on a refusal. */
-async function requestOn(client: ControlClient, cmd: string, args: string[], opts: { json?: boolean; timeout: number }, out: (l: string) => void): Promise<number> {
-  try {
-    const result = await client.request(cmd, args, (e) => out(opts.json ? JSON.stringify(e) : renderEvent(e)), opts.timeout);
-    if (opts.json) out(JSON.stringify({ ok: true, result: result ?? null }));
-    else for (const line of formatCommandResult(cmd, cmd === 'status' ? humanStatus(result) : result)) out(line);
-    return EXIT_OK;
-  } catch (err) {
-    if (err instanceof ControlReplyError) {
-      if (opts.json) out(JSON.stringify({ ok: false, error: { code: err.code, message: err.message } }));
-      throw new Exit(USAGE_CODES.has(err.code) ? EXIT_USAGE : EXIT_FAILED, `error: ${err.message}`);
-    }
-    throw new Exit(EXIT_FAILED, `error: ${(err as Error).message}`);
   }
 }
 
@@ -119,65 +64,12 @@ function version(): string {
   }
 }
 
-const BYTE_FIELDS = new Set(['rss', 'heapUsed', 'heapTotal', 'external']);
-const SECOND_FIELDS = new Set(['uptime']);
-
-/** humanStatus gives a status reply's sizes and durations units, for people (--json keeps the numbers). */
-export function humanStatus(result: unknown): unknown {
-  if (typeof result !== 'object' || result === null || Array.isArray(result)) return result;
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(result)) {
-    if (k === 'workers' && Array.isArray(v)) out[k] = workerTable(v as Record<string, unknown>[]);
-    else if (typeof v === 'number' && BYTE_FIELDS.has(k)) out[k] = bytes(v);
-    else if (typeof v === 'number' && SECOND_FIELDS.has(k)) out[k] = duration(v);
-    else if (typeof v === 'object' && v !== null && !Array.isArray(v)) out[k] = humanStatus(v);
-    else out[k] = v;
-  }
-  return out;
-}
-
-const WORKER_COLUMNS = ['id', 'pid', 'state', 'uptime', 'restarts', 'connections', 'requests', 'rss'];
-
-/** workerTable: a service's workers as the rows of a table with a header, columns aligned. */
-function workerTable(workers: Record<string, unknown>[]): string[] {
-  const cell = (w: Record<string, unknown>, c: string): string => {
-    const v = w[c];
-    if (v === null || v === undefined) return '-';
-    if (typeof v === 'number' && c === 'rss') return bytes(v);
-    if (typeof v === 'number' && c === 'uptime') return duration(v);
-    return String(v);
-  };
-  const rows = [WORKER_COLUMNS, ...workers.map((w) => WORKER_COLUMNS.map((c) => cell(w, c)))];
-  const widths = WORKER_COLUMNS.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows.map((r) => r.map((x, i) => x.padEnd(widths[i]!)).join('  ').trimEnd());
-}
-
-function bytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n / 1024;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(1)} ${units[i]}`;
-}
-
-function duration(secs: number): string {
-  if (secs < 60) return `${secs} s`;
-  const d = Math.floor(secs / 86400);
-  const h = Math.floor((secs % 86400) / 3600);
-  const m = Math.floor((secs % 3600) / 60);
-  const s = secs % 60;
-  return d > 0 ? `${d} d ${h} h ${m} min` : h > 0 ? `${h} h ${m} min ${s} s` : `${m} min ${s} s`;
-}
-
 async function health(path: string, timeout: number, out: (l: string) => void, probe?: { httpPath?: string }): Promise<number> {
   const client = await connect(path, timeout);
   try {
     const s = (await client.request('status', [], undefined, timeout)) as {
       ready?: boolean; runlevel?: number; pid?: number; workersWanted?: number; workersReady?: number; workers?: { id: number; state: string }[];
+      supervisor?: number; notified?: boolean;
     };
     // A service with workers is healthy only with every worker ready.
     if (s.ready && s.workersWanted !== undefined && (s.workersReady ?? 0) < s.workersWanted) {
@@ -194,7 +86,9 @@ async function health(path: string, timeout: number, out: (l: string) => void, p
       for (const line of probed.lines) out(line);
       return probed.ok ? EXIT_OK : EXIT_FAILED;
     }
-    out(`unhealthy: pid ${s.pid} ${s.ready ? 'ready' : 'not ready'}${s.runlevel === undefined ? '' : ` in runlevel ${s.runlevel}`}`);
+    // Under a supervisor, a program that never spoke sd_notify is never ready unless run with --no-notify.
+    const why = !s.ready && s.supervisor !== undefined && s.notified === false ? ' (it never said READY=1 by sd_notify: a program that does not speak it needs `graceful-restart run --no-notify`)' : '';
+    out(`unhealthy: pid ${s.pid} ${s.ready ? 'ready' : 'not ready'}${s.runlevel === undefined ? '' : ` in runlevel ${s.runlevel}`}${why}`);
     return EXIT_FAILED;
   } catch (err) {
     out(`unhealthy: ${(err as Error).message}`);
@@ -202,41 +96,6 @@ async function health(path: string, timeout: number, out: (l: string) => void, p
   } finally {
     client.close();
   }
-}
-
-async function shell(path: string, timeout: number): Promise<number> {
-  const client = await connect(path, timeout);
-  let names: string[] = [];
-  try {
-    const help = (await client.request('help', [], undefined, timeout)) as string[];
-    names = help.map((l) => l.split(/\s+/)[0]!).filter(Boolean);
-  } catch {
-    // completion is a nicety
-  }
-  const rl = readline.createInterface({
-    input: process.stdin,
-    output: process.stdout,
-    prompt: 'graceful> ',
-    terminal: true,
-    historySize: 500,
-    completer: (line: string) => {
-      const hits = names.filter((n) => n.startsWith(line));
-      return [hits.length ? hits : names, line];
-    },
-  });
-  rl.prompt();
-  for await (const line of rl) {
-    if (line.trim() === '') {
-      rl.prompt();
-      continue;
-    }
-    const lines = await client.raw(line, (l) => console.log(l));
-    if (lines.length === 0 || /^(quit|exit)\b/.test(line.trim())) break;
-    rl.prompt();
-  }
-  rl.close();
-  client.close();
-  return EXIT_OK;
 }
 
 /**
@@ -340,7 +199,9 @@ async function supervise(argv: string[], out: (l: string) => void, err: (l: stri
   try {
     await supervisor.start();
   } catch (e) {
-    throw new Exit(EXIT_FAILED, `error: cannot start the supervisor: ${errorCode(e) ?? 'ERROR'}: ${(e as Error).message}`);
+    const code = errorCode(e) ?? 'ERROR';
+    const message = (e as Error).message;
+    throw new Exit(EXIT_FAILED, `error: cannot start the supervisor: ${message.includes(code) ? '' : `${code}: `}${message}`);
   }
   return supervisor.exited;
 }
@@ -385,7 +246,7 @@ export async function main(argv: string[], out: (l: string) => void = console.lo
     if (opts.socket) {
       if (args.length === 0) {
         if (!process.stdin.isTTY) return await piped(opts.socket, { json: opts.json, timeout }, out, err);
-        return await shell(opts.socket, timeout);
+        return await shell({ path: opts.socket, timeout, json: opts.json });
       }
       return await run(opts.socket, args[0]!, args.slice(1), { json: opts.json, timeout }, out);
     }

@@ -88,6 +88,31 @@ function checkDirectory(path: string, api: string): void {
 }
 
 /**
+ * privateDirectory makes the private directory next to path that bindSocket
+ * binds in. A directory that is missing, not a directory or not writable is
+ * an error with the errno's code that names it (not the temporary name) and
+ * says what to do.
+ */
+function privateDirectory(path: string, api: string): string {
+  const dir = nodePath.dirname(nodePath.resolve(path));
+  try {
+    return fs.mkdtempSync(nodePath.join(nodePath.dirname(path), '.g'));
+  } catch (err) {
+    const code = errorCode(err);
+    const todo = code === 'ENOENT' && !fs.existsSync(dir) ? `the directory ${dir} does not exist: create it (mkdir -p), or choose a path in one that does`
+      : code === 'ENOENT' ? `${dir} takes no new files (a special file system such as /proc): choose another directory`
+      : code === 'ENOTDIR' ? `${dir} is not a directory (a part of it is a file): choose another path`
+      : code === 'EACCES' || code === 'EPERM' ? `uid ${process.getuid?.()} may not create files in ${dir}: choose a directory this user may write`
+      : code === 'EROFS' ? `${dir} is on a read-only file system: choose a directory on a writable one`
+      : null;
+    if (todo === null) throw err;
+    throw Object.assign(new Error(`${api}: ${code}: cannot bind ${path}: ${todo}`, { cause: err }), {
+      code, errno: (err as { errno?: number }).errno, syscall: 'mkdtemp', path: dir,
+    });
+  }
+}
+
+/**
  * bindSocket binds and listens on a UNIX stream socket at path with mode,
  * without a lookup of path after bind: the socket is bound (and its mode set)
  * inside a new private directory (mode 0700) next to path, then renamed onto
@@ -98,7 +123,7 @@ function checkDirectory(path: string, api: string): void {
 export function bindSocket(path: string, mode: number, backlog: number, api: string): number {
   if (path.startsWith('@')) return addon.listen(path, mode, backlog);
   checkSocketPathLength(path, api);
-  const priv = fs.mkdtempSync(nodePath.join(nodePath.dirname(path), '.g'));
+  const priv = privateDirectory(path, api);
   const tmp = nodePath.join(priv, 's');
   try {
     checkSocketPathLength(tmp, `${api} (bound first at ${tmp}, then renamed)`);

@@ -57,12 +57,9 @@ export class ControlClient {
       } else {
         this.lines.push(line);
       }
-    }).on('close', () => {
-      this.ended = true;
-      this.waiting?.(null);
-      this.waiting = null;
-    }).on('error', () => undefined); // readline re-emits the socket's errors (ECONNRESET): the end of the lines says enough
+    }).on('close', () => this.markEnded()).on('error', () => undefined); // readline re-emits the socket's errors (ECONNRESET): the end of the lines says enough
     socket.on('error', () => undefined); // surfaced as the end of the line stream
+    socket.on('close', () => this.markEnded()); // destroyed without an end (close(), a reset): no more lines either
   }
 
   /**
@@ -164,6 +161,28 @@ export class ControlClient {
       onLine?.(l);
       if (l === 'ok' || l.startsWith('error: ')) return out;
     }
+  }
+
+  private readonly endListeners: (() => void)[] = [];
+
+  /** markEnded: no more lines will come; a request waiting for one gets the end. */
+  private markEnded(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.waiting?.(null);
+    this.waiting = null;
+    for (const f of this.endListeners.splice(0)) f();
+  }
+
+  /** isEnded: the connection is closed (by the server, or by close()); no more lines will come. */
+  get isEnded(): boolean {
+    return this.ended;
+  }
+
+  /** onEnd calls listener once the server closed the connection (or close() did); at once if it has. */
+  onEnd(listener: () => void): void {
+    if (this.ended) listener();
+    else this.endListeners.push(listener);
   }
 
   close(): void {

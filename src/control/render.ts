@@ -22,13 +22,34 @@ export function renderEvent(e: ControlEvent): string {
   }
 }
 
-/** formatResult renders a result for plain mode: strings as they are, objects as `key: value` lines. */
+type Row = Record<string, unknown>;
+
+function isRow(v: unknown): v is Row {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && Object.values(v).every((x) => x === null || typeof x !== 'object');
+}
+
+/**
+ * table renders rows of flat objects (the listeners of status) as aligned
+ * columns under a header of their keys; null and absent values read as `-`.
+ */
+export function table(rows: readonly Row[]): string[] {
+  const keys = [...new Set(rows.flatMap((r) => Object.keys(r)))];
+  const cells = [keys, ...rows.map((r) => keys.map((k) => (r[k] === null || r[k] === undefined ? '-' : String(r[k]))))];
+  const widths = keys.map((_, i) => Math.max(...cells.map((c) => c[i]!.length)));
+  return cells.map((c) => c.map((v, i) => (i === c.length - 1 ? v : v.padEnd(widths[i]!))).join('  '));
+}
+
+/** formatResult renders a result for plain mode: strings as they are, objects as `key: value` lines, rows as a table. */
 export function formatResult(result: unknown): string[] {
   if (result === undefined || result === null) return [];
   if (typeof result === 'string') return result === '' ? [] : result.split('\n');
-  if (Array.isArray(result)) return result.map((r) => (typeof r === 'string' ? r : JSON.stringify(r)));
+  if (Array.isArray(result)) {
+    if (result.length > 0 && result.every(isRow)) return table(result);
+    return result.map((r) => (typeof r === 'string' ? r : JSON.stringify(r)));
+  }
   if (typeof result === 'object') {
     return Object.entries(result as Record<string, unknown>).flatMap(([k, v]) => {
+      if (Array.isArray(v) && v.length > 0 && v.every(isRow)) return [`${k}:`, ...table(v).map((l) => `  ${l}`)];
       if (Array.isArray(v)) return [`${k}:`, ...v.map((x) => `  ${typeof x === 'string' ? x : JSON.stringify(x)}`)];
       return [`${k}: ${typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v)}`];
     });

@@ -492,6 +492,20 @@ class ControlConnection {
   }
 }
 
+/** Control servers whose socket file goes when the process exits: one 'exit' listener for all of them. */
+const atExit = new Set<ControlServer>();
+let exitListener = false;
+
+function removeAtExit(server: ControlServer): void {
+  if (!exitListener) {
+    exitListener = true;
+    process.once('exit', () => {
+      for (const s of atExit) s.leftBehind?.remove();
+    });
+  }
+  atExit.add(server);
+}
+
 export class ControlServer {
   readonly commands = new CommandRegistry();
   readonly opts: Required<Omit<ControlServerOptions, 'mode' | 'allowUids' | 'log'>>;
@@ -535,9 +549,11 @@ export class ControlServer {
 
   /**
    * listen binds the socket (replacing a stale file, refusing a live one) or
-   * listens on an inherited fd. `activated`: the fd is a socket systemd
-   * passed (here or to a predecessor): it must be a UNIX stream socket, and
-   * its file is systemd's, never removed here.
+   * listens on an inherited fd. A socket bound here has its file removed if
+   * the process exits without close() (an uncaught error at start) and
+   * without having handed it to a new instance. `activated`: the fd is a
+   * socket systemd passed (here or to a predecessor): it must be a UNIX
+   * stream socket, and its file is systemd's, never removed here.
    */
   async listen(inheritedFd?: number, { activated = false } = {}): Promise<void> {
     if (inheritedFd !== undefined) {
@@ -558,6 +574,21 @@ export class ControlServer {
       await listenOnFd(this.server, bindSocket(this.path, this.options.mode ?? 0o600, 64, 'controlSocket')); // it owns the fd, even on failure
     }
     this.file = new SocketFile(this.path);
+    if (inheritedFd === undefined) removeAtExit(this);
+  }
+
+  /** leftBehind: the socket file, if this process bound it and still owns it (not handed over, not closed). */
+  get leftBehind(): SocketFile | null {
+    return this.handedOver ? null : this.file;
+  }
+
+  /** unref lets the process exit although the control socket listens (a failed start); ref undoes it. */
+  unref(): void {
+    this.server.unref();
+  }
+
+  ref(): void {
+    this.server.ref();
   }
 
   logDrop(conn: ControlConnection, reason: string): void {
@@ -802,6 +833,7 @@ export class ControlServer {
     this.spare = null;
     if (this.server.listening) this.server.close();
     if (release) this.file?.remove();
+    atExit.delete(this);
     const unserved = new Set(this.adopted.splice(0));
     for (const conn of this.connections) {
       if (unserved.has(conn) && !conn.served) conn.release();

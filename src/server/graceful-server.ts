@@ -58,7 +58,7 @@ import { GO_NAME, MAX_WORKERS, WorkerPool, bindListener, bindMember, extraName, 
 import { roleOf, watchPrimary, type RoleInfo } from './worker.js';
 import { LINK_NAME, serveLink, type WorkerLink } from './worker-link.js';
 import { CommandRegistry } from '../control/commands.js';
-import { formatWorkerAnswers } from '../control/render.js';
+import { formatCommandResult, formatWorkerAnswers } from '../control/render.js';
 
 export {
   DEFAULT_UPGRADE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_IDLE_GRACE, DEFAULT_TAKE_BACK_WINDOW,
@@ -70,6 +70,8 @@ export type { AdoptedSocket, HandOverOptions } from './socket-handover.js';
 export type { WorkerInfo, WorkerState } from './primary.js';
 
 const debug = debuglog('graceful');
+/** The tasks of the library itself: with workers they run in the primary (which tells the workers what they need). */
+const BUILTIN_TASKS: ReadonlySet<string> = new Set(['reopen', 'rotate-tickets']);
 /** The highest member index of a listener's group looked for in what a predecessor sent. */
 const MAX_MEMBER_INDEX = 16 * MAX_WORKERS;
 
@@ -377,6 +379,8 @@ export class GracefulServer extends EventEmitter {
   async runTask(name: string, args: string[] = []): Promise<unknown> {
     const run = this.tasks.get(name);
     if (!run) throw new UnknownTaskError(`no task "${name}": the tasks are ${[...this.tasks.keys()].sort().join(', ')}`);
+    // With workers an application's task runs where its state is: on every worker.
+    if (this.pool && !BUILTIN_TASKS.has(name)) return { workers: await this.pool.ask('task', { name, args }) };
     return run(args);
   }
 
@@ -433,6 +437,7 @@ export class GracefulServer extends EventEmitter {
   private serveWorkerLink(fd: number): void {
     this.link = serveLink(fd, {
       stats: () => ({ connections: this.connectionCount(), requests: this.listenerSet.requestCount(), rss: process.memoryUsage().rss }),
+      task: (name, args) => this.runTask(name, args),
       run: async (name, args, json, peer, write, signal) => {
         const { command } = this.workerCommands.get(name);
         return command.run({
@@ -447,6 +452,26 @@ export class GracefulServer extends EventEmitter {
     }, (msg) => this.log(msg));
   }
 
+  /**
+   * starting runs a start step (listen, dgram, file). When one fails before
+   * ready(), the library no longer keeps the process alive: its keep-alive
+   * timer stops and the control socket no longer holds the event loop (it is
+   * closed, and its file removed, when the process exits, whether or not the
+   * application calls telinit(0)). ready() holds the loop again, so an
+   * application may still try another port.
+   */
+  private async starting<T>(step: () => Promise<T>): Promise<T> {
+    try {
+      return await step();
+    } catch (err) {
+      if (!this.isReady && !this.terminating) {
+        if (this.keepAlive) clearInterval(this.keepAlive);
+        this.keepAlive = null;
+        this.control?.unref();
+      }
+      throw err;
+    }
+  }
 
   /** init takes what a predecessor or systemd passed, once, before anything is bound. */
   private init(): Promise<void> {
@@ -511,6 +536,12 @@ export class GracefulServer extends EventEmitter {
   /** reopen re-opens every registered file by its path (logrotate); resolves with their names. */
   async reopen(): Promise<string[]> {
     for (const f of this.files.values()) await f.reopen();
+    // Each worker has its own descriptors of the files: they re-open theirs too.
+    if (this.pool) {
+      for (const a of await this.pool.ask('task', { name: 'reopen', args: [] })) {
+        if (a.error) this.log(`reopen: worker ${a.id} (pid ${a.pid}): ${a.error.message}`, { event: 'reopen.failed', worker: a.id, code: a.error.code });
+      }
+    }
     return [...this.files.keys()];
   }
 
@@ -546,7 +577,7 @@ export class GracefulServer extends EventEmitter {
       ready: this.isReady,
       state: this.lifecycle.state,
       uptime: Math.round((Date.now() - this.startedAt) / 1000),
-      listeners: this.listenerInfo().map((l) => `${l.name} ${l.open ? 'open' : 'closed'} ${l.address.family === 'unix' ? l.address.path : `${l.address.host}:${l.address.port}`} (${l.connections} connection(s))`),
+      listeners: this.listenerSet.status(),
       connections: this.connectionCount(),
       handover: { ...this.listenerSet.moveCounts(), adopted: this.adopter?.adoptedCount ?? 0 },
       controlConnections: this.control?.connectionCount ?? 0,
@@ -637,7 +668,11 @@ export class GracefulServer extends EventEmitter {
    * else binds fresh per bind. In runlevel 1 it only registers; telinit 3
    * binds. A new instance starts accepting in ready(). Resolves with the server.
    */
-  async listen<S extends net.Server>(name: string, server: S, bind: ListenOptions = {}): Promise<S> {
+  listen<S extends net.Server>(name: string, server: S, bind: ListenOptions = {}): Promise<S> {
+    return this.starting(() => this.listenNow(name, server, bind));
+  }
+
+  private async listenNow<S extends net.Server>(name: string, server: S, bind: ListenOptions): Promise<S> {
     if (this.terminating) throw new TerminatingError(`listen("${name}"): this instance is halting`);
     const rotation = checkRotation(`listen("${name}")`, bind.ticketKeyRotation ?? this.config.ticketKeyRotation);
     await this.init();
@@ -822,7 +857,11 @@ export class GracefulServer extends EventEmitter {
    * ready() (it reads nothing before: a new instance that fails took no
    * datagram); this resolves at once, with the socket not yet bound.
    */
-  async dgram(name: string, socket: dgram.Socket, bind: { port?: number; address?: string } = {}): Promise<dgram.Socket> {
+  dgram(name: string, socket: dgram.Socket, bind: { port?: number; address?: string } = {}): Promise<dgram.Socket> {
+    return this.starting(() => this.dgramNow(name, socket, bind));
+  }
+
+  private async dgramNow(name: string, socket: dgram.Socket, bind: { port?: number; address?: string }): Promise<dgram.Socket> {
     await this.init();
     if (this.roleInfo.role === 'primary') {
       await this.holdDgram(name, socket, bind);
@@ -852,7 +891,11 @@ export class GracefulServer extends EventEmitter {
    * inherited open file (one open file description across every redeploy:
    * appends stay in order, nothing lost or doubled) or a fresh open of path.
    */
-  async file(name: string, path: string, options: { flags?: string; mode?: number } = {}): Promise<GracefulFile> {
+  file(name: string, path: string, options: { flags?: string; mode?: number } = {}): Promise<GracefulFile> {
+    return this.starting(() => this.fileNow(name, path, options));
+  }
+
+  private async fileNow(name: string, path: string, options: { flags?: string; mode?: number }): Promise<GracefulFile> {
     await this.init();
     const claimed = this.registry.claim(name, 'file', this.log);
     const fd = claimed ? claimed.fd.take() : openFile(path, options.flags ?? 'a', options.mode ?? 0o644, 'file');
@@ -897,6 +940,11 @@ export class GracefulServer extends EventEmitter {
 
   private async becomeReady(): Promise<void> {
     await this.init();
+    if (this.keepAlive === null && !this.terminating) {
+      // A start step failed and the application went on: hold the loop again.
+      this.keepAlive = setInterval(() => undefined, 2 ** 31 - 1);
+      this.control?.ref();
+    }
     this.lifecycle.checkReady();
     const predecessor = this.predecessor;
     if (this.handoffAbandoned) {
@@ -1116,7 +1164,7 @@ export class GracefulServer extends EventEmitter {
 
   private installSignals(): () => void {
     // A worker is told to stop by its primary (SIGTERM); SIGHUP goes to the primary.
-    return installSignals(this.roleInfo.role === 'worker' ? { ...this.config, sighup: 'ignore', sigusr1: undefined, sigusr2: undefined } : this.config, {
+    return installSignals(this.roleInfo.role === 'worker' ? { ...this.config, sighup: 'ignore', ignoreUser: true } : this.config, {
       redeploy: () => {
         this.redeploy().catch((err: Error) => this.log(`SIGHUP: ${err.message}`));
       },
@@ -1134,7 +1182,10 @@ export class GracefulServer extends EventEmitter {
       },
       runTask: (name, sig) => {
         this.runTask(name).then(
-          (result) => this.log(`${sig}: task ${name}${result === undefined ? '' : `: ${String(result)}`}`, { event: 'task', task: name }),
+          (result) => {
+            const text = result !== null && typeof result === 'object' ? formatCommandResult('task', result).join('; ') : String(result);
+            this.log(`${sig}: task ${name}${result === undefined ? '' : `: ${text}`}`, { event: 'task', task: name });
+          },
           (err: Error) => this.log(`${sig}: task ${name} failed: ${err.message}`, { event: 'task.failed', task: name }),
         );
       },

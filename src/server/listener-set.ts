@@ -8,6 +8,19 @@ import type { Meta } from '../meta.js';
 import type { ManagedListener } from './listeners.js';
 import type { ConnectionMover, MoveCounts } from './drain.js';
 
+/** ListenerStatus: a listener as the status command reports it (JSON mode keeps these fields). */
+export interface ListenerStatus {
+  name: string;
+  state: 'open' | 'closed';
+  kind: 'tcp' | 'unix';
+  host?: string | null;
+  port?: number | null;
+  path?: string | null;
+  fd: number | null;
+  connections: number;
+  systemd: boolean;
+}
+
 export class Listeners implements Iterable<ManagedListener> {
   private readonly byName = new Map<string, ManagedListener>();
 
@@ -115,6 +128,21 @@ export class Listeners implements Iterable<ManagedListener> {
     return [...this].map((l) => ({ name: l.name, open: l.isOpen, connections: l.tracker.count, address: l.address() }));
   }
 
+  /**
+   * status: one structured row per listener, for the status command: name,
+   * state (open or closed), kind (tcp or unix), host and port or path, the fd
+   * while open (null when closed), connections, and whether systemd passed it.
+   */
+  status(): ListenerStatus[] {
+    return [...this].map((l) => {
+      const a = l.address();
+      const where = a.family === 'unix'
+        ? { path: typeof a.path === 'string' ? a.path : null }
+        : { host: typeof a.host === 'string' ? a.host : null, port: typeof a.port === 'number' ? a.port : null };
+      return { name: l.name, state: l.isOpen ? 'open' : 'closed', kind: a.family === 'unix' ? 'unix' : 'tcp', ...where, fd: l.isOpen ? fdOrNull(l) : null, connections: l.tracker.count, systemd: a.systemd === true };
+    });
+  }
+
   /** closedPorts: the ports of listeners closed in runlevel 1, which a successor binds again at telinit 3. */
   closedPorts(): Meta {
     const ports: Meta = {};
@@ -123,5 +151,14 @@ export class Listeners implements Iterable<ManagedListener> {
       if (!l.isOpen && typeof port === 'number' && port > 0) ports[`port:${l.name}`] = port;
     }
     return ports;
+  }
+}
+
+/** fdOrNull: a listener's fd, or null when its server was closed behind the library's back (status must still answer). */
+function fdOrNull(l: ManagedListener): number | null {
+  try {
+    return l.fd();
+  } catch {
+    return null;
   }
 }

@@ -34,6 +34,24 @@ export interface ListenOptions extends BindOptions, DrainOptions {
   ticketKeyRotation?: number;
 }
 
+/**
+ * listenError gives a failed TCP bind a message that names the listener, the
+ * address and what to do; the errno's code, errno, syscall, address and port
+ * stay as Node set them, and the original is the cause.
+ */
+export function listenError(name: string, err: Error): Error {
+  const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
+  const where = e.address === undefined ? `port ${e.port}` : `${e.address.includes(':') ? `[${e.address}]` : e.address}:${e.port}`;
+  const todo = e.code === 'EADDRINUSE' ? `${where} is in use by another process: stop it, or listen on another port`
+    : e.code === 'EACCES' ? `permission denied to bind ${where}: use a port above 1023, or give node CAP_NET_BIND_SERVICE`
+    : e.code === 'EADDRNOTAVAIL' ? `this machine has no address ${e.address}: listen on one of its addresses, or on every address`
+    : null;
+  if (todo === null) return err;
+  return Object.assign(new Error(`listen("${name}"): ${e.code}: ${todo}`, { cause: err }), {
+    code: e.code, errno: e.errno, syscall: e.syscall, address: e.address, port: e.port,
+  });
+}
+
 export class ManagedListener {
   readonly tracker: ConnectionTracker;
   private file: SocketFile | null = null;
@@ -131,9 +149,10 @@ export class ManagedListener {
       await listenOnFd(this.server, bindSocket(this.bind.path, this.bind.mode ?? 0o660, this.bind.backlog ?? 511, `listen ${this.name}`));
     } else {
       await new Promise<void>((resolve, reject) => {
-        this.server.once('error', reject);
+        const failed = (err: Error) => reject(listenError(this.name, err));
+        this.server.once('error', failed);
         this.server.listen({ port: this.bind.port ?? 0, host: this.bind.host, backlog: this.bind.backlog, ipv6Only: this.bind.ipv6Only }, () => {
-          this.server.off('error', reject);
+          this.server.off('error', failed);
           resolve();
         });
       });

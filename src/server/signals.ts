@@ -10,6 +10,8 @@ export interface SignalOptions {
   sighup?: SighupAction;
   sigusr1?: string;
   sigusr2?: string;
+  /** A worker: SIGUSR1 and SIGUSR2 do nothing (its primary runs the tasks on it), rather than Node's default (the inspector, or death). */
+  ignoreUser?: boolean;
 }
 
 export interface SignalActions {
@@ -35,7 +37,8 @@ export function installSignals(options: SignalOptions, actions: SignalActions): 
   on('SIGTERM', () => actions.stop());
   on('SIGINT', () => (actions.stopping() ? actions.force() : actions.stop()));
   for (const [sig, task] of [['SIGUSR1', options.sigusr1], ['SIGUSR2', options.sigusr2]] as const) {
-    if (task) on(sig, () => actions.runTask(task, sig));
+    if (options.ignoreUser) on(sig, () => undefined);
+    else if (task) on(sig, () => actions.runTask(task, sig));
   }
   return () => {
     for (const [sig, fn] of installed.splice(0)) process.off(sig, fn);

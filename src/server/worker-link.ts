@@ -6,6 +6,7 @@
  *   primary -> worker  {"id":1,"op":"stats"}
  *                      {"id":2,"op":"run","name":"requests","args":[],"json":false,"peer":{...}}
  *                      {"id":2,"op":"cancel"}                  the client left
+ *                      {"id":3,"op":"task","name":"reopen","args":[]}
  *   worker -> primary  {"id":2,"line":"..."}                  output of a command, any number
  *                      {"id":2,"result":...} | {"id":2,"error":{"code":"...","message":"..."}}
  *                      {"id":0,"connections":12}              unasked: its open connections, when
@@ -164,6 +165,8 @@ export class PrimaryLink {
 /** What a worker answers on its link. */
 export interface WorkerHandlers {
   stats(): Record<string, unknown>;
+  /** task runs one of the worker's tasks (reopen, or the application's). */
+  task(name: string, args: string[]): Promise<unknown>;
   /** run runs an application command; write sends an output line (false: the primary is behind). */
   run(name: string, args: string[], json: boolean, peer: unknown, write: (line: string) => boolean, signal: AbortSignal): Promise<unknown>;
 }
@@ -194,6 +197,7 @@ export function serveLink(fd: number, handlers: WorkerHandlers, log: (msg: strin
       try {
         let result: unknown;
         if (m.op === 'stats') result = handlers.stats();
+        else if (m.op === 'task' && typeof m.name === 'string') result = await handlers.task(m.name, Array.isArray(m.args) ? m.args.map(String) : []);
         else if (m.op === 'run' && typeof m.name === 'string') {
           const args = Array.isArray(m.args) ? m.args.map(String) : [];
           result = await handlers.run(m.name, args, m.json === true, m.peer, (line) => !abort.signal.aborted && send(socket, { id, line }), abort.signal);

@@ -14,6 +14,8 @@ export interface SupervisedTarget {
   readonly currentPid: number;
   readonly ready: boolean;
   readonly appControl: string | null;
+  /** The application spoke sd_notify: a GracefulServer (a plain program does not). */
+  readonly notified: boolean;
   readonly generationPids: number[];
   readonly restarts: number;
   readonly uptime: number;
@@ -23,15 +25,27 @@ export interface SupervisedTarget {
 
 const CONNECT_TIMEOUT = 5_000;
 
+/**
+ * noControl says why a command cannot reach the application and what works
+ * instead. SIGHUP is advised only to an application that speaks sd_notify (a
+ * GracefulServer without a control socket): a plain program may die of it.
+ */
+function noControl(target: SupervisedTarget, cmd: string): string {
+  const redeploy = cmd === 'redeploy' || cmd === 'restart';
+  if (target.notified) {
+    return `the application (pid ${target.currentPid}) announced no control socket, so "${cmd}" cannot reach it: give its GracefulServer the controlSocket option` +
+      (redeploy ? ', or send SIGHUP (signal SIGHUP) to have it redeploy' : '');
+  }
+  return `the application (pid ${target.currentPid}) is not a GracefulServer (it never spoke sd_notify), so "${cmd}" cannot reach it` +
+    (redeploy
+      ? ': a plain program has no control socket and cannot be redeployed; build it on GracefulServer with the controlSocket option, or restart it (its connections drop) with `signal SIGTERM` under --restart always'
+      : ': only the supervisor\'s own commands work (help lists them)');
+}
+
 /** forward runs a command on the application's control socket, relaying its output and events. */
 async function forward(target: SupervisedTarget, ctx: CommandContext, cmd: string, args: string[], timeoutMs = Infinity): Promise<unknown> {
   const socket = target.appControl;
-  if (!socket) {
-    throw new NotConfiguredError(
-      `the application (pid ${target.currentPid}) announced no control socket, so "${cmd}" cannot reach it: give its GracefulServer the controlSocket option` +
-        (cmd === 'redeploy' || cmd === 'restart' ? ', or send SIGHUP (signal SIGHUP) to have it redeploy' : ''),
-    );
-  }
+  if (!socket) throw new NotConfiguredError(noControl(target, cmd));
   let client: ControlClient;
   try {
     client = await ControlClient.connect(socket, CONNECT_TIMEOUT);
@@ -82,6 +96,7 @@ export function addSupervisorCommands(registry: CommandRegistry, target: Supervi
         pid: target.currentPid,
         generations: target.generationPids,
         ready: target.ready,
+        notified: target.notified,
         restarts: target.restarts,
         supervisorUptime: target.uptime,
         command: [target.options.command, ...(target.options.args ?? [])].join(' '),

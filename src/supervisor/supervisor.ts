@@ -126,6 +126,7 @@ export class Supervisor extends EventEmitter {
   private readonly statuses = new Map<number, ExitStatus>();
   private current = 0;
   private isReady = false;
+  private spoke = false;
   private control: string | null = null;
   private stopping = false;
   private concluding = false;
@@ -171,6 +172,11 @@ export class Supervisor extends EventEmitter {
   /** ready: the current generation said READY=1 (or started, with notify: false). */
   get ready(): boolean {
     return this.isReady && this.generations.has(this.current);
+  }
+
+  /** notified: the application spoke sd_notify at least once (a GracefulServer does; a plain program does not). */
+  get notified(): boolean {
+    return this.spoke;
   }
 
   /** appControl: the control socket the current application announced, if any. */
@@ -346,6 +352,7 @@ export class Supervisor extends EventEmitter {
   }
 
   private onNotify({ fields, sender }: NotifyMessage): void {
+    this.spoke = true;
     const main = fields.get('MAINPID');
     if (main !== undefined) {
       const pid = Number(main);

@@ -12,9 +12,9 @@ import { root, spawnFixture, tmpDir, type Child, endGenerations } from '../helpe
 const cli = path.join(root, 'bin/graceful-restart.js');
 
 /** graceful runs the CLI (stdin given, or closed) and resolves with its exit code and output. */
-function graceful(args: string[], options: { input?: string; uid?: number; gid?: number } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+function graceful(args: string[], options: { input?: string; uid?: number; gid?: number; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = execFile(process.execPath, [cli, ...args], { timeout: 30_000, uid: options.uid, gid: options.gid }, (err, stdout, stderr) => {
+    const child = execFile(process.execPath, [cli, ...args], { timeout: 30_000, uid: options.uid, gid: options.gid, env: options.env }, (err, stdout, stderr) => {
       resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
     });
     child.stdin!.end(options.input ?? '');
@@ -85,8 +85,10 @@ describe('the CLI: usage, exit codes, pipes', function () {
 
   it('reads commands from a pipe, one per line, and stops at the first that fails with its exit code', async () => {
     await startApp();
-    const ok = await graceful(['-s', sock], { input: '# a comment\n\nstatus\ntask\n' });
+    const state = path.join(dir, 'state');
+    const ok = await graceful(['-s', sock], { input: '# a comment\n\nstatus\ntask\n', env: { ...process.env, XDG_STATE_HOME: state } });
     expect(ok.code, ok.stderr).to.equal(0);
+    expect(fs.existsSync(state), 'no shell history from a pipe').to.equal(false);
     expect(ok.stdout).to.include(`pid: ${pid}\n`).and.include('reopen');
     const stopped = await graceful(['-s', sock], { input: 'telinit 1\ntelinit 7\ntelinit 3\n' });
     expect(stopped.code).to.equal(2);
@@ -99,15 +101,26 @@ describe('the CLI: usage, exit codes, pipes', function () {
     expect(empty.stderr).to.match(/^error: no command on standard input/);
   });
 
-  it('gives status units for people and plain numbers in --json', async () => {
+  it('gives status units and a listeners table for people, plain numbers and listener fields in --json', async () => {
     await startApp();
     const human = await graceful(['status', sock]);
     expect(human.code).to.equal(0);
     expect(human.stdout).to.match(/^rss: \d+\.\d (KiB|MiB|GiB)$/m).and.match(/^heapUsed: \d+\.\d (KiB|MiB|GiB)$/m).and.match(/^uptime: \d+ s$/m);
     const json = await graceful(['--json', 'status', sock]);
-    const result = (JSON.parse(json.stdout.trim()) as { result: { rss: unknown; uptime: unknown } }).result;
+    const result = (JSON.parse(json.stdout.trim()) as { result: { rss: unknown; uptime: unknown; listeners: Record<string, unknown>[] } }).result;
     expect(result.rss).to.be.a('number');
     expect(result.uptime).to.be.a('number');
+    // Listeners: structured fields for programs, a table for people.
+    expect(result.listeners).to.have.length(1);
+    const l = result.listeners[0]!;
+    expect(l).to.include({ name: 'http', state: 'open', kind: 'tcp', host: '127.0.0.1', connections: 0, systemd: false });
+    expect(l.port).to.be.a('number').above(0);
+    expect(l.fd).to.be.a('number');
+    expect(fs.readlinkSync(`/proc/${pid}/fd/${String(l.fd)}`)).to.match(/^socket:\[\d+\]$/);
+    const lines = human.stdout.split('\n');
+    const at = lines.indexOf('listeners:');
+    expect(lines[at + 1]).to.match(/^  name +state +kind +host +port +fd +connections +systemd$/);
+    expect(lines[at + 2]).to.match(new RegExp(`^  http +open +tcp +127\\.0\\.0\\.1 +${String(l.port)} +${String(l.fd)} +0 +false$`));
   });
 
   it('says what is wrong at a path that is not a socket', async () => {

@@ -110,7 +110,7 @@ describe('control socket and CLI', function () {
 
     const status = await graceful('status', sock);
     expect(status.code).to.equal(0);
-    expect(status.stdout).to.include(`pid: ${pid}\n`).and.include('runlevel: 3').and.include('generation: 1').and.match(/http open 127\.0\.0\.1:\d+/);
+    expect(status.stdout).to.include(`pid: ${pid}\n`).and.include('runlevel: 3').and.include('generation: 1').and.match(/^  http +open +tcp +127\.0\.0\.1 +\d+ /m);
 
     expect(await graceful('health', sock)).to.include({ code: 0 });
     expect((await graceful('-s', sock, 'telinit', '1')).stdout).to.equal('runlevel: 1\n');

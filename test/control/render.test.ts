@@ -50,6 +50,9 @@ describe('render', () => {
     expect(formatResult('a\nb')).to.deep.equal(['a', 'b']);
     expect(formatResult(['x', { y: 1 }])).to.deep.equal(['x', '{"y":1}']);
     expect(formatResult({ pid: 7, listeners: ['a', 'b'], memory: { rss: 1 } })).to.deep.equal(['pid: 7', 'listeners:', '  a', '  b', 'memory: {"rss":1}']);
+    expect(formatResult({ listeners: [{ name: 'http', port: 80, path: null }, { name: 'admin', port: 9 }] })).to.deep.equal([
+      'listeners:', '  name   port  path', '  http   80    -', '  admin  9     -',
+    ]);
     expect(formatCommandResult('restart', { pid: 9, readyMs: 4 })).to.deep.equal(['done: pid 9 is serving']);
     expect(formatCommandResult('status', { pid: 9 })).to.deep.equal(['pid: 9']);
   });

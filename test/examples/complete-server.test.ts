@@ -86,7 +86,7 @@ describe('example: a complete server (app.mjs in an `npm init -y` project)', fun
     // Another STATE_DIR, the same port: EADDRINUSE, and the control socket it opened is gone again.
     const other = path.join(project, 'other');
     expect(await oneLine({ PORT: String(port), STATE_DIR: other })).to.equal(
-      `app: cannot start: EADDRINUSE: listen EADDRINUSE: address already in use :::${port} (another process listens on port ${port}: stop it, or set PORT)`);
+      `app: cannot start: EADDRINUSE: listen("http"): EADDRINUSE: [::]:${port} is in use by another process: stop it, or listen on another port (or set PORT)`);
     expect(fs.readdirSync(other), 'no socket file left behind').to.deep.equal(['app.log']);
 
     // A STATE_DIR below a regular file.

@@ -97,7 +97,7 @@ describe('example: the server npm start runs (example/server.ts)', function () {
     for (const [host, shown] of [['127.0.0.1', '127.0.0.1'], ['', 'localhost']] as const) {
       const port = await freePort();
       const c = spawnChild(process.execPath, [server], {
-        cwd: dir, env: { ...process.env, PORT: String(port), HOST: host, GRACEFUL_SOCKET: path.join(dir, 'app.sock'), LOG_FILE: path.join(dir, 'app.log') },
+        cwd: dir, env: { ...process.env, PORT: String(port), H2_PORT: '0', HOST: host, GRACEFUL_SOCKET: path.join(dir, 'app.sock'), LOG_FILE: path.join(dir, 'app.log') },
       });
       const line = await c.next(/serving on/);
       expect(line).to.equal(`pid ${c.pid} (generation 1) serving on http://${shown}:${port}/ - Ctrl-C stops it, kill -HUP ${c.pid} redeploys`);
@@ -110,7 +110,7 @@ describe('example: the server npm start runs (example/server.ts)', function () {
   it('an error at start is one line with the code and what to do, and leaves no control socket', async () => {
     const dir = tmpDir();
     const port = await freePort();
-    const env = { ...process.env, PORT: String(port), HOST: '127.0.0.1', GRACEFUL_SOCKET: path.join(dir, 'app.sock') };
+    const env = { ...process.env, PORT: String(port), H2_PORT: '0', HOST: '127.0.0.1', GRACEFUL_SOCKET: path.join(dir, 'app.sock') };
     const missing = spawnChild(process.execPath, [server], { cwd: dir, env: { ...env, LOG_FILE: path.join(dir, 'no/app.log') } });
     expect(await missing.exited).to.deep.equal({ code: 1, signal: null });
     expect(missing.stderr).to.deep.equal([`example: cannot start: ENOENT: ENOENT: no such file or directory, open '${path.join(dir, 'no/app.log')}' (a directory is missing: create it, or set GRACEFUL_SOCKET, LOG_FILE and PID_FILE)`]);
@@ -120,7 +120,7 @@ describe('example: the server npm start runs (example/server.ts)', function () {
     await holder.next(/^bound$/);
     const taken = spawnChild(process.execPath, [server], { cwd: dir, env: { ...env, LOG_FILE: path.join(dir, 'app.log') } });
     expect(await taken.exited).to.deep.equal({ code: 1, signal: null });
-    expect(taken.stderr).to.deep.equal([`example: cannot start: EADDRINUSE: listen EADDRINUSE: address already in use 127.0.0.1:${port} (another process listens on port ${port}: stop it, or set PORT)`]);
+    expect(taken.stderr).to.deep.equal([`example: cannot start: EADDRINUSE: listen("http"): EADDRINUSE: 127.0.0.1:${port} is in use by another process: stop it, or listen on another port (or set PORT)`]);
     expect(fs.existsSync(env.GRACEFUL_SOCKET), 'no control socket left behind').to.equal(false);
     holder.proc.stdin!.end();
     await holder.exited;

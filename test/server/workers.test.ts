@@ -602,4 +602,37 @@ describe('workers', function () {
       for (const sock of sockets) sock.destroy();
     }
   });
+
+  it('SIGUSR1 re-opens the log file in the primary and in every worker; app tasks run on every worker; a worker outlives SIGUSR1/SIGUSR2', async () => {
+    const dir = tmpDir();
+    const logFile = path.join(dir, 'app.log');
+    s = await startService({ APP_LOG: logFile });
+    const before = new Counter(s.port, 0, 3, 90);
+    await before.done();
+    await before.stop();
+    fs.renameSync(logFile, `${logFile}.1`); // what logrotate does
+    process.kill(s.primary, 'SIGUSR1');
+    await until(() => s!.child.stderr.some((l) => l.includes('SIGUSR1: task reopen: reopened log')), 10_000, 'the reopen');
+    const after = new Counter(s.port, 0, 3, 90);
+    await after.done();
+    await after.stop();
+    expect(before.errors.concat(after.errors)).to.deep.equal([]);
+    const lines = (f: string) => fs.readFileSync(f, 'utf8').split('\n').filter(Boolean).map(Number);
+    expect(lines(`${logFile}.1`).length, 'lines before the rotation').to.equal(before.requests);
+    const fresh = lines(logFile);
+    expect(fresh.length, 'lines after it, all in the new file').to.equal(after.requests);
+    expect([...new Set(fresh)].sort()).to.deep.equal([...after.byPid.keys()].sort());
+    // An application task runs on every worker.
+    const counted = (await control(s, 'task', ['count'])) as { workers: { id: number; pid: number; result: number }[] };
+    expect(counted.workers.map((w) => w.id)).to.deep.equal([0, 1, 2]);
+    expect(counted.workers.reduce((n, w) => n + w.result, 0)).to.equal(before.requests + after.requests);
+    // The user signals sent to a worker do nothing there (no inspector, no death).
+    const victim = workersOf(s, 1).get(0)!;
+    process.kill(victim, 'SIGUSR1');
+    process.kill(victim, 'SIGUSR2');
+    const st = await status(s);
+    expect(st.workers[0]).to.include({ pid: victim, state: 'ready' });
+    expect(st.workers[0]!.requests, 'worker 0 still answers its primary').to.be.a('number');
+    expect(gone(victim)).to.equal(false);
+  });
 });

@@ -62,6 +62,19 @@ describe('socketpath', () => {
     expect(added()).to.deep.equal([]);
   });
 
+  it('bindSocket in a missing directory or below a file: the errno code, naming the directory and what to do', () => {
+    const dir = tmpDir();
+    const missing = path.join(dir, 'no', 'app.sock');
+    expect(() => bindSocket(missing, 0o600, 8, 'controlSocket')).to.throw(
+      `controlSocket: ENOENT: cannot bind ${missing}: the directory ${path.join(dir, 'no')} does not exist: create it (mkdir -p), or choose a path in one that does`,
+    ).with.property('code', 'ENOENT');
+    fs.writeFileSync(path.join(dir, 'file'), '');
+    const below = path.join(dir, 'file', 'app.sock');
+    expect(() => bindSocket(below, 0o600, 8, 'listen http')).to.throw(/^listen http: ENOTDIR: cannot bind .* is not a directory \(a part of it is a file\): choose another path$/)
+      .with.property('code', 'ENOTDIR');
+    expect(fs.readdirSync(dir)).to.deep.equal(['file']);
+  });
+
   it('SocketFile.remove unlinks only the file this process bound', () => {
     const dir = tmpDir();
     const p = path.join(dir, 's');

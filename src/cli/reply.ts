@@ -1,0 +1,81 @@
+/**
+ * How the CLI and its shell print a command's reply: the same lines for the
+ * same reply, whichever asked (a redeploy reads the same in both), and the
+ * exit code a refusal means.
+ */
+import { ControlReplyError, type ControlClient } from '../control/client.js';
+import { formatCommandResult, renderEvent } from '../control/render.js';
+import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, Exit } from './connect.js';
+
+/** Codes of a server's refusal that mean the caller's words were wrong: exit 2, as a CLI usage error. */
+const USAGE_CODES = new Set(['ERR_GRACEFUL_UNKNOWN_COMMAND', 'ERR_GRACEFUL_USAGE', 'ERR_GRACEFUL_INVALID_RUNLEVEL', 'ERR_GRACEFUL_UNKNOWN_TASK', 'ERR_GRACEFUL_CONTROL_PARSE', 'ERR_GRACEFUL_INVALID_ARGUMENT']);
+
+/** requestOn runs one command on an open client and prints its reply; throws Exit on a refusal. */
+export async function requestOn(client: ControlClient, cmd: string, args: string[], opts: { json?: boolean; timeout: number }, out: (l: string) => void): Promise<number> {
+  try {
+    const result = await client.request(cmd, args, (e) => out(opts.json ? JSON.stringify(e) : renderEvent(e)), opts.timeout);
+    if (opts.json) out(JSON.stringify({ ok: true, result: result ?? null }));
+    else for (const line of formatCommandResult(cmd, cmd === 'status' ? humanStatus(result) : result)) out(line);
+    return EXIT_OK;
+  } catch (err) {
+    if (err instanceof ControlReplyError) {
+      if (opts.json) out(JSON.stringify({ ok: false, error: { code: err.code, message: err.message } }));
+      throw new Exit(USAGE_CODES.has(err.code) ? EXIT_USAGE : EXIT_FAILED, `error: ${err.message}`);
+    }
+    throw new Exit(EXIT_FAILED, `error: ${(err as Error).message}`);
+  }
+}
+
+const BYTE_FIELDS = new Set(['rss', 'heapUsed', 'heapTotal', 'external']);
+const SECOND_FIELDS = new Set(['uptime', 'supervisorUptime']);
+
+/** humanStatus gives a status reply's sizes and durations units, for people (--json keeps the numbers). */
+export function humanStatus(result: unknown): unknown {
+  if (typeof result !== 'object' || result === null || Array.isArray(result)) return result;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(result)) {
+    if (k === 'workers' && Array.isArray(v)) out[k] = workerTable(v as Record<string, unknown>[]);
+    else if (typeof v === 'number' && BYTE_FIELDS.has(k)) out[k] = bytes(v);
+    else if (typeof v === 'number' && SECOND_FIELDS.has(k)) out[k] = duration(v);
+    else if (typeof v === 'object' && v !== null && !Array.isArray(v)) out[k] = humanStatus(v);
+    else out[k] = v;
+  }
+  return out;
+}
+
+const WORKER_COLUMNS = ['id', 'pid', 'state', 'uptime', 'restarts', 'connections', 'requests', 'rss'];
+
+/** workerTable: a service's workers as the rows of a table with a header, columns aligned. */
+function workerTable(workers: Record<string, unknown>[]): string[] {
+  const cell = (w: Record<string, unknown>, c: string): string => {
+    const v = w[c];
+    if (v === null || v === undefined) return '-';
+    if (typeof v === 'number' && c === 'rss') return bytes(v);
+    if (typeof v === 'number' && c === 'uptime') return duration(v);
+    return String(v);
+  };
+  const rows = [WORKER_COLUMNS, ...workers.map((w) => WORKER_COLUMNS.map((c) => cell(w, c)))];
+  const widths = WORKER_COLUMNS.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((x, i) => x.padEnd(widths[i]!)).join('  ').trimEnd());
+}
+
+function bytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(1)} ${units[i]}`;
+}
+
+function duration(secs: number): string {
+  if (secs < 60) return `${secs} s`;
+  const d = Math.floor(secs / 86400);
+  const h = Math.floor((secs % 86400) / 3600);
+  const m = Math.floor((secs % 3600) / 60);
+  const s = secs % 60;
+  return d > 0 ? `${d} d ${h} h ${m} min` : h > 0 ? `${h} h ${m} min ${s} s` : `${m} min ${s} s`;
+}
