@@ -47,6 +47,8 @@ export {
 export type { BindOptions, ListenOptions } from './server/listeners.js';
 export { DEFAULT_TICKET_KEY_ROTATION } from './server/ticket-keys.js';
 export type { DrainOptions, DrainEvent } from './server/drain.js';
+export type { ConnectionStates } from './server/conn-states.js';
+export type { ListenerInfo } from './server/listener-set.js';
 export type { SpawnFunction } from './server/successor.js';
 export { takeListenFds, notify, type ActivatedFd } from './systemd.js';
 export { writePidFile, readPidFile, removePidFile } from './pidfile.js';

@@ -1,5 +1,5 @@
 /** Test helpers: real processes, real sockets, descriptor counting. */
-import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { execFile, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
@@ -126,6 +126,96 @@ export function spawnChild(command: string, args: string[], options: SpawnOption
 /** spawnFixture runs dist/test/fixtures/<name>.js with Node. */
 export function spawnFixture(name: string, args: string[] = [], options: SpawnOptions = {}): Child {
   return spawnChild(process.execPath, [path.join(fixtures, `${name}.js`), ...args], options);
+}
+
+/** cli runs the graceful-restart command line (bin/graceful-restart.js) and collects what it said. */
+export function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [path.join(root, 'bin/graceful-restart.js'), ...args], { timeout: 60_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+/** AppOptions: how spawnApp starts the app fixture. */
+export interface AppOptions {
+  /** Its control socket (APP_SOCKET). */
+  sock: string;
+  /** The file that, when it exists, says how a new instance fails (APP_FAIL_FILE). */
+  failFile: string;
+  /** More variables (APP_UPGRADE_TIMEOUT is 5000 unless given). */
+  env?: Record<string, string>;
+  /** Another command line than `node dist/test/fixtures/app.js`, and its working directory. */
+  command?: string[];
+  cwd?: string;
+  detached?: boolean;
+}
+
+/**
+ * spawnApp starts the app fixture (test/fixtures/app.ts) with a control
+ * socket; appReady(child) resolves with the first instance's pid and port.
+ * Two steps, so that the caller holds the child (to end it) before it waits.
+ */
+export function spawnApp(options: AppOptions): Child {
+  const env = { ...process.env, APP_SOCKET: options.sock, APP_FAIL_FILE: options.failFile, APP_UPGRADE_TIMEOUT: '5000', ...options.env };
+  const spawnOptions: SpawnOptions = { env, cwd: options.cwd, detached: options.detached };
+  const [command, ...args] = options.command ?? [];
+  return command ? spawnChild(command, args, spawnOptions) : spawnFixture('app', [], spawnOptions);
+}
+
+/** appReady: the pid and port of the app fixture's "ready <pid> <port> <generation>" line. */
+export async function appReady(child: Child): Promise<{ pid: number; port: number }> {
+  const [, pid, port] = (await child.next(/^ready /)).split(' ');
+  return { pid: Number(pid), port: Number(port) };
+}
+
+/** Notification: one sd_notify datagram, with the pid the kernel says sent it (SO_PASSCRED). */
+export interface Notification {
+  pid: number | null;
+  msg: string;
+}
+
+/** NotifyReader: a NOTIFY_SOCKET of the test's own, and what arrived on it. */
+export interface NotifyReader {
+  /** The socket's path, for NOTIFY_SOCKET. */
+  path: string;
+  /** The reader process (end it with the test's other children). */
+  child: Child;
+  /** notes: every notification so far, in order. */
+  notes(): Notification[];
+  /** next: the next notification not yet taken, its lines joined by ";". */
+  next(): Promise<string>;
+  /** saw resolves with 1 + the index of the first notification from index `from` on whose message matches re. */
+  saw(re: RegExp, from: number): Promise<number>;
+}
+
+/**
+ * notifyReader binds an AF_UNIX datagram socket in dir (a Python reader: the
+ * kernel's SCM_CREDENTIALS say who sent each datagram) and resolves once it
+ * is bound.
+ */
+export async function notifyReader(dir: string): Promise<NotifyReader> {
+  const sock = path.join(dir, 'notify.sock');
+  const child = spawnChild('python3', ['-u', '-c', [
+    'import json, socket, struct',
+    's = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)',
+    's.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)',
+    `s.bind(${JSON.stringify(sock)})`,
+    'print("bound", flush=True)',
+    'while True:',
+    '    msg, anc, _, _ = s.recvmsg(4096, 1024)',
+    '    pid = [struct.unpack("iii", d[:12])[0] for l, k, d in anc if l == socket.SOL_SOCKET and k == socket.SCM_CREDENTIALS]',
+    '    print(json.dumps({"pid": pid[0] if pid else None, "msg": msg.decode()}), flush=True)',
+  ].join('\n')]);
+  await child.next(/^bound$/);
+  const notes = () => child.stdout.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Notification);
+  return {
+    path: sock,
+    child,
+    notes,
+    next: async () => (JSON.parse(await child.next(/^\{/)) as Notification).msg.replace(/\n/g, ';'),
+    saw: (re, from) => until(() => notes().findIndex((n, i) => i >= from && re.test(n.msg)) + 1, 15_000, `a notification ${re}`),
+  };
 }
 
 /**

@@ -62,6 +62,103 @@ function request(port: number, path: string, agent: http.Agent | false): Promise
   });
 }
 
+/**
+ * ServedBy follows which instance last answered each of a load's clients
+ * (the pid in the body), so that a test waits for "every client made a
+ * request on the instance now serving" instead of for a fixed time.
+ */
+export class ServedBy {
+  private readonly last: (string | undefined)[];
+  private readonly waiters: { pid: string; resolve(): void }[] = [];
+
+  constructor(clients: number) {
+    this.last = new Array<string | undefined>(clients);
+  }
+
+  /** saw: client i got an answer from pid. */
+  saw(i: number, pid: string): void {
+    this.last[i] = pid;
+    for (const w of [...this.waiters]) {
+      if (this.last.every((p) => p === w.pid)) {
+        this.waiters.splice(this.waiters.indexOf(w), 1);
+        w.resolve();
+      }
+    }
+  }
+
+  /** all resolves once the last answer of every client came from pid. */
+  all(pid: number | string): Promise<void> {
+    const want = String(pid);
+    if (this.last.every((p) => p === want)) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push({ pid: want, resolve }));
+  }
+}
+
+/** Pooled: what pooledClients saw. */
+export interface Pooled {
+  requests: number;
+  errors: string[];
+  /** Requests that had to open a connection after the client's first. */
+  reopened: number;
+}
+
+/**
+ * pooledClients: `clients` loops, each with its own keep-alive http.Agent of
+ * one socket, a request to `/` (answered with the server's pid) then a random
+ * pause up to maxPauseMs. Nothing is retried: every request that does not end
+ * in a 200 is a failure. servedBy(pid) resolves once every client's last
+ * answer came from pid.
+ */
+export function pooledClients(port: number, clients: number, maxPauseMs: number): { stop(): Promise<Pooled>; servedBy(pid: number): Promise<void> } {
+  const result: Pooled = { requests: 0, errors: [], reopened: 0 };
+  const served = new ServedBy(clients);
+  let running = true;
+  const loops = [...Array(clients).keys()].map(async (i) => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    let first = true;
+    while (running) {
+      await new Promise<void>((resolve) => {
+        const req = http.get({ host: '127.0.0.1', port, path: '/', agent }, (res) => {
+          if (!first && !req.reusedSocket) result.reopened++;
+          first = false;
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (d: string) => (body += d));
+          res.on('end', () => {
+            if (res.statusCode === 200) {
+              result.requests++;
+              served.saw(i, body);
+            } else {
+              result.errors.push(`status ${res.statusCode}`);
+            }
+            resolve();
+          });
+          res.on('error', (err) => {
+            result.errors.push(err.message);
+            resolve();
+          });
+        });
+        req.on('error', (err: Error & { code?: string }) => {
+          result.errors.push(err.code ?? err.message);
+          resolve();
+        });
+        req.setTimeout(10_000, () => req.destroy(new Error('timeout')));
+      });
+      // The pause is the traffic shape under test: a pooled client reuses its connection at any moment.
+      await new Promise((r) => setTimeout(r, Math.random() * maxPauseMs));
+    }
+    agent.destroy();
+  });
+  return {
+    async stop() {
+      running = false;
+      await Promise.all(loops);
+      return result;
+    },
+    servedBy: (pid) => served.all(pid),
+  };
+}
+
 /** post sends a POST on a fresh connection and parses the JSON answer. */
 export function post(port: number, path: string): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {

@@ -6,6 +6,7 @@
 import { ControlReplyError, type ControlClient } from '../control/client.js';
 import { formatCommandResult, renderEvent } from '../control/render.js';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, Exit } from './connect.js';
+import { describeStates, type ConnectionStates } from '../server/conn-states.js';
 
 /** Codes of a server's refusal that mean the caller's words were wrong: exit 2, as a CLI usage error. */
 const USAGE_CODES = new Set(['ERR_GRACEFUL_UNKNOWN_COMMAND', 'ERR_GRACEFUL_USAGE', 'ERR_GRACEFUL_INVALID_RUNLEVEL', 'ERR_GRACEFUL_UNKNOWN_TASK', 'ERR_GRACEFUL_CONTROL_PARSE', 'ERR_GRACEFUL_INVALID_ARGUMENT']);
@@ -33,8 +34,12 @@ const SECOND_FIELDS = new Set(['uptime', 'supervisorUptime']);
 export function humanStatus(result: unknown): unknown {
   if (typeof result !== 'object' || result === null || Array.isArray(result)) return result;
   const out: Record<string, unknown> = {};
+  const states = (result as { connectionStates?: Record<string, ConnectionStates> }).connectionStates;
   for (const [k, v] of Object.entries(result)) {
-    if (k === 'workers' && Array.isArray(v)) out[k] = workerTable(v as Record<string, unknown>[]);
+    if (k === 'connectionStates') continue; // in words, in the listeners table
+    if (k === 'listeners' && Array.isArray(v) && states) {
+      out[k] = v.map((l: Record<string, unknown>) => ({ ...l, states: states[String(l.name)] ? describeStates(states[String(l.name)]!) || '-' : '-' }));
+    } else if (k === 'workers' && Array.isArray(v)) out[k] = workerTable(v as Record<string, unknown>[]);
     else if (typeof v === 'number' && BYTE_FIELDS.has(k)) out[k] = bytes(v);
     else if (typeof v === 'number' && SECOND_FIELDS.has(k)) out[k] = duration(v);
     else if (typeof v === 'object' && v !== null && !Array.isArray(v)) out[k] = humanStatus(v);

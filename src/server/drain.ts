@@ -42,6 +42,7 @@ import { Http2Sessions } from './goaway.js';
 import { handleOf } from './conn-handover.js';
 import type { HandOverOptions } from './socket-handover.js';
 import { passSocket } from './socket-pass.js';
+import { emptyStates, type ConnectionStates } from './conn-states.js';
 import type { Meta } from '../meta.js';
 
 const debug = debuglog('graceful');
@@ -135,6 +136,8 @@ interface Conn {
   /** HTTP/1: responses not finished, in request order. */
   queue: Pending[];
   idleSince: number;
+  /** Requests seen on it. */
+  requests: number;
   /** io.bytesRead when it last became idle: more means a next request is arriving. */
   readMark: number;
   /** Requests seen in the chunk the parser is executing (reset on the next tick). */
@@ -254,13 +257,16 @@ export class ConnectionTracker {
     if (this.mover && this.draining) for (const c of this.conns.values()) this.tryMove(c);
   }
 
-  /** counts: open connections by state, for status and logs. */
-  counts(): Record<string, number> {
-    const out: Record<string, number> = {};
-    for (const c of this.conns.values()) {
-      const state = c.kind !== 'http1' ? c.kind : c.queue.length > 0 ? 'http1-busy' : c.io.bytesRead > c.readMark ? 'http1-arriving' : 'http1-idle';
-      out[state] = (out[state] ?? 0) + 1;
-    }
+  /** isDraining: a drain of this listener is under way. */
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
+  /** states: open connections by state, for status. */
+  states(): ConnectionStates {
+    const out = emptyStates();
+    for (const c of this.conns.values()) out[stateOf(c)]++;
+    out.http2Streams = this.sessions.openStreams();
     return out;
   }
 
@@ -349,7 +355,7 @@ export class ConnectionTracker {
 
   private conn(raw: net.Socket, io: net.Socket, kind: Kind): Conn {
     const conn: Conn = {
-      kind, raw, io, queue: [], idleSince: Date.now(), readMark: io.bytesRead, inChunk: 0, chunkHeads: 0, ending: false,
+      kind, raw, io, queue: [], requests: 0, idleSince: Date.now(), readMark: io.bytesRead, inChunk: 0, chunkHeads: 0, ending: false,
       moving: false, stays: false, forced: false,
     };
     this.conns.set(raw, conn);
@@ -364,6 +370,7 @@ export class ConnectionTracker {
     const conn = this.byIo.get(req.socket);
     if (!conn || conn.kind === 'upgraded') return;
     conn.kind = 'http1';
+    conn.requests++;
     // Requests read in one chunk are parsed one after the other before any
     // timer runs: a response written now, synchronously, must not close the
     // connection if more requests follow in the same chunk.
@@ -567,6 +574,22 @@ export class ConnectionTracker {
   /** dispose stops tracking. */
   dispose(): void {
     for (const d of this.detach.splice(0)) d();
+  }
+}
+
+/** stateOf: the ConnectionStates key a connection counts under. */
+function stateOf(c: Conn): Exclude<keyof ConnectionStates, 'http2Streams'> {
+  switch (c.kind) {
+    case 'tls': return 'tlsHandshake';
+    case 'h2': return 'http2';
+    case 'upgraded': return 'upgraded';
+    case 'other': return 'other';
+    case 'http1':
+      if (c.moving) return 'handingOver';
+      if (c.queue.length > 1) return 'pipelined';
+      if (c.queue.length === 1) return 'request';
+      if (c.io.bytesRead > c.readMark) return 'headers';
+      return c.io !== c.raw && c.requests === 0 ? 'tlsBeforeRequest' : 'idle';
   }
 }
 

@@ -34,6 +34,13 @@ export class Http2Sessions {
     session.once('close', () => this.sessions.delete(session));
   }
 
+  /** openStreams: streams open on every session, for status. */
+  openStreams(): number {
+    let n = 0;
+    for (const session of this.sessions) n += this.activity.get(session)?.open ?? 0;
+    return n;
+  }
+
   /** goawayAll starts the graceful shutdown of every session open. */
   goawayAll(graceMs: number): void {
     for (const session of this.sessions) this.goaway(session, graceMs);
@@ -46,6 +53,10 @@ export class Http2Sessions {
    * (nghttp2) refuses by itself every stream it has not sent yet when a GOAWAY
    * arrives, whatever its last stream id: a GOAWAY sent while it reacts to
    * responses (between batches of streams) would make it refuse the next batch.
+   * It still refuses a stream it opened in reaction to a response read in the
+   * same chunk just before the GOAWAY (RFC 9113 section 6.8: no new stream
+   * once a GOAWAY is received); the server cannot tell which of its bytes the
+   * client has not read yet, so under continuous load a few remain.
    */
   goaway(session: http2.Http2Session, graceMs: number): void {
     if (session.closed || session.destroyed || this.goingAway.has(session)) return;

@@ -31,7 +31,8 @@ import { writePidFile } from '../pidfile.js';
 import { notify, takeListenFds } from '../systemd.js';
 import { openFile } from '../safefile.js';
 import { ManagedListener, type ListenOptions } from './listeners.js';
-import { Listeners } from './listener-set.js';
+import { Listeners, type ListenerInfo, type ListenerStatus } from './listener-set.js';
+import { emptyStates } from './conn-states.js';
 import { GracefulFile } from './file.js';
 import { Hooks, type Hook, type StopHook } from './hooks.js';
 import { installSignals } from './signals.js';
@@ -577,8 +578,9 @@ export class GracefulServer extends EventEmitter {
       ready: this.isReady,
       state: this.lifecycle.state,
       uptime: Math.round((Date.now() - this.startedAt) / 1000),
-      listeners: this.listenerSet.status(),
+      listeners: this.listenerStatus(),
       connections: this.connectionCount(),
+      connectionStates: this.listenerSet.states(),
       handover: { ...this.listenerSet.moveCounts(), adopted: this.adopter?.adoptedCount ?? 0 },
       controlConnections: this.control?.connectionCount ?? 0,
       rss: mem.rss,
@@ -642,14 +644,25 @@ export class GracefulServer extends EventEmitter {
     return this.listenerSet.connectionCount();
   }
 
+  /** listenerStatus: the listeners as status reports them; in a primary with workers, the sockets it holds (the connections are the workers'). */
+  private listenerStatus(): ListenerStatus[] {
+    if (!this.pool) return this.listenerSet.status();
+    return [...this.held].map(([name, members]) => {
+      const open = members.filter((m) => m.fd.open);
+      const { family, host, port, path: where } = members[0]!.meta;
+      const at = family === 'unix' ? { path: typeof where === 'string' ? where : null } : { host: typeof host === 'string' ? host : null, port: typeof port === 'number' ? port : null };
+      return { name, state: open.length > 0 ? 'open' : 'closed', kind: family === 'unix' ? 'unix' : 'tcp', ...at, fd: open[0]?.fd.fd ?? null, connections: 0, systemd: members[0]!.meta.systemd === true, members: open.length };
+    });
+  }
+
   /** listenerInfo: name, address and state of every listener, for status. */
-  listenerInfo(): { name: string; open: boolean; connections: number; address: Meta }[] {
+  listenerInfo(): ListenerInfo[] {
     if (this.pool) {
       // The primary holds the sockets; the connections are the workers'.
       return [...this.held].map(([name, members]) => {
         const { family, host, port, path: where } = members[0]!.meta;
         const address: Meta = family === 'unix' ? { family, path: where ?? null } : { family: family ?? 'tcp', host: host ?? null, port: port ?? null };
-        return { name, open: members.some((m) => m.fd.open), connections: 0, address: members.length > 1 ? { ...address, members: members.length } : address };
+        return { name, open: members.some((m) => m.fd.open), draining: false, connections: 0, states: emptyStates(), address: members.length > 1 ? { ...address, members: members.length } : address };
       });
     }
     return this.listenerSet.info();
@@ -1089,7 +1102,7 @@ export class GracefulServer extends EventEmitter {
       await this.listenerSet.startAll();
     } else {
       const forced = await this.drainListeners(true);
-      if (forced > 0) this.log(`runlevel 1: closed ${forced} connection(s) still open at the shutdown timeout`);
+      if (forced > 0) this.log(`runlevel 1: closed ${forced} connection(s) still open at their deadline (the shutdown timeout, or upgradedTimeout for upgraded connections)`);
     }
     this.lifecycle.level = target;
     this.log(`runlevel ${target}`);

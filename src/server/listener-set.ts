@@ -7,11 +7,25 @@ import type net from 'node:net';
 import type { Meta } from '../meta.js';
 import type { ManagedListener } from './listeners.js';
 import type { ConnectionMover, MoveCounts } from './drain.js';
+import type { ConnectionStates } from './conn-states.js';
+
+/** ListenerInfo: what status says of one listener. */
+export interface ListenerInfo {
+  name: string;
+  open: boolean;
+  /** A drain of its connections is under way. */
+  draining: boolean;
+  connections: number;
+  /** Its open connections by state. */
+  states: ConnectionStates;
+  address: Meta;
+}
 
 /** ListenerStatus: a listener as the status command reports it (JSON mode keeps these fields). */
 export interface ListenerStatus {
   name: string;
-  state: 'open' | 'closed';
+  /** draining: closed, its connections draining. */
+  state: 'open' | 'closed' | 'draining';
   kind: 'tcp' | 'unix';
   host?: string | null;
   port?: number | null;
@@ -124,8 +138,17 @@ export class Listeners implements Iterable<ManagedListener> {
   }
 
   /** info: name, address and state of every listener, for status. */
-  info(): { name: string; open: boolean; connections: number; address: Meta }[] {
-    return [...this].map((l) => ({ name: l.name, open: l.isOpen, connections: l.tracker.count, address: l.address() }));
+  info(): ListenerInfo[] {
+    return [...this].map((l) => ({
+      name: l.name, open: l.isOpen, draining: l.tracker.isDraining, connections: l.tracker.count, states: l.tracker.states(), address: l.address(),
+    }));
+  }
+
+  /** states: every listener's connections by state, by listener name. */
+  states(): Record<string, ConnectionStates> {
+    const out: Record<string, ConnectionStates> = {};
+    for (const l of this) out[l.name] = l.tracker.states();
+    return out;
   }
 
   /**
@@ -139,7 +162,7 @@ export class Listeners implements Iterable<ManagedListener> {
       const where = a.family === 'unix'
         ? { path: typeof a.path === 'string' ? a.path : null }
         : { host: typeof a.host === 'string' ? a.host : null, port: typeof a.port === 'number' ? a.port : null };
-      return { name: l.name, state: l.isOpen ? 'open' : 'closed', kind: a.family === 'unix' ? 'unix' : 'tcp', ...where, fd: l.isOpen ? fdOrNull(l) : null, connections: l.tracker.count, systemd: a.systemd === true };
+      return { name: l.name, state: l.isOpen ? 'open' : l.tracker.isDraining ? 'draining' : 'closed', kind: a.family === 'unix' ? 'unix' : 'tcp', ...where, fd: l.isOpen ? fdOrNull(l) : null, connections: l.tracker.count, systemd: a.systemd === true };
     });
   }
 

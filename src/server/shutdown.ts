@@ -68,8 +68,12 @@ export class Shutdown {
   async finish(how: Halted): Promise<void> {
     const { lifecycle, config, log, hooks } = this.parts;
     if (lifecycle.state !== 'halting') lifecycle.to('halting');
+    // The stop hooks (and the control socket's last replies) get a shutdown
+    // timeout of their own, counted from the end of the drain: the drain may
+    // last longer than the shutdown timeout (upgradedTimeout), and a deadline
+    // counted from its start would give them a signal aborted from the first moment.
     const deadline = Date.now() + config.shutdownTimeout;
-    if (how.forced > 0) log(`halt: closed ${how.forced} connection(s) still open at the shutdown timeout`, { event: 'halt.forced', forced: how.forced });
+    if (how.forced > 0) log(`halt: closed ${how.forced} connection(s) still open at their deadline (the shutdown timeout, or upgradedTimeout for upgraded connections)`, { event: 'halt.forced', forced: how.forced });
     this.parts.listeners.dropSpares();
     const stopped = await hooks.runStop(deadline);
     if (stopped === 'overran') log(`halt: stop hooks still running at the shutdown timeout (${config.shutdownTimeout} ms): going on without them`, { event: 'halt.stop-overran' });

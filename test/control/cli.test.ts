@@ -119,8 +119,8 @@ describe('the CLI: usage, exit codes, pipes', function () {
     expect(fs.readlinkSync(`/proc/${pid}/fd/${String(l.fd)}`)).to.match(/^socket:\[\d+\]$/);
     const lines = human.stdout.split('\n');
     const at = lines.indexOf('listeners:');
-    expect(lines[at + 1]).to.match(/^  name +state +kind +host +port +fd +connections +systemd$/);
-    expect(lines[at + 2]).to.match(new RegExp(`^  http +open +tcp +127\\.0\\.0\\.1 +${String(l.port)} +${String(l.fd)} +0 +false$`));
+    expect(lines[at + 1]).to.match(/^  name +state +kind +host +port +fd +connections +systemd +states$/);
+    expect(lines[at + 2]).to.match(new RegExp(`^  http +open +tcp +127\\.0\\.0\\.1 +${String(l.port)} +${String(l.fd)} +0 +false +-$`));
   });
 
   it('says what is wrong at a path that is not a socket', async () => {

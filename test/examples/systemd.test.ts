@@ -9,7 +9,7 @@
 import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
-import { httpGet, spawnChild, tmpDir, until, type Child } from '../helpers.js';
+import { httpGet, notifyReader, spawnChild, tmpDir, type Child } from '../helpers.js';
 import { imageCommand, nsSkipReason, testAppProject } from './namespace.js';
 import { example, freePort, run } from './project.js';
 
@@ -59,22 +59,10 @@ describe('recipes: systemd', function () {
       this.skip();
     }
     const dir = tmpDir();
-    const notifySock = path.join(dir, 'notify.sock');
-    const listener = spawnChild('python3', ['-u', '-c', [
-      'import json, socket, struct',
-      's = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)',
-      's.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)',
-      `s.bind(${JSON.stringify(notifySock)})`,
-      'print("bound", flush=True)',
-      'while True:',
-      '    msg, anc, _, _ = s.recvmsg(4096, 1024)',
-      '    pid = [struct.unpack("iii", d[:12])[0] for l, k, d in anc if l == socket.SOL_SOCKET and k == socket.SCM_CREDENTIALS]',
-      '    print(json.dumps({"pid": pid[0] if pid else None, "msg": msg.decode()}), flush=True)',
-    ].join('\n')]);
-    started.push(listener);
-    await listener.next(/^bound$/);
-    const notes = () => listener.stdout.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { pid: number; msg: string });
-    const saw = (re: RegExp, from: number) => until(() => notes().findIndex((n, i) => i >= from && re.test(n.msg)) + 1, 15_000, `a notification ${re}`);
+    const listener = await notifyReader(dir);
+    started.push(listener.child);
+    const notifySock = listener.path;
+    const { notes, saw } = listener;
 
     const project = await testAppProject();
     const port = await freePort();

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { endGenerations, spawnFixture, until, type Child } from '../helpers.js';
-import { post } from '../load.js';
+import { pooledClients, post } from '../load.js';
 
 /** RawClient: one TCP connection that sends HTTP/1.1 requests one at a time and parses the answers. */
 class RawClient {
@@ -135,59 +135,6 @@ function fdCountOf(pid: number): number {
   return fs.readdirSync(`/proc/${pid}/fd`).length;
 }
 
-interface Pooled {
-  requests: number;
-  errors: string[];
-  /** Requests that had to open a connection after the client's first. */
-  reopened: number;
-}
-
-/**
- * pooledClients: `clients` loops, each with its own keep-alive http.Agent of
- * one socket, a request then a random pause up to maxPauseMs. Nothing is
- * retried: every request that does not end in a 200 is a failure.
- */
-function pooledClients(port: number, clients: number, maxPauseMs: number): { stop(): Promise<Pooled> } {
-  const result: Pooled = { requests: 0, errors: [], reopened: 0 };
-  let running = true;
-  const loops = [...Array(clients).keys()].map(async () => {
-    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-    let first = true;
-    while (running) {
-      await new Promise<void>((resolve) => {
-        const req = http.get({ host: '127.0.0.1', port, path: '/', agent }, (res) => {
-          if (!first && !req.reusedSocket) result.reopened++;
-          first = false;
-          res.resume();
-          res.on('end', () => {
-            if (res.statusCode === 200) result.requests++;
-            else result.errors.push(`status ${res.statusCode}`);
-            resolve();
-          });
-          res.on('error', (err) => {
-            result.errors.push(err.message);
-            resolve();
-          });
-        });
-        req.on('error', (err: Error & { code?: string }) => {
-          result.errors.push(err.code ?? err.message);
-          resolve();
-        });
-        req.setTimeout(10_000, () => req.destroy(new Error('timeout')));
-      });
-      await new Promise((r) => setTimeout(r, Math.random() * maxPauseMs));
-    }
-    agent.destroy();
-  });
-  return {
-    async stop() {
-      running = false;
-      await Promise.all(loops);
-      return result;
-    },
-  };
-}
-
 describe('connection hand-over: idle keep-alive connections move to the new instance', function () {
   this.timeout(120_000);
   let app: Started | undefined;
@@ -310,12 +257,12 @@ describe('connection hand-over: idle keep-alive connections move to the new inst
     const pids = [app.pid];
     for (let i = 0; i < 10; i++) {
       // Load between redeploys, until every client made a request on the instance now serving.
-      await new Promise((r) => setTimeout(r, 500));
+      await load.servedBy(pids.at(-1)!);
       const res = await post(app.port, '/redeploy');
       expect(res, JSON.stringify(res)).to.include({ ok: true });
       pids.push(Number(res.pid));
     }
-    await new Promise((r) => setTimeout(r, 500));
+    await load.servedBy(pids.at(-1)!);
     const result = await load.stop();
     const done = await Promise.all(pids.slice(0, -1).map(async (pid) => (await line(app!.child, new RegExp(`^done ${pid} `))).split(' ').slice(2).map(Number)));
     const handedOver = done.reduce((n, d) => n + d[0]!, 0);

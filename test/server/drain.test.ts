@@ -271,7 +271,7 @@ describe('drain: connection states', function () {
     const c = await rawClient(s.port);
     c.socket.on('error', () => undefined);
     c.socket.write('GET / HTTP/1.1\r\nHost: x\r\nX-Slow');
-    await until(() => s.tracker.counts()['http1-arriving'] === 1);
+    await until(() => s.tracker.states().headers === 1);
     const started = Date.now();
     expect(await s.drain(50, 500)).to.equal(1);
     expect(Date.now() - started).to.be.within(490, 1_200);
@@ -291,7 +291,7 @@ describe('drain: connection states', function () {
     const c = await rawClient(s.port);
     c.socket.on('error', () => undefined);
     c.socket.write(pipeline(1));
-    await until(() => s.tracker.counts()['http1-busy'] === 1);
+    await until(() => s.tracker.states().request === 1);
     const started = Date.now();
     expect(await s.drain(50, 400)).to.equal(1);
     expect(Date.now() - started).to.be.within(390, 1_000);

@@ -4,22 +4,11 @@
  * behind, and the survivor holds no leaked descriptor.
  */
 import { expect } from 'chai';
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ControlClient, receive } from '../../src/index.js';
-import { openFds, root, spawnChild, spawnFixture, tmpDir, until, type Child, endGenerations, gone } from '../helpers.js';
+import { appReady, cli, endGenerations, gone, openFds, root, spawnApp, tmpDir, until, type Child } from '../helpers.js';
 import { LoadLoop } from '../load.js';
-
-
-/** cli runs the graceful-restart command line and collects what it said. */
-function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [path.join(root, 'bin/graceful-restart.js'), ...args], { timeout: 60_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
-  });
-}
 
 describe('faults during a redeploy', function () {
   this.timeout(60_000);
@@ -39,11 +28,9 @@ describe('faults during a redeploy', function () {
     app = undefined;
   });
 
-  async function start(env: Record<string, string> = {}, command?: string[]): Promise<{ pid: number; port: number }> {
-    const environment = { ...process.env, APP_SOCKET: sock, APP_FAIL_FILE: failFile, APP_UPGRADE_TIMEOUT: '5000', ...env };
-    app = command ? spawnChild(command[0]!, command.slice(1), { env: environment, cwd: env.CWD }) : spawnFixture('app', [], { env: environment });
-    const [, pid, port] = (await app.next(/^ready /)).split(' ');
-    return { pid: Number(pid), port: Number(port) };
+  function start(env: Record<string, string> = {}, command?: string[]): Promise<{ pid: number; port: number }> {
+    app = spawnApp({ sock, failFile, env, command, cwd: env.CWD });
+    return appReady(app);
   }
 
   /** spawnedPid: the pid of the new instance, from the old one's log line. */

@@ -4,20 +4,11 @@
  * reaches only the old instance, and failures reported as failures.
  */
 import { expect } from 'chai';
-import { execFile } from 'node:child_process';
 import dgram from 'node:dgram';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ControlClient } from '../../src/index.js';
-import { endGenerations, gone, httpGet, root, spawnFixture, tmpDir, until, type Child } from '../helpers.js';
-
-function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [path.join(root, 'bin/graceful-restart.js'), ...args], { timeout: 60_000 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
-  });
-}
+import { appReady, cli, endGenerations, gone, httpGet, spawnApp, tmpDir, until, type Child } from '../helpers.js';
 
 async function request(sock: string, cmd: string): Promise<unknown> {
   const c = await ControlClient.connect(sock);
@@ -52,10 +43,9 @@ describe('hand-over and take-back', function () {
     app = undefined;
   });
 
-  async function start(env: Record<string, string> = {}, options: { detached?: boolean } = {}): Promise<{ pid: number; port: number }> {
-    app = spawnFixture('app', [], { env: { ...process.env, APP_SOCKET: sock, APP_FAIL_FILE: failFile, APP_UPGRADE_TIMEOUT: '5000', ...env }, ...options });
-    const [, pid, port] = (await app.next(/^ready /)).split(' ');
-    return { pid: Number(pid), port: Number(port) };
+  function start(env: Record<string, string> = {}, options: { detached?: boolean } = {}): Promise<{ pid: number; port: number }> {
+    app = spawnApp({ sock, failFile, env, ...options });
+    return appReady(app);
   }
 
   it('a new instance that dies after the take-back window, while the old one runs its stop hooks: no take-back, the pid file is not rewritten', async () => {

@@ -12,52 +12,8 @@
  * 18), up to 76 with another test suite running beside it.
  */
 import { expect } from 'chai';
-import http from 'node:http';
+import { pooledClients } from '../load.js';
 import { ProtocolsApp } from './protocol-redeploy.js';
-
-interface Pooled {
-  requests: number;
-  errors: string[];
-}
-
-function pooledClients(port: number, clients: number, maxPauseMs: number): { stop(): Promise<Pooled> } {
-  const result: Pooled = { requests: 0, errors: [] };
-  let running = true;
-  const loops = [...Array(clients).keys()].map(async () => {
-    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-    while (running) {
-      await new Promise<void>((resolve) => {
-        const req = http.get({ host: '127.0.0.1', port, path: '/', agent }, (res) => {
-          res.resume();
-          res.on('end', () => {
-            if (res.statusCode === 200) result.requests++;
-            else result.errors.push(`status ${res.statusCode}`);
-            resolve();
-          });
-          res.on('error', (err) => {
-            result.errors.push(err.message);
-            resolve();
-          });
-        });
-        req.on('error', (err: Error & { code?: string }) => {
-          result.errors.push(err.code ?? err.message);
-          resolve();
-        });
-        req.setTimeout(10_000, () => req.destroy(new Error('timeout')));
-      });
-      // The pause is the traffic shape under test: a pooled client reuses its connection at any moment.
-      await new Promise((r) => setTimeout(r, Math.random() * maxPauseMs));
-    }
-    agent.destroy();
-  });
-  return {
-    async stop() {
-      running = false;
-      await Promise.all(loops);
-      return result;
-    },
-  };
-}
 
 describe('drain: pooled keep-alive clients through redeploys', function () {
   this.timeout(60_000);
@@ -71,11 +27,12 @@ describe('drain: pooled keep-alive clients through redeploys', function () {
     app = await ProtocolsApp.start({ APP_IDLE_GRACE: '1000' });
     // Half the window: the other half absorbs this process's own lag with 400 clients on a busy machine.
     const load = pooledClients(app.ports.http, 400, 500);
+    let pid = app.first.pid;
     for (let i = 0; i < 3; i++) {
-      await new Promise((r) => setTimeout(r, 800)); // load between redeploys
-      await app.redeploy();
+      await load.servedBy(pid); // load between redeploys: every client made a request on the instance now serving
+      pid = (await app.redeploy()).pid;
     }
-    await new Promise((r) => setTimeout(r, 800));
+    await load.servedBy(pid);
     const result = await load.stop();
     console.log(`      ${result.requests} requests, ${result.errors.length} failed`);
     expect(result.errors).to.deep.equal([]);
@@ -86,11 +43,12 @@ describe('drain: pooled keep-alive clients through redeploys', function () {
   it('400 pooled clients pausing up to 800 ms, a grace window of 300 ms, 3 redeploys: only keep-alive resets, rare', async () => {
     app = await ProtocolsApp.start({ APP_IDLE_GRACE: '300' });
     const load = pooledClients(app.ports.http, 400, 800);
+    let pid = app.first.pid;
     for (let i = 0; i < 3; i++) {
-      await new Promise((r) => setTimeout(r, 800)); // load between redeploys
-      await app.redeploy();
+      await load.servedBy(pid); // load between redeploys: every client made a request on the instance now serving
+      pid = (await app.redeploy()).pid;
     }
-    await new Promise((r) => setTimeout(r, 800));
+    await load.servedBy(pid);
     const result = await load.stop();
     console.log(`      ${result.requests} requests, ${result.errors.length} failed`);
     // Only the keep-alive race: a request sent on a connection the old instance is closing.

@@ -2,7 +2,7 @@
 import { expect } from 'chai';
 import http2 from 'node:http2';
 import { endGenerations, spawnFixture, until, type Child } from '../helpers.js';
-import { post } from '../load.js';
+import { post, ServedBy } from '../load.js';
 
 export interface Generation {
   pid: number;
@@ -79,10 +79,12 @@ export interface H2Result {
  * h2Load runs `sessions` loops, each with one HTTP/2 session and `streams`
  * streams in flight, each opening the next as it ends; a session that is
  * going away is replaced by a new one. Nothing is retried: every stream that
- * ends without a 200 is a failure (REFUSED_STREAM included).
+ * ends without a 200 is a failure (REFUSED_STREAM included). servedBy(pid)
+ * resolves once every loop's last answered stream came from pid.
  */
-export function h2Load(url: string, sessions: number, streams: number): { stop(): Promise<H2Result> } {
+export function h2Load(url: string, sessions: number, streams: number): { stop(): Promise<H2Result>; servedBy(pid: number): Promise<void> } {
   const result: H2Result = { ok: 0, failures: [], refused: 0, pids: new Set(), sessions: 0 };
+  const served = new ServedBy(sessions);
   let running = true;
   const loops: Promise<void>[] = [];
   for (let i = 0; i < sessions; i++) {
@@ -110,6 +112,7 @@ export function h2Load(url: string, sessions: number, streams: number): { stop()
               if (status === 200 && !req.rstCode) {
                 result.ok++;
                 result.pids.add(body);
+                served.saw(i, body);
               } else {
                 if (req.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM) result.refused++;
                 result.failures.push(`stream ${req.id}: status ${status}, rst ${req.rstCode}, ${error}`);
@@ -130,5 +133,6 @@ export function h2Load(url: string, sessions: number, streams: number): { stop()
       await Promise.all(loops);
       return result;
     },
+    servedBy: (pid) => served.all(pid),
   };
 }

@@ -167,5 +167,6 @@ describe('drain: connection states through redeploys', function () {
     expect(code).to.equal(1006); // destroyed, no close frame
     expect(at - readyAt).to.be.within(2_500, 5_000);
     expect(await app.halted(old.pid)).to.equal(1);
+    expect(app.child.stdout).to.include(`stop ${old.pid} live`);
   });
 });

@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { fixtures, httpGet, spawnChild, tmpDir, until, type Child } from '../helpers.js';
+import { fixtures, httpGet, notifyReader, spawnChild, tmpDir, until, type Child } from '../helpers.js';
 import { post } from '../load.js';
 
 function freePort(): Promise<number> {
@@ -74,19 +74,10 @@ describe('systemd', function () {
 
   it('tells systemd MAINPID + READY=1, then RELOADING=1, the new MAINPID before the old one drains, and READY=1 across a redeploy; the pid file follows', async () => {
     const dir = tmpDir();
-    const notifySock = path.join(dir, 'notify.sock');
     const pidFile = path.join(dir, 'app.pid');
-    const listener = spawnChild('python3', ['-u', '-c', [
-      'import socket, sys',
-      's = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)',
-      `s.bind(${JSON.stringify(notifySock)})`,
-      'print("bound", flush=True)',
-      'while True:',
-      '    msg, anc, flags, addr = s.recvmsg(4096, 1024)',
-      '    print(msg.decode().replace("\\n", ";"), flush=True)',
-    ].join('\n')]);
-    started.push(listener);
-    await listener.next(/^bound/);
+    const listener = await notifyReader(dir);
+    started.push(listener.child);
+    const notifySock = listener.path;
     const app = spawnChild(process.execPath, [path.join(fixtures, 'app.js')], {
       env: { ...process.env, NOTIFY_SOCKET: notifySock, APP_PID_FILE: pidFile },
     });
