@@ -14,6 +14,7 @@ import readline from 'node:readline';
 import { resolveUid, type ControlClient } from './control/client.js';
 import { tokenize } from './control/parse.js';
 import { errorCode } from './errors.js';
+import { parseHealthArgs, probeListeners, type ProbedListener } from './health.js';
 import { Supervisor, type RestartPolicy } from './supervisor/supervisor.js';
 import { EXIT_CONNECT, EXIT_FAILED, EXIT_OK, EXIT_USAGE, Exit, connect, serverUids } from './cli/connect.js';
 import { humanStatus, requestOn } from './cli/reply.js';
@@ -29,6 +30,7 @@ Forms:
                                                  (CUSTOM <name> [args] works too)
   graceful-restart -s <socket>                   interactive shell (on a terminal)
   graceful-restart health <socket>               exit 0 if ready (and in runlevel 3, if it has one)
+    [--probe-listeners] [--http-path </path>]    also connect to each listener (GET the path: 2xx)
   graceful-restart status <socket>               a readable summary
   graceful-restart run [options] -- <cmd> [args] supervise an application: stay in the
                                                  foreground across its redeploys (see run --help)
@@ -62,7 +64,7 @@ function version(): string {
   }
 }
 
-async function health(path: string, timeout: number, out: (l: string) => void): Promise<number> {
+async function health(path: string, timeout: number, out: (l: string) => void, probe?: { httpPath?: string }): Promise<number> {
   const client = await connect(path, timeout);
   try {
     const s = (await client.request('status', [], undefined, timeout)) as {
@@ -78,7 +80,11 @@ async function health(path: string, timeout: number, out: (l: string) => void): 
     // A supervisor's status has no runlevel when its application is not a GracefulServer.
     if (s.ready && (s.runlevel === 3 || s.runlevel === undefined)) {
       out(`healthy: pid ${s.pid} ready${s.runlevel === undefined ? '' : ' in runlevel 3'}${s.workersWanted ? ` with ${s.workersWanted} workers` : ''}`);
-      return EXIT_OK;
+      if (!probe) return EXIT_OK;
+      const stats = (await client.request('stats', [], undefined, timeout)) as { listeners: ProbedListener[] };
+      const probed = await probeListeners(stats.listeners, { httpPath: probe.httpPath, timeout });
+      for (const line of probed.lines) out(line);
+      return probed.ok ? EXIT_OK : EXIT_FAILED;
     }
     // Under a supervisor, a program that never spoke sd_notify is never ready unless run with --no-notify.
     const why = !s.ready && s.supervisor !== undefined && s.notified === false ? ' (it never said READY=1 by sd_notify: a program that does not speak it needs `graceful-restart run --no-notify`)' : '';
@@ -243,6 +249,11 @@ export async function main(argv: string[], out: (l: string) => void = console.lo
         return await shell({ path: opts.socket, timeout, json: opts.json });
       }
       return await run(opts.socket, args[0]!, args.slice(1), { json: opts.json, timeout }, out);
+    }
+    if (args[0] === 'health' && args.length > 1) {
+      const h = parseHealthArgs(args.slice(1));
+      if (typeof h === 'string') throw new Exit(EXIT_USAGE, h);
+      return await health(h.socket, timeout, out, h.probeListeners ? { httpPath: h.httpPath } : undefined);
     }
     if ((args[0] === 'health' || args[0] === 'status') && args.length === 2) {
       if (args[0] === 'health') return await health(args[1]!, timeout, out);

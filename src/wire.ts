@@ -295,6 +295,25 @@ export class FrameDecoder {
     this.pending = rest === 0 ? EMPTY : buf.subarray(offset);
   }
 
+  /** atBoundary: no part of a message waits (no partial record, no descriptor without its record). */
+  get atBoundary(): boolean {
+    return this.pending.length === 0 && this.fds.length === 0;
+  }
+
+  /**
+   * recordRest: how many bytes finish the record under way (its header
+   * first; a header when descriptors wait for their records), or Infinity
+   * between messages: a reader that must not read past
+   * a message (plain bytes may follow it) reads no more than this.
+   */
+  get recordRest(): number {
+    const p = this.pending;
+    if (p.length === 0) return this.fds.length > 0 ? HEADER_BYTES : Infinity; // the message's next record
+    if (p.length < HEADER_BYTES) return HEADER_BYTES - p.length;
+    const length = (p[0]! | (p[1]! << 8) | (p[2]! << 16)) + p[3]! * 0x1000000;
+    return Math.max(1, HEADER_BYTES + length - p.length);
+  }
+
   /** end checks the stream ended between messages; throws TruncatedMessageError otherwise. */
   end(): void {
     if (this.pending.length === 0 && this.fds.length > 0) {

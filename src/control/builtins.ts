@@ -7,7 +7,7 @@ import readline from 'node:readline';
 import { CommandFailedError, NotConfiguredError, UsageError } from '../errors.js';
 import type { CommandContext, CommandRegistry } from './commands.js';
 import type { ControlEvent } from './client.js';
-import { renderEvent } from './render.js';
+import { formatStats, renderEvent } from './render.js';
 
 /** A redeploy step, as the control socket reports it. */
 export interface ControlRedeployEvent {
@@ -22,6 +22,8 @@ export interface ControlRedeployEvent {
 /** ControlTarget: what the built-in commands act on. */
 export interface ControlTarget {
   status(): Record<string, unknown> | Promise<Record<string, unknown>>;
+  /** stats: requests and connections per listener, redeploys and their timings (no stats command without it). */
+  stats?(): Record<string, unknown>;
   telinit(level: string): Promise<void>;
   redeploy(onEvent: (event: ControlRedeployEvent) => void): Promise<{ pid: number; readyMs: number }>;
   /** reopen re-opens the registered files; resolves with their names. */
@@ -77,6 +79,14 @@ export function addBuiltins(registry: CommandRegistry, target: ControlTarget): v
     help: 'Prints the state of this instance. In JSON mode the result is an object with the same fields.',
     maxArgs: 0,
     run: () => target.status(),
+  });
+  const stats = target.stats?.bind(target);
+  if (stats) registry.add('stats', {
+    usage: 'stats                   requests and connections per listener, redeploys done, failed, taken back, their timings',
+    help: 'Totals carry over a redeploy (the old instance\'s, as it hands over); openConnections are this instance\'s own.\n' +
+      'In JSON mode the result is an object: { pid, since, listeners: [...], redeploys: { done, failed, takenBack }, last: [...] }.',
+    maxArgs: 0,
+    run: (ctx) => (ctx.json ? stats() : formatStats(stats())),
   });
   registry.add('telinit', {
     usage: 'telinit 0|1|3           switch runlevel: 0 halt, 1 single user, 3 serving',

@@ -44,6 +44,13 @@ export interface Command {
   /** Smallest and largest number of arguments (default: any). */
   minArgs?: number;
   maxArgs?: number;
+  /**
+   * A streaming command that goes on across a redeploy (after gone/daemon/ctrl):
+   * its connection moves to the new instance, which runs the same command
+   * line again on it after one line saying which pid now serves. The old
+   * instance's run is aborted (ctx.signal), and its reply never written.
+   */
+  persistent?: boolean;
   run(ctx: CommandContext): unknown | Promise<unknown>;
 }
 
@@ -59,6 +66,9 @@ export class CommandRegistry {
     if (typeof name !== 'string' || !NAME.test(name)) throw invalidArgument('command', `a command name must match ${NAME}, got ${JSON.stringify(name)}`);
     if (!command || typeof command.run !== 'function' || typeof command.usage !== 'string') {
       throw invalidArgument('command', `"${name}" needs a usage line and a run(ctx) function`);
+    }
+    if (command.persistent !== undefined && typeof command.persistent !== 'boolean') {
+      throw invalidArgument('command', `"${name}": persistent must be true or false, got ${JSON.stringify(command.persistent)}`);
     }
     if (this.commands.has(name) || this.aliases.has(name)) throw new DuplicateNameError(`the command "${name}" exists already: choose another name`);
     this.commands.set(name, command);

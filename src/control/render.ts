@@ -7,7 +7,7 @@
  */
 import type { ControlEvent } from './client.js';
 
-/** renderEvent: the text line of a progress event (spawned, ready, draining, done, failed) or an output line. */
+/** renderEvent: the text line of a progress event (spawned, ready, draining, done, failed), an output line, or the marker of a persistent command that moved (served). */
 export function renderEvent(e: ControlEvent): string {
   switch (e.event) {
     case 'spawned': return `spawned pid ${e.pid}`;
@@ -17,6 +17,7 @@ export function renderEvent(e: ControlEvent): string {
     case 'done': return `done after ${e.ms} ms`;
     case 'failed': return `failed after ${e.ms} ms`;
     case 'output': return String(e.line);
+    case 'served': return `-- now served by pid ${e.pid}`;
     default: return JSON.stringify(e);
   }
 }
@@ -81,9 +82,32 @@ export function formatWorkerAnswers(answers: WorkerAnswer[]): string[] {
   });
 }
 
-/** formatCommandResult: formatResult, except that a redeploy's result reads as the line that ends it, and every worker's answer gets its label. */
+/** formatCommandResult: formatResult, except that a redeploy's result reads as the line that ends it, every worker's answer gets its label, and stats read as lines. */
 export function formatCommandResult(cmd: string, result: unknown): string[] {
   if (cmd === 'redeploy' || cmd === 'restart') return [`done: pid ${(result as { pid?: number } | null)?.pid} is serving`];
   if (isWorkerAnswers(result)) return formatWorkerAnswers(result.workers);
+  if (cmd === 'stats' && isStats(result)) return formatStats(result).split('\n');
   return formatResult(result);
+}
+
+/** formatStats: the stats as lines for people. */
+export function formatStats(s: Record<string, unknown>): string {
+  const lines = [`pid ${String(s.pid)}, counting since ${String(s.since)}`];
+  for (const l of s.listeners as Record<string, unknown>[]) {
+    const where = l.family === 'unix' ? l.path : `${String(l.host)}:${String(l.port)}`;
+    lines.push(`listener ${String(l.name)} (${String(l.protocol)} ${String(where)}${l.open ? '' : ', closed'}): ` +
+      `${String(l.requests)} request(s), ${String(l.connections)} connection(s), ${String(l.openConnections)} open`);
+  }
+  const r = s.redeploys as { done: number; failed: number; takenBack: number };
+  lines.push(`redeploys: ${r.done} done, ${r.failed} failed (${r.takenBack} taken back)`);
+  for (const t of s.last as { pid: number | null; result: string; at: string; readyMs: number | null; reason?: string }[]) {
+    lines.push(`  ${t.at} pid ${t.pid ?? '-'} ${t.result}${t.reason && t.result === 'failed' ? ` (${t.reason})` : ''}` +
+      `${t.readyMs === null ? '' : `, ready after ${t.readyMs} ms`}`);
+  }
+  return lines.join('\n');
+}
+
+function isStats(v: unknown): v is Record<string, unknown> {
+  const s = v as { listeners?: unknown; redeploys?: unknown; last?: unknown } | null;
+  return typeof s === 'object' && s !== null && Array.isArray(s.listeners) && typeof s.redeploys === 'object' && Array.isArray(s.last);
 }

@@ -24,6 +24,7 @@ import { closeAll, type OutgoingFd } from '../handoff/connection.js';
 import { CommandRegistry, formatResult, type CommandContext } from './commands.js';
 import { OwnedFd, closeOwned } from '../server/owned-fd.js';
 import { parseRequest, MAX_LINE_BYTES, type ControlRequest } from './parse.js';
+import { renderEvent } from './render.js';
 
 const debug = debuglog('graceful');
 
@@ -130,6 +131,12 @@ class ControlConnection {
   private readonly abort = new AbortController();
   /** Set while this connection runs `redeploy`: it is handed over, then finishes here. */
   handingOver = false;
+  /** The line of the persistent command running, if one is (see Command.persistent). */
+  persistentLine: string | null = null;
+  /** Output of the running command is dropped: its connection is being handed over with it. */
+  private muted = false;
+  /** Adopted with a persistent command: the marker line goes before it runs again. */
+  private announce = false;
   /** Paused for a hand-off: input stays in the kernel (and in `queue`) for the next instance. */
   private paused = false;
   /** Set once this process ran anything for the client: only then may it end the connection. */
@@ -206,9 +213,18 @@ class ControlConnection {
     }
   }
 
-  /** feed replays input a predecessor had read but not run. */
-  feed(pending: Buffer): void {
+  /** feed replays input a predecessor had read but not run; persist is the line of a persistent command it was running. */
+  feed(pending: Buffer, persist?: string): void {
+    if (persist !== undefined) {
+      this.queue.push(Buffer.from(persist, 'utf8'));
+      this.announce = true;
+    }
     if (pending.length > 0) this.onData(pending);
+  }
+
+  /** mute drops the running command's output while the connection is handed over; unmute after a failed hand-off. */
+  mute(on: boolean): void {
+    this.muted = on;
   }
 
   /**
@@ -297,7 +313,7 @@ class ControlConnection {
         this.end();
         return;
       }
-      await this.run(req);
+      await this.run(req, line);
     } finally {
       this.busy = false;
       if (oneshot && !this.closed) this.end();
@@ -357,8 +373,9 @@ class ControlConnection {
     return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 
-  private async run(req: ControlRequest): Promise<void> {
+  private async run(req: ControlRequest, line: string): Promise<void> {
     const write = (obj: Reply, text: string | null): boolean => {
+      if (this.muted) return !this.closed; // handed over with the command: the new instance writes from here on
       if (req.json) return this.send(`${JSON.stringify(req.id === undefined ? obj : { id: req.id, ...obj })}\n`);
       if (text !== null) return this.send(`${text}\n`);
       return !this.closed;
@@ -376,11 +393,22 @@ class ControlConnection {
         this.handingOver = true;
       },
     };
+    if (this.announce) {
+      this.announce = false;
+      const served = { event: 'served', pid: process.pid };
+      write(served, renderEvent(served));
+    }
     try {
       const { command } = this.server.commands.get(req.cmd);
       const { minArgs = 0, maxArgs = Infinity } = command;
       if (req.args.length < minArgs || req.args.length > maxArgs) throw new UsageError(`usage: ${command.usage}`);
-      const result = await command.run(ctx);
+      this.persistentLine = command.persistent === true ? line : null;
+      let result: unknown;
+      try {
+        result = await command.run(ctx);
+      } finally {
+        this.persistentLine = null;
+      }
       if (!req.json) for (const line of formatResult(result)) write({}, line);
       this.reply(req.json, req.id, null, result);
     } catch (err) {
@@ -389,6 +417,8 @@ class ControlConnection {
   }
 
   private reply(json: boolean, id: string | number | undefined, err: Error | null, result?: unknown): void {
+    // A persistent command that ends while handed over is answered by the new instance, which runs it again.
+    if (this.muted) return;
     let line: string;
     if (json) {
       const body: Reply = err
@@ -484,6 +514,8 @@ export class ControlServer {
   private readonly allowUids: Set<number>;
   private readonly log: (message: string) => void;
   private file: SocketFile | null = null;
+  /** The listening socket came from systemd: its file is systemd's. */
+  private activated = false;
   private paused: ControlConnection[] = [];
   /** A duplicate of the listening socket, kept after a hand-off for takeBack(). */
   private spare: OwnedFd | null = null;
@@ -519,11 +551,24 @@ export class ControlServer {
    * listen binds the socket (replacing a stale file, refusing a live one) or
    * listens on an inherited fd. A socket bound here has its file removed if
    * the process exits without close() (an uncaught error at start) and
-   * without having handed it to a new instance.
+   * without having handed it to a new instance. `activated`: the fd is a
+   * socket systemd passed (here or to a predecessor): it must be a UNIX
+   * stream socket, and its file is systemd's, never removed here.
    */
-  async listen(inheritedFd?: number): Promise<void> {
+  async listen(inheritedFd?: number, { activated = false } = {}): Promise<void> {
     if (inheritedFd !== undefined) {
       await listenOnFd(this.server, inheritedFd);
+      if (activated) {
+        this.activated = true;
+        // Node knows no name for a UNIX socket it did not bind (address() is null); a TCP one has its address.
+        const where = this.server.address();
+        if (where !== null && typeof where === 'object') {
+          this.server.close();
+          throw invalidArgument('controlSocket', `the socket systemd passed as the control socket listens on ${where.address} port ${where.port}, ` +
+            'not on a UNIX path: give the control socket a ListenStream= with a path (ListenStream=/run/app/app.sock)');
+        }
+        return;
+      }
     } else {
       clearStaleSocket(this.path, 'controlSocket');
       await listenOnFd(this.server, bindSocket(this.path, this.options.mode ?? 0o600, 64, 'controlSocket')); // it owns the fd, even on failure
@@ -658,12 +703,13 @@ export class ControlServer {
    * instance; each carries the bytes read here and not run, exactly.
    */
   handoff(): OutgoingFd[] {
-    const out: OutgoingFd[] = [{ fd: fdOf(this.server), meta: { name: 'control', kind: 'control' } }];
+    const out: OutgoingFd[] = [{ fd: fdOf(this.server), meta: { name: 'control', kind: 'control', ...(this.activated ? { systemd: true } : {}) } }];
     this.paused = [];
     this.closeDups();
     for (const conn of this.connections) {
       if (conn.closed) continue;
-      if (conn.isBusy && !conn.handingOver) continue; // a streaming command stays here to its end
+      const persist = conn.isBusy ? conn.persistentLine : null;
+      if (conn.isBusy && !conn.handingOver && persist === null) continue; // a streaming command stays here to its end
       // A duplicate is sent: a client may close its connection (a health probe
       // does, right after its reply) while the hand-off is under way, and the
       // socket's own descriptor goes with it. The new instance then reads EOF.
@@ -683,7 +729,13 @@ export class ControlServer {
         debug('control: a connection with %d bytes of unrun input stays with this instance', conn.pending.length);
         continue;
       }
-      const meta: Meta = { kind: 'control-conn', pendingBytes };
+      if (persist !== null && pendingBytes.length + persist.length > MAX_PENDING_META) {
+        addon.close(fd); // the persistent command's line does not fit: it streams on here
+        conn.resume();
+        continue;
+      }
+      const meta: Meta = { kind: 'control-conn', pendingBytes, ...(persist !== null ? { persist } : {}) };
+      if (persist !== null) conn.mute(true);
       this.dups.push(new OwnedFd(fd, meta));
       this.paused.push(conn);
       out.push({ fd, meta });
@@ -701,7 +753,10 @@ export class ControlServer {
   /** handoffFailed resumes what handoff paused (the `redeploy` connection resumes after its reply). */
   handoffFailed(): void {
     this.closeDups();
-    for (const conn of this.paused.splice(0)) if (!conn.handingOver) conn.resume();
+    for (const conn of this.paused.splice(0)) {
+      conn.mute(false);
+      if (!conn.handingOver) conn.resume();
+    }
   }
 
   /**
@@ -754,7 +809,7 @@ export class ControlServer {
     this.connections.add(conn);
     const m = typeof meta === 'string' ? { pending: meta } : meta;
     conn.feed(typeof m.pendingBytes === 'string' ? Buffer.from(m.pendingBytes, 'base64')
-      : Buffer.from(typeof m.pending === 'string' ? m.pending : '', 'utf8'));
+      : Buffer.from(typeof m.pending === 'string' ? m.pending : '', 'utf8'), typeof m.persist === 'string' ? m.persist : undefined);
     this.adopted.push(conn);
   }
 

@@ -7,7 +7,7 @@
  * encoder, sendmsg, the outbox); record.ts decodes the records.
  */
 import { addon, AGAIN, POLL_READABLE, POLL_WRITABLE, type PeerCredentials, type Poller } from '../native.js';
-import { ClosedError, TimeoutError } from '../errors.js';
+import { ClosedError, TimeoutError, invalidArgument } from '../errors.js';
 import { withMetaFormat, type MetaFormat } from '../gob.js';
 import { DEFAULT_MAX_FDS_PER_MESSAGE, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_META_BYTES } from '../wire.js';
 import { checkSocketPathLength } from '../socketpath.js';
@@ -37,7 +37,17 @@ export interface ConnectionOptions {
    * number of at least 1 means the default.
    */
   highWaterMark?: number;
+  /**
+   * The peer writes application data of its own on this connection, before
+   * or between descriptor messages (gobwas/graceful's README sends data
+   * first): read only what receive() and readData() ask for, so those bytes
+   * are never read as records. Off by default: the connection reads ahead.
+   */
+  applicationData?: boolean;
 }
+
+/** The most bytes one readData() may ask for. */
+export const MAX_DATA_BYTES = 1 << 30;
 
 /** Default of ConnectionOptions.highWaterMark. */
 export const DEFAULT_HIGH_WATER_MARK = 256;
@@ -71,6 +81,7 @@ export class HandoffConnection {
   private readonly reader: Reader;
   private readonly writer: Writer;
   private readonly metaFormat: MetaFormat | undefined;
+  private readonly applicationData: boolean;
   private closed = false;
   private events = 0;
   private credentials: PeerCredentials | null = null;
@@ -88,7 +99,8 @@ export class HandoffConnection {
     const highWaterMark = typeof mark === 'number' && mark >= 1 ? Math.floor(mark) : DEFAULT_HIGH_WATER_MARK;
     this.metaFormat = options.metaFormat;
     const update = () => this.updatePoll();
-    this.reader = new Reader(fd, highWaterMark, options.maxMetaBytes ?? DEFAULT_MAX_META_BYTES, update);
+    this.applicationData = options.applicationData === true;
+    this.reader = new Reader(fd, highWaterMark, options.maxMetaBytes ?? DEFAULT_MAX_META_BYTES, update, this.applicationData);
     this.writer = new Writer(fd, options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
       Math.min(options.maxFdsPerMessage ?? DEFAULT_MAX_FDS_PER_MESSAGE, addon.maxFds), update);
     this.poller = new addon.Poller(fd, (status, events) => this.onPoll(status, events));
@@ -122,6 +134,38 @@ export class HandoffConnection {
       return Promise.reject(err);
     }
     return this.writer.send(items);
+  }
+
+  /**
+   * writeData writes application bytes, with no descriptor, after whatever
+   * was sent before, as a Go peer's `conn.Write(data)` does. It resolves once
+   * the kernel has them all; the bytes are copied at the call.
+   */
+  writeData(data: Uint8Array): Promise<void> {
+    if (this.closed) return Promise.reject(closedError('writeData'));
+    if (!(data instanceof Uint8Array)) return Promise.reject(invalidArgument('writeData', 'data must be a Buffer or Uint8Array'));
+    return this.writer.writeData(data);
+  }
+
+  /**
+   * readData resolves with exactly the next n bytes of application data: the
+   * bytes the peer wrote with no descriptor before its next descriptor
+   * message (records already received wait for receive() as before). Needs
+   * `applicationData: true`. A stream that ends first rejects with
+   * ERR_GRACEFUL_TRUNCATED_MESSAGE; more bytes asked for than the peer wrote
+   * before its descriptors reject with ERR_GRACEFUL_BAD_FRAME and close the
+   * descriptors that came with them.
+   */
+  readData(n: number): Promise<Buffer> {
+    if (this.closed) return Promise.reject(closedError('readData'));
+    if (!Number.isSafeInteger(n) || n < 1 || n > MAX_DATA_BYTES) {
+      return Promise.reject(invalidArgument('readData', `n must be a whole number of bytes from 1 to ${MAX_DATA_BYTES}, got ${String(n)}`));
+    }
+    if (!this.applicationData) {
+      return Promise.reject(invalidArgument('readData',
+        'open the connection with { applicationData: true }, so that it reads no further than what is asked'));
+    }
+    return this.reader.readData(n, () => closedError('readData'));
   }
 
   /** receive resolves with the next descriptor, or null once the peer closed between messages. */

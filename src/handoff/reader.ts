@@ -5,10 +5,18 @@
  * while highWaterMark records wait, so the kernel holds the rest and the
  * sender waits. The connection owns the descriptor and the poll handle; the
  * reader tells it when it wants to read again (wake).
+ *
+ * With applicationData on, it reads only what is asked for (a record for a
+ * receive() that has none waiting, or the bytes of a readData()), so plain
+ * bytes the peer writes between descriptor messages are never taken for
+ * records. The kernel ends a read at the first message that carries
+ * descriptors, and never glues plain bytes after it: readData() reads no
+ * more than the bytes it asks for, so it stops where the next message
+ * starts.
  */
 import { debuglog } from 'node:util';
 import { addon, AGAIN } from '../native.js';
-import { FdsTruncatedError, errorCode } from '../errors.js';
+import { BadFrameError, FdsTruncatedError, TruncatedMessageError, errorCode, invalidArgument } from '../errors.js';
 import type { Record } from '../wire.js';
 import { closeAll } from './close.js';
 import { newInbox, RecordDecoder, type ReceivedFd } from './record.js';
@@ -33,9 +41,19 @@ interface Waiter {
   reject(err: Error): void;
 }
 
+/** DataClaim: a readData() waiting for its bytes. */
+interface DataClaim {
+  want: number;
+  got: number;
+  chunks: Buffer[];
+  resolve(data: Buffer): void;
+  reject(err: Error): void;
+}
+
 export class Reader {
   private inbox: ReceivedFd[] = newInbox();
   private waiters: Waiter[] = [];
+  private claims: DataClaim[] = [];
   private readonly decoder: RecordDecoder;
   /** The error that ended reading, if any: every later receive rejects with it. */
   error: Error | null = null;
@@ -52,8 +70,29 @@ export class Reader {
    * the inbox below the mark.
    */
   constructor(private readonly fd: number, private readonly highWaterMark: number, maxMetaBytes: number,
-    private readonly wake: () => void) {
+    private readonly wake: () => void, private readonly onDemand = false) {
     this.decoder = new RecordDecoder(maxMetaBytes);
+  }
+
+  /** readData: see HandoffConnection.readData. The caller checked n and that reading is on demand. */
+  readData(n: number, closedError: () => Error): Promise<Buffer> {
+    if (this.error) return Promise.reject(this.error);
+    if (this.closed) return Promise.reject(closedError());
+    if (!this.decoder.atBoundary) {
+      return Promise.reject(new BadFrameError(
+        'readData: the stream is in the middle of a descriptor message: application data may only come between messages',
+      ));
+    }
+    if (this.eof) return Promise.reject(dataCutError(0, n));
+    if (this.waiters.length > 0) {
+      // The stream is read in call order: the data would be taken before the descriptor awaited.
+      return Promise.reject(invalidArgument('readData',
+        'a receive() still waits for a descriptor that comes first on the stream: await it before readData()'));
+    }
+    return new Promise<Buffer>((resolve, reject) => {
+      this.claims.push({ want: n, got: 0, chunks: [], resolve, reject });
+      this.wake();
+    });
   }
 
   receive(closedError: () => Error): Promise<ReceivedFd | null> {
@@ -89,7 +128,8 @@ export class Reader {
 
   /** wantsToRead: reading is on while the stream is open and fewer than highWaterMark records wait. */
   wantsToRead(): boolean {
-    return !this.eof && !this.error && this.inbox.length < this.highWaterMark;
+    if (this.eof || this.error || this.inbox.length >= this.highWaterMark) return false;
+    return !this.onDemand || this.claims.length > 0 || (this.waiters.length > 0 && this.inbox.length === 0);
   }
 
   /**
@@ -127,9 +167,14 @@ export class Reader {
 
   /** readOnce calls recvmsg once; true when it brought bytes, false on EAGAIN, end of stream or an error. */
   private readOnce(): boolean {
+    // A readData() reads no further than its bytes: the kernel then stops before the next message.
+    // On demand, a message the kernel split (over 32 KiB) is read no further than its record: plain bytes may follow it.
+    const claim = this.claims[0];
+    const want = claim ? claim.want - claim.got : this.onDemand ? this.decoder.recordRest : Infinity;
+    const size = Math.min(want, READ_BUFFER.length);
     let n: number;
     try {
-      n = addon.recvmsg(this.fd, READ_BUFFER, 0, READ_BUFFER.length, READ_FDS);
+      n = addon.recvmsg(this.fd, READ_BUFFER, 0, size, READ_FDS);
     } catch (err) {
       // The addon raises MSG_CTRUNC with its code on a plain Error: give it its class.
       this.fail(errorCode(err) === 'ERR_GRACEFUL_FDS_TRUNCATED' ? new FdsTruncatedError((err as Error).message, { cause: err }) : err as Error);
@@ -147,8 +192,21 @@ export class Reader {
       for (let i = 0; i < count; i++) got[i] = READ_FDS[1 + i]!;
       fds = got;
     }
+    if (claim) {
+      if (count > 0) {
+        // The descriptors came with the first byte of their message: that byte was read as data.
+        closeAll(fds);
+        this.fail(new BadFrameError(
+          'readData asked for more bytes than the peer wrote before its next descriptors: ' +
+            'the application data and the descriptor messages do not line up',
+        ));
+        return false;
+      }
+      this.takeData(claim, n);
+      return true;
+    }
     try {
-      this.decoder.pushTo(READ_BUFFER, fds, n === READ_BUFFER.length, this.inbox as Record[], n);
+      this.decoder.pushTo(READ_BUFFER, fds, n === size, this.inbox as Record[], n);
     } catch (err) {
       this.fail(err as Error);
       return false;
@@ -156,7 +214,22 @@ export class Reader {
     return true;
   }
 
+  /** takeData gives the read's n bytes to the first waiting readData(). */
+  private takeData(c: DataClaim, n: number): void {
+    c.chunks.push(Buffer.from(READ_BUFFER.subarray(0, n)));
+    c.got += n;
+    if (c.got === c.want) {
+      this.claims.shift();
+      c.resolve(c.chunks.length === 1 ? c.chunks[0]! : Buffer.concat(c.chunks, c.want));
+    }
+  }
+
   private onEnd(): void {
+    if (this.claims.length > 0) {
+      const c = this.claims[0]!;
+      this.fail(dataCutError(c.got, c.want));
+      return;
+    }
     try {
       this.decoder.end();
     } catch (err) {
@@ -190,6 +263,7 @@ export class Reader {
     debug('hand-off connection fd %d: read failed: %s', this.fd, err.message);
     this.error = err;
     closeAll(this.decoder.takeFds());
+    for (const c of this.claims.splice(0)) c.reject(err);
   }
 
   /** close closes every descriptor the reader holds (the inbox, a partial message); waiters reject with err. */
@@ -199,5 +273,12 @@ export class Reader {
     this.inbox = newInbox();
     closeAll(this.decoder.takeFds());
     for (const w of this.waiters.splice(0)) w.reject(err);
+    for (const c of this.claims.splice(0)) c.reject(err);
   }
+}
+
+function dataCutError(got: number, want: number): Error {
+  return new TruncatedMessageError(
+    `the peer closed the connection after ${got} of the ${want} bytes of application data readData() asked for`,
+  );
 }

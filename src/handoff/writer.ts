@@ -129,6 +129,19 @@ export class Writer {
     });
   }
 
+  /**
+   * writeData queues plain bytes, with no descriptor, after everything sent
+   * before; it resolves once the kernel has them all. The bytes are copied.
+   */
+  writeData(bytes: Uint8Array): Promise<void> {
+    if (this.error) return Promise.reject(this.error);
+    if (bytes.byteLength === 0) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      this.outbox.push({ data: Buffer.from(bytes), offset: 0, fds: null, done: { resolve, reject } });
+      if (!this.backoff) this.flush();
+    });
+  }
+
   /** learn flushes once after a poll error; true when that told something (an error, or progress). */
   learn(): boolean {
     const before = this.outbox.length;

@@ -42,10 +42,11 @@ import type { Command } from '../control/commands.js';
 import { makeLogger, type LogFields } from '../log.js';
 import { Predecessor } from './predecessor.js';
 import { CONTROL_FIELD, SUPERVISOR_ENV } from '../protocol.js';
-import { checkRunlevel, readConfigFile, resolveOptions, type Config, type GracefulServerOptions, type Runlevel } from './options.js';
+import { checkRunlevel, DEFAULT_CONTROL_FD_NAME, readConfigFile, resolveOptions, type Config, type GracefulServerOptions, type Runlevel } from './options.js';
 import { Registry } from './registry.js';
 import { Lifecycle, type InstanceState } from './lifecycle.js';
 import { Redeployer, type RedeployEvent, type RedeployResult } from './redeploy.js';
+import { Stats } from './stats.js';
 import { Shutdown } from './shutdown.js';
 import { OwnedFd } from './owned-fd.js';
 import { addon } from '../native.js';
@@ -92,6 +93,8 @@ export class GracefulServer extends EventEmitter {
   private readonly files = new Map<string, GracefulFile>();
   private readonly tasks = new Map<string, (args: string[]) => unknown>();
   private readonly startedAt = Date.now();
+  /** The live statistics of the stats command. */
+  private readonly stats = new Stats();
   /** The control socket, made (not bound) in the constructor so commands can be added at once. */
   private readonly control: ControlServer | null;
   private initPromise: Promise<void> | null = null;
@@ -129,6 +132,7 @@ export class GracefulServer extends EventEmitter {
   constructor(options: GracefulServerOptions = {}) {
     super();
     this.config = resolveOptions(options);
+    this.on('redeploy', (event: RedeployEvent) => this.stats.onRedeploy(event));
     this.log = makeLogger(options.log);
     this.upgradeTimeout = this.config.upgradeTimeout;
     this.shutdownTimeout = this.config.shutdownTimeout;
@@ -201,6 +205,7 @@ export class GracefulServer extends EventEmitter {
       state: () => ({
         runlevel: this.lifecycle.level, generation: this.generation, ...this.listenerSet.closedPorts(),
         ...(this.pool ? { workersScaled: this.pool.count, workersConfigured: this.config.workers } : {}),
+        ...this.stats.state(),
       }),
       listeners: this.listenerSet,
       control: () => this.control,
@@ -483,6 +488,7 @@ export class GracefulServer extends EventEmitter {
         if (this.pool && typeof scaled === 'number' && this.predecessor.state.workersConfigured === this.config.workers && scaled !== this.pool.count) {
           this.pool.resize(scaled);
         }
+        this.stats.restore(this.predecessor.state);
         debug('took %d descriptor(s) from pid %d', this.registry.inheritedCount, this.predecessor.pid);
       } else {
         this.registry.activate(takeListenFds());
@@ -502,18 +508,23 @@ export class GracefulServer extends EventEmitter {
       control.adopt(f.take(), f.meta);
     }
     if (inherited && this.predecessor) {
+      const activated = inherited.fd.meta.systemd === true;
       this.pendingStarts.push(async () => {
-        await control.listen(inherited.fd.take());
+        await control.listen(inherited.fd.take(), { activated });
         control.start();
       });
-    } else {
-      await control.listen(inherited?.fd.take());
+      return;
     }
+    // Socket activation: systemd's socket named controlFdName, instead of one bound here.
+    const passed = this.registry.takeActivated(this.config.controlFdName ?? DEFAULT_CONTROL_FD_NAME);
+    if (passed) await control.listen(passed.take(), { activated: true });
+    else await control.listen();
   }
 
   private controlTarget(): ControlTarget {
     return {
       status: () => this.statusOfService(),
+      stats: () => this.stats.snapshot(this.listenerInfo()),
       telinit: (level) => this.telinit(level),
       redeploy: (onEvent) => this.redeploy(onEvent),
       reopen: () => this.reopen(),
@@ -682,6 +693,7 @@ export class GracefulServer extends EventEmitter {
     const ticketRotation = this.roleInfo.role === 'worker' ? 0 : rotation;
     const listener = new ManagedListener(name, server, bind);
     if (this.roleInfo.role === 'primary') {
+      this.stats.watch(name, server, false); // its workers accept: they count
       const inherited = await this.holdListener(listener, bind);
       const tickets = TicketKeys.attach(server, { name, rotation, inherited, log: this.log,
         rotated: (rotations) => this.emit('ticketkeys', { listener: name, rotations }) });
@@ -695,6 +707,7 @@ export class GracefulServer extends EventEmitter {
       ? { fd: listener.fd(), meta: { name, kind: 'listener', ...listener.address(), ...listener.tickets?.meta() } }
       : null));
     this.listenerSet.add(listener);
+    this.stats.watch(name, server);
     const claimed = this.registry.claim(name, 'listener', this.log, (c) => c.source === 'systemd' || listener.matches(c.fd.meta));
     if (claimed?.source === 'systemd') listener.activated = true;
     if (this.roleInfo.role === 'worker') {
@@ -1017,6 +1030,7 @@ export class GracefulServer extends EventEmitter {
     if (role !== 'worker') notify(this.readyNotice());
     await this.runLevelHooks(this.lifecycle.level);
     if (role !== 'primary') await this.hooks.run('started');
+    this.stats.ready();
     this.emit('ready');
   }
 

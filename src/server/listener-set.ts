@@ -162,7 +162,7 @@ export class Listeners implements Iterable<ManagedListener> {
       const where = a.family === 'unix'
         ? { path: typeof a.path === 'string' ? a.path : null }
         : { host: typeof a.host === 'string' ? a.host : null, port: typeof a.port === 'number' ? a.port : null };
-      return { name: l.name, state: l.isOpen ? 'open' : l.tracker.isDraining ? 'draining' : 'closed', kind: a.family === 'unix' ? 'unix' : 'tcp', ...where, fd: l.isOpen ? l.fd() : null, connections: l.tracker.count, systemd: a.systemd === true };
+      return { name: l.name, state: l.isOpen ? 'open' : l.tracker.isDraining ? 'draining' : 'closed', kind: a.family === 'unix' ? 'unix' : 'tcp', ...where, fd: l.isOpen ? fdOrNull(l) : null, connections: l.tracker.count, systemd: a.systemd === true };
     });
   }
 
@@ -174,5 +174,14 @@ export class Listeners implements Iterable<ManagedListener> {
       if (!l.isOpen && typeof port === 'number' && port > 0) ports[`port:${l.name}`] = port;
     }
     return ports;
+  }
+}
+
+/** fdOrNull: a listener's fd, or null when its server was closed behind the library's back (status must still answer). */
+function fdOrNull(l: ManagedListener): number | null {
+  try {
+    return l.fd();
+  } catch {
+    return null;
   }
 }

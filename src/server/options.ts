@@ -19,12 +19,20 @@ export const DEFAULT_UPGRADE_TIMEOUT = 60_000;
 export const DEFAULT_SHUTDOWN_TIMEOUT = 10_000;
 /** How long a drained keep-alive connection may sit idle before it is closed. */
 export const DEFAULT_IDLE_GRACE = 1_000;
+/** Default of controlFdName: the FileDescriptorName= of a control socket systemd passes. */
+export const DEFAULT_CONTROL_FD_NAME = 'control';
+
 /** How long a drained instance watches its successor, ready to serve again if it dies. */
 export const DEFAULT_TAKE_BACK_WINDOW = 1_000;
 
 export interface GracefulServerOptions {
   /** Path of the control socket (none by default). */
   controlSocket?: string;
+  /**
+   * The FileDescriptorName= of a socket systemd passes as the control socket
+   * (socket activation) instead of one bound at controlSocket (default 'control').
+   */
+  controlFdName?: string;
   /** File mode of the control socket (default 0o600). */
   controlMode?: number;
   /** uids allowed on the control socket besides this process's and root. */
@@ -111,7 +119,7 @@ export interface Config extends GracefulServerOptions {
 }
 
 /** The options a configuration file may set. */
-export const CONFIG_KEYS: ReadonlySet<string> = new Set(['controlSocket', 'controlMode', 'controlAllowUids', 'controlIdleTimeout', 'controlLimits', 'commands', 'pidFile',
+export const CONFIG_KEYS: ReadonlySet<string> = new Set(['controlSocket', 'controlFdName', 'controlMode', 'controlAllowUids', 'controlIdleTimeout', 'controlLimits', 'commands', 'pidFile',
   'upgradeTimeout', 'shutdownTimeout', 'idleGrace', 'takeBackWindow', 'runlevel', 'signals', 'sighup', 'sigusr1', 'sigusr2', 'exitProcess', 'workers', 'balance', 'rollout', 'ticketKeyRotation']);
 
 /** checkRunlevel reads a runlevel (a number or a one-digit string), or throws InvalidRunlevelError. */
@@ -166,8 +174,13 @@ function checkRollout(v: unknown): 'all' | 'rolling' {
 export function resolveOptions(options: GracefulServerOptions, env: NodeJS.ProcessEnv = process.env): Config {
   const runlevel = checkRunlevel(env.GRACEFUL_RUNLEVEL || (options.runlevel ?? 3));
   if (runlevel === 0) throw invalidArgument('GracefulServer', 'the default runlevel must be 1 or 3');
+  const fdName = options.controlFdName ?? DEFAULT_CONTROL_FD_NAME;
+  if (typeof fdName !== 'string' || !/^[\x21-\x39\x3b-\x7e]{1,255}$/.test(fdName)) {
+    throw invalidArgument('GracefulServer', `controlFdName must be a FileDescriptorName= (1 to 255 printable characters, no ':'), got ${JSON.stringify(fdName)}`);
+  }
   return {
     ...options,
+    controlFdName: fdName,
     upgradeTimeout: positive('upgradeTimeout', envTimeout(env, 'GRACEFUL_UPGRADE_TIMEOUT', options.upgradeTimeout ?? DEFAULT_UPGRADE_TIMEOUT)),
     shutdownTimeout: positive('shutdownTimeout', envTimeout(env, 'GRACEFUL_SHUTDOWN_TIMEOUT', options.shutdownTimeout ?? DEFAULT_SHUTDOWN_TIMEOUT)),
     idleGrace: positive('idleGrace', options.idleGrace ?? DEFAULT_IDLE_GRACE, true),

@@ -79,6 +79,13 @@ export class Registry {
     return { fd: activated, source: 'systemd' };
   }
 
+  /** takeActivated gives the caller the socket systemd passed under name, whatever its kind, or undefined. */
+  takeActivated(name: string): OwnedFd | undefined {
+    const activated = this.activated.get(name);
+    this.activated.delete(name);
+    return activated;
+  }
+
   /** takeConnections gives the caller the control connections the predecessor sent. */
   takeConnections(): OwnedFd[] {
     return this.conns.splice(0);
