@@ -149,6 +149,7 @@ export class GracefulServer extends EventEmitter {
         shutdownTimeoutMs: this.config.shutdownTimeout,
         spawn: this.config.spawn,
         log: this.log,
+        retired: (counts) => this.stats.retire(counts),
         changed: (info) => {
           // A slot that stopped restarting: its member of each group closes, so
           // that the kernel sends new connections to the members still served.
@@ -161,6 +162,7 @@ export class GracefulServer extends EventEmitter {
         },
       })
       : null;
+    if (this.pool) this.stats.fromWorkers(() => this.pool!.reported());
     this.haltPromise = new Promise((resolve) => {
       this.resolveHalt = resolve;
     });
@@ -712,10 +714,13 @@ export class GracefulServer extends EventEmitter {
     if (claimed?.source === 'systemd') listener.activated = true;
     if (this.roleInfo.role === 'worker') {
       // The primary learns of the worker's open connections (to say what a crash lost).
+      const report = () => this.link?.report(() => ({ connections: this.connectionCount(), listeners: this.stats.own() }));
       server.on('connection', (socket: net.Socket) => {
-        this.link?.report(() => this.connectionCount());
-        socket.once('close', () => this.link?.report(() => this.connectionCount()));
+        report();
+        socket.once('close', report);
       });
+      server.on('request', report);
+      server.on('stream', report);
     }
     listener.tickets = TicketKeys.attach(server, { name, rotation: ticketRotation, inherited: claimed?.source === 'predecessor' ? claimed.fd.meta : undefined, log: this.log,
       rotated: (rotations) => this.emit('ticketkeys', { listener: name, rotations }) });

@@ -91,6 +91,8 @@ export interface PoolOptions {
   log(msg: string, fields?: LogFields): void;
   /** A slot changed state (for events). */
   changed?(info: WorkerInfo): void;
+  /** A worker's link ended: what its listeners counted, its last report. */
+  retired?(counts: PrimaryLink['listeners']): void;
 }
 
 /** MAX_WORKERS: the most workers a service runs. */
@@ -104,6 +106,8 @@ export class WorkerPool {
   private slots: Slot[];
   /** The workers of a scale() under way, until they replace these. */
   private incoming: Slot[] | null = null;
+  /** The links still open, of every worker that has not ended yet. */
+  private readonly links = new Set<PrimaryLink>();
   /** 'serving' restarts crashed workers; 'draining' and 'idle' do not. */
   private mode: 'idle' | 'serving' | 'draining' = 'idle';
 
@@ -271,7 +275,12 @@ export class WorkerPool {
     }
     const child = started.child;
     slot.child = child;
-    slot.link = new PrimaryLink(link.write.take(), `worker ${slot.id} (pid ${child.pid})`, (msg) => this.options.log(msg));
+    const primaryEnd = new PrimaryLink(link.write.take(), `worker ${slot.id} (pid ${child.pid})`, (msg) => this.options.log(msg), (ended) => {
+      this.links.delete(ended);
+      this.options.retired?.(ended.listeners);
+    });
+    this.links.add(primaryEnd);
+    slot.link = primaryEnd;
     slot.state = 'ready';
     slot.readyAt = Date.now();
     slot.exited = new Promise((resolve) => child.once('exit', (code, sig) => {
@@ -323,6 +332,11 @@ export class WorkerPool {
     }
   }
 
+  /** reported: what the running workers' listeners counted, as each last reported it. */
+  reported(): PrimaryLink['listeners'][] {
+    return [...this.links].map((l) => l.listeners);
+  }
+
   /** pause and resume reading a worker's output (the client is behind). */
   pause(id: number): void {
     this.slots[id]?.link?.pause();
@@ -358,8 +372,8 @@ export class WorkerPool {
   private exited(slot: Slot, child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
     if (slot.child !== child) return;
     slot.child = null;
+    // Its link closes by itself once its last report is read (then its counts are retired).
     const link = slot.link;
-    slot.link?.close();
     slot.link = null;
     if (this.mode !== 'serving' || !this.slots.includes(slot) || slot.state === 'draining') {
       slot.state = 'stopped';

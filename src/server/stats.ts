@@ -52,7 +52,8 @@ export interface RedeployTiming {
   reason?: string;
 }
 
-interface Counts { requests: number; connections: number }
+/** Counts: requests (HTTP/2: streams) and accepted connections of one listener. */
+export interface Counts { requests: number; connections: number }
 
 interface Carried {
   since: string;
@@ -73,6 +74,8 @@ export class Stats {
   private current: { startedAt: number; readyMs: number | null; pid: number | null } | null = null;
   /** When the redeploy that started this instance was asked for, from the predecessor. */
   private startedAt: number | null = null;
+  /** In a primary: the counts its running workers last reported. */
+  private live: () => Record<string, Counts>[] = () => [];
 
   /** restore takes the predecessor's totals from its hand-off state (a bad one is ignored: the totals start over). */
   restore(state: Meta): void {
@@ -109,6 +112,41 @@ export class Stats {
     else if (protocol === 'http' || protocol === 'https') server.on('request', () => counts.requests++);
   }
 
+  /** own: this process's counts per listener (a worker reports them to its primary). */
+  own(): Record<string, Counts> {
+    return Object.fromEntries([...this.counts].map(([name, c]) => [name, { ...c }]));
+  }
+
+  /**
+   * fromWorkers: in a primary, where the counts of its running workers come
+   * from (each worker's last report); snapshot and state() add them up.
+   */
+  fromWorkers(live: () => Record<string, Counts>[]): void {
+    this.live = live;
+  }
+
+  /** retire adds what a worker that ended had counted to the totals, which outlive it. */
+  retire(counts: Record<string, Counts>): void {
+    for (const [name, c] of Object.entries(counts)) {
+      if (!Number.isSafeInteger(c?.requests) || !Number.isSafeInteger(c?.connections)) continue;
+      const mine = this.countsOf(name);
+      mine.requests += c.requests;
+      mine.connections += c.connections;
+    }
+  }
+
+  /** total: the counts of listener name, with the running workers' (in a primary). */
+  private total(name: string): Counts {
+    const t = { ...this.countsOf(name) };
+    for (const w of this.live()) {
+      const c = w[name];
+      if (!c) continue;
+      t.requests += Number(c.requests) || 0;
+      t.connections += Number(c.connections) || 0;
+    }
+    return t;
+  }
+
   /** ready: this instance, started by a redeploy, is ready: that redeploy is done. */
   ready(): void {
     if (this.startedAt === null) return;
@@ -139,7 +177,7 @@ export class Stats {
   state(): Meta {
     const carried: Carried = {
       since: this.since,
-      listeners: Object.fromEntries(this.counts),
+      listeners: Object.fromEntries([...this.counts.keys()].map((name) => [name, this.total(name)])),
       redeploys: this.redeploys,
       last: this.last,
       startedAt: Date.now(),
@@ -158,8 +196,8 @@ export class Stats {
         protocol: this.protocols.get(l.name) ?? 'tcp',
         open: l.open,
         ...l.address,
-        requests: this.countsOf(l.name).requests,
-        connections: this.countsOf(l.name).connections,
+        requests: this.total(l.name).requests,
+        connections: this.total(l.name).connections,
         openConnections: l.connections,
       })),
       redeploys: { ...this.redeploys },

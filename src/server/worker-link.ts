@@ -9,8 +9,10 @@
  *                      {"id":3,"op":"task","name":"reopen","args":[]}
  *   worker -> primary  {"id":2,"line":"..."}                  output of a command, any number
  *                      {"id":2,"result":...} | {"id":2,"error":{"code":"...","message":"..."}}
- *                      {"id":0,"connections":12}              unasked: its open connections, when
- *                                                             they changed (at most every 50 ms)
+ *                      {"id":0,"connections":12,"listeners":{"http":{"requests":9,"connections":4}}}
+ *                                            unasked: its open connections and what each listener
+ *                                            counted, when they changed (at most every 50 ms, and
+ *                                            once more as it halts)
  *
  * A line over MAX_LINE bytes or one that is not such a message ends the link
  * (logged): a worker that cannot speak it is a bug, not a client to answer.
@@ -90,10 +92,14 @@ export class PrimaryLink {
   private gone: string | null = null;
   /** The worker's open connections, as it last reported them. */
   connections = 0;
+  /** What each of its listeners counted (requests, connections), as it last reported it. */
+  listeners: Record<string, { requests: number; connections: number }> = {};
 
-  constructor(fd: number, private readonly who: string, log: (msg: string) => void) {
+  /** closed is called once the link ended (the worker exited): after its last report was read. */
+  constructor(fd: number, private readonly who: string, log: (msg: string) => void, closed?: (link: PrimaryLink) => void) {
     this.socket = open(fd, (m) => this.received(m), (why) => {
       this.gone = why ?? 'it exited';
+      closed?.(this);
       if (why) log(`${who}: link closed: ${why}`);
       for (const p of this.pending.values()) p.reject(new WorkerFailedError(`${who} ended before it answered (${this.gone})`));
       this.pending.clear();
@@ -103,6 +109,7 @@ export class PrimaryLink {
   private received(m: Message): void {
     if (m.id === 0) {
       if (typeof m.connections === 'number') this.connections = m.connections;
+      if (typeof m.listeners === 'object' && m.listeners !== null && !Array.isArray(m.listeners)) this.listeners = m.listeners as PrimaryLink['listeners'];
       return;
     }
     const p = this.pending.get(m.id!);
@@ -174,10 +181,10 @@ export interface WorkerHandlers {
 /** How often at most a worker reports its open connections. */
 const REPORT_MS = 50;
 
-/** WorkerLink: the worker's end: close it, and report() that its open connections changed. */
+/** WorkerLink: the worker's end: report() that its counts changed (what to send is read when it goes), close() sends the last report. */
 export interface WorkerLink {
   close(): void;
-  report(connections: () => number): void;
+  report(what: () => Record<string, unknown>): void;
 }
 
 /** serveLink answers the primary on the worker's end of the link. */
@@ -215,17 +222,22 @@ export function serveLink(fd: number, handlers: WorkerHandlers, log: (msg: strin
     running.clear();
     if (why) log(`link to the primary closed: ${why}`);
   });
+  let pending: (() => Record<string, unknown>) | null = null;
+  const sendReport = () => {
+    if (reportTimer) clearTimeout(reportTimer);
+    reportTimer = null;
+    if (pending) send(socket, { ...pending(), id: 0 });
+    pending = null;
+  };
   return {
     close: () => {
-      if (reportTimer) clearTimeout(reportTimer);
-      socket.destroy();
+      sendReport();
+      socket.end(); // what was written goes first
     },
-    report: (connections) => {
-      if (reportTimer) return; // one report per REPORT_MS, with the count of its moment
-      reportTimer = setTimeout(() => {
-        reportTimer = null;
-        send(socket, { id: 0, connections: connections() });
-      }, REPORT_MS);
+    report: (what) => {
+      pending = what;
+      if (reportTimer) return; // one report per REPORT_MS, with the counts of its moment
+      reportTimer = setTimeout(sendReport, REPORT_MS);
       reportTimer.unref();
     },
   };

@@ -620,4 +620,25 @@ describe('workers', function () {
     expect(st.workers[0]!.requests, 'worker 0 still answers its primary').to.be.a('number');
     expect(gone(victim)).to.equal(false);
   });
+
+  it('stats adds up what every worker counted, keeps it when workers are replaced (scale) and carries it over a redeploy', async () => {
+    s = await startService();
+    type Stats = { listeners: { name: string; requests: number; connections: number }[]; redeploys: { done: number } };
+    const requests = async () => ((await control(s!, 'stats')) as Stats).listeners.find((l) => l.name === 'http')!.requests;
+    const load = new Counter(s.port, 0, 3, 300);
+    await load.done();
+    await load.stop();
+    expect(load.errors).to.deep.equal([]);
+    await until(async () => (await requests()) === load.requests, 5_000, `stats to count ${load.requests} requests`);
+    expect(await control(s, 'scale', ['2'])).to.deep.equal({ workers: 2 });
+    await until(async () => (await requests()) === load.requests, 5_000, 'the same count once the old workers ended');
+    s.primary = ((await control(s, 'redeploy')) as { pid: number }).pid;
+    const after = (await control(s, 'stats')) as Stats;
+    expect(after.redeploys.done).to.equal(1);
+    expect(after.listeners.find((l) => l.name === 'http')!.requests, 'carried over the redeploy').to.equal(load.requests);
+    const more = new Counter(s.port, 0, 3, 30);
+    await more.done();
+    await more.stop();
+    await until(async () => (await requests()) === load.requests + more.requests, 5_000, 'the new workers counted too');
+  });
 });
