@@ -55,7 +55,7 @@ import { ADOPT_FIELD, ADOPT_LISTENERS_FIELD, ADOPT_SOCKETS_FIELD } from './conn-
 import { isSocket, type HandOverOptions } from './socket-handover.js';
 import { webSocketBoundary } from './ws-boundary.js';
 import { TicketKeys, checkRotation } from './ticket-keys.js';
-import { GO_NAME, MAX_WORKERS, WorkerPool, bindListener, bindMember, extraName, forSlot, memberName, waitForGo, type PrimaryListener, type WorkerInfo } from './primary.js';
+import { GO_NAME, MAX_WORKERS, WorkerPool, memberOf, bindListener, bindMember, extraName, forSlot, memberName, waitForGo, type PrimaryListener, type WorkerInfo } from './primary.js';
 import { roleOf, watchPrimary, type RoleInfo } from './worker.js';
 import { LINK_NAME, serveLink, type WorkerLink } from './worker-link.js';
 import { CommandRegistry } from '../control/commands.js';
@@ -71,8 +71,19 @@ export type { AdoptedSocket, HandOverOptions } from './socket-handover.js';
 export type { WorkerInfo, WorkerState } from './primary.js';
 
 const debug = debuglog('graceful');
+
+/** probeFree rejects with Node's EADDRINUSE error when something listens on port already (a plain bind, closed at once). */
+function probeFree(port: number | string, host: string | undefined, ipv6Only: boolean | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', reject);
+    probe.listen({ port: Number(port), host, ipv6Only }, () => probe.close(() => resolve()));
+  });
+}
 /** The tasks of the library itself: with workers they run in the primary (which tells the workers what they need). */
 const BUILTIN_TASKS: ReadonlySet<string> = new Set(['reopen', 'rotate-tickets']);
+/** How long the primary waits for each worker to run a task (reopen included); one that takes longer answers with an error. */
+const WORKER_TASK_TIMEOUT_MS = 30_000;
 /** The highest member index of a listener's group looked for in what a predecessor sent. */
 const MAX_MEMBER_INDEX = 16 * MAX_WORKERS;
 
@@ -155,7 +166,7 @@ export class GracefulServer extends EventEmitter {
           // that the kernel sends new connections to the members still served.
           if (info.state === 'crash-loop') {
             for (const members of this.held.values()) {
-              if (members.length > 1) members.filter((m) => m.fd.open).filter((_, p) => p % this.pool!.count === info.id).forEach((m) => m.fd.close());
+              if (members.length > 1) members.filter((m) => m.fd.open && memberOf(m.meta.member, info.id, this.pool!.count)).forEach((m) => m.fd.close());
             }
           }
           this.emit('worker', info);
@@ -383,7 +394,7 @@ export class GracefulServer extends EventEmitter {
     const run = this.tasks.get(name);
     if (!run) throw new UnknownTaskError(`no task "${name}": the tasks are ${[...this.tasks.keys()].sort().join(', ')}`);
     // With workers an application's task runs where its state is: on every worker.
-    if (this.pool && !BUILTIN_TASKS.has(name)) return { workers: await this.pool.ask('task', { name, args }) };
+    if (this.pool && !BUILTIN_TASKS.has(name)) return { workers: await this.pool.ask('task', { name, args }, undefined, AbortSignal.timeout(WORKER_TASK_TIMEOUT_MS)) };
     return run(args);
   }
 
@@ -424,10 +435,10 @@ export class GracefulServer extends EventEmitter {
       minArgs: command.minArgs,
       maxArgs: command.maxArgs,
       run: async (ctx) => {
-        const answers = await this.pool!.ask('run', { name, args: ctx.args, json: ctx.json, peer: ctx.peer }, (id, line) => {
+        const answers = await this.pool!.ask('run', { name, args: ctx.args, json: ctx.json, peer: ctx.peer }, (id, line, link) => {
           if (!ctx.write(`worker ${id}: ${line}`)) {
-            this.pool!.pause(id);
-            void ctx.drain().then(() => this.pool!.resume(id));
+            link.pause();
+            void ctx.drain().then(() => link.resume());
           }
         }, ctx.signal);
         if (answers.length === 0) throw new WorkerFailedError(`${name}: no worker is ready to run it (see status)`);
@@ -541,7 +552,7 @@ export class GracefulServer extends EventEmitter {
     for (const f of this.files.values()) await f.reopen();
     // Each worker has its own descriptors of the files: they re-open theirs too.
     if (this.pool) {
-      for (const a of await this.pool.ask('task', { name: 'reopen', args: [] })) {
+      for (const a of await this.pool.ask('task', { name: 'reopen', args: [] }, undefined, AbortSignal.timeout(WORKER_TASK_TIMEOUT_MS))) {
         if (a.error) this.log(`reopen: worker ${a.id} (pid ${a.pid}): ${a.error.message}`, { event: 'reopen.failed', worker: a.id, code: a.error.code });
       }
     }
@@ -772,6 +783,9 @@ export class GracefulServer extends EventEmitter {
         members.unshift({ fd: claimed.fd, meta: { ...claimed.fd.meta, name, kind: 'listener', ...(claimed.source === 'systemd' ? { systemd: true } : {}) } });
       } else {
         const port = members[0] ? Number(members[0].meta.port) : where.port;
+        // SO_REUSEPORT would let a second copy of the service join the port silently: a
+        // plain bind first fails with EADDRINUSE where anyone else listens, as without workers.
+        if (group && !members[0] && port) await probeFree(port, where.host, where.ipv6Only);
         members.unshift(group ? await bindMember(name, 0, { ...where, port }) : await bindListener(listener, where));
       }
       for (const m of members) this.registerMember(name, m);
@@ -790,6 +804,7 @@ export class GracefulServer extends EventEmitter {
    * stays unbound in the primary.
    */
   private async holdDgram(name: string, socket: dgram.Socket, bind: { port?: number; address?: string }): Promise<void> {
+    if (this.heldDgrams.has(name)) throw new DuplicateNameError(`dgram("${name}"): "${name}" is already registered: give each listener, socket and file its own name`);
     const claimed = this.registry.claim(name, 'dgram', this.log);
     let held: OwnedFd;
     if (claimed) {
@@ -802,8 +817,13 @@ export class GracefulServer extends EventEmitter {
       held = new OwnedFd(fd, { name, kind: 'dgram', port });
     }
     const meta = { ...held.meta, name, kind: 'dgram' };
+    try {
+      this.registry.register(name, 'dgram', () => (held.open ? { fd: held.fd, meta } : null));
+    } catch (err) {
+      held.close();
+      throw err;
+    }
     this.heldDgrams.set(name, { fd: held, meta });
-    this.registry.register(name, 'dgram', () => (held.open ? { fd: held.fd, meta } : null));
   }
 
   /** registerMember lists a member of a held listener for hand-offs, under its own name (once: a name comes back after a failed scale). */
@@ -832,7 +852,10 @@ export class GracefulServer extends EventEmitter {
         let open = members.filter((m) => m.fd.open).length;
         let next = Math.max(...members.map((m) => Number(m.meta.member ?? 0))) + 1;
         for (; open < count; open++, next++) {
-          const m = await bindMember(name, next, { host: String(first.meta.host), port: Number(first.meta.port) }, false);
+          const m = await bindMember(name, next, {
+            host: String(first.meta.host), port: Number(first.meta.port),
+            ipv6Only: first.meta.ipv6Only === true, backlog: typeof first.meta.backlog === 'number' ? first.meta.backlog : undefined,
+          }, false);
           members.push(m);
           added.push(m);
           this.registerMember(name, m);
@@ -859,6 +882,7 @@ export class GracefulServer extends EventEmitter {
     if (this.roleInfo.role === 'worker') throw new NotPrimaryError(`scale(): worker ${this.workerId} cannot scale the service: the primary (pid ${process.ppid}) does (its control command scale)`);
     if (!this.pool) throw invalidArgument('scale', 'this service runs without workers: set the workers option (or GRACEFUL_WORKERS) to scale it');
     if (this.lifecycle.state !== 'ready') throw new UpgradeInProgressError(`scale: this instance is ${this.lifecycle.state}, not serving: try again once it is ready`);
+    if (this.lifecycle.redeploying) throw new UpgradeInProgressError('scale: a redeploy is under way: scale once it is done (the new version starts with the number it configures)');
     const from = this.pool.count;
     await this.pool.scale(n, (w) => this.log(`worker ${w.id} of ${n} ready (pid ${w.pid})`, { event: 'worker.ready', worker: w.id, pid: w.pid ?? undefined }));
     this.log(`scaled from ${from} to ${n} worker(s)`, { event: 'workers.scaled', from, to: n });

@@ -134,8 +134,14 @@ export class ManagedListener {
       for (const e of this.extras.splice(0)) e.close();
       throw err;
     }
+    // The extra servers accept as the application's own would (half-open, Nagle, keep-alive).
+    const own = this.server as net.Server & { allowHalfOpen?: boolean; pauseOnConnect?: boolean; noDelay?: boolean; keepAlive?: boolean; keepAliveInitialDelay?: number };
     for (const extra of this.extras.splice(0)) {
-      const aux = net.createServer((socket) => this.server.emit('connection', socket));
+      const aux = net.createServer({
+        allowHalfOpen: own.allowHalfOpen ?? false, pauseOnConnect: own.pauseOnConnect ?? false,
+        noDelay: own.noDelay ?? false, keepAlive: own.keepAlive ?? false, keepAliveInitialDelay: own.keepAliveInitialDelay ?? 0,
+      }, (socket) => this.server.emit('connection', socket));
+      aux.on('error', (err) => this.server.emit('error', err));
       this.aux.push(aux);
       await listenOnFd(aux, extra.take());
     }

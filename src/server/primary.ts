@@ -181,6 +181,8 @@ export class WorkerPool {
    */
   async startRolling(retire: (slot: number) => Promise<void>, onReady?: (info: WorkerInfo) => void): Promise<void> {
     const undo = (await this.options.grow?.(this.slots.length)) ?? (() => undefined);
+    // Serving from the first slot on: a new worker that crashes meanwhile is restarted.
+    this.mode = 'serving';
     try {
       for (const slot of this.slots) {
         await this.startSlots([slot], onReady, this.slots.length);
@@ -189,11 +191,14 @@ export class WorkerPool {
     } catch (err) {
       // The new workers already serving drain (they accepted connections);
       // the old primary starts its retired slots again meanwhile.
-      for (const s of this.slots) if (s.child) s.child.kill('SIGTERM');
+      this.mode = 'draining';
+      for (const s of this.slots) {
+        if (s.timer) clearTimeout(s.timer);
+        if (s.child) s.child.kill('SIGTERM');
+      }
       undo();
       throw err;
     }
-    this.mode = 'serving';
   }
 
   /** retire drains the worker of slot (a successor's worker of that slot serves now); resolves once it exited. */
@@ -238,7 +243,15 @@ export class WorkerPool {
         await this.kill(slots);
         throw failed.reason;
       }
-      for (const go of gos) fs.writeSync(go.fd, 'g');
+      try {
+        if (slots.some((sl) => sl.child === null)) throw new Error('a worker ended after it was ready');
+        for (const go of gos) fs.writeSync(go.fd, 'g');
+      } catch (err) {
+        // A worker died between ready and go: none of this generation may serve.
+        for (const go of gos) go.close();
+        await this.kill(slots);
+        throw new WorkerFailedError(`a worker of generation ${this.options.generation()} ended before all of them could start accepting (${(err as Error).message}): every one was stopped`, { cause: err });
+      }
     } finally {
       for (const go of gos) go.close();
     }
@@ -274,6 +287,14 @@ export class WorkerPool {
       link.read.close(); // the worker has its own copy
     }
     const child = started.child;
+    if (this.mode === 'draining' || !(this.slots.includes(slot) || (this.incoming?.includes(slot) ?? false))) {
+      // Its slot was let go while it started (a halt, a scale): it must not serve untracked.
+      link.write.close();
+      child.kill('SIGKILL');
+      await new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r(null) : child.once('exit', r)));
+      slot.state = 'stopped';
+      throw new WorkerFailedError(`worker ${slot.id} of generation ${this.options.generation()} was no longer wanted once it was ready (a halt or a scale came first): it was killed`);
+    }
     slot.child = child;
     const primaryEnd = new PrimaryLink(link.write.take(), `worker ${slot.id} (pid ${child.pid})`, (msg) => this.options.log(msg), (ended) => {
       this.links.delete(ended);
@@ -326,6 +347,8 @@ export class WorkerPool {
       }
       const old = this.slots;
       this.slots = next;
+      // One that died between its ready and the swap is a crash of the new generation.
+      for (const slot of next) if (slot.child === null && slot.state === 'stopped') this.crashed(slot, 'ended while the scale started');
       await this.stopSlots(old);
     } finally {
       this.incoming = null;
@@ -337,29 +360,21 @@ export class WorkerPool {
     return [...this.links].map((l) => l.listeners);
   }
 
-  /** pause and resume reading a worker's output (the client is behind). */
-  pause(id: number): void {
-    this.slots[id]?.link?.pause();
-  }
-
-  resume(id: number): void {
-    this.slots[id]?.link?.resume();
-  }
-
   /**
    * ask sends one operation to every worker that is ready and gathers the
    * answers by slot: a result, or the error of a worker that failed it or
    * ended first. onLine gets each output line with its slot.
    */
-  async ask(op: string, fields: Record<string, unknown>, onLine?: (id: number, line: string) => void, signal?: AbortSignal):
+  async ask(op: string, fields: Record<string, unknown>, onLine?: (id: number, line: string, link: PrimaryLink) => void, signal?: AbortSignal):
     Promise<{ id: number; pid: number | null; result?: unknown; error?: { code: string; message: string } }[]> {
     const ready = this.slots.filter((s) => s.state === 'ready' && s.link !== null);
     return Promise.all(ready.map(async (s) => {
       const pid = s.child?.pid ?? null;
       try {
-        const result = await s.link!.request(op, fields, onLine && ((line) => onLine(s.id, line)), signal);
+        const link = s.link!;
+        const result = await link.request(op, fields, onLine && ((line) => onLine(s.id, line, link)), signal);
         const open = (result as { connections?: unknown } | null)?.connections;
-        if (op === 'stats' && typeof open === 'number' && s.link) s.link.connections = open;
+        if (op === 'stats' && typeof open === 'number') link.connections = open;
         return { id: s.id, pid, result };
       } catch (err) {
         const e = err as { code?: string; message?: string };
@@ -379,34 +394,45 @@ export class WorkerPool {
       slot.state = 'stopped';
       return;
     }
+    const lost = link?.connections ?? 0;
+    this.crashed(slot, `(pid ${child.pid}) ${signal ? `was killed by ${signal}` : `exited with code ${code}`}` +
+      (lost > 0 ? `, losing the ${lost} connection(s) it had open` : ''), lost);
+  }
+
+  /**
+   * crashed counts a crash of a slot of the serving generation (its worker
+   * died, or could not be started again) and restarts it after a backoff,
+   * or stops restarting it in a crash loop.
+   */
+  private crashed(slot: Slot, how: string, lost = 0): void {
     const now = Date.now();
     slot.crashes = [...slot.crashes.filter((t) => now - t < CRASH_LOOP_MS), now];
-    const lost = link?.connections ?? 0;
-    const how = (signal ? `was killed by ${signal}` : `exited with code ${code}`) +
-      (lost > 0 ? `, losing the ${lost} connection(s) it had open` : '');
     if (slot.crashes.length >= CRASH_LOOP_COUNT) {
       slot.state = 'crash-loop';
-      this.options.log(`worker ${slot.id} (pid ${child.pid}) ${how}: ${slot.crashes.length} crashes within ${CRASH_LOOP_MS / 1000} s, so slot ${slot.id} is not restarted; ` +
+      this.options.log(`worker ${slot.id} ${how}: ${slot.crashes.length} crashes within ${CRASH_LOOP_MS / 1000} s, so slot ${slot.id} is not restarted; ` +
         'fix the cause and redeploy', { event: 'worker.crash-loop', worker: slot.id, lost });
-      this.options.changed?.(this.info()[slot.id]);
+      this.options.changed?.(this.infoOf(slot));
       return;
     }
     const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** (slot.crashes.length - 1));
-    this.options.log(`worker ${slot.id} (pid ${child.pid}) ${how}; restarting it in ${delay} ms (the other workers serve on)`, { event: 'worker.crashed', worker: slot.id, lost });
+    this.options.log(`worker ${slot.id} ${how}; restarting it in ${delay} ms (the other workers serve on)`, { event: 'worker.crashed', worker: slot.id, lost });
     slot.state = 'restarting';
-    this.options.changed?.(this.info()[slot.id]);
+    this.options.changed?.(this.infoOf(slot));
     slot.timer = setTimeout(() => {
       slot.timer = null;
-      if (this.mode !== 'serving') return;
+      if (!this.serves(slot)) return;
       slot.restarts += 1;
       this.startSlot(slot).catch((err: Error) => {
-        if (this.mode !== 'serving') return;
-        this.options.log(`restart failed: ${err.message}`, { event: 'worker.restart-failed', worker: slot.id });
-        // A failed start counts as a crash of the slot.
-        this.exited(slot, { pid: undefined } as unknown as ChildProcess, null, null);
+        // A failed start counts as a crash of the slot (unless the slot was let go meanwhile).
+        if (this.serves(slot)) this.crashed(slot, `could not be started again (${err.message})`);
       });
     }, delay);
     slot.timer.unref();
+  }
+
+  /** serves: slot belongs to the generation that serves (or to a scale that starts), and the pool is not draining. */
+  private serves(slot: Slot): boolean {
+    return this.mode === 'serving' && (this.slots.includes(slot) || (this.incoming?.includes(slot) ?? false));
   }
 
   /**
@@ -431,8 +457,9 @@ export class WorkerPool {
       s.state = 'draining';
       s.child!.kill('SIGTERM');
     }
+    const children = live.map((s) => s.child!);
     const timer = setTimeout(() => {
-      for (const s of live) s.child?.kill('SIGKILL');
+      for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
     }, this.options.shutdownTimeoutMs + DRAIN_MARGIN_MS);
     await Promise.all(live.map((s) => s.exited));
     clearTimeout(timer);
@@ -455,25 +482,27 @@ export class WorkerPool {
 
 /**
  * forSlot: what the worker of slot `slot` (of `count`) gets out of every
- * registered descriptor: of a listener's SO_REUSEPORT group the open members
- * at positions p with p % count === slot (the first under the listener's name, the others
+ * registered descriptor: of a listener's SO_REUSEPORT group the members of
+ * index i with i % count === slot (the first under the listener's name, the others
  * as `<name>+1`, `<name>+2`, ...: a group keeps every member it ever had, so
  * that none closes, and fewer workers accept on more members each);
  * everything else as it is.
  */
 export function forSlot(all: OutgoingFd[], slot: number, count: number): OutgoingFd[] {
-  const position = new Map<string, number>();
   const taken = new Map<string, number>();
   return all.flatMap((d) => {
     const meta = d.meta;
     if (!meta || meta instanceof Uint8Array || typeof meta.group !== 'string') return [d];
-    const p = position.get(meta.group) ?? 0;
-    position.set(meta.group, p + 1);
-    if (p % count !== slot) return [];
+    if (!memberOf(meta.member, slot, count)) return [];
     const k = taken.get(meta.group) ?? 0;
     taken.set(meta.group, k + 1);
     return [{ fd: d.fd, meta: { ...meta, name: extraName(meta.group, k) } }];
   });
+}
+
+/** memberOf: member index `member` of a group is the slot's of `count` (by its stable index, so that a closed member moves no other). */
+export function memberOf(member: unknown, slot: number, count: number): boolean {
+  return Number(member ?? 0) % count === slot;
 }
 
 /** extraName: the name under which a worker finds the k-th member of listener name it accepts on (0: the name itself). */
@@ -484,7 +513,13 @@ export function extraName(name: string, k: number): string {
 /** socketPair: a connected pair of UNIX stream sockets (close-on-exec), made through a listener in a private directory. */
 function socketPair(name: string): { read: OwnedFd; write: OwnedFd } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'graceful-pair-'));
-  const lfd = addon.listen(path.join(dir, 'go.sock'), 0o600, 1);
+  let lfd: number;
+  try {
+    lfd = addon.listen(path.join(dir, 'go.sock'), 0o600, 1);
+  } catch (err) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
   let read: number | undefined;
   try {
     read = addon.connect(path.join(dir, 'go.sock'));
@@ -546,14 +581,21 @@ async function numericHost(host: string | undefined): Promise<string[]> {
  * that gets it listens: nothing waits on it for a worker that never came.
  * The caller owns the result.
  */
-export async function bindMember(name: string, member: number, bind: { port?: number; host?: string; backlog?: number; ipv6Only?: boolean }, listen = true): Promise<PrimaryListener> {
+export async function bindMember(name: string, member: number, bind: { port?: number | string; host?: string; backlog?: number; ipv6Only?: boolean }, listen = true): Promise<PrimaryListener> {
+  const port = typeof bind.port === 'string' && /^\d+$/.test(bind.port) ? Number(bind.port) : bind.port ?? 0;
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw invalidArgument('listen', `"${name}": the port must be a whole number from 0 to 65535, got ${JSON.stringify(bind.port)}`);
+  }
   const hosts = await numericHost(bind.host);
   let last: unknown;
   for (const host of hosts) {
     try {
-      const { fd, port } = addon.listenReusePort(host, bind.port ?? 0, bind.backlog ?? 511, bind.ipv6Only ?? false, listen);
+      const bound = addon.listenReusePort(host, port, bind.backlog ?? 511, bind.ipv6Only ?? false, listen);
       const regName = memberName(name, member);
-      return { fd: new OwnedFd(fd, { name: regName }), meta: { name: regName, kind: 'listener', family: 'tcp', host, port, group: name, member } };
+      return {
+        fd: new OwnedFd(bound.fd, { name: regName }),
+        meta: { name: regName, kind: 'listener', family: 'tcp', host, port: bound.port, group: name, member, ...(bind.ipv6Only ? { ipv6Only: true } : {}), ...(bind.backlog ? { backlog: bind.backlog } : {}) },
+      };
     } catch (err) {
       last = err;
       if ((err as { code?: string }).code !== 'EAFNOSUPPORT') break;

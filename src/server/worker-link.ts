@@ -72,6 +72,18 @@ function send(socket: net.Socket, m: Message): boolean {
   return socket.write(`${JSON.stringify(m)}\n`);
 }
 
+/**
+ * sendBounded: what a worker sends, kept under MAX_LINE so that its primary
+ * never drops the link: an output line is cut (and says so), a result too
+ * large becomes an error.
+ */
+function sendBounded(socket: net.Socket, m: Message): boolean {
+  const text = JSON.stringify(m);
+  if (text.length < MAX_LINE) return send(socket, m);
+  if (typeof m.line === 'string') return send(socket, { id: m.id, line: `${m.line.slice(0, MAX_LINE / 4)}... (cut: a line over ${MAX_LINE / 4} characters)` });
+  return send(socket, { id: m.id, error: { code: 'ERR_GRACEFUL_COMMAND_FAILED', message: `the result is ${text.length} bytes as JSON, over the ${MAX_LINE} a worker may send its primary: return less, or stream it with ctx.write` } });
+}
+
 /** A worker's answer to one request, as the primary receives it. */
 export interface Pending {
   onLine?: (line: string) => void;
@@ -207,9 +219,9 @@ export function serveLink(fd: number, handlers: WorkerHandlers, log: (msg: strin
         else if (m.op === 'task' && typeof m.name === 'string') result = await handlers.task(m.name, Array.isArray(m.args) ? m.args.map(String) : []);
         else if (m.op === 'run' && typeof m.name === 'string') {
           const args = Array.isArray(m.args) ? m.args.map(String) : [];
-          result = await handlers.run(m.name, args, m.json === true, m.peer, (line) => !abort.signal.aborted && send(socket, { id, line }), abort.signal);
+          result = await handlers.run(m.name, args, m.json === true, m.peer, (line) => !abort.signal.aborted && sendBounded(socket, { id, line }), abort.signal);
         } else throw Object.assign(new Error(`unknown link operation ${JSON.stringify(m.op)}`), { code: 'ERR_GRACEFUL_INVALID_ARGUMENT' });
-        if (!abort.signal.aborted) send(socket, { id, result: result === undefined ? null : result });
+        if (!abort.signal.aborted) sendBounded(socket, { id, result: result === undefined ? null : result });
       } catch (err) {
         const e = err as { code?: unknown; message?: unknown };
         if (!abort.signal.aborted) send(socket, { id, error: { code: typeof e?.code === 'string' ? e.code : 'ERR_GRACEFUL_COMMAND_FAILED', message: String(e?.message ?? err) } });

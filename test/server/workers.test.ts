@@ -163,10 +163,21 @@ function childrenOf(pids: number[]): number[] {
   });
 }
 
+/** isWorker: pid is a worker process (its primary set its slot in the environment). */
+function isWorker(pid: number): boolean {
+  try {
+    return fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').some((v) => v.startsWith('GRACEFUL_WORKER_ID='));
+  } catch {
+    return false;
+  }
+}
+
 async function halt(s: Service | undefined): Promise<void> {
   if (!s) return;
   for (const pid of allPids(s)) {
     try {
+      // Only a process of this service: a pid of one long gone may belong to another program now.
+      if (!fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('fixtures/workers.js')) continue;
       process.kill(pid, 'SIGKILL');
     } catch {
       // gone already
@@ -442,8 +453,9 @@ describe('workers', function () {
         const old = s.primary;
         // Sampling the process table while the redeploy runs: what is measured here.
         const sampler = setInterval(() => {
-          const primaries = [old, ...s!.child.stdout.filter((l) => l.startsWith('ready ')).map((l) => Number(l.split(' ')[1]))];
-          most = Math.max(most, childrenOf(primaries).filter((pid) => !primaries.includes(pid)).length);
+          // Every worker below the old primary: its own, and its successor's (grandchildren).
+          const below = childrenOf([old]);
+          most = Math.max(most, [...below, ...childrenOf(below)].filter(isWorker).length);
         }, 2);
         try {
           const result = (await control(s, 'redeploy')) as { pid: number };
@@ -602,6 +614,8 @@ describe('workers', function () {
     await after.stop();
     expect(before.errors.concat(after.errors)).to.deep.equal([]);
     const lines = (f: string) => fs.readFileSync(f, 'utf8').split('\n').filter(Boolean).map(Number);
+    // A worker writes its line before it answers, but the write reaches the file a moment later.
+    await until(() => lines(logFile).length >= after.requests, 5_000, 'the last lines in the file');
     expect(lines(`${logFile}.1`).length, 'lines before the rotation').to.equal(before.requests);
     const fresh = lines(logFile);
     const byPid = (pids: number[]) => JSON.stringify(pids.reduce<Record<number, number>>((m, p) => ({ ...m, [p]: (m[p] ?? 0) + 1 }), {}));
@@ -640,5 +654,48 @@ describe('workers', function () {
     await more.done();
     await more.stop();
     await until(async () => (await requests()) === load.requests + more.requests, 5_000, 'the new workers counted too');
+  });
+
+  it('a slot whose restarts fail counts each as a crash and ends in a crash loop', async () => {
+    const failFile = path.join(tmpDir(), 'fail');
+    s = await startService({ APP_FAIL_FILE: failFile });
+    fs.writeFileSync(failFile, 'exit 1'); // from now on worker 1 exits at start
+    process.kill(workersOf(s, 1).get(1)!, 'SIGKILL');
+    const st = (await until(async () => {
+      const x = await status(s!);
+      return x.workers[1]!.state === 'crash-loop' ? x : null;
+    }, 20_000, 'slot 1 in a crash loop after failed restarts'))!;
+    expect(st.workers[1]!.restarts).to.equal(4);
+    expect(s.child.stderr.filter((l) => l.includes('worker 1 could not be started again'))).to.have.length(4);
+    // Slot 1's socket is closed now; slot 2, restarted, must still get its own.
+    const victim = workersOf(s, 1).get(2)!;
+    process.kill(victim, 'SIGKILL');
+    const reborn = await nextWorker(s, 2, 1, victim);
+    const after = new Counter(s.port, 0, 3);
+    try {
+      await until(() => (after.byPid.get(reborn) ?? 0) > 0, 10_000, 'answers from the restarted worker 2');
+    } finally {
+      await after.stop();
+    }
+    expect(after.errors).to.deep.equal([]);
+  });
+
+  it('refuses a scale while a redeploy runs, and a second copy of the service on the same port', async () => {
+    s = await startService();
+    const c = await ControlClient.connect(s.sock, 5_000);
+    let spawned!: () => void;
+    const atSpawn = new Promise<void>((r) => (spawned = r));
+    const redeploy = c.request('redeploy', [], (e) => e.event === 'spawned' && spawned(), 60_000);
+    await atSpawn;
+    const e = await control(s, 'scale', ['2']).catch((err: unknown) => err);
+    expect(e).to.be.instanceOf(ControlReplyError);
+    expect((e as ControlReplyError).code).to.equal('ERR_GRACEFUL_UPGRADE_IN_PROGRESS');
+    s.primary = ((await redeploy) as { pid: number }).pid;
+    c.close();
+    expect((await status(s)).workersWanted).to.equal(3);
+    const second = spawnFixture('workers', [], { env: { ...process.env, APP_SOCKET: path.join(tmpDir(), 'ctl.sock'), APP_PORT: String(s.port) } });
+    const how = await second.exited;
+    expect(how.code, second.stderr.join('\n')).to.not.equal(0);
+    expect(second.stderr.join('\n')).to.include('EADDRINUSE');
   });
 });
