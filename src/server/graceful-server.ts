@@ -452,14 +452,14 @@ export class GracefulServer extends EventEmitter {
     this.link = serveLink(fd, {
       stats: () => ({ connections: this.connectionCount(), requests: this.listenerSet.requestCount(), rss: process.memoryUsage().rss }),
       task: (name, args) => this.runTask(name, args),
-      run: async (name, args, json, peer, write, signal) => {
+      run: async (name, args, json, peer, write, drain, signal) => {
         const { command } = this.workerCommands.get(name);
         return command.run({
           name, args, json, signal,
           peer: (peer ?? { pid: 0, uid: 0, gid: 0 }) as never,
           write,
           event: (_e, text) => write(text),
-          drain: () => Promise.resolve(),
+          drain,
           handover: () => undefined,
         });
       },

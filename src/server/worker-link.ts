@@ -25,6 +25,8 @@ import { WorkerFailedError } from '../errors.js';
 export const LINK_NAME = 'graceful:link';
 /** The largest message either end accepts. */
 const MAX_LINE = 1024 * 1024;
+/** How much a worker's command may leave unsent on the link before it is stopped. */
+const MAX_BUFFERED = 4 * MAX_LINE;
 
 type Message = Record<string, unknown> & { id?: number };
 
@@ -187,7 +189,7 @@ export interface WorkerHandlers {
   /** task runs one of the worker's tasks (reopen, or the application's). */
   task(name: string, args: string[]): Promise<unknown>;
   /** run runs an application command; write sends an output line (false: the primary is behind). */
-  run(name: string, args: string[], json: boolean, peer: unknown, write: (line: string) => boolean, signal: AbortSignal): Promise<unknown>;
+  run(name: string, args: string[], json: boolean, peer: unknown, write: (line: string) => boolean, drain: () => Promise<void>, signal: AbortSignal): Promise<unknown>;
 }
 
 /** How often at most a worker reports its open connections. */
@@ -212,6 +214,7 @@ export function serveLink(fd: number, handlers: WorkerHandlers, log: (msg: strin
     }
     void (async () => {
       const abort = new AbortController();
+      let overflow = false;
       running.set(id, abort);
       try {
         let result: unknown;
@@ -219,7 +222,23 @@ export function serveLink(fd: number, handlers: WorkerHandlers, log: (msg: strin
         else if (m.op === 'task' && typeof m.name === 'string') result = await handlers.task(m.name, Array.isArray(m.args) ? m.args.map(String) : []);
         else if (m.op === 'run' && typeof m.name === 'string') {
           const args = Array.isArray(m.args) ? m.args.map(String) : [];
-          result = await handlers.run(m.name, args, m.json === true, m.peer, (line) => !abort.signal.aborted && sendBounded(socket, { id, line }), abort.signal);
+          const write = (line: string): boolean => {
+            if (abort.signal.aborted) return false;
+            // A command that writes on although its primary is behind is stopped: the buffer stays bounded.
+            if (socket.writableLength > MAX_BUFFERED) {
+              overflow = true;
+              abort.abort(new Error(`the primary is more than ${MAX_BUFFERED} bytes behind on this command's output`));
+              return false;
+            }
+            return sendBounded(socket, { id, line });
+          };
+          const drain = () => (socket.writableNeedDrain && !socket.destroyed
+            ? new Promise<void>((r) => {
+              socket.once('drain', r);
+              socket.once('close', r);
+            })
+            : Promise.resolve());
+          result = await handlers.run(m.name, args, m.json === true, m.peer, write, drain, abort.signal);
         } else throw Object.assign(new Error(`unknown link operation ${JSON.stringify(m.op)}`), { code: 'ERR_GRACEFUL_INVALID_ARGUMENT' });
         if (!abort.signal.aborted) sendBounded(socket, { id, result: result === undefined ? null : result });
       } catch (err) {
@@ -227,6 +246,7 @@ export function serveLink(fd: number, handlers: WorkerHandlers, log: (msg: strin
         if (!abort.signal.aborted) send(socket, { id, error: { code: typeof e?.code === 'string' ? e.code : 'ERR_GRACEFUL_COMMAND_FAILED', message: String(e?.message ?? err) } });
       } finally {
         running.delete(id);
+        if (overflow) send(socket, { id, error: { code: 'ERR_GRACEFUL_SLOW_CLIENT', message: `stopped: its output was not read (over ${MAX_BUFFERED} bytes behind)` } });
       }
     })();
   }, (why) => {
