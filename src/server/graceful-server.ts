@@ -649,7 +649,8 @@ export class GracefulServer extends EventEmitter {
       const st = byId.get(w.id);
       return { ...w, connections: st?.connections ?? null, requests: st?.requests ?? null, rss: st?.rss ?? null };
     });
-    return { ...s, workers, connections: workers.reduce((n, w) => n + (w.connections ?? 0), 0) };
+    // The workers as they are now, after the wait: their counts from the same moment.
+    return { ...s, workers, workersWanted: this.pool.wanted, workersReady: this.pool.readyCount, connections: workers.reduce((n, w) => n + (w.connections ?? 0), 0) };
   }
 
   /** connectionCount: connections open on every listener. */
