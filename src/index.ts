@@ -17,7 +17,7 @@
  *   window has passed, the old instance drains and exits;
  * - a new instance accepts (and reads datagrams) only from ready(), and
  *   everything in ready() that can fail happens before its predecessor is told.
- * With workers (server/primary.ts, server/worker.ts):
+ * With workers (workers/primary.ts, workers/worker.ts):
  * - one generation of workers serves, plus at most one starting or draining;
  * - a primary is ready only once every worker of its generation is, and a
  *   worker that fails kills its whole generation; the old one serves on;
@@ -43,11 +43,11 @@ export {
   GracefulServer, DEFAULT_UPGRADE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_IDLE_GRACE, DEFAULT_TAKE_BACK_WINDOW,
   type GracefulServerOptions, type RedeployEvent, type RedeployResult, type Runlevel, type InstanceState, type WorkerInfo, type WorkerState,
   type AdoptedSocket, type HandOverOptions,
-} from './server/graceful-server.js';
+} from './graceful-server.js';
 export type { BindOptions, ListenOptions } from './server/listeners.js';
 export { DEFAULT_TICKET_KEY_ROTATION } from './server/ticket-keys.js';
 export type { DrainOptions, DrainEvent } from './server/drain.js';
-export type { ConnectionStates } from './server/conn-states.js';
+export type { ConnectionStates } from './conn-states.js';
 export type { ListenerInfo } from './server/listener-set.js';
 export type { SpawnFunction } from './server/successor.js';
 export { takeListenFds, notify, type ActivatedFd } from './systemd.js';

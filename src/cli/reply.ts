@@ -6,7 +6,7 @@
 import { ControlReplyError, type ControlClient } from '../control/client.js';
 import { formatCommandResult, renderEvent } from '../control/render.js';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, Exit } from './connect.js';
-import { describeStates, type ConnectionStates } from '../server/conn-states.js';
+import { describeStates, type ConnectionStates } from '../conn-states.js';
 
 /** Codes of a server's refusal that mean the caller's words were wrong: exit 2, as a CLI usage error. */
 const USAGE_CODES = new Set(['ERR_GRACEFUL_UNKNOWN_COMMAND', 'ERR_GRACEFUL_USAGE', 'ERR_GRACEFUL_INVALID_RUNLEVEL', 'ERR_GRACEFUL_UNKNOWN_TASK', 'ERR_GRACEFUL_CONTROL_PARSE', 'ERR_GRACEFUL_INVALID_ARGUMENT']);

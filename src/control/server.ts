@@ -22,7 +22,7 @@ import { fdOf, listenOnFd } from '../fds.js';
 import { bindSocket, clearStaleSocket, SocketFile } from '../socketpath.js';
 import { closeAll, type OutgoingFd } from '../handoff/connection.js';
 import { CommandRegistry, formatResult, type CommandContext } from './commands.js';
-import { OwnedFd, closeOwned } from '../server/owned-fd.js';
+import { OwnedFd, closeOwned } from '../owned-fd.js';
 import { parseRequest, MAX_LINE_BYTES, type ControlRequest } from './parse.js';
 import { renderEvent } from './render.js';
 

@@ -16,7 +16,7 @@ import { HandoffConnection } from '../handoff/connection.js';
 import { addon } from '../native.js';
 import type { Meta } from '../meta.js';
 import type { LogFields } from '../log.js';
-import { OwnedFd } from './owned-fd.js';
+import { OwnedFd } from '../owned-fd.js';
 
 const debug = debuglog('graceful');
 

@@ -42,7 +42,7 @@ import { Http2Sessions } from './goaway.js';
 import { handleOf } from './conn-handover.js';
 import type { HandOverOptions } from './socket-handover.js';
 import { passSocket } from './socket-pass.js';
-import { emptyStates, type ConnectionStates } from './conn-states.js';
+import { emptyStates, type ConnectionStates } from '../conn-states.js';
 import type { Meta } from '../meta.js';
 
 const debug = debuglog('graceful');

@@ -7,7 +7,7 @@ import type net from 'node:net';
 import type { Meta } from '../meta.js';
 import type { ManagedListener } from './listeners.js';
 import type { ConnectionMover, MoveCounts } from './drain.js';
-import type { ConnectionStates } from './conn-states.js';
+import type { ConnectionStates } from '../conn-states.js';
 
 /** ListenerInfo: what status says of one listener. */
 export interface ListenerInfo {

@@ -5,7 +5,7 @@
  */
 import net from 'node:net';
 import { fdOf, listenOnFd } from '../fds.js';
-import { OwnedFd } from './owned-fd.js';
+import { OwnedFd } from '../owned-fd.js';
 import { addon } from '../native.js';
 import { bindSocket, clearStaleSocket, SocketFile } from '../socketpath.js';
 import type { Meta } from '../meta.js';

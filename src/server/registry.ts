@@ -8,7 +8,7 @@ import { DuplicateNameError, invalidArgument } from '../errors.js';
 import type { OutgoingFd } from '../handoff/connection.js';
 import type { ActivatedFd } from '../systemd.js';
 import type { InheritedFd } from './predecessor.js';
-import { OwnedFd, closeOwned } from './owned-fd.js';
+import { OwnedFd, closeOwned } from '../owned-fd.js';
 
 export type RegisteredKind = 'listener' | 'dgram' | 'file' | 'fd';
 

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { listenOnFd, fdOf } from '../../src/index.js';
 import { addon } from '../../src/native.js';
 import { ManagedListener } from '../../src/server/listeners.js';
-import { OwnedFd } from '../../src/server/owned-fd.js';
+import { OwnedFd } from '../../src/owned-fd.js';
 import { tmpDir } from '../helpers.js';
 
 const isOpen = (fd: number) => {

@@ -7,7 +7,7 @@
  * primary is gone (so no worker outlives its service).
  */
 import { WORKER_COUNT_ENV, WORKER_ENV } from '../protocol.js';
-import type { Predecessor } from './predecessor.js';
+import type { Predecessor } from '../server/predecessor.js';
 
 /** Role: 'single' without workers; with them, one 'primary' and N 'worker' processes. */
 export type Role = 'single' | 'primary' | 'worker';

@@ -22,9 +22,9 @@ import type { OutgoingFd } from '../handoff/connection.js';
 import type { LogFields } from '../log.js';
 import { WORKER_COUNT_ENV, WORKER_ENV } from '../protocol.js';
 import { bindSocket, clearStaleSocket } from '../socketpath.js';
-import type { ManagedListener } from './listeners.js';
-import { OwnedFd } from './owned-fd.js';
-import { startSuccessor, type SpawnFunction } from './successor.js';
+import type { ManagedListener } from '../server/listeners.js';
+import { OwnedFd } from '../owned-fd.js';
+import { startSuccessor, type SpawnFunction } from '../server/successor.js';
 import { LINK_NAME, PrimaryLink } from './worker-link.js';
 
 /**

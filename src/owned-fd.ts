@@ -3,9 +3,9 @@
  * close() does nothing, so a reused number is never hit), or given away with
  * take(), after which this object no longer closes it.
  */
-import { ClosedError } from '../errors.js';
-import { addon } from '../native.js';
-import type { Meta } from '../meta.js';
+import { ClosedError } from './errors.js';
+import { addon } from './native.js';
+import type { Meta } from './meta.js';
 
 export class OwnedFd {
   private n: number | null;
