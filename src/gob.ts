@@ -12,7 +12,7 @@
  * in proportion to its input, and the only error it throws is BadMetaError.
  */
 import { BadMetaError, invalidArgument } from './errors.js';
-import type { Meta, MetaValue } from './meta.js';
+import type { Meta, MetaValue } from './meta-value.js';
 
 /** The meta formats a sender can write: this package's JSON, or gob for a Go peer. */
 export type MetaFormat = 'json' | 'gob';

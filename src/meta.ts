@@ -6,29 +6,11 @@
  */
 import { BadMetaError, invalidArgument } from './errors.js';
 import { decodeGobMeta } from './gob.js';
+import { isMeta, type Meta } from './meta-value.js';
 
-export type MetaValue = string | number | boolean | null;
-/** Meta: a flat object of strings, finite numbers, booleans and nulls. */
-export type Meta = { [key: string]: MetaValue };
+export { isMeta, type Meta, type MetaValue } from './meta-value.js';
 
 const EMPTY = Buffer.alloc(0);
-
-function isMetaValue(v: unknown): v is MetaValue {
-  return v === null || typeof v === 'string' || typeof v === 'boolean' ||
-    (typeof v === 'number' && Number.isFinite(v));
-}
-
-/** isMeta tells whether value is a flat object that encodeMeta accepts. */
-export function isMeta(value: unknown): value is Meta {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
-  const proto = Object.getPrototypeOf(value);
-  if (proto !== Object.prototype && proto !== null) return false;
-  // for...in + hasOwn rather than Object.values: no array per call.
-  for (const key in value) {
-    if (Object.hasOwn(value, key) && !isMetaValue((value as Record<string, unknown>)[key])) return false;
-  }
-  return true;
-}
 
 /**
  * encodeMeta turns meta into its record bytes: JSON for a Meta, the bytes as
