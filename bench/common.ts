@@ -5,7 +5,8 @@
  * implementations apply, and the JSON line each peer prints.
  */
 import fs from 'node:fs';
-import { HandoffConnection, errorCode } from '../src/index.js';
+import { errorCode } from '../src/errors.js';
+import { HandoffConnection } from '../src/handoff.js';
 
 /** The meta of every descriptor: 32 bytes of JSON, as in a small hand-off. */
 export const META = { name: 'http', addr: '[::]:80' };

@@ -2,41 +2,61 @@
  * graceful-restart: replace a running Node server with a new version of
  * itself without dropping a connection.
  *
- * The hand-off core: descriptors travel over a UNIX socket with SCM_RIGHTS,
- * each with a meta payload, in gobwas/graceful's framing. Invariants:
- * - every descriptor this package creates or receives is close-on-exec;
- * - a descriptor received is either given to the caller or closed, never leaked,
- *   whatever the peer sends;
- * - a bad peer gets a coded error, never a crash.
+ * The model. A service is one program that serves on listening sockets (TCP,
+ * UNIX, UDP) and writes to files. A redeploy starts a new instance of it,
+ * hands it every one of those descriptors over a UNIX socket (SCM_RIGHTS),
+ * waits until it says it is ready, and only then lets the old instance stop
+ * accepting and drain. Readiness is one message on the hand-off connection;
+ * "the other side died" is the EOF the kernel delivers.
  *
- * The graceful server's invariants (enforced in server/lifecycle.ts):
- * - at any time there are one or two instances of a service, at most one of
- *   them not ready; a new instance spawns no third while its predecessor runs;
- * - only one redeploy runs at a time;
- * - no old code keeps running after a successful redeploy: once the take-back
- *   window has passed, the old instance drains and exits;
+ * Invariants (the instance side enforced in server/lifecycle.ts):
+ * - at any time there are one or two instances of a service, and at most one
+ *   of them is not ready; a new instance spawns no third while its
+ *   predecessor runs (it could still take back);
+ * - only one redeploy runs at a time: a second one is refused
+ *   (ERR_GRACEFUL_UPGRADE_IN_PROGRESS);
  * - a new instance accepts (and reads datagrams) only from ready(), and
- *   everything in ready() that can fail happens before its predecessor is told.
+ *   everything in ready() that can fail happens before its predecessor is
+ *   told; one that crashes, hangs or exits before that never took a
+ *   connection, is killed, and the old instance serves on;
+ * - no old code keeps running after a successful redeploy: once the take-back
+ *   window has passed, the old instance drains and exits.
  * With workers (workers/primary.ts, workers/worker.ts):
  * - one generation of workers serves, plus at most one starting or draining;
  * - a primary is ready only once every worker of its generation is, and a
  *   worker that fails kills its whole generation; the old one serves on;
  * - no worker outlives its primary.
+ * The hand-off core (graceful-restart/handoff, src/handoff.ts):
+ * - every descriptor this package creates or receives is close-on-exec;
+ * - a descriptor received is either given to the caller or closed, never
+ *   leaked, whatever the peer sends;
+ * - bad input gets a coded error, never a crash: every error has a stable code.
+ *
+ * This entry is the application API: the graceful server, the supervisor, the
+ * control socket's client, and the hand-off functions an application calls.
+ * The wire format and the meta codecs are in graceful-restart/handoff.
  */
-export * from './errors.js';
-export { isMeta, encodeMeta, decodeMeta, type Meta, type MetaValue } from './meta.js';
-export { decodeGobMeta, encodeGobMeta, type MetaFormat } from './gob.js';
 export {
-  encodeMessages, FrameDecoder, HEADER_BYTES, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_FDS_PER_MESSAGE,
-  DEFAULT_MAX_META_BYTES, type Message, type Record as FrameRecord, type OutgoingRecord,
-} from './wire.js';
+  GracefulError, InvalidArgumentError, BadFrameError, FdCountMismatchError, TruncatedMessageError, FdsTruncatedError,
+  MetaTooLargeError, BadMetaError, SocketInUseError, NotASocketError, CallbackFailedError, ClosedError, TimeoutError,
+  NotTransferableError, AddonNotFoundError, AddonLoadFailedError, UpgradeInProgressError, NotReadyError,
+  TerminatingError, InvalidRunlevelError, PeerRefusedError, DuplicateNameError, HandoffFailedError, AlreadyReadyError,
+  UnknownCommandError, UsageError, CommandFailedError, NotConfiguredError, PermissionDeniedError, LineTooLongError,
+  TooManyConnectionsError, IdleTimeoutError, ConfigError, UnknownTaskError, HookFailedError, UnsafeDirectoryError,
+  PredecessorRunningError, AlreadyHandedOverError, UnsafeFileError, SlowClientError, WorkerFailedError,
+  NotPrimaryError, UntrustedServerError, SupervisorRunningError, HandOverFailedError, ControlParseError,
+  RedeployFailedError, UnreadBytesError, MidFrameError, SocketHandedOverError,
+  type GracefulErrorCode, type RedeployFailure, type SystemError,
+} from './errors.js';
+export type { Meta, MetaValue } from './meta.js';
+export { decodeGobMeta, encodeGobMeta, type MetaFormat } from './gob.js';
 export type { PeerCredentials } from './native.js';
-export { HandoffConnection, DEFAULT_HIGH_WATER_MARK, MAX_DATA_BYTES, type ReceivedFd, type OutgoingFd, type ConnectionOptions } from './handoff/connection.js';
-export { listenAndServe, HandoffServer, HandoffResponse, type Handler, type ListenAndServeOptions } from './handoff/server.js';
+export { HandoffConnection, type ReceivedFd, type OutgoingFd, type ConnectionOptions } from './handoff/connection.js';
+export { listenAndServe, HandoffServer, type HandoffResponse, type Handler, type ListenAndServeOptions } from './handoff/server.js';
 export { receive, sendTo, receiveFrom, type ReceiveCallback, type ReceiveOptions } from './handoff/client.js';
 export { fdHandler, listenerHandler, socketHandler, dgramHandler, fileHandler, sequenceHandler, callbackHandler } from './handoff/handlers.js';
 export {
-  fdOf, waitForFd, listenOnFd, listenOnPath, type UnixListenOptions, serverFromFd, socketFromFd, dgramFromFd, writeStreamFromFd, type Transferable,
+  fdOf, listenOnFd, listenOnPath, type UnixListenOptions, serverFromFd, socketFromFd, dgramFromFd, writeStreamFromFd, type Transferable,
 } from './fds.js';
 export { sendDatagram } from './datagram.js';
 export {
@@ -53,13 +73,11 @@ export type { SpawnFunction } from './server/successor.js';
 export { takeListenFds, notify, type ActivatedFd } from './systemd.js';
 export { writePidFile, readPidFile, removePidFile } from './pidfile.js';
 export { GracefulFile } from './server/file.js';
-export { ControlServer, CONTROL_DEFAULTS, type ControlServerOptions, type ControlLimits } from './control/server.js';
+export { ControlServer, type ControlServerOptions, type ControlLimits } from './control/server.js';
 export { CommandRegistry, type Command, type CommandContext } from './control/commands.js';
-export { ControlClient, ControlReplyError, resolveUid, type ControlEvent, type ControlClientOptions } from './control/client.js';
-export { parseRequest, tokenize, MAX_LINE_BYTES, type ControlRequest } from './control/parse.js';
-export type { ControlTarget, ControlRedeployEvent } from './control/builtins.js';
+export { ControlClient, ControlReplyError, type ControlEvent, type ControlClientOptions } from './control/client.js';
+export type { ControlTarget } from './control/builtins.js';
 export { loadConfig } from './config.js';
 export type { Hook, StopHook, HookKind } from './server/hooks.js';
 export type { SighupAction } from './server/signals.js';
-export { Supervisor, exitCodeOf, FORWARDED_SIGNALS, type SupervisorOptions, type RestartPolicy, type ExitStatus } from './supervisor/supervisor.js';
-export { HANDOFF_ENV, SUPERVISOR_ENV, CONTROL_FIELD, EXIT_FIELD } from './protocol.js';
+export { Supervisor, type SupervisorOptions, type RestartPolicy, type ExitStatus } from './supervisor/supervisor.js';

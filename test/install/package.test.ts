@@ -152,7 +152,7 @@ describe('package: the packed tarball and a path install', function () {
   });
 
   it('packs the compiled library, its sources, the native sources and stripped prebuilds, and no tests', async () => {
-    for (const f of ['dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/native.js.map', 'src/native.ts',
+    for (const f of ['dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/handoff.js', 'dist/src/handoff.d.ts', 'dist/src/native.js.map', 'src/native.ts',
       'bin/graceful-restart.js', 'native/binding.cc', 'binding.gyp', 'CMakeLists.txt', 'README.md',
       `prebuilds/linux-x64/${prebuildName}`]) {
       expect(files).to.include(`package/${f}`);
@@ -189,6 +189,13 @@ describe('package: the packed tarball and a path install', function () {
     expect(fs.existsSync(path.join(installed, 'build'))).to.equal(false);
     const { addon } = await handOff(project);
     expect(addon).to.equal(path.join(fs.realpathSync(installed), 'prebuilds/linux-x64', prebuildName));
+
+    // The hand-off core alone, by its subpath: the same objects as the main entry's.
+    const subpath = ok(await run(process.execPath, ['--input-type=module', '-e',
+      "const h = await import('graceful-restart/handoff'); const m = await import('graceful-restart'); " +
+      "console.log(JSON.stringify({ same: h.listenAndServe === m.listenAndServe && h.receive === m.receive, " +
+      "wire: typeof h.FrameDecoder, server: typeof h.GracefulServer }))"], project), "import('graceful-restart/handoff')");
+    expect(JSON.parse(subpath.stdout)).to.deep.equal({ same: true, wire: 'function', server: 'undefined' });
 
     const help = ok(await run(path.join(project, 'node_modules/.bin/graceful-restart'), ['--help'], project), 'graceful-restart --help');
     expect(help.stdout).to.match(/^Usage: graceful-restart /);

@@ -5,7 +5,7 @@
  */
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { encodeMessages, encodeMeta, type Meta } from '../../src/index.js';
+import { encodeMessages, encodeMeta, type Meta } from '../../src/handoff.js';
 import { writeMetaJson } from '../../src/meta.js';
 import { RecordEncoder } from '../../src/wire.js';
 

@@ -4,7 +4,7 @@ import dgram from 'node:dgram';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { fdOf, socketFromFd, writeStreamFromFd, waitForFd, listenOnPath, listenAndServe, receive, socketHandler } from '../../src/index.js';
+import { fdOf, socketFromFd, writeStreamFromFd, waitForFd, listenOnPath, listenAndServe, receive, socketHandler } from '../../src/handoff.js';
 import { tmpDir } from '../helpers.js';
 
 describe('fds', () => {

@@ -6,7 +6,8 @@
  */
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { FrameDecoder, encodeMessages, parseRequest, tokenize, GracefulError } from '../../src/index.js';
+import { FrameDecoder, encodeMessages, GracefulError } from '../../src/handoff.js';
+import { parseRequest, tokenize } from '../../src/control/parse.js';
 import { quote } from '../../src/control/parse.js';
 
 const CODED = new Set(['ERR_GRACEFUL_BAD_FRAME', 'ERR_GRACEFUL_FD_COUNT_MISMATCH', 'ERR_GRACEFUL_TRUNCATED_MESSAGE']);

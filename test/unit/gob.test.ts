@@ -6,7 +6,7 @@
  */
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { decodeGobMeta, encodeGobMeta, decodeMeta, encodeMeta, isMeta, BadMetaError, type Meta } from '../../src/index.js';
+import { decodeGobMeta, encodeGobMeta, decodeMeta, encodeMeta, isMeta, BadMetaError, type Meta } from '../../src/handoff.js';
 import { gobVectors } from '../fixtures/gob-vectors.js';
 
 /** decodeOrCode: the Meta, or the code of what decodeGobMeta threw (failing on anything uncoded). */

@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ConfigError, loadConfig } from '../../src/index.js';
+import { root } from '../helpers.js';
 import { Hooks } from '../../src/server/hooks.js';
 import { childrenOf, isDescendant, stat } from '../../src/supervisor/procfs.js';
 import { tmpDir, until } from '../helpers.js';
@@ -110,5 +111,74 @@ describe('procfs', () => {
       child.kill('SIGKILL');
       await exited;
     }
+  });
+});
+
+describe('entry points', () => {
+  /** load imports an entry by the package's name, as a user does (a self-reference through package.json's exports). */
+  const load = (entry: string) => import(entry) as Promise<Record<string, unknown>>;
+  /** removedNames: the names README.md's "removed from the package's exports" list gives, in backquotes. */
+  function removedNames(): { moved: string[]; gone: string[] } {
+    const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
+    const start = readme.indexOf("### Entry points, and what was removed from the package's exports");
+    expect(start, 'the README lists what was removed').to.be.above(0);
+    const list = readme.slice(start, readme.indexOf('\n#', start + 4)).split('\n- ').slice(1);
+    const names = (item: string) => [...item.split(':')[0]!.matchAll(/`([A-Za-z_]+)`/g)].map((m) => m[1]!);
+    return {
+      moved: list.filter((i) => i.includes('in `graceful-restart/handoff`')).flatMap(names),
+      gone: list.filter((i) => !i.includes('in `graceful-restart/handoff`')).flatMap(names),
+    };
+  }
+
+  it('"." exports at most 60 runtime names besides error classes, and none the README says were removed', async () => {
+    const main = await load('graceful-restart');
+    const names = Object.keys(main);
+    expect(names.filter((k) => !/Error$/.test(k)).length).to.be.at.most(60);
+    const { moved, gone } = removedNames();
+    expect(moved.length + gone.length).to.be.above(20);
+    for (const name of [...moved, ...gone].filter((n) => !['HandoffResponse', 'ControlRequest', 'ControlRedeployEvent'].includes(n))) {
+      expect(names, name).to.not.include(name);
+    }
+    expect(names).to.not.include('HandoffResponse');
+  });
+
+  it('"./handoff" (a self-reference through package.json\'s exports) has what moved, the same objects as "."', async () => {
+    const main = await load('graceful-restart');
+    const handoff = await load('graceful-restart/handoff');
+    for (const name of removedNames().moved.filter((n) => n !== 'ControlRequest')) expect(handoff, name).to.have.property(name);
+    for (const name of ['listenAndServe', 'receive', 'sendTo', 'receiveFrom', 'HandoffConnection', 'HandoffServer', 'listenerHandler',
+      'sequenceHandler', 'fdOf', 'listenOnFd', 'serverFromFd', 'writeStreamFromFd', 'decodeGobMeta', 'encodeGobMeta', 'sendDatagram',
+      'GracefulError', 'BadFrameError', 'BadMetaError']) {
+      expect(handoff[name], name).to.be.a('function');
+      expect(handoff[name], name).to.equal(main[name]);
+    }
+    for (const name of ['GracefulServer', 'Supervisor', 'ControlClient', 'ControlServer', 'takeListenFds']) expect(handoff, name).to.not.have.property(name);
+  });
+
+  it('"./handoff" loads nothing of server/, workers/, control/, supervisor/, cli/ (its compiled import closure)', () => {
+    const dist = path.join(root, 'dist/src');
+    const seen = new Set<string>();
+    const todo = [path.join(dist, 'handoff.js')];
+    while (todo.length > 0) {
+      const file = todo.pop()!;
+      if (seen.has(file)) continue;
+      seen.add(file);
+      const text = fs.readFileSync(file, 'utf8');
+      for (const m of text.matchAll(/(?:^|\n)\s*(?:import|export)\s[^;]*?from\s*['"](\.[^'"]+)['"]/g)) todo.push(path.resolve(path.dirname(file), m[1]!));
+      for (const m of text.matchAll(/import\(\s*['"](\.[^'"]+)['"]\s*\)/g)) todo.push(path.resolve(path.dirname(file), m[1]!));
+    }
+    const loaded = [...seen].map((f) => path.relative(dist, f)).sort();
+    expect(loaded).to.include.members(['handoff.js', 'handoff/server.js', 'handoff/client.js', 'wire.js', 'gob.js', 'meta.js', 'native.js']);
+    expect(loaded.filter((f) => /^(server|workers|control|supervisor|cli)\/|^(graceful-server|index|cli)\.js$/.test(f))).to.deep.equal([]);
+  });
+
+  it('package.json exports both entries with their types, and packs dist/src', () => {
+    const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { exports: Record<string, Record<string, string>>; files: string[] };
+    expect(pkg.exports).to.deep.equal({
+      '.': { types: './dist/src/index.d.ts', default: './dist/src/index.js' },
+      './handoff': { types: './dist/src/handoff.d.ts', default: './dist/src/handoff.js' },
+    });
+    expect(pkg.files).to.include('dist/src');
+    for (const entry of Object.values(pkg.exports)) for (const f of Object.values(entry)) expect(fs.existsSync(path.join(root, f)), f).to.equal(true);
   });
 });

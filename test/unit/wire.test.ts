@@ -1,6 +1,6 @@
 /** The frame codec and meta, on their own. */
 import { expect } from 'chai';
-import { encodeMessages, FrameDecoder, encodeMeta, decodeMeta, isMeta, type FrameRecord } from '../../src/index.js';
+import { encodeMessages, FrameDecoder, encodeMeta, decodeMeta, isMeta, type FrameRecord } from '../../src/handoff.js';
 
 const rec = (fd: number, meta: string) => ({ fd, meta: Buffer.from(meta) });
 
