@@ -17,7 +17,8 @@ import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { freePort, HOST, median, percentile, waitGone } from '../example/harness.js';
+import { freePort, HOST, waitGone } from './harness/fleet.js';
+import { median, percentile } from './harness/counts.js';
 
 const CLIENTS = 50;
 const REDEPLOYS = 10;

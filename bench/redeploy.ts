@@ -15,17 +15,17 @@
  * A run with no restart at all, under the same load, gives the baseline.
  * Load: wrk when installed (`wrk --latency`; -H 'Connection: close' for a new
  * connection per request), else autocannon with its requests counted per
- * connection plus a counting http.request client (example/harness.ts).
+ * connection plus a counting http.request client (bench/harness/).
  * Prints figures and ratios; asserts nothing. About 55 s in all.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import {
-  CountingClient, ExampleFleet, HOST, errorTotal, freePort, keepAliveLoad, median, percentile, waitGone,
-  type RedeployRecord,
-} from '../example/harness.js';
+import { ExampleFleet, HOST, freePort, waitGone, type RedeployRecord } from './harness/fleet.js';
+import { CountingClient } from './harness/counting-client.js';
+import { errorTotal, median, percentile } from './harness/counts.js';
+import { keepAliveLoad } from './harness/loads.js';
 
 const RESTARTS = 10;
 const KEEPALIVE_CONNECTIONS = 50;

@@ -6,7 +6,7 @@
  *
  * It starts example/server.js on a free port of 127.0.0.1 (GRACEFUL_JSON_LOG=1,
  * its log file and control socket in a temporary directory) and runs two
- * loads the whole time (example/harness.ts):
+ * loads the whole time (bench/harness/):
  *   - keep-alive: autocannon, 50 connections, its sent and answered requests
  *     counted per connection (autocannon 9 alone misses requests the server
  *     never answered);
@@ -32,10 +32,10 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import {
-  CountingClient, EXAMPLE_SERVER, ExampleFleet, HOST, alive, errorTotal, freePort, keepAliveLoad, percentile,
-  type KeepAliveReport, type LoadCounts, type RedeployRecord, type StepEvent,
-} from '../example/harness.js';
+import { EXAMPLE_SERVER, ExampleFleet, HOST, alive, freePort, type RedeployRecord, type StepEvent } from './harness/fleet.js';
+import { CountingClient } from './harness/counting-client.js';
+import { errorTotal, percentile, type LoadCounts } from './harness/counts.js';
+import { keepAliveLoad, type KeepAliveReport } from './harness/loads.js';
 
 const REDEPLOYS = 200;
 const EVERY_MS = 500;

@@ -2,6 +2,7 @@
 import { execFile, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
@@ -13,6 +14,18 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 export const fixtures = path.join(here, 'fixtures');
 /** The repository root. */
 export const root = path.resolve(here, '../..');
+
+/** freePort asks the kernel for a TCP port on 127.0.0.1 that nothing listens on (now: someone may take it before the caller binds). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
 
 /** openFds lists the descriptors open in a process (this one by default). */
 export function openFds(pid: number | 'self' = 'self'): number[] {

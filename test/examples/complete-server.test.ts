@@ -7,8 +7,8 @@
 import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
-import { endGenerations, gone, httpGet, spawnChild, until, type Child } from '../helpers.js';
-import { bin, freePort, makeProject, run } from './project.js';
+import { freePort, endGenerations, gone, httpGet, spawnChild, until, type Child } from '../helpers.js';
+import { bin, makeProject, run } from './project.js';
 
 describe('example: a complete server (app.mjs in an `npm init -y` project)', function () {
   this.timeout(60_000);

@@ -11,9 +11,9 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { ControlClient } from '../../src/control/client.js';
-import { gone, httpGet, spawnChild, until, type Child } from '../helpers.js';
+import { freePort, gone, httpGet, spawnChild, until, type Child } from '../helpers.js';
 import { childOf, imageCommand, nsSkipReason, testAppProject } from './namespace.js';
-import { example, freePort, run } from './project.js';
+import { example, run } from './project.js';
 
 interface Dockerfile {
   workdir: string;

@@ -8,9 +8,9 @@
 import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
-import { httpGet, openFds, spawnChild, until, type Child } from '../helpers.js';
+import { freePort, httpGet, openFds, spawnChild, until, type Child } from '../helpers.js';
 import { LoadLoop } from '../load.js';
-import { freePort, makeProject } from './project.js';
+import { makeProject } from './project.js';
 
 describe('example: the hand-off core (owner.mjs hands over to taker.mjs)', function () {
   this.timeout(60_000);

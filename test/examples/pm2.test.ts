@@ -11,9 +11,9 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ControlClient } from '../../src/control/client.js';
-import { gone, httpGet, tmpDir, until } from '../helpers.js';
+import { freePort, gone, httpGet, tmpDir, until } from '../helpers.js';
 import { testAppProject } from './namespace.js';
-import { bin, example, freePort, run } from './project.js';
+import { bin, example, run } from './project.js';
 
 const PM2 = 'pm2@7';
 

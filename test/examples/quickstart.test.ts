@@ -7,8 +7,8 @@
 import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
-import { gone, httpGet, root, spawnChild, tmpDir, until, type Child } from '../helpers.js';
-import { freePort, run } from './project.js';
+import { freePort, gone, httpGet, root, spawnChild, tmpDir, until, type Child } from '../helpers.js';
+import { run } from './project.js';
 
 describe('example: the Quick start (npm start on a terminal)', function () {
   this.timeout(60_000);

@@ -9,9 +9,9 @@
 import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
-import { httpGet, notifyReader, spawnChild, tmpDir, type Child } from '../helpers.js';
+import { freePort, httpGet, notifyReader, spawnChild, tmpDir, type Child } from '../helpers.js';
 import { imageCommand, nsSkipReason, testAppProject } from './namespace.js';
-import { example, freePort, run } from './project.js';
+import { example, run } from './project.js';
 
 /** parseUnit reads the [Service] section: key -> values (Environment= may repeat). */
 function parseUnit(text: string): Map<string, string[]> {

@@ -5,8 +5,8 @@
 import { expect } from 'chai';
 import path from 'node:path';
 import { ControlClient, type ControlEvent } from '../../src/control/client.js';
-import { gone, httpGet, root, spawnChild, tmpDir, until, type Child } from '../helpers.js';
-import { freePort } from './project.js';
+import { freePort, gone, httpGet, root, spawnChild, tmpDir, until, type Child } from '../helpers.js';
+
 
 describe('example: WORKERS=2', function () {
   this.timeout(60_000);

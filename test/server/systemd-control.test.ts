@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { ControlClient } from '../../src/index.js';
-import { fixtures, spawnChild, tmpDir, until, type Child } from '../helpers.js';
+import { fixtures, spawnChild, tmpDir, until, type Child, freePort } from '../helpers.js';
 
 interface Status { pid: number; generation: number }
 
@@ -23,14 +23,6 @@ async function status(sock: string): Promise<Status> {
   }
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 describe('the control socket from systemd socket activation', function () {
   this.timeout(60_000);

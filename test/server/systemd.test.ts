@@ -1,19 +1,10 @@
 /** systemd: socket activation with systemd-socket-activate, sd_notify messages across a redeploy, the pid file. */
 import { expect } from 'chai';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
-import { fixtures, httpGet, notifyReader, spawnChild, tmpDir, until, type Child } from '../helpers.js';
+import { fixtures, httpGet, notifyReader, spawnChild, tmpDir, until, type Child, freePort } from '../helpers.js';
 import { post } from '../load.js';
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 describe('systemd', function () {
   this.timeout(60_000);

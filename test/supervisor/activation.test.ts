@@ -8,20 +8,12 @@
 import { expect } from 'chai';
 import net from 'node:net';
 import path from 'node:path';
-import { fixtures, httpGet, root, spawnChild, until, type Child } from '../helpers.js';
+import { fixtures, httpGet, root, spawnChild, until, type Child, freePort } from '../helpers.js';
 import { LoadLoop, post } from '../load.js';
 
 const cli = path.join(root, 'bin/graceful-restart.js');
 const node = process.execPath;
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /**
  * Prints what sd_listen_fds(3) would see, and the sockets it has open beyond

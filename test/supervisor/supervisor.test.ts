@@ -12,7 +12,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { ControlClient, ControlReplyError } from '../../src/control/client.js';
 import { sendDatagram } from '../../src/datagram.js';
-import { fixtures, gone, httpGet, openFds, root, spawnChild, tmpDir, until, type Child } from '../helpers.js';
+import { fixtures, gone, httpGet, openFds, root, spawnChild, tmpDir, until, type Child, freePort } from '../helpers.js';
 import { LoadLoop } from '../load.js';
 
 const cli = path.join(root, 'bin/graceful-restart.js');
@@ -163,14 +163,6 @@ function graceful(args: string[], env: NodeJS.ProcessEnv = process.env): Promise
   });
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 // ---------------------------------------------------------------------------
 // The supervisor and its control socket.

@@ -23,10 +23,10 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import {
-  CountingClient, ExampleFleet, HOST, errorTotal, freePort, http2Load, keepAliveLoad, median, wsLoad,
-  type KeepAliveReport, type LoadCounts, type RedeployRecord, type WebSocketCounts,
-} from './harness.js';
+import { ExampleFleet, HOST, freePort, type RedeployRecord } from './harness/fleet.js';
+import { CountingClient } from './harness/counting-client.js';
+import { errorTotal, median, type LoadCounts } from './harness/counts.js';
+import { http2Load, keepAliveLoad, wsLoad, type KeepAliveReport, type WebSocketCounts } from './harness/loads.js';
 
 const REDEPLOYS = 10;
 const KEEPALIVE_CONNECTIONS = 50;
