@@ -12,7 +12,7 @@ import { ControlClient } from '../../src/control/client.js';
 import { root, spawnChild } from '../helpers.js';
 
 const cli = path.join(root, 'bin/graceful-restart.js');
-export const OTHER_UID = 65534;
+export { OTHER_UID } from '../helpers/other-uid.js';
 
 /**
  * ATTACKER: a Python client that runs as uid argv[4] (0: stays root) and
@@ -51,7 +51,7 @@ print(json.dumps(seen), flush=True)
 
 /** attack runs ATTACKER and resolves with the answers it counted. */
 export async function attack(mode: 'rst' | 'cycle', sock: string, n: number, uid: number): Promise<Record<string, number>> {
-  const py = spawnChild('python3', ['-c', ATTACKER, mode, sock, String(n), String(uid)]);
+  const py = spawnChild('python3', ['-c', ATTACKER, mode, sock, String(n), String(uid)], { cwd: '/' }); // a cwd every uid can search
   const { code } = await py.exited;
   expect(code, py.stderr.join('\n')).to.equal(0);
   return JSON.parse(py.stdout[0] ?? '{}') as Record<string, number>;

@@ -8,13 +8,17 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { root, spawnFixture, tmpDir, type Child, endGenerations } from '../helpers.js';
+import { OTHER_UID, otherUidCase, otherUidCli, otherUidEnv } from '../helpers/other-uid.js';
 
 const cli = path.join(root, 'bin/graceful-restart.js');
 
 /** graceful runs the CLI (stdin given, or closed) and resolves with its exit code and output. */
-function graceful(args: string[], options: { input?: string; uid?: number; gid?: number; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+function graceful(args: string[], options: { input?: string; uid?: number; gid?: number; env?: NodeJS.ProcessEnv; cli?: string; cwd?: string } = {}):
+  Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = execFile(process.execPath, [cli, ...args], { timeout: 30_000, uid: options.uid, gid: options.gid, env: options.env }, (err, stdout, stderr) => {
+    const child = execFile(process.execPath, [options.cli ?? cli, ...args], {
+      timeout: 30_000, uid: options.uid, gid: options.gid, env: options.env, cwd: options.cwd,
+    }, (err, stdout, stderr) => {
       resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
     });
     child.stdin!.end(options.input ?? '');
@@ -138,10 +142,11 @@ describe('the CLI: usage, exit codes, pipes', function () {
   });
 
   it('names the uid that was refused', async function () {
-    if (process.getuid?.() !== 0) this.skip(); // running the CLI as another uid needs root
+    otherUidCase(this); // a copy of the CLI that uid can load, wherever the checkout is
     await startApp();
-    const denied = await graceful(['status', sock], { uid: 65534, gid: 65534 });
+    const copy = otherUidCli();
+    const denied = await graceful(['status', sock], { uid: OTHER_UID, gid: OTHER_UID, cli: copy, cwd: path.dirname(copy), env: otherUidEnv() });
+    expect(denied.stderr).to.include(`cannot connect to ${sock}: EACCES: permission denied for uid ${OTHER_UID}`);
     expect(denied.code).to.equal(3);
-    expect(denied.stderr).to.include(`cannot connect to ${sock}: EACCES: permission denied for uid 65534`);
   });
 });

@@ -8,7 +8,8 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { openFds, root, spawnChild, spawnFixture, tmpDir, until, type Child, endGenerations } from '../helpers.js';
+import { openFds, root, spawnChild, spawnFixture, until, type Child, endGenerations } from '../helpers.js';
+import { OTHER_UID, otherUidCase, sharedDir } from '../helpers/other-uid.js';
 
 const cli = path.join(root, 'bin/graceful-restart.js');
 
@@ -91,7 +92,7 @@ describe('control socket and CLI', function () {
   }
 
   beforeEach(async () => {
-    dir = tmpDir();
+    dir = sharedDir(0o700); // where the other-uid case can reach it once opened
     sock = path.join(dir, 'app.sock');
   });
 
@@ -227,21 +228,21 @@ describe('control socket and CLI', function () {
   });
 
   it('refuses a client of another uid, with a line saying why (root runs the tests)', async function () {
-    if (process.getuid?.() !== 0) this.skip(); // needs root to run a client as another user
+    otherUidCase(this);
     await startApp({ APP_SOCKET_MODE: '666' });
     fs.chmodSync(dir, 0o755);
     const py = spawnChild('python3', ['-c', [
       'import os, socket',
-      'os.setgid(65534); os.setuid(65534)',
+      `os.setgid(${OTHER_UID}); os.setuid(${OTHER_UID})`,
       's = socket.socket(socket.AF_UNIX)',
       `s.connect(${JSON.stringify(sock)})`,
       's.sendall(b"status\\n")',
       'print(s.recv(4096).decode().strip(), flush=True)',
-    ].join('\n')]);
+    ].join('\n')], { cwd: '/' });
     expect(await py.next()).to.equal(`error: permission denied: uid 65534 may not use this socket (the server runs as uid 0; allow it with controlAllowUids)`);
     // With the default mode 0600 the kernel refuses first.
     fs.chmodSync(sock, 0o600);
-    const denied = spawnChild('python3', ['-c', `import os, socket\nos.setgid(65534); os.setuid(65534)\ntry:\n  socket.socket(socket.AF_UNIX).connect(${JSON.stringify(sock)})\nexcept OSError as e:\n  print(e.errno, flush=True)`]);
+    const denied = spawnChild('python3', ['-c', `import os, socket\nos.setgid(${OTHER_UID}); os.setuid(${OTHER_UID})\ntry:\n  socket.socket(socket.AF_UNIX).connect(${JSON.stringify(sock)})\nexcept OSError as e:\n  print(e.errno, flush=True)`], { cwd: '/' });
     expect(await denied.next()).to.equal('13'); // EACCES
   });
 

@@ -14,10 +14,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ControlClient, ControlReplyError } from '../../src/control/client.js';
 import { GracefulError } from '../../src/errors.js';
-import { endGenerations, httpGet, openFds, spawnChild, spawnFixture, tmpDir, until, type Child } from '../helpers.js';
+import { endGenerations, httpGet, openFds, spawnChild, spawnFixture, until, type Child } from '../helpers.js';
+import { otherUidCase, sharedDir } from '../helpers/other-uid.js';
 import { OTHER_UID, attack, connectRaw, graceful, probe, rss } from './attackers.js';
 
-const isRoot = process.getuid?.() === 0;
 
 describe('control socket under attack', function () {
   this.timeout(30_000);
@@ -52,7 +52,7 @@ describe('control socket under attack', function () {
   }
 
   beforeEach(() => {
-    dir = tmpDir();
+    dir = sharedDir(0o700); // where the other-uid case can reach it once opened
     sock = path.join(dir, 'app.sock');
   });
 
@@ -62,7 +62,7 @@ describe('control socket under attack', function () {
   });
 
   it('a refused uid that resets its connections does not crash the server, and leaks nothing', async function () {
-    if (!isRoot) this.skip(); // a client of another uid needs setuid, so root
+    otherUidCase(this);
     await startApp({ APP_SOCKET_MODE: '666' });
     fs.chmodSync(dir, 0o755);
     // Send a line, wait for the refusal, close without reading it: a reset.

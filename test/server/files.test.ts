@@ -12,8 +12,8 @@ import path from 'node:path';
 import { ControlClient, resolveUid } from '../../src/control/client.js';
 import { endGenerations, spawnChild, spawnFixture, tmpDir, type Child } from '../helpers.js';
 import { graceful } from '../control/attackers.js';
+import { OTHER_UID as OTHER, otherUidCase, sharedDir } from '../helpers/other-uid.js';
 
-const OTHER = 65534;
 
 describe('files and sockets in shared directories', function () {
   this.timeout(30_000);
@@ -26,8 +26,7 @@ describe('files and sockets in shared directories', function () {
   });
 
   beforeEach(() => {
-    shared = tmpDir();
-    fs.chmodSync(shared, 0o1777); // as /tmp
+    shared = sharedDir(0o1777); // as /tmp
     victim = path.join(tmpDir(), 'victim');
     fs.writeFileSync(victim, 'secret\n', { mode: 0o600 });
     fs.chmodSync(victim, 0o600);
@@ -86,7 +85,8 @@ describe('files and sockets in shared directories', function () {
     expect(fs.readlinkSync(pidFile)).to.equal(victim);
   });
 
-  it('another user listening at the control socket path: the server refuses to start, the CLI refuses to talk to it', async () => {
+  it('another user listening at the control socket path: the server refuses to start, the CLI refuses to talk to it', async function () {
+    otherUidCase(this);
     const sock = path.join(shared, 'app.sock');
     // The impostor answers any line as a healthy server would, and a redeploy as done.
     const impostor = spawnChild('python3', ['-c', [
@@ -101,7 +101,7 @@ describe('files and sockets in shared directories', function () {
       '        if c.recv(4096): c.sendall(b\'{"ok":true,"result":{"pid":4242,"ready":true,"runlevel":3}}\\n\')',
       '    except OSError: pass',
       '    c.close()',
-    ].join('\n')]);
+    ].join('\n')], { cwd: '/' });
     try {
       await impostor.next(/^listening$/);
       app = spawnFixture('app', [], { env: { ...process.env, APP_SOCKET: sock } });

@@ -10,7 +10,8 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ControlClient } from '../../src/control/client.js';
-import { fixtures, httpGet, openFds, root, spawnChild, tmpDir, until, type Child } from '../helpers.js';
+import { fixtures, httpGet, openFds, root, spawnChild, until, type Child } from '../helpers.js';
+import { otherUidCase, sharedDir } from '../helpers/other-uid.js';
 import { OTHER_UID, attack, connectRaw, graceful, rss } from '../control/attackers.js';
 
 const cli = path.join(root, 'bin/graceful-restart.js');
@@ -35,8 +36,7 @@ describe('supervisor control socket under attack', function () {
   }
 
   beforeEach(async () => {
-    const dir = tmpDir();
-    fs.chmodSync(dir, 0o755); // the other uid reaches the socket (and is refused by its uid check)
+    const dir = sharedDir(0o755); // the other uid reaches the socket (and is refused by its uid check)
     sock = path.join(dir, 'sup.sock');
     sup = spawnChild(process.execPath, [cli, 'run', '-s', sock, '--', process.execPath, path.join(fixtures, 'app.js')],
       { env: { ...process.env, APP_SOCKET: path.join(dir, 'app.sock') } });
@@ -80,7 +80,7 @@ describe('supervisor control socket under attack', function () {
   }
 
   it('a refused uid that resets its connections, then cycles 500 times: no crash, every refusal coded, no leak', async function () {
-    if (process.getuid?.() !== 0) this.skip(); // a client of another uid needs setuid, so root
+    otherUidCase(this);
     fs.chmodSync(sock, 0o666);
     await attack('rst', sock, 200, OTHER_UID);
     await holds();

@@ -11,8 +11,8 @@ import path from 'node:path';
 import { addon } from '../../src/native.js';
 import { bindSocket, checkSocketPathLength, clearStaleSocket, MAX_SOCKET_PATH_BYTES, SocketFile } from '../../src/socketpath.js';
 import { openFds, spawnChild, tmpDir } from '../helpers.js';
+import { OTHER_UID as OTHER, otherUidCase, sharedDir } from '../helpers/other-uid.js';
 
-const OTHER = 65534;
 const isRoot = process.getuid?.() === 0;
 
 describe('socketpath', () => {
@@ -107,16 +107,14 @@ describe('socketpath', () => {
     ['a sticky shared directory', 0o1777, 0, ['bound', 'ERR_GRACEFUL_NOT_A_SOCKET', 'EPERM', 'ENOENT']],
   ] as const) {
     it(`another uid swapping links in at the path while we bind never gets a file chmod-ed: ${what}`, async function () {
-      if (!isRoot) this.skip(); // the racing client runs as another uid through setuid
-      const dir = tmpDir();
-      fs.chmodSync(dir, mode);
+      otherUidCase(this); // the racing client runs as another uid through setuid
+      const dir = sharedDir(mode);
       fs.chownSync(dir, owner, owner);
       const victim = path.join(tmpDir(), 'victim');
       fs.writeFileSync(victim, 'secret\n', { mode: 0o600 });
       fs.chmodSync(victim, 0o600);
       const p = path.join(dir, 'app.sock');
-      const stopDir = tmpDir();
-      fs.chmodSync(stopDir, 0o755); // the racer looks for the stop file here
+      const stopDir = sharedDir(0o755); // the racer looks for the stop file here
       const stop = path.join(stopDir, 'stop');
       // The attacker plants a link at the socket path, removes it, plants it
       // again, as fast as it can (and replaces our socket, where it may).
@@ -132,7 +130,7 @@ describe('socketpath', () => {
         '    try:',
         '        os.symlink(v, p)',
         '    except OSError: pass',
-      ].join('\n')]);
+      ].join('\n')], { cwd: '/' });
       await racer.next(/^racing$/);
       const outcomes = new Set<string>();
       for (let i = 0; i < 200; i++) {
