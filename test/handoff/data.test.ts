@@ -6,12 +6,12 @@
  */
 import { expect } from 'chai';
 import { createHash } from 'node:crypto';
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { HandoffConnection, listenAndServe, callbackHandler } from '../../src/index.js';
 import { addon, AGAIN } from '../../src/native.js';
-import { fdCount, root, socketPair, spawnChild, tmpDir, until, type Child } from '../helpers.js';
+import { fdCount, socketPair, spawnChild, tmpDir, until, type Child } from '../helpers.js';
+import { goPeer } from '../helpers/go-peer.js';
 
 /** The data a Go sender writes first (test/fixtures/gob/peer): byte i is i % 251. */
 function dataBytes(n: number): Buffer {
@@ -220,20 +220,7 @@ describe('application data with a Go peer (gobwas/graceful README order)', funct
   const children: Child[] = [];
 
   before(function () {
-    const go = spawnSync('go', ['version'], { encoding: 'utf8' });
-    if (go.error || go.status !== 0) {
-      // Without Go, the golden bytes above check the same wire.
-      console.log(`      skipped: the Go peer needs \`go\` to be built (${go.error?.message ?? go.stderr.trim()})`);
-      this.skip();
-    }
-    const build = tmpDir();
-    const env = {
-      ...process.env, GO111MODULE: 'off', GOFLAGS: '', GOCACHE: path.join(build, 'cache'), GOPATH: path.join(build, 'gopath'),
-      GOTMPDIR: build, CGO_ENABLED: '0',
-    };
-    const out = spawnSync('go', ['build', '-o', path.join(build, 'peer'), './test/fixtures/gob/peer'], { cwd: root, env, encoding: 'utf8' });
-    expect(out.status, `go build failed: ${out.stderr}`).to.equal(0);
-    peer = path.join(build, 'peer');
+    peer = goPeer(this, 'the golden bytes of this file check the same wire');
   });
   beforeEach(() => {
     dir = tmpDir();

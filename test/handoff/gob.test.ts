@@ -5,13 +5,13 @@
  * encoding/gob and syscall.UnixRights.
  */
 import { expect } from 'chai';
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
   HandoffConnection, listenAndServe, receive, sendTo, callbackHandler, decodeGobMeta, type Meta,
 } from '../../src/index.js';
-import { fdCount, root, socketPair, spawnChild, tmpDir, type Child } from '../helpers.js';
+import { fdCount, socketPair, spawnChild, tmpDir, type Child } from '../helpers.js';
+import { goPeer } from '../helpers/go-peer.js';
 
 /** The first bytes a fresh Go gob encoder writes for a Meta: the definition of its map type. */
 const GOB_HEAD = '14ff81040101044d65746101ff8200010c01100000';
@@ -87,20 +87,7 @@ describe('gob meta with a Go peer over SCM_RIGHTS', function () {
   const children: Child[] = [];
 
   before(function () {
-    const go = spawnSync('go', ['version'], { encoding: 'utf8' });
-    if (go.error || go.status !== 0) {
-      // Without Go the golden vectors of test/unit/gob.test.ts still check the bytes.
-      console.log(`      skipped: the Go peer needs \`go\` to be built (${go.error?.message ?? go.stderr.trim()})`);
-      this.skip();
-    }
-    const build = tmpDir();
-    const env = {
-      ...process.env, GO111MODULE: 'off', GOFLAGS: '', GOCACHE: path.join(build, 'cache'), GOPATH: path.join(build, 'gopath'),
-      GOTMPDIR: build, CGO_ENABLED: '0',
-    };
-    const out = spawnSync('go', ['build', '-o', path.join(build, 'peer'), './test/fixtures/gob/peer'], { cwd: root, env, encoding: 'utf8' });
-    expect(out.status, `go build failed: ${out.stderr}`).to.equal(0);
-    peer = path.join(build, 'peer');
+    peer = goPeer(this, 'the golden vectors of test/unit/gob.test.ts still check the bytes');
   });
 
   beforeEach(() => {
