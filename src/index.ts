@@ -57,7 +57,7 @@ export { ControlServer, CONTROL_DEFAULTS, type ControlServerOptions, type Contro
 export { CommandRegistry, type Command, type CommandContext } from './control/commands.js';
 export { ControlClient, ControlReplyError, resolveUid, type ControlEvent, type ControlClientOptions } from './control/client.js';
 export { parseRequest, tokenize, MAX_LINE_BYTES, type ControlRequest } from './control/parse.js';
-export type { ControlTarget, ControlRedeployEvent } from './control/builtins.js';
+export type { ControlTarget } from './control/builtins.js';
 export { loadConfig } from './config.js';
 export type { Hook, StopHook, HookKind } from './server/hooks.js';
 export type { SighupAction } from './server/signals.js';
