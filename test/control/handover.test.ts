@@ -41,120 +41,96 @@ async function ask(c: Awaited<ReturnType<typeof connectRaw>>, line: string): Pro
 
 describe('control hand-over', function () {
   this.timeout(20_000);
+  let sock: string;
+  /** The old instance, listening on sock, and the new one, not listening yet. */
+  let old: ControlServer;
+  let successor: ControlServer;
+
+  beforeEach(async () => {
+    sock = path.join(tmpDir(), 'c.sock');
+    old = instance(sock, 'old');
+    await old.listen();
+    successor = instance(sock, 'new');
+  });
+
+  afterEach(() => {
+    successor.close(false);
+    old.close(true);
+  });
 
   it('hands the listener and an idle connection over with its unrun input; the new instance serves both', async () => {
-    const sock = path.join(tmpDir(), 'c.sock');
-    const old = instance(sock, 'old');
-    await old.listen();
-    const successor = instance(sock, 'new');
-    try {
-      const c = await connectRaw(sock);
-      expect(await ask(c, 'who\nwh')).to.deep.equal(['old', 'ok']); // "wh" was read with the line before it, and not run
-      const out = old.handoff();
-      expect(out.map((o) => o.meta)).to.deep.equal([
-        { name: 'control', kind: 'control' },
-        { kind: 'control-conn', pendingBytes: Buffer.from('wh').toString('base64') },
-      ]);
-      await successor.listen(addon.dup(out[0]!.fd));
-      successor.adopt(addon.dup(out[1]!.fd), out[1]!.meta as Meta);
-      old.handoffDone();
-      successor.start();
-      expect(await ask(c, 'o\n')).to.deep.equal(['new', 'ok']);
-      const fresh = await connectRaw(sock);
-      expect(await ask(fresh, 'who\n')).to.deep.equal(['new', 'ok']);
-      expect(old.connectionCount).to.equal(0);
-      expect(old.leftBehind).to.equal(null);
-      c.socket.destroy();
-      fresh.socket.destroy();
-    } finally {
-      successor.close(false);
-      old.close(true);
-    }
+    const c = await connectRaw(sock);
+    expect(await ask(c, 'who\nwh')).to.deep.equal(['old', 'ok']); // "wh" was read with the line before it, and not run
+    const out = old.handoff();
+    expect(out.map((o) => o.meta)).to.deep.equal([
+      { name: 'control', kind: 'control' },
+      { kind: 'control-conn', pendingBytes: Buffer.from('wh').toString('base64') },
+    ]);
+    await successor.listen(addon.dup(out[0]!.fd));
+    successor.adopt(addon.dup(out[1]!.fd), out[1]!.meta as Meta);
+    old.handoffDone();
+    successor.start();
+    expect(await ask(c, 'o\n')).to.deep.equal(['new', 'ok']);
+    const fresh = await connectRaw(sock);
+    expect(await ask(fresh, 'who\n')).to.deep.equal(['new', 'ok']);
+    expect(old.connectionCount).to.equal(0);
+    expect(old.leftBehind).to.equal(null);
+    c.socket.destroy();
+    fresh.socket.destroy();
   });
 
   it('a failed hand-off resumes the connections here, their unrun input included, and closes the duplicates', async () => {
-    const sock = path.join(tmpDir(), 'c.sock');
-    const old = instance(sock, 'old');
-    await old.listen();
-    try {
-      const c = await connectRaw(sock);
-      expect(await ask(c, 'who\nwh')).to.deep.equal(['old', 'ok']);
-      const before = openFds().length;
-      const out = old.handoff();
-      expect(out).to.have.length(2);
-      expect(openFds().length).to.equal(before + 1); // the duplicate of the connection
-      old.handoffFailed();
-      expect(openFds().length).to.equal(before);
-      expect(await ask(c, 'o\n')).to.deep.equal(['old', 'ok']);
-      c.socket.destroy();
-    } finally {
-      old.close(true);
-    }
+    const c = await connectRaw(sock);
+    expect(await ask(c, 'who\nwh')).to.deep.equal(['old', 'ok']);
+    const before = openFds().length;
+    const out = old.handoff();
+    expect(out).to.have.length(2);
+    expect(openFds().length).to.equal(before + 1); // the duplicate of the connection
+    old.handoffFailed();
+    expect(openFds().length).to.equal(before);
+    expect(await ask(c, 'o\n')).to.deep.equal(['old', 'ok']);
+    c.socket.destroy();
   });
 
   it('a connection running a command stays with this instance', async () => {
-    const sock = path.join(tmpDir(), 'c.sock');
-    const old = instance(sock, 'old');
-    await old.listen();
-    try {
-      const idle = await connectRaw(sock);
-      const busy = await connectRaw(sock);
-      expect(await ask(busy, 'who\n')).to.deep.equal(['old', 'ok']);
-      const started = waits;
-      busy.socket.write('wait\n');
-      await until(() => waits === started + 1 && old.connectionCount === 2, 5_000, 'the command to run');
-      const out = old.handoff();
-      expect(out.map((o) => (o.meta as Meta).kind)).to.deep.equal(['control', 'control-conn']);
-      old.handoffFailed();
-      idle.socket.destroy();
-      busy.socket.destroy();
-    } finally {
-      old.close(true);
-    }
+    const idle = await connectRaw(sock);
+    const busy = await connectRaw(sock);
+    expect(await ask(busy, 'who\n')).to.deep.equal(['old', 'ok']);
+    const started = waits;
+    busy.socket.write('wait\n');
+    await until(() => waits === started + 1 && old.connectionCount === 2, 5_000, 'the command to run');
+    const out = old.handoff();
+    expect(out.map((o) => (o.meta as Meta).kind)).to.deep.equal(['control', 'control-conn']);
+    old.handoffFailed();
+    idle.socket.destroy();
+    busy.socket.destroy();
   });
 
   it('takeBack: after a hand-off whose new instance died, the old one accepts again on its kept duplicate', async () => {
-    const sock = path.join(tmpDir(), 'c.sock');
-    const old = instance(sock, 'old');
-    await old.listen();
-    const successor = instance(sock, 'new');
-    try {
-      const out = old.handoff();
-      await successor.listen(addon.dup(out[0]!.fd));
-      old.handoffDone();
-      const before = await connectRaw(sock);
-      expect(await ask(before, 'who\n')).to.deep.equal(['new', 'ok']);
-      before.socket.destroy();
-      successor.close(false); // the new instance dies
-      await old.takeBack();
-      expect(old.leftBehind).to.not.equal(null);
-      const after = await connectRaw(sock);
-      expect(await ask(after, 'who\n')).to.deep.equal(['old', 'ok']);
-      after.socket.destroy();
-    } finally {
-      successor.close(false);
-      old.close(true);
-    }
+    const out = old.handoff();
+    await successor.listen(addon.dup(out[0]!.fd));
+    old.handoffDone();
+    const before = await connectRaw(sock);
+    expect(await ask(before, 'who\n')).to.deep.equal(['new', 'ok']);
+    before.socket.destroy();
+    successor.close(false); // the new instance dies
+    await old.takeBack();
+    expect(old.leftBehind).to.not.equal(null);
+    const after = await connectRaw(sock);
+    expect(await ask(after, 'who\n')).to.deep.equal(['old', 'ok']);
+    after.socket.destroy();
   });
 
   it('connections adopted and never started are closed without a FIN when the new instance halts: the predecessor keeps them', async () => {
-    const sock = path.join(tmpDir(), 'c.sock');
-    const old = instance(sock, 'old');
-    await old.listen();
-    const successor = instance(sock, 'new');
-    try {
-      const c = await connectRaw(sock);
-      expect(await ask(c, 'who\n')).to.deep.equal(['old', 'ok']);
-      const out = old.handoff();
-      successor.adopt(addon.dup(out[1]!.fd), out[1]!.meta as Meta);
-      successor.close(false); // halts before it was ready
-      await until(() => successor.connectionCount === 0, 5_000, 'the adopted connection to be closed there');
-      old.handoffFailed();
-      expect(await ask(c, 'who\n')).to.deep.equal(['old', 'ok']);
-      expect(c.closed()).to.equal(false);
-      c.socket.destroy();
-    } finally {
-      old.close(true);
-    }
+    const c = await connectRaw(sock);
+    expect(await ask(c, 'who\n')).to.deep.equal(['old', 'ok']);
+    const out = old.handoff();
+    successor.adopt(addon.dup(out[1]!.fd), out[1]!.meta as Meta);
+    successor.close(false); // halts before it was ready
+    await until(() => successor.connectionCount === 0, 5_000, 'the adopted connection to be closed there');
+    old.handoffFailed();
+    expect(await ask(c, 'who\n')).to.deep.equal(['old', 'ok']);
+    expect(c.closed()).to.equal(false);
+    c.socket.destroy();
   });
 });
