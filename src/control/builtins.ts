@@ -8,16 +8,7 @@ import { CommandFailedError, NotConfiguredError, UsageError } from '../errors.js
 import type { CommandContext, CommandRegistry } from './commands.js';
 import type { ControlEvent } from './client.js';
 import { formatStats, renderEvent } from './render.js';
-
-/** A redeploy step, as the control socket reports it. */
-export interface ControlRedeployEvent {
-  type: 'spawned' | 'worker' | 'ready' | 'draining' | 'done' | 'failed';
-  pid?: number;
-  ms: number;
-  connections?: number;
-  /** The slot of a new worker that is ready (type 'worker'). */
-  worker?: number;
-}
+import type { RedeployEvent } from '../server/redeploy.js';
 
 /** ControlTarget: what the built-in commands act on. */
 export interface ControlTarget {
@@ -25,7 +16,7 @@ export interface ControlTarget {
   /** stats: requests and connections per listener, redeploys and their timings (no stats command without it). */
   stats?(): Record<string, unknown>;
   telinit(level: string): Promise<void>;
-  redeploy(onEvent: (event: ControlRedeployEvent) => void): Promise<{ pid: number; readyMs: number }>;
+  redeploy(onEvent: (event: RedeployEvent) => void): Promise<{ pid: number; readyMs: number }>;
   /** reopen re-opens the registered files; resolves with their names. */
   reopen(): Promise<string[]>;
   /** The application's named tasks (the ones SIGUSR1 / SIGUSR2 may run). */
@@ -56,9 +47,12 @@ async function runShell(ctx: CommandContext, what: string, command: string | und
   if (code !== 0) throw new CommandFailedError(`${what} failed (${signal ? `killed by ${signal}` : `exit code ${code}`}): ${command}`);
 }
 
-/** eventOf: the control event of a redeploy step; renderEvent gives its text. */
-function eventOf(event: ControlRedeployEvent): ControlEvent {
-  return { event: event.type, pid: event.pid, ms: event.ms, connections: event.connections, ...(event.worker !== undefined ? { worker: event.worker } : {}) };
+/** eventOf: the control event of a redeploy step (a failure is the command's error instead); renderEvent gives its text. */
+function eventOf(event: Exclude<RedeployEvent, { type: 'failed' }>): ControlEvent {
+  return {
+    event: event.type, pid: event.pid, ms: event.ms, connections: 'connections' in event ? event.connections : undefined,
+    ...('worker' in event ? { worker: event.worker } : {}),
+  };
 }
 
 /** addBuiltins registers help, status, telinit, redeploy (restart), update, rebuild, upgrade, reopen, CUSTOM. */

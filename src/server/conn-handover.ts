@@ -17,6 +17,7 @@ import { addon } from '../native.js';
 import type { Meta } from '../meta.js';
 import type { LogFields } from '../log.js';
 import { OwnedFd } from '../owned-fd.js';
+import type { StreamHandle } from '../read-seam.js';
 
 const debug = debuglog('graceful');
 
@@ -34,20 +35,8 @@ export const ADOPT_SOCKETS_FIELD = 'adoptSockets';
  */
 const MAX_MESSAGE_BYTES = 60 * 1024;
 
-/** The parts of a net.Socket's libuv handle that a hand-over touches. */
-interface StreamHandle {
-  fd: number;
-  readStop(): number;
-  readStart(): number;
-  writeQueueSize?: number;
-}
-
-/** handleOf: the libuv TCP handle of a socket, when it has one with a descriptor. */
-export function handleOf(socket: net.Socket): StreamHandle | null {
-  const handle = (socket as unknown as { _handle?: StreamHandle | null })._handle;
-  if (!handle || typeof handle.readStop !== 'function' || typeof handle.fd !== 'number' || handle.fd < 0) return null;
-  return handle;
-}
+/** handleOf lives in the read seam; drain and socket-handover take it from here. */
+export { handleOf } from '../read-seam.js';
 
 export class ConnectionSender {
   /** Connections passed (the new instance holds them), and passes that failed (those drain here). */

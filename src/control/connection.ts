@@ -1,0 +1,399 @@
+/**
+ * ControlConnection: one client of the control socket, from its first byte
+ * to its close. It frames the input into lines and runs them one at a time,
+ * in order, replying in plain or JSON mode; it stops reading while
+ * maxQueuedLines (or MAX_QUEUED_BYTES) wait or the client leaves output
+ * unread, and drops a client past maxOutputBytes unread or writeTimeout; a
+ * line is bounded in size and in time, a silent connection by idleTimeout.
+ * For a hand-off it pauses with exactly the bytes it has not run (pending),
+ * and it is released (closed here without a FIN) once a new instance has it.
+ */
+import type net from 'node:net';
+import type { PeerCredentials } from '../native.js';
+import { IdleTimeoutError, LineTooLongError, SlowClientError, TooManyConnectionsError, UsageError } from '../errors.js';
+import { startReading, stopReading } from '../read-seam.js';
+import { formatResult, type CommandContext, type CommandRegistry } from './commands.js';
+import { MAX_QUEUED_BYTES, PROBE_COMMANDS, PROBE_IDLE, type ResolvedLimits } from './limits.js';
+import { parseRequest, MAX_LINE_BYTES, type ControlRequest } from './parse.js';
+import { renderEvent } from './render.js';
+import { refusalLine, replyLine } from './replies.js';
+
+const NEWLINE = Buffer.from('\n');
+
+type Reply = Record<string, unknown>;
+
+/** ConnectionOwner: what a connection needs from the server that accepted or adopted it (ControlServer). */
+export interface ConnectionOwner {
+  readonly opts: ResolvedLimits;
+  readonly commands: CommandRegistry;
+  /** A new instance took over the connections: one that ran `redeploy` is released after its reply. */
+  readonly handedOver: boolean;
+  /** progressed: a command finished or a connection closed. */
+  progressed(): void;
+  /** forget: the connection closed. */
+  forget(conn: ControlConnection): void;
+  /** logDrop logs why the connection is closed. */
+  logDrop(conn: ControlConnection, reason: string): void;
+}
+
+/** ControlConnection: one client connection (see the top of this file). */
+export class ControlConnection {
+  /** Bytes of a line not yet ended. */
+  private partial: Buffer = Buffer.alloc(0);
+  /** Whole lines not run yet, as read (without their newline). */
+  private queue: Buffer[] = [];
+  private busy = false;
+  closed = false;
+  private readonly abort = new AbortController();
+  /** Set while this connection runs `redeploy`: it is handed over, then finishes here. */
+  handingOver = false;
+  /** The line of the persistent command running, if one is (see Command.persistent). */
+  persistentLine: string | null = null;
+  /** Output of the running command is dropped: its connection is being handed over with it. */
+  private muted = false;
+  /** Adopted with a persistent command: the marker line goes before it runs again. */
+  private announce = false;
+  /** Paused for a hand-off: input stays in the kernel (and in `queue`) for the next instance. */
+  private paused = false;
+  /** Set once this process ran anything for the client: only then may it end the connection. */
+  served = false;
+  /** The mode of the last line, for unsolicited answers (a timeout). */
+  private json = false;
+  private lineTimer: NodeJS.Timeout | null = null;
+  private writeTimer: NodeJS.Timeout | null = null;
+  /** Set by release(): this process lets the connection go and must never shut it down. */
+  private released = false;
+  /** Resolves once everything written so far went to the kernel. */
+  private flushed: Promise<void> = Promise.resolve();
+
+  constructor(readonly socket: net.Socket, readonly peer: PeerCredentials, private readonly server: ConnectionOwner, readonly probe: boolean, paused = false) {
+    this.paused = paused;
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('close', () => this.onClose());
+    socket.on('drain', () => this.onDrain());
+    socket.on('timeout', () => this.onIdle());
+    if (!paused) this.armIdle();
+  }
+
+  /** armIdle starts the idle timer (never while paused: an adopted connection is not ours to close yet). */
+  private armIdle(): void {
+    this.socket.setTimeout(this.probe ? Math.min(PROBE_IDLE, this.server.opts.idleTimeout) : this.server.opts.idleTimeout);
+  }
+
+  get isBusy(): boolean {
+    return this.busy;
+  }
+
+  /** hasQueued: lines read from the client wait to run here (not paused for a hand-off, not closed). */
+  get hasQueued(): boolean {
+    return !this.closed && !this.paused && !this.released && this.queue.length > 0;
+  }
+
+  /** pending: the bytes read from the client and not run yet, exactly. */
+  get pending(): Buffer {
+    return Buffer.concat([...this.queue.flatMap((l) => [l, NEWLINE]), this.partial]);
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.closed) return;
+    let data = this.partial.length > 0 ? Buffer.concat([this.partial, chunk]) : chunk;
+    for (;;) {
+      const nl = data.indexOf(0x0a);
+      if (nl < 0) break;
+      if (nl > MAX_LINE_BYTES) return this.refuse(new LineTooLongError(`line too long: the limit is ${MAX_LINE_BYTES} bytes`));
+      const line = Buffer.from(data.subarray(0, nl));
+      data = data.subarray(nl + 1);
+      this.json = line.toString('latin1').trimStart().startsWith('{');
+      this.queue.push(line);
+    }
+    if (data.length > MAX_LINE_BYTES) return this.refuse(new LineTooLongError(`line too long: the limit is ${MAX_LINE_BYTES} bytes`));
+    this.partial = Buffer.from(data);
+    this.armLineTimer();
+    if (this.queueFull()) this.stopInput();
+    void this.pump();
+  }
+
+  /** armLineTimer bounds how long a started line may take (slowloris). */
+  private armLineTimer(): void {
+    if (this.partial.length === 0) {
+      if (this.lineTimer) clearTimeout(this.lineTimer);
+      this.lineTimer = null;
+    } else if (!this.lineTimer && !this.paused) {
+      const ms = this.server.opts.lineTimeout;
+      this.lineTimer = setTimeout(() => {
+        this.lineTimer = null;
+        // Answered (best effort, coded in JSON mode), then closed within writeTimeout whatever the client does.
+        this.refuse(new SlowClientError(`a line took longer than ${ms} ms to arrive: closing; send whole lines`));
+      }, ms);
+      this.lineTimer.unref();
+    }
+  }
+
+  /** feed replays input a predecessor had read but not run; persist is the line of a persistent command it was running. */
+  feed(pending: Buffer, persist?: string): void {
+    if (persist !== undefined) {
+      this.queue.push(Buffer.from(persist, 'utf8'));
+      this.announce = true;
+    }
+    if (pending.length > 0) this.onData(pending);
+  }
+
+  /** mute drops the running command's output while the connection is handed over; unmute after a failed hand-off. */
+  mute(on: boolean): void {
+    this.muted = on;
+  }
+
+  /**
+   * pause stops reading for a hand-off: libuv stops reading the descriptor,
+   * and what Node had read already but not delivered joins `pending`, so the
+   * next instance gets exactly the bytes this one did not run.
+   */
+  pause(): void {
+    this.paused = true;
+    this.socket.setTimeout(0);
+    while (this.socket.read() !== null) { /* delivered to onData through 'data' */ }
+    this.stopInput();
+  }
+
+  resume(): void {
+    if (this.closed) return;
+    this.paused = false;
+    if (!this.busy) this.armIdle();
+    this.maybeRead();
+    void this.pump();
+  }
+
+  /** maybeRead reads again once the queue and the output have room. */
+  private maybeRead(): void {
+    if (this.closed || this.paused) return;
+    if (!this.queueFull() && !this.socket.writableNeedDrain) {
+      startReading(this.socket);
+      this.armLineTimer();
+    }
+  }
+
+  /** queueFull: maxQueuedLines wait, or MAX_QUEUED_BYTES of them (long lines). */
+  private queueFull(): boolean {
+    if (this.queue.length >= this.server.opts.maxQueuedLines) return true;
+    let bytes = this.partial.length;
+    for (const l of this.queue) bytes += l.length;
+    return bytes >= MAX_QUEUED_BYTES;
+  }
+
+  /** stopInput stops reading; the line timer stops too, as a line cut by our own pause is not the client's delay. */
+  private stopInput(): void {
+    stopReading(this.socket);
+    if (this.lineTimer) clearTimeout(this.lineTimer);
+    this.lineTimer = null;
+  }
+
+  private async pump(): Promise<void> {
+    if (this.busy || this.paused || this.closed) return;
+    if (this.socket.writableNeedDrain) {
+      this.stopInput(); // 'drain' pumps again
+      return;
+    }
+    const raw = this.queue.shift();
+    if (raw === undefined) return;
+    const line = raw.toString('utf8');
+    this.maybeRead();
+    this.busy = true;
+    this.served = true;
+    this.socket.setTimeout(0);
+    let oneshot = false;
+    try {
+      let req: ControlRequest | null;
+      try {
+        req = parseRequest(line);
+      } catch (err) {
+        this.reply((err as { json?: boolean }).json === true, undefined, err as Error);
+        return;
+      }
+      if (!req) return;
+      if (req.cmd === 'oneshot' && !req.json) {
+        oneshot = true;
+        if (req.args.length === 0) {
+          this.reply(false, undefined, new UsageError('usage: oneshot <command> [args...]'));
+          return;
+        }
+        req = { cmd: req.args[0]!, args: req.args.slice(1), json: false };
+      }
+      if (this.probe && !PROBE_COMMANDS.has(req.cmd)) {
+        this.refuse(new TooManyConnectionsError(
+          `too many connections (${this.server.opts.maxConnections}): this one, kept for probes, runs only status and help; try again later`,
+        ), req.json);
+        return;
+      }
+      if (req.cmd === 'quit' || req.cmd === 'exit') {
+        this.reply(req.json, req.id, null, null);
+        this.end();
+        return;
+      }
+      await this.run(req, line);
+    } finally {
+      this.busy = false;
+      if (oneshot && !this.closed) this.end();
+      if (this.handingOver) {
+        // This connection ran `redeploy`: its reply is written; the new
+        // instance serves it from now on, or, if the redeploy failed, we go on.
+        this.handingOver = false;
+        if (this.server.handedOver) this.release();
+        else this.resume();
+      }
+      if (!this.closed) {
+        if (!this.paused) this.armIdle();
+        void this.pump();
+      }
+      this.server.progressed();
+    }
+  }
+
+  /**
+   * send writes text and tells whether the client keeps up: past
+   * maxOutputBytes unread it is dropped; output unread for writeTimeout too.
+   */
+  private send(text: string): boolean {
+    if (this.closed || this.socket.destroyed || !this.socket.writable) return false;
+    let ok = false;
+    this.flushed = new Promise((resolve) => {
+      ok = this.socket.write(text, () => resolve()); // called once in the kernel, or with the error that ended it
+    });
+    if (this.socket.writableLength > this.server.opts.maxOutputBytes) {
+      this.drop(new SlowClientError(`the client left ${this.socket.writableLength} bytes of output unread (the limit is ${this.server.opts.maxOutputBytes}): dropping it`));
+      return false;
+    }
+    if (!ok && !this.writeTimer) {
+      const ms = this.server.opts.writeTimeout;
+      this.writeTimer = setTimeout(() => {
+        this.writeTimer = null;
+        this.drop(new SlowClientError(`the client read none of its output for ${ms} ms: dropping it`));
+      }, ms);
+      this.writeTimer.unref();
+    }
+    return ok;
+  }
+
+  private onDrain(): void {
+    if (this.writeTimer) clearTimeout(this.writeTimer);
+    this.writeTimer = null;
+    this.drainWaiters.splice(0).forEach((w) => w());
+    this.maybeRead();
+    void this.pump();
+  }
+
+  private drainWaiters: (() => void)[] = [];
+
+  /** drained resolves once the client read what was written, or left. */
+  private drained(): Promise<void> {
+    if (!this.socket.writableNeedDrain || this.closed) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  private async run(req: ControlRequest, line: string): Promise<void> {
+    const write = (obj: Reply, text: string | null): boolean => {
+      if (this.muted) return !this.closed; // handed over with the command: the new instance writes from here on
+      if (req.json) return this.send(`${JSON.stringify(req.id === undefined ? obj : { id: req.id, ...obj })}\n`);
+      if (text !== null) return this.send(`${text}\n`);
+      return !this.closed;
+    };
+    const ctx: CommandContext = {
+      name: req.cmd,
+      args: req.args,
+      json: req.json,
+      peer: this.peer,
+      signal: this.abort.signal,
+      write: (line) => write({ event: 'output', line }, line),
+      event: (event, text) => write(event, text),
+      drain: () => this.drained(),
+      handover: () => {
+        this.handingOver = true;
+      },
+    };
+    if (this.announce) {
+      this.announce = false;
+      const served = { event: 'served', pid: process.pid };
+      write(served, renderEvent(served));
+    }
+    try {
+      const { command } = this.server.commands.get(req.cmd);
+      const { minArgs = 0, maxArgs = Infinity } = command;
+      if (req.args.length < minArgs || req.args.length > maxArgs) throw new UsageError(`usage: ${command.usage}`);
+      this.persistentLine = command.persistent === true ? line : null;
+      let result: unknown;
+      try {
+        result = await command.run(ctx);
+      } finally {
+        this.persistentLine = null;
+      }
+      if (!req.json) for (const line of formatResult(result)) write({}, line);
+      this.reply(req.json, req.id, null, result);
+    } catch (err) {
+      this.reply(req.json, req.id, err as Error);
+    }
+  }
+
+  private reply(json: boolean, id: string | number | undefined, err: Error | null, result?: unknown): void {
+    // A persistent command that ends while handed over is answered by the new instance, which runs it again.
+    if (!this.muted) this.send(replyLine(json, id, err, result));
+  }
+
+  /** refuse answers err (coded in JSON mode) and ends the connection; it is destroyed if the client does not read. */
+  private refuse(err: Error & { code: string }, json = this.json): void {
+    if (this.closed) return;
+    this.server.logDrop(this, err.message);
+    this.send(refusalLine(json, err.code, err.message));
+    this.end();
+  }
+
+  /** drop destroys a connection whose client does not keep up, with a logged reason. */
+  private drop(err: Error): void {
+    if (this.closed) return;
+    this.server.logDrop(this, err.message);
+    this.closed = true;
+    this.abort.abort();
+    this.socket.destroy();
+  }
+
+  /** end sends what is queued and a FIN; a client that reads none of it is destroyed after writeTimeout. */
+  end(): void {
+    if (this.socket.destroyed || this.released) return;
+    this.closed = true;
+    this.abort.abort();
+    this.socket.end();
+    startReading(this.socket); // read on to the client's EOF, which closes the descriptor
+    setTimeout(() => this.socket.destroy(), this.server.opts.writeTimeout).unref();
+  }
+
+  private onIdle(): void {
+    if (this.busy || this.closed || this.paused) return;
+    this.refuse(new IdleTimeoutError(`idle for ${this.socket.timeout} ms: closing`));
+  }
+
+  private onClose(): void {
+    this.closed = true;
+    for (const t of [this.lineTimer, this.writeTimer]) if (t) clearTimeout(t);
+    this.drainWaiters.splice(0).forEach((w) => w());
+    this.abort.abort();
+    this.server.forget(this);
+    this.server.progressed();
+  }
+
+  /**
+   * release drops this process's copy without a FIN (never shutdown()): the
+   * next instance keeps the connection. What was written here is flushed
+   * first (bounded by writeTimeout), so a reply is never cut.
+   */
+  release(): void {
+    if (this.socket.destroyed || this.released) return;
+    this.released = true;
+    this.closed = true;
+    this.abort.abort();
+    this.stopInput();
+    const timer = setTimeout(() => this.socket.destroy(), this.server.opts.writeTimeout);
+    timer.unref();
+    void this.flushed.then(() => {
+      clearTimeout(timer);
+      this.socket.destroy();
+    });
+  }
+}
