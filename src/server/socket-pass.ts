@@ -10,7 +10,7 @@ import type net from 'node:net';
 import { debuglog } from 'node:util';
 import { HandOverFailedError, SocketHandedOverError, invalidArgument } from '../errors.js';
 import type { Meta } from '../meta.js';
-import type { ConnectionMover } from './drain.js';
+import type { ConnectionMover } from './drain/handover.js';
 import { SOCKET_KIND, encodeState, flushed, stopReading, type HandOverOptions } from './socket-handover.js';
 
 const debug = debuglog('graceful');
