@@ -2,9 +2,9 @@
  * passSocket: the old instance's side of `app.handOver()`. It checks a
  * connection the application hands over, stops reading it, waits for its
  * writes to reach the kernel, and passes it with its state to the new
- * instance (a ConnectionMover). The checks and the codec are in
- * socket-handover.ts; the tracker (drain.ts) owns the connection's record
- * and counts it.
+ * instance (a ConnectionMover, see drain/handover.ts). The checks and the
+ * codec are in socket-handover.ts; the tracker (drain.ts) owns the
+ * connection's record and counts it.
  */
 import type net from 'node:net';
 import { debuglog } from 'node:util';
