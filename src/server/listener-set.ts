@@ -6,7 +6,8 @@
 import type net from 'node:net';
 import type { Meta } from '../meta.js';
 import type { ManagedListener } from './listeners.js';
-import type { ConnectionMover, MoveCounts } from './drain.js';
+import type { ConnectionMover } from './drain/handover.js';
+import type { MoveCounts } from './drain/options.js';
 import type { ConnectionStates } from '../conn-states.js';
 
 /** ListenerInfo: what status says of one listener. */

@@ -9,7 +9,8 @@ import { OwnedFd } from '../owned-fd.js';
 import { addon } from '../native.js';
 import { bindSocket, clearStaleSocket, SocketFile } from '../socketpath.js';
 import type { Meta } from '../meta.js';
-import { ConnectionTracker, type DrainOptions } from './drain.js';
+import { ConnectionTracker } from './drain.js';
+import type { DrainOptions } from './drain/options.js';
 import type { TicketKeys } from './ticket-keys.js';
 
 /** Where a listener binds when it is not inherited. */

@@ -2,15 +2,15 @@
  * passSocket: the old instance's side of `app.handOver()`. It checks a
  * connection the application hands over, stops reading it, waits for its
  * writes to reach the kernel, and passes it with its state to the new
- * instance (a ConnectionMover). The checks and the codec are in
- * socket-handover.ts; the tracker (drain.ts) owns the connection's record
- * and counts it.
+ * instance (a ConnectionMover, see drain/handover.ts). The checks and the
+ * codec are in socket-handover.ts; the tracker (drain.ts) owns the
+ * connection's record and counts it.
  */
 import type net from 'node:net';
 import { debuglog } from 'node:util';
 import { HandOverFailedError, SocketHandedOverError, invalidArgument } from '../errors.js';
 import type { Meta } from '../meta.js';
-import type { ConnectionMover } from './drain.js';
+import type { ConnectionMover } from './drain/handover.js';
 import { SOCKET_KIND, encodeState, flushed, stopReading, type HandOverOptions } from './socket-handover.js';
 
 const debug = debuglog('graceful');
