@@ -54,6 +54,11 @@ export interface PoolOptions {
   retired?(counts: PrimaryLink['listeners']): void;
 }
 
+/**
+ * WorkerPool: the primary's workers, one per slot. It owns the slots, the
+ * workers' processes and links, and whether an exit is a crash (its phase);
+ * the primary's listeners and files stay the caller's (descriptors, grow).
+ */
 export class WorkerPool {
   private slots: Slot[];
   /**
@@ -87,6 +92,7 @@ export class WorkerPool {
     return this.scaleSlots !== null;
   }
 
+  /** count: the slots of the serving generation (a scale's new ones once they replaced these). */
   get count(): number {
     return this.slots.length;
   }
@@ -160,7 +166,7 @@ export class WorkerPool {
   async retire(id: number): Promise<void> {
     const slot = this.slots[id];
     if (!slot) return;
-    await stopWorkers([slot], this.options.shutdownTimeoutMs + DRAIN_MARGIN_MS);
+    await stopWorkers([slot], this.drainGraceMs());
     slot.move('retired');
     this.options.changed?.(slot.info(this.options.generation()));
   }
@@ -276,7 +282,7 @@ export class WorkerPool {
       this.slots = next;
       // One that died between its ready and the swap is a crash of the new generation.
       for (const slot of next) if (slot.child === null && slot.state === 'stopped') this.crashed(slot, 'ended while the scale started');
-      await stopWorkers(old, this.options.shutdownTimeoutMs + DRAIN_MARGIN_MS);
+      await stopWorkers(old, this.drainGraceMs());
     } finally {
       this.scaleSlots = null;
     }
@@ -367,7 +373,12 @@ export class WorkerPool {
    */
   async drain(): Promise<void> {
     this.phase = 'draining';
-    await stopWorkers([...this.slots, ...(this.scaleSlots ?? [])], this.options.shutdownTimeoutMs + DRAIN_MARGIN_MS);
+    await stopWorkers([...this.slots, ...(this.scaleSlots ?? [])], this.drainGraceMs());
+  }
+
+  /** drainGraceMs: how long a draining worker has before it is killed (the shutdown timeout and a margin). */
+  private drainGraceMs(): number {
+    return this.options.shutdownTimeoutMs + DRAIN_MARGIN_MS;
   }
 
   /** restart: after a take-back, bring up every slot again. */
