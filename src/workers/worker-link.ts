@@ -232,10 +232,16 @@ export function serveLink(fd: number, handlers: WorkerHandlers, log: (msg: strin
             }
             return sendBounded(socket, { id, line });
           };
+          // Whichever comes first removes the other listener: a command waits on drain any number of times.
           const drain = () => (socket.writableNeedDrain && !socket.destroyed
             ? new Promise<void>((r) => {
-              socket.once('drain', r);
-              socket.once('close', r);
+              const done = () => {
+                socket.off('drain', done);
+                socket.off('close', done);
+                r();
+              };
+              socket.once('drain', done);
+              socket.once('close', done);
             })
             : Promise.resolve());
           result = await handlers.run(m.name, args, m.json === true, m.peer, write, drain, abort.signal);
