@@ -17,6 +17,8 @@ export interface ControlRedeployEvent {
   connections?: number;
   /** The slot of a new worker that is ready (type 'worker'). */
   worker?: number;
+  /** How long the server waits for the new instance to be ready (type 'spawned'). */
+  timeoutMs?: number;
 }
 
 /** ControlTarget: what the built-in commands act on. */
@@ -58,7 +60,8 @@ async function runShell(ctx: CommandContext, what: string, command: string | und
 
 /** eventOf: the control event of a redeploy step; renderEvent gives its text. */
 function eventOf(event: ControlRedeployEvent): ControlEvent {
-  return { event: event.type, pid: event.pid, ms: event.ms, connections: event.connections, ...(event.worker !== undefined ? { worker: event.worker } : {}) };
+  return { event: event.type, pid: event.pid, ms: event.ms, connections: event.connections, ...(event.worker !== undefined ? { worker: event.worker } : {}),
+    ...(event.timeoutMs !== undefined ? { timeoutMs: event.timeoutMs } : {}) };
 }
 
 /** addBuiltins registers help, status, telinit, redeploy (restart), update, rebuild, upgrade, reopen, CUSTOM. */
