@@ -18,6 +18,7 @@ import { parseHealthArgs, probeListeners, type ProbedListener } from './health.j
 import { Supervisor, type RestartPolicy } from './supervisor/supervisor.js';
 import { EXIT_CONNECT, EXIT_FAILED, EXIT_OK, EXIT_USAGE, Exit, connect, serverUids } from './cli/connect.js';
 import { humanStatus, requestOn } from './cli/reply.js';
+import { hoistFlags, placeSocket, suggestForm } from './cli/args.js';
 import { shell } from './cli/shell.js';
 
 export { EXIT_CONNECT, EXIT_FAILED, EXIT_OK, EXIT_USAGE, humanStatus };
@@ -35,6 +36,9 @@ Forms:
   graceful-restart run [options] -- <cmd> [args] supervise an application: stay in the
                                                  foreground across its redeploys (see run --help)
 
+The socket may also come before or after the command (app.sock status,
+redeploy app.sock), and the flags anywhere before a literal --.
+
 Commands are read one per line from standard input when it is not a terminal:
   echo status | graceful-restart -s <socket>
 
@@ -49,7 +53,7 @@ const USAGE = 'usage: graceful-restart <socket> | -s <socket> [command [args...]
 async function run(path: string, cmd: string, args: string[], opts: { json?: boolean; timeout: number }, out: (l: string) => void): Promise<number> {
   const client = await connect(path, opts.timeout);
   try {
-    return await requestOn(client, cmd, args, opts, out);
+    return await requestOn(client, cmd, args, { ...opts, socket: path }, out);
   } finally {
     client.close();
   }
@@ -228,7 +232,8 @@ export async function main(argv: string[], out: (l: string) => void = console.lo
     .allowUnknownOption(false)
     .passThroughOptions()
     .addHelpText('after', HELP_AFTER);
-  const parsed = parse(program, argv, out, err);
+  // The CLI's flags may stand anywhere: after the socket, after the command.
+  const parsed = parse(program, hoistFlags(argv), out, err);
   if (parsed !== null) return parsed;
   const opts = program.opts<{ socket?: string; json?: boolean; timeout: string; serverUid?: string }>();
   const timeout = Number(opts.timeout);
@@ -263,7 +268,10 @@ export async function main(argv: string[], out: (l: string) => void = console.lo
       throw new Exit(EXIT_USAGE, `error: "${args[0]}" needs a control socket: graceful-restart ${args[0] === 'help' ? '-s <socket> help' : `${args[0]} <socket>`}\n${USAGE}`);
     }
     if (args.length === 1) return await run(args[0]!, 'redeploy', [], { json: opts.json, timeout }, out);
-    throw new Exit(EXIT_USAGE, `error: ${args.length === 0 ? 'no socket given' : `cannot read ${JSON.stringify(args.join(' '))}`}\n${USAGE}`);
+    // The socket before or after the command: `app.sock status`, `redeploy app.sock`.
+    const placed = placeSocket(args);
+    if (placed) return await run(placed.socket, placed.command, placed.args, { json: opts.json, timeout }, out);
+    throw new Exit(EXIT_USAGE, `error: ${args.length === 0 ? 'no socket given' : `cannot read ${JSON.stringify(args.join(' '))}: ${suggestForm(args)}`}\n${USAGE}`);
   } catch (e) {
     if (e instanceof Exit) {
       err(e.message);

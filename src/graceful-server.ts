@@ -55,7 +55,11 @@ import { ADOPT_FIELD, ADOPT_LISTENERS_FIELD, ADOPT_SOCKETS_FIELD } from './serve
 import { isSocket, type HandOverOptions } from './server/socket-handover.js';
 import { webSocketBoundary } from './server/ws-boundary.js';
 import { TicketKeys, checkRotation } from './server/ticket-keys.js';
-import { GO_NAME, MAX_WORKERS, WorkerPool, memberOf, bindListener, bindMember, extraName, forSlot, memberName, waitForGo, type PrimaryListener, type WorkerInfo } from './workers/primary.js';
+import { MAX_WORKERS } from './server/options.js';
+import { GO_NAME, waitForGo } from './workers/go.js';
+import { bindListener, bindMember, extraName, forSlot, memberName, memberOf, type PrimaryListener } from './workers/listener-groups.js';
+import { WorkerPool } from './workers/pool.js';
+import type { WorkerInfo } from './workers/slots.js';
 import { roleOf, watchPrimary, type RoleInfo } from './workers/worker.js';
 import { LINK_NAME, serveLink, type WorkerLink } from './workers/worker-link.js';
 import { CommandRegistry } from './control/commands.js';
@@ -68,7 +72,7 @@ export {
 export type { RedeployEvent, RedeployResult } from './server/redeploy.js';
 export type { InstanceState } from './server/lifecycle.js';
 export type { AdoptedSocket, HandOverOptions } from './server/socket-handover.js';
-export type { WorkerInfo, WorkerState } from './workers/primary.js';
+export type { WorkerInfo, WorkerState } from './workers/slots.js';
 
 const debug = debuglog('graceful');
 

@@ -6,15 +6,21 @@
 import { ControlReplyError, type ControlClient } from '../control/client.js';
 import { formatCommandResult, renderEvent } from '../control/render.js';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, Exit } from './connect.js';
+import { watchRedeploy } from './waiting.js';
 import { describeStates, type ConnectionStates } from '../conn-states.js';
 
 /** Codes of a server's refusal that mean the caller's words were wrong: exit 2, as a CLI usage error. */
 const USAGE_CODES = new Set(['ERR_GRACEFUL_UNKNOWN_COMMAND', 'ERR_GRACEFUL_USAGE', 'ERR_GRACEFUL_INVALID_RUNLEVEL', 'ERR_GRACEFUL_UNKNOWN_TASK', 'ERR_GRACEFUL_CONTROL_PARSE', 'ERR_GRACEFUL_INVALID_ARGUMENT']);
 
 /** requestOn runs one command on an open client and prints its reply; throws Exit on a refusal. */
-export async function requestOn(client: ControlClient, cmd: string, args: string[], opts: { json?: boolean; timeout: number }, out: (l: string) => void): Promise<number> {
+export async function requestOn(client: ControlClient, cmd: string, args: string[], opts: { json?: boolean; timeout: number; socket?: string }, out: (l: string) => void): Promise<number> {
+  // A redeploy says what it waits for while it waits, and what Ctrl-C leaves behind (opts.socket: the CLI's own run).
+  const watch = (cmd === 'redeploy' || cmd === 'restart') && !opts.json ? watchRedeploy(out, opts.socket) : null;
   try {
-    const result = await client.request(cmd, args, (e) => out(opts.json ? JSON.stringify(e) : renderEvent(e)), opts.timeout);
+    const result = await client.request(cmd, args, (e) => {
+      watch?.event(e);
+      out(opts.json ? JSON.stringify(e) : renderEvent(e));
+    }, opts.timeout);
     if (opts.json) out(JSON.stringify({ ok: true, result: result ?? null }));
     else for (const line of formatCommandResult(cmd, cmd === 'status' ? humanStatus(result) : result)) out(line);
     return EXIT_OK;
@@ -24,6 +30,8 @@ export async function requestOn(client: ControlClient, cmd: string, args: string
       throw new Exit(USAGE_CODES.has(err.code) ? EXIT_USAGE : EXIT_FAILED, `error: ${err.message}`);
     }
     throw new Exit(EXIT_FAILED, `error: ${(err as Error).message}`);
+  } finally {
+    watch?.stop();
   }
 }
 

@@ -52,6 +52,7 @@ function eventOf(event: Exclude<RedeployEvent, { type: 'failed' }>): ControlEven
   return {
     event: event.type, pid: event.pid, ms: event.ms, connections: 'connections' in event ? event.connections : undefined,
     ...('worker' in event ? { worker: event.worker } : {}),
+    ...('timeoutMs' in event ? { timeoutMs: event.timeoutMs } : {}),
   };
 }
 

@@ -57,6 +57,36 @@ export interface Command {
 const NAME = /^[A-Za-z][\w.-]*$/;
 
 /** CommandRegistry: built-in and application commands, by name, with aliases. */
+/** editDistance: the Levenshtein distance of a and b (insertions, deletions, substitutions, and a swap of two neighbours). */
+export function editDistance(a: string, b: string): number {
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1);
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
+/**
+ * nearest: the name closest to word among names, when it is close enough
+ * to be a typo (at most 2 edits, and fewer than half its letters); else null.
+ */
+export function nearest(word: string, names: readonly string[]): string | null {
+  if (word.length === 0 || word.length > 64) return null;
+  let best: string | null = null;
+  let bestD = Infinity;
+  for (const n of names) {
+    const dist = editDistance(word.toLowerCase(), n.toLowerCase());
+    // A tie goes to the name of the word's length (letters swapped, not one left out).
+    if (dist < bestD || (dist === bestD && best !== null && n.length === word.length && best.length !== word.length)) [best, bestD] = [n, dist];
+  }
+  return best !== null && bestD <= 2 && bestD < Math.max(word.length, best.length) / 2 ? best : null;
+}
+
 export class CommandRegistry {
   private readonly commands = new Map<string, Command>();
   private readonly aliases = new Map<string, string>();
@@ -85,7 +115,10 @@ export class CommandRegistry {
   get(name: string): { name: string; command: Command } {
     const real = this.aliases.get(name) ?? name;
     const command = this.commands.get(real) ?? this.fallback;
-    if (!command) throw new UnknownCommandError(`unknown command "${name.slice(0, 64)}": type help for the list`);
+    if (!command) {
+      const near = nearest(name, this.names());
+      throw new UnknownCommandError(`unknown command "${name.slice(0, 64)}": ${near ? `did you mean ${near}? ` : ''}type help for the list`);
+    }
     return { name: real, command };
   }
 

@@ -21,7 +21,7 @@ import { connectSender, type ConnectionSender } from './conn-handover.js';
 
 /** RedeployEvent: progress of a redeploy, for the control socket and the CLI. */
 export type RedeployEvent =
-  | { type: 'spawned'; pid: number; ms: number }
+  | { type: 'spawned'; pid: number; ms: number; timeoutMs: number }
   | { type: 'ready'; pid: number; ms: number }
   | { type: 'worker'; pid: number; worker: number; ms: number }
   | { type: 'draining'; pid: number; connections: number; ms: number }
@@ -108,7 +108,7 @@ export class Redeployer {
         onSpawned: (pid) => {
           ticket.pid = pid;
           spawnedAt = Date.now();
-          emit({ type: 'spawned', pid, ms: spawnedAt - started });
+          emit({ type: 'spawned', pid, ms: spawnedAt - started, timeoutMs: config.upgradeTimeout });
         },
       });
     } catch (err) {

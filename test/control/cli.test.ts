@@ -63,7 +63,7 @@ describe('the CLI: usage, exit codes, pipes', function () {
     expect(none.stderr).to.match(/^error: no socket given\nusage: /);
     const many = await graceful(['a', 'b', 'c']);
     expect(many.code).to.equal(2);
-    expect(many.stderr).to.match(/^error: cannot read "a b c"\nusage: /);
+    expect(many.stderr).to.match(/^error: cannot read "a b c": name the control socket with -s: graceful-restart -s <socket> <command> \[args\]\nusage: /);
     const timeout = await graceful(['--timeout', '0', 'status', sock]);
     expect(timeout).to.deep.include({ code: 2, stderr: 'error: --timeout must be a positive number of ms, got 0\n' });
   });

@@ -59,7 +59,7 @@ describe('render', () => {
 
   it('the plain-mode lines of the built-in redeploy are what renderEvent makes of its JSON events, naming no local pid', async () => {
     const steps = [
-      { type: 'spawned', pid: 4250, ms: 3 },
+      { type: 'spawned', pid: 4250, ms: 3, timeoutMs: 60_000 },
       { type: 'ready', pid: 4250, ms: 162 },
       { type: 'draining', pid: 4250, ms: 170, connections: 3 },
     ] as const;
