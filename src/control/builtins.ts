@@ -11,8 +11,10 @@ import { formatStats, renderEvent } from './render.js';
 
 /** A redeploy step, as the control socket reports it. */
 export interface ControlRedeployEvent {
-  type: 'spawned' | 'worker' | 'ready' | 'draining' | 'done' | 'failed';
+  type: 'predecessor-committed' | 'spawned' | 'worker' | 'ready' | 'draining' | 'done' | 'failed';
   pid?: number;
+  /** The instance before, which ended its take-back window when asked (type 'predecessor-committed'). */
+  predecessor?: number;
   ms: number;
   connections?: number;
   /** The slot of a new worker that is ready (type 'worker'). */
@@ -58,7 +60,8 @@ async function runShell(ctx: CommandContext, what: string, command: string | und
 
 /** eventOf: the control event of a redeploy step; renderEvent gives its text. */
 function eventOf(event: ControlRedeployEvent): ControlEvent {
-  return { event: event.type, pid: event.pid, ms: event.ms, connections: event.connections, ...(event.worker !== undefined ? { worker: event.worker } : {}) };
+  return { event: event.type, pid: event.pid, ms: event.ms, connections: event.connections, ...(event.worker !== undefined ? { worker: event.worker } : {}),
+    ...(event.predecessor !== undefined ? { predecessor: event.predecessor } : {}) };
 }
 
 /** addBuiltins registers help, status, telinit, redeploy (restart), update, rebuild, upgrade, reopen, CUSTOM. */

@@ -8,7 +8,7 @@ import { HandoffFailedError, PeerRefusedError } from '../errors.js';
 import type { Meta } from '../meta.js';
 import { HandoffConnection, closeAll } from '../handoff/connection.js';
 import { receiveFrom, sendTo } from '../handoff/client.js';
-import { HANDOFF_ENV, END_MARK, PROGRESS_MARK, READY_MARK, RETIRE_MARK, RETIRED_MARK } from '../protocol.js';
+import { HANDOFF_ENV, COMMIT_MARK, END_MARK, PROGRESS_MARK, READY_MARK, RETIRE_MARK, RETIRED_MARK } from '../protocol.js';
 
 /** InheritedFd: a descriptor from the predecessor, with its meta (name, kind, address). */
 export interface InheritedFd {
@@ -23,6 +23,8 @@ export class Predecessor {
   private exit: Promise<void> | null = null;
   /** Records sent before ready go one after another. */
   private sending: Promise<unknown> = Promise.resolve();
+  /** After ready(extra, true): resolves once the predecessor's end of the hand-off said committed or closed. */
+  private link: Promise<true> | null = null;
 
   private constructor(
     private readonly conn: HandoffConnection,
@@ -112,20 +114,62 @@ export class Predecessor {
    * the predecessor could not be told (it is gone: this instance is the only
    * one and serves). Call it once; after abandon() it does nothing. extra
    * goes in the answer (where connections may be handed over, see adopt.ts).
+   * With keep, the hand-off stays open once told (for commit()) until the
+   * predecessor closes its end; it never keeps the event loop alive.
    */
-  async ready(extra: Meta = {}): Promise<Error | null> {
+  async ready(extra: Meta = {}, keep = false): Promise<Error | null> {
     if (this.told) return null;
     this.told = true;
+    let kept = false;
     try {
       addon.dup2(this.stderrFd, 2);
       await this.sending;
       await sendTo(this.conn, this.stderrFd, { ...extra, graceful: READY_MARK, pid: process.pid });
+      if (keep) kept = this.keepLink();
       return null;
     } catch (err) {
       return err instanceof Error ? err : new Error(String(err));
     } finally {
       closeAll([this.stderrFd]);
+      if (!kept) this.conn.close();
+    }
+  }
+
+  /**
+   * keepLink reads the predecessor's next word on the hand-off kept open:
+   * committed, or the end of the connection (its window passed, or it is
+   * gone); either way it can no longer take back, and the connection closes.
+   */
+  private keepLink(): true {
+    this.conn.unref();
+    this.link = receiveFrom(this.conn).then((got) => {
+      if (got) closeAll([got.fd]);
+    }, () => undefined).then(() => {
       this.conn.close();
+      return true as const;
+    });
+    return true;
+  }
+
+  /**
+   * commit asks the predecessor, when ready(extra, true) kept the hand-off
+   * open, to end its take-back window now: it drains and can no longer take
+   * back. Resolves true once it answered so or closed its end (its window had
+   * passed, or it is gone); false when it did not within timeoutMs, or the
+   * hand-off was not kept (then only its exit tells). Never rejects.
+   */
+  async commit(timeoutMs: number): Promise<boolean> {
+    if (!this.link) return false;
+    if (!this.conn.isClosed) void sendTo(this.conn, 2, { graceful: COMMIT_MARK }).catch(() => undefined);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), timeoutMs);
+      timer.unref();
+    });
+    try {
+      return await Promise.race([this.link, late]);
+    } finally {
+      clearTimeout(timer);
     }
   }
 
