@@ -29,6 +29,12 @@ export const RETIRED_MARK = 'retired';
  * back; the new instance reads that end as committed.
  */
 export const COMMIT_MARK = 'commit';
+/**
+ * Set true in the end record by an old instance that keeps the hand-off open
+ * and answers commit: only then may the new instance read its end as
+ * committed (an older version closes the hand-off at once, window or not).
+ */
+export const COMMIT_FIELD = 'commits';
 export const COMMITTED_MARK = 'committed';
 
 /** Set in the application's environment: the supervisor's pid. */

@@ -20,7 +20,7 @@
  *
  *   starting --ready()--> ready --redeploy: new one ready--> handing-over
  *   handing-over --new one died in the window--> taken-back --> ready
- *   handing-over --window passed (or the new one halted)--> draining --> halting
+ *   handing-over --window passed (or cut short: the new one asked to commit, or halted)--> draining --> halting
  *   starting | ready --halt (telinit 0, SIGTERM)--> halting --> halted
  *
  * Runlevel changes (telinit 1 and 3) happen in 'ready'. Every transition runs

@@ -8,7 +8,7 @@ import { HandoffFailedError, PeerRefusedError } from '../errors.js';
 import type { Meta } from '../meta.js';
 import { HandoffConnection, closeAll } from '../handoff/connection.js';
 import { receiveFrom, sendTo } from '../handoff/client.js';
-import { HANDOFF_ENV, COMMIT_MARK, END_MARK, PROGRESS_MARK, READY_MARK, RETIRE_MARK, RETIRED_MARK } from '../protocol.js';
+import { HANDOFF_ENV, COMMIT_FIELD, COMMIT_MARK, END_MARK, PROGRESS_MARK, READY_MARK, RETIRE_MARK, RETIRED_MARK } from '../protocol.js';
 
 /** InheritedFd: a descriptor from the predecessor, with its meta (name, kind, address). */
 export interface InheritedFd {
@@ -114,8 +114,9 @@ export class Predecessor {
    * the predecessor could not be told (it is gone: this instance is the only
    * one and serves). Call it once; after abandon() it does nothing. extra
    * goes in the answer (where connections may be handed over, see adopt.ts).
-   * With keep, the hand-off stays open once told (for commit()) until the
-   * predecessor closes its end; it never keeps the event loop alive.
+   * With keep, and a predecessor that said it answers commit (COMMIT_FIELD),
+   * the hand-off stays open once told (for commit()) until the predecessor
+   * closes its end; it never keeps the event loop alive.
    */
   async ready(extra: Meta = {}, keep = false): Promise<Error | null> {
     if (this.told) return null;
@@ -125,7 +126,7 @@ export class Predecessor {
       addon.dup2(this.stderrFd, 2);
       await this.sending;
       await sendTo(this.conn, this.stderrFd, { ...extra, graceful: READY_MARK, pid: process.pid });
-      if (keep) kept = this.keepLink();
+      if (keep && this.state[COMMIT_FIELD] === true) kept = this.keepLink();
       return null;
     } catch (err) {
       return err instanceof Error ? err : new Error(String(err));
@@ -156,20 +157,22 @@ export class Predecessor {
    * open, to end its take-back window now: it drains and can no longer take
    * back. Resolves true once it answered so or closed its end (its window had
    * passed, or it is gone); false when it did not within timeoutMs, or the
-   * hand-off was not kept (then only its exit tells). Never rejects.
+   * hand-off was not kept (then only its exit tells). Never rejects; keeps
+   * the event loop alive while it waits.
    */
   async commit(timeoutMs: number): Promise<boolean> {
     if (!this.link) return false;
-    if (!this.conn.isClosed) void sendTo(this.conn, 2, { graceful: COMMIT_MARK }).catch(() => undefined);
+    if (!this.conn.isClosed) {
+      this.conn.ref(); // while it waits for the answer
+      void sendTo(this.conn, 2, { graceful: COMMIT_MARK }).catch(() => undefined);
+    }
     let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<false>((resolve) => {
-      timer = setTimeout(() => resolve(false), timeoutMs);
-      timer.unref();
-    });
+    const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
     try {
       return await Promise.race([this.link, late]);
     } finally {
       clearTimeout(timer);
+      if (!this.conn.isClosed) this.conn.unref();
     }
   }
 

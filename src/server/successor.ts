@@ -13,7 +13,7 @@ import { listenAndServe } from '../handoff/server.js';
 import { receiveFrom } from '../handoff/client.js';
 import type { HandoffConnection, OutgoingFd } from '../handoff/connection.js';
 import type { HandoffServer } from '../handoff/server.js';
-import { HANDOFF_ENV, END_MARK, PROGRESS_MARK, READY_MARK, RETIRE_MARK, RETIRED_MARK } from '../protocol.js';
+import { HANDOFF_ENV, COMMIT_FIELD, END_MARK, PROGRESS_MARK, READY_MARK, RETIRE_MARK, RETIRED_MARK } from '../protocol.js';
 
 export { HANDOFF_ENV };
 const STDERR_LINES = 20;
@@ -148,7 +148,7 @@ async function runSuccessor(options: SuccessorOptions, dir: string): Promise<Suc
       );
     }
     for (const item of options.descriptors()) res.send(item.fd, item.meta);
-    res.send(2, { graceful: END_MARK, ...options.state });
+    res.send(2, { graceful: END_MARK, ...options.state, ...(options.keep ? { [COMMIT_FIELD]: true } : {}) });
     await res.flush();
     let ack = await receiveFrom(res.connection);
     while (ack?.meta?.graceful === RETIRE_MARK || ack?.meta?.graceful === PROGRESS_MARK) {
