@@ -69,9 +69,11 @@ export interface LifecycleOptions {
   /**
    * The instance this one replaced, while it still runs: its pid, a promise
    * of its exit, and commit: ask it to end its take-back window now (true once
-   * it can no longer take back; false when it did not answer in timeoutMs).
+   * it can no longer take back: 'committed' when it ended its window when
+   * asked, 'closed' when it had ended already; null when it did not answer
+   * in timeoutMs).
    */
-  predecessorRunning?: () => { pid: number; exited: Promise<void>; commit?: (timeoutMs: number) => Promise<boolean> } | null;
+  predecessorRunning?: () => { pid: number; exited: Promise<void>; commit?: (timeoutMs: number) => Promise<'committed' | 'closed' | null> } | null;
   /** Told of each state change. */
   onState?: (from: InstanceState, to: InstanceState) => void;
 }
@@ -164,7 +166,7 @@ export class Lifecycle {
    * longer take back (at once when there is none, or it is gone): until then
    * a new instance would make three. It first asks it to commit (see
    * LifecycleOptions.predecessorRunning), and calls committed with its pid and
-   * the ms that took when it did; when it does not answer within
+   * the ms that took when that cut its window short; when it does not answer within
    * COMMIT_ANSWER_MS, it waits for its exit instead. It rejects with
    * ERR_GRACEFUL_PREDECESSOR_RUNNING after timeoutMs, and with
    * ERR_GRACEFUL_TERMINATING when the ticket is aborted meanwhile.
@@ -176,9 +178,10 @@ export class Lifecycle {
     if (predecessor.commit) {
       const asked = Date.now();
       const answerMs = Math.min(timeoutMs, COMMIT_ANSWER_MS);
-      if (await predecessor.commit(answerMs)) {
+      const how = await predecessor.commit(answerMs);
+      if (how) {
         if (ticket.abort.signal.aborted) throw new TerminatingError('redeploy(): abandoned because this instance is stopping');
-        committed?.(predecessor.pid, Date.now() - asked);
+        if (how === 'committed') committed?.(predecessor.pid, Date.now() - asked);
         return;
       }
       log(`redeploy: the instance this one replaced (pid ${predecessor.pid}) did not answer a commit within ${answerMs} ms`);

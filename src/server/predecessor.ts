@@ -8,13 +8,16 @@ import { HandoffFailedError, PeerRefusedError } from '../errors.js';
 import type { Meta } from '../meta.js';
 import { HandoffConnection, closeAll } from '../handoff/connection.js';
 import { receiveFrom, sendTo } from '../handoff/client.js';
-import { HANDOFF_ENV, COMMIT_FIELD, COMMIT_MARK, END_MARK, PROGRESS_MARK, READY_MARK, RETIRE_MARK, RETIRED_MARK } from '../protocol.js';
+import { HANDOFF_ENV, COMMIT_FIELD, COMMIT_MARK, COMMITTED_MARK, END_MARK, PROGRESS_MARK, READY_MARK, RETIRE_MARK, RETIRED_MARK } from '../protocol.js';
 
 /** InheritedFd: a descriptor from the predecessor, with its meta (name, kind, address). */
 export interface InheritedFd {
   fd: number;
   meta: Meta;
 }
+
+/** CommitAnswer: how a predecessor asked to commit can no longer take back (see Predecessor.commit). */
+export type CommitAnswer = 'committed' | 'closed';
 
 export class Predecessor {
   /** pid of the instance we replace. */
@@ -23,8 +26,8 @@ export class Predecessor {
   private exit: Promise<void> | null = null;
   /** Records sent before ready go one after another. */
   private sending: Promise<unknown> = Promise.resolve();
-  /** After ready(extra, true): resolves once the predecessor's end of the hand-off said committed or closed. */
-  private link: Promise<true> | null = null;
+  /** After ready(extra, true): resolves once the predecessor's end of the hand-off said committed, or closed. */
+  private link: Promise<CommitAnswer> | null = null;
 
   private constructor(
     private readonly conn: HandoffConnection,
@@ -145,9 +148,10 @@ export class Predecessor {
     this.conn.unref();
     this.link = receiveFrom(this.conn).then((got) => {
       if (got) closeAll([got.fd]);
-    }, () => undefined).then(() => {
+      return got?.meta?.graceful === COMMITTED_MARK ? 'committed' as const : 'closed' as const;
+    }, () => 'closed' as const).then((how) => {
       this.conn.close();
-      return true as const;
+      return how;
     });
     return true;
   }
@@ -155,19 +159,19 @@ export class Predecessor {
   /**
    * commit asks the predecessor, when ready(extra, true) kept the hand-off
    * open, to end its take-back window now: it drains and can no longer take
-   * back. Resolves true once it answered so or closed its end (its window had
-   * passed, or it is gone); false when it did not within timeoutMs, or the
-   * hand-off was not kept (then only its exit tells). Never rejects; keeps
-   * the event loop alive while it waits.
+   * back. Resolves 'committed' once it answered so, 'closed' when it closed
+   * its end instead (its window had passed, or it is gone); null when it did
+   * not within timeoutMs, or the hand-off was not kept (then only its exit
+   * tells). Never rejects; keeps the event loop alive while it waits.
    */
-  async commit(timeoutMs: number): Promise<boolean> {
-    if (!this.link) return false;
+  async commit(timeoutMs: number): Promise<CommitAnswer | null> {
+    if (!this.link) return null;
     if (!this.conn.isClosed) {
       this.conn.ref(); // while it waits for the answer
       void sendTo(this.conn, 2, { graceful: COMMIT_MARK }).catch(() => undefined);
     }
     let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
+    const late = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), timeoutMs)));
     try {
       return await Promise.race([this.link, late]);
     } finally {
