@@ -182,7 +182,10 @@ export class GracefulServer extends EventEmitter {
       this.resolveHalt = resolve;
     });
     this.lifecycle = new Lifecycle({
-      predecessorRunning: () => (this.predecessor?.running ? { pid: this.predecessor.pid, exited: this.predecessor.exited() } : null),
+      predecessorRunning: () => {
+        const p = this.predecessor;
+        return p?.running ? { pid: p.pid, exited: p.exited(), commit: (ms: number) => p.commit(ms) } : null;
+      },
       onState: (from, to) => debug('state %s -> %s', from, to),
     });
     this.shutdown = new Shutdown({
@@ -1058,7 +1061,7 @@ export class GracefulServer extends EventEmitter {
       // The service manager (or a supervisor) learns the new main pid before
       // the predecessor may exit, so it never sees the service without one.
       notify(`MAINPID=${process.pid}`);
-      const err = await predecessor.ready(this.openAdopter(predecessor));
+      const err = await predecessor.ready(this.openAdopter(predecessor), true); // kept open for a commit (see Lifecycle.waitForPredecessor)
       if (err) this.log(`could not tell the predecessor (pid ${predecessor.pid}) that this instance is ready (${(err as { code?: string }).code ?? err.message}): it is gone, so this instance serves alone`, { event: 'ready.predecessor-gone' });
     }
     if (role !== 'worker') notify(this.readyNotice());

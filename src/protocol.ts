@@ -20,6 +20,22 @@ export const RETIRE_MARK = 'retire';
 /** Before its ready answer, a new primary tells of each of its workers that became ready (`worker`, `pid`); no answer. */
 export const PROGRESS_MARK = 'progress';
 export const RETIRED_MARK = 'retired';
+/**
+ * After its ready answer the new instance keeps the hand-off connection open
+ * while its predecessor is in the take-back window. Asked to redeploy in
+ * that time, it sends a commit record: the predecessor ends its window at
+ * once (it drains and can no longer take back) and answers committed, then
+ * closes its end. It closes its end too when the window passes or it takes
+ * back; the new instance reads that end as committed.
+ */
+export const COMMIT_MARK = 'commit';
+/**
+ * Set true in the end record by an old instance that keeps the hand-off open
+ * and answers commit: only then may the new instance read its end as
+ * committed (an older version closes the hand-off at once, window or not).
+ */
+export const COMMIT_FIELD = 'commits';
+export const COMMITTED_MARK = 'committed';
 
 /** Set in the application's environment: the supervisor's pid. */
 export const SUPERVISOR_ENV = 'GRACEFUL_SUPERVISOR';

@@ -50,7 +50,8 @@ async function runShell(ctx: CommandContext, what: string, command: string | und
 /** eventOf: the control event of a redeploy step (a failure is the command's error instead); renderEvent gives its text. */
 function eventOf(event: Exclude<RedeployEvent, { type: 'failed' }>): ControlEvent {
   return {
-    event: event.type, pid: event.pid, ms: event.ms, connections: 'connections' in event ? event.connections : undefined,
+    event: event.type, pid: 'pid' in event ? event.pid : undefined, ms: event.ms, connections: 'connections' in event ? event.connections : undefined,
+    ...('predecessor' in event ? { predecessor: event.predecessor } : {}),
     ...('worker' in event ? { worker: event.worker } : {}),
     ...('timeoutMs' in event ? { timeoutMs: event.timeoutMs } : {}),
   };

@@ -7,9 +7,10 @@
  */
 import type { ControlEvent } from './client.js';
 
-/** renderEvent: the text line of a progress event (spawned, ready, draining, done, failed), an output line, or the marker of a persistent command that moved (served). */
+/** renderEvent: the text line of a progress event (predecessor-committed, spawned, ready, draining, done, failed), an output line, or the marker of a persistent command that moved (served). */
 export function renderEvent(e: ControlEvent): string {
   switch (e.event) {
+    case 'predecessor-committed': return `pid ${e.predecessor} (the instance before) ended its take-back window after ${e.ms} ms`;
     case 'spawned': return `spawned pid ${e.pid}`;
     case 'worker': return `worker ${e.worker} ready: pid ${e.pid} after ${e.ms} ms`;
     case 'ready': return `ready: pid ${e.pid} after ${e.ms} ms`;

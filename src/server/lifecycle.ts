@@ -2,11 +2,14 @@
  * Lifecycle: the state machine of one instance, and the one place where the
  * invariants of a redeploy are enforced (after cloudflare/tableflip):
  *
- * - there are one or two instances of a service, at most one of them not
- *   ready: an instance spawns a new one only while ready, and only once its
- *   own predecessor has exited (a redeploy asked earlier waits for that, up
- *   to the upgrade timeout, then fails with ERR_GRACEFUL_PREDECESSOR_RUNNING),
- *   so a chain of redeploys never makes three;
+ * - there are one or two instances of a service that could serve, at most
+ *   one of them not ready: an instance spawns a new one only while ready, and
+ *   only once its own predecessor can no longer take back: it committed
+ *   (asked to, it ends its take-back window at once, see commit in
+ *   predecessor.ts; or the window passed) or it exited. A redeploy asked
+ *   earlier waits for that, up to the upgrade timeout, then fails with
+ *   ERR_GRACEFUL_PREDECESSOR_RUNNING; so a chain of redeploys never makes
+ *   three that could serve (older ones may still drain what they hold);
  * - only one redeploy runs at a time (ERR_GRACEFUL_UPGRADE_IN_PROGRESS);
  * - no old code keeps running after a successful redeploy: once the take-back
  *   window has passed, the old instance is committed to halting
@@ -17,7 +20,7 @@
  *
  *   starting --ready()--> ready --redeploy: new one ready--> handing-over
  *   handing-over --new one died in the window--> taken-back --> ready
- *   handing-over --window passed (or the new one halted)--> draining --> halting
+ *   handing-over --window passed (or cut short: the new one asked to commit, or halted)--> draining --> halting
  *   starting | ready --halt (telinit 0, SIGTERM)--> halting --> halted
  *
  * Runlevel changes (telinit 1 and 3) happen in 'ready'. Every transition runs
@@ -63,11 +66,20 @@ export interface RedeployTicket {
 
 export interface LifecycleOptions {
   role?: Role;
-  /** The instance this one replaced, while it still runs: its pid, and a promise of its exit. */
-  predecessorRunning?: () => { pid: number; exited: Promise<void> } | null;
+  /**
+   * The instance this one replaced, while it still runs: its pid, a promise
+   * of its exit, and commit: ask it to end its take-back window now (true once
+   * it can no longer take back: 'committed' when it ended its window when
+   * asked, 'closed' when it had ended already; null when it did not answer
+   * in timeoutMs).
+   */
+  predecessorRunning?: () => { pid: number; exited: Promise<void>; commit?: (timeoutMs: number) => Promise<'committed' | 'closed' | null> } | null;
   /** Told of each state change. */
   onState?: (from: InstanceState, to: InstanceState) => void;
 }
+
+/** How long a redeploy waits for its predecessor to answer a commit, before it waits for its exit instead. */
+export const COMMIT_ANSWER_MS = 2000;
 
 export class Lifecycle {
   readonly role: Role;
@@ -150,15 +162,31 @@ export class Lifecycle {
   }
 
   /**
-   * waitForPredecessor resolves once the instance this one replaced has
-   * exited (at once when there is none, or it is gone): until then it could
-   * still take back, and a new instance would make three. It rejects with
+   * waitForPredecessor resolves once the instance this one replaced can no
+   * longer take back (at once when there is none, or it is gone): until then
+   * a new instance would make three. It first asks it to commit (see
+   * LifecycleOptions.predecessorRunning), and calls committed with its pid and
+   * the ms that took when that cut its window short; when it does not answer within
+   * COMMIT_ANSWER_MS, it waits for its exit instead. It rejects with
    * ERR_GRACEFUL_PREDECESSOR_RUNNING after timeoutMs, and with
    * ERR_GRACEFUL_TERMINATING when the ticket is aborted meanwhile.
    */
-  async waitForPredecessor(ticket: RedeployTicket, timeoutMs: number, log: (msg: string) => void): Promise<void> {
+  async waitForPredecessor(ticket: RedeployTicket, timeoutMs: number, log: (msg: string) => void,
+    committed?: (pid: number, ms: number) => void): Promise<void> {
     const predecessor = this.options.predecessorRunning?.() ?? null;
     if (predecessor === null) return;
+    if (predecessor.commit) {
+      const asked = Date.now();
+      const answerMs = Math.min(timeoutMs, COMMIT_ANSWER_MS);
+      const how = await predecessor.commit(answerMs);
+      if (how) {
+        if (ticket.abort.signal.aborted) throw new TerminatingError('redeploy(): abandoned because this instance is stopping');
+        if (how === 'committed') committed?.(predecessor.pid, Date.now() - asked);
+        return;
+      }
+      log(`redeploy: the instance this one replaced (pid ${predecessor.pid}) did not answer a commit within ${answerMs} ms`);
+      timeoutMs = Math.max(0, timeoutMs - (Date.now() - asked));
+    }
     log(`redeploy: waiting for the instance this one replaced (pid ${predecessor.pid}) to exit first`);
     let timer: NodeJS.Timeout | undefined;
     let onAbort: (() => void) | undefined;

@@ -8,13 +8,16 @@ import { HandoffFailedError, PeerRefusedError } from '../errors.js';
 import type { Meta } from '../meta.js';
 import { HandoffConnection, closeAll } from '../handoff/connection.js';
 import { receiveFrom, sendTo } from '../handoff/client.js';
-import { HANDOFF_ENV, END_MARK, PROGRESS_MARK, READY_MARK, RETIRE_MARK, RETIRED_MARK } from '../protocol.js';
+import { HANDOFF_ENV, COMMIT_FIELD, COMMIT_MARK, COMMITTED_MARK, END_MARK, PROGRESS_MARK, READY_MARK, RETIRE_MARK, RETIRED_MARK } from '../protocol.js';
 
 /** InheritedFd: a descriptor from the predecessor, with its meta (name, kind, address). */
 export interface InheritedFd {
   fd: number;
   meta: Meta;
 }
+
+/** CommitAnswer: how a predecessor asked to commit can no longer take back (see Predecessor.commit). */
+export type CommitAnswer = 'committed' | 'closed';
 
 export class Predecessor {
   /** pid of the instance we replace. */
@@ -23,6 +26,8 @@ export class Predecessor {
   private exit: Promise<void> | null = null;
   /** Records sent before ready go one after another. */
   private sending: Promise<unknown> = Promise.resolve();
+  /** After ready(extra, true): resolves once the predecessor's end of the hand-off said committed, or closed. */
+  private link: Promise<CommitAnswer> | null = null;
 
   private constructor(
     private readonly conn: HandoffConnection,
@@ -112,20 +117,66 @@ export class Predecessor {
    * the predecessor could not be told (it is gone: this instance is the only
    * one and serves). Call it once; after abandon() it does nothing. extra
    * goes in the answer (where connections may be handed over, see adopt.ts).
+   * With keep, and a predecessor that said it answers commit (COMMIT_FIELD),
+   * the hand-off stays open once told (for commit()) until the predecessor
+   * closes its end; it never keeps the event loop alive.
    */
-  async ready(extra: Meta = {}): Promise<Error | null> {
+  async ready(extra: Meta = {}, keep = false): Promise<Error | null> {
     if (this.told) return null;
     this.told = true;
+    let kept = false;
     try {
       addon.dup2(this.stderrFd, 2);
       await this.sending;
       await sendTo(this.conn, this.stderrFd, { ...extra, graceful: READY_MARK, pid: process.pid });
+      if (keep && this.state[COMMIT_FIELD] === true) kept = this.keepLink();
       return null;
     } catch (err) {
       return err instanceof Error ? err : new Error(String(err));
     } finally {
       closeAll([this.stderrFd]);
+      if (!kept) this.conn.close();
+    }
+  }
+
+  /**
+   * keepLink reads the predecessor's next word on the hand-off kept open:
+   * committed, or the end of the connection (its window passed, or it is
+   * gone); either way it can no longer take back, and the connection closes.
+   */
+  private keepLink(): true {
+    this.conn.unref();
+    this.link = receiveFrom(this.conn).then((got) => {
+      if (got) closeAll([got.fd]);
+      return got?.meta?.graceful === COMMITTED_MARK ? 'committed' as const : 'closed' as const;
+    }, () => 'closed' as const).then((how) => {
       this.conn.close();
+      return how;
+    });
+    return true;
+  }
+
+  /**
+   * commit asks the predecessor, when ready(extra, true) kept the hand-off
+   * open, to end its take-back window now: it drains and can no longer take
+   * back. Resolves 'committed' once it answered so, 'closed' when it closed
+   * its end instead (its window had passed, or it is gone); null when it did
+   * not within timeoutMs, or the hand-off was not kept (then only its exit
+   * tells). Never rejects; keeps the event loop alive while it waits.
+   */
+  async commit(timeoutMs: number): Promise<CommitAnswer | null> {
+    if (!this.link) return null;
+    if (!this.conn.isClosed) {
+      this.conn.ref(); // while it waits for the answer
+      void sendTo(this.conn, 2, { graceful: COMMIT_MARK }).catch(() => undefined);
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), timeoutMs)));
+    try {
+      return await Promise.race([this.link, late]);
+    } finally {
+      clearTimeout(timer);
+      if (!this.conn.isClosed) this.conn.unref();
     }
   }
 

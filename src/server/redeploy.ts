@@ -8,19 +8,26 @@
  */
 import { RedeployFailedError } from '../errors.js';
 import type { Meta } from '../meta.js';
-import type { OutgoingFd } from '../handoff/connection.js';
+import { closeAll, type OutgoingFd } from '../handoff/connection.js';
 import type { ControlServer } from '../control/server.js';
 import type { LogFields } from '../log.js';
 import { monotonicUsec, notify } from '../systemd.js';
-import { EXIT_FIELD, SUPERVISOR_ENV } from '../protocol.js';
+import { COMMIT_MARK, COMMITTED_MARK, EXIT_FIELD, SUPERVISOR_ENV } from '../protocol.js';
+import { receiveFrom, sendTo } from '../handoff/client.js';
 import type { Lifecycle, RedeployTicket } from './lifecycle.js';
 import type { Listeners } from './listener-set.js';
 import type { Config } from './options.js';
-import { startSuccessor, type Successor, type SuccessorOptions } from './successor.js';
+import { startSuccessor, type Successor, type SuccessorLink, type SuccessorOptions } from './successor.js';
 import { connectSender, type ConnectionSender } from './conn-handover.js';
 
-/** RedeployEvent: progress of a redeploy, for the control socket and the CLI. */
+/**
+ * RedeployEvent: progress of a redeploy, for the control socket and the CLI.
+ * 'predecessor-committed': the instance this one replaced, still in its
+ * take-back window, ended it when asked, after ms (of the redeploy), so this
+ * redeploy did not wait for its exit.
+ */
 export type RedeployEvent =
+  | { type: 'predecessor-committed'; predecessor: number; ms: number }
   | { type: 'spawned'; pid: number; ms: number; timeoutMs: number }
   | { type: 'ready'; pid: number; ms: number }
   | { type: 'worker'; pid: number; worker: number; ms: number }
@@ -71,6 +78,29 @@ export interface RedeployParts {
 
 type Exit = { code: number | null; signal: NodeJS.Signals | null };
 
+/**
+ * commitAsked resolves with COMMIT_MARK when the new instance asks, on the
+ * hand-off kept open, that the take-back window end now; never otherwise
+ * (its end of the connection closing is its exit's to tell).
+ */
+function commitAsked(link: SuccessorLink | undefined): Promise<typeof COMMIT_MARK> {
+  if (!link) return new Promise(() => undefined);
+  return new Promise((resolve) => {
+    void receiveFrom(link.connection).then((got) => {
+      if (!got) return;
+      closeAll([got.fd]);
+      if (got.meta?.graceful === COMMIT_MARK) resolve(COMMIT_MARK);
+    }, () => undefined);
+  });
+}
+
+/** answerCommitted says committed when asked (best effort), then closes the hand-off kept open: the window ended. */
+async function answerCommitted(link: SuccessorLink | undefined, asked: boolean): Promise<void> {
+  if (!link) return;
+  if (asked) await sendTo(link.connection, 2, { graceful: COMMITTED_MARK }).catch(() => undefined);
+  link.release();
+}
+
 export class Redeployer {
   constructor(private readonly parts: RedeployParts) {}
 
@@ -86,7 +116,8 @@ export class Redeployer {
     const started = ticket.since;
     const emit = (event: RedeployEvent) => this.report(event, onEvent);
     try {
-      await lifecycle.waitForPredecessor(ticket, config.upgradeTimeout, this.parts.log);
+      await lifecycle.waitForPredecessor(ticket, config.upgradeTimeout, this.parts.log,
+        (predecessor) => emit({ type: 'predecessor-committed', predecessor, ms: Date.now() - started }));
     } catch (err) {
       lifecycle.endRedeploy(ticket);
       this.parts.log(`redeploy refused: ${(err as Error).message}`, { event: 'redeploy.refused', code: (err as { code?: string }).code });
@@ -104,6 +135,7 @@ export class Redeployer {
         spawn: config.spawn,
         signal: ticket.abort.signal,
         retire: this.parts.retire,
+        keep: true,
         onWorkerReady: (worker, pid) => emit({ type: 'worker', pid, worker, ms: Date.now() - started }),
         onSpawned: (pid) => {
           ticket.pid = pid;
@@ -136,6 +168,7 @@ export class Redeployer {
     });
     void lifecycle.run(() => this.handOver(ticket, successor, exited, started, emit, () => commit({ pid: successor.pid, readyMs }), fail))
       .catch((err: Error) => {
+        successor.link?.release();
         this.parts.log(`hand-over to pid ${successor.pid} failed: ${err.message}`, { event: 'redeploy.handover-failed' });
         fail(err);
       });
@@ -146,7 +179,10 @@ export class Redeployer {
    * handOver is the transition ready -> handing-over -> draining | taken-back.
    * It stops accepting and drains at once (the new instance holds the
    * sockets, so nothing queued is lost), and keeps duplicates of the sockets
-   * until the take-back window has passed.
+   * until the take-back window has passed, or the new instance asks it to
+   * commit on the hand-off kept open (it is asked to redeploy in turn): then
+   * the window ends at once, as if it had passed, and committed is answered.
+   * The hand-off connection closes when the window ends, however it ends.
    */
   private async handOver(ticket: RedeployTicket, successor: Successor, exited: Promise<Exit>, started: number,
     emit: (e: RedeployEvent) => void, commit: () => void, fail: (err: Error) => void): Promise<void> {
@@ -154,6 +190,7 @@ export class Redeployer {
     const pid = successor.pid;
     if (lifecycle.state !== 'ready' || ticket.abort.signal.aborted) {
       // Halted meanwhile: the new instance does not serve alone.
+      successor.link?.release();
       ticket.stopSuccessor?.();
       const error = new RedeployFailedError(`the redeploy was abandoned because this instance is stopping; the new instance (pid ${pid}) was told to stop`,
         { reason: 'aborted', pid, signal: 'SIGTERM', stderr: [] });
@@ -178,10 +215,11 @@ export class Redeployer {
     const drained = this.parts.drain(false);
     let timer: NodeJS.Timeout | undefined;
     const windowEnd = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), config.takeBackWindow)));
-    const exit = await Promise.race([exited, windowEnd]);
+    const exit = await Promise.race([exited, windowEnd, commitAsked(successor.link)]);
     clearTimeout(timer);
     // Exit code 0 is a halt asked for (SIGTERM, telinit 0), not a crash: the service is meant to stop.
-    if (exit && (exit.signal || exit.code !== 0)) {
+    if (exit && exit !== COMMIT_MARK && (exit.signal || exit.code !== 0)) {
+      successor.link?.release();
       this.parts.listeners.setMover(null);
       sender?.close();
       await this.takeBack(pid, exit, started, emit, fail, sender);
@@ -191,6 +229,8 @@ export class Redeployer {
     lifecycle.to('draining');
     this.parts.listeners.dropSpares();
     commit();
+    if (exit === COMMIT_MARK) this.parts.log(`redeploy: the new instance (pid ${pid}) is redeploying in turn: take-back window ended after ${Date.now() - started} ms`, { event: 'redeploy.committed', newPid: pid });
+    void answerCommitted(successor.link, exit === COMMIT_MARK);
     const forced = await drained;
     sender?.close();
     if (sender?.error) this.parts.log(sender.error.message, { event: 'redeploy.handover-stopped', code: (sender.error as { code?: string }).code, passed: sender.passed });

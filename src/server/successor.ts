@@ -11,9 +11,9 @@ import { PeerRefusedError, RedeployFailedError, HandoffFailedError, type Redeplo
 import type { Meta } from '../meta.js';
 import { listenAndServe } from '../handoff/server.js';
 import { receiveFrom } from '../handoff/client.js';
-import type { OutgoingFd } from '../handoff/connection.js';
+import type { HandoffConnection, OutgoingFd } from '../handoff/connection.js';
 import type { HandoffServer } from '../handoff/server.js';
-import { HANDOFF_ENV, END_MARK, PROGRESS_MARK, READY_MARK, RETIRE_MARK, RETIRED_MARK } from '../protocol.js';
+import { HANDOFF_ENV, COMMIT_FIELD, END_MARK, PROGRESS_MARK, READY_MARK, RETIRE_MARK, RETIRED_MARK } from '../protocol.js';
 
 export { HANDOFF_ENV };
 const STDERR_LINES = 20;
@@ -42,6 +42,18 @@ export interface SuccessorOptions {
   retire?: (slot: number) => Promise<void>;
   /** A new primary said that one of its workers is ready. */
   onWorkerReady?: (worker: number, pid: number) => void;
+  /** Keep the hand-off connection open after the ready answer (Successor.link): the caller must release it. */
+  keep?: boolean;
+}
+
+/**
+ * SuccessorLink: the hand-off connection kept open after the ready answer
+ * (see COMMIT_MARK). release() closes it (the hand-off server is gone by
+ * then); idempotent.
+ */
+export interface SuccessorLink {
+  readonly connection: HandoffConnection;
+  release(): void;
 }
 
 export interface Successor {
@@ -49,6 +61,8 @@ export interface Successor {
   child: ChildProcess;
   /** The meta of its ready answer (where it takes connections over, if it does). */
   answer?: Meta;
+  /** With SuccessorOptions.keep: the hand-off connection, still open. */
+  link?: SuccessorLink;
 }
 
 /** StderrTail keeps the last lines a process wrote, while passing them on to our stderr. */
@@ -108,6 +122,7 @@ async function runSuccessor(options: SuccessorOptions, dir: string): Promise<Suc
   let settled = false;
   let handoffError: Error | undefined;
   let answer: Meta | undefined;
+  let link: SuccessorLink | undefined;
 
   let ready!: () => void;
   let failed!: (failure: RedeployFailure, message: string, cause?: unknown) => void;
@@ -133,7 +148,7 @@ async function runSuccessor(options: SuccessorOptions, dir: string): Promise<Suc
       );
     }
     for (const item of options.descriptors()) res.send(item.fd, item.meta);
-    res.send(2, { graceful: END_MARK, ...options.state });
+    res.send(2, { graceful: END_MARK, ...options.state, ...(options.keep ? { [COMMIT_FIELD]: true } : {}) });
     await res.flush();
     let ack = await receiveFrom(res.connection);
     while (ack?.meta?.graceful === RETIRE_MARK || ack?.meta?.graceful === PROGRESS_MARK) {
@@ -154,7 +169,11 @@ async function runSuccessor(options: SuccessorOptions, dir: string): Promise<Suc
       throw new HandoffFailedError(ack ? 'the new instance answered something other than ready' : 'the new instance closed the hand-off before it was ready');
     }
     answer = ack.meta;
+    if (!options.keep) return ready();
+    // The connection stays open (it closes when this returns) until the caller releases it.
+    const released = new Promise<void>((resolve) => (link = { connection: res.connection, release: () => resolve() }));
     ready();
+    await released;
     }, { mode: 0o600 });
   } catch (err) {
     throw new RedeployFailedError(`could not open the hand-off socket ${sockPath} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): ` +
@@ -166,6 +185,7 @@ async function runSuccessor(options: SuccessorOptions, dir: string): Promise<Suc
       process.emitWarning(err.message, { code: err.code });
       return;
     }
+    if (settled) return; // the kept connection, after ready: the caller's concern
     // A broken hand-off is most often the new instance dying: let its exit
     // name the failure if it comes; otherwise the hand-off is the reason.
     handoffError = err;
@@ -212,7 +232,7 @@ async function runSuccessor(options: SuccessorOptions, dir: string): Promise<Suc
     await outcome;
     child.unref();
     (child.stderr as unknown as { unref?: () => void } | null)?.unref?.();
-    return { pid: child.pid!, child, answer };
+    return { pid: child.pid!, child, answer, link };
   } catch (err) {
     if (child && child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
       child.kill('SIGKILL');
@@ -225,6 +245,8 @@ async function runSuccessor(options: SuccessorOptions, dir: string): Promise<Suc
     clearTimeout(timer);
     clearTimeout(handoffTimer);
     options.signal?.removeEventListener('abort', onAbort);
-    await server.close();
+    // Stops accepting at once; a kept connection outlives the server until released.
+    const closing = server.close();
+    if (!link) await closing;
   }
 }

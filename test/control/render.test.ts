@@ -36,6 +36,7 @@ function plainLines(sock: string, line: string): Promise<string[]> {
 
 describe('render', () => {
   it('renderEvent: one line per event, from the event alone', () => {
+    expect(renderEvent({ event: 'predecessor-committed', predecessor: 4242, ms: 2 })).to.equal('pid 4242 (the instance before) ended its take-back window after 2 ms');
     expect(renderEvent({ event: 'spawned', pid: 4250, ms: 3 })).to.equal('spawned pid 4250');
     expect(renderEvent({ event: 'ready', pid: 4250, ms: 162 })).to.equal('ready: pid 4250 after 162 ms');
     expect(renderEvent({ event: 'draining', pid: 4250, ms: 170, connections: 3 })).to.equal('draining 3 connection(s)');

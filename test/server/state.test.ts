@@ -96,4 +96,39 @@ describe('lifecycle state machine', () => {
     await l.waitForPredecessor(t3, 10, () => expect.fail('no predecessor: no wait'));
     l.endRedeploy(t3);
   });
+
+  it('asks a predecessor in its take-back window to commit first: no wait for its exit when it does; its exit when it does not answer', async () => {
+    const never = new Promise<void>(() => undefined);
+    let answer: 'committed' | 'closed' | null = 'committed';
+    const asked: number[] = [];
+    const l = new Lifecycle({
+      predecessorRunning: () => ({ pid: 4242, exited: never, commit: (ms: number) => (asked.push(ms), Promise.resolve(answer)) }),
+    });
+    l.to('ready');
+    const log: string[] = [];
+    const committed: number[] = [];
+    const t1 = l.beginRedeploy();
+    await l.waitForPredecessor(t1, 10_000, (m) => log.push(m), (pid) => committed.push(pid));
+    l.endRedeploy(t1);
+    expect(committed).to.deep.equal([4242]);
+    expect(asked).to.deep.equal([2000]);
+    expect(log).to.deep.equal([]);
+    answer = 'closed'; // its window had passed: no wait either, and no event (nothing was cut short)
+    const t15 = l.beginRedeploy();
+    await l.waitForPredecessor(t15, 10_000, (m) => log.push(m), (pid) => committed.push(pid));
+    l.endRedeploy(t15);
+    expect(committed).to.deep.equal([4242]);
+    expect(log).to.deep.equal([]);
+    answer = null; // no answer in time: the exit it is, within what is left of the timeout
+    const t2 = l.beginRedeploy();
+    const err = await l.waitForPredecessor(t2, 100, (m) => log.push(m), (pid) => committed.push(pid)).catch((e: Error & { code?: string }) => e);
+    l.endRedeploy(t2);
+    expect((err as { code?: string }).code).to.equal('ERR_GRACEFUL_PREDECESSOR_RUNNING');
+    expect(asked).to.deep.equal([2000, 2000, 100]);
+    expect(committed).to.deep.equal([4242]);
+    expect(log).to.deep.equal([
+      'redeploy: the instance this one replaced (pid 4242) did not answer a commit within 100 ms',
+      'redeploy: waiting for the instance this one replaced (pid 4242) to exit first',
+    ]);
+  });
 });

@@ -10,6 +10,8 @@ import net from 'node:net';
 import path from 'node:path';
 import { RedeployFailedError } from '../../src/index.js';
 import { startSuccessor, type SpawnFunction } from '../../src/server/successor.js';
+import { receiveFrom, sendTo } from '../../src/handoff/client.js';
+import { closeAll } from '../../src/handoff/connection.js';
 import { fdCount, fixtures, tmpDir, until } from '../helpers.js';
 
 describe('successor and predecessor', function () {
@@ -60,6 +62,44 @@ describe('successor and predecessor', function () {
     s.child.kill('SIGKILL');
     await exited;
     await until(() => fdCount() === before, 5000, 'descriptors back to the baseline');
+  });
+
+  it('keep: the hand-off stays open after ready; the new instance asks to commit and reads the answer', async () => {
+    const c = child('commit');
+    const before = fdCount();
+    const s = await startSuccessor({ descriptors, state: { generation: 4 }, timeoutMs: 10_000, spawn: c.spawn, keep: true });
+    expect(s.link, 'the kept hand-off').to.not.equal(undefined);
+    expect(fs.readdirSync(tmp), 'the socket file and its directory are gone').to.deep.equal([]);
+    const asked = await receiveFrom(s.link!.connection);
+    closeAll([asked!.fd]);
+    expect(asked!.meta).to.deep.equal({ graceful: 'commit' });
+    expect(c.output().filter((l) => l.startsWith('committed '))).to.deep.equal([]);
+    await sendTo(s.link!.connection, 2, { graceful: 'committed' });
+    s.link!.release();
+    await until(() => c.output().some((l) => l.startsWith('committed ')), 10_000, 'the answer');
+    expect(c.output()).to.deep.equal(['got http listener socket', 'state {"generation":4} running=true', 'told ok', 'committed committed']);
+    const exited = new Promise((r) => s.child.once('exit', r));
+    s.child.kill('SIGKILL');
+    await exited;
+    await until(() => fdCount() === before, 5000, 'descriptors back to the baseline');
+  });
+
+  it('keep: an old instance that releases the hand-off unasked (its window passed) is read as committed', async () => {
+    const c = child('commit');
+    const s = await startSuccessor({ descriptors, state: {}, timeoutMs: 10_000, spawn: c.spawn, keep: true });
+    s.link!.release();
+    await until(() => c.output().some((l) => l.startsWith('committed ')), 10_000, 'the answer');
+    expect(c.output()).to.include('committed closed');
+    s.child.kill('SIGKILL');
+  });
+
+  it('no keep (an old instance that does not answer commit): the new instance does not take the closed hand-off for a commit', async () => {
+    const c = child('commit');
+    const s = await startSuccessor({ descriptors, state: {}, timeoutMs: 10_000, spawn: c.spawn });
+    expect(s.link).to.equal(undefined);
+    await until(() => c.output().some((l) => l.startsWith('committed ')), 10_000, 'the answer');
+    expect(c.output()).to.include('committed null');
+    s.child.kill('SIGKILL');
   });
 
   it('a new instance that exits before ready: ERR_GRACEFUL_REDEPLOY_FAILED with its exit code and last words', async () => {
