@@ -20,6 +20,8 @@ export const RETIRE_MARK = 'retire';
 /** Before its ready answer, a new primary tells of each of its workers that became ready (`worker`, `pid`); no answer. */
 export const PROGRESS_MARK = 'progress';
 export const RETIRED_MARK = 'retired';
+/** Meta `graceful` of a new instance that cannot start, instead of ready: `reason`, one line; it then closes the hand-off. */
+export const FAILED_MARK = 'failed';
 
 /** Set in the application's environment: the supervisor's pid. */
 export const SUPERVISOR_ENV = 'GRACEFUL_SUPERVISOR';

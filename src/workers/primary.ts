@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import net from 'node:net';
 import type { ChildProcess } from 'node:child_process';
-import { RedeployFailedError, UpgradeInProgressError, WorkerFailedError, invalidArgument } from '../errors.js';
+import { HandoffFailedError, RedeployFailedError, UpgradeInProgressError, WorkerFailedError, invalidArgument, type RedeployFailure } from '../errors.js';
 import type { Meta } from '../meta.js';
 import { addon } from '../native.js';
 import { fdOf } from '../fds.js';
@@ -280,8 +280,17 @@ export class WorkerPool {
       link.write.close();
       slot.state = 'stopped';
       const e = err as RedeployFailedError;
+      const f = e.failure as RedeployFailure | undefined;
+      const who = `worker ${slot.id} of generation ${this.options.generation()}`;
+      if ((f?.reason === 'exit' || (f?.reason === 'handoff' && e.cause instanceof HandoffFailedError)) && f.pid !== undefined) {
+        // One line with the worker's own first error (its reported reason, or
+        // its first error on stderr), never its last lines: those are what
+        // its halt logged, and this message is nested again by the old primary.
+        const how = f.reason === 'handoff' ? 'closed its hand-off' : f.signal ? `was killed by ${f.signal}` : `exited with code ${f.exitCode}`;
+        throw new WorkerFailedError(`${who} (pid ${f.pid}) ${how} before it was ready${f.said ? `: ${f.said}` : ''}`, { cause: err });
+      }
       const what = (e.message ?? String(err)).replace(/^the new instance/, '').replace(/;( it was killed( \(SIGKILL\))? and)? this instance goes on serving$/, '');
-      throw new WorkerFailedError(`worker ${slot.id} of generation ${this.options.generation()}${what.startsWith(' ') ? what : `: ${what}`}`,
+      throw new WorkerFailedError(`${who}${what.startsWith(' ') ? what : `: ${what}`}`,
         { cause: err });
     } finally {
       link.read.close(); // the worker has its own copy
