@@ -163,6 +163,12 @@ export interface RedeployFailure {
   signal?: NodeJS.Signals | null;
   /** The last lines the new instance wrote to stderr. */
   stderr: string[];
+  /**
+   * What the new instance said of its failure, one line: the reason it
+   * reported over the hand-off, else its first error on stderr (for the
+   * failures 'exit' and 'handoff').
+   */
+  said?: string;
 }
 
 /** RedeployFailedError: the new instance failed; the old one goes on serving. */

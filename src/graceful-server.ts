@@ -1002,10 +1002,12 @@ export class GracefulServer extends EventEmitter {
     }
     let goFd: { close(): void } | undefined;
     /** giveUp: a new instance that cannot start tells its predecessor (which serves on) and accepts nothing. */
-    const giveUp = () => {
+    const giveUp = (err: unknown) => {
       goFd?.close();
       if (!predecessor) return;
-      predecessor.abandon();
+      // The reason goes to the predecessor over the hand-off: its redeploy
+      // then fails with this one line, not with what our stderr nested.
+      predecessor.abandon((err as Error)?.message ?? String(err));
       this.handoffAbandoned = true;
       this.listenerSet.stopAll(false);
     };
@@ -1020,9 +1022,10 @@ export class GracefulServer extends EventEmitter {
     try {
       if (role !== 'primary') await this.hooks.run('ready');
     } catch (err) {
-      giveUp();
       const who = role === 'worker' ? `worker ${this.workerId} (pid ${process.pid})` : 'this instance';
-      throw new HookFailedError(`a ready hook failed, so ${who} does not start: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+      const failed = new HookFailedError(`a ready hook failed, so ${who} does not start: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+      giveUp(failed);
+      throw failed;
     }
     try {
       // Before the predecessor is told: a failure here leaves it serving.
@@ -1044,7 +1047,7 @@ export class GracefulServer extends EventEmitter {
         else await this.pool.startAll(onReady);
       }
     } catch (err) {
-      giveUp();
+      giveUp(err);
       this.log(`ready: this instance cannot start: ${(err as Error).message}`, { event: 'ready.failed', code: (err as { code?: string }).code });
       throw err;
     }
@@ -1117,12 +1120,18 @@ export class GracefulServer extends EventEmitter {
    * telinit switches runlevel: 0 halt, 1 single user (listeners closed,
    * control stays), 3 serving. Refused with ERR_GRACEFUL_NOT_READY before
    * ready(), ERR_GRACEFUL_UPGRADE_IN_PROGRESS during a redeploy,
-   * ERR_GRACEFUL_TERMINATING once handed over or halting.
+   * ERR_GRACEFUL_TERMINATING once handed over or halting. In a worker only
+   * telinit(0) is taken (it halts that worker, as the start pattern's catch
+   * wants); 1 and 3 reject with ERR_GRACEFUL_NOT_PRIMARY.
    */
   telinit(level: Runlevel | string | number): Promise<void> {
     let target: Runlevel;
     try {
-      if (this.roleInfo.role === 'worker') throw new NotPrimaryError(`telinit ${level}: worker ${this.workerId} takes its runlevel from the primary (pid ${process.ppid}): run telinit there (its control socket)`);
+      // A worker's telinit(0) halts that worker alone, so that the README's start pattern
+      // (`catch { await app.telinit(0); process.exit(1) }`) works unchanged in a worker; its
+      // runlevel 1 or 3 is the primary's to set.
+      const halt = this.roleInfo.role === 'worker' && (level === 0 || level === '0');
+      if (this.roleInfo.role === 'worker' && !halt) throw new NotPrimaryError(`telinit ${level}: worker ${this.workerId} takes its runlevel from the primary (pid ${process.ppid}): run telinit there (its control socket)`);
       target = checkRunlevel(level);
       if (this.pool && target !== 0) throw invalidArgument('telinit', `runlevel ${target} is not available with workers: use telinit 0 to halt the service, or run it without the workers option`);
       this.lifecycle.checkTelinit(target);

@@ -36,6 +36,8 @@ export const COMMIT_MARK = 'commit';
  */
 export const COMMIT_FIELD = 'commits';
 export const COMMITTED_MARK = 'committed';
+/** Meta `graceful` of a new instance that cannot start, instead of ready: `reason`, one line; it then closes the hand-off. */
+export const FAILED_MARK = 'failed';
 
 /** Set in the application's environment: the supervisor's pid. */
 export const SUPERVISOR_ENV = 'GRACEFUL_SUPERVISOR';

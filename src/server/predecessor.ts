@@ -8,7 +8,8 @@ import { HandoffFailedError, PeerRefusedError } from '../errors.js';
 import type { Meta } from '../meta.js';
 import { HandoffConnection, closeAll } from '../handoff/connection.js';
 import { receiveFrom, sendTo } from '../handoff/client.js';
-import { HANDOFF_ENV, COMMIT_FIELD, COMMIT_MARK, COMMITTED_MARK, END_MARK, PROGRESS_MARK, READY_MARK, RETIRE_MARK, RETIRED_MARK } from '../protocol.js';
+import { HANDOFF_ENV, COMMIT_FIELD, COMMIT_MARK, COMMITTED_MARK, END_MARK, FAILED_MARK, PROGRESS_MARK, READY_MARK, RETIRE_MARK, RETIRED_MARK } from '../protocol.js';
+import { oneLine, REASON_MAX } from './successor.js';
 
 /** InheritedFd: a descriptor from the predecessor, with its meta (name, kind, address). */
 export interface InheritedFd {
@@ -210,11 +211,23 @@ export class Predecessor {
     return next.then(() => undefined);
   }
 
-  /** abandon closes the connection without answering: the predecessor sees a failed redeploy. Idempotent. */
-  abandon(): void {
+  /**
+   * abandon closes the connection without a ready answer: the predecessor
+   * sees a failed redeploy. With a reason (why this instance cannot start),
+   * a failed record carrying it (one line, at most REASON_MAX characters)
+   * goes first, so that the predecessor's redeploy fails with that line
+   * rather than with what it reads back from our stderr (which nests the
+   * messages of every process between). Idempotent; never throws.
+   */
+  abandon(reason?: string): void {
     if (this.told) return;
     this.told = true;
-    closeAll([this.stderrFd]);
-    this.conn.close();
+    const close = () => {
+      closeAll([this.stderrFd]);
+      this.conn.close();
+    };
+    if (reason === undefined) return close();
+    // sendmsg is tried at once (the process may exit right after: an uncaught error).
+    sendTo(this.conn, this.stderrFd, { graceful: FAILED_MARK, reason: oneLine(reason, REASON_MAX) }).catch(() => undefined).finally(close);
   }
 }

@@ -81,7 +81,11 @@ export class Shutdown {
     lifecycle.level = 0;
     await this.parts.runLevelHooks(0).catch((err: Error) => log(`halt: a runlevel 0 hook failed: ${err.message}`));
     await this.parts.control()?.settle(deadline);
-    this.parts.control()?.close(!how.handedOver);
+    // The socket file goes only with the instance that owns it: a new instance
+    // that halts before it was ever ready (its start failed) inherited the
+    // control socket from its predecessor, which serves on and keeps it.
+    const owner = lifecycle.wasReady || this.parts.predecessor() === null;
+    this.parts.control()?.close(!how.handedOver && owner);
     this.parts.release();
     if (config.pidFile) {
       try {

@@ -13,7 +13,7 @@ import { listenAndServe } from '../handoff/server.js';
 import { receiveFrom } from '../handoff/client.js';
 import type { HandoffConnection, OutgoingFd } from '../handoff/connection.js';
 import type { HandoffServer } from '../handoff/server.js';
-import { HANDOFF_ENV, COMMIT_FIELD, END_MARK, PROGRESS_MARK, READY_MARK, RETIRE_MARK, RETIRED_MARK } from '../protocol.js';
+import { HANDOFF_ENV, COMMIT_FIELD, END_MARK, FAILED_MARK, PROGRESS_MARK, READY_MARK, RETIRE_MARK, RETIRED_MARK } from '../protocol.js';
 
 export { HANDOFF_ENV };
 const STDERR_LINES = 20;
@@ -84,14 +84,40 @@ class StderrTail {
   }
 }
 
+/** What Node prints around an uncaught error that tells nothing: blank lines, stack frames, its version, the caret, the error's properties. */
+const NOISE = [/^\s*$/, /^\s+at /, /^Node\.js v\d/, /^\s*\^+\s*$/, /^\s+[\w$]+: /, /^\s*[{}\]],?\s*$/];
+
 /**
  * lastWords: the telling lines of a stderr tail, without blank lines, stack
  * frames, the properties Node prints after an error, and its version banner.
  */
 function lastWords(lines: string[]): string {
-  const noise = [/^\s*$/, /^\s+at /, /^Node\.js v\d/, /^\s*\^+\s*$/, /^\s+[\w$]+: /, /^\s*[{}\]],?\s*$/];
-  const telling = lines.filter((l) => !noise.some((re) => re.test(l)));
+  const telling = lines.filter((l) => !NOISE.some((re) => re.test(l)));
   return (telling.length ? telling : lines).slice(-3).map((l) => l.trim()).join(' | ');
+}
+
+/** The longest reason a new instance reports of its failed start (a failed record), in characters. */
+export const REASON_MAX = 200;
+
+/** oneLine: the first non-blank line of text, trimmed, cut to max characters (an ellipsis marks a cut). */
+export function oneLine(text: string, max: number): string {
+  const line = text.split('\n').map((l) => l.trim()).find((l) => l !== '') ?? '';
+  return line.length > max ? `${line.slice(0, max - 1)}…` : line;
+}
+
+/**
+ * firstError: the first error a process wrote to stderr, one line of at most
+ * 120 characters: the first line shaped as an error (`Error: ...`, `TypeError
+ * [CODE]: ...`, as Node prints an uncaught one), else the first telling line
+ * that is not the library's own (`graceful[pid]: `) nor a source location;
+ * '' when it wrote nothing telling. A worker's own error, where lastWords
+ * would give the lines its halt logged after it.
+ */
+export function firstError(lines: string[]): string {
+  const telling = lines.filter((l) => !NOISE.some((re) => re.test(l)));
+  const error = telling.find((l) => /^\s*(?:Uncaught )?(?:[A-Z][\w$]*)?(?:Error|Exception)\b[^:]*: \S/.test(l));
+  const own = telling.find((l) => !/^graceful\[\d+\]: /.test(l) && !/^(?:file:\/\/|\/).*:\d+$/.test(l.trim()));
+  return oneLine(error ?? own ?? telling[0] ?? '', 120);
 }
 
 /**
@@ -123,6 +149,8 @@ async function runSuccessor(options: SuccessorOptions, dir: string): Promise<Suc
   let handoffError: Error | undefined;
   let answer: Meta | undefined;
   let link: SuccessorLink | undefined;
+  /** The reason the new instance reported of its failed start, if it did. */
+  let reported: string | undefined;
 
   let ready!: () => void;
   let failed!: (failure: RedeployFailure, message: string, cause?: unknown) => void;
@@ -165,6 +193,11 @@ async function runSuccessor(options: SuccessorOptions, dir: string): Promise<Suc
       ack = await receiveFrom(res.connection);
     }
     if (ack) fs.closeSync(ack.fd);
+    if (ack?.meta?.graceful === FAILED_MARK) {
+      // The new instance said why it cannot start (Predecessor.abandon): that line is the reason.
+      reported = oneLine(String(ack.meta.reason), REASON_MAX);
+      throw new HandoffFailedError(`the new instance cannot start: ${reported}`);
+    }
     if (ack?.meta?.graceful !== READY_MARK) {
       throw new HandoffFailedError(ack ? 'the new instance answered something other than ready' : 'the new instance closed the hand-off before it was ready');
     }
@@ -189,8 +222,9 @@ async function runSuccessor(options: SuccessorOptions, dir: string): Promise<Suc
     // A broken hand-off is most often the new instance dying: let its exit
     // name the failure if it comes; otherwise the hand-off is the reason.
     handoffError = err;
-    handoffTimer = setTimeout(() => failed({ reason: 'handoff', pid: child?.pid, stderr: tail.get() },
-      `the hand-off to the new instance (pid ${child?.pid}) failed: ${err.message}; it was killed and this instance goes on serving`, err), 1000);
+    handoffTimer = setTimeout(() => failed({ reason: 'handoff', pid: child?.pid, stderr: tail.get(), said: reported ?? firstError(tail.get()) },
+      reported !== undefined ? `the new instance (pid ${child?.pid}) gave up before it was ready; its last words: ${reported}; it was killed and this instance goes on serving`
+        : `the hand-off to the new instance (pid ${child?.pid}) failed: ${err.message}; it was killed and this instance goes on serving`, err), 1000);
   });
 
   const onAbort = () => failed({ reason: 'aborted', pid: child?.pid, signal: 'SIGKILL', stderr: tail.get() },
@@ -223,9 +257,13 @@ async function runSuccessor(options: SuccessorOptions, dir: string): Promise<Suc
     child.once('exit', (code, signal) => {
       const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
       const last = tail.get();
-      failed({ reason: 'exit', pid: child?.pid, exitCode: code, signal, stderr: last },
+      // Its reported reason, when it sent one, rather than its stderr: that
+      // carries the lines of every process it started (its workers) and of
+      // the application, each wrapping the one before.
+      const words = reported ?? (last.length ? lastWords(last) : '');
+      failed({ reason: 'exit', pid: child?.pid, exitCode: code, signal, stderr: last, said: reported ?? firstError(last) },
         `the new instance (pid ${child?.pid}) ${how} before it was ready` +
-          (last.length ? `; its last words: ${lastWords(last)}` : '') + '; this instance goes on serving',
+          (words ? `; its last words: ${words}` : '') + '; this instance goes on serving',
         handoffError);
     });
     if (child.pid !== undefined) options.onSpawned?.(child.pid);

@@ -5,7 +5,7 @@
  * instance; and a failure told as the worker's own.
  */
 import type { ChildProcess } from 'node:child_process';
-import { RedeployFailedError, WorkerFailedError } from '../errors.js';
+import { HandoffFailedError, RedeployFailedError, WorkerFailedError, type RedeployFailure } from '../errors.js';
 import type { Meta } from '../meta.js';
 import type { OutgoingFd } from '../handoff/connection.js';
 import type { OwnedFd } from '../owned-fd.js';
@@ -63,8 +63,21 @@ export async function spawnWorker(w: WorkerSpawn): Promise<{ child: ChildProcess
   }
 }
 
-/** workerFailure: a redeploy's failure message, reworded for a worker (" exited with code 1 ..." or ": <what>"). */
+/**
+ * workerFailure: a redeploy's failure message, reworded for a worker
+ * (" (pid N) exited with code 1 before it was ready: <its first error>" or ": <what>").
+ * A worker that exited or closed its hand-off is told in one line with its
+ * own first error (its reported reason, or its first error on stderr), never
+ * its last lines: those are what its halt logged, and this message is nested
+ * again by the old primary.
+ */
 export function workerFailure(err: unknown): string {
+  const e = err as RedeployFailedError;
+  const f = e?.failure as RedeployFailure | undefined;
+  if ((f?.reason === 'exit' || (f?.reason === 'handoff' && e.cause instanceof HandoffFailedError)) && f.pid !== undefined) {
+    const how = f.reason === 'handoff' ? 'closed its hand-off' : f.signal ? `was killed by ${f.signal}` : `exited with code ${f.exitCode}`;
+    return ` (pid ${f.pid}) ${how} before it was ready${f.said ? `: ${f.said}` : ''}`;
+  }
   const what = ((err as Error | undefined)?.message ?? String(err)).replace(/^the new instance/, '').replace(/;( it was killed( \(SIGKILL\))? and)? this instance goes on serving$/, '');
   return what.startsWith(' ') ? what : `: ${what}`;
 }
