@@ -1,0 +1,127 @@
+/** safefile.ts: files in directories other users may write to (the rules of protected_symlinks/protected_regular). */
+import { expect } from 'chai';
+import fs from 'node:fs';
+import path from 'node:path';
+import { checkDirectory, openFile, openFlags, writeFileAtomic } from '../../src/safefile.js';
+import { fdCount, fdFlags, O_CLOEXEC, tmpDir } from '../helpers.js';
+
+const NOBODY = 65534;
+const asRoot = process.getuid?.() === 0;
+
+describe('safefile', () => {
+  let before: number;
+  beforeEach(() => {
+    before = fdCount();
+  });
+
+  it('openFlags turns fs flags into open(2) flags, and refuses unknown ones with a Usage TypeError', () => {
+    const { O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_TRUNC, O_APPEND } = fs.constants;
+    expect(openFlags('r')).to.equal(O_RDONLY);
+    expect(openFlags('w')).to.equal(O_TRUNC | O_CREAT | O_WRONLY);
+    expect(openFlags('wx+')).to.equal(O_TRUNC | O_CREAT | O_RDWR | O_EXCL);
+    expect(openFlags('a')).to.equal(O_APPEND | O_CREAT | O_WRONLY);
+    expect(openFlags(O_RDWR)).to.equal(O_RDWR);
+    expect(() => openFlags('rw')).to.throw(TypeError, 'Usage: openFile(path, flags, mode): unknown flags "rw"');
+  });
+
+  it('checkDirectory: our own private directory is fine, a missing one is left to the open', () => {
+    const dir = tmpDir();
+    fs.chmodSync(dir, 0o700);
+    expect(checkDirectory(path.join(dir, 'f'), 'api')).to.deep.equal({ dir, shared: false, owner: process.getuid!() });
+    expect(checkDirectory(path.join(dir, 'missing', 'f'), 'api')).to.equal(null);
+  });
+
+  it('checkDirectory refuses a directory others may write to without the sticky bit', () => {
+    const dir = tmpDir();
+    fs.chmodSync(dir, 0o777);
+    expect(() => checkDirectory(path.join(dir, 'x.pid'), 'writePidFile', 'the pid file')).to.throw(
+      `writePidFile: ${dir} is writable by other users (mode 0777) without the sticky bit, so anyone could replace the pid file: ` +
+        'use a directory only this user can write (e.g. mode 0700), or set the sticky bit',
+    ).with.property('code', 'ERR_GRACEFUL_UNSAFE_DIRECTORY');
+    fs.chmodSync(dir, 0o1777);
+    expect(checkDirectory(path.join(dir, 'x.pid'), 'api')).to.include({ shared: true });
+  });
+
+  (asRoot ? it : it.skip)('checkDirectory refuses a directory of another user (not root)', () => {
+    const dir = tmpDir();
+    const sub = path.join(dir, 'theirs');
+    fs.mkdirSync(sub, 0o755);
+    fs.chownSync(sub, NOBODY, NOBODY);
+    expect(() => checkDirectory(path.join(sub, 's.sock'), 'listen', 'the socket')).to.throw(
+      `listen: ${sub} belongs to uid ${NOBODY}, who could replace the socket at any time: use a directory that belongs to this user (uid 0) or to root`,
+    ).with.property('code', 'ERR_GRACEFUL_UNSAFE_DIRECTORY');
+    expect(() => openFile(path.join(sub, 'f'), 'w', 0o600, 'api')).to.throw(/belongs to uid 65534/);
+    expect(fdCount()).to.equal(before);
+  });
+
+  it('openFile opens close-on-exec; in a sticky shared directory our files and links are fine', () => {
+    const dir = tmpDir();
+    fs.chmodSync(dir, 0o1777);
+    const file = path.join(dir, 'log');
+    const fd = openFile(file, 'a', 0o600, 'api');
+    expect(fdFlags(fd) & O_CLOEXEC).to.equal(O_CLOEXEC);
+    fs.writeSync(fd, 'one\n');
+    fs.closeSync(fd);
+    const link = path.join(dir, 'link');
+    fs.symlinkSync(file, link);
+    const fd2 = openFile(link, 'a', 0o600, 'api');
+    fs.writeSync(fd2, 'two\n');
+    fs.closeSync(fd2);
+    expect(fs.readFileSync(file, 'utf8')).to.equal('one\ntwo\n');
+    expect(fdCount()).to.equal(before);
+  });
+
+  (asRoot ? it : it.skip)('openFile refuses, in a sticky shared directory, a link or a file of another user, and leaks nothing', () => {
+    const dir = tmpDir();
+    fs.chmodSync(dir, 0o1777);
+    const target = path.join(dir, 'target');
+    fs.writeFileSync(target, '');
+    const link = path.join(dir, 'planted');
+    fs.symlinkSync(target, link);
+    fs.lchownSync(link, NOBODY, NOBODY);
+    expect(() => openFile(link, 'w', 0o600, 'writePidFile')).to.throw(
+      `writePidFile: ${link} is a symbolic link of uid ${NOBODY} in ${dir}, a directory other users can write to: ` +
+        'following it would write wherever its owner points it; remove it, or use a directory only this user can write',
+    ).with.property('code', 'ERR_GRACEFUL_UNSAFE_FILE');
+    const theirs = path.join(dir, 'theirs');
+    fs.writeFileSync(theirs, 'secret');
+    fs.chownSync(theirs, NOBODY, NOBODY);
+    expect(() => openFile(theirs, 'r', 0o600, 'api')).to.throw(
+      `api: ${theirs} belongs to uid ${NOBODY} in ${dir}, a directory other users can write to: ` +
+        'its owner could read or rewrite it; remove it, or use a directory only this user can write',
+    ).with.property('code', 'ERR_GRACEFUL_UNSAFE_FILE');
+    expect(() => writeFileAtomic(link, 'x', 0o644, 'api')).to.throw(/is a symbolic link of uid 65534/);
+    expect(fs.readdirSync(dir).sort()).to.deep.equal(['planted', 'target', 'theirs']); // no temporary file left
+    expect(fdCount()).to.equal(before);
+  });
+
+  it('openFile passes the errno of a failed open through and leaves nothing open', () => {
+    const dir = tmpDir();
+    expect(() => openFile(path.join(dir, 'nope'), 'r', 0o600, 'api')).to.throw().with.property('code', 'ENOENT');
+    fs.writeFileSync(path.join(dir, 'exists'), '');
+    expect(() => openFile(path.join(dir, 'exists'), 'wx', 0o600, 'api')).to.throw().with.property('code', 'EEXIST');
+    expect(fdCount()).to.equal(before);
+  });
+
+  it('writeFileAtomic replaces the file with exactly the mode asked, and leaves no temporary file', () => {
+    const dir = tmpDir();
+    const file = path.join(dir, 'state.json');
+    fs.writeFileSync(file, 'old');
+    const old = process.umask(0o077);
+    try {
+      writeFileAtomic(file, '{"new":true}', 0o644, 'api');
+    } finally {
+      process.umask(old);
+    }
+    expect(fs.readFileSync(file, 'utf8')).to.equal('{"new":true}');
+    expect(fs.statSync(file).mode & 0o7777).to.equal(0o644);
+    expect(fs.readdirSync(dir)).to.deep.equal(['state.json']);
+    // A rename onto a directory fails: the temporary file is removed and the errno thrown.
+    const sub = path.join(dir, 'sub');
+    fs.mkdirSync(sub);
+    fs.writeFileSync(path.join(sub, 'keep'), '');
+    expect(() => writeFileAtomic(sub, 'x', 0o600, 'api')).to.throw().with.property('code').that.is.oneOf(['EISDIR', 'ENOTEMPTY', 'EEXIST']);
+    expect(fs.readdirSync(dir).sort()).to.deep.equal(['state.json', 'sub']);
+    expect(fdCount()).to.equal(before);
+  });
+});
