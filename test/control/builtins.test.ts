@@ -1,6 +1,8 @@
 /** control/builtins.ts: the built-in control commands, run against a ControlTarget (real shell commands for update/rebuild). */
 import { expect } from 'chai';
-import { addBuiltins, type ControlRedeployEvent, type ControlTarget } from '../../src/control/builtins.js';
+import { addBuiltins, type ControlTarget } from '../../src/control/builtins.js';
+import type { RedeployEvent } from '../../src/server/redeploy.js';
+import { RedeployFailedError } from '../../src/errors.js';
 import { CommandRegistry, type CommandContext } from '../../src/control/commands.js';
 
 interface Ran { result: unknown; lines: string[]; events: unknown[]; handedOver: boolean }
@@ -14,10 +16,10 @@ function target(over: Partial<ControlTarget> = {}): ControlTarget & { calls: str
     telinit: async (level) => {
       calls.push(`telinit ${level}`);
     },
-    redeploy: async (onEvent: (e: ControlRedeployEvent) => void) => {
-      onEvent({ type: 'spawned', pid: 9, ms: 1 });
+    redeploy: async (onEvent: (e: RedeployEvent) => void) => {
+      onEvent({ type: 'spawned', pid: 9, ms: 1, timeoutMs: 60_000 });
       onEvent({ type: 'ready', pid: 9, ms: 20 });
-      onEvent({ type: 'failed', ms: 30 });
+      onEvent({ type: 'failed', ms: 30, error: new RedeployFailedError('failed on purpose', { reason: 'exit', stderr: [] }) });
       return { pid: 9, readyMs: 20 };
     },
     reopen: async () => ['access.log', 'error.log'],

@@ -92,7 +92,8 @@ describe('back-to-back redeploys', function () {
     expect(app.stdout.filter((l) => l.startsWith('takeback '))).to.deep.equal([]);
     expect(readyPids(app)).to.deep.equal([a, b]);
     const answer = await httpGet({ port }).then((r) => r.body, (err: NodeJS.ErrnoException) => err.code);
-    expect(answer).to.equal('ECONNREFUSED');
+    // Nobody serves: the port refuses, or resets what the killed instance's queue held.
+    expect(['ECONNREFUSED', 'ECONNRESET']).to.include(answer);
   });
 
   it('with workers: the second redeploy does not wait out the first primary\'s window', async () => {

@@ -90,7 +90,7 @@ describe('server/stats', () => {
 
   it('onRedeploy records failures and take-backs, keeping the last STATS_LAST_REDEPLOYS', () => {
     const s = new Stats();
-    s.onRedeploy({ type: 'spawned', pid: 100, ms: 5 });
+    s.onRedeploy({ type: 'spawned', pid: 100, ms: 5, timeoutMs: 60_000 });
     s.onRedeploy({ type: 'ready', pid: 100, ms: 40 });
     s.onRedeploy(failed('taken-back', 100, 60));
     s.onRedeploy(failed('exit', 101, 10)); // no spawned event: the pid comes from the failure
@@ -101,7 +101,7 @@ describe('server/stats', () => {
       { pid: 100, result: 'taken-back', readyMs: 40, reason: 'taken-back' },
       { pid: 101, result: 'failed', readyMs: null, reason: 'exit' },
     ]);
-    s.onRedeploy({ type: 'spawned', pid: 102, ms: 1 });
+    s.onRedeploy({ type: 'spawned', pid: 102, ms: 1, timeoutMs: 60_000 });
     s.onRedeploy({ type: 'done', pid: 102, forced: 0, handedOver: 0, drained: 0, ms: 50 });
     for (let i = 0; i < 10; i++) s.onRedeploy(failed('exit', 200 + i, 1));
     snap = s.snapshot([]);

@@ -109,7 +109,7 @@ describe('workers/pool', function () {
     h = harness(3, [1]);
     const err = await h.pool.startAll().then(() => null, (e: Error) => e);
     expect(err).to.be.instanceOf(WorkerFailedError);
-    expect(err!.message).to.match(/^worker 1 of generation 7 \(pid \d+\) exited with code 3 before it was ready; its last words: successor-child: giving up on purpose$/);
+    expect(err!.message).to.match(/^worker 1 of generation 7 \(pid \d+\) exited with code 3 before it was ready: successor-child: giving up on purpose$/);
     expect(h.undone).to.equal(1);
     expect(states(h)).to.deep.equal(['stopped', 'stopped', 'stopped']);
     expect(h.pool.pids()).to.deep.equal([]);

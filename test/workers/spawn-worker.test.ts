@@ -46,7 +46,7 @@ describe('workers/spawn-worker', function () {
     const before = openFds().length;
     const err = await spawnWorker({ id: 1, count: 2, generation: () => 9, descriptors: () => [], state: {}, timeoutMs: 20_000, spawn: fixture([], 'exit') }).then(() => null, (e: Error) => e);
     expect(err).to.be.instanceOf(WorkerFailedError);
-    expect(err!.message).to.match(/^worker 1 of generation 9 \(pid \d+\) exited with code 3 before it was ready; its last words: successor-child: giving up on purpose$/);
+    expect(err!.message).to.match(/^worker 1 of generation 9 \(pid \d+\) exited with code 3 before it was ready: successor-child: giving up on purpose$/);
     expect(err!.cause).to.be.instanceOf(RedeployFailedError);
     expect(openFds().length).to.equal(before);
   });
