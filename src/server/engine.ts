@@ -281,14 +281,7 @@ export class Engine {
 
   /** rotateTicketKeys: see GracefulServer.rotateTicketKeys(). */
   rotateTicketKeys(): string[] {
-    if (this.role.kind === 'worker') return []; // the primary's keys: rotated there
-    const names = this.role.rotateTickets();
-    for (const l of this.listeners) {
-      if (!l.tickets) continue;
-      l.tickets.rotate();
-      names.push(l.name);
-    }
-    return names;
+    return this.role.rotateTickets();
   }
 
   /** status: see GracefulServer.status(). */

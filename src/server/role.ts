@@ -59,7 +59,7 @@ export interface Role {
   runTask(name: string, args: string[], run: (args: string[]) => unknown): Promise<unknown>;
   /** reopenElsewhere: the files re-opened here; re-open them where else they are open (every worker). */
   reopenElsewhere(): Promise<void>;
-  /** rotateTickets: rotate the TLS session-ticket keys this role holds; their names. */
+  /** rotateTickets: rotate the TLS session-ticket keys this role serves with (none in a worker: its primary's); their names. */
   rotateTickets(): string[];
   /** drain: besides the listeners here, what drains at a halt or runlevel 1 (the workers). */
   drain(): Promise<void>;

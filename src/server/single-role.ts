@@ -119,8 +119,15 @@ export class SingleRole implements Role {
 
   async reopenElsewhere(): Promise<void> {}
 
+  /** rotateTickets rotates the session-ticket keys of every TLS listener here; their names. */
   rotateTickets(): string[] {
-    return [];
+    const names: string[] = [];
+    for (const l of this.engine.listeners) {
+      if (!l.tickets) continue;
+      l.tickets.rotate();
+      names.push(l.name);
+    }
+    return names;
   }
 
   async drain(): Promise<void> {}

@@ -124,6 +124,11 @@ export class WorkerRole extends SingleRole {
     });
   }
 
+  /** rotateTickets: none here: a worker serves with its primary's keys, rotated there. */
+  override rotateTickets(): string[] {
+    return [];
+  }
+
   override release(): void {
     this.link?.close();
   }
