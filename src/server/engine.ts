@@ -104,7 +104,7 @@ export class Engine {
       predecessor: () => this.predecessor,
       draining: (open) => options.emit('draining', open),
       workers: () => role.drain(),
-      keepSocketFiles: role.kind === 'worker',
+      keepSocketFiles: !role.ownsService, // a worker's UNIX socket files are its primary's
       release: () => {
         role.release();
         this.removeSignals?.();
@@ -132,7 +132,7 @@ export class Engine {
       takeBack: parts.takeBack, retire: parts.retire, refill: parts.refill,
     });
     this.tasks.add('reopen', async () => `reopened ${(await this.reopen()).join(', ') || 'nothing'}`);
-    this.tasks.add('rotate-tickets', () => (role.kind === 'worker'
+    this.tasks.add('rotate-tickets', () => (!role.ownsService
       ? 'a worker serves with the TLS ticket keys of its primary: run rotate-tickets on the primary'
       : `rotated the TLS ticket keys of ${this.rotateTicketKeys().join(', ') || 'nothing (no TLS listener)'}`));
   }
@@ -170,7 +170,7 @@ export class Engine {
       this.keepAlive = setInterval(() => undefined, 2 ** 31 - 1);
       if (this.control) await this.openControl(this.control);
       if (this.role.runsAppHooks) await this.hooks.run('start'); // the hooks run where the application serves
-      if (this.config.signals !== false || this.role.kind === 'worker') this.removeSignals = this.installSignals();
+      if (this.config.signals !== false || !this.role.ownsService) this.removeSignals = this.installSignals();
     })();
     return this.initPromise;
   }
@@ -386,7 +386,7 @@ export class Engine {
   private installSignals(): () => void {
     const { lifecycle } = this;
     return installInstanceSignals({
-      worker: this.role.kind === 'worker', options: this.config, log: this.log,
+      worker: !this.role.ownsService, options: this.config, log: this.log,
       redeploy: () => this.options.redeploy(),
       halt: () => this.stop(true),
       haltBySignal: () => lifecycle.haltBySignal,
