@@ -26,20 +26,20 @@
  * Runlevel changes (telinit 1 and 3) happen in 'ready'. Every transition runs
  * through run(), one after another; the checks that refuse one (with a coded
  * error) are here, before it is queued.
+ *
+ * It is the only holder of lifecycle state, each piece with no public
+ * setter: the state, the runlevel (RUNLEVELS says which a state may enter),
+ * the one change under way (a redeploy or a scale, never both; a scale is
+ * also queued, so a halt waits for it), the new instance handed over to, a
+ * start abandoned (the predecessor was told), a start step failed (the loop
+ * no longer held), the halt cause, and the generation.
  */
 import {
-  AlreadyHandedOverError, AlreadyReadyError, NotReadyError, PredecessorRunningError, TerminatingError, UpgradeInProgressError,
+  AlreadyHandedOverError, AlreadyReadyError, HandoffFailedError, NotReadyError, PredecessorRunningError, TerminatingError, UpgradeInProgressError,
 } from '../errors.js';
 import type { Runlevel } from './options.js';
 
 export type InstanceState = 'starting' | 'ready' | 'handing-over' | 'taken-back' | 'draining' | 'halting' | 'halted';
-
-/**
- * Role: what the instance is to its service. 'instance' serves itself; the
- * workers issue adds a primary that serves through worker processes, with the
- * same states and invariants (a generation of workers in place of one process).
- */
-export type Role = 'instance';
 
 const NEXT: Record<InstanceState, readonly InstanceState[]> = {
   starting: ['ready', 'halting'],
@@ -50,6 +50,20 @@ const NEXT: Record<InstanceState, readonly InstanceState[]> = {
   halting: ['halted'],
   halted: [],
 };
+
+/** RUNLEVELS: the runlevels each state may enter (1 and 3 while serving or starting, 0 only once halting). */
+const RUNLEVELS: Record<InstanceState, readonly Runlevel[]> = {
+  starting: [1, 3],
+  ready: [1, 3],
+  'handing-over': [],
+  'taken-back': [],
+  draining: [],
+  halting: [0],
+  halted: [],
+};
+
+/** Change: the one change of the instance's processes under way. */
+export type Change = 'redeploy' | 'scale';
 
 /** RedeployTicket: the one redeploy under way. */
 export interface RedeployTicket {
@@ -65,7 +79,6 @@ export interface RedeployTicket {
 }
 
 export interface LifecycleOptions {
-  role?: Role;
   /**
    * The instance this one replaced, while it still runs: its pid, a promise
    * of its exit, and commit: ask it to end its take-back window now (true once
@@ -82,23 +95,91 @@ export interface LifecycleOptions {
 export const COMMIT_ANSWER_MS = 2000;
 
 export class Lifecycle {
-  readonly role: Role;
   private current: InstanceState = 'starting';
   private queue: Promise<void> = Promise.resolve();
   private ticket: RedeployTicket | null = null;
-  /** The runlevel: 3 serving, 1 listeners closed, 0 halted. */
-  level: Runlevel = 3;
-  /** The new instance this one handed over to (while it hands over, drains and halts). */
-  handedOverTo: number | null = null;
-  /** ready() finished once. */
-  wasReady = false;
+  private scaling = false;
+  private runlevel: Runlevel = 3;
+  private handedTo: number | null = null;
+  private readyOnce = false;
+  private abandoned = false;
+  private failedStep = false;
+  private bySignal = false;
+  private gen = 1;
+  private inherited = false;
 
-  constructor(private readonly options: LifecycleOptions = {}) {
-    this.role = options.role ?? 'instance';
-  }
+  constructor(private readonly options: LifecycleOptions = {}) {}
 
   get state(): InstanceState {
     return this.current;
+  }
+
+  /** level: the runlevel, 3 serving, 1 listeners closed, 0 halted. */
+  get level(): Runlevel {
+    return this.runlevel;
+  }
+
+  /** enter: the runlevel is now level; one the state may not enter (RUNLEVELS) is a bug, and throws. */
+  enter(level: Runlevel): void {
+    if (!RUNLEVELS[this.current].includes(level)) throw new Error(`graceful: no runlevel ${level} while ${this.current}`);
+    this.runlevel = level;
+  }
+
+  /** generation: 1 for the first instance, then one more for each redeploy (a worker has its primary's). */
+  get generation(): number {
+    return this.gen;
+  }
+
+  /** inherit sets the generation from what the predecessor said, once, while starting. */
+  inherit(generation: number): void {
+    if (this.current !== 'starting' || this.inherited) throw new Error('graceful: the generation is set once, while starting');
+    this.inherited = true;
+    this.gen = generation;
+  }
+
+  /** handedOverTo: the new instance this one handed over to (while it hands over, drains and halts). */
+  get handedOverTo(): number | null {
+    return this.handedTo;
+  }
+
+  /** wasReady: ready() finished once. */
+  get wasReady(): boolean {
+    return this.readyOnce;
+  }
+
+  /** abandonStart: a new instance's ready() failed and told its predecessor, which serves on: this one cannot start any more. */
+  abandonStart(): void {
+    this.abandoned = true;
+  }
+
+  /** checkNotAbandoned: a ready() after an abandoned start throws ERR_GRACEFUL_HANDOFF_FAILED. */
+  checkNotAbandoned(predecessorPid: number | undefined): void {
+    if (this.abandoned) {
+      throw new HandoffFailedError(`ready(): an earlier ready() failed and told the predecessor (pid ${predecessorPid}), which goes on serving: exit this process`);
+    }
+  }
+
+  /** stepFailed: a start step failed before ready() (the loop is no longer held); resumed() once ready() holds it again. */
+  stepFailed(): void {
+    this.failedStep = true;
+  }
+
+  resumed(): void {
+    this.failedStep = false;
+  }
+
+  /** startStepFailed: a start step failed and no ready() has held the loop since. */
+  get startStepFailed(): boolean {
+    return this.failedStep;
+  }
+
+  /** haltBySignal: a SIGTERM/SIGINT asked for the halt (then the process exits, and a second SIGINT forces it). */
+  signalled(): void {
+    this.bySignal = true;
+  }
+
+  get haltBySignal(): boolean {
+    return this.bySignal;
   }
 
   /** terminating: on the way out (handed over, or halting), or gone. */
@@ -106,12 +187,23 @@ export class Lifecycle {
     return this.current !== 'starting' && this.current !== 'ready' && this.current !== 'taken-back';
   }
 
-  /** to moves to next; a move the table does not allow is a bug, and throws. */
-  to(next: InstanceState): void {
+  /**
+   * to moves to next; a move the table does not allow is a bug, and throws.
+   * 'handing-over' names the new instance (newPid); back to 'ready' from a
+   * take-back forgets it.
+   */
+  to(next: InstanceState, newPid?: number): void {
     const from = this.current;
     if (!NEXT[from].includes(next)) throw new Error(`graceful: no transition from ${from} to ${next}`);
+    if (next === 'handing-over') {
+      if (newPid === undefined) throw new Error('graceful: handing-over names the new instance');
+      this.handedTo = newPid;
+    }
     this.current = next;
-    if (next === 'ready') this.wasReady = true;
+    if (next === 'ready') {
+      this.readyOnce = true;
+      this.handedTo = null;
+    }
     this.options.onState?.(from, next);
   }
 
@@ -146,12 +238,13 @@ export class Lifecycle {
    * waitForPredecessor() before spawning.
    */
   beginRedeploy(): RedeployTicket {
+    if (this.scaling) throw new UpgradeInProgressError('redeploy(): a scale of the workers is under way: redeploy once it is done (see status)');
     if (this.ticket) {
       throw new UpgradeInProgressError(
         `redeploy() is refused while another redeploy is under way (new instance pid ${this.ticket.pid ?? '(starting)'}, started ${Date.now() - this.ticket.since} ms ago): wait for it to finish`,
       );
     }
-    if (this.handedOverTo !== null) throw new AlreadyHandedOverError(`redeploy(): this instance already handed over to pid ${this.handedOverTo}; ask that one`);
+    if (this.handedTo !== null) throw new AlreadyHandedOverError(`redeploy(): this instance already handed over to pid ${this.handedTo}; ask that one`);
     if (this.terminating) throw new TerminatingError(`redeploy(): this instance is ${this.describe()}`);
     if (this.current !== 'ready') throw new NotReadyError('redeploy(): this instance is not ready yet; call ready() first');
     let settle!: () => void;
@@ -214,6 +307,30 @@ export class Lifecycle {
     ticket.settle();
   }
 
+  /**
+   * scale queues a scale of the workers: refused (ERR_GRACEFUL_UPGRADE_IN_PROGRESS)
+   * unless ready, during a redeploy or another scale; queued like every
+   * transition, so a halt asked meanwhile waits for it.
+   */
+  scale<T>(run: () => Promise<T>): Promise<T> {
+    try {
+      if (this.current !== 'ready') throw new UpgradeInProgressError(`scale: this instance is ${this.current}, not serving: try again once it is ready`);
+      if (this.ticket) throw new UpgradeInProgressError('scale: a redeploy is under way: scale once it is done (the new version starts with the number it configures)');
+      if (this.scaling) throw new UpgradeInProgressError('scale: another scale is under way: wait for it (see status)');
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    this.scaling = true;
+    return this.run(run).finally(() => {
+      this.scaling = false;
+    });
+  }
+
+  /** change: the change under way, a redeploy or a scale, if any. */
+  get change(): Change | null {
+    return this.ticket ? 'redeploy' : this.scaling ? 'scale' : null;
+  }
+
   /** redeploying: the redeploy under way, if any. */
   get redeploying(): RedeployTicket | null {
     return this.ticket;
@@ -223,7 +340,7 @@ export class Lifecycle {
     switch (this.current) {
       case 'handing-over':
       case 'draining':
-        return `draining: it handed over to pid ${this.handedOverTo}`;
+        return `draining: it handed over to pid ${this.handedTo}`;
       case 'halted':
         return 'halted';
       default:

@@ -9,7 +9,7 @@ import { loadConfig } from '../config.js';
 import type { LogSink } from '../log.js';
 import type { SighupAction } from './signals.js';
 import type { SpawnFunction } from './successor.js';
-import type { ControlLimits } from '../control/server.js';
+import type { ControlLimits } from './control-port.js';
 import { DEFAULT_TICKET_KEY_ROTATION, checkRotation } from './ticket-keys.js';
 
 export type Runlevel = 0 | 1 | 3;

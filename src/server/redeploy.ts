@@ -9,7 +9,7 @@
 import { RedeployFailedError } from '../errors.js';
 import type { Meta } from '../meta.js';
 import { closeAll, type OutgoingFd } from '../handoff/connection.js';
-import type { ControlServer } from '../control/server.js';
+import type { ControlPort } from './control-port.js';
 import type { LogFields } from '../log.js';
 import { monotonicUsec, notify } from '../systemd.js';
 import { COMMIT_MARK, COMMITTED_MARK, EXIT_FIELD, SUPERVISOR_ENV } from '../protocol.js';
@@ -52,7 +52,7 @@ export interface RedeployParts {
   /** State for the new instance (runlevel, generation, ports closed in runlevel 1). */
   state(): Meta;
   listeners: Listeners;
-  control(): ControlServer | null;
+  control(): ControlPort | null;
   /** Stop accepting everywhere and drain; resolves with how many connections were forced closed. */
   drain(release: boolean): Promise<number>;
   /** This instance serves (again): pid file, sd_notify. */
@@ -198,8 +198,7 @@ export class Redeployer {
       fail(error);
       return;
     }
-    lifecycle.handedOverTo = pid;
-    lifecycle.to('handing-over');
+    lifecycle.to('handing-over', pid);
     const control = this.parts.control();
     control?.handoffDone();
     this.parts.listeners.keepSpares();
@@ -256,7 +255,6 @@ export class Redeployer {
     await this.parts.listeners.takeBack(log);
     await this.parts.takeBack?.().catch((err: Error) => log(`take-back: ${err.message}`));
     await this.parts.control()?.takeBack().catch((err: Error) => log(`take-back of the control socket failed: ${err.message}`));
-    lifecycle.handedOverTo = null;
     lifecycle.to('ready');
     this.parts.serving();
     const error = new RedeployFailedError(

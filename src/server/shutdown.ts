@@ -6,7 +6,7 @@
  * pid file (if it names this process), runs the terminate hooks, and reaches
  * 'halted'.
  */
-import type { ControlServer } from '../control/server.js';
+import type { ControlPort } from './control-port.js';
 import type { LogFields } from '../log.js';
 import { removePidFile } from '../pidfile.js';
 import { notify } from '../systemd.js';
@@ -30,7 +30,7 @@ export interface ShutdownParts {
   listeners: Listeners;
   hooks: Hooks;
   runLevelHooks(level: Runlevel): Promise<void>;
-  control(): ControlServer | null;
+  control(): ControlPort | null;
   predecessor(): Predecessor | null;
   /** The application hears that a drain starts (open connections). */
   draining(open: number): void;
@@ -78,7 +78,7 @@ export class Shutdown {
     const stopped = await hooks.runStop(deadline);
     if (stopped === 'overran') log(`halt: stop hooks still running at the shutdown timeout (${config.shutdownTimeout} ms): going on without them`, { event: 'halt.stop-overran' });
     else if (stopped instanceof Error) log(`halt: a stop hook failed: ${stopped.message}`, { event: 'halt.stop-failed' });
-    lifecycle.level = 0;
+    lifecycle.enter(0);
     await this.parts.runLevelHooks(0).catch((err: Error) => log(`halt: a runlevel 0 hook failed: ${err.message}`));
     await this.parts.control()?.settle(deadline);
     // The socket file goes only with the instance that owns it: a new instance

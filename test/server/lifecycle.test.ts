@@ -3,6 +3,7 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
 import { loadConfig } from '../../src/index.js';
+import { Lifecycle } from '../../src/server/lifecycle.js';
 import { httpGet, spawnFixture, tmpDir, until, type Child, endGenerations } from '../helpers.js';
 
 describe('lifecycle', function () {
@@ -217,5 +218,105 @@ describe('lifecycle', function () {
     expect(current).to.have.length(200);
     // The same lines never reach both files.
     expect(current.filter((l) => rotated.includes(l))).to.deep.equal([]);
+  });
+});
+
+describe('Lifecycle: the only holder of lifecycle state', () => {
+  const codeOf = async (p: Promise<unknown> | (() => unknown)): Promise<string | undefined> => {
+    try {
+      await (typeof p === 'function' ? p() : p);
+    } catch (err) {
+      return (err as { code?: string }).code ?? (err as Error).message;
+    }
+    return undefined;
+  };
+
+  it('enters the runlevels its table allows: 1 and 3 while starting or ready, 0 only once halting', () => {
+    const l = new Lifecycle();
+    expect(l.level).to.equal(3);
+    l.enter(1);
+    expect(l.level).to.equal(1);
+    expect(() => l.enter(0)).to.throw('no runlevel 0 while starting');
+    l.to('ready');
+    l.enter(3);
+    l.to('handing-over', 7);
+    expect(() => l.enter(1)).to.throw('no runlevel 1 while handing-over');
+    l.to('draining');
+    l.to('halting');
+    l.enter(0);
+    expect(l.level).to.equal(0);
+    l.to('halted');
+    expect(() => l.enter(3)).to.throw('no runlevel 3 while halted');
+  });
+
+  it('takes the generation once, while starting', () => {
+    const l = new Lifecycle();
+    expect(l.generation).to.equal(1);
+    l.inherit(5);
+    expect(l.generation).to.equal(5);
+    expect(() => l.inherit(6)).to.throw('the generation is set once, while starting');
+    const late = new Lifecycle();
+    late.to('ready');
+    expect(() => late.inherit(2)).to.throw('the generation is set once, while starting');
+    expect(late.generation).to.equal(1);
+  });
+
+  it('names the new instance when handing over, and forgets it when it takes back', () => {
+    const l = new Lifecycle();
+    l.to('ready');
+    expect(() => l.to('handing-over')).to.throw('handing-over names the new instance');
+    expect(l.state).to.equal('ready');
+    l.to('handing-over', 42);
+    expect(l.handedOverTo).to.equal(42);
+    l.to('taken-back');
+    expect(l.handedOverTo).to.equal(42);
+    l.to('ready');
+    expect(l.handedOverTo).to.equal(null);
+  });
+
+  it('holds one change at a time: no scale unless ready, none during a redeploy, no redeploy during a scale', async () => {
+    const l = new Lifecycle();
+    expect(await codeOf(l.scale(async () => undefined))).to.equal('ERR_GRACEFUL_UPGRADE_IN_PROGRESS');
+    l.to('ready');
+    const t = l.beginRedeploy();
+    expect(l.change).to.equal('redeploy');
+    const during = await l.scale(async () => undefined).catch((e: Error) => e);
+    expect((during as Error).message).to.equal('scale: a redeploy is under way: scale once it is done (the new version starts with the number it configures)');
+    l.endRedeploy(t);
+    expect(l.change).to.equal(null);
+    let finish!: () => void;
+    const scaling = l.scale(() => new Promise<void>((resolve) => (finish = resolve)));
+    expect(l.change).to.equal('scale');
+    const redeploy = await codeOf(() => l.beginRedeploy());
+    expect(redeploy).to.equal('ERR_GRACEFUL_UPGRADE_IN_PROGRESS');
+    expect((await l.scale(async () => undefined).catch((e: Error) => e) as Error).message).to.equal('scale: another scale is under way: wait for it (see status)');
+    // A halt asked meanwhile is queued behind the scale.
+    const seen: string[] = [];
+    const halt = l.run(async () => void seen.push('halt'));
+    await new Promise((r) => setImmediate(r));
+    expect(seen).to.deep.equal([]);
+    finish();
+    await scaling;
+    await halt;
+    expect(seen).to.deep.equal(['halt']);
+    expect(l.change).to.equal(null);
+    l.to('halting');
+    expect((await l.scale(async () => undefined).catch((e: Error) => e) as Error).message).to.equal('scale: this instance is halting, not serving: try again once it is ready');
+  });
+
+  it('remembers an abandoned start, a failed start step and a halt asked by a signal', async () => {
+    const l = new Lifecycle();
+    l.checkNotAbandoned(10);
+    l.abandonStart();
+    const err = await codeOf(() => l.checkNotAbandoned(10));
+    expect(err).to.equal('ERR_GRACEFUL_HANDOFF_FAILED');
+    expect(l.startStepFailed).to.equal(false);
+    l.stepFailed();
+    expect(l.startStepFailed).to.equal(true);
+    l.resumed();
+    expect(l.startStepFailed).to.equal(false);
+    expect(l.haltBySignal).to.equal(false);
+    l.signalled();
+    expect(l.haltBySignal).to.equal(true);
   });
 });
