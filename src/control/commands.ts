@@ -80,6 +80,7 @@ export function nearest(word: string, names: readonly string[]): string | null {
   let best: string | null = null;
   let bestD = Infinity;
   for (const n of names) {
+    if (n === word) continue; // a name that does not resolve (a dangling alias) is no suggestion
     const dist = editDistance(word.toLowerCase(), n.toLowerCase());
     // A tie goes to the name of the word's length (letters swapped, not one left out).
     if (dist < bestD || (dist === bestD && best !== null && n.length === word.length && best.length !== word.length)) [best, bestD] = [n, dist];

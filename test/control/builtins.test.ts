@@ -98,7 +98,7 @@ describe('control/builtins', () => {
     expect(plain.result).to.equal(undefined);
     const json = await run(r, ['redeploy'], true);
     expect(json.events).to.deep.equal([
-      { event: 'spawned', pid: 9, ms: 1, connections: undefined },
+      { event: 'spawned', pid: 9, ms: 1, connections: undefined, timeoutMs: 60_000 },
       { event: 'ready', pid: 9, ms: 20, connections: undefined },
     ]);
     expect(json.result).to.deep.equal({ pid: 9, readyMs: 20 });
