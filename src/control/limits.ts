@@ -5,35 +5,21 @@
  * take, the slots kept for `status` probes).
  */
 import { invalidArgument } from '../errors.js';
+import type { ControlLimits } from '../server/control-port.js';
 
-export interface ControlServerOptions {
+/** The bounds (the controlLimits option) are the engine's type: one definition for both sides. */
+export type { ControlLimits };
+
+export interface ControlServerOptions extends ControlLimits {
   /** File mode of the socket (default 0o600). */
   mode?: number;
   /** uids allowed besides ours and root. */
   allowUids?: number[];
   /** ms a connection may stay silent with no command running (default 300 s). */
   idleTimeout?: number;
-  /** Most connections at once (default 64). */
-  maxConnections?: number;
-  /** Connections kept, beyond maxConnections, for `status` probes (default 4). */
-  probeConnections?: number;
-  /** Refused connections being answered at once; more are closed without an answer (default 16). */
-  maxRefused?: number;
-  /** ms a line may take from its first byte to its newline (default 10 s). */
-  lineTimeout?: number;
-  /** ms a client may leave its output unread before it is dropped (default 10 s). */
-  writeTimeout?: number;
-  /** Lines a connection may queue while a command runs; reading stops beyond (default 32). */
-  maxQueuedLines?: number;
-  /** Unread output a connection may hold before it is dropped (default 1 MiB). */
-  maxOutputBytes?: number;
   /** Where the reasons for dropped connections go (default: NODE_DEBUG=graceful). */
   log?: (message: string) => void;
 }
-
-/** ControlLimits: the bounds of ControlServerOptions, as GracefulServer's controlLimits option takes them. */
-export type ControlLimits = Pick<ControlServerOptions, 'maxConnections' | 'probeConnections' | 'maxRefused' | 'lineTimeout' |
-  'writeTimeout' | 'maxQueuedLines' | 'maxOutputBytes'>;
 
 /** Defaults of ControlServerOptions. */
 export const CONTROL_DEFAULTS = {
