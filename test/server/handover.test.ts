@@ -61,8 +61,8 @@ describe('hand-over and take-back', function () {
     expect(fs.readFileSync(pidFile, 'utf8'), 'the old instance did not claim the pid file back').to.equal(`${r.pid}\n`);
   });
 
-  it('chained redeploys: a new instance does not spawn a third while its predecessor can still take back', async () => {
-    const { pid, port } = await start({ APP_TAKE_BACK_WINDOW: '5000' });
+  it('chained redeploys: a predecessor that does not answer the commit (stopped) is waited for, and takes back when the new one dies: never a third', async () => {
+    const { pid, port } = await start({ APP_TAKE_BACK_WINDOW: '20000' });
     const first = request(sock, 'redeploy').catch((err: Error & { code?: string }) => err);
     const gen2 = Number((await app!.next(/^ready \d+ \d+ 2/)).split(' ')[1]);
     // New control clients reach gen2 once gen1 has handed the control socket over.
@@ -72,9 +72,13 @@ describe('hand-over and take-back', function () {
       client.close();
       return null;
     }, 10_000, 'a control connection to gen2'))!;
+    // gen1, still in its window, cannot answer gen2's commit: gen2 waits for its exit instead.
+    process.kill(pid, 'SIGSTOP');
     const second = c.request('redeploy').catch((err: Error & { code?: string }) => err);
+    await until(() => app!.stderr.some((l) => l.includes(`redeploy: the instance this one replaced (pid ${pid}) did not answer a commit within`)), 10_000, 'gen2 to give up on the commit');
     await until(() => app!.stderr.some((l) => l.includes(`redeploy: waiting for the instance this one replaced (pid ${pid}) to exit first`)), 10_000, 'gen2 to wait for gen1');
     process.kill(gen2, 'SIGKILL');
+    process.kill(pid, 'SIGCONT');
     const err = (await first) as Error & { code?: string };
     expect(err.code, err.message).to.equal('ERR_GRACEFUL_REDEPLOY_FAILED');
     expect(err.message).to.include(`the new instance (pid ${gen2}) was killed by SIGKILL`);
@@ -86,15 +90,19 @@ describe('hand-over and take-back', function () {
     expect(app!.stdout.filter((l) => / 3 \d$/.test(l) && l.startsWith('ready '))).to.deep.equal([]);
   });
 
-  it('a redeploy asked of a new instance waits for its predecessor to exit, then runs', async () => {
-    const { pid, port } = await start({ APP_TAKE_BACK_WINDOW: '100' });
-    const slow = httpGet({ port, path: '/slow?ms=3000' }); // keeps gen1 draining
+  it('a redeploy asked of a new instance whose predecessor is past its take-back window runs at once, while the predecessor still drains', async () => {
+    const { pid, port } = await start({ APP_TAKE_BACK_WINDOW: '100', APP_SHUTDOWN_TIMEOUT: '20000' });
+    const slow = httpGet({ port, path: '/slow?ms=8000' }); // keeps gen1 draining through both redeploys
     await until(async () => ((await request(sock, 'status')) as { connections: number }).connections > 0, 10_000, 'the slow request to arrive');
     const r2 = (await request(sock, 'redeploy')) as { pid: number };
     const r3 = (await request(sock, 'redeploy')) as { pid: number };
-    expect(gone(pid), 'gen1 had exited before gen3 was spawned').to.equal(true);
+    // gen1 committed (its window passed): gen3 did not wait for its drain, and gen1 never served again.
+    expect(gone(pid), 'gen1 still drains its slow request').to.equal(false);
+    expect(await httpGet({ port })).to.deep.equal({ status: 200, body: String(r3.pid) });
     expect(await slow).to.deep.equal({ status: 200, body: String(pid) });
+    expect(app!.stdout.filter((l) => l.startsWith(`takeback ${pid}`))).to.deep.equal([]);
     await app!.next(new RegExp(`^ready ${r3.pid} \\d+ 3`));
+    await until(() => gone(pid), 20_000, 'gen1 to exit');
     await until(() => gone(r2.pid), 20_000, 'gen2 to exit');
   });
 
