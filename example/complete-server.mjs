@@ -25,8 +25,13 @@ try {
     EADDRINUSE: 'or set PORT',
     EACCES: 'permission denied: use a port above 1023 and a STATE_DIR you may write',
     ENOTDIR: 'STATE_DIR must be a directory',
+    EEXIST: 'STATE_DIR names a file: it must be a directory',
+    ERR_GRACEFUL_SOCKET_IN_USE: 'or set STATE_DIR to another directory',
   }[err.code];
-  console.error(`app: cannot start: ${err.code}: ${err.message}${todo ? ` (${todo})` : ''}`);
+  const text = err.message.includes(err.code) ? err.message : `${err.code}: ${err.message}`;
+  console.error(`app: cannot start: ${text}${todo ? ` (${todo})` : ''}`);
   await app.telinit(0).catch(() => {});  // closes what was opened, the control socket included
   process.exit(1);
 }
+// The line that says it serves, and how to redeploy it.
+console.log(`app: pid ${process.pid} serving on http://localhost:${port}/; redeploy with: node_modules/.bin/graceful-restart ${path.relative(process.cwd(), dir) || '.'}/app.sock`);

@@ -78,6 +78,7 @@ function hint(err: NodeJS.ErrnoException): string {
     case 'EADDRINUSE': return 'or set PORT';
     case 'EACCES': return 'permission denied: choose a port above 1023 and paths you may write';
     case 'ENOENT': return 'a directory is missing: create it, or set GRACEFUL_SOCKET, LOG_FILE and PID_FILE';
+    case 'ERR_GRACEFUL_SOCKET_IN_USE': return 'or set GRACEFUL_SOCKET to another path';
     default: return ''; // the library's own codes: the message says what to do
   }
 }
@@ -92,7 +93,9 @@ try {
 } catch (err) {
   const e = err as NodeJS.ErrnoException;
   const todo = hint(e);
-  console.error(`example: cannot start: ${e.code ?? e.name}: ${e.message}${todo ? ` (${todo})` : ''}`);
+  // The code once: a message that names it already is not prefixed again.
+  const code = e.code ?? e.name;
+  console.error(`example: cannot start: ${e.message.includes(code) ? e.message : `${code}: ${e.message}`}${todo ? ` (${todo})` : ''}`);
   await app.telinit(0).catch(() => undefined); // closes what was opened, the control socket included
   process.exit(1);
 }

@@ -46,6 +46,9 @@ describe('example: a complete server (app.mjs in an `npm init -y` project)', fun
     pids.push(pid);
     expect(pid).to.equal(first.pid);
     expect(await httpGet({ port })).to.deep.equal({ status: 200, body: `hello from ${pid}\n` });
+    // It says that it serves, where, and how to redeploy it.
+    await until(() => first.stdout.length > 0, 15_000, 'the line that says it serves');
+    expect(first.stdout[0]).to.equal(`app: pid ${pid} serving on http://localhost:${port}/; redeploy with: node_modules/.bin/graceful-restart state/app.sock`);
 
     const redeploy = await run(bin(project), ['state/app.sock'], { cwd: project });
     expect(redeploy.code, redeploy.stderr).to.equal(0);
@@ -80,18 +83,21 @@ describe('example: a complete server (app.mjs in an `npm init -y` project)', fun
     };
     // The same STATE_DIR: the control socket is live.
     expect(await oneLine({ PORT: String(port) })).to.match(
-      new RegExp(`^app: cannot start: ERR_GRACEFUL_SOCKET_IN_USE: .*app\\.sock is in use by pid ${first.pid}: stop that process or choose another path$`));
+      new RegExp(`^app: cannot start: ERR_GRACEFUL_SOCKET_IN_USE: .*app\\.sock is in use by pid ${first.pid}: stop that process or choose another path \\(or set STATE_DIR to another directory\\)$`));
     expect((await httpGet({ port })).body, 'the first instance serves on').to.equal(`hello from ${first.pid}\n`);
 
     // Another STATE_DIR, the same port: EADDRINUSE, and the control socket it opened is gone again.
     const other = path.join(project, 'other');
     expect(await oneLine({ PORT: String(port), STATE_DIR: other })).to.equal(
-      `app: cannot start: EADDRINUSE: listen("http"): EADDRINUSE: [::]:${port} is in use by another process: stop it, or listen on another port (or set PORT)`);
+      `app: cannot start: listen("http"): EADDRINUSE: [::]:${port} is in use by another process: stop it, or listen on another port (or set PORT)`);
     expect(fs.readdirSync(other), 'no socket file left behind').to.deep.equal(['app.log']);
 
     // A STATE_DIR below a regular file.
     fs.writeFileSync(path.join(project, 'file'), '');
     expect(await oneLine({ PORT: String(port), STATE_DIR: path.join(project, 'file/state') })).to.match(
-      /^app: cannot start: ENOTDIR: ENOTDIR: not a directory, mkdir '.*\/file\/state' \(STATE_DIR must be a directory\)$/);
+      /^app: cannot start: ENOTDIR: not a directory, mkdir '.*\/file\/state' \(STATE_DIR must be a directory\)$/);
+    // A STATE_DIR that is a regular file: the code once, and what to do.
+    expect(await oneLine({ PORT: String(port), STATE_DIR: path.join(project, 'file') })).to.match(
+      /^app: cannot start: EEXIST: file already exists, mkdir '.*\/file' \(STATE_DIR names a file: it must be a directory\)$/);
   });
 });

@@ -113,16 +113,26 @@ describe('example: the server npm start runs (example/server.ts)', function () {
     const env = { ...process.env, PORT: String(port), H2_PORT: '0', HOST: '127.0.0.1', GRACEFUL_SOCKET: path.join(dir, 'app.sock') };
     const missing = spawnChild(process.execPath, [server], { cwd: dir, env: { ...env, LOG_FILE: path.join(dir, 'no/app.log') } });
     expect(await missing.exited).to.deep.equal({ code: 1, signal: null });
-    expect(missing.stderr).to.deep.equal([`example: cannot start: ENOENT: ENOENT: no such file or directory, open '${path.join(dir, 'no/app.log')}' (a directory is missing: create it, or set GRACEFUL_SOCKET, LOG_FILE and PID_FILE)`]);
+    expect(missing.stderr).to.deep.equal([`example: cannot start: ENOENT: no such file or directory, open '${path.join(dir, 'no/app.log')}' (a directory is missing: create it, or set GRACEFUL_SOCKET, LOG_FILE and PID_FILE)`]);
     expect(fs.existsSync(env.GRACEFUL_SOCKET), 'no control socket left behind').to.equal(false);
 
     const holder = spawnChild('python3', ['-c', `import socket, sys; s = socket.socket(); s.bind(('127.0.0.1', ${port})); s.listen(); print('bound', flush=True); sys.stdin.read()`], { stdio: ['pipe', 'pipe', 'pipe'] });
     await holder.next(/^bound$/);
     const taken = spawnChild(process.execPath, [server], { cwd: dir, env: { ...env, LOG_FILE: path.join(dir, 'app.log') } });
     expect(await taken.exited).to.deep.equal({ code: 1, signal: null });
-    expect(taken.stderr).to.deep.equal([`example: cannot start: EADDRINUSE: listen("http"): EADDRINUSE: 127.0.0.1:${port} is in use by another process: stop it, or listen on another port (or set PORT)`]);
+    expect(taken.stderr).to.deep.equal([`example: cannot start: listen("http"): EADDRINUSE: 127.0.0.1:${port} is in use by another process: stop it, or listen on another port (or set PORT)`]);
     expect(fs.existsSync(env.GRACEFUL_SOCKET), 'no control socket left behind').to.equal(false);
     holder.proc.stdin!.end();
     await holder.exited;
+
+    // A second copy on the same control socket: the variable to set is named.
+    const first = spawnChild(process.execPath, [server], { cwd: dir, env: { ...env, LOG_FILE: path.join(dir, 'app.log') } });
+    await first.next(/serving on/);
+    const second = spawnChild(process.execPath, [server], { cwd: dir, env: { ...env, PORT: '0', LOG_FILE: path.join(dir, 'app2.log') } });
+    expect(await second.exited).to.deep.equal({ code: 1, signal: null });
+    expect(second.stderr).to.have.length(1);
+    expect(second.stderr[0]).to.match(new RegExp(`^example: cannot start: ERR_GRACEFUL_SOCKET_IN_USE: .*app\\.sock is in use by pid ${first.pid}: stop that process or choose another path \\(or set GRACEFUL_SOCKET to another path\\)$`));
+    first.kill('SIGINT');
+    expect(await first.exited).to.deep.equal({ code: 0, signal: null });
   });
 });
