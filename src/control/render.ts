@@ -40,7 +40,7 @@ export function table(rows: readonly Row[]): string[] {
   return cells.map((c) => c.map((v, i) => (i === c.length - 1 ? v : v.padEnd(widths[i]!))).join('  '));
 }
 
-/** formatResult renders a result for plain mode: strings as they are, objects as `key: value` lines, rows as a table. */
+/** formatResult renders a result for plain mode: strings as they are, objects as `key: value` lines (a flat object's value as `field value, ...`), rows as a table. */
 export function formatResult(result: unknown): string[] {
   if (result === undefined || result === null) return [];
   if (typeof result === 'string') return result === '' ? [] : result.split('\n');
@@ -52,6 +52,8 @@ export function formatResult(result: unknown): string[] {
     return Object.entries(result as Record<string, unknown>).flatMap(([k, v]) => {
       if (Array.isArray(v) && v.length > 0 && v.every(isRow)) return [`${k}:`, ...table(v).map((l) => `  ${l}`)];
       if (Array.isArray(v)) return [`${k}:`, ...v.map((x) => `  ${typeof x === 'string' ? x : JSON.stringify(x)}`)];
+      // A flat object reads as words (`handover: handedOver 0, drained 3`); a deeper one stays JSON.
+      if (isRow(v)) return [`${k}: ${Object.entries(v).map(([f, x]) => `${f} ${x === null ? '-' : String(x)}`).join(', ') || '-'}`];
       return [`${k}: ${typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v)}`];
     });
   }

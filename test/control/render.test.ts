@@ -50,6 +50,10 @@ describe('render', () => {
     expect(formatResult(undefined)).to.deep.equal([]);
     expect(formatResult('a\nb')).to.deep.equal(['a', 'b']);
     expect(formatResult(['x', { y: 1 }])).to.deep.equal(['x', '{"y":1}']);
+    // A flat object in a result (status's handover) reads as words, a deeper one as JSON.
+    expect(formatResult({ handover: { handedOver: 0, drained: 3, adopted: null }, none: {}, deep: { a: { b: 1 } } })).to.deep.equal([
+      'handover: handedOver 0, drained 3, adopted -', 'none: -', 'deep: {"a":{"b":1}}',
+    ]);
     expect(formatResult({ pid: 7, listeners: ['a', 'b'], memory: { rss: 1 } })).to.deep.equal(['pid: 7', 'listeners:', '  a', '  b', 'memory: {"rss":1}']);
     expect(formatResult({ listeners: [{ name: 'http', port: 80, path: null }, { name: 'admin', port: 9 }] })).to.deep.equal([
       'listeners:', '  name   port  path', '  http   80    -', '  admin  9     -',

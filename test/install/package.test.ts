@@ -216,6 +216,31 @@ describe('package: the packed tarball and a path install', function () {
     expect(fs.readFileSync(noGypRan, 'utf8')).to.equal('rebuild\n');
   });
 
+  it('the container recipe: the tarball in the project, then its COPY and `npm ci --omit=dev` from an empty cache', async () => {
+    // The project as the README says: the tarball beside package.json, installed by its relative path.
+    const project = await newProject(path.join(noGypRoot, 'docker-app'));
+    fs.copyFileSync(tarball, path.join(project, path.basename(tarball)));
+    ok(await install(project, `./${path.basename(tarball)}`), 'npm install ./<tarball>');
+    const deps = (JSON.parse(fs.readFileSync(path.join(project, 'package.json'), 'utf8')) as { dependencies: Record<string, string> }).dependencies;
+    expect(deps['graceful-restart']).to.equal(`file:${path.basename(tarball)}`);
+    // The image: what the Dockerfile's first COPY takes, then its RUN npm ci, with a cache of its own.
+    const dockerfile = fs.readFileSync(path.join(root, 'example/Dockerfile'), 'utf8');
+    const copy = /^COPY (.+) \.\/$/m.exec(dockerfile)![1]!.split(' ');
+    expect(/^RUN (.+)$/m.exec(dockerfile)![1]).to.equal('npm ci --omit=dev');
+    const image = path.join(noGypRoot, 'image');
+    fs.mkdirSync(image);
+    for (const pattern of copy) {
+      const re = new RegExp(`^${pattern.replace(/[.]/g, '\\.').replace(/\*/g, '.*')}$`);
+      const found = fs.readdirSync(project).filter((f) => re.test(f));
+      expect(found, `COPY ${pattern}`).to.have.length(1);
+      fs.copyFileSync(path.join(project, found[0]!), path.join(image, found[0]!));
+    }
+    const cache = path.join(noGypRoot, 'empty-cache');
+    ok(await run('npm', ['ci', '--omit=dev', '--no-audit', '--no-fund', '--cache', cache], image, userEnv({ CC: '/bin/false', CXX: '/bin/false' })), 'npm ci --omit=dev');
+    const help = ok(await run(path.join(image, 'node_modules/.bin/graceful-restart'), ['--help'], image), 'graceful-restart --help');
+    expect(help.stdout).to.match(/^Usage: graceful-restart /);
+  });
+
   it('builds from source with `npm rebuild graceful-restart` where no prebuild fits', async () => {
     const project = await newProject(path.join(base, 'rebuild'));
     ok(await install(project, tarball), 'npm install <tarball>');
