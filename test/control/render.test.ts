@@ -54,7 +54,7 @@ describe('render', () => {
     expect(formatResult({ handover: { handedOver: 0, drained: 3, adopted: null }, none: {}, deep: { a: { b: 1 } } })).to.deep.equal([
       'handover: handedOver 0, drained 3, adopted -', 'none: -', 'deep: {"a":{"b":1}}',
     ]);
-    expect(formatResult({ pid: 7, listeners: ['a', 'b'], memory: { rss: 1 } })).to.deep.equal(['pid: 7', 'listeners:', '  a', '  b', 'memory: {"rss":1}']);
+    expect(formatResult({ pid: 7, listeners: ['a', 'b'], memory: { rss: 1 } })).to.deep.equal(['pid: 7', 'listeners:', '  a', '  b', 'memory: rss 1']);
     expect(formatResult({ listeners: [{ name: 'http', port: 80, path: null }, { name: 'admin', port: 9 }] })).to.deep.equal([
       'listeners:', '  name   port  path', '  http   80    -', '  admin  9     -',
     ]);
