@@ -3,7 +3,7 @@
  * written in each mode.
  */
 import type { PeerCredentials } from '../native.js';
-import { DuplicateNameError, UnknownCommandError, invalidArgument } from '../errors.js';
+import { DuplicateNameError, NotConfiguredError, UnknownCommandError, invalidArgument } from '../errors.js';
 
 /** CommandContext: what a command's handler gets for one invocation. */
 export interface CommandContext {
@@ -105,6 +105,18 @@ export class CommandRegistry {
     this.commands.set(name, command);
   }
 
+  /** Commands this service does not have, with what they need (scale without workers). */
+  private readonly missing = new Map<string, string>();
+
+  /**
+   * unavailable names a command this service does not offer and why (what it
+   * needs): get() then refuses it with ERR_GRACEFUL_NOT_CONFIGURED and that
+   * reason instead of "unknown command". A command added later by that name wins.
+   */
+  unavailable(name: string, why: string): void {
+    this.missing.set(name, why);
+  }
+
   alias(alias: string, name: string): void {
     this.aliases.set(alias, name);
   }
@@ -116,6 +128,8 @@ export class CommandRegistry {
   get(name: string): { name: string; command: Command } {
     const real = this.aliases.get(name) ?? name;
     const command = this.commands.get(real) ?? this.fallback;
+    const why = command ? undefined : this.missing.get(real);
+    if (why !== undefined) throw new NotConfiguredError(why);
     if (!command) {
       const near = nearest(name, this.names());
       throw new UnknownCommandError(`unknown command "${name.slice(0, 64)}": ${near ? `did you mean ${near}? ` : ''}type help for the list`);

@@ -48,7 +48,10 @@ export class ServiceControl {
     this.server = control;
     addBuiltins(control.commands, options.target);
     const scale = options.scale;
-    if (!scale) return;
+    if (!scale) {
+      control.commands.unavailable('scale', 'scale: this service runs without workers: set the workers option (or GRACEFUL_WORKERS) to scale it');
+      return;
+    }
     control.commands.add('scale', {
       usage: 'scale <n>               run n workers: new ones start, then the old ones drain',
       help: 'Replaces every worker by n new ones under load without a failed request: the new workers all become ready, then accept, then the old ones drain. If one fails, the old ones serve on. The number carries over to later generations until a new version configures another.',

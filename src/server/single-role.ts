@@ -7,7 +7,7 @@
  */
 import type dgram from 'node:dgram';
 import type net from 'node:net';
-import { invalidArgument } from '../errors.js';
+import { NotConfiguredError } from '../errors.js';
 import { fdOf } from '../fds.js';
 import type { Meta } from '../meta.js';
 import type { Engine } from './engine.js';
@@ -30,7 +30,8 @@ export class SingleRole implements Role {
   constructor(protected readonly engine: Engine) {}
 
   refuse(what: Refusable): Error | null {
-    if (what === 'scale') return invalidArgument('scale', 'this service runs without workers: set the workers option (or GRACEFUL_WORKERS) to scale it');
+    // The syntax is right, the service is not made for it: not a usage error (the CLI exits 1, not 2).
+    if (what === 'scale') return new NotConfiguredError('scale: this service runs without workers: set the workers option (or GRACEFUL_WORKERS) to scale it');
     return null;
   }
 

@@ -8,7 +8,7 @@
  */
 import type dgram from 'node:dgram';
 import type net from 'node:net';
-import { invalidArgument } from '../errors.js';
+import { NotConfiguredError } from '../errors.js';
 import type { Meta } from '../meta.js';
 import type { Engine } from '../server/engine.js';
 import type { ListenerInfo, ListenerStatus } from '../server/listener-set.js';
@@ -74,7 +74,8 @@ export class PrimaryRole implements Role {
   refuse(what: Refusable, level?: Runlevel | string | number): Error | null {
     const target = what === 'telinit' ? checkRunlevel(level!) : 0;
     if (target !== 0) {
-      return invalidArgument('telinit', `runlevel ${target} is not available with workers: use telinit 0 to halt the service, or run it without the workers option`);
+      // The syntax is right, the service is not made for it: not a usage error (the CLI exits 1, not 2).
+      return new NotConfiguredError(`telinit: runlevel ${target} is not available with workers: use telinit 0 to halt the service, or run it without the workers option`);
     }
     return null;
   }

@@ -133,6 +133,14 @@ describe('the CLI with a real server: any order, typos, a redeploy that waits', 
     expect(JSON.parse(c.stdout)).to.deep.include({ ok: false });
   });
 
+  it('scale without workers says what it needs (exit 1, not the usage code)', async () => {
+    const r = await graceful(['-s', sock, 'scale', '2']);
+    expect(r).to.deep.include({ code: 1, stderr: 'error: scale: this service runs without workers: set the workers option (or GRACEFUL_WORKERS) to scale it\n' });
+    const json = await graceful(['--json', sock, 'scale', '2']);
+    expect(JSON.parse(json.stdout)).to.deep.equal({ ok: false, error: { code: 'ERR_GRACEFUL_NOT_CONFIGURED',
+      message: 'scale: this service runs without workers: set the workers option (or GRACEFUL_WORKERS) to scale it' } });
+  });
+
   it('suggests the nearest command on a typo (exit 2)', async () => {
     const r = await graceful(['-s', sock, 'stauts']);
     expect(r).to.deep.include({ code: 2, stderr: 'error: unknown command "stauts": did you mean status? type help for the list\n' });

@@ -29,6 +29,22 @@ describe('control/commands', () => {
     expect(() => r.get('dangling')).to.throw('unknown command "dangling": type help for the list');
   });
 
+  it('an unavailable command is refused with what it needs (ERR_GRACEFUL_NOT_CONFIGURED), until one of that name is added', () => {
+    const r = new CommandRegistry();
+    r.unavailable('scale', 'scale: this service runs without workers');
+    expect(() => r.get('scale')).to.throw('scale: this service runs without workers').with.property('code', 'ERR_GRACEFUL_NOT_CONFIGURED');
+    expect(r.has('scale')).to.equal(false);
+    r.add('scale', { usage: 'scale', run: () => 'mine' });
+    expect(r.get('scale').name).to.equal('scale');
+  });
+
+  it('a typo gets the nearest command suggested; a dangling alias is not its own suggestion', () => {
+    const r = new CommandRegistry();
+    for (const n of ['status', 'stats', 'help']) r.add(n, { usage: n, run: () => undefined });
+    expect(() => r.get('stauts')).to.throw('unknown command "stauts": did you mean status? type help for the list');
+    expect(() => r.get('hlep')).to.throw('unknown command "hlep": did you mean help? type help for the list');
+  });
+
   it('the fallback runs every command that is not registered, under its own name', () => {
     const r = new CommandRegistry();
     const fb = cmd('forwarded');

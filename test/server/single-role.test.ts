@@ -31,6 +31,7 @@ describe('SingleRole', () => {
     expect(engine.role.ownsService).to.equal(true);
     expect(engine.role.refuse('telinit', 1)).to.equal(null);
     expect(engine.role.refuse('redeploy')).to.equal(null);
+    expect(engine.role.refuse('scale')).to.have.property('code', 'ERR_GRACEFUL_NOT_CONFIGURED');
     expect(engine.role.refuse('scale')?.message).to.equal('scale: this service runs without workers: set the workers option (or GRACEFUL_WORKERS) to scale it');
     const server = net.createServer((s) => s.destroy());
     await engine.listen('web', server, { host: '127.0.0.1', port: 0 });

@@ -358,6 +358,10 @@ describe('workers', function () {
     expect(human.code, human.err).to.equal(0);
     expect(human.out).to.match(/^workers:\n\s+id\s+pid\s+state\s+uptime\s+restarts\s+connections\s+requests\s+rss/m);
     for (const w of st.workers) expect(human.out).to.match(new RegExp(`^\\s+${w.id}\\s+${w.pid}\\s+ready\\s`, 'm'));
+    // telinit 1 is well formed, but not for a service with workers: refused with exit 1, not the usage code.
+    const single = await cli(['-s', s.sock, 'telinit', '1']);
+    expect(single.code).to.equal(1);
+    expect(single.err).to.equal('error: telinit: runlevel 1 is not available with workers: use telinit 0 to halt the service, or run it without the workers option\n');
   });
 
   it('scales to 1 worker and then to 4 under load with 0 failed requests; the scale carries over a redeploy; bad numbers are refused', async () => {
