@@ -11,7 +11,7 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ControlClient, type ControlEvent } from '../../src/control/client.js';
-import { endGenerations, gone, httpGet, spawnFixture, tmpDir, until, type Child } from '../helpers.js';
+import { endGenerations, gone, httpGet, openFds, spawnFixture, tmpDir, until, type Child } from '../helpers.js';
 
 interface Report {
   pid: number;
@@ -132,6 +132,18 @@ describe('workers/primary-role: PrimaryRole', function () {
     }, 15_000, 'the 3 workers of generation 2'))!;
     expect(next.map((r) => r.workerId).sort()).to.deep.equal([0, 1, 2]);
     expect(next.every((r) => r.workers === 3 && r.ppid === Number(pid))).to.equal(true);
+  });
+
+  it('a scale to the same number replaces every worker and leaves the primary holding as many descriptors as before', async () => {
+    const old = await workerPids();
+    const before = openFds(primary).length;
+    expect(await client!.request('scale', ['2'])).to.deep.equal({ workers: 2 });
+    await until(() => old.every(gone), 15_000, 'the old workers gone');
+    const status = await client!.request('status') as { workers: { pid: number }[] };
+    for (const w of status.workers) expect(old).to.not.include(w.pid);
+    // The old workers' links and pipes are closed once they exited: poll, as the primary reaps them on its own time.
+    await until(() => openFds(primary).length === before, 10_000, `the primary back to ${before} descriptors (has ${openFds(primary).length})`);
+    expect(Number((await httpGet({ port })).body)).to.be.oneOf(status.workers.map((w) => w.pid));
   });
 
   it('telinit 0 halts every worker, then the primary, and removes the socket file', async () => {
