@@ -1,7 +1,8 @@
 /**
  * The CLI's words in any order (src/cli/args.ts), the nearest command on a
- * typo, and what a redeploy says while it waits and when Ctrl-C leaves it
- * (src/cli/waiting.ts): units on their own, then the CLI against a real server.
+ * typo, and what a redeploy says while it waits and when Ctrl-C leaves it:
+ * units on their own (watchRedeploy's in waiting.test.ts), then the CLI
+ * against a real server.
  */
 import { expect } from 'chai';
 import { execFile, spawn } from 'node:child_process';
@@ -9,7 +10,6 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { hoistFlags, isSocketFile, placeSocket, suggestForm } from '../../src/cli/args.js';
-import { watchRedeploy } from '../../src/cli/waiting.js';
 import { nearest } from '../../src/control/commands.js';
 import { root, spawnFixture, tmpDir, type Child, endGenerations } from '../helpers.js';
 
@@ -79,25 +79,6 @@ describe('cli/args: words in any order', () => {
     expect(nearest('us', names)).to.equal(null);
     expect(nearest('', names)).to.equal(null);
     expect(nearest('x'.repeat(100), names)).to.equal(null);
-  });
-
-  it('watchRedeploy reports the wait after spawned, with the server\'s timeout, and stops at ready', async () => {
-    const lines: string[] = [];
-    let two!: () => void;
-    const twoLines = new Promise<void>((resolve) => (two = resolve));
-    const watch = watchRedeploy((l) => {
-      if (lines.push(l) === 2) two();
-    }, undefined, 20);
-    watch.event({ event: 'spawned', pid: 42, ms: 0, timeoutMs: 60_000 });
-    await twoLines;
-    watch.event({ event: 'ready', pid: 42, ms: 100 });
-    const n = lines.length;
-    expect(lines[0]).to.match(/^waiting for pid 42 to be ready: \d+ s so far; the server gives up at 60 s$/);
-    // After ready, the ticker is stopped: three of its periods add nothing (the
-    // absence of a line over time is what is tested, so this waits a time).
-    await new Promise((r) => setTimeout(r, 60));
-    expect(lines.length).to.equal(n);
-    watch.stop();
   });
 });
 
