@@ -12,7 +12,7 @@ import { HandoffFailedError, NotPrimaryError } from '../errors.js';
 import type { Meta } from '../meta.js';
 import type { Engine } from '../server/engine.js';
 import type { ManagedListener } from '../server/listeners.js';
-import type { Runlevel } from '../server/options.js';
+import { checkRunlevel, type Runlevel } from '../server/options.js';
 import type { Predecessor } from '../server/predecessor.js';
 import type { Claimed } from '../server/registry.js';
 import type { Refusable, RoleKind } from '../server/role.js';
@@ -61,7 +61,8 @@ export class WorkerRole extends SingleRole {
     // A worker's telinit(0) halts that worker alone, so that the README's start pattern
     // (`catch { await app.telinit(0); process.exit(1) }`) works unchanged in a worker;
     // its runlevel 1 or 3 is the primary's to set.
-    if (what === 'telinit' && (level === 0 || level === '0')) return null;
+    // A level that is no runlevel is refused as such first, as in every role (it throws).
+    if (what === 'telinit' && checkRunlevel(level!) === 0) return null;
     if (what === 'telinit') return new NotPrimaryError(`telinit ${level}: worker ${this.workerId} takes its runlevel from ${primary}: run telinit there (its control socket)`);
     if (what === 'redeploy') return new NotPrimaryError(`redeploy(): worker ${this.workerId} cannot redeploy the service: ${primary} does, on SIGHUP or its control command redeploy`);
     return new NotPrimaryError(`scale(): worker ${this.workerId} cannot scale the service: ${primary} does (its control command scale)`);

@@ -76,11 +76,9 @@ describe('workers/worker-role: WorkerRole', function () {
     }
   });
 
-  // BUG: in a worker, telinit with a level that is no runlevel (2, 'x') is refused with
-  // ERR_GRACEFUL_NOT_PRIMARY ("telinit 2: worker 0 takes its runlevel from the primary"),
-  // as if 2 were a runlevel the primary could set; the primary (and a single instance)
-  // refuse it with ERR_GRACEFUL_INVALID_RUNLEVEL. WorkerRole.refuse does not check the level first.
-  it.skip('a level that is no runlevel is ERR_GRACEFUL_INVALID_RUNLEVEL in a worker too', async () => {
+  // A level that is no runlevel (2) is refused as such in a worker too, before the worker says
+  // that the primary sets its runlevel (that was ERR_GRACEFUL_NOT_PRIMARY before).
+  it('a level that is no runlevel is ERR_GRACEFUL_INVALID_RUNLEVEL in a worker too', async () => {
     await start();
     for (const w of await workers()) {
       expect(w.telinit2).to.deep.equal({ code: 'ERR_GRACEFUL_INVALID_RUNLEVEL', message: 'runlevel must be 0 (halt), 1 (single user: listeners closed) or 3 (serving), got 2' });
