@@ -94,11 +94,18 @@ function commitAsked(link: SuccessorLink | undefined): Promise<typeof COMMIT_MAR
   });
 }
 
-/** answerCommitted says committed when asked (best effort), then closes the hand-off kept open: the window ended. */
-async function answerCommitted(link: SuccessorLink | undefined, asked: boolean): Promise<void> {
-  if (!link) return;
-  if (asked) await sendTo(link.connection, 2, { graceful: COMMITTED_MARK }).catch(() => undefined);
-  link.release();
+/**
+ * answerCommit says committed to the new instance that asked; false when the
+ * answer cannot reach it (it went away after asking: a request read late, from
+ * a dead asker, must not end the window, or nobody would serve).
+ */
+async function answerCommit(link: SuccessorLink): Promise<boolean> {
+  try {
+    await sendTo(link.connection, 2, { graceful: COMMITTED_MARK });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export class Redeployer {
@@ -214,7 +221,8 @@ export class Redeployer {
     const drained = this.parts.drain(false);
     let timer: NodeJS.Timeout | undefined;
     const windowEnd = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), config.takeBackWindow)));
-    const exit = await Promise.race([exited, windowEnd, commitAsked(successor.link)]);
+    let exit = await Promise.race([exited, windowEnd, commitAsked(successor.link)]);
+    if (exit === COMMIT_MARK && !(await answerCommit(successor.link!))) exit = await Promise.race([exited, windowEnd]);
     clearTimeout(timer);
     // Exit code 0 is a halt asked for (SIGTERM, telinit 0), not a crash: the service is meant to stop.
     if (exit && exit !== COMMIT_MARK && (exit.signal || exit.code !== 0)) {
@@ -229,7 +237,7 @@ export class Redeployer {
     this.parts.listeners.dropSpares();
     commit();
     if (exit === COMMIT_MARK) this.parts.log(`redeploy: the new instance (pid ${pid}) is redeploying in turn: take-back window ended after ${Date.now() - started} ms`, { event: 'redeploy.committed', newPid: pid });
-    void answerCommitted(successor.link, exit === COMMIT_MARK);
+    successor.link?.release(); // the window ended: the hand-off kept open closes
     const forced = await drained;
     sender?.close();
     if (sender?.error) this.parts.log(sender.error.message, { event: 'redeploy.handover-stopped', code: (sender.error as { code?: string }).code, passed: sender.passed });
