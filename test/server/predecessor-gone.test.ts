@@ -63,8 +63,8 @@ describe('a predecessor killed while the new instance starts', function () {
     expect(said).to.deep.equal([`graceful[${newPid}]: the instance this one replaces (pid ${pid}) exited before this one was ready: its stderr is the service's again, this instance goes on starting, and from ready() it serves alone`]);
   });
 
-  it('with workers: 2, the old primary SIGKILLed while the new primary writes to stderr before ready(): its workers start and serve', async () => {
-    app = spawnFixture('workers', [], { env: { ...process.env, APP_SOCKET: path.join(dir, 'c.sock'), APP_WORKERS: '2', APP_FAIL_FILE: failFile, APP_STDERR_EVERY: '1' } });
+  for (const rollout of ['', 'rolling']) it(`with workers: 2${rollout ? ` (rollout ${rollout})` : ''}, the old primary SIGKILLed while the new primary writes to stderr before ready(): its workers start and serve`, async () => {
+    app = spawnFixture('workers', [], { env: { ...process.env, APP_SOCKET: path.join(dir, 'c.sock'), APP_WORKERS: '2', APP_FAIL_FILE: failFile, APP_STDERR_EVERY: '1', APP_ROLLOUT: rollout } });
     const [, p, portText] = (await app.next(/^ready /)).split(' ');
     const pid = Number(p);
     const port = Number(portText);
