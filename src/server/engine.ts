@@ -160,6 +160,9 @@ export class Engine {
     this.initPromise ??= (async () => {
       this.predecessor = await Predecessor.connect();
       if (this.predecessor) {
+        const gone = this.predecessor.pid;
+        this.predecessor.whenOrphaned(() => this.role.ownsService && this.log(`the instance this one replaces (pid ${gone}) exited before this one was ready: ` +
+          'its stderr is the service\'s again, this instance goes on starting, and from ready() it serves alone', { event: 'predecessor.gone' }));
         this.registry.inherit(this.predecessor.fds);
         this.targetLevel = checkRunlevel(this.predecessor.state.runlevel ?? 3);
         this.lifecycle.inherit(this.role.generationAfter(Number(this.predecessor.state.generation ?? 1)));

@@ -1,7 +1,9 @@
 /**
  * The new instance's side of a redeploy: connect to the hand-off socket named
  * in the environment, check the peer is our parent, take every descriptor,
- * and later say ready.
+ * and later say ready. From the moment it holds the descriptors, it watches
+ * its predecessor: one that dies before ready() leaves this instance alone,
+ * with its stderr put back (service-stderr.ts) so that it finishes starting.
  */
 import { addon } from '../native.js';
 import { HandoffFailedError, PeerRefusedError } from '../errors.js';
@@ -9,6 +11,7 @@ import type { Meta } from '../meta.js';
 import { HandoffConnection, closeAll } from '../handoff/connection.js';
 import { receiveFrom, sendTo } from '../handoff/client.js';
 import { HANDOFF_ENV, COMMIT_FIELD, COMMIT_MARK, COMMITTED_MARK, END_MARK, FAILED_MARK, PROGRESS_MARK, READY_MARK, RETIRE_MARK, RETIRED_MARK } from '../protocol.js';
+import { PipedStderr } from './service-stderr.js';
 import { oneLine, REASON_MAX } from './successor.js';
 
 /** InheritedFd: a descriptor from the predecessor, with its meta (name, kind, address). */
@@ -24,7 +27,10 @@ export class Predecessor {
   /** pid of the instance we replace. */
   readonly pid: number;
   private told = false;
+  private gone = false;
   private exit: Promise<void> | null = null;
+  /** The service's stderr, held while our fd 2 is the pipe to the predecessor. */
+  private readonly stderr: PipedStderr;
   /** Records sent before ready go one after another. */
   private sending: Promise<unknown> = Promise.resolve();
   /** After ready(extra, true): resolves once the predecessor's end of the hand-off said committed, or closed. */
@@ -37,6 +43,29 @@ export class Predecessor {
     private readonly stderrFd: number,
   ) {
     this.pid = conn.peer().pid;
+    this.stderr = new PipedStderr(stderrFd);
+    // Watched from now on (the pidfd opened while it is surely our parent):
+    // once it is gone, no write of ours may meet its dead pipe.
+    void this.exited().then(() => {
+      this.gone = !this.told;
+      this.stderr.restore();
+    });
+  }
+
+  /**
+   * orphaned: the predecessor exited before this instance told it anything
+   * (ready or failed): this instance is the only one, its stderr is the
+   * service's again (fd 2), and once ready() it serves alone.
+   */
+  get orphaned(): boolean {
+    return this.gone;
+  }
+
+  /** whenOrphaned calls listener once, when the predecessor exits before this instance told it anything (see orphaned). */
+  whenOrphaned(listener: () => void): void {
+    void this.exited().then(() => {
+      if (this.gone) listener();
+    });
   }
 
   /**
@@ -111,8 +140,9 @@ export class Predecessor {
   }
 
   /**
-   * ready puts the predecessor's stderr back at fd 2 (ours was a pipe to it,
-   * so it could report our last words if we failed), then answers ready.
+   * ready puts the service's stderr back at fd 2 (ours was a pipe to the
+   * predecessor, so it could report our last words if we failed; it may be
+   * back already, see orphaned), then answers ready.
    * The answer carries that descriptor back, as every record carries one.
    * It never rejects: it resolves with null once told, or with the error when
    * the predecessor could not be told (it is gone: this instance is the only
@@ -127,7 +157,7 @@ export class Predecessor {
     this.told = true;
     let kept = false;
     try {
-      addon.dup2(this.stderrFd, 2);
+      this.stderr.restore();
       await this.sending;
       await sendTo(this.conn, this.stderrFd, { ...extra, graceful: READY_MARK, pid: process.pid });
       if (keep && this.state[COMMIT_FIELD] === true) kept = this.keepLink();
@@ -135,7 +165,7 @@ export class Predecessor {
     } catch (err) {
       return err instanceof Error ? err : new Error(String(err));
     } finally {
-      closeAll([this.stderrFd]);
+      this.stderr.close();
       if (!kept) this.conn.close();
     }
   }
@@ -184,16 +214,37 @@ export class Predecessor {
   /**
    * retire asks the predecessor (the old primary of a rolling redeploy of
    * workers) to drain its worker of slot, and resolves once that worker has
-   * exited. Throws HandoffFailedError when the predecessor does not answer so.
+   * exited, or at once when the predecessor is gone (its workers halt by
+   * themselves: they watch it). Throws HandoffFailedError when the
+   * predecessor runs but does not answer so.
    */
   async retire(slot: number): Promise<void> {
     if (this.told) throw new HandoffFailedError('retire: the predecessor was told already');
-    await this.send({ graceful: RETIRE_MARK, slot });
-    const answer = await receiveFrom(this.conn);
+    if (this.gone) return;
+    let answer: Awaited<ReturnType<typeof receiveFrom>> = null;
+    try {
+      await this.send({ graceful: RETIRE_MARK, slot });
+      answer = await receiveFrom(this.conn);
+    } catch (err) {
+      if (await this.exitsSoon()) return;
+      throw err;
+    }
     if (answer) closeAll([answer.fd]);
+    else if (await this.exitsSoon()) return;
     if (answer?.meta?.graceful !== RETIRED_MARK || answer.meta.slot !== slot) {
       throw new HandoffFailedError(`retire: the predecessor (pid ${this.pid}) ${answer ? 'answered something else' : 'closed the hand-off'} when asked to drain its worker ${slot}`);
     }
+  }
+
+  /**
+   * exitsSoon: the hand-off broke; true when that is the predecessor's exit
+   * (its pidfd says so within a second: the kernel closes a dying process's
+   * descriptors just before it reports the exit).
+   */
+  private exitsSoon(): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), 1000)));
+    return Promise.race([this.exited().then(() => true), late]).finally(() => clearTimeout(timer));
   }
 
   /**
@@ -223,7 +274,7 @@ export class Predecessor {
     if (this.told) return;
     this.told = true;
     const close = () => {
-      closeAll([this.stderrFd]);
+      this.stderr.close();
       this.conn.close();
     };
     if (reason === undefined) return close();

@@ -67,7 +67,8 @@ export async function becomeReady(engine: Engine): Promise<void> {
  * announceReady: a new instance (single or primary) tells the service
  * manager its pid, then its predecessor that it is ready, with the receiver
  * of the connections the predecessor hands over. A predecessor gone by then
- * is no error: this instance is the only one, and serves.
+ * (killed at any moment since this instance holds the descriptors) is no
+ * error: this instance is the only one, and serves.
  */
 export async function announceReady(engine: Engine, predecessor: Predecessor | null): Promise<void> {
   if (!predecessor) return;
@@ -75,7 +76,8 @@ export async function announceReady(engine: Engine, predecessor: Predecessor | n
   // the predecessor may exit, so it never sees the service without one.
   notify(`MAINPID=${process.pid}`);
   const err = await predecessor.ready(openAdopter(engine, predecessor), true); // kept open for a commit (see Lifecycle.waitForPredecessor)
-  if (err) engine.log(`could not tell the predecessor (pid ${predecessor.pid}) that this instance is ready (${(err as { code?: string }).code ?? err.message}): it is gone, so this instance serves alone`, { event: 'ready.predecessor-gone' });
+  // One that died before it could be told was logged then (predecessor.gone).
+  if (err && !predecessor.orphaned) engine.log(`could not tell the predecessor (pid ${predecessor.pid}) that this instance is ready (${(err as { code?: string }).code ?? err.message}): it is gone, so this instance serves alone`, { event: 'ready.predecessor-gone' });
 }
 
 /**

@@ -13,6 +13,7 @@ import { listenAndServe } from '../handoff/server.js';
 import { receiveFrom } from '../handoff/client.js';
 import type { HandoffConnection, OutgoingFd } from '../handoff/connection.js';
 import type { HandoffServer } from '../handoff/server.js';
+import { serviceStderr } from './service-stderr.js';
 import { HANDOFF_ENV, COMMIT_FIELD, END_MARK, FAILED_MARK, PROGRESS_MARK, READY_MARK, RETIRE_MARK, RETIRED_MARK } from '../protocol.js';
 
 export { HANDOFF_ENV };
@@ -176,7 +177,9 @@ async function runSuccessor(options: SuccessorOptions, dir: string): Promise<Suc
       );
     }
     for (const item of options.descriptors()) res.send(item.fd, item.meta);
-    res.send(2, { graceful: END_MARK, ...options.state, ...(options.keep ? { [COMMIT_FIELD]: true } : {}) });
+    // The service's stderr, for the new process to put at its fd 2 in ready(): ours, unless
+    // this process starts itself and its fd 2 is still the pipe to its own predecessor.
+    res.send(serviceStderr(), { graceful: END_MARK, ...options.state, ...(options.keep ? { [COMMIT_FIELD]: true } : {}) });
     await res.flush();
     let ack = await receiveFrom(res.connection);
     while (ack?.meta?.graceful === RETIRE_MARK || ack?.meta?.graceful === PROGRESS_MARK) {
