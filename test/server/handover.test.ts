@@ -78,6 +78,14 @@ describe('hand-over and take-back', function () {
     await until(() => app!.stderr.some((l) => l.includes(`redeploy: the instance this one replaced (pid ${pid}) did not answer a commit within`)), 10_000, 'gen2 to give up on the commit');
     await until(() => app!.stderr.some((l) => l.includes(`redeploy: waiting for the instance this one replaced (pid ${pid}) to exit first`)), 10_000, 'gen2 to wait for gen1');
     process.kill(gen2, 'SIGKILL');
+    // gen2 has exited (a zombie until gen1, stopped, reaps it), so its end of the hand-off is closed.
+    await until(() => {
+      try {
+        return fs.readFileSync(`/proc/${gen2}/stat`, 'utf8').split(') ')[1]!.startsWith('Z');
+      } catch {
+        return true;
+      }
+    }, 10_000, 'gen2 to exit');
     process.kill(pid, 'SIGCONT');
     const err = (await first) as Error & { code?: string };
     expect(err.code, err.message).to.equal('ERR_GRACEFUL_REDEPLOY_FAILED');

@@ -361,7 +361,7 @@ describe('workers', function () {
     // telinit 1 is well formed, but not for a service with workers: refused with exit 1, not the usage code.
     const single = await cli(['-s', s.sock, 'telinit', '1']);
     expect(single.code).to.equal(1);
-    expect(single.err).to.equal('error: telinit: runlevel 1 is not available with workers: use telinit 0 to halt the service, or run it without the workers option\n');
+    expect(single.err.trim()).to.equal('error: telinit: runlevel 1 is not available with workers: use telinit 0 to halt the service, or run it without the workers option');
   });
 
   it('scales to 1 worker and then to 4 under load with 0 failed requests; the scale carries over a redeploy; bad numbers are refused', async () => {
