@@ -105,6 +105,25 @@ describe('hand-off bad input', () => {
     });
   });
 
+  it('meta longer than its message, completed by the next message: ERR_GRACEFUL_BAD_FRAME, nothing handed out', async () => {
+    // The second message starts with the 9 bytes the first record lacks, then a record of its own.
+    const given = await expectCoded('ERR_GRACEFUL_BAD_FRAME', async (fd, devnull) => {
+      sendRaw(fd, record('{"short":1}', 20), [devnull()]);
+      await new Promise((r) => setTimeout(r, 50));
+      sendRaw(fd, Buffer.concat([Buffer.from('"pad-pad"'), record('{}')]), [devnull()]);
+    });
+    expect(given).to.equal(0);
+  });
+
+  it('meta longer than its message, completed by plain bytes: ERR_GRACEFUL_BAD_FRAME, nothing handed out', async () => {
+    const given = await expectCoded('ERR_GRACEFUL_BAD_FRAME', async (fd, devnull) => {
+      sendRaw(fd, record('{"short":1}', 20), [devnull()]);
+      await new Promise((r) => setTimeout(r, 50));
+      sendRaw(fd, Buffer.from('"pad-pad"'));
+    });
+    expect(given).to.equal(0);
+  });
+
   it('meta longer than the receiver allows: ERR_GRACEFUL_BAD_FRAME', async () => {
     await expectCoded('ERR_GRACEFUL_BAD_FRAME', (fd, devnull) => {
       sendRaw(fd, record('{}', 0x7fffffff), [devnull()]);
