@@ -234,8 +234,6 @@ export class ControlConnection {
       await this.run(req, line);
     } finally {
       this.busy = false;
-      if (this.current?.endAfter) this.end();
-      this.current = null;
       if (oneshot && !this.closed) this.end();
       if (this.handingOver) {
         // This connection ran `redeploy`: its reply is written; the new
@@ -334,6 +332,10 @@ export class ControlConnection {
       this.reply(req.json, req.id, null, result);
     } catch (err) {
       this.reply(req.json, req.id, err as Error);
+    } finally {
+      const cur = this.current; // answered: no longer running
+      this.current = null;
+      if (cur?.endAfter) this.end();
     }
   }
 
