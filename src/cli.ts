@@ -5,8 +5,10 @@
  * Exit codes, one rule for every form and command: 0 ok; 1 the command ran
  * and failed (or the new instance did, and the old one kept serving); 2 usage:
  * bad arguments to the CLI or to a command (an unknown command or task, a
- * bad runlevel); 3 cannot connect to the socket. Every error line on stderr
- * starts with `error:`.
+ * bad runlevel); 3 cannot connect to the socket; 4 the server ended a
+ * streaming command as it closed its control socket (a redeploy handed over
+ * to a new instance, or a halt: ERR_GRACEFUL_STREAM_ENDED). Every error line
+ * on stderr starts with `error:`.
  */
 import { Command, CommanderError } from 'commander';
 import fs from 'node:fs';
@@ -43,7 +45,8 @@ Commands are read one per line from standard input when it is not a terminal:
   echo status | graceful-restart -s <socket>
 
 Exit codes: 0 ok, 1 command failed, 2 usage (bad arguments, unknown command,
-task or runlevel), 3 cannot connect.`;
+task or runlevel), 3 cannot connect, 4 a stream ended by the server (a redeploy
+or a halt): run the command again.`;
 
 /** The forms' words: `graceful-restart status` alone is a usage error, not a socket named "status". */
 const FORM_WORDS = new Set(['health', 'status', 'help', 'run']);

@@ -54,7 +54,8 @@ export type GracefulErrorCode =
   | 'ERR_GRACEFUL_HANDOVER_FAILED'
   | 'ERR_GRACEFUL_UNREAD_BYTES'
   | 'ERR_GRACEFUL_MID_FRAME'
-  | 'ERR_GRACEFUL_SOCKET_HANDED_OVER';
+  | 'ERR_GRACEFUL_SOCKET_HANDED_OVER'
+  | 'ERR_GRACEFUL_STREAM_ENDED';
 
 /** GracefulError: the base class of every error this package creates. */
 export class GracefulError extends Error {
@@ -136,6 +137,12 @@ export const UntrustedServerError = errorClass('ERR_GRACEFUL_UNTRUSTED_SERVER', 
 export const SupervisorRunningError = errorClass('ERR_GRACEFUL_SUPERVISOR_RUNNING', 'SupervisorRunningError');
 /** HandOverFailedError: connections could not be handed to the new instance; they drain in the old one instead. */
 export const HandOverFailedError = errorClass('ERR_GRACEFUL_HANDOVER_FAILED', 'HandOverFailedError');
+/**
+ * StreamEndedError: a command still running on a control connection (a stream that is not
+ * persistent) ended because its instance closed the control socket: it handed over to a new
+ * instance in a redeploy, or it halts.
+ */
+export const StreamEndedError = errorClass('ERR_GRACEFUL_STREAM_ENDED', 'StreamEndedError');
 
 /** ControlParseError: a control line that cannot be read; `json` tells which mode it looked like. */
 export class ControlParseError extends GracefulError {

@@ -52,6 +52,11 @@ export function checkDirectory(file: string, api: string, what = 'the file'): Sh
     if (isSystemError(err, 'ENOENT') || isSystemError(err, 'ENOTDIR')) return null;
     throw err;
   }
+  return directoryRules(dir, st, api, what);
+}
+
+/** directoryRules applies checkDirectory's rules to dir, whose stat is st. */
+function directoryRules(dir: string, st: fs.Stats, api: string, what: string): SharedDirectory {
   const uid = myUid();
   if (st.uid !== uid && st.uid !== 0) {
     throw new UnsafeDirectoryError(
@@ -67,6 +72,68 @@ export function checkDirectory(file: string, api: string, what = 'the file'): Sh
     );
   }
   return { dir, shared, owner: st.uid };
+}
+
+/** The most links checkPath follows (and names it looks at again after a mkdir lost a race), as the kernel's 40. */
+const MAX_HOPS = 40;
+
+/**
+ * checkPath checks every component of dir, from the root down, before
+ * anything is made or written under it: each directory under checkDirectory's
+ * rules, and each symbolic link under the symlink rule (in a directory others
+ * can write to, a link is followed only when it belongs to us or to that
+ * directory's owner). With mode, the missing directories are made one at a
+ * time (mkdir(2) never follows a link planted at the name: it fails with
+ * EEXIST, and the name is checked again). Returns false when dir is missing
+ * and no mode was given. Throws UnsafeDirectoryError or UnsafeFileError, or
+ * the errno of a component that is not a directory (ENOTDIR).
+ */
+export function checkPath(dir: string, api: string, what: string, mode?: number): boolean {
+  const todo = nodePath.resolve(dir).split('/').filter((c) => c !== '');
+  let at = '/';
+  let parent = directoryRules(at, fs.statSync(at), api, what);
+  let hops = 0;
+  while (todo.length > 0) {
+    const name = todo.shift()!;
+    if (name === '.') continue;
+    if (name === '..') {
+      at = nodePath.dirname(at); // at is a real path: its parent is the one the kernel takes
+      parent = directoryRules(at, fs.statSync(at), api, what);
+      continue;
+    }
+    const next = nodePath.join(at, name);
+    let st: fs.Stats;
+    try {
+      st = fs.lstatSync(next);
+    } catch (err) {
+      if (!isSystemError(err, 'ENOENT')) throw err;
+      if (mode === undefined) return false;
+      try {
+        fs.mkdirSync(next, mode);
+      } catch (e) {
+        if (!isSystemError(e, 'EEXIST') || ++hops > MAX_HOPS) throw e;
+      }
+      todo.unshift(name); // look at what is there now
+      continue;
+    }
+    if (st.isSymbolicLink()) {
+      if (parent.shared && !trusted(st.uid, parent)) throw plantedLink(next, st.uid, parent, api);
+      if (++hops > MAX_HOPS) {
+        throw Object.assign(new Error(`${api}: ELOOP: more than ${MAX_HOPS} symbolic links on the way to ${dir}`), { code: 'ELOOP', path: dir });
+      }
+      const target = fs.readlinkSync(next);
+      todo.unshift(...target.split('/').filter((c) => c !== ''));
+      if (target.startsWith('/')) {
+        at = '/';
+        parent = directoryRules(at, fs.statSync(at), api, what);
+      }
+      continue;
+    }
+    if (!st.isDirectory()) fs.statSync(nodePath.join(next, '.')); // throws ENOTDIR
+    parent = directoryRules(next, st, api, what);
+    at = next;
+  }
+  return true;
 }
 
 function trusted(uid: number, dir: SharedDirectory): boolean {

@@ -17,6 +17,11 @@
  * - when a read brings new descriptors, none from an earlier read is left
  *   (a message cut by a full buffer or by a large sender's partial write is
  *   checked here, and so is a meta that runs past the end of its message);
+ * - a message of up to ONE_PIECE_BYTES ends where the kernel's piece that
+ *   carried its descriptors ends: once a read that did not fill the buffer
+ *   has taken that piece whole, a record still unfinished runs past the end
+ *   of its message, even if later bytes would complete it (the next read
+ *   fails; a stream that ends there instead is a truncated message);
  * - the stream ends between messages, with no descriptor left.
  */
 import { BadFrameError, FdCountMismatchError, MetaTooLargeError, TruncatedMessageError, invalidArgument } from './errors.js';
@@ -29,6 +34,14 @@ export const DEFAULT_MAX_MESSAGE_BYTES = 4096;
 export const DEFAULT_MAX_FDS_PER_MESSAGE = 253;
 /** The largest meta a receiver accepts by default. */
 export const DEFAULT_MAX_META_BYTES = 64 * 1024;
+/**
+ * ONE_PIECE_BYTES: a message up to this size travels in one piece (one skb,
+ * the descriptors attached): the kernel cuts a UNIX stream write into pieces of
+ * min(SO_SNDBUF / 2 - 64, about 36 KiB) bytes, over 4 KiB unless the sender's
+ * SO_SNDBUF is under 8.3 KB (the default is 208 KiB); a partial write stops at
+ * a piece's end too.
+ */
+export const ONE_PIECE_BYTES = 4096;
 
 /** Outgoing: a descriptor and its encoded meta. */
 export interface OutgoingRecord {
@@ -193,11 +206,20 @@ export class RecordEncoder {
  * record; after an error, `takeFds()` hands back the ones it still holds so
  * the caller can close them.
  */
+/** runsPast: the error of a record whose meta is longer than its message. */
+function runsPast(): Error {
+  return new BadFrameError('a record runs past the end of its message: its meta is longer than the message');
+}
+
 export class FrameDecoder {
   private pending: Buffer = EMPTY;
   private fds: number[] = [];
   /** how many of `fds` arrived before the current read */
   private older = 0;
+  /** bytes of the newest message with descriptors read so far (from its first record) */
+  private messageBytes = 0;
+  /** the newest message ended inside a record: any later byte is a frame error */
+  private cut = false;
   private failed = false;
 
   constructor(private readonly maxMetaBytes = DEFAULT_MAX_META_BYTES) {}
@@ -224,6 +246,10 @@ export class FrameDecoder {
     if (this.failed) throw new BadFrameError('the decoder already failed: start a new connection');
     this.older = this.fds.length;
     for (let i = 0; i < fds.length; i++) this.fds.push(fds[i]!);
+    if (this.cut) {
+      this.failed = true;
+      throw runsPast();
+    }
     // Copy the read once (after what an earlier read left pending): every
     // record's raw meta and the new remainder are views of that copy, as the
     // caller may reuse its buffer.
@@ -255,6 +281,8 @@ export class FrameDecoder {
     let offset = 0;
     let taken = 0;
     const size = buf.length;
+    // Where the message that brought this read's descriptors starts: at its first record.
+    let messageStart = this.older === 0 ? 0 : -1;
     while (size - offset >= HEADER_BYTES) {
       const length = (buf[offset]! | (buf[offset + 1]! << 8) | (buf[offset + 2]! << 16)) + buf[offset + 3]! * 0x1000000;
       if (taken >= this.fds.length) {
@@ -273,6 +301,7 @@ export class FrameDecoder {
       records.push(this.makeRecord(this.fds[taken]!, buf, offset + HEADER_BYTES, offset + HEADER_BYTES + length));
       taken++;
       offset += HEADER_BYTES + length;
+      if (taken === this.older) messageStart = offset;
     }
     const rest = size - offset;
     if (newFds && !filled && rest === 0 && taken < this.fds.length) {
@@ -288,8 +317,14 @@ export class FrameDecoder {
           `a message carries ${this.older - taken} more descriptor(s) than meta records: the peer does not speak this framing`,
         );
       }
-      throw new BadFrameError('a record runs past the end of its message: its meta is longer than the message');
+      throw runsPast();
     }
+    const messageBytes = newFds ? size - messageStart : this.messageBytes + size - this.pending.length;
+    // This read took the rest of the piece that carried the descriptors, and
+    // that piece was the whole message: its last record is cut. Whatever comes
+    // next fails (end() says the peer stopped mid-message).
+    this.cut = !filled && rest > 0 && taken < this.fds.length && messageBytes < ONE_PIECE_BYTES;
+    this.messageBytes = messageBytes;
     if (taken === this.fds.length) this.fds = [];
     else if (taken > 0) this.fds.splice(0, taken);
     this.pending = rest === 0 ? EMPTY : buf.subarray(offset);

@@ -9,6 +9,13 @@ import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, Exit } from './connect.js';
 import { watchRedeploy } from './waiting.js';
 import { describeStates, type ConnectionStates } from '../conn-states.js';
 
+/**
+ * EXIT_STREAM_ENDED: the server ended a command still running (a stream that is not persistent)
+ * as it closed its control socket: it handed over to a new instance in a redeploy, or it halts
+ * (ERR_GRACEFUL_STREAM_ENDED). Run the command again to follow the instance that serves.
+ */
+export const EXIT_STREAM_ENDED = 4;
+
 /** Codes of a server's refusal that mean the caller's words were wrong: exit 2, as a CLI usage error. */
 const USAGE_CODES = new Set(['ERR_GRACEFUL_UNKNOWN_COMMAND', 'ERR_GRACEFUL_USAGE', 'ERR_GRACEFUL_INVALID_RUNLEVEL', 'ERR_GRACEFUL_UNKNOWN_TASK', 'ERR_GRACEFUL_CONTROL_PARSE', 'ERR_GRACEFUL_INVALID_ARGUMENT']);
 
@@ -27,7 +34,8 @@ export async function requestOn(client: ControlClient, cmd: string, args: string
   } catch (err) {
     if (err instanceof ControlReplyError) {
       if (opts.json) out(JSON.stringify({ ok: false, error: { code: err.code, message: err.message } }));
-      throw new Exit(USAGE_CODES.has(err.code) ? EXIT_USAGE : EXIT_FAILED, `error: ${err.message}`);
+      const code = USAGE_CODES.has(err.code) ? EXIT_USAGE : err.code === 'ERR_GRACEFUL_STREAM_ENDED' ? EXIT_STREAM_ENDED : EXIT_FAILED;
+      throw new Exit(code, `error: ${err.message}`);
     }
     throw new Exit(EXIT_FAILED, `error: ${(err as Error).message}`);
   } finally {

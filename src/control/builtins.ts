@@ -57,6 +57,12 @@ function eventOf(event: Exclude<RedeployEvent, { type: 'failed' }>): ControlEven
   };
 }
 
+/** aborted resolves once signal fires. */
+function aborted(signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+}
+
 /** addBuiltins registers help, status, telinit, redeploy (restart), update, rebuild, upgrade, reopen, CUSTOM. */
 export function addBuiltins(registry: CommandRegistry, target: ControlTarget): void {
   registry.add('help', {
@@ -90,7 +96,13 @@ export function addBuiltins(registry: CommandRegistry, target: ControlTarget): v
     minArgs: 1,
     maxArgs: 1,
     run: async (ctx) => {
-      await target.telinit(ctx.args[0]!);
+      const done = target.telinit(ctx.args[0]!);
+      if (Number(ctx.args[0]) === 0 && ctx.args[0]!.trim() !== '') {
+        // The halt closes this connection before it resolves: the connection
+        // says so (ctx.signal) and writes this answer before it closes.
+        done.catch(() => undefined); // a refusal still rejects the race below
+        await Promise.race([done, aborted(ctx.signal)]);
+      } else await done;
       return ctx.json ? { runlevel: Number(ctx.args[0]) } : `runlevel ${ctx.args[0]}`;
     },
   });

@@ -10,7 +10,7 @@
  */
 import type net from 'node:net';
 import type { PeerCredentials } from '../native.js';
-import { IdleTimeoutError, LineTooLongError, SlowClientError, TooManyConnectionsError, UsageError } from '../errors.js';
+import { IdleTimeoutError, LineTooLongError, SlowClientError, StreamEndedError, TooManyConnectionsError, UsageError } from '../errors.js';
 import { startReading, stopReading } from '../read-seam.js';
 import { formatResult, type CommandContext, type CommandRegistry } from './commands.js';
 import { MAX_QUEUED_BYTES, PROBE_COMMANDS, PROBE_IDLE, type ResolvedLimits } from './limits.js';
@@ -65,6 +65,8 @@ export class ControlConnection {
   private released = false;
   /** Resolves once everything written so far went to the kernel. */
   private flushed: Promise<void> = Promise.resolve();
+  /** The request running, and whether it is the `telinit 0` that asks for a halt; set by closeByServer() to end after it. */
+  private current: { req: ControlRequest; halts: boolean; endAfter?: boolean } | null = null;
 
   constructor(readonly socket: net.Socket, readonly peer: PeerCredentials, private readonly server: ConnectionOwner, readonly probe: boolean, paused = false) {
     this.paused = paused;
@@ -315,10 +317,11 @@ export class ControlConnection {
       write(served, renderEvent(served));
     }
     try {
-      const { command } = this.server.commands.get(req.cmd);
+      const { name, command } = this.server.commands.get(req.cmd);
       const { minArgs = 0, maxArgs = Infinity } = command;
       if (req.args.length < minArgs || req.args.length > maxArgs) throw new UsageError(`usage: ${command.usage}`);
       this.persistentLine = command.persistent === true ? line : null;
+      this.current = { req, halts: name === 'telinit' && Number(req.args[0]) === 0 };
       let result: unknown;
       try {
         result = await command.run(ctx);
@@ -329,6 +332,10 @@ export class ControlConnection {
       this.reply(req.json, req.id, null, result);
     } catch (err) {
       this.reply(req.json, req.id, err as Error);
+    } finally {
+      const cur = this.current; // answered: no longer running
+      this.current = null;
+      if (cur?.endAfter) this.end();
     }
   }
 
@@ -362,6 +369,26 @@ export class ControlConnection {
     this.socket.end();
     startReading(this.socket); // read on to the client's EOF, which closes the descriptor
     setTimeout(() => this.socket.destroy(), this.server.opts.writeTimeout).unref();
+  }
+
+  /**
+   * closeByServer ends the connection as its instance closes the control socket (a halt; handedOver:
+   * the drain after a redeploy). The `telinit 0` that asked for the halt hears it (ctx.signal) and
+   * is answered before the FIN (within writeTimeout); a stream still running ends with
+   * ERR_GRACEFUL_STREAM_ENDED, not with its own reply.
+   */
+  closeByServer(handedOver: boolean): void {
+    const cur = this.busy && !this.closed && !this.released ? this.current : null;
+    if (cur?.halts) {
+      cur.endAfter = true;
+      this.abort.abort();
+      setTimeout(() => this.end(), this.server.opts.writeTimeout).unref();
+      return;
+    }
+    if (cur) this.reply(cur.req.json, cur.req.id, new StreamEndedError(`the stream ended: pid ${process.pid} ${handedOver
+      ? 'handed over to a new instance in a redeploy and stopped; run the command again to follow the new one' : 'halts'}`));
+    this.muted = true; // what the command writes as it stops is not the client's answer
+    this.end();
   }
 
   private onIdle(): void {

@@ -225,7 +225,7 @@ export class ControlServer implements ConnectionOwner {
     atExit.delete(this);
     for (const conn of this.connections) {
       if (unserved.has(conn) && !conn.served) conn.release();
-      else conn.end();
+      else conn.closeByServer(this.handedOver);
     }
   }
 }

@@ -5,7 +5,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { ControlClient } from '../../src/control/client.js';
 import { Exit } from '../../src/cli/connect.js';
-import { humanStatus, requestOn } from '../../src/cli/reply.js';
+import { EXIT_STREAM_ENDED, humanStatus, requestOn } from '../../src/cli/reply.js';
 import { tmpDir } from '../helpers.js';
 
 /** scripted: a control server on a real UNIX socket that answers each request line with the next script entry. */
@@ -68,6 +68,18 @@ describe('cli/reply', () => {
     expect(out).to.deep.equal(['{"ok":false,"error":{"code":"ERR_GRACEFUL_INVALID_RUNLEVEL","message":"bad runlevel"}}']);
     const e3 = await exitOf(requestOn(s.client, 'redeploy', [], { timeout: 5000 }, () => undefined));
     expect(e3).to.include({ code: 1, message: 'error: not ready' });
+    await s.close();
+  });
+
+  it('a stream the server ended (ERR_GRACEFUL_STREAM_ENDED) exits EXIT_STREAM_ENDED (4), after the lines it streamed', async () => {
+    const s = await scripted([
+      ['{"event":"output","line":"pid 7: 3 request(s)"}', '{"ok":false,"error":{"code":"ERR_GRACEFUL_STREAM_ENDED","message":"the stream ended: pid 7 halts"}}'],
+    ]);
+    const out: string[] = [];
+    const e = await exitOf(requestOn(s.client, 'requests', [], { timeout: 5000 }, (l) => out.push(l)));
+    expect(e).to.include({ code: EXIT_STREAM_ENDED, message: 'error: the stream ended: pid 7 halts' });
+    expect(EXIT_STREAM_ENDED).to.equal(4);
+    expect(out).to.deep.equal(['pid 7: 3 request(s)']);
     await s.close();
   });
 

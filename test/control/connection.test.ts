@@ -196,3 +196,38 @@ describe('control socket refusals, coded', function () {
     expect(await probe(sock)).to.equal(pid);
   });
 });
+
+describe('control connection: the server closes under a running command', function () {
+  this.timeout(20_000);
+
+  it('a stream ends with ERR_GRACEFUL_STREAM_ENDED (its id kept), telinit 0 is answered, an idle connection just ends', async () => {
+    const { sock, server } = await serve();
+    server.commands.add('tick', {
+      usage: 'tick',
+      run: (ctx) => new Promise<string>((resolve) => {
+        const timer = setInterval(() => ctx.write('tick'), 20);
+        ctx.signal.addEventListener('abort', () => {
+          clearInterval(timer);
+          resolve('the stream\'s own reply');
+        });
+      }),
+    });
+    // As the built-in telinit 0 does: its halt closes the connection before it resolves.
+    server.commands.add('telinit', { usage: 'telinit 0', run: (ctx) => new Promise((resolve) => ctx.signal.addEventListener('abort', () => resolve({ runlevel: 0 }))) });
+    const stream = await connectRaw(sock);
+    const halt = await connectRaw(sock);
+    const idle = await connectRaw(sock);
+    stream.socket.write('{"cmd":"tick","id":"s1"}\n');
+    halt.socket.write('{"cmd":"telinit","args":["0"],"id":7}\n');
+    idle.socket.write('echo hi\n');
+    await until(() => stream.lines.length >= 2 && idle.lines.length === 2, 5_000, 'a stream under way');
+    server.close(false);
+    await until(() => stream.closed() && halt.closed() && idle.closed(), 5_000, 'every connection closed');
+    expect(JSON.parse(stream.lines.at(-1)!)).to.deep.equal({
+      id: 's1', ok: false, error: { code: 'ERR_GRACEFUL_STREAM_ENDED', message: `the stream ended: pid ${process.pid} halts` },
+    });
+    expect(stream.lines.slice(0, -1).every((l) => JSON.parse(l).line === 'tick')).to.equal(true);
+    expect(halt.lines.map((l) => JSON.parse(l))).to.deep.equal([{ id: 7, ok: true, result: { runlevel: 0 } }]);
+    expect(idle.lines).to.deep.equal(['hi', 'ok']);
+  });
+});

@@ -2,7 +2,7 @@
 import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
-import { checkDirectory, openFile, openFlags, writeFileAtomic } from '../../src/safefile.js';
+import { checkDirectory, checkPath, openFile, openFlags, writeFileAtomic } from '../../src/safefile.js';
 import { fdCount, fdFlags, O_CLOEXEC, tmpDir } from '../helpers.js';
 
 const NOBODY = 65534;
@@ -52,6 +52,35 @@ describe('safefile', () => {
     ).with.property('code', 'ERR_GRACEFUL_UNSAFE_DIRECTORY');
     expect(() => openFile(path.join(sub, 'f'), 'w', 0o600, 'api')).to.throw(/belongs to uid 65534/);
     expect(fdCount()).to.equal(before);
+  });
+
+  it('checkPath checks every component: missing is false, mode makes them (0700), links are resolved, a file or a loop fails', () => {
+    const dir = tmpDir();
+    fs.chmodSync(dir, 0o700);
+    const deep = path.join(dir, 'a', 'b');
+    expect(checkPath(deep, 'api', 'the file')).to.equal(false);
+    expect(checkPath(deep, 'api', 'the file', 0o700)).to.equal(true);
+    expect(fs.statSync(path.join(dir, 'a')).mode & 0o7777).to.equal(0o700);
+    fs.symlinkSync('a/../a/b', path.join(dir, 'rel'));
+    expect(checkPath(path.join(dir, 'rel', '.'), 'api', 'the file')).to.equal(true);
+    fs.writeFileSync(path.join(dir, 'f'), '');
+    expect(() => checkPath(path.join(dir, 'f', 'x'), 'api', 'the file', 0o700)).to.throw().with.property('code', 'ENOTDIR');
+    fs.symlinkSync('loop', path.join(dir, 'loop'));
+    expect(() => checkPath(path.join(dir, 'loop'), 'api', 'the file')).to.throw(/more than 40 symbolic links/).with.property('code', 'ELOOP');
+    const open = path.join(dir, 'open');
+    fs.mkdirSync(open);
+    fs.chmodSync(open, 0o777); // anyone could rename what is below it
+    expect(() => checkPath(path.join(open, 'x'), 'api', 'the file', 0o700)).to.throw(/without the sticky bit/).with.property('code', 'ERR_GRACEFUL_UNSAFE_DIRECTORY');
+    expect(fs.readdirSync(open)).to.deep.equal([]);
+  });
+
+  (asRoot ? it : it.skip)('checkPath follows no link of another user in a sticky shared directory', () => {
+    const dir = tmpDir();
+    fs.chmodSync(dir, 0o1777);
+    fs.symlinkSync(tmpDir(), path.join(dir, 'l'));
+    fs.lchownSync(path.join(dir, 'l'), NOBODY, NOBODY);
+    expect(() => checkPath(path.join(dir, 'l', 'sub'), 'api', 'the file', 0o700)).to.throw(`api: ${dir}/l is a symbolic link of uid ${NOBODY} in ${dir}`)
+      .with.property('code', 'ERR_GRACEFUL_UNSAFE_FILE');
   });
 
   it('openFile opens close-on-exec; in a sticky shared directory our files and links are fine', () => {

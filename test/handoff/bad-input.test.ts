@@ -6,9 +6,9 @@
 import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
-import { receive, listenAndServe, callbackHandler } from '../../src/index.js';
+import { receive, listenAndServe, callbackHandler, HandoffConnection } from '../../src/index.js';
 import { addon } from '../../src/native.js';
-import { fdCount, spawnChild, tmpDir, until } from '../helpers.js';
+import { fdCount, socketPair, spawnChild, tmpDir, until } from '../helpers.js';
 
 /**
  * rawServer listens on path, starts the client, and once it connects runs
@@ -103,6 +103,40 @@ describe('hand-off bad input', () => {
       await new Promise((r) => setTimeout(r, 50));
       sendRaw(fd, record('{}'), [devnull()]);
     });
+  });
+
+  it('meta longer than its message, completed by the next message: ERR_GRACEFUL_BAD_FRAME, nothing handed out', async () => {
+    // The second message starts with the 9 bytes the first record lacks, then a record of its own.
+    const given = await expectCoded('ERR_GRACEFUL_BAD_FRAME', async (fd, devnull) => {
+      sendRaw(fd, record('{"short":1}', 20), [devnull()]);
+      await new Promise((r) => setTimeout(r, 50));
+      sendRaw(fd, Buffer.concat([Buffer.from('"pad-pad"'), record('{}')]), [devnull()]);
+    });
+    expect(given).to.equal(0);
+  });
+
+  it('meta longer than its message, completed by plain bytes: ERR_GRACEFUL_BAD_FRAME, nothing handed out', async () => {
+    const given = await expectCoded('ERR_GRACEFUL_BAD_FRAME', async (fd, devnull) => {
+      sendRaw(fd, record('{"short":1}', 20), [devnull()]);
+      await new Promise((r) => setTimeout(r, 50));
+      sendRaw(fd, Buffer.from('"pad-pad"'));
+    });
+    expect(given).to.equal(0);
+  });
+
+  it('meta longer than its message, completed by plain bytes, on a connection reading on demand (applicationData): ERR_GRACEFUL_BAD_FRAME', async () => {
+    const before = fdCount();
+    const [a, b] = await socketPair(tmpDir());
+    const rx = new HandoffConnection(b, { applicationData: true });
+    const file = fs.openSync('/dev/null', 'r');
+    sendRaw(a, record('{"short":1}', 20), [file]);
+    sendRaw(a, Buffer.from('"pad-pad"'));
+    fs.closeSync(file);
+    const err = await rx.receive().then(() => null, (e: Error) => e);
+    expect(err, 'receive must reject').to.include({ code: 'ERR_GRACEFUL_BAD_FRAME', message: 'a record runs past the end of its message: its meta is longer than the message' });
+    rx.close();
+    addon.close(a);
+    expect(fdCount(), 'descriptors after').to.equal(before);
   });
 
   it('meta longer than the receiver allows: ERR_GRACEFUL_BAD_FRAME', async () => {

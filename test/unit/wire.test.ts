@@ -1,5 +1,6 @@
 /** The frame codec and meta, on their own. */
 import { expect } from 'chai';
+import { ONE_PIECE_BYTES } from '../../src/wire.js';
 import { encodeMessages, FrameDecoder, encodeMeta, decodeMeta, isMeta, type FrameRecord } from '../../src/handoff.js';
 
 const rec = (fd: number, meta: string) => ({ fd, meta: Buffer.from(meta) });
@@ -86,6 +87,30 @@ describe('wire: FrameDecoder', () => {
     d.push(Buffer.concat([head, Buffer.from('{"a":')]), [1]);
     expect(() => d.push(frame('{}'), [2])).to.throw(/runs past the end of its message/).with.property('code', 'ERR_GRACEFUL_BAD_FRAME');
     expect(d.takeFds()).to.deep.equal([1, 2]);
+  });
+
+  it('a meta that runs past a message of one piece fails at the next bytes, even bytes that complete it', () => {
+    const head = Buffer.alloc(4);
+    head.writeUInt32LE(12);
+    const cut = Buffer.concat([frame('{"i":0}'), head, Buffer.from('{"a":')]); // a whole record, then a cut one
+    // Completed by plain bytes, or by the next message's first bytes: the records of the cut message are not handed out.
+    for (const [rest, fds] of [[Buffer.from('1234567'), []], [Buffer.concat([Buffer.from('1234567'), frame('{}')]), [3]]] as const) {
+      const d = new FrameDecoder();
+      expect(d.push(cut, [1, 2]).map((r) => r.fd)).to.deep.equal([1]);
+      expect(() => d.push(rest, fds)).to.throw(/runs past the end of its message/).with.property('code', 'ERR_GRACEFUL_BAD_FRAME');
+      expect(d.takeFds()).to.deep.equal([2, ...fds]);
+    }
+    // A read that filled the buffer may stop inside the message: the rest follows.
+    const d = new FrameDecoder();
+    d.push(cut, [1, 2], true);
+    expect(d.push(Buffer.from('1234567'), []).map((r) => [r.fd, r.raw.toString()])).to.deep.equal([[2, '{"a":1234567']]);
+    // A message over ONE_PIECE_BYTES may come in pieces (a partial write, a large message): its rest follows.
+    const big = frame(JSON.stringify({ pad: 'x'.repeat(ONE_PIECE_BYTES) }));
+    const e = new FrameDecoder();
+    expect(e.push(big.subarray(0, ONE_PIECE_BYTES), [1])).to.deep.equal([]);
+    expect(e.push(big.subarray(ONE_PIECE_BYTES, ONE_PIECE_BYTES + 10), [])).to.deep.equal([]);
+    expect(e.push(big.subarray(ONE_PIECE_BYTES + 10), []).map((r) => r.fd)).to.deep.equal([1]);
+    e.end();
   });
 
   it('at the end of the stream, tells leftover descriptors from a cut message', () => {
