@@ -9,7 +9,9 @@ import type { Meta } from '../meta.js';
 import { HandoffConnection, closeAll } from '../handoff/connection.js';
 import { receiveFrom, sendTo } from '../handoff/client.js';
 import { HANDOFF_ENV, COMMIT_FIELD, COMMIT_MARK, COMMITTED_MARK, END_MARK, FAILED_MARK, PROGRESS_MARK, READY_MARK, RETIRE_MARK, RETIRED_MARK } from '../protocol.js';
+import type { ReopenPeer } from './reopen-relay.js';
 import { oneLine, REASON_MAX } from './successor.js';
+import type { ReceivedFd } from '../handoff/connection.js';
 
 /** InheritedFd: a descriptor from the predecessor, with its meta (name, kind, address). */
 export interface InheritedFd {
@@ -29,6 +31,10 @@ export class Predecessor {
   private sending: Promise<unknown> = Promise.resolve();
   /** After ready(extra, true): resolves once the predecessor's end of the hand-off said committed, or closed. */
   private link: Promise<CommitAnswer> | null = null;
+  /** With relay(): the one reader of the hand-off; answers (retired, committed, the end) wait here for nextAnswer(). */
+  private reopens: ReopenPeer | null = null;
+  private answers: (ReceivedFd | null)[] = [];
+  private answerWaiters: ((got: ReceivedFd | null) => void)[] = [];
 
   private constructor(
     private readonly conn: HandoffConnection,
@@ -147,7 +153,7 @@ export class Predecessor {
    */
   private keepLink(): true {
     this.conn.unref();
-    this.link = receiveFrom(this.conn).then((got) => {
+    this.link = this.nextAnswer().then((got) => {
       if (got) closeAll([got.fd]);
       return got?.meta?.graceful === COMMITTED_MARK ? 'committed' as const : 'closed' as const;
     }, () => 'closed' as const).then((how) => {
@@ -189,7 +195,7 @@ export class Predecessor {
   async retire(slot: number): Promise<void> {
     if (this.told) throw new HandoffFailedError('retire: the predecessor was told already');
     await this.send({ graceful: RETIRE_MARK, slot });
-    const answer = await receiveFrom(this.conn);
+    const answer = await this.nextAnswer();
     if (answer) closeAll([answer.fd]);
     if (answer?.meta?.graceful !== RETIRED_MARK || answer.meta.slot !== slot) {
       throw new HandoffFailedError(`retire: the predecessor (pid ${this.pid}) ${answer ? 'answered something else' : 'closed the hand-off'} when asked to drain its worker ${slot}`);
@@ -203,6 +209,45 @@ export class Predecessor {
   progress(worker: number, pid: number): void {
     if (this.told) return;
     void this.send({ graceful: PROGRESS_MARK, worker, pid }).catch(() => undefined);
+  }
+
+  /**
+   * relay makes peer the predecessor's side of the reopen relay: from here
+   * one reader takes every record of the hand-off; reopen records go to the
+   * relay (a reopen asked of the predecessor is run here and answered), the
+   * rest to whoever waits for an answer. Records to it go after those queued
+   * before the ready answer, and on the kept connection after it. Call it
+   * once, right after connect(); it never keeps the event loop alive.
+   */
+  relay(peer: ReopenPeer): void {
+    this.reopens = peer;
+    peer.connect((meta) => (this.told ? sendTo(this.conn, 2, meta) : this.send(meta)));
+    this.conn.unref();
+    void (async () => {
+      for (;;) {
+        const got = await receiveFrom(this.conn).catch(() => null);
+        if (got && (await peer.handle(got.meta))) {
+          closeAll([got.fd]);
+          continue;
+        }
+        const waiter = this.answerWaiters.shift();
+        if (waiter) waiter(got);
+        else this.answers.push(got);
+        if (!got) break;
+      }
+      peer.close();
+    })();
+  }
+
+  /** nextAnswer: the next record that is not the relay's (null at the end), read here or by relay()'s reader. */
+  private nextAnswer(): Promise<ReceivedFd | null> {
+    if (!this.reopens) return receiveFrom(this.conn);
+    if (this.answers.length > 0) {
+      const got = this.answers.shift()!;
+      if (got === null) this.answers.unshift(null); // the end stays the end
+      return Promise.resolve(got);
+    }
+    return new Promise((resolve) => this.answerWaiters.push(resolve));
   }
 
   private send(meta: Meta): Promise<void> {
