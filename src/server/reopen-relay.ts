@@ -44,16 +44,23 @@ export class ReopenPeer {
   async forward(timeoutMs: number): Promise<boolean> {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
+    let waiter: (() => void) | undefined;
     try {
       return await Promise.race([late, (async () => {
         await this.open;
         if (this.closed || !this.send) return false;
-        const answered = new Promise<boolean>((resolve) => this.waiters.push(() => resolve(!this.closed)));
+        // Answers come in order: each reopened answers the oldest reopen still waiting.
+        const answered = new Promise<boolean>((resolve) => this.waiters.push(waiter = () => resolve(!this.closed)));
         await this.send({ graceful: REOPEN_MARK }).catch(() => undefined);
         return answered;
       })()]);
     } finally {
       clearTimeout(timer);
+      // Past the timeout its late answer must not be taken for a later reopen's: it still holds its place.
+      if (waiter) {
+        const i = this.waiters.indexOf(waiter);
+        if (i >= 0) this.waiters[i] = () => undefined;
+      }
     }
   }
 
