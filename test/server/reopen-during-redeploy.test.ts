@@ -25,7 +25,8 @@ describe('reopen during a redeploy', function () {
 
   for (const workers of [0, 2]) {
     for (const asked of ['old', 'new'] as const) {
-      const how = asked === 'old' ? 'the old instance (control command reopen)' : 'the new instance, not ready yet (SIGUSR1)';
+      // The old instance is asked by the control command without workers, by SIGUSR1 (logrotate's kill -USR1) with them.
+      const how = asked === 'new' ? 'the new instance, not ready yet (SIGUSR1)' : workers ? 'the old primary (SIGUSR1)' : 'the old instance (control command reopen)';
       it(`a rotation asked of ${how}${workers ? `, with ${workers} workers` : ''}: no line reaches the rotated file after the reopen returned`, async () => {
         const dir = tmpDir();
         const log = path.join(dir, 'app.log');
@@ -38,13 +39,15 @@ describe('reopen during a redeploy', function () {
         const newPid = Number((await child.next(/^holding /)).split(' ')[1]);
         await until(() => pids(log).has(newPid), 10_000, 'the new instance writes while it starts');
         fs.renameSync(log, rotated);
-        if (asked === 'old') {
+        if (asked === 'old' && !workers) {
           const r = await cli(sock, 'reopen');
           expect(r.stdout, r.stderr).to.match(/^reopened/);
         } else {
+          // A signal's task returned once its log line is written.
+          const pid = asked === 'old' ? oldPid : newPid;
           const seen = child.stderr.length;
-          process.kill(newPid, 'SIGUSR1');
-          await until(() => child!.stderr.slice(seen).some((l) => l.includes(`graceful[${newPid}]`) && /SIGUSR1: task reopen/.test(l)), 10_000, 'the reopen in the new instance');
+          process.kill(pid, 'SIGUSR1');
+          await until(() => child!.stderr.slice(seen).some((l) => l.includes(`graceful[${pid}]`) && /SIGUSR1: task reopen/.test(l)), 10_000, 'the reopen to return');
         }
         const returned = fs.statSync(rotated).size;
         // Both instances (and the old workers) write on: to app.log only.
