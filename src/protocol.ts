@@ -43,6 +43,8 @@ export const COMMITTED_MARK = 'committed';
  * re-opens its files by path (and its workers' files) and answers reopened.
  */
 export const REOPEN_MARK = 'reopen';
+/** Set true in the end record by an old instance that relays reopens: only then does the new one send it reopen records. */
+export const REOPENS_FIELD = 'reopens';
 export const REOPENED_MARK = 'reopened';
 /** Meta `graceful` of a new instance that cannot start, instead of ready: `reason`, one line; it then closes the hand-off. */
 export const FAILED_MARK = 'failed';

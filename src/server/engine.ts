@@ -167,7 +167,7 @@ export class Engine {
       if (this.predecessor) {
         this.registry.inherit(this.predecessor.fds);
         // A worker's tasks come from its primary, which asks each worker itself: only an instance relays.
-        if (this.role.ownsService) this.predecessor.relay(this.relay.peer(`the old instance (pid ${this.predecessor.pid})`));
+        if (this.role.ownsService && this.predecessor.relays) this.predecessor.relay(this.relay.peer(`the old instance (pid ${this.predecessor.pid})`));
         this.targetLevel = checkRunlevel(this.predecessor.state.runlevel ?? 3);
         this.lifecycle.inherit(this.role.generationAfter(Number(this.predecessor.state.generation ?? 1)));
         this.role.inherit(this.predecessor.state);

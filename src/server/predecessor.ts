@@ -8,7 +8,7 @@ import { HandoffFailedError, PeerRefusedError } from '../errors.js';
 import type { Meta } from '../meta.js';
 import { HandoffConnection, closeAll } from '../handoff/connection.js';
 import { receiveFrom, sendTo } from '../handoff/client.js';
-import { HANDOFF_ENV, COMMIT_FIELD, COMMIT_MARK, COMMITTED_MARK, END_MARK, FAILED_MARK, PROGRESS_MARK, READY_MARK, RETIRE_MARK, RETIRED_MARK } from '../protocol.js';
+import { HANDOFF_ENV, COMMIT_FIELD, REOPENS_FIELD, COMMIT_MARK, COMMITTED_MARK, END_MARK, FAILED_MARK, PROGRESS_MARK, READY_MARK, RETIRE_MARK, RETIRED_MARK } from '../protocol.js';
 import type { ReopenPeer } from './reopen-relay.js';
 import { oneLine, REASON_MAX } from './successor.js';
 import type { ReceivedFd } from '../handoff/connection.js';
@@ -209,6 +209,11 @@ export class Predecessor {
   progress(worker: number, pid: number): void {
     if (this.told) return;
     void this.send({ graceful: PROGRESS_MARK, worker, pid }).catch(() => undefined);
+  }
+
+  /** relays: the predecessor said (in its end record) that it relays reopens; an older one would fail on a reopen record. */
+  get relays(): boolean {
+    return this.state[REOPENS_FIELD] === true;
   }
 
   /**

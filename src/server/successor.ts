@@ -13,7 +13,7 @@ import { listenAndServe } from '../handoff/server.js';
 import { receiveFrom } from '../handoff/client.js';
 import type { HandoffConnection, OutgoingFd } from '../handoff/connection.js';
 import type { HandoffServer } from '../handoff/server.js';
-import { HANDOFF_ENV, COMMIT_FIELD, END_MARK, FAILED_MARK, PROGRESS_MARK, READY_MARK, RETIRE_MARK, RETIRED_MARK } from '../protocol.js';
+import { HANDOFF_ENV, COMMIT_FIELD, REOPENS_FIELD, END_MARK, FAILED_MARK, PROGRESS_MARK, READY_MARK, RETIRE_MARK, RETIRED_MARK } from '../protocol.js';
 import type { ReopenPeer, ReopenRelay } from './reopen-relay.js';
 
 export { HANDOFF_ENV };
@@ -189,7 +189,7 @@ async function runSuccessor(options: SuccessorOptions, dir: string): Promise<Suc
     relayPeer = options.relay?.peer(`the new instance (pid ${child.pid})`);
     const reopens = relayPeer;
     for (const item of options.descriptors()) res.send(item.fd, item.meta);
-    res.send(2, { graceful: END_MARK, ...options.state, ...(options.keep ? { [COMMIT_FIELD]: true } : {}) });
+    res.send(2, { graceful: END_MARK, ...options.state, ...(options.keep ? { [COMMIT_FIELD]: true } : {}), ...(reopens ? { [REOPENS_FIELD]: true } : {}) });
     await res.flush();
     // One record at a time: a retired answer and a reopen record do not interleave.
     let sending: Promise<void> = Promise.resolve();
