@@ -36,6 +36,16 @@ export const COMMIT_MARK = 'commit';
  */
 export const COMMIT_FIELD = 'commits';
 export const COMMITTED_MARK = 'committed';
+/**
+ * A reopen (logrotate) asked of either instance while the other one holds
+ * copies of the files (from the descriptors' hand-off until the hand-off
+ * connection closes): a reopen record goes to the other instance, which
+ * re-opens its files by path (and its workers' files) and answers reopened.
+ */
+export const REOPEN_MARK = 'reopen';
+/** Set true in the end record by an old instance that relays reopens: only then does the new one send it reopen records. */
+export const REOPENS_FIELD = 'reopens';
+export const REOPENED_MARK = 'reopened';
 /** Meta `graceful` of a new instance that cannot start, instead of ready: `reason`, one line; it then closes the hand-off. */
 export const FAILED_MARK = 'failed';
 

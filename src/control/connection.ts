@@ -51,8 +51,10 @@ export class ControlConnection {
   persistentLine: string | null = null;
   /** Output of the running command is dropped: its connection is being handed over with it. */
   private muted = false;
-  /** Adopted with a persistent command: the marker line goes before it runs again. */
-  private announce = false;
+  /** Adopted with a persistent command: the marker line goes before it runs again (with what the predecessor dropped). */
+  private announce: { dropped: number; from: number } | null = null;
+  /** Lines written whose write has not completed yet (still in this process, or in part). */
+  private unwrittenLines = 0;
   /** Paused for a hand-off: input stays in the kernel (and in `queue`) for the next instance. */
   private paused = false;
   /** Set once this process ran anything for the client: only then may it end the connection. */
@@ -131,11 +133,15 @@ export class ControlConnection {
     }
   }
 
-  /** feed replays input a predecessor had read but not run; persist is the line of a persistent command it was running. */
-  feed(pending: Buffer, persist?: string): void {
+  /**
+   * feed replays input a predecessor had read but not run; persist is the
+   * line of a persistent command it was running, dropped how many of its
+   * lines it dropped (from: its pid), which the marker line tells.
+   */
+  feed(pending: Buffer, persist?: string, dropped = 0, from = 0): void {
     if (persist !== undefined) {
       this.queue.push(Buffer.from(persist, 'utf8'));
-      this.announce = true;
+      this.announce = { dropped, from };
     }
     if (pending.length > 0) this.onData(pending);
   }
@@ -257,8 +263,14 @@ export class ControlConnection {
   private send(text: string): boolean {
     if (this.closed || this.socket.destroyed || !this.socket.writable) return false;
     let ok = false;
+    let lines = 0;
+    for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) lines++;
+    this.unwrittenLines += lines;
     this.flushed = new Promise((resolve) => {
-      ok = this.socket.write(text, () => resolve()); // called once in the kernel, or with the error that ended it
+      ok = this.socket.write(text, () => { // called once in the kernel, or with the error that ended it
+        this.unwrittenLines -= lines;
+        resolve();
+      });
     });
     if (this.socket.writableLength > this.server.opts.maxOutputBytes) {
       this.drop(new SlowClientError(`the client left ${this.socket.writableLength} bytes of output unread (the limit is ${this.server.opts.maxOutputBytes}): dropping it`));
@@ -312,8 +324,9 @@ export class ControlConnection {
       },
     };
     if (this.announce) {
-      this.announce = false;
-      const served = { event: 'served', pid: process.pid };
+      const { dropped, from } = this.announce;
+      this.announce = null;
+      const served = { event: 'served', pid: process.pid, ...(dropped > 0 ? { dropped, from } : {}) };
       write(served, renderEvent(served));
     }
     try {
@@ -403,6 +416,30 @@ export class ControlConnection {
     this.abort.abort();
     this.server.forget(this);
     this.server.progressed();
+  }
+
+  /**
+   * discard, for a hand-off of a persistent command: the output this process
+   * still holds (written by the command, not yet taken by the kernel, as the
+   * client reads slowly) must never reach the client after the new
+   * instance's marker, so it is dropped: this process's copy of the socket
+   * is destroyed (no FIN: the duplicate handed over keeps the connection).
+   * Returns how many lines were dropped; the last of them may have reached
+   * the client in part. Call it only while a duplicate exists.
+   */
+  discard(): number {
+    const dropped = this.unwrittenLines;
+    this.released = true;
+    this.closed = true;
+    this.abort.abort();
+    this.stopInput();
+    this.socket.destroy();
+    return dropped;
+  }
+
+  /** unwritten: output is still queued in this process (the client has not read enough of it). */
+  get unwritten(): boolean {
+    return this.socket.writableLength > 0;
   }
 
   /**

@@ -72,8 +72,16 @@ export class ControlHandover {
       }
       const meta: Meta = { kind: 'control-conn', pendingBytes, ...(persist !== null ? { persist } : {}) };
       if (persist !== null) conn.mute(true);
+      if (persist !== null && conn.unwritten) {
+        // Output still queued here would reach the client after the new
+        // instance's marker: dropped now, before the descriptor goes, and counted in the marker.
+        meta.dropped = conn.discard();
+        meta.from = process.pid;
+        debug('control: dropped %d line(s) queued for a slow client of a persistent command', meta.dropped);
+      } else {
+        this.paused.push(conn);
+      }
       this.dups.push(new OwnedFd(fd, meta));
-      this.paused.push(conn);
       out.push({ fd, meta });
     }
     return out;
@@ -83,13 +91,25 @@ export class ControlHandover {
     closeOwned(this.dups.splice(0));
   }
 
-  /** failed resumes what handoff paused (the `redeploy` connection resumes after its reply). */
-  failed(): void {
+  /**
+   * failed resumes what handoff paused (the `redeploy` connection resumes
+   * after its reply); a persistent command's connection whose output was
+   * dropped is served here again from its duplicate (open makes its
+   * connection, as for an adopted one): its command runs again after the marker.
+   */
+  failed(open?: (socket: net.Socket, peer: PeerCredentials) => ControlConnection): void {
+    const discarded = this.dups.filter((d) => typeof d.meta.dropped === 'number');
+    this.dups = this.dups.filter((d) => !discarded.includes(d));
+    for (const d of discarded) {
+      if (open) this.adopt(d.take(), d.meta, open);
+      else d.close();
+    }
     this.closeDups();
     for (const conn of this.paused.splice(0)) {
       conn.mute(false);
       if (!conn.handingOver) conn.resume();
     }
+    this.start();
   }
 
   /**
@@ -140,7 +160,8 @@ export class ControlHandover {
     const conn = open(socket, peer);
     const m = typeof meta === 'string' ? { pending: meta } : meta;
     conn.feed(typeof m.pendingBytes === 'string' ? Buffer.from(m.pendingBytes, 'base64')
-      : Buffer.from(typeof m.pending === 'string' ? m.pending : '', 'utf8'), typeof m.persist === 'string' ? m.persist : undefined);
+      : Buffer.from(typeof m.pending === 'string' ? m.pending : '', 'utf8'), typeof m.persist === 'string' ? m.persist : undefined,
+    typeof m.dropped === 'number' ? m.dropped : 0, typeof m.from === 'number' ? m.from : 0);
     this.adopted.push(conn);
   }
 

@@ -18,7 +18,8 @@ export function renderEvent(e: ControlEvent): string {
     case 'done': return `done after ${e.ms} ms`;
     case 'failed': return `failed after ${e.ms} ms`;
     case 'output': return String(e.line);
-    case 'served': return `-- now served by pid ${e.pid}`;
+    case 'served': return `-- now served by pid ${e.pid}` +
+      (typeof e.dropped === 'number' && e.dropped > 0 ? ` (${e.dropped} line(s) of pid ${e.from} dropped: the client read too slowly)` : '');
     default: return JSON.stringify(e);
   }
 }

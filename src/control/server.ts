@@ -19,6 +19,7 @@ import net from 'node:net';
 import { debuglog } from 'node:util';
 import { invalidArgument } from '../errors.js';
 import type { Meta } from '../meta.js';
+import type { PeerCredentials } from '../native.js';
 import { fdOf, listenOnFd } from '../fds.js';
 import { bindSocket, clearStaleSocket, SocketFile } from '../socketpath.js';
 import type { OutgoingFd } from '../handoff/connection.js';
@@ -174,7 +175,7 @@ export class ControlServer implements ConnectionOwner {
 
   /** handoffFailed resumes what handoff paused (the `redeploy` connection resumes after its reply). */
   handoffFailed(): void {
-    this.handover.failed();
+    this.handover.failed(this.openAdopted);
   }
 
   /**
@@ -199,12 +200,15 @@ export class ControlServer implements ConnectionOwner {
    * is not read before start(). The server owns fd from here on.
    */
   adopt(fd: number, meta: Meta | string): void {
-    this.handover.adopt(fd, meta, (socket, peer) => {
-      const conn = new ControlConnection(socket, peer, this, false, true);
-      this.connections.add(conn);
-      return conn;
-    });
+    this.handover.adopt(fd, meta, this.openAdopted);
   }
+
+  /** openAdopted: the connection of an adopted socket, paused until started. */
+  private readonly openAdopted = (socket: net.Socket, peer: PeerCredentials): ControlConnection => {
+    const conn = new ControlConnection(socket, peer, this, false, true);
+    this.connections.add(conn);
+    return conn;
+  };
 
   /** start lets adopted connections run their commands. */
   start(): void {

@@ -25,6 +25,7 @@ import { Listeners } from './listener-set.js';
 import { checkRunlevel, DEFAULT_CONTROL_FD_NAME, type Config, type Runlevel } from './options.js';
 import { Predecessor } from './predecessor.js';
 import { Redeployer } from './redeploy.js';
+import { ReopenRelay } from './reopen-relay.js';
 import { Registry } from './registry.js';
 import type { Role } from './role.js';
 import { Shutdown } from './shutdown.js';
@@ -66,6 +67,8 @@ export class Engine {
   readonly shutdown: Shutdown;
   readonly redeployer: Redeployer;
   readonly files: Files;
+  /** A reopen here reaches the other instance of a redeploy while both hold the files. */
+  readonly relay: ReopenRelay;
   readonly tasks = new Tasks();
   readonly startedAt = Date.now();
   readonly halted: Promise<void>;
@@ -89,6 +92,7 @@ export class Engine {
     this.control = options.control;
     this.registry = new Registry();
     this.files = new Files(this.registry, this.log);
+    this.relay = new ReopenRelay(() => this.reopenHere(), this.log);
     this.targetLevel = this.config.runlevel;
     this.halted = new Promise((resolve) => (this.resolveHalt = resolve));
     this.lifecycle = new Lifecycle({
@@ -133,6 +137,7 @@ export class Engine {
       finishHalt: (how) => this.shutdown.finish({ ...how, bySignal: false }),
       emit: (name, value) => options.emit(name, value),
       takeBack: parts.takeBack, retire: parts.retire, refill: parts.refill,
+      relay: this.relay,
     });
     this.tasks.add('reopen', async () => `reopened ${(await this.reopen()).join(', ') || 'nothing'}`);
     this.tasks.add('rotate-tickets', () => (!role.ownsService
@@ -164,6 +169,8 @@ export class Engine {
         this.predecessor.whenOrphaned(() => this.role.ownsService && this.log(`the instance this one replaces (pid ${gone}) exited before this one was ready: ` +
           'its stderr is the service\'s again, this instance goes on starting, and from ready() it serves alone', { event: 'predecessor.gone' }));
         this.registry.inherit(this.predecessor.fds);
+        // A worker's tasks come from its primary, which asks each worker itself: only an instance relays.
+        if (this.role.ownsService && this.predecessor.relays) this.predecessor.relay(this.relay.peer(`the old instance (pid ${this.predecessor.pid})`));
         this.targetLevel = checkRunlevel(this.predecessor.state.runlevel ?? 3);
         this.lifecycle.inherit(this.role.generationAfter(Number(this.predecessor.state.generation ?? 1)));
         this.role.inherit(this.predecessor.state);
@@ -278,8 +285,19 @@ export class Engine {
     return this.role.runTask(name, args, this.tasks.get(name));
   }
 
-  /** reopen: see GracefulServer.reopen(). */
+  /**
+   * reopen: see GracefulServer.reopen(). During a redeploy, once this
+   * process's files and its workers' are re-opened, the other instance's are
+   * too (ReopenRelay) before it resolves.
+   */
   async reopen(): Promise<string[]> {
+    const names = await this.reopenHere();
+    await this.relay.forward();
+    return names;
+  }
+
+  /** reopenHere re-opens the files of this process and of its workers, never forwarded. */
+  private async reopenHere(): Promise<string[]> {
     const names = await this.files.reopen();
     await this.role.reopenElsewhere();
     return names;

@@ -11,13 +11,16 @@ import type { Registry } from './registry.js';
 
 export class Files {
   private readonly files = new Map<string, GracefulFile>();
+  /** A reopen ran: an inherited file description may be the rotated file's, so a later file() opens the path. */
+  private reopened = false;
 
   constructor(private readonly registry: Registry, private readonly log: (msg: string, fields?: LogFields) => void) {}
 
   /** file: the inherited open file description of name, or a fresh open of path; registered for hand-offs. */
   file(name: string, path: string, options: { flags?: string; mode?: number }): GracefulFile {
     const claimed = this.registry.claim(name, 'file', this.log);
-    const fd = claimed ? claimed.fd.take() : openFile(path, options.flags ?? 'a', options.mode ?? 0o644, 'file');
+    if (claimed && this.reopened) claimed.fd.close(); // inherited before a reopen: it may name the rotated file
+    const fd = claimed && !this.reopened ? claimed.fd.take() : openFile(path, options.flags ?? 'a', options.mode ?? 0o644, 'file');
     const file = new GracefulFile(fd, path, options.flags ?? 'a', options.mode ?? 0o644);
     try {
       this.registry.register(name, 'file', () => (file.destroyed ? null : { fd: file.fd, meta: { name, kind: 'file', path } }));
@@ -37,8 +40,9 @@ export class Files {
     return fd;
   }
 
-  /** reopen re-opens every file by its path; resolves with their names. */
+  /** reopen re-opens every file by its path (and a file registered later opens its path, not what was inherited); resolves with their names. */
   async reopen(): Promise<string[]> {
+    this.reopened = true;
     for (const f of this.files.values()) await f.reopen();
     return [...this.files.keys()];
   }

@@ -10,9 +10,11 @@ import { HandoffFailedError, PeerRefusedError } from '../errors.js';
 import type { Meta } from '../meta.js';
 import { HandoffConnection, closeAll } from '../handoff/connection.js';
 import { receiveFrom, sendTo } from '../handoff/client.js';
-import { HANDOFF_ENV, COMMIT_FIELD, COMMIT_MARK, COMMITTED_MARK, END_MARK, FAILED_MARK, PROGRESS_MARK, READY_MARK, RETIRE_MARK, RETIRED_MARK } from '../protocol.js';
+import { HANDOFF_ENV, COMMIT_FIELD, REOPENS_FIELD, COMMIT_MARK, COMMITTED_MARK, END_MARK, FAILED_MARK, PROGRESS_MARK, READY_MARK, RETIRE_MARK, RETIRED_MARK } from '../protocol.js';
 import { PipedStderr } from './service-stderr.js';
+import type { ReopenPeer } from './reopen-relay.js';
 import { oneLine, REASON_MAX } from './successor.js';
+import type { ReceivedFd } from '../handoff/connection.js';
 
 /** InheritedFd: a descriptor from the predecessor, with its meta (name, kind, address). */
 export interface InheritedFd {
@@ -35,6 +37,10 @@ export class Predecessor {
   private sending: Promise<unknown> = Promise.resolve();
   /** After ready(extra, true): resolves once the predecessor's end of the hand-off said committed, or closed. */
   private link: Promise<CommitAnswer> | null = null;
+  /** With relay(): the one reader of the hand-off; answers (retired, committed, the end) wait here for nextAnswer(). */
+  private reopens: ReopenPeer | null = null;
+  private answers: (ReceivedFd | null)[] = [];
+  private answerWaiters: ((got: ReceivedFd | null) => void)[] = [];
 
   private constructor(
     private readonly conn: HandoffConnection,
@@ -177,7 +183,7 @@ export class Predecessor {
    */
   private keepLink(): true {
     this.conn.unref();
-    this.link = receiveFrom(this.conn).then((got) => {
+    this.link = this.nextAnswer().then((got) => {
       if (got) closeAll([got.fd]);
       return got?.meta?.graceful === COMMITTED_MARK ? 'committed' as const : 'closed' as const;
     }, () => 'closed' as const).then((how) => {
@@ -221,10 +227,10 @@ export class Predecessor {
   async retire(slot: number): Promise<void> {
     if (this.told) throw new HandoffFailedError('retire: the predecessor was told already');
     if (this.gone) return;
-    let answer: Awaited<ReturnType<typeof receiveFrom>> = null;
+    let answer: ReceivedFd | null = null;
     try {
       await this.send({ graceful: RETIRE_MARK, slot });
-      answer = await receiveFrom(this.conn);
+      answer = await this.nextAnswer();
     } catch (err) {
       if (await this.exitsSoon()) return;
       throw err;
@@ -254,6 +260,50 @@ export class Predecessor {
   progress(worker: number, pid: number): void {
     if (this.told) return;
     void this.send({ graceful: PROGRESS_MARK, worker, pid }).catch(() => undefined);
+  }
+
+  /** relays: the predecessor said (in its end record) that it relays reopens; an older one would fail on a reopen record. */
+  get relays(): boolean {
+    return this.state[REOPENS_FIELD] === true;
+  }
+
+  /**
+   * relay makes peer the predecessor's side of the reopen relay: from here
+   * one reader takes every record of the hand-off; reopen records go to the
+   * relay (a reopen asked of the predecessor is run here and answered), the
+   * rest to whoever waits for an answer. Records to it go after those queued
+   * before the ready answer, and on the kept connection after it. Call it
+   * once, right after connect(); it never keeps the event loop alive.
+   */
+  relay(peer: ReopenPeer): void {
+    this.reopens = peer;
+    peer.connect((meta) => (this.told ? sendTo(this.conn, 2, meta) : this.send(meta)));
+    this.conn.unref();
+    void (async () => {
+      for (;;) {
+        const got = await receiveFrom(this.conn).catch(() => null);
+        if (got && (await peer.handle(got.meta))) {
+          closeAll([got.fd]);
+          continue;
+        }
+        const waiter = this.answerWaiters.shift();
+        if (waiter) waiter(got);
+        else this.answers.push(got);
+        if (!got) break;
+      }
+      peer.close();
+    })();
+  }
+
+  /** nextAnswer: the next record that is not the relay's (null at the end), read here or by relay()'s reader. */
+  private nextAnswer(): Promise<ReceivedFd | null> {
+    if (!this.reopens) return receiveFrom(this.conn);
+    if (this.answers.length > 0) {
+      const got = this.answers.shift()!;
+      if (got === null) this.answers.unshift(null); // the end stays the end
+      return Promise.resolve(got);
+    }
+    return new Promise((resolve) => this.answerWaiters.push(resolve));
   }
 
   private send(meta: Meta): Promise<void> {

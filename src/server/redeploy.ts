@@ -19,6 +19,7 @@ import type { Listeners } from './listener-set.js';
 import type { Config } from './options.js';
 import { startSuccessor, type Successor, type SuccessorLink, type SuccessorOptions } from './successor.js';
 import { connectSender, type ConnectionSender } from './conn-handover.js';
+import type { ReopenRelay } from './reopen-relay.js';
 
 /**
  * RedeployEvent: progress of a redeploy, for the control socket and the CLI.
@@ -72,6 +73,8 @@ export interface RedeployParts {
   retire?: (slot: number) => Promise<void>;
   /** After a failed redeploy: start again what retire drained. */
   refill?: () => Promise<void>;
+  /** relay: a reopen here reaches the new instance while it holds copies of the files (see ReopenRelay). */
+  relay?: ReopenRelay;
   /** Events for the application ('redeploy', 'takeback', and 'draining' with the open connections). */
   emit(name: 'redeploy' | 'takeback' | 'draining', value: unknown): void;
 }
@@ -86,11 +89,16 @@ type Exit = { code: number | null; signal: NodeJS.Signals | null };
 function commitAsked(link: SuccessorLink | undefined): Promise<typeof COMMIT_MARK> {
   if (!link) return new Promise(() => undefined);
   return new Promise((resolve) => {
-    void receiveFrom(link.connection).then((got) => {
-      if (!got) return;
-      closeAll([got.fd]);
-      if (got.meta?.graceful === COMMIT_MARK) resolve(COMMIT_MARK);
-    }, () => undefined);
+    // Reopen records (either way) are the relay's; the loop ends at commit or at the connection's end.
+    void (async () => {
+      for (;;) {
+        const got = await receiveFrom(link.connection);
+        if (!got) return;
+        closeAll([got.fd]);
+        if (got.meta?.graceful === COMMIT_MARK) return resolve(COMMIT_MARK);
+        if (!(await link.reopen?.handle(got.meta))) return;
+      }
+    })().catch(() => undefined);
   });
 }
 
@@ -143,6 +151,7 @@ export class Redeployer {
         signal: ticket.abort.signal,
         retire: this.parts.retire,
         keep: true,
+        relay: this.parts.relay,
         onWorkerReady: (worker, pid) => emit({ type: 'worker', pid, worker, ms: Date.now() - started }),
         onSpawned: (pid) => {
           ticket.pid = pid;

@@ -14,7 +14,8 @@ import { receiveFrom } from '../handoff/client.js';
 import type { HandoffConnection, OutgoingFd } from '../handoff/connection.js';
 import type { HandoffServer } from '../handoff/server.js';
 import { serviceStderr } from './service-stderr.js';
-import { HANDOFF_ENV, COMMIT_FIELD, END_MARK, FAILED_MARK, PROGRESS_MARK, READY_MARK, RETIRE_MARK, RETIRED_MARK } from '../protocol.js';
+import { HANDOFF_ENV, COMMIT_FIELD, REOPENS_FIELD, END_MARK, FAILED_MARK, PROGRESS_MARK, READY_MARK, RETIRE_MARK, RETIRED_MARK } from '../protocol.js';
+import type { ReopenPeer, ReopenRelay } from './reopen-relay.js';
 
 export { HANDOFF_ENV };
 const STDERR_LINES = 20;
@@ -45,6 +46,12 @@ export interface SuccessorOptions {
   onWorkerReady?: (worker: number, pid: number) => void;
   /** Keep the hand-off connection open after the ready answer (Successor.link): the caller must release it. */
   keep?: boolean;
+  /**
+   * relay: from the moment the descriptors are read for the new instance
+   * until the hand-off connection closes, a reopen here is forwarded to it,
+   * and one it asks for is run here (see ReopenRelay).
+   */
+  relay?: ReopenRelay;
 }
 
 /**
@@ -54,6 +61,8 @@ export interface SuccessorOptions {
  */
 export interface SuccessorLink {
   readonly connection: HandoffConnection;
+  /** The new instance as a peer of the reopen relay: records read on the kept connection go to its handle(). */
+  readonly reopen?: ReopenPeer;
   release(): void;
 }
 
@@ -150,6 +159,7 @@ async function runSuccessor(options: SuccessorOptions, dir: string): Promise<Suc
   let handoffError: Error | undefined;
   let answer: Meta | undefined;
   let link: SuccessorLink | undefined;
+  let relayPeer: ReopenPeer | undefined;
   /** The reason the new instance reported of its failed start, if it did. */
   let reported: string | undefined;
 
@@ -176,22 +186,37 @@ async function runSuccessor(options: SuccessorOptions, dir: string): Promise<Suc
         `hand-off: refused pid ${peer.pid} (uid ${peer.uid}); only the new instance (pid ${child?.pid}) may connect`,
       );
     }
+    // From here the new instance holds copies of the files: a reopen here must reach it.
+    relayPeer = options.relay?.peer(`the new instance (pid ${child.pid})`);
+    const reopens = relayPeer;
     for (const item of options.descriptors()) res.send(item.fd, item.meta);
     // The service's stderr, for the new process to put at its fd 2 in ready(): ours, unless
     // this process starts itself and its fd 2 is still the pipe to its own predecessor.
-    res.send(serviceStderr(), { graceful: END_MARK, ...options.state, ...(options.keep ? { [COMMIT_FIELD]: true } : {}) });
+    res.send(serviceStderr(), { graceful: END_MARK, ...options.state, ...(options.keep ? { [COMMIT_FIELD]: true } : {}), ...(reopens ? { [REOPENS_FIELD]: true } : {}) });
     await res.flush();
+    // One record at a time: a retired answer and a reopen record do not interleave.
+    let sending: Promise<void> = Promise.resolve();
+    reopens?.connect((meta) => (sending = sending.then(() => {
+      res.send(2, meta);
+      return res.flush();
+    })));
     let ack = await receiveFrom(res.connection);
-    while (ack?.meta?.graceful === RETIRE_MARK || ack?.meta?.graceful === PROGRESS_MARK) {
+    while (ack !== null && (ack.meta?.graceful === RETIRE_MARK || ack.meta?.graceful === PROGRESS_MARK || (reopens && await reopens.handle(ack.meta)))) {
       fs.closeSync(ack.fd);
+      if (ack.meta?.graceful !== RETIRE_MARK && ack.meta?.graceful !== PROGRESS_MARK) {
+        ack = await receiveFrom(res.connection);
+        continue;
+      }
       arm(); // progress: the upgrade timeout starts again
       if (ack.meta.graceful === PROGRESS_MARK) {
         options.onWorkerReady?.(Number(ack.meta.worker), Number(ack.meta.pid));
       } else {
         const slot = Number(ack.meta.slot);
         await options.retire?.(slot);
-        res.send(2, { graceful: RETIRED_MARK, slot });
-        await res.flush();
+        await (sending = sending.then(() => {
+          res.send(2, { graceful: RETIRED_MARK, slot });
+          return res.flush();
+        }));
       }
       ack = await receiveFrom(res.connection);
     }
@@ -207,7 +232,10 @@ async function runSuccessor(options: SuccessorOptions, dir: string): Promise<Suc
     answer = ack.meta;
     if (!options.keep) return ready();
     // The connection stays open (it closes when this returns) until the caller releases it.
-    const released = new Promise<void>((resolve) => (link = { connection: res.connection, release: () => resolve() }));
+    const released = new Promise<void>((resolve) => (link = { connection: res.connection, reopen: reopens, release: () => {
+      reopens?.close();
+      resolve();
+    } }));
     ready();
     await released;
     }, { mode: 0o600 });
@@ -286,6 +314,7 @@ async function runSuccessor(options: SuccessorOptions, dir: string): Promise<Suc
     clearTimeout(timer);
     clearTimeout(handoffTimer);
     options.signal?.removeEventListener('abort', onAbort);
+    if (!link) relayPeer?.close();
     // Stops accepting at once; a kept connection outlives the server until released.
     const closing = server.close();
     if (!link) await closing;

@@ -43,6 +43,8 @@ describe('render', () => {
     expect(renderEvent({ event: 'done', pid: 4250, ms: 900 })).to.equal('done after 900 ms');
     expect(renderEvent({ event: 'failed', ms: 12 })).to.equal('failed after 12 ms');
     expect(renderEvent({ event: 'output', line: 'tick 1' })).to.equal('tick 1');
+    expect(renderEvent({ event: 'served', pid: 4250 })).to.equal('-- now served by pid 4250');
+    expect(renderEvent({ event: 'served', pid: 4250, dropped: 12, from: 4242 })).to.equal('-- now served by pid 4250 (12 line(s) of pid 4242 dropped: the client read too slowly)');
     expect(renderEvent({ event: 'other', x: 1 })).to.equal('{"event":"other","x":1}');
   });
 

@@ -10,6 +10,8 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ControlClient, resolveUid } from '../../src/control/client.js';
+import { Files } from '../../src/server/files.js';
+import { Registry } from '../../src/server/registry.js';
 import { endGenerations, spawnChild, spawnFixture, tmpDir, type Child } from '../helpers.js';
 import { graceful } from '../control/attackers.js';
 import { OTHER_UID as OTHER, otherUidCase, sharedDir } from '../helpers/other-uid.js';
@@ -124,5 +126,34 @@ describe('files and sockets in shared directories', function () {
       impostor.kill('SIGKILL');
       await impostor.exited;
     }
+  });
+});
+
+describe('Files', () => {
+  it('a file inherited, then registered after a reopen, opens its path: the inherited description may be the rotated file', async () => {
+    const dir = tmpDir();
+    const log = path.join(dir, 'app.log');
+    const registry = new Registry();
+    registry.inherit([{ fd: fs.openSync(log, 'a'), meta: { name: 'log', kind: 'file', path: log } }]);
+    const files = new Files(registry, () => undefined);
+    fs.renameSync(log, `${log}.1`); // logrotate, then a reopen before the application registered the file
+    expect(await files.reopen()).to.deep.equal([]);
+    const file = files.file('log', log, {});
+    await new Promise<void>((resolve, reject) => file.write('after\n', (err) => (err ? reject(err) : resolve())));
+    expect(fs.readFileSync(log, 'utf8')).to.equal('after\n');
+    expect(fs.readFileSync(`${log}.1`, 'utf8')).to.equal('');
+    file.destroy();
+  });
+
+  it('without a reopen, the inherited description is the one written to', async () => {
+    const dir = tmpDir();
+    const log = path.join(dir, 'app.log');
+    const registry = new Registry();
+    registry.inherit([{ fd: fs.openSync(log, 'a'), meta: { name: 'log', kind: 'file', path: log } }]);
+    const file = new Files(registry, () => undefined).file('log', log, {});
+    fs.renameSync(log, `${log}.1`);
+    await new Promise<void>((resolve, reject) => file.write('before\n', (err) => (err ? reject(err) : resolve())));
+    expect(fs.readFileSync(`${log}.1`, 'utf8')).to.equal('before\n');
+    file.destroy();
   });
 });
