@@ -17,6 +17,7 @@ import { MAX_QUEUED_BYTES, PROBE_COMMANDS, PROBE_IDLE, type ResolvedLimits } fro
 import { parseRequest, MAX_LINE_BYTES, type ControlRequest } from './parse.js';
 import { renderEvent } from './render.js';
 import { refusalLine, replyLine } from './replies.js';
+import { ConnectionOutput } from './output.js';
 
 const NEWLINE = Buffer.from('\n');
 
@@ -53,8 +54,6 @@ export class ControlConnection {
   private muted = false;
   /** Adopted with a persistent command: the marker line goes before it runs again (with what the predecessor dropped). */
   private announce: { dropped: number; from: number } | null = null;
-  /** Lines written whose write has not completed yet (still in this process, or in part). */
-  private unwrittenLines = 0;
   /** Paused for a hand-off: input stays in the kernel (and in `queue`) for the next instance. */
   private paused = false;
   /** Set once this process ran anything for the client: only then may it end the connection. */
@@ -62,16 +61,16 @@ export class ControlConnection {
   /** The mode of the last line, for unsolicited answers (a timeout). */
   private json = false;
   private lineTimer: NodeJS.Timeout | null = null;
-  private writeTimer: NodeJS.Timeout | null = null;
   /** Set by release(): this process lets the connection go and must never shut it down. */
   private released = false;
-  /** Resolves once everything written so far went to the kernel. */
-  private flushed: Promise<void> = Promise.resolve();
+  /** The output side: bounded writes, what is unwritten, waits for the client to read. */
+  private readonly output: ConnectionOutput;
   /** The request running, and whether it is the `telinit 0` that asks for a halt; set by closeByServer() to end after it. */
   private current: { req: ControlRequest; halts: boolean; endAfter?: boolean } | null = null;
 
   constructor(readonly socket: net.Socket, readonly peer: PeerCredentials, private readonly server: ConnectionOwner, readonly probe: boolean, paused = false) {
     this.paused = paused;
+    this.output = new ConnectionOutput(socket, () => server.opts, (err) => this.drop(err));
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('close', () => this.onClose());
     socket.on('drain', () => this.onDrain());
@@ -256,51 +255,16 @@ export class ControlConnection {
     }
   }
 
-  /**
-   * send writes text and tells whether the client keeps up: past
-   * maxOutputBytes unread it is dropped; output unread for writeTimeout too.
-   */
+  /** send writes text (see ConnectionOutput.write); false once closed or when the client does not keep up. */
   private send(text: string): boolean {
     if (this.closed || this.socket.destroyed || !this.socket.writable) return false;
-    let ok = false;
-    let lines = 0;
-    for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) lines++;
-    this.unwrittenLines += lines;
-    this.flushed = new Promise((resolve) => {
-      ok = this.socket.write(text, () => { // called once in the kernel, or with the error that ended it
-        this.unwrittenLines -= lines;
-        resolve();
-      });
-    });
-    if (this.socket.writableLength > this.server.opts.maxOutputBytes) {
-      this.drop(new SlowClientError(`the client left ${this.socket.writableLength} bytes of output unread (the limit is ${this.server.opts.maxOutputBytes}): dropping it`));
-      return false;
-    }
-    if (!ok && !this.writeTimer) {
-      const ms = this.server.opts.writeTimeout;
-      this.writeTimer = setTimeout(() => {
-        this.writeTimer = null;
-        this.drop(new SlowClientError(`the client read none of its output for ${ms} ms: dropping it`));
-      }, ms);
-      this.writeTimer.unref();
-    }
-    return ok;
+    return this.output.write(text);
   }
 
   private onDrain(): void {
-    if (this.writeTimer) clearTimeout(this.writeTimer);
-    this.writeTimer = null;
-    this.drainWaiters.splice(0).forEach((w) => w());
+    this.output.onDrain();
     this.maybeRead();
     void this.pump();
-  }
-
-  private drainWaiters: (() => void)[] = [];
-
-  /** drained resolves once the client read what was written, or left. */
-  private drained(): Promise<void> {
-    if (!this.socket.writableNeedDrain || this.closed) return Promise.resolve();
-    return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 
   private async run(req: ControlRequest, line: string): Promise<void> {
@@ -318,7 +282,7 @@ export class ControlConnection {
       signal: this.abort.signal,
       write: (line) => write({ event: 'output', line }, line),
       event: (event, text) => write(event, text),
-      drain: () => this.drained(),
+      drain: () => this.output.drained(this.closed),
       handover: () => {
         this.handingOver = true;
       },
@@ -411,8 +375,8 @@ export class ControlConnection {
 
   private onClose(): void {
     this.closed = true;
-    for (const t of [this.lineTimer, this.writeTimer]) if (t) clearTimeout(t);
-    this.drainWaiters.splice(0).forEach((w) => w());
+    if (this.lineTimer) clearTimeout(this.lineTimer);
+    this.output.close();
     this.abort.abort();
     this.server.forget(this);
     this.server.progressed();
@@ -428,7 +392,7 @@ export class ControlConnection {
    * the client in part. Call it only while a duplicate exists.
    */
   discard(): number {
-    const dropped = this.unwrittenLines;
+    const dropped = this.output.lines;
     this.released = true;
     this.closed = true;
     this.abort.abort();
@@ -455,7 +419,7 @@ export class ControlConnection {
     this.stopInput();
     const timer = setTimeout(() => this.socket.destroy(), this.server.opts.writeTimeout);
     timer.unref();
-    void this.flushed.then(() => {
+    void this.output.flushed.then(() => {
       clearTimeout(timer);
       this.socket.destroy();
     });
