@@ -59,7 +59,7 @@ describe('control/service-control: ServiceControl', () => {
     return client;
   };
 
-  it('a single instance: the built-ins, an application command run here, no scale', async () => {
+  it('a single instance: the built-ins, an application command run here, scale says what it needs', async () => {
     const c = await open({});
     control!.command('hello', { usage: 'hello <who>', minArgs: 1, run: (ctx) => `hello ${ctx.args[0]}` });
     control!.command('here', { usage: 'here', run: () => 'primary side' }, { where: 'primary' });
@@ -68,7 +68,7 @@ describe('control/service-control: ServiceControl', () => {
     expect(await c.request('here')).to.equal('primary side');
     expect(await c.raw('hello bob')).to.deep.equal(['hello bob', 'ok']);
     expect(await failure(c.request('scale', ['2']))).to.deep.equal({
-      message: 'unknown command "scale": type help for the list', code: 'ERR_GRACEFUL_UNKNOWN_COMMAND',
+      message: 'scale: this service runs without workers: set the workers option (or GRACEFUL_WORKERS) to scale it', code: 'ERR_GRACEFUL_NOT_CONFIGURED',
     });
   });
 
@@ -164,9 +164,11 @@ describe('control/service-control: ServiceControl', () => {
       expect(scaled).to.deep.equal([3, 4, NaN]);
     });
 
-    it('without a scale, there is no scale command', async () => {
+    it('without a scale, the scale command says what it needs (ERR_GRACEFUL_NOT_CONFIGURED)', async () => {
       const c = await open({ role: 'primary', ask });
-      expect(await failure(c.request('scale', ['2']))).to.deep.equal({ message: 'unknown command "scale": type help for the list', code: 'ERR_GRACEFUL_UNKNOWN_COMMAND' });
+      expect(await failure(c.request('scale', ['2']))).to.deep.equal({
+        message: 'scale: this service runs without workers: set the workers option (or GRACEFUL_WORKERS) to scale it', code: 'ERR_GRACEFUL_NOT_CONFIGURED',
+      });
     });
   });
 });
