@@ -69,6 +69,8 @@ export class WorkerPool {
   private scaleSlots: Slot[] | null = null;
   /** The links still open, of every worker that has not ended yet. */
   private readonly links = new Set<PrimaryLink>();
+  /** The slots a rolling redeploy retires (their worker drains: the successor's worker of the slot serves). */
+  private readonly retiring = new Set<Slot>();
   /** phase: whether a worker that exits is a crash to restart ('serving') or not ('idle', 'draining'); see PoolPhase. */
   private phase: PoolPhase = 'idle';
 
@@ -97,9 +99,9 @@ export class WorkerPool {
     return this.slots.length;
   }
 
-  /** wanted: the workers this primary means to run (a rolling redeploy retired the others to its successor's). */
+  /** wanted: the workers this primary means to run (a rolling redeploy retired, or retires, the others to its successor's). */
   get wanted(): number {
-    return this.slots.filter((s) => s.state !== 'retired').length;
+    return this.slots.filter((s) => s.state !== 'retired' && !this.retiring.has(s)).length;
   }
 
   /** readyCount: workers ready and serving. */
@@ -166,7 +168,12 @@ export class WorkerPool {
   async retire(id: number): Promise<void> {
     const slot = this.slots[id];
     if (!slot) return;
-    await stopWorkers([slot], this.drainGraceMs());
+    this.retiring.add(slot);
+    try {
+      await stopWorkers([slot], this.drainGraceMs());
+    } finally {
+      this.retiring.delete(slot);
+    }
     slot.move('retired');
     this.options.changed?.(slot.info(this.options.generation()));
   }

@@ -111,9 +111,13 @@ export class PrimaryRole implements Role {
 
   abandonReady(): void {}
 
-  /** startServing: the primary is ready once every worker of its generation is (one by one in a rolling redeploy). */
+  /**
+   * startServing: the primary is ready once every worker of its generation is
+   * (one by one in a rolling redeploy). What waited for ready() (the control
+   * socket inherited from a predecessor) starts only then: until this
+   * instance is ready, its predecessor answers there, for the service.
+   */
   async startServing(predecessor: Predecessor | null, startPending: () => Promise<void>): Promise<void> {
-    await startPending();
     const { log, lifecycle, config } = this.engine;
     const onReady = (w: WorkerInfo) => {
       log(`worker ${w.id} of generation ${lifecycle.generation} ready (pid ${w.pid})`, { event: 'worker.ready', worker: w.id, pid: w.pid ?? undefined });
@@ -121,6 +125,7 @@ export class PrimaryRole implements Role {
     };
     if (config.rollout === 'rolling' && predecessor) await this.pool.startRolling((slot) => predecessor.retire(slot), onReady);
     else await this.pool.startAll(onReady);
+    await startPending();
   }
 
   announce(predecessor: Predecessor | null): Promise<void> {
@@ -181,8 +186,10 @@ export class PrimaryRole implements Role {
    * served and RSS, asked over its link (null for a worker that did not
    * answer within a second); connections is then the workers' sum.
    */
-  async statusOfService(s: Record<string, unknown>): Promise<Record<string, unknown>> {
+  async statusOfService(_s: Record<string, unknown>): Promise<Record<string, unknown>> {
     const answers = await this.pool.ask('stats', {}, undefined, AbortSignal.timeout(1000));
+    // The instance as it is after the wait too (it may have handed over meanwhile), consistent with its workers.
+    const s = this.engine.status();
     const byId = new Map(answers.map((a) => [a.id, (a.result ?? null) as { connections?: number; requests?: number; rss?: number } | null]));
     const workers = this.pool.info().map((w) => {
       const st = byId.get(w.id);
