@@ -30,6 +30,9 @@ const BUILTIN_TASKS: ReadonlySet<string> = new Set(['reopen', 'rotate-tickets'])
 /** How long the primary waits for each worker to run a task (reopen included); one that takes longer answers with an error. */
 const WORKER_TASK_TIMEOUT_MS = 30_000;
 
+/** The part of a new primary's upgrade timeout it keeps for itself: its workers' starts end first, so a hung one is named. */
+const START_MARGIN_MS = 1_000;
+
 /** WorkerAnswer: one worker's answer to a request of the primary. */
 export type WorkerAnswer = Awaited<ReturnType<WorkerPool['ask']>>[number];
 
@@ -43,6 +46,8 @@ export class PrimaryRole implements Role {
   readonly pool: WorkerPool;
   /** The sockets held for the workers. */
   readonly held: HeldSockets;
+  /** When the predecessor's upgrade timeout last started (this process's start, then each worker's progress). */
+  private armedAt = Date.now() - process.uptime() * 1000;
 
   constructor(private readonly engine: Engine, info: RoleInfo) {
     const { config, log, lifecycle, registry, stats } = engine;
@@ -54,6 +59,8 @@ export class PrimaryRole implements Role {
       state: () => ({ runlevel: lifecycle.level, generation: lifecycle.generation }),
       generation: () => lifecycle.generation,
       timeoutMs: config.upgradeTimeout,
+      startTimeoutMs: () => this.startTimeout(),
+      liveness: { timeoutMs: config.workerLivenessTimeout, killMs: config.workerKillTimeout },
       shutdownTimeoutMs: config.shutdownTimeout,
       spawn: config.spawn,
       log,
@@ -64,6 +71,20 @@ export class PrimaryRole implements Role {
       },
     });
     stats.fromWorkers(() => this.pool.reported());
+  }
+
+  /**
+   * startTimeout: the ms a worker started now has to become ready. During a
+   * redeploy, what is left of the predecessor's upgrade timeout (armed at this
+   * process's start, again at each worker's progress) less a margin: the
+   * worker's own timeout then fails this start first, with a reason that
+   * names the worker. Otherwise the whole upgrade timeout.
+   */
+  private startTimeout(): number {
+    const { config, lifecycle, predecessor } = this.engine;
+    if (!predecessor || lifecycle.state !== 'starting') return config.upgradeTimeout;
+    const margin = Math.min(START_MARGIN_MS, config.upgradeTimeout / 10);
+    return Math.max(1, Math.round(config.upgradeTimeout - (Date.now() - this.armedAt) - margin));
   }
 
   get workers(): number {
@@ -121,9 +142,16 @@ export class PrimaryRole implements Role {
     const { log, lifecycle, config } = this.engine;
     const onReady = (w: WorkerInfo) => {
       log(`worker ${w.id} of generation ${lifecycle.generation} ready (pid ${w.pid})`, { event: 'worker.ready', worker: w.id, pid: w.pid ?? undefined });
-      if (w.pid !== null) predecessor?.progress(w.id, w.pid);
+      if (w.pid !== null && predecessor) {
+        this.armedAt = Date.now();
+        predecessor.progress(w.id, w.pid);
+      }
     };
-    if (config.rollout === 'rolling' && predecessor) await this.pool.startRolling((slot) => predecessor.retire(slot), onReady);
+    const retire = (slot: number) => {
+      this.armedAt = Date.now();
+      return predecessor!.retire(slot);
+    };
+    if (config.rollout === 'rolling' && predecessor) await this.pool.startRolling(retire, onReady);
     else await this.pool.startAll(onReady);
     await startPending();
   }
