@@ -190,12 +190,19 @@ function checkLiveness(options: GracefulServerOptions, env: NodeJS.ProcessEnv): 
     if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw invalidArgument('GracefulServer', `${name} must be a non-negative number of ms (0: off), got ${JSON.stringify(v)}`);
     return v;
   };
-  const liveness = read('workerLivenessTimeout', 'GRACEFUL_WORKER_LIVENESS_TIMEOUT', options.workerLivenessTimeout, DEFAULT_WORKER_LIVENESS_TIMEOUT);
-  const kill = read('workerKillTimeout', 'GRACEFUL_WORKER_KILL_TIMEOUT', options.workerKillTimeout, DEFAULT_WORKER_KILL_TIMEOUT);
+  const bounded = (name: string, ms: number): number => {
+    if (ms > MAX_TIMER_MS) throw invalidArgument('GracefulServer', `${name} must be at most ${MAX_TIMER_MS} ms (a Node.js timer's limit), got ${ms}`);
+    return ms;
+  };
+  const liveness = bounded('workerLivenessTimeout', read('workerLivenessTimeout', 'GRACEFUL_WORKER_LIVENESS_TIMEOUT', options.workerLivenessTimeout, DEFAULT_WORKER_LIVENESS_TIMEOUT));
+  const kill = bounded('workerKillTimeout', read('workerKillTimeout', 'GRACEFUL_WORKER_KILL_TIMEOUT', options.workerKillTimeout, DEFAULT_WORKER_KILL_TIMEOUT));
   if (kill > 0 && liveness === 0) throw invalidArgument('GracefulServer', `workerKillTimeout (${kill} ms) needs the liveness check: workerLivenessTimeout is 0; set it, or set workerKillTimeout to 0 too`);
   if (kill > 0 && kill < liveness) throw invalidArgument('GracefulServer', `workerKillTimeout (${kill} ms) must be at least workerLivenessTimeout (${liveness} ms), or 0 (never killed)`);
   return { workerLivenessTimeout: liveness, workerKillTimeout: kill };
 }
+
+/** The longest delay a Node.js timer takes (longer ones fire at once, with a warning). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** MAX_WORKERS: a bound on workers, so that a typo does not fork a thousand processes. */
 export const MAX_WORKERS = 256;

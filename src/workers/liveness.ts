@@ -34,6 +34,14 @@ export function pingInterval(timeoutMs: number): number {
  */
 export class Liveness {
   private timer: NodeJS.Timeout | null = null;
+  /** When check() last ran. */
+  private lastRun = 0;
+  /**
+   * Silence is counted from here at the earliest: the last time this process
+   * itself was late by more than a ping interval (its own loop blocked: the
+   * answers it did not read yet are no worker's fault).
+   */
+  private baseline = 0;
 
   constructor(private readonly options: LivenessOptions) {}
 
@@ -46,16 +54,19 @@ export class Liveness {
   stop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    this.lastRun = 0;
   }
 
   /** check pings each running worker and moves the slots whose worker stopped (or started again) answering. */
   check(now = Date.now()): void {
     const { timeoutMs, killMs, log } = this.options;
+    if (this.lastRun !== 0 && now - this.lastRun > 2 * pingInterval(timeoutMs)) this.baseline = now;
+    this.lastRun = now;
     for (const slot of this.options.slots()) {
       const link = slot.link;
       const child = slot.child;
       if (!link || !child || (slot.state !== 'ready' && slot.state !== 'unresponsive')) continue;
-      const silent = now - link.lastHeard;
+      const silent = now - Math.max(link.lastHeard, this.baseline);
       const who = `worker ${slot.id} (pid ${child.pid})`;
       if (slot.state === 'ready' && silent >= timeoutMs) {
         slot.silentSince = link.lastHeard;

@@ -43,6 +43,7 @@ describe('options', () => {
     expect(() => resolveOptions({}, { GRACEFUL_WORKER_KILL_TIMEOUT: 'soon' })).to.throw('GRACEFUL_WORKER_KILL_TIMEOUT must be a non-negative number of seconds (0: off), got "soon"')
       .with.property('code', 'ERR_GRACEFUL_INVALID_ARGUMENT');
     expect(() => resolveOptions({ workerLivenessTimeout: 5000, workerKillTimeout: 4000 }, {})).to.throw('workerKillTimeout (4000 ms) must be at least workerLivenessTimeout (5000 ms), or 0 (never killed)');
+    expect(() => resolveOptions({ workerKillTimeout: 2 ** 31 }, {})).to.throw(`workerKillTimeout must be at most ${2 ** 31 - 1} ms (a Node.js timer's limit), got ${2 ** 31}`);
     expect(() => resolveOptions({ workerLivenessTimeout: 0 }, {})).to.throw('workerKillTimeout (10000 ms) needs the liveness check: workerLivenessTimeout is 0');
   });
 

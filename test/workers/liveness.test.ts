@@ -9,7 +9,13 @@ import { expect } from 'chai';
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { spawn } from 'node:child_process';
+import net from 'node:net';
 import { ControlClient, ControlReplyError } from '../../src/control/client.js';
+import { Liveness, pingInterval } from '../../src/workers/liveness.js';
+import { Slot } from '../../src/workers/slots.js';
+import { socketPair } from '../../src/workers/socket-pair.js';
+import { PrimaryLink } from '../../src/workers/worker-link.js';
 import { request } from '../load.js';
 import { endGenerations, gone, root, spawnFixture, tmpDir, until, type Child } from '../helpers.js';
 
@@ -154,4 +160,81 @@ describe('the liveness check of the workers', function () {
       for (const pid of second) await until(() => gone(pid), 10_000, `pid ${pid} of the failed generation to be gone`);
     });
   }
+});
+
+describe('Liveness.check, round by round (a real worker process and link, the clock given)', () => {
+  /** serving: a slot whose worker is a real process, with a link whose worker end the test answers on (or not). */
+  function serving() {
+    const pair = socketPair('graceful:link');
+    const link = new PrimaryLink(pair.write.take(), 'worker 0', () => undefined);
+    const peer = new net.Socket({ fd: pair.read.take(), readable: true, writable: true });
+    const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+    const slot = new Slot(0);
+    slot.move('starting');
+    slot.move('ready');
+    slot.child = child;
+    slot.link = link;
+    const exited = new Promise<NodeJS.Signals | null>((r) => child.once('exit', (_c, sig) => r(sig)));
+    return { slot, link, peer, child, exited };
+  }
+
+  it('pings each round; unresponsive after the timeout, ready again once heard, killed (SIGKILL) after the kill timeout; its own lag restarts the count', async () => {
+    const { slot, link, peer, child, exited } = serving();
+    const logs: string[] = [];
+    const states: string[] = [];
+    const live = new Liveness({ timeoutMs: 300, killMs: 900, slots: () => [slot], generation: () => 1, log: (m) => logs.push(m), changed: (w) => states.push(w.state) });
+    expect(pingInterval(300)).to.equal(100);
+    expect(pingInterval(3000)).to.equal(1000);
+    const t = link.lastHeard;
+    const pings: string[] = [];
+    peer.setEncoding('utf8');
+    peer.on('data', (d: string) => pings.push(...d.split('\n').filter(Boolean)));
+    live.check(t + 100);
+    await until(() => pings.length === 1, 5_000, 'the first ping');
+    live.check(t + 200);
+    expect(slot.state).to.equal('ready');
+    live.check(t + 300);
+    expect(slot.state).to.equal('unresponsive');
+    expect(slot.info(1, t + 300)).to.include({ responding: false, unresponsiveSince: new Date(t).toISOString() });
+    expect(logs.at(-1)).to.equal(`worker 0 (pid ${child.pid}) has not answered for 300 ms (the liveness timeout is 300 ms): it is unresponsive, and is killed once silent for 900 ms`);
+    // It answers (its ping): ready again.
+    peer.write(`${JSON.stringify({ id: JSON.parse(pings[0]!).id, result: null })}\n`);
+    await until(() => link.lastHeard > t, 5_000, 'the answer');
+    const heard = link.lastHeard;
+    live.check(heard + 100);
+    expect(slot.state).to.equal('ready');
+    expect(logs.at(-1)).to.match(new RegExp(`^worker 0 \\(pid ${child.pid}\\) answers again, after \\d+ ms$`));
+    // This process late by more than two intervals: silence counts from now, not from its last answer.
+    live.check(heard + 2_000);
+    expect(slot.state).to.equal('ready');
+    live.check(heard + 2_100);
+    live.check(heard + 2_300);
+    expect(slot.state).to.equal('unresponsive');
+    live.check(heard + 2_500);
+    live.check(heard + 2_700);
+    expect(slot.hung).to.equal(null);
+    live.check(heard + 2_900);
+    expect(slot.hung).to.equal(900);
+    expect(await exited).to.equal('SIGKILL');
+    expect(states).to.deep.equal(['unresponsive', 'ready', 'unresponsive']);
+    link.close();
+    peer.destroy();
+  });
+
+  it('a timeout of 0 runs no check; a kill timeout of 0 never kills', async () => {
+    const { slot, link, peer, child } = serving();
+    const off = new Liveness({ timeoutMs: 0, killMs: 0, slots: () => [slot], generation: () => 1, log: () => undefined });
+    off.start();
+    off.stop();
+    const never = new Liveness({ timeoutMs: 100, killMs: 0, slots: () => [slot], generation: () => 1, log: () => undefined });
+    never.check(link.lastHeard + 50);
+    never.check(link.lastHeard + 100);
+    never.check(link.lastHeard + 150);
+    expect(slot.state).to.equal('unresponsive');
+    expect(slot.hung).to.equal(null);
+    expect(child.exitCode === null && child.signalCode === null).to.equal(true);
+    child.kill('SIGKILL');
+    link.close();
+    peer.destroy();
+  });
 });
