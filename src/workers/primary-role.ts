@@ -221,7 +221,8 @@ export class PrimaryRole implements Role {
     const byId = new Map(answers.map((a) => [a.id, (a.result ?? null) as { connections?: number; requests?: number; rss?: number } | null]));
     const workers = this.pool.info().map((w) => {
       const st = byId.get(w.id);
-      return { ...w, connections: st?.connections ?? null, requests: st?.requests ?? null, rss: st?.rss ?? null };
+      const { responding, unresponsiveSince, ...slot } = w; // the liveness last: after the columns status always had
+      return { ...slot, connections: st?.connections ?? null, requests: st?.requests ?? null, rss: st?.rss ?? null, responding, unresponsiveSince };
     });
     // The workers as they are now, after the wait: their counts from the same moment.
     return { ...s, workers, workersWanted: this.pool.wanted, workersReady: this.pool.readyCount, connections: workers.reduce((n, w) => n + (w.connections ?? 0), 0) };
