@@ -76,8 +76,10 @@ async function health(path: string, timeout: number, out: (l: string) => void, p
   try {
     const s = (await client.request('status', [], undefined, timeout)) as {
       ready?: boolean; runlevel?: number; pid?: number; workersWanted?: number; workersReady?: number; workers?: { id: number; state: string }[];
-      supervisor?: number; notified?: boolean;
+      supervisor?: number; notified?: boolean; state?: string; handedOverTo?: number | null;
     };
+    // An old instance that handed over answers for the service: its successor, ready, serves.
+    const handedOver = !s.ready && !!s.handedOverTo && (s.state === 'handing-over' || s.state === 'draining');
     // A service with workers is healthy only with every worker ready.
     if (s.ready && s.workersWanted !== undefined && (s.workersReady ?? 0) < s.workersWanted) {
       const down = (s.workers ?? []).filter((w) => w.state !== 'ready').map((w) => `worker ${w.id} ${w.state}`);
@@ -85,8 +87,9 @@ async function health(path: string, timeout: number, out: (l: string) => void, p
       return EXIT_FAILED;
     }
     // A supervisor's status has no runlevel when its application is not a GracefulServer.
-    if (s.ready && (s.runlevel === 3 || s.runlevel === undefined)) {
-      out(`healthy: pid ${s.pid} ready${s.runlevel === undefined ? '' : ' in runlevel 3'}${s.workersWanted ? ` with ${s.workersWanted} workers` : ''}`);
+    if ((s.ready || handedOver) && (s.runlevel === 3 || s.runlevel === undefined)) {
+      out(handedOver ? `healthy: pid ${s.handedOverTo} serves (pid ${s.pid} handed over to it and drains)`
+        : `healthy: pid ${s.pid} ready${s.runlevel === undefined ? '' : ' in runlevel 3'}${s.workersWanted ? ` with ${s.workersWanted} workers` : ''}`);
       if (!probe) return EXIT_OK;
       const stats = (await client.request('stats', [], undefined, timeout)) as { listeners: ProbedListener[] };
       const probed = await probeListeners(stats.listeners, { httpPath: probe.httpPath, timeout });

@@ -323,6 +323,7 @@ export class Engine {
       controlConnections: this.control?.connectionCount ?? 0,
       rss: mem.rss, heapUsed: mem.heapUsed, node: process.version,
       redeploy: r ? `pid ${r.pid ?? '(starting)'} for ${Date.now() - r.since} ms` : 'none',
+      handedOverTo: lifecycle.handedOverTo,
       ...this.role.status(),
     };
   }

@@ -25,6 +25,20 @@ export const DEFAULT_CONTROL_FD_NAME = 'control';
 /** How long a drained instance watches its successor, ready to serve again if it dies. */
 export const DEFAULT_TAKE_BACK_WINDOW = 1_000;
 
+/**
+ * ms a worker may leave its primary's liveness pings (one every third of it)
+ * unanswered before status and health call it unresponsive: three missed
+ * pings, so a GC pause or a short synchronous burst is not reported.
+ */
+export const DEFAULT_WORKER_LIVENESS_TIMEOUT = 3_000;
+/**
+ * ms of silence after which an unresponsive worker is killed (SIGKILL) and
+ * restarted in its slot: long enough for a long synchronous step to finish,
+ * short enough that the slot heals before a probe-driven orchestrator
+ * (three failed 10 s probes) gives up on the whole service.
+ */
+export const DEFAULT_WORKER_KILL_TIMEOUT = 10_000;
+
 export interface GracefulServerOptions {
   /** Path of the control socket (none by default). */
   controlSocket?: string;
@@ -99,6 +113,18 @@ export interface GracefulServerOptions {
    * its slot drains; at most one worker more than configured runs).
    */
   rollout?: 'all' | 'rolling';
+  /**
+   * ms a worker may leave its primary's liveness pings unanswered before
+   * status and health call it unresponsive (default 3 s, a ping every third
+   * of it; 0: no liveness check). GRACEFUL_WORKER_LIVENESS_TIMEOUT in seconds overrides.
+   */
+  workerLivenessTimeout?: number;
+  /**
+   * ms of silence after which an unresponsive worker is killed (SIGKILL) and
+   * restarted in its slot, counted as a crash (default 10 s; 0: never; at
+   * least workerLivenessTimeout). GRACEFUL_WORKER_KILL_TIMEOUT in seconds overrides.
+   */
+  workerKillTimeout?: number;
   /** Where the library's own log lines go (default: stderr; JSON lines when GRACEFUL_JSON_LOG=1). */
   log?: LogSink;
 }
@@ -116,11 +142,14 @@ export interface Config extends GracefulServerOptions {
   workers: number;
   balance: 'reuseport' | 'shared';
   rollout: 'all' | 'rolling';
+  workerLivenessTimeout: number;
+  workerKillTimeout: number;
 }
 
 /** The options a configuration file may set. */
 export const CONFIG_KEYS: ReadonlySet<string> = new Set(['controlSocket', 'controlFdName', 'controlMode', 'controlAllowUids', 'controlIdleTimeout', 'controlLimits', 'commands', 'pidFile',
-  'upgradeTimeout', 'shutdownTimeout', 'idleGrace', 'takeBackWindow', 'runlevel', 'signals', 'sighup', 'sigusr1', 'sigusr2', 'exitProcess', 'workers', 'balance', 'rollout', 'ticketKeyRotation']);
+  'upgradeTimeout', 'shutdownTimeout', 'idleGrace', 'takeBackWindow', 'runlevel', 'signals', 'sighup', 'sigusr1', 'sigusr2', 'exitProcess', 'workers', 'balance', 'rollout', 'ticketKeyRotation',
+  'workerLivenessTimeout', 'workerKillTimeout']);
 
 /** checkRunlevel reads a runlevel (a number or a one-digit string), or throws InvalidRunlevelError. */
 export function checkRunlevel(level: unknown): Runlevel {
@@ -142,6 +171,38 @@ function positive(name: string, v: number, zeroOk = false): number {
   if (!Number.isFinite(v) || v < 0 || (!zeroOk && v === 0)) throw invalidArgument('GracefulServer', `${name} must be a ${zeroOk ? 'non-negative' : 'positive'} number of ms, got ${v}`);
   return v;
 }
+
+/**
+ * checkLiveness reads workerLivenessTimeout and workerKillTimeout (or their
+ * environment variables, in seconds; 0 turns each off): non-negative ms, the
+ * kill timeout no shorter than the liveness timeout (a worker is called
+ * unresponsive before it is killed).
+ */
+function checkLiveness(options: GracefulServerOptions, env: NodeJS.ProcessEnv): { workerLivenessTimeout: number; workerKillTimeout: number } {
+  const read = (name: string, envName: string, v: unknown, fallback: number): number => {
+    const e = env[envName];
+    if (e !== undefined && e !== '') {
+      const secs = Number(e);
+      if (!(secs >= 0) || !Number.isFinite(secs)) throw invalidArgument('GracefulServer', `${envName} must be a non-negative number of seconds (0: off), got ${JSON.stringify(e)}`);
+      return Math.round(secs * 1000);
+    }
+    if (v === undefined) return fallback;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw invalidArgument('GracefulServer', `${name} must be a non-negative number of ms (0: off), got ${JSON.stringify(v)}`);
+    return v;
+  };
+  const bounded = (name: string, ms: number): number => {
+    if (ms > MAX_TIMER_MS) throw invalidArgument('GracefulServer', `${name} must be at most ${MAX_TIMER_MS} ms (a Node.js timer's limit), got ${ms}`);
+    return ms;
+  };
+  const liveness = bounded('workerLivenessTimeout', read('workerLivenessTimeout', 'GRACEFUL_WORKER_LIVENESS_TIMEOUT', options.workerLivenessTimeout, DEFAULT_WORKER_LIVENESS_TIMEOUT));
+  const kill = bounded('workerKillTimeout', read('workerKillTimeout', 'GRACEFUL_WORKER_KILL_TIMEOUT', options.workerKillTimeout, DEFAULT_WORKER_KILL_TIMEOUT));
+  if (kill > 0 && liveness === 0) throw invalidArgument('GracefulServer', `workerKillTimeout (${kill} ms) needs the liveness check: workerLivenessTimeout is 0; set it, or set workerKillTimeout to 0 too`);
+  if (kill > 0 && kill < liveness) throw invalidArgument('GracefulServer', `workerKillTimeout (${kill} ms) must be at least workerLivenessTimeout (${liveness} ms), or 0 (never killed)`);
+  return { workerLivenessTimeout: liveness, workerKillTimeout: kill };
+}
+
+/** The longest delay a Node.js timer takes (longer ones fire at once, with a warning). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** MAX_WORKERS: a bound on workers, so that a typo does not fork a thousand processes. */
 export const MAX_WORKERS = 256;
@@ -168,7 +229,8 @@ function checkRollout(v: unknown): 'all' | 'rolling' {
 /**
  * resolveOptions checks options and applies the environment:
  * GRACEFUL_UPGRADE_TIMEOUT and GRACEFUL_SHUTDOWN_TIMEOUT (seconds) and
- * GRACEFUL_RUNLEVEL, GRACEFUL_WORKERS. Throws ERR_GRACEFUL_INVALID_ARGUMENT or
+ * GRACEFUL_RUNLEVEL, GRACEFUL_WORKERS, GRACEFUL_WORKER_LIVENESS_TIMEOUT and
+ * GRACEFUL_WORKER_KILL_TIMEOUT (seconds). Throws ERR_GRACEFUL_INVALID_ARGUMENT or
  * ERR_GRACEFUL_INVALID_RUNLEVEL naming the option.
  */
 export function resolveOptions(options: GracefulServerOptions, env: NodeJS.ProcessEnv = process.env): Config {
@@ -189,6 +251,7 @@ export function resolveOptions(options: GracefulServerOptions, env: NodeJS.Proce
     ticketKeyRotation: checkRotation('GracefulServer', options.ticketKeyRotation ?? DEFAULT_TICKET_KEY_ROTATION),
     balance: checkBalance(options.balance),
     rollout: checkRollout(options.rollout),
+    ...checkLiveness(options, env),
     workers: env.GRACEFUL_WORKERS ? checkWorkers(env.GRACEFUL_WORKERS, 'GRACEFUL_WORKERS') : checkWorkers(options.workers, 'the workers option'),
   };
 }

@@ -16,6 +16,7 @@ import type { OwnedFd } from '../owned-fd.js';
 import { MAX_WORKERS } from '../server/options.js';
 import type { SpawnFunction } from '../server/successor.js';
 import { GoSignal } from './go.js';
+import { Liveness } from './liveness.js';
 import { CRASH_LOOP_MS, killWorkers, makeSlots, stopWorkers, type Slot, type WorkerInfo, type WorkerState } from './slots.js';
 import { firstFailure, spawnWorker } from './spawn-worker.js';
 import { PrimaryLink } from './worker-link.js';
@@ -45,6 +46,10 @@ export interface PoolOptions {
   state(): Meta;
   generation(): number;
   timeoutMs: number;
+  /** The ms a worker started now has to become ready, if not timeoutMs (a new primary's share of its own upgrade timeout). */
+  startTimeoutMs?(): number;
+  /** The liveness check (liveness.ts): ms of silence before a worker is unresponsive, and before it is killed; 0: off. */
+  liveness?: { timeoutMs: number; killMs: number };
   shutdownTimeoutMs: number;
   spawn?: SpawnFunction;
   log(msg: string, fields?: LogFields): void;
@@ -69,6 +74,8 @@ export class WorkerPool {
   private scaleSlots: Slot[] | null = null;
   /** The links still open, of every worker that has not ended yet. */
   private readonly links = new Set<PrimaryLink>();
+  /** The slots a rolling redeploy retires (their worker drains: the successor's worker of the slot serves). */
+  private readonly retiring = new Set<Slot>();
   /** phase: whether a worker that exits is a crash to restart ('serving') or not ('idle', 'draining'); see PoolPhase. */
   private phase: PoolPhase = 'idle';
 
@@ -77,8 +84,15 @@ export class WorkerPool {
     this.options.log(msg, { event: 'worker.bad-transition', from, to });
   };
 
+  /** The liveness check of the running workers, from the moment the pool serves until it drains. */
+  private readonly liveness: Liveness;
+
   constructor(private readonly options: PoolOptions) {
     this.slots = makeSlots(options.count, this.bug);
+    this.liveness = new Liveness({
+      timeoutMs: options.liveness?.timeoutMs ?? 0, killMs: options.liveness?.killMs ?? 0,
+      slots: () => [...this.slots, ...(this.scaleSlots ?? [])], generation: options.generation, log: options.log, changed: options.changed,
+    });
   }
 
   /** resize sets the number of workers before the first start (a predecessor's scale carries over). */
@@ -97,9 +111,9 @@ export class WorkerPool {
     return this.slots.length;
   }
 
-  /** wanted: the workers this primary means to run (a rolling redeploy retired the others to its successor's). */
+  /** wanted: the workers this primary means to run (a rolling redeploy retired, or retires, the others to its successor's). */
   get wanted(): number {
-    return this.slots.filter((s) => s.state !== 'retired').length;
+    return this.slots.filter((s) => s.state !== 'retired' && !this.retiring.has(s)).length;
   }
 
   /** readyCount: workers ready and serving. */
@@ -131,6 +145,7 @@ export class WorkerPool {
       throw err;
     }
     this.phase = 'serving';
+    this.liveness.start();
   }
 
   /**
@@ -142,8 +157,9 @@ export class WorkerPool {
    */
   async startRolling(retire: (slot: number) => Promise<void>, onReady?: (info: WorkerInfo) => void): Promise<void> {
     const undo = (await this.options.grow?.(this.slots.length)) ?? (() => undefined);
-    // Serving from the first slot on: a new worker that crashes meanwhile is restarted.
+    // Serving from the first slot on: a new worker that crashes (or hangs) meanwhile is restarted.
     this.phase = 'serving';
+    this.liveness.start();
     try {
       for (const slot of this.slots) {
         await this.startSlots([slot], onReady, this.slots.length);
@@ -153,6 +169,7 @@ export class WorkerPool {
       // The new workers already serving drain (they accepted connections);
       // the old primary starts its retired slots again meanwhile.
       this.phase = 'draining';
+      this.liveness.stop();
       for (const s of this.slots) {
         if (s.timer) clearTimeout(s.timer);
         if (s.child) s.child.kill('SIGTERM');
@@ -166,7 +183,12 @@ export class WorkerPool {
   async retire(id: number): Promise<void> {
     const slot = this.slots[id];
     if (!slot) return;
-    await stopWorkers([slot], this.drainGraceMs());
+    this.retiring.add(slot);
+    try {
+      await stopWorkers([slot], this.drainGraceMs());
+    } finally {
+      this.retiring.delete(slot);
+    }
     slot.move('retired');
     this.options.changed?.(slot.info(this.options.generation()));
   }
@@ -224,7 +246,7 @@ export class WorkerPool {
     try {
       started = await spawnWorker({
         id: slot.id, count, generation: this.options.generation, descriptors: () => this.options.descriptors(slot.id, count),
-        state: this.options.state(), timeoutMs: this.options.timeoutMs, spawn: this.options.spawn, signal, go,
+        state: this.options.state(), timeoutMs: this.options.startTimeoutMs?.() ?? this.options.timeoutMs, spawn: this.options.spawn, signal, go,
       });
     } catch (err) {
       slot.move('stopped');
@@ -300,9 +322,14 @@ export class WorkerPool {
    */
   async ask(op: string, fields: Record<string, unknown>, onLine?: (id: number, line: string, link: PrimaryLink) => void, signal?: AbortSignal):
     Promise<{ id: number; pid: number | null; result?: unknown; error?: { code: string; message: string } }[]> {
-    const ready = this.slots.filter((s) => s.state === 'ready' && s.link !== null);
+    const ready = this.slots.filter((s) => (s.state === 'ready' || s.state === 'unresponsive') && s.link !== null);
     return Promise.all(ready.map(async (s) => {
       const pid = s.child?.pid ?? null;
+      if (s.state === 'unresponsive') {
+        // Not asked: it would wait on a worker that does not answer (the liveness check restarts it).
+        const since = new Date(s.silentSince).toISOString();
+        return { id: s.id, pid, error: { code: 'ERR_GRACEFUL_WORKER_FAILED', message: `worker ${s.id} (pid ${pid}) does not respond (silent since ${since})` } };
+      }
       try {
         const link = s.link!;
         const result = await link.request(op, fields, onLine && ((line) => onLine(s.id, line, link)), signal);
@@ -328,7 +355,10 @@ export class WorkerPool {
       return;
     }
     const lost = link?.connections ?? 0;
-    this.crashed(slot, `(pid ${child.pid}) ${signal ? `was killed by ${signal}` : `exited with code ${code}`}` +
+    const hung = slot.hung;
+    slot.hung = null;
+    slot.silentSince = 0;
+    this.crashed(slot, `(pid ${child.pid}) ${hung !== null ? `did not answer for ${hung} ms and was killed (SIGKILL)` : signal ? `was killed by ${signal}` : `exited with code ${code}`}` +
       (lost > 0 ? `, losing the ${lost} connection(s) it had open` : ''), lost);
   }
 
@@ -373,6 +403,7 @@ export class WorkerPool {
    */
   async drain(): Promise<void> {
     this.phase = 'draining';
+    this.liveness.stop();
     await stopWorkers([...this.slots, ...(this.scaleSlots ?? [])], this.drainGraceMs());
   }
 
@@ -384,6 +415,7 @@ export class WorkerPool {
   /** restart: after a take-back, bring up every slot again. */
   async restart(): Promise<void> {
     this.phase = 'idle';
+    this.liveness.stop();
     for (const s of this.slots) s.crashes = [];
     await this.startAll();
   }

@@ -30,6 +30,9 @@ const BUILTIN_TASKS: ReadonlySet<string> = new Set(['reopen', 'rotate-tickets'])
 /** How long the primary waits for each worker to run a task (reopen included); one that takes longer answers with an error. */
 const WORKER_TASK_TIMEOUT_MS = 30_000;
 
+/** The part of a new primary's upgrade timeout it keeps for itself: its workers' starts end first, so a hung one is named. */
+const START_MARGIN_MS = 1_000;
+
 /** WorkerAnswer: one worker's answer to a request of the primary. */
 export type WorkerAnswer = Awaited<ReturnType<WorkerPool['ask']>>[number];
 
@@ -43,6 +46,8 @@ export class PrimaryRole implements Role {
   readonly pool: WorkerPool;
   /** The sockets held for the workers. */
   readonly held: HeldSockets;
+  /** When the predecessor's upgrade timeout last started (this process's start, then each worker's progress). */
+  private armedAt = Date.now() - process.uptime() * 1000;
 
   constructor(private readonly engine: Engine, info: RoleInfo) {
     const { config, log, lifecycle, registry, stats } = engine;
@@ -54,6 +59,8 @@ export class PrimaryRole implements Role {
       state: () => ({ runlevel: lifecycle.level, generation: lifecycle.generation }),
       generation: () => lifecycle.generation,
       timeoutMs: config.upgradeTimeout,
+      startTimeoutMs: () => this.startTimeout(),
+      liveness: { timeoutMs: config.workerLivenessTimeout, killMs: config.workerKillTimeout },
       shutdownTimeoutMs: config.shutdownTimeout,
       spawn: config.spawn,
       log,
@@ -64,6 +71,20 @@ export class PrimaryRole implements Role {
       },
     });
     stats.fromWorkers(() => this.pool.reported());
+  }
+
+  /**
+   * startTimeout: the ms a worker started now has to become ready. During a
+   * redeploy, what is left of the predecessor's upgrade timeout (armed at this
+   * process's start, again at each worker's progress) less a margin: the
+   * worker's own timeout then fails this start first, with a reason that
+   * names the worker. Otherwise the whole upgrade timeout.
+   */
+  private startTimeout(): number {
+    const { config, lifecycle, predecessor } = this.engine;
+    if (!predecessor || lifecycle.state !== 'starting') return config.upgradeTimeout;
+    const margin = Math.min(START_MARGIN_MS, config.upgradeTimeout / 10);
+    return Math.max(1, Math.round(config.upgradeTimeout - (Date.now() - this.armedAt) - margin));
   }
 
   get workers(): number {
@@ -112,16 +133,28 @@ export class PrimaryRole implements Role {
 
   abandonReady(): void {}
 
-  /** startServing: the primary is ready once every worker of its generation is (one by one in a rolling redeploy). */
+  /**
+   * startServing: the primary is ready once every worker of its generation is
+   * (one by one in a rolling redeploy). What waited for ready() (the control
+   * socket inherited from a predecessor) starts only then: until this
+   * instance is ready, its predecessor answers there, for the service.
+   */
   async startServing(predecessor: Predecessor | null, startPending: () => Promise<void>): Promise<void> {
-    await startPending();
     const { log, lifecycle, config } = this.engine;
     const onReady = (w: WorkerInfo) => {
       log(`worker ${w.id} of generation ${lifecycle.generation} ready (pid ${w.pid})`, { event: 'worker.ready', worker: w.id, pid: w.pid ?? undefined });
-      if (w.pid !== null) predecessor?.progress(w.id, w.pid);
+      if (w.pid !== null && predecessor) {
+        this.armedAt = Date.now();
+        predecessor.progress(w.id, w.pid);
+      }
     };
-    if (config.rollout === 'rolling' && predecessor) await this.pool.startRolling((slot) => predecessor.retire(slot), onReady);
+    const retire = (slot: number) => {
+      this.armedAt = Date.now();
+      return predecessor!.retire(slot);
+    };
+    if (config.rollout === 'rolling' && predecessor) await this.pool.startRolling(retire, onReady);
     else await this.pool.startAll(onReady);
+    await startPending();
   }
 
   announce(predecessor: Predecessor | null): Promise<void> {
@@ -182,12 +215,15 @@ export class PrimaryRole implements Role {
    * served and RSS, asked over its link (null for a worker that did not
    * answer within a second); connections is then the workers' sum.
    */
-  async statusOfService(s: Record<string, unknown>): Promise<Record<string, unknown>> {
+  async statusOfService(_s: Record<string, unknown>): Promise<Record<string, unknown>> {
     const answers = await this.pool.ask('stats', {}, undefined, AbortSignal.timeout(1000));
+    // The instance as it is after the wait too (it may have handed over meanwhile), consistent with its workers.
+    const s = this.engine.status();
     const byId = new Map(answers.map((a) => [a.id, (a.result ?? null) as { connections?: number; requests?: number; rss?: number } | null]));
     const workers = this.pool.info().map((w) => {
       const st = byId.get(w.id);
-      return { ...w, connections: st?.connections ?? null, requests: st?.requests ?? null, rss: st?.rss ?? null };
+      const { responding, unresponsiveSince, ...slot } = w; // the liveness last: after the columns status always had
+      return { ...slot, connections: st?.connections ?? null, requests: st?.requests ?? null, rss: st?.rss ?? null, responding, unresponsiveSince };
     });
     // The workers as they are now, after the wait: their counts from the same moment.
     return { ...s, workers, workersWanted: this.pool.wanted, workersReady: this.pool.readyCount, connections: workers.reduce((n, w) => n + (w.connections ?? 0), 0) };

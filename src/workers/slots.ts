@@ -12,12 +12,14 @@ import type { PrimaryLink } from './worker-link.js';
  *   stopped     no process (at first, after a drain, or a start that failed)
  *   starting    its process is spawned and not ready yet
  *   ready       its process serves
+ *   unresponsive  its process is running but has not answered its primary's liveness pings
+ *               for the liveness timeout (stopped, or its event loop blocked); killed past the kill timeout
  *   restarting  its process crashed; a restart waits out its backoff
  *   crash-loop  it crashed CRASH_LOOP_COUNT times in CRASH_LOOP_MS: not restarted until a redeploy
  *   draining    its process was told to stop (SIGTERM) and has not exited yet
  *   retired     a rolling redeploy handed it to the successor's worker of that slot
  */
-export type WorkerState = 'starting' | 'ready' | 'restarting' | 'crash-loop' | 'draining' | 'stopped' | 'retired';
+export type WorkerState = 'starting' | 'ready' | 'unresponsive' | 'restarting' | 'crash-loop' | 'draining' | 'stopped' | 'retired';
 
 /** WorkerInfo: one slot, as status shows it. */
 export interface WorkerInfo {
@@ -29,6 +31,10 @@ export interface WorkerInfo {
   uptime: number;
   /** how many times this slot was restarted after a crash. */
   restarts: number;
+  /** whether its process answers its primary's liveness pings: null when no process serves in the slot. */
+  responding: boolean | null;
+  /** while unresponsive: since when (ISO 8601, its last answer); null otherwise. */
+  unresponsiveSince: string | null;
 }
 
 /**
@@ -46,10 +52,15 @@ export const SLOT_TRANSITIONS: { readonly [from in WorkerState]: readonly Worker
   ],
   starting: ['ready', 'stopped'],
   ready: [
+    'unresponsive', // silent for the liveness timeout
     'draining', // told to stop
     'stopped', // exited outside a drain of the serving generation (a failed rolling start, a halt)
     'restarting', 'crash-loop', // crashed while serving
     'retired', // race: see stopped -> ready; retire marks the slot once its own wait is over
+  ],
+  unresponsive: [
+    'ready', // it answers again
+    'draining', 'stopped', 'restarting', 'crash-loop', 'retired', // as from ready (killed past the kill timeout: restarting or crash-loop)
   ],
   restarting: ['starting', 'stopped'],
   'crash-loop': ['stopped'],
@@ -91,6 +102,10 @@ export class Slot {
   exited: Promise<void> | null = null;
   /** The primary's end of the worker's link (stats, commands), while the worker runs. */
   link: PrimaryLink | null = null;
+  /** While unresponsive: when its worker last answered (ms since the epoch). */
+  silentSince = 0;
+  /** How long its worker had been silent when the liveness check killed it (null: not killed for that). */
+  hung: number | null = null;
   private current: WorkerState = 'stopped';
 
   constructor(readonly id: number, private readonly onBug: (msg: string, from: WorkerState, to: WorkerState) => void = () => undefined) {}
@@ -126,8 +141,10 @@ export class Slot {
       pid: this.child?.pid ?? null,
       generation,
       state: this.current,
-      uptime: this.current === 'ready' ? Math.round((now - this.readyAt) / 1000) : 0,
+      uptime: this.current === 'ready' || this.current === 'unresponsive' ? Math.round((now - this.readyAt) / 1000) : 0,
       restarts: this.restarts,
+      responding: this.current === 'ready' ? true : this.current === 'unresponsive' ? false : null,
+      unresponsiveSince: this.current === 'unresponsive' ? new Date(this.silentSince).toISOString() : null,
     };
   }
 }

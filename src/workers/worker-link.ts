@@ -4,6 +4,7 @@
  * its listeners (LINK_NAME). JSON lines, one message each:
  *
  *   primary -> worker  {"id":1,"op":"stats"}
+ *                      {"id":4,"op":"ping"}                    the liveness check (liveness.ts): answered with a null result
  *                      {"id":2,"op":"run","name":"requests","args":[],"json":false,"peer":{...}}
  *                      {"id":2,"op":"cancel"}                  the client left
  *                      {"id":3,"op":"task","name":"reopen","args":[]}
@@ -108,6 +109,10 @@ export class PrimaryLink {
   connections = 0;
   /** What each of its listeners counted (requests, connections), as it last reported it. */
   listeners: Record<string, { requests: number; connections: number }> = {};
+  /** When the worker last sent anything (ms since the epoch): its event loop ran then. */
+  lastHeard = Date.now();
+  /** A ping is under way (one at a time). */
+  private pinging = false;
 
   /** closed is called once the link ended (the worker exited): after its last report was read. */
   constructor(fd: number, private readonly who: string, log: (msg: string) => void, closed?: (link: PrimaryLink) => void) {
@@ -121,6 +126,7 @@ export class PrimaryLink {
   }
 
   private received(m: Message): void {
+    this.lastHeard = Date.now();
     if (m.id === 0) {
       if (typeof m.connections === 'number') this.connections = m.connections;
       if (typeof m.listeners === 'object' && m.listeners !== null && !Array.isArray(m.listeners)) this.listeners = m.listeners as PrimaryLink['listeners'];
@@ -166,6 +172,15 @@ export class PrimaryLink {
       });
       signal?.addEventListener('abort', onAbort, { once: true });
       send(this.socket, { id, op, ...fields });
+    });
+  }
+
+  /** ping asks the worker to answer (lastHeard moves when it does); nothing while the last ping is unanswered. */
+  ping(): void {
+    if (this.pinging || this.gone !== null) return;
+    this.pinging = true;
+    this.request('ping').catch(() => undefined).finally(() => {
+      this.pinging = false;
     });
   }
 
@@ -218,7 +233,8 @@ export function serveLink(fd: number, handlers: WorkerHandlers, log: (msg: strin
       running.set(id, abort);
       try {
         let result: unknown;
-        if (m.op === 'stats') result = handlers.stats();
+        if (m.op === 'ping') result = null;
+        else if (m.op === 'stats') result = handlers.stats();
         else if (m.op === 'task' && typeof m.name === 'string') result = await handlers.task(m.name, Array.isArray(m.args) ? m.args.map(String) : []);
         else if (m.op === 'run' && typeof m.name === 'string') {
           const args = Array.isArray(m.args) ? m.args.map(String) : [];

@@ -10,7 +10,7 @@ import {
   BACKOFF_MAX_MS, BACKOFF_MIN_MS, CRASH_LOOP_COUNT, CRASH_LOOP_MS, SLOT_TRANSITIONS, Slot, canMove, killWorkers, makeSlots, stopWorkers, type WorkerState,
 } from '../../src/workers/slots.js';
 
-const STATES: WorkerState[] = ['starting', 'ready', 'restarting', 'crash-loop', 'draining', 'stopped', 'retired'];
+const STATES: WorkerState[] = ['starting', 'ready', 'unresponsive', 'restarting', 'crash-loop', 'draining', 'stopped', 'retired'];
 
 /** live: a slot whose worker is a real process that ignores nothing (or SIGTERM, with ignoreTerm). */
 function live(id: number, ignoreTerm = false): Slot {
@@ -28,7 +28,7 @@ function live(id: number, ignoreTerm = false): Slot {
 }
 
 describe('workers/slots', () => {
-  it('SLOT_TRANSITIONS has a row for each of the 7 states, naming only states', () => {
+  it('SLOT_TRANSITIONS has a row for each of the 8 states, naming only states', () => {
     expect(Object.keys(SLOT_TRANSITIONS).sort()).to.deep.equal([...STATES].sort());
     for (const to of Object.values(SLOT_TRANSITIONS).flat()) expect(STATES).to.include(to);
   });
@@ -39,6 +39,9 @@ describe('workers/slots', () => {
       ['ready', 'restarting'], ['restarting', 'starting'], ['ready', 'crash-loop'], ['stopped', 'restarting'], ['stopped', 'crash-loop'],
       ['crash-loop', 'stopped'], ['restarting', 'stopped'], ['stopped', 'retired'], ['retired', 'starting'], ['retired', 'stopped'],
       ['ready', 'stopped'], ['stopped', 'stopped'], ['draining', 'draining'],
+      // the liveness check: silent, answers again, or killed past the kill timeout (a crash)
+      ['ready', 'unresponsive'], ['unresponsive', 'ready'], ['unresponsive', 'restarting'], ['unresponsive', 'crash-loop'],
+      ['unresponsive', 'draining'], ['unresponsive', 'stopped'], ['unresponsive', 'retired'],
     ];
     for (const [from, to] of allowed) expect(canMove(from, to), `${from} -> ${to}`).to.equal(true);
   });
@@ -48,6 +51,9 @@ describe('workers/slots', () => {
       ['stopped', 'draining'], ['starting', 'starting'], ['starting', 'restarting'], ['starting', 'retired'], ['ready', 'ready'], ['ready', 'starting'],
       ['crash-loop', 'starting'], ['crash-loop', 'ready'], ['crash-loop', 'restarting'], ['draining', 'ready'], ['draining', 'starting'],
       ['draining', 'restarting'], ['restarting', 'ready'], ['restarting', 'restarting'], ['retired', 'ready'], ['retired', 'retired'],
+      // only a serving worker can stop answering
+      ['starting', 'unresponsive'], ['stopped', 'unresponsive'], ['restarting', 'unresponsive'], ['draining', 'unresponsive'],
+      ['unresponsive', 'unresponsive'], ['unresponsive', 'starting'],
     ];
     for (const [from, to] of refused) expect(canMove(from, to), `${from} -> ${to}`).to.equal(false);
   });
@@ -77,14 +83,19 @@ describe('workers/slots', () => {
     expect(later.crashes).to.deep.equal([t0 + CRASH_LOOP_MS]);
   });
 
-  it('info: uptime only while ready, the pid of its worker, its restarts', () => {
+  it('info: uptime only while its worker runs, the pid of its worker, its restarts, whether it responds and since when not', () => {
     const slot = new Slot(2);
-    expect(slot.info(7)).to.deep.equal({ id: 2, pid: null, generation: 7, state: 'stopped', uptime: 0, restarts: 0 });
+    expect(slot.info(7)).to.deep.equal({ id: 2, pid: null, generation: 7, state: 'stopped', uptime: 0, restarts: 0, responding: null, unresponsiveSince: null });
     slot.move('starting');
     slot.move('ready');
     slot.readyAt = 10_000;
     slot.restarts = 2;
-    expect(slot.info(7, 13_600)).to.deep.equal({ id: 2, pid: null, generation: 7, state: 'ready', uptime: 4, restarts: 2 });
+    expect(slot.info(7, 13_600)).to.deep.equal({ id: 2, pid: null, generation: 7, state: 'ready', uptime: 4, restarts: 2, responding: true, unresponsiveSince: null });
+    slot.silentSince = 12_000;
+    slot.move('unresponsive');
+    expect(slot.info(7, 15_600)).to.deep.equal({
+      id: 2, pid: null, generation: 7, state: 'unresponsive', uptime: 6, restarts: 2, responding: false, unresponsiveSince: new Date(12_000).toISOString(),
+    });
   });
 
   it('stopWorkers: a slot without a worker is stopped and its pending restart called off; a worker drains on SIGTERM, and one that ignores it is killed after the grace', async () => {

@@ -79,6 +79,33 @@ describe('workers/worker-link', () => {
     }
   });
 
+  it('ping: a worker answers from its event loop and lastHeard moves; a silent peer gets one ping at a time and lastHeard stays', async () => {
+    const { primary, worker } = link();
+    const before = primary.lastHeard;
+    await new Promise((r) => setTimeout(r, 20));
+    primary.ping();
+    await until(() => primary.lastHeard > before, 5_000, 'the answer to the ping');
+    worker.close();
+    primary.close();
+
+    const silent = rawPeer();
+    const lines: string[] = [];
+    silent.peer.setEncoding('utf8');
+    silent.peer.on('data', (d: string) => lines.push(...d.split('\n').filter(Boolean)));
+    const heard = silent.primary.lastHeard;
+    silent.primary.ping();
+    silent.primary.ping();
+    await until(() => lines.length >= 1, 5_000, 'the ping');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(lines.map((l) => JSON.parse(l))).to.deep.equal([{ id: 1, op: 'ping' }]);
+    expect(silent.primary.lastHeard).to.equal(heard);
+    // Anything the worker sends shows its loop ran: a report too.
+    silent.peer.write('{"id":0,"connections":1}\n');
+    await until(() => silent.primary.lastHeard > heard, 5_000, 'the report');
+    silent.peer.destroy();
+    silent.primary.close();
+  });
+
   it('reports: the counts of the moment, at most every 50 ms, and once more as the worker closes; then the primary\'s end closes', async () => {
     const { primary, worker, closed, logs } = link();
     let connections = 1;
