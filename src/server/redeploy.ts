@@ -6,6 +6,7 @@
  * and fail the redeploy; once the window has passed, commit: resolve the
  * redeploy and halt. The Lifecycle says what may happen when.
  */
+import fs from 'node:fs';
 import { RedeployFailedError } from '../errors.js';
 import type { Meta } from '../meta.js';
 import { closeAll, type OutgoingFd } from '../handoff/connection.js';
@@ -102,12 +103,24 @@ function commitAsked(link: SuccessorLink | undefined): Promise<typeof COMMIT_MAR
   });
 }
 
+/** childAlive: our child pid runs (it is neither a zombie waiting to be reaped, nor gone), from /proc. */
+function childAlive(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return !/^[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 2));
+  } catch {
+    return false;
+  }
+}
+
 /**
  * answerCommit says committed to the new instance that asked; false when the
  * answer cannot reach it (it went away after asking: a request read late, from
  * a dead asker, must not end the window, or nobody would serve).
  */
-async function answerCommit(link: SuccessorLink): Promise<boolean> {
+async function answerCommit(link: SuccessorLink, pid: number): Promise<boolean> {
+  // Our child, so the kernel keeps its entry until we reap it: a zombie (or none) asked before it died.
+  if (!childAlive(pid)) return false;
   try {
     await sendTo(link.connection, 2, { graceful: COMMITTED_MARK });
     return true;
@@ -231,7 +244,7 @@ export class Redeployer {
     let timer: NodeJS.Timeout | undefined;
     const windowEnd = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), config.takeBackWindow)));
     let exit = await Promise.race([exited, windowEnd, commitAsked(successor.link)]);
-    if (exit === COMMIT_MARK && !(await answerCommit(successor.link!))) exit = await Promise.race([exited, windowEnd]);
+    if (exit === COMMIT_MARK && !(await answerCommit(successor.link!, pid))) exit = await Promise.race([exited, windowEnd]);
     clearTimeout(timer);
     // Exit code 0 is a halt asked for (SIGTERM, telinit 0), not a crash: the service is meant to stop.
     if (exit && exit !== COMMIT_MARK && (exit.signal || exit.code !== 0)) {

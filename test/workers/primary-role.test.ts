@@ -68,8 +68,8 @@ describe('workers/primary-role: PrimaryRole', function () {
     const me = reports(child!).find((r) => r.isPrimary)!;
     expect(me).to.deep.equal({
       pid: primary, ppid: process.pid, isPrimary: true, workerId: null, workers: 2, generation: 1,
-      telinit1: { code: 'ERR_GRACEFUL_INVALID_ARGUMENT', message: 'telinit: runlevel 1 is not available with workers: use telinit 0 to halt the service, or run it without the workers option' },
-      telinit3: { code: 'ERR_GRACEFUL_INVALID_ARGUMENT', message: 'telinit: runlevel 3 is not available with workers: use telinit 0 to halt the service, or run it without the workers option' },
+      telinit1: { code: 'ERR_GRACEFUL_NOT_CONFIGURED', message: 'telinit: runlevel 1 is not available with workers: use telinit 0 to halt the service, or run it without the workers option' },
+      telinit3: { code: 'ERR_GRACEFUL_NOT_CONFIGURED', message: 'telinit: runlevel 3 is not available with workers: use telinit 0 to halt the service, or run it without the workers option' },
       telinit2: { code: 'ERR_GRACEFUL_INVALID_RUNLEVEL', message: 'runlevel must be 0 (halt), 1 (single user: listeners closed) or 3 (serving), got 2' },
       rotateTicketKeys: [],
       rotateTask: 'rotated the TLS ticket keys of nothing (no TLS listener)',
@@ -81,7 +81,7 @@ describe('workers/primary-role: PrimaryRole', function () {
     expect(answered.has(primary), 'the primary accepts nothing').to.equal(false);
     for (const pid of answered) expect(workers).to.include(pid);
     expect(await client!.request('telinit', ['1']).catch((e: Error & { code?: string }) => ({ code: e.code, message: e.message }))).to.deep.equal({
-      code: 'ERR_GRACEFUL_INVALID_ARGUMENT', message: 'telinit: runlevel 1 is not available with workers: use telinit 0 to halt the service, or run it without the workers option',
+      code: 'ERR_GRACEFUL_NOT_CONFIGURED', message: 'telinit: runlevel 1 is not available with workers: use telinit 0 to halt the service, or run it without the workers option',
     });
     expect(await client!.request('reopen')).to.deep.equal({ reopened: [] });
   });
