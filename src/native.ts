@@ -78,6 +78,18 @@ export interface Addon {
   reap(skip: readonly number[]): ReapedChild[];
   /** listenReusePort: a TCP socket (non-blocking, close-on-exec) with SO_REUSEPORT, bound to a numeric host, listening unless listen is false. */
   listenReusePort(host: string, port: number, backlog: number, ipv6Only: boolean, listen?: boolean): { fd: number; port: number };
+  /**
+   * setReusePort sets SO_REUSEPORT on fd, a socket already bound: Linux then
+   * lets a socket with SO_REUSEPORT (same uid) bind an overlapping address on
+   * its port. Throws as Node would (code, errno, syscall).
+   */
+  setReusePort(fd: number): void;
+  /**
+   * dropIncoming attaches a socket filter (SO_ATTACH_FILTER) that drops every
+   * packet to fd: a listening socket then takes no new connection (a SYN is
+   * sent again by the client, later) but what it queued can still be accepted.
+   */
+  dropIncoming(fd: number): void;
   /** bindUdp: a UDP socket (non-blocking, close-on-exec) bound to a numeric host, which nobody reads yet. */
   bindUdp(host: string, port: number, ipv6Only: boolean): { fd: number; port: number };
   /** pidfdOpen returns a pidfd of pid (close-on-exec), readable once the process exits. */
