@@ -57,6 +57,8 @@ export interface Addon {
   recvmsg(fd: number, bytes: Uint8Array, offset: number, length: number, fdsOut: Int32Array): number;
   peercred(fd: number): PeerCredentials;
   setCloexec(fd: number, on: boolean): void;
+  /** shutdownWrite: shutdown(fd, SHUT_WR): the peer reads the end of the stream; this side can still read. */
+  shutdownWrite(fd: number): void;
   /** dup returns a close-on-exec duplicate of fd. */
   dup(fd: number): number;
   dup2(oldFd: number, newFd: number): number;
