@@ -1,5 +1,7 @@
-// owner.mjs: serves HTTP, hands its listening socket and its log file to the
-// first process that connects to handoff.sock, then stops.
+// owner.mjs: serves HTTP, hands its listening socket and its log file to
+// whoever connects to handoff.sock, and stops once a taker confirmed it took
+// them (receive() confirms): a client that does not (a program pointed at the
+// socket by mistake) got copies, and the owner serves on.
 import { once } from 'node:events';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -14,10 +16,11 @@ log.write(`owner ${process.pid} serving\n`);
 const hs = listenAndServe('handoff.sock', sequenceHandler(
   listenerHandler(server, { name: 'http' }),
   fileHandler(log, { name: 'log' }),
-));
+), { confirm: 10_000 });  // wait up to 10 s for each client's confirmation
+hs.on('unconfirmed', (peer) => console.log(`owner ${process.pid}: pid ${peer.pid} did not confirm: serving on`));
 console.log(`owner ${process.pid} serving on port ${server.address().port}`);
 
-const [peer] = await once(hs, 'served');  // the taker has both descriptors
+const [peer] = await once(hs, 'confirmed');  // the taker took both descriptors
 await hs.close();                          // one taker only; removes handoff.sock
 server.close();  // stop accepting: the taker holds the same socket, so nothing queued is lost
 log.end(`owner ${process.pid} handed over to pid ${peer.pid}\n`);

@@ -7,6 +7,7 @@
 #include <napi.h>
 
 #include <errno.h>
+#include <sys/socket.h>
 
 #include <string>
 
@@ -191,6 +192,16 @@ Napi::Value SetCloexec(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// shutdownWrite(fd): shutdown(fd, SHUT_WR); the peer reads the end of the
+// stream while this side can still read what it answers.
+Napi::Value ShutdownWrite(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd;
+  if (!ArgFd(env, info[0], &fd)) return ThrowUsage(env, "shutdownWrite(fd)");
+  if (shutdown(fd, SHUT_WR) < 0) return ThrowErrno(env, errno, "shutdown");
+  return env.Undefined();
+}
+
 // dup(fd) -> a close-on-exec duplicate
 Napi::Value Dup(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -319,6 +330,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("peercred", Napi::Function::New(env, PeerCred));
   exports.Set("setCloexec", Napi::Function::New(env, SetCloexec));
   exports.Set("dup", Napi::Function::New(env, Dup));
+  exports.Set("shutdownWrite", Napi::Function::New(env, ShutdownWrite));
   exports.Set("dup2", Napi::Function::New(env, Dup2));
   exports.Set("sendDatagram", Napi::Function::New(env, SendDatagram));
   exports.Set("bindDatagram", Napi::Function::New(env, BindDatagram));

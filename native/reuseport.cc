@@ -3,6 +3,7 @@
 #include "reuseport.h"
 
 #include <arpa/inet.h>
+#include <linux/filter.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <string.h>
@@ -111,6 +112,53 @@ Napi::Value BindUdp(const Napi::CallbackInfo& info) {
   return Result(env, fd, host, port, bound_port, syscall);
 }
 
+// SetReusePort sets SO_REUSEPORT on a socket already bound (and listening):
+// Linux checks the flag of every socket on the port at each later bind, so a
+// new socket with SO_REUSEPORT (same uid) can then bind the same port on an
+// overlapping address (0.0.0.0 beside 127.0.0.1, or the reverse).
+Napi::Value SetReusePort(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    Napi::TypeError::New(env, "Usage: setReusePort(fd)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  int one = 1;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
+    int err = -errno;
+    Napi::Error error = Napi::Error::New(env, std::string("setsockopt ") + uv_err_name(err) + " (" + uv_strerror(err) + ")");
+    error.Set("code", Napi::String::New(env, uv_err_name(err)));
+    error.Set("errno", Napi::Number::New(env, err));
+    error.Set("syscall", Napi::String::New(env, "setsockopt"));
+    error.ThrowAsJavaScriptException();
+  }
+  return env.Undefined();
+}
+
+// DropIncoming attaches a socket filter that drops every packet to fd, a
+// listening socket: no new connection gets into its queue (a client's SYN
+// is dropped and sent again later, when another socket may serve it), while
+// what is queued already can still be accepted before the socket is closed.
+Napi::Value DropIncoming(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    Napi::TypeError::New(env, "Usage: dropIncoming(fd)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  sock_filter code[] = {{BPF_RET | BPF_K, 0, 0, 0}};
+  sock_fprog prog = {1, code};
+  if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0) {
+    int err = -errno;
+    Napi::Error error = Napi::Error::New(env, std::string("setsockopt ") + uv_err_name(err) + " (" + uv_strerror(err) + ")");
+    error.Set("code", Napi::String::New(env, uv_err_name(err)));
+    error.Set("errno", Napi::Number::New(env, err));
+    error.Set("syscall", Napi::String::New(env, "setsockopt"));
+    error.ThrowAsJavaScriptException();
+  }
+  return env.Undefined();
+}
+
 Napi::Value Result(Napi::Env env, int fd, const std::string& host, int port, int bound_port, const char* syscall) {
   if (fd < 0) {
     const char* code = uv_err_name(fd);
@@ -134,6 +182,8 @@ Napi::Value Result(Napi::Env env, int fd, const std::string& host, int port, int
 void RegisterReusePort(Napi::Env env, Napi::Object exports) {
   exports.Set("listenReusePort", Napi::Function::New(env, ListenReusePort));
   exports.Set("bindUdp", Napi::Function::New(env, BindUdp));
+  exports.Set("setReusePort", Napi::Function::New(env, SetReusePort));
+  exports.Set("dropIncoming", Napi::Function::New(env, DropIncoming));
 }
 
 }  // namespace fdpass

@@ -14,7 +14,9 @@ namespace fdpass {
 // returns { fd, port } of a new non-blocking, close-on-exec socket with
 // SO_REUSEADDR and SO_REUSEPORT set, bound to the numeric address host, and
 // listening unless listen is false (its receiver listens when it accepts).
-// And bindUdp(host, port, ipv6Only): { fd, port } of a bound UDP socket.
+// And bindUdp(host, port, ipv6Only): { fd, port } of a bound UDP socket; and
+// setReusePort(fd): SO_REUSEPORT set on a socket already bound; and
+// dropIncoming(fd): a socket filter that drops every packet to fd.
 void RegisterReusePort(Napi::Env env, Napi::Object exports);
 
 }  // namespace fdpass

@@ -57,6 +57,8 @@ export interface Addon {
   recvmsg(fd: number, bytes: Uint8Array, offset: number, length: number, fdsOut: Int32Array): number;
   peercred(fd: number): PeerCredentials;
   setCloexec(fd: number, on: boolean): void;
+  /** shutdownWrite: shutdown(fd, SHUT_WR): the peer reads the end of the stream; this side can still read. */
+  shutdownWrite(fd: number): void;
   /** dup returns a close-on-exec duplicate of fd. */
   dup(fd: number): number;
   dup2(oldFd: number, newFd: number): number;
@@ -78,6 +80,18 @@ export interface Addon {
   reap(skip: readonly number[]): ReapedChild[];
   /** listenReusePort: a TCP socket (non-blocking, close-on-exec) with SO_REUSEPORT, bound to a numeric host, listening unless listen is false. */
   listenReusePort(host: string, port: number, backlog: number, ipv6Only: boolean, listen?: boolean): { fd: number; port: number };
+  /**
+   * setReusePort sets SO_REUSEPORT on fd, a socket already bound: Linux then
+   * lets a socket with SO_REUSEPORT (same uid) bind an overlapping address on
+   * its port. Throws as Node would (code, errno, syscall).
+   */
+  setReusePort(fd: number): void;
+  /**
+   * dropIncoming attaches a socket filter (SO_ATTACH_FILTER) that drops every
+   * packet to fd: a listening socket then takes no new connection (a SYN is
+   * sent again by the client, later) but what it queued can still be accepted.
+   */
+  dropIncoming(fd: number): void;
   /** bindUdp: a UDP socket (non-blocking, close-on-exec) bound to a numeric host, which nobody reads yet. */
   bindUdp(host: string, port: number, ipv6Only: boolean): { fd: number; port: number };
   /** pidfdOpen returns a pidfd of pid (close-on-exec), readable once the process exits. */

@@ -3,9 +3,9 @@
  * same reply, whichever asked (a redeploy reads the same in both), and the
  * exit code a refusal means.
  */
-import { ControlReplyError, type ControlClient } from '../control/client.js';
+import { ControlReplyError, NOT_CONTROL_SOCKET, type ControlClient } from '../control/client.js';
 import { formatCommandResult, renderEvent } from '../control/render.js';
-import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, Exit } from './connect.js';
+import { EXIT_CONNECT, EXIT_FAILED, EXIT_OK, EXIT_USAGE, Exit } from './connect.js';
 import { watchRedeploy } from './waiting.js';
 import { describeStates, type ConnectionStates } from '../conn-states.js';
 
@@ -34,7 +34,9 @@ export async function requestOn(client: ControlClient, cmd: string, args: string
   } catch (err) {
     if (err instanceof ControlReplyError) {
       if (opts.json) out(JSON.stringify({ ok: false, error: { code: err.code, message: err.message } }));
-      const code = USAGE_CODES.has(err.code) ? EXIT_USAGE : err.code === 'ERR_GRACEFUL_STREAM_ENDED' ? EXIT_STREAM_ENDED : EXIT_FAILED;
+      const code = USAGE_CODES.has(err.code) ? EXIT_USAGE
+        : err.code === 'ERR_GRACEFUL_STREAM_ENDED' ? EXIT_STREAM_ENDED
+          : (err.code as string) === NOT_CONTROL_SOCKET ? EXIT_CONNECT : EXIT_FAILED;
       throw new Exit(code, `error: ${err.message}`);
     }
     throw new Exit(EXIT_FAILED, `error: ${(err as Error).message}`);

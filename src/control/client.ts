@@ -43,12 +43,35 @@ export function resolveUid(user: string): number {
   throw invalidArgument('serverUids', `no user ${JSON.stringify(user)} in /etc/passwd: give a uid or a user name`);
 }
 
+/**
+ * looksLikeHandoff tells whether the first bytes a server sent are a hand-off
+ * frame (src/wire.ts: a uint32 little-endian length, then the meta) rather
+ * than a line of text: a hand-off server sends its records as soon as a
+ * client connects, and a length under 16 MiB has a NUL as its fourth byte,
+ * which no control socket's text has.
+ */
+export function looksLikeHandoff(first: Buffer): boolean {
+  return first.length >= 4 && first[3] === 0 && first.readUInt32LE(0) > 0;
+}
+
+/** NOT_CONTROL_SOCKET: the code of a request to a socket that turned out to be a hand-off socket. */
+export const NOT_CONTROL_SOCKET = 'ERR_GRACEFUL_NOT_CONTROL_SOCKET';
+
 export class ControlClient {
   private lines: string[] = [];
   private waiting: ((line: string | null) => void) | null = null;
   private ended = false;
+  /** The server sent hand-off frames: it is a hand-off socket (see looksLikeHandoff). */
+  private handoff = false;
 
-  private constructor(private readonly socket: net.Socket) {
+  private constructor(private readonly socket: net.Socket, private readonly path = 'the socket') {
+    // Read before the lines: descriptors sent with the frames never reach a
+    // plain socket's read(2) (the kernel closes them), and nothing more is read.
+    socket.once('data', (first: Buffer) => {
+      if (!looksLikeHandoff(first)) return;
+      this.handoff = true;
+      socket.destroy();
+    });
     readline.createInterface({ input: socket }).on('line', (line) => {
       if (this.waiting) {
         const w = this.waiting;
@@ -96,7 +119,7 @@ export class ControlClient {
           return;
         }
         socket.removeAllListeners('error');
-        resolve(new ControlClient(socket));
+        resolve(new ControlClient(socket, path));
       });
       socket.once('error', (err) => {
         clearTimeout(timer);
@@ -129,10 +152,10 @@ export class ControlClient {
    * ControlReplyError carrying the server's code.
    */
   async request(cmd: string, args: readonly string[] = [], onEvent?: (event: ControlEvent) => void, timeoutMs = Infinity): Promise<unknown> {
-    this.socket.write(`${JSON.stringify({ cmd, args })}\n`);
+    this.send(`${JSON.stringify({ cmd, args })}\n`);
     for (;;) {
       const line = await this.next(timeoutMs);
-      if (line === null) throw new ClosedError('the server closed the connection before answering');
+      if (line === null) throw this.endError();
       // A plain-mode answer (from a server that could not read our line) has no code.
       if (line.startsWith('error: ')) throw new ControlReplyError('ERR_GRACEFUL_COMMAND_FAILED', line.slice(7));
       let obj: Record<string, unknown>;
@@ -152,15 +175,48 @@ export class ControlClient {
 
   /** raw sends a plain-mode line and resolves with the lines up to and including `ok` or `error: ...`. */
   async raw(line: string, onLine?: (line: string) => void, timeoutMs = Infinity): Promise<string[]> {
-    this.socket.write(`${line}\n`);
+    this.send(`${line}\n`);
     const out: string[] = [];
     for (;;) {
       const l = await this.next(timeoutMs);
+      if (l === null && this.handoff) throw this.endError();
       if (l === null) return out;
       out.push(l);
       onLine?.(l);
       if (l === 'ok' || l.startsWith('error: ')) return out;
     }
+  }
+
+  /**
+   * send writes text: straight to the socket while nothing waits in Node's
+   * buffer, so that a peer that closed without reading it (EPIPE: a hand-off
+   * server sends its records and closes) does not destroy the stream before
+   * what it sent is read; the rest, or all of it once something waits, goes
+   * through the stream.
+   */
+  private send(text: string): void {
+    const bytes = Buffer.from(text);
+    let sent = 0;
+    if (this.socket.writableLength === 0 && !this.socket.destroyed) {
+      try {
+        sent = Math.max(0, addon.sendmsg(fdOf(this.socket), bytes, 0, bytes.length, null, 0));
+      } catch {
+        return; // the peer is gone: what it sent is still read, then the end
+      }
+    }
+    if (sent < bytes.length) this.socket.write(bytes.subarray(sent));
+  }
+
+  /** endError: why no answer came: a hand-off socket, or a server that closed the connection. */
+  private endError(): Error {
+    if (!this.handoff) return new ClosedError('the server closed the connection before answering');
+    return new ControlReplyError(NOT_CONTROL_SOCKET, `${this.path} is a hand-off socket, not a control socket: it sent descriptors as soon as we connected ` +
+      '(they were closed here at once, and the server that sent them may have stopped serving: check it); name the server\'s control socket (its controlSocket option)');
+  }
+
+  /** isHandoff: the server turned out to be a hand-off server (it sent descriptor frames, not lines). */
+  get isHandoff(): boolean {
+    return this.handoff;
   }
 
   private readonly endListeners: (() => void)[] = [];

@@ -6,6 +6,7 @@ import { CallbackFailedError, TimeoutError, invalidArgument } from '../errors.js
 import type { Meta } from '../meta.js';
 import type { MetaFormat } from '../gob.js';
 import { HandoffConnection, type ConnectionOptions, type ReceivedFd } from './connection.js';
+import { sendConfirmation } from './confirm.js';
 
 /** ReceiveCallback: takes ownership of fd. */
 export type ReceiveCallback = (fd: number, meta: Meta | null, raw: Buffer) => void | Promise<void>;
@@ -13,11 +14,19 @@ export type ReceiveCallback = (fd: number, meta: Meta | null, raw: Buffer) => vo
 export interface ReceiveOptions extends ConnectionOptions {
   /** Give up, closing everything received, after this many ms (default: no limit). */
   timeout?: number;
+  /**
+   * Once every callback returned, tell the server that every descriptor was
+   * taken (default true; see confirm.ts): a server that waits for it (its
+   * `confirm` option) stops only then. A server that does not read it (Go's
+   * gobwas/graceful) is not affected.
+   */
+  confirm?: boolean;
 }
 
 /**
  * receive connects to path and calls cb for every descriptor, in order,
- * until the server closes the connection; it resolves with how many arrived.
+ * until the server closes the connection, then confirms (options.confirm);
+ * it resolves with how many arrived.
  * On bad input, a timeout, or a callback that throws or rejects, it rejects
  * with a coded error after closing every descriptor not yet given to cb.
  */
@@ -43,7 +52,10 @@ export async function receive(path: string, cb: ReceiveCallback, options: Receiv
         }
         throw err;
       }
-      if (next === null) return count;
+      if (next === null) {
+        if (options.confirm !== false) await sendConfirmation(conn);
+        return count;
+      }
       count++;
       try {
         await cb(next.fd, next.meta, next.raw);

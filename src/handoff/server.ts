@@ -9,6 +9,7 @@ import { errorCode, HandoffFailedError, invalidArgument } from '../errors.js';
 import { clearStaleSocket, SocketFile } from '../socketpath.js';
 import type { Meta } from '../meta.js';
 import { HandoffConnection, type ConnectionOptions, type OutgoingFd } from './connection.js';
+import { awaitConfirmation } from './confirm.js';
 
 const debug = debuglog('graceful');
 
@@ -45,6 +46,14 @@ export interface ListenAndServeOptions extends ConnectionOptions {
   mode?: number;
   /** listen(2) backlog (default 64). */
   backlog?: number;
+  /**
+   * ms to wait, after a client's last descriptor, for its confirmation that
+   * it took them (receive() sends one; see confirm.ts): 'confirmed' or
+   * 'unconfirmed' follows 'served'. 0 (the default): none is asked for, as
+   * gobwas/graceful. A client that does not confirm (a Go one, a program
+   * that connected by mistake) is told by its close, not by the timeout.
+   */
+  confirm?: number;
 }
 
 /** First and longest pause of accepting after accept(2) failed for want of descriptors or memory. */
@@ -55,8 +64,10 @@ const PER_CLIENT_ERRORS = new Set(['ECONNABORTED', 'EPROTO', 'EPERM']);
 
 /**
  * HandoffServer: the socket listenAndServe listens on. Events: 'connection'
- * (peer), 'served' (peer), 'clientError' (error, peer); a client's failure
- * never throws.
+ * (peer), 'served' (peer), with the `confirm` option then 'confirmed' (peer:
+ * the client said it took every descriptor) or 'unconfirmed' (peer: it
+ * closed, sent something else, or said nothing in time), 'clientError'
+ * (error, peer); a client's failure never throws.
  *
  * When accept(2) fails for a reason that is not the client's (EMFILE or
  * ENFILE: no descriptor free; ENOBUFS, ENOMEM), the client stays queued in
@@ -117,7 +128,7 @@ export class HandoffServer extends EventEmitter {
       }
       if (fd === AGAIN) return true;
       this.retryDelay = 0;
-      void this.serve(new HandoffConnection(fd, this.options));
+      void this.serve(new HandoffConnection(fd, this.options.confirm ? { ...this.options, applicationData: true } : this.options));
     }
   }
 
@@ -156,6 +167,7 @@ export class HandoffServer extends EventEmitter {
       await this.handler(res);
       await res.flush();
       this.emit('served', peer);
+      if (this.options.confirm) this.emit(await awaitConfirmation(conn, this.options.confirm) ? 'confirmed' : 'unconfirmed', peer);
     } catch (err) {
       debug('hand-off server %s: client %j failed: %s', this.path, peer, (err as Error).message);
       if (this.listenerCount('clientError') > 0) this.emit('clientError', err, peer);
@@ -217,6 +229,9 @@ export function listenAndServe(path: string, handler: Handler, options: ListenAn
   if (typeof path !== 'string' || path.length === 0) throw invalidArgument('listenAndServe', 'path must be a non-empty string');
   if (typeof handler !== 'function') throw invalidArgument('listenAndServe', 'handler must be a function');
   const mode = options.mode ?? 0o600;
+  if (options.confirm !== undefined && !(Number.isFinite(options.confirm) && options.confirm >= 0)) {
+    throw invalidArgument('listenAndServe', `confirm must be a number of ms (0: none), got ${String(options.confirm)}`);
+  }
   if (!Number.isInteger(mode) || mode < 0 || mode > 0o777) throw invalidArgument('listenAndServe', `mode must be a file mode such as 0o600, got ${String(mode)}`);
   clearStaleSocket(path, 'listenAndServe');
   const fd = addon.listen(path, mode, options.backlog ?? 64);

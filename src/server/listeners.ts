@@ -3,6 +3,7 @@
  * or taken from a predecessor, that can stop accepting without Node's
  * close-idle step and without unlinking a UNIX socket a successor still uses.
  */
+import dns from 'node:dns';
 import net from 'node:net';
 import { fdOf, listenOnFd } from '../fds.js';
 import { OwnedFd } from '../owned-fd.js';
@@ -71,6 +72,12 @@ export class ManagedListener {
   private extras: OwnedFd[] = [];
   /** Servers accepting on the extra sockets, each passing its connections to the application's server. */
   private aux: net.Server[] = [];
+  /**
+   * The predecessor's socket on the same port but another host (see
+   * moveFrom): accepted on beside the new bind until dropMoved().
+   */
+  private moved: OwnedFd | null = null;
+  private movedAux: net.Server | null = null;
 
   constructor(readonly name: string, readonly server: net.Server, private bind: ListenOptions) {
     this.tracker = new ConnectionTracker(server, bind, name);
@@ -104,6 +111,73 @@ export class ManagedListener {
     return sameHost(this.bind.host, typeof meta.host === 'string' ? meta.host : null);
   }
 
+  /**
+   * overlaps tells whether an inherited socket is a TCP listener on the port
+   * this listener binds (a port given, not left to the kernel) but on another
+   * host: the address moved (127.0.0.1:P to 0.0.0.0:P, or the reverse), and
+   * a fresh bind beside it would fail with EADDRINUSE (see moveFrom).
+   */
+  overlaps(meta: Meta): boolean {
+    if (meta.kind !== 'listener' || meta.systemd === true || meta.family !== 'tcp') return false;
+    if (this.bind.path !== undefined || !this.bind.port || meta.port !== this.bind.port) return false;
+    return !this.matches(meta);
+  }
+
+  /**
+   * moveFrom takes the predecessor's socket on the same port but another
+   * host (overlaps). Linux refuses a bind beside a listening socket on an
+   * overlapping address (EADDRINUSE) unless both have SO_REUSEPORT and the
+   * same uid; the flag is checked on the old socket at the time of the bind,
+   * so it is set here on the copy received (the same socket the predecessor
+   * listens on). start() then binds fresh with SO_REUSEPORT and also accepts
+   * on this socket: connections the kernel still gives it (it prefers a
+   * socket bound to the very address over a wildcard one) are served here
+   * and not left in its queue once the predecessor stops accepting, until
+   * dropMoved() once the predecessor is gone. Takes fd (closed on failure).
+   */
+  moveFrom(fd: OwnedFd): void {
+    try {
+      addon.setReusePort(fd.fd);
+    } catch (err) {
+      fd.close();
+      throw err;
+    }
+    this.moved?.close();
+    this.moved = fd;
+  }
+
+  /**
+   * retireMoved, once the predecessor is gone, stops the predecessor's socket
+   * taken by moveFrom() without resetting a connection: a socket filter drops
+   * what comes to it from now on (a client sends its SYN again a second later,
+   * to the new bind then), what it queued is accepted here for `graceMs`, then
+   * it is closed (the last copy: the kernel unbinds it).
+   */
+  async retireMoved(graceMs = 100): Promise<void> {
+    const aux = this.movedAux;
+    if (aux === null) return this.dropMoved();
+    try {
+      addon.dropIncoming(fdOf(aux));
+    } catch {
+      // not a socket any more: nothing to keep from it
+    }
+    await new Promise((resolve) => setTimeout(resolve, graceMs).unref());
+    if (this.movedAux === aux) this.dropMoved();
+  }
+
+  /** dropMoved stops accepting on the predecessor's socket taken by moveFrom() and closes this copy. */
+  dropMoved(): void {
+    this.moved?.close();
+    this.moved = null;
+    this.movedAux?.close();
+    this.movedAux = null;
+  }
+
+  /** bindHost: the host asked for, as a log line names it. */
+  bindHost(): string {
+    return this.bind.host === undefined || this.bind.host === '' ? 'every address' : this.bind.host;
+  }
+
   /** rememberPort sets the port a fresh bind uses, when the bind options left it to the kernel. */
   rememberPort(port: number): void {
     if (this.bind.path === undefined && !this.bind.port) this.bind = { ...this.bind, port };
@@ -133,24 +207,56 @@ export class ManagedListener {
       await this.startMain(inherited);
     } catch (err) {
       for (const e of this.extras.splice(0)) e.close();
+      this.dropMoved();
       throw err;
     }
-    // The extra servers accept as the application's own would (half-open, Nagle, keep-alive).
-    const own = this.server as net.Server & { allowHalfOpen?: boolean; pauseOnConnect?: boolean; noDelay?: boolean; keepAlive?: boolean; keepAliveInitialDelay?: number };
     for (const extra of this.extras.splice(0)) {
-      const aux = net.createServer({
-        allowHalfOpen: own.allowHalfOpen ?? false, pauseOnConnect: own.pauseOnConnect ?? false,
-        noDelay: own.noDelay ?? false, keepAlive: own.keepAlive ?? false, keepAliveInitialDelay: own.keepAliveInitialDelay ?? 0,
-      }, (socket) => this.server.emit('connection', socket));
-      aux.on('error', (err) => this.server.emit('error', err));
+      const aux = this.auxServer();
       this.aux.push(aux);
       await listenOnFd(aux, extra.take());
+    }
+    if (this.moved !== null) {
+      const aux = this.auxServer();
+      this.movedAux = aux;
+      await listenOnFd(aux, this.moved.take());
+      this.moved = null;
+    }
+  }
+
+  /** auxServer: a server that accepts as the application's own would (half-open, Nagle, keep-alive) and passes it every connection. */
+  private auxServer(): net.Server {
+    const own = this.server as net.Server & { allowHalfOpen?: boolean; pauseOnConnect?: boolean; noDelay?: boolean; keepAlive?: boolean; keepAliveInitialDelay?: number };
+    const aux = net.createServer({
+      allowHalfOpen: own.allowHalfOpen ?? false, pauseOnConnect: own.pauseOnConnect ?? false,
+      noDelay: own.noDelay ?? false, keepAlive: own.keepAlive ?? false, keepAliveInitialDelay: own.keepAliveInitialDelay ?? 0,
+    }, (socket) => this.server.emit('connection', socket));
+    aux.on('error', (err) => this.server.emit('error', err));
+    return aux;
+  }
+
+  /**
+   * bindBeside binds the listener's TCP address with SO_REUSEPORT, beside
+   * the predecessor's socket taken by moveFrom(); a name is resolved first,
+   * no host is every address (IPv6 and IPv4 where the machine has IPv6).
+   */
+  private async bindBeside(): Promise<number> {
+    const hosts = this.bind.host === undefined || this.bind.host === '' ? ['::', '0.0.0.0']
+      : net.isIP(this.bind.host) ? [this.bind.host]
+      : [(await dns.promises.lookup(this.bind.host)).address];
+    for (let i = 0; ; i++) {
+      try {
+        return addon.listenReusePort(hosts[i]!, this.bind.port ?? 0, this.bind.backlog ?? 511, this.bind.ipv6Only ?? false).fd;
+      } catch (err) {
+        if ((err as { code?: string }).code !== 'EAFNOSUPPORT' || i + 1 >= hosts.length) throw listenError(this.name, err as Error);
+      }
     }
   }
 
   private async startMain(inherited?: OwnedFd): Promise<void> {
     if (inherited !== undefined) {
       await listenOnFd(this.server, inherited.take());
+    } else if (this.moved !== null) {
+      await listenOnFd(this.server, await this.bindBeside());
     } else if (this.bind.path !== undefined) {
       clearStaleSocket(this.bind.path, `listen ${this.name}`);
       await listenOnFd(this.server, bindSocket(this.bind.path, this.bind.mode ?? 0o660, this.bind.backlog ?? 511, `listen ${this.name}`));
@@ -207,6 +313,7 @@ export class ManagedListener {
     this.tickets?.pause();
     net.Server.prototype.close.call(this.server);
     for (const aux of this.aux.splice(0)) aux.close();
+    this.dropMoved();
     if (release && !this.activated) this.file?.remove();
   }
 }

@@ -55,10 +55,18 @@ export class SingleRole implements Role {
       : null));
     listeners.add(listener);
     stats.watch(name, server);
-    const claimed = registry.claim(name, 'listener', log, (c) => c.source === 'systemd' || listener.matches(c.fd.meta));
+    let claimed = registry.claim(name, 'listener', log, (c) => c.source === 'systemd' || listener.matches(c.fd.meta) || this.moves(listener, c));
     if (claimed?.source === 'systemd') listener.activated = true;
+    const ticketsFrom = claimed?.source === 'predecessor' ? claimed.fd.meta : undefined;
+    if (claimed !== undefined && this.moves(listener, claimed)) {
+      // Same port, another host: bound beside the predecessor's socket (see ManagedListener.moveFrom).
+      log(`listener "${name}" moves from ${String(claimed.fd.meta.host)}:${String(claimed.fd.meta.port)} to ${listener.bindHost()}:${String(claimed.fd.meta.port)} on the same port`);
+      listener.moveFrom(claimed.fd);
+      claimed = undefined;
+      void this.engine.predecessor?.exited().then(() => listener.retireMoved());
+    }
     this.watchServer(server);
-    listener.tickets = TicketKeys.attach(server, { name, rotation: this.ticketRotation(rotation), inherited: claimed?.source === 'predecessor' ? claimed.fd.meta : undefined, log,
+    listener.tickets = TicketKeys.attach(server, { name, rotation: this.ticketRotation(rotation), inherited: ticketsFrom, log,
       rotated: (rotations) => this.engine.emit('ticketkeys', { listener: name, rotations }) });
     this.claimExtras(listener, claimed);
     // A listener closed in runlevel 1 comes back on the port it had.
@@ -67,9 +75,15 @@ export class SingleRole implements Role {
     if (lifecycle.level !== 3) {
       claimed?.fd.close(); // runlevel 1: the port must be free
       listener.dropExtras();
+      listener.dropMoved();
     } else {
       await this.engine.startOrDefer(() => listener.start(claimed?.fd));
     }
+  }
+
+  /** moves: an inherited socket is this listener's on the same port but another host (a single instance only: a worker's come from its primary). */
+  private moves(listener: ManagedListener, c: Claimed): boolean {
+    return this.kind === 'single' && c.source === 'predecessor' && listener.overlaps(c.fd.meta);
   }
 
   /** ticketRotation: the rotation of the session-ticket keys of a listener here. */

@@ -3,7 +3,9 @@ import { expect } from 'chai';
 import net from 'node:net';
 import path from 'node:path';
 import readline from 'node:readline';
-import { ControlClient, ControlReplyError, resolveUid } from '../../src/control/client.js';
+import fs from 'node:fs';
+import { ControlClient, ControlReplyError, looksLikeHandoff, NOT_CONTROL_SOCKET, resolveUid } from '../../src/control/client.js';
+import { callbackHandler, listenAndServe } from '../../src/index.js';
 import { fdCount, tmpDir } from '../helpers.js';
 
 /** serve listens at a fresh path; answer gets each request line and the socket to answer on. */
@@ -163,5 +165,37 @@ describe('control/client', () => {
     expect(resolveUid('root')).to.equal(0);
     expect(() => resolveUid('no-such-user-xyz')).to.throw('serverUids: no user "no-such-user-xyz" in /etc/passwd: give a uid or a user name')
       .with.property('code', 'ERR_GRACEFUL_INVALID_ARGUMENT');
+  });
+
+  it('looksLikeHandoff: a frame header (a length with a NUL in its fourth byte), never a line of text', () => {
+    expect(looksLikeHandoff(Buffer.from([21, 0, 0, 0, 123]))).to.equal(true);
+    expect(looksLikeHandoff(Buffer.from('{"ok":true}\n'))).to.equal(false);
+    expect(looksLikeHandoff(Buffer.from('ok\n'))).to.equal(false);
+    expect(looksLikeHandoff(Buffer.from([0, 0, 0, 0]))).to.equal(false);
+    expect(looksLikeHandoff(Buffer.from([5, 0]))).to.equal(false);
+  });
+
+  it('a hand-off socket: the request fails with ERR_GRACEFUL_NOT_CONTROL_SOCKET, and no descriptor it sent stays open here', async () => {
+    const dir = tmpDir();
+    const file = path.join(dir, 'f');
+    fs.writeFileSync(file, 'x');
+    const fds = [0, 1, 2].map(() => fs.openSync(file, 'r'));
+    const hs = listenAndServe(path.join(dir, 'handoff.sock'), callbackHandler((res) => {
+      for (const fd of fds) res.send(fd, { name: 'f' });
+    }));
+    const before = fdCount();
+    for (const plain of [false, true]) {
+      const client = await ControlClient.connect(hs.path, 5000);
+      const err = await (plain ? client.raw('status') : client.request('status')).then(() => null, (e: unknown) => e);
+      expect(err, plain ? 'plain mode' : 'JSON mode').to.be.instanceOf(ControlReplyError);
+      expect((err as ControlReplyError).code).to.equal(NOT_CONTROL_SOCKET);
+      expect((err as Error).message).to.include(`${hs.path} is a hand-off socket, not a control socket`);
+      expect(client.isHandoff).to.equal(true);
+      client.close();
+    }
+    await new Promise((r) => setImmediate(r));
+    expect(fdCount(), 'every descriptor sent was closed').to.equal(before);
+    for (const fd of fds) fs.closeSync(fd);
+    await hs.close();
   });
 });

@@ -8,7 +8,7 @@
 import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
-import { freePort, httpGet, openFds, spawnChild, until, type Child } from '../helpers.js';
+import { cli, freePort, httpGet, openFds, spawnChild, until, type Child } from '../helpers.js';
 import { LoadLoop } from '../load.js';
 import { makeProject } from './project.js';
 
@@ -52,6 +52,39 @@ describe('example: the hand-off core (owner.mjs hands over to taker.mjs)', funct
       // The taker holds the log file once: its stream owns the received descriptor.
       const targets = openFds(taker.pid).map((fd) => { try { return fs.readlinkSync(`/proc/${taker.pid}/fd/${fd}`); } catch { return ''; } });
       expect(targets.filter((t) => t === fs.realpathSync(path.join(project, 'handoff.log')))).to.have.length(1);
+    } finally {
+      await load.stop();
+    }
+  });
+
+  it('the CLI pointed at handoff.sock says it is a hand-off socket and exits 3; the owner serves on, then hands over to a taker', async () => {
+    const project = await makeProject({ 'owner.mjs': 'handoff-owner.mjs', 'taker.mjs': 'handoff-taker.mjs' });
+    const port = await freePort();
+    const env = { ...process.env, PORT: String(port) };
+    const owner = spawnChild(process.execPath, ['owner.mjs'], { cwd: project, env });
+    started.push(owner);
+    await owner.next(/^owner/);
+    const load = new LoadLoop(port, 0, 2);
+    try {
+      await until(() => load.result.requests > 20, 10_000, 'some load on the owner');
+      const sock = path.join(project, 'handoff.sock');
+      for (const args of [[sock, 'status'], [sock, '--json', 'status']]) {
+        const r = await cli(...args);
+        expect(r.code, `${args.join(' ')}: ${r.stderr}`).to.equal(3);
+        if (args.includes('--json')) expect(JSON.parse(r.stdout.trim().split('\n').pop()!).error.code).to.equal('ERR_GRACEFUL_NOT_CONTROL_SOCKET');
+        else expect(r.stderr).to.include(`error: ${sock} is a hand-off socket, not a control socket`);
+        expect(await owner.next(/did not confirm/)).to.match(new RegExp(`^owner ${owner.pid}: pid \\d+ did not confirm: serving on$`));
+      }
+      const before = load.result.requests;
+      await until(() => load.result.requests > before + 20, 10_000, 'the owner still serving');
+      expect((await httpGet({ port })).body).to.equal(`owner ${owner.pid}\n`);
+      const taker = spawnChild(process.execPath, ['taker.mjs'], { cwd: project, env });
+      started.push(taker);
+      expect(await taker.next(/^taker/)).to.equal(`taker ${taker.pid} serving on port ${port}`);
+      expect(await owner.exited).to.deep.equal({ code: 0, signal: null });
+      const result = await load.stop();
+      expect(result.errors, result.errors.slice(0, 5).join('\n')).to.deep.equal([]);
+      expect((await httpGet({ port })).body).to.equal(`taker ${taker.pid}\n`);
     } finally {
       await load.stop();
     }

@@ -49,6 +49,20 @@ describe('listeners', () => {
     expect(unix.matches(meta({ host: '127.0.0.1', port: 8080 }))).to.equal(false);
   });
 
+  it('overlaps: an inherited TCP socket on the port asked for but another host; not one that matches, another port, a port left to the kernel, UNIX or systemd', () => {
+    const tcp = (bind: object) => new ManagedListener('http', net.createServer(), bind);
+    const meta = (m: object) => ({ name: 'http', kind: 'listener', family: 'tcp', ...m });
+    expect(tcp({ port: 8080, host: '0.0.0.0' }).overlaps(meta({ host: '127.0.0.1', port: 8080 })), 'widened').to.equal(true);
+    expect(tcp({ port: 8080, host: '127.0.0.1' }).overlaps(meta({ host: '0.0.0.0', port: 8080 })), 'narrowed').to.equal(true);
+    expect(tcp({ port: 8080 }).overlaps(meta({ host: '127.0.0.1', port: 8080 })), 'no host: every address').to.equal(true);
+    expect(tcp({ port: 8080, host: '127.0.0.1' }).overlaps(meta({ host: '127.0.0.1', port: 8080 })), 'matches').to.equal(false);
+    expect(tcp({ port: 8081, host: '0.0.0.0' }).overlaps(meta({ host: '127.0.0.1', port: 8080 })), 'another port').to.equal(false);
+    expect(tcp({ host: '0.0.0.0' }).overlaps(meta({ host: '127.0.0.1', port: 8080 })), 'port left to the kernel').to.equal(false);
+    expect(tcp({ port: 8080, host: '0.0.0.0' }).overlaps(meta({ host: '127.0.0.1', port: 8080, systemd: true }))).to.equal(false);
+    expect(tcp({ port: 8080, host: '0.0.0.0' }).overlaps({ kind: 'listener', family: 'unix', path: '/run/a.sock' })).to.equal(false);
+    expect(new ManagedListener('u', net.createServer(), { path: '/run/a.sock' }).overlaps(meta({ host: '127.0.0.1', port: 8080 }))).to.equal(false);
+  });
+
   it('stops accepting, and takes back on its kept duplicate: the same port, accepting again, the duplicate used once', async () => {
     const server = net.createServer((s) => s.destroy());
     const l = new ManagedListener('http', server, { host: '127.0.0.1' });
