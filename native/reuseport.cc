@@ -1,6 +1,7 @@
 // reuseport.cc: see reuseport.h. Plain POSIX code and its Node-API glue;
 // errors are shaped like Node's (code, errno, syscall, address, port).
 #include "reuseport.h"
+#include "glue.h"
 
 #include <arpa/inet.h>
 #include <linux/filter.h>
@@ -118,20 +119,10 @@ Napi::Value BindUdp(const Napi::CallbackInfo& info) {
 // overlapping address (0.0.0.0 beside 127.0.0.1, or the reverse).
 Napi::Value SetReusePort(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsNumber()) {
-    Napi::TypeError::New(env, "Usage: setReusePort(fd)").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  int fd = info[0].As<Napi::Number>().Int32Value();
+  int fd;
+  if (info.Length() < 1 || !glue::ArgFd(env, info[0], &fd)) return glue::ThrowUsage(env, "setReusePort(fd)");
   int one = 1;
-  if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
-    int err = -errno;
-    Napi::Error error = Napi::Error::New(env, std::string("setsockopt ") + uv_err_name(err) + " (" + uv_strerror(err) + ")");
-    error.Set("code", Napi::String::New(env, uv_err_name(err)));
-    error.Set("errno", Napi::Number::New(env, err));
-    error.Set("syscall", Napi::String::New(env, "setsockopt"));
-    error.ThrowAsJavaScriptException();
-  }
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) return glue::ThrowErrno(env, errno, "setsockopt");
   return env.Undefined();
 }
 
@@ -141,21 +132,11 @@ Napi::Value SetReusePort(const Napi::CallbackInfo& info) {
 // what is queued already can still be accepted before the socket is closed.
 Napi::Value DropIncoming(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsNumber()) {
-    Napi::TypeError::New(env, "Usage: dropIncoming(fd)").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  int fd = info[0].As<Napi::Number>().Int32Value();
+  int fd;
+  if (info.Length() < 1 || !glue::ArgFd(env, info[0], &fd)) return glue::ThrowUsage(env, "dropIncoming(fd)");
   sock_filter code[] = {{BPF_RET | BPF_K, 0, 0, 0}};
   sock_fprog prog = {1, code};
-  if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0) {
-    int err = -errno;
-    Napi::Error error = Napi::Error::New(env, std::string("setsockopt ") + uv_err_name(err) + " (" + uv_strerror(err) + ")");
-    error.Set("code", Napi::String::New(env, uv_err_name(err)));
-    error.Set("errno", Napi::Number::New(env, err));
-    error.Set("syscall", Napi::String::New(env, "setsockopt"));
-    error.ThrowAsJavaScriptException();
-  }
+  if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0) return glue::ThrowErrno(env, errno, "setsockopt");
   return env.Undefined();
 }
 

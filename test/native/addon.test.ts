@@ -45,6 +45,14 @@ describe('native addon', () => {
     });
     expect(() => addon.close(99999)).to.throw().that.includes({ code: 'EBADF', syscall: 'close' });
     expect(() => addon.listen(path.join(dir, 'no/such/dir.sock'), 0o600, 1)).to.throw().that.includes({ code: 'ENOENT', syscall: 'listen' });
+    // setReusePort and dropIncoming on a descriptor that is no socket (a file): ENOTSOCK, as Node says it.
+    const file = fs.openSync(path.join(dir, 'plain'), 'w');
+    try {
+      expect(() => addon.setReusePort(file)).to.throw('setsockopt ENOTSOCK').that.includes({ code: 'ENOTSOCK', errno: -88, syscall: 'setsockopt' });
+      expect(() => addon.dropIncoming(file)).to.throw('setsockopt ENOTSOCK').that.includes({ code: 'ENOTSOCK', errno: -88, syscall: 'setsockopt' });
+    } finally {
+      fs.closeSync(file);
+    }
   });
 
   it('checks its arguments with a Usage TypeError', () => {
@@ -53,6 +61,8 @@ describe('native addon', () => {
     expect(() => addon.sendmsg(0, Buffer.alloc(4), 0, 4, [1, 2], 254)).to.throw(TypeError, /nfds <= 253/);
     expect(() => addon.recvmsg(0, Buffer.alloc(4), 0, 4, new Int32Array(10))).to.throw(TypeError, /at least 254/);
     expect(() => new addon.Poller(-1, () => undefined)).to.throw(TypeError, /^Usage: new Poller/);
+    expect(() => addon.setReusePort(-1)).to.throw(TypeError, /^Usage: setReusePort\(fd\)/);
+    expect(() => (addon.dropIncoming as unknown as (...a: unknown[]) => void)('x')).to.throw(TypeError, /^Usage: dropIncoming\(fd\)/);
   });
 
   it('gives the socket file the requested mode', () => {
