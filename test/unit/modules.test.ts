@@ -117,11 +117,11 @@ describe('procfs', () => {
 describe('entry points', () => {
   /** load imports an entry by the package's name, as a user does (a self-reference through package.json's exports). */
   const load = (entry: string) => import(entry) as Promise<Record<string, unknown>>;
-  /** removedNames: the names README.md's "removed from the package's exports" list gives, in backquotes. */
+  /** removedNames: the names docs/api.md's "removed from the package's exports" list gives, in backquotes. */
   function removedNames(): { moved: string[]; gone: string[] } {
-    const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
+    const readme = fs.readFileSync(path.join(root, 'docs/api.md'), 'utf8');
     const start = readme.indexOf("### Entry points, and what was removed from the package's exports");
-    expect(start, 'the README lists what was removed').to.be.above(0);
+    expect(start, 'docs/api.md lists what was removed').to.be.above(0);
     const list = readme.slice(start, readme.indexOf('\n#', start + 4)).split('\n- ').slice(1);
     const names = (item: string) => [...item.split(':')[0]!.matchAll(/`([A-Za-z_]+)`/g)].map((m) => m[1]!);
     return {
