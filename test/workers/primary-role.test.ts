@@ -134,15 +134,20 @@ describe('workers/primary-role: PrimaryRole', function () {
     expect(next.every((r) => r.workers === 3 && r.ppid === Number(pid))).to.equal(true);
   });
 
-  it('a scale to the same number replaces every worker and leaves the primary holding as many descriptors as before', async () => {
-    const old = await workerPids();
+  it('scales to the same number, three times, replace every worker and leave the primary holding no more descriptors than before', async () => {
+    // Measured right after the start, the count may still hold what the start closes a moment later
+    // (a hand-off's socket): three scales in a row, so that a descriptor kept per scale shows as three.
     const before = openFds(primary).length;
-    expect(await client!.request('scale', ['2'])).to.deep.equal({ workers: 2 });
-    await until(() => old.every(gone), 15_000, 'the old workers gone');
-    const status = await client!.request('status') as { workers: { pid: number }[] };
-    for (const w of status.workers) expect(old).to.not.include(w.pid);
+    let status = { workers: [] as { pid: number }[] };
+    for (let i = 0; i < 3; i++) {
+      const old = await workerPids();
+      expect(await client!.request('scale', ['2'])).to.deep.equal({ workers: 2 });
+      await until(() => old.every(gone), 15_000, 'the old workers gone');
+      status = await client!.request('status') as { workers: { pid: number }[] };
+      for (const w of status.workers) expect(old).to.not.include(w.pid);
+    }
     // The old workers' links and pipes are closed once they exited: poll, as the primary reaps them on its own time.
-    await until(() => openFds(primary).length === before, 10_000, `the primary back to ${before} descriptors (has ${openFds(primary).length})`);
+    await until(() => openFds(primary).length <= before, 10_000, `the primary back to ${before} descriptors (has ${openFds(primary).length})`);
     expect(Number((await httpGet({ port })).body)).to.be.oneOf(status.workers.map((w) => w.pid));
   });
 
