@@ -55,7 +55,8 @@ export type GracefulErrorCode =
   | 'ERR_GRACEFUL_UNREAD_BYTES'
   | 'ERR_GRACEFUL_MID_FRAME'
   | 'ERR_GRACEFUL_SOCKET_HANDED_OVER'
-  | 'ERR_GRACEFUL_STREAM_ENDED';
+  | 'ERR_GRACEFUL_STREAM_ENDED'
+  | 'ERR_GRACEFUL_LISTEN_UNSUPPORTED';
 
 /** GracefulError: the base class of every error this package creates. */
 export class GracefulError extends Error {
@@ -143,6 +144,8 @@ export const HandOverFailedError = errorClass('ERR_GRACEFUL_HANDOVER_FAILED', 'H
  * instance in a redeploy, or it halts.
  */
 export const StreamEndedError = errorClass('ERR_GRACEFUL_STREAM_ENDED', 'StreamEndedError');
+/** ListenUnsupportedError: graceful-restart/register cannot take over a listen (a worker thread, a program that runs node:cluster itself). */
+export const ListenUnsupportedError = errorClass('ERR_GRACEFUL_LISTEN_UNSUPPORTED', 'ListenUnsupportedError');
 
 /** ControlParseError: a control line that cannot be read; `json` tells which mode it looked like. */
 export class ControlParseError extends GracefulError {

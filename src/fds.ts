@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import { once } from 'node:events';
 import { NotTransferableError, invalidArgument } from './errors.js';
 import { addon } from './native.js';
+import { rawListen } from './raw-listen.js';
 import { bindSocket, clearStaleSocket } from './socketpath.js';
 
 /** Transferable: anything fdOf can take a descriptor from. */
@@ -90,7 +91,7 @@ export async function listenOnFd<S extends net.Server>(server: S, fd: number): P
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error) => reject(err);
       server.once('error', onError);
-      server.listen({ fd }, () => {
+      rawListen.call(server, { fd }, () => {
         server.off('error', onError);
         resolve();
       });

@@ -20,6 +20,7 @@ import type net from 'node:net';
 import { invalidArgument } from './errors.js';
 import type { Meta } from './meta.js';
 import { makeLogger } from './log.js';
+import { noteGracefulServer } from './preload-state.js';
 import type { ListenOptions } from './server/listeners.js';
 import type { ListenerInfo } from './server/listener-set.js';
 import type { GracefulFile } from './server/file.js';
@@ -61,6 +62,7 @@ export class GracefulServer extends EventEmitter {
 
   constructor(options: GracefulServerOptions = {}) {
     super();
+    noteGracefulServer();
     const config = resolveOptions(options);
     const log = makeLogger(options.log);
     this.upgradeTimeout = config.upgradeTimeout;

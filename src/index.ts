@@ -45,7 +45,7 @@ export {
   TooManyConnectionsError, IdleTimeoutError, ConfigError, UnknownTaskError, HookFailedError, UnsafeDirectoryError,
   PredecessorRunningError, AlreadyHandedOverError, UnsafeFileError, SlowClientError, WorkerFailedError,
   NotPrimaryError, UntrustedServerError, SupervisorRunningError, HandOverFailedError, ControlParseError,
-  RedeployFailedError, UnreadBytesError, MidFrameError, SocketHandedOverError,
+  RedeployFailedError, UnreadBytesError, MidFrameError, SocketHandedOverError, StreamEndedError, ListenUnsupportedError,
   type GracefulErrorCode, type RedeployFailure, type SystemError,
 } from './errors.js';
 export type { Meta, MetaValue } from './meta.js';

@@ -54,6 +54,7 @@ export class GracefulFile extends Writable {
    * reopen opens path again and sends later writes there. The swap waits in
    * the write queue: every write queued before it finishes on the old
    * descriptor, which is then closed; every later one goes to the new file.
+   * It emits 'reopen' (with the new descriptor) once the swap is done.
    * When path cannot be opened it rejects with the errno and writes go on to
    * the old descriptor; after destroy() it rejects with ERR_GRACEFUL_CLOSED.
    */
@@ -68,6 +69,7 @@ export class GracefulFile extends Writable {
       const old = this.current;
       this.current = fd;
       await close(old);
+      this.emit('reopen', fd);
     });
   }
 

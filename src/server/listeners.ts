@@ -8,6 +8,7 @@ import net from 'node:net';
 import { fdOf, listenOnFd } from '../fds.js';
 import { OwnedFd } from '../owned-fd.js';
 import { addon } from '../native.js';
+import { rawListen } from '../raw-listen.js';
 import { bindSocket, clearStaleSocket, SocketFile } from '../socketpath.js';
 import type { Meta } from '../meta.js';
 import { ConnectionTracker } from './drain.js';
@@ -264,7 +265,7 @@ export class ManagedListener {
       await new Promise<void>((resolve, reject) => {
         const failed = (err: Error) => reject(listenError(this.name, err));
         this.server.once('error', failed);
-        this.server.listen({ port: this.bind.port ?? 0, host: this.bind.host, backlog: this.bind.backlog, ipv6Only: this.bind.ipv6Only }, () => {
+        rawListen.call(this.server, { port: this.bind.port ?? 0, host: this.bind.host, backlog: this.bind.backlog, ipv6Only: this.bind.ipv6Only }, () => {
           this.server.off('error', failed);
           resolve();
         });

@@ -12,6 +12,7 @@ import { DuplicateNameError } from '../errors.js';
 import type { LogFields } from '../log.js';
 import type { Meta } from '../meta.js';
 import { addon } from '../native.js';
+import { rawListen } from '../raw-listen.js';
 import { OwnedFd } from '../owned-fd.js';
 import type { ListenerInfo, ListenerStatus } from '../server/listener-set.js';
 import type { ListenOptions, ManagedListener } from '../server/listeners.js';
@@ -30,7 +31,7 @@ function probeFree(port: number | string, host: string | undefined, ipv6Only: bo
   return new Promise((resolve, reject) => {
     const probe = net.createServer();
     probe.once('error', reject);
-    probe.listen({ port: Number(port), host, ipv6Only }, () => probe.close(() => resolve()));
+    rawListen.call(probe, { port: Number(port), host, ipv6Only }, () => probe.close(() => resolve()));
   });
 }
 

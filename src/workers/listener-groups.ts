@@ -12,6 +12,7 @@ import net from 'node:net';
 import { invalidArgument } from '../errors.js';
 import type { Meta } from '../meta.js';
 import { addon } from '../native.js';
+import { rawListen } from '../raw-listen.js';
 import { fdOf } from '../fds.js';
 import type { OutgoingFd } from '../handoff/connection.js';
 import { bindSocket, clearStaleSocket } from '../socketpath.js';
@@ -113,7 +114,7 @@ export async function bindListener(listener: ManagedListener, bind: { port?: num
   const server = net.createServer();
   return new Promise<PrimaryListener>((resolve, reject) => {
     server.once('error', reject);
-    server.listen({ port: bind.port ?? 0, host: bind.host, backlog: bind.backlog, ipv6Only: bind.ipv6Only }, () => {
+    rawListen.call(server, { port: bind.port ?? 0, host: bind.host, backlog: bind.backlog, ipv6Only: bind.ipv6Only }, () => {
       server.off('error', reject);
       const a = server.address() as net.AddressInfo;
       let fd: number;
