@@ -10,18 +10,18 @@
  * to a new instance, or a halt: ERR_GRACEFUL_STREAM_ENDED). Every error line
  * on stderr starts with `error:`.
  */
-import { Command, CommanderError } from 'commander';
+import { Command } from 'commander';
 import fs from 'node:fs';
 import readline from 'node:readline';
 import { resolveUid, type ControlClient } from './control/client.js';
 import { tokenize } from './control/parse.js';
-import { errorCode } from './errors.js';
 import { parseHealthArgs, probeListeners, type ProbedListener } from './health.js';
-import { Supervisor, type RestartPolicy } from './supervisor/supervisor.js';
 import { EXIT_CONNECT, EXIT_FAILED, EXIT_OK, EXIT_USAGE, Exit, connect, serverUids } from './cli/connect.js';
 import { humanStatus, requestOn } from './cli/reply.js';
 import { hoistFlags, placeSocket, suggestForm } from './cli/args.js';
 import { shell } from './cli/shell.js';
+import { parse } from './cli/parse-argv.js';
+import { supervise } from './cli/run.js';
 
 export { EXIT_CONNECT, EXIT_FAILED, EXIT_OK, EXIT_USAGE, humanStatus };
 export { whyNoConnection } from './cli/connect.js';
@@ -145,75 +145,6 @@ async function piped(path: string, opts: { json?: boolean; timeout: number }, ou
     lines.close();
     client?.close();
   }
-}
-
-const RUN_HELP_AFTER = `
-It makes itself the subreaper of <command>'s descendants and reaps them all, knows the
-current generation (the application tells it by sd_notify: NOTIFY_SOCKET is set for it),
-forwards SIGTERM, SIGINT, SIGHUP, SIGUSR1 and SIGUSR2 to that generation, and exits with
-its exit code (128 + n if signal n killed it) once no generation is left.
-A command that cannot be started exits 127 (not found) or 126 (not executable).`;
-
-function wholeNumber(name: string, value: string): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) throw new Exit(EXIT_USAGE, `error: ${name} must be a whole number >= 0, got ${JSON.stringify(value)}`);
-  return n;
-}
-
-/**
- * parse runs a commander program on argv with its output sent to out and
- * err; resolves with the exit code when parsing ended the run (--help, a
- * usage error), else null.
- */
-function parse(program: Command, argv: string[], out: (l: string) => void, err: (l: string) => void): number | null {
-  program.exitOverride().configureOutput({ writeOut: (s) => out(s.trimEnd()), writeErr: (s) => err(s.trimEnd()) });
-  try {
-    program.parse(argv, { from: 'user' });
-    return null;
-  } catch (e) {
-    if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
-    throw e;
-  }
-}
-
-/** supervise runs `graceful-restart run`: the supervisor, until no generation is left. */
-async function supervise(argv: string[], out: (l: string) => void, err: (l: string) => void): Promise<number> {
-  const program = new Command('graceful-restart run')
-    .description('Run <command> and stay in the foreground across its redeploys: a container entrypoint, a systemd main process, a PM2 app.')
-    .usage('[options] -- <command> [args...]')
-    .option('-s, --socket <path>', 'the supervisor\'s control socket (other commands go on to the application\'s)')
-    .option('--restart <policy>', 'start the command again when it ended: no, on-failure or always', 'no')
-    .option('--restart-delay <ms>', 'wait before a restart', '1000')
-    .option('--max-restarts <n>', 'restart at most this many times')
-    .option('--kill-timeout <ms>', 'processes left behind at the end get SIGTERM, then SIGKILL after this', '10000')
-    .option('--no-notify', 'the application does not speak sd_notify: count it ready once started')
-    .argument('[command...]', 'the command and its arguments')
-    .passThroughOptions()
-    .addHelpText('after', RUN_HELP_AFTER);
-  const parsed = parse(program, argv, out, err);
-  if (parsed !== null) return parsed;
-  const o = program.opts<{ socket?: string; restart: string; restartDelay: string; maxRestarts?: string; killTimeout: string; notify: boolean }>();
-  const [command, ...args] = program.args;
-  if (!command) throw new Exit(EXIT_USAGE, 'error: no command given; usage: graceful-restart run [options] -- <command> [args...]');
-  if (!['no', 'on-failure', 'always'].includes(o.restart)) throw new Exit(EXIT_USAGE, `error: --restart must be no, on-failure or always, got ${JSON.stringify(o.restart)}`);
-  const supervisor = new Supervisor({
-    command,
-    args,
-    socket: o.socket,
-    restart: o.restart as RestartPolicy,
-    restartDelay: wholeNumber('--restart-delay', o.restartDelay),
-    maxRestarts: o.maxRestarts === undefined ? undefined : wholeNumber('--max-restarts', o.maxRestarts),
-    killTimeout: wholeNumber('--kill-timeout', o.killTimeout),
-    notify: o.notify,
-  });
-  try {
-    await supervisor.start();
-  } catch (e) {
-    const code = errorCode(e) ?? 'ERROR';
-    const message = (e as Error).message;
-    throw new Exit(EXIT_FAILED, `error: cannot start the supervisor: ${message.includes(code) ? '' : `${code}: `}${message}`);
-  }
-  return supervisor.exited;
 }
 
 /** main runs the CLI on argv and resolves with the exit code; it writes to out and err. */
