@@ -6,7 +6,7 @@
  * the register and GracefulServer read.
  */
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseReady } from '../register/settings.js';
 import { checkWorkers } from '../server/options.js';
 import { EXIT_USAGE, Exit } from './connect.js';
@@ -26,7 +26,7 @@ export interface RegisterFlags {
 }
 
 /** REGISTER_URL: the register module of this package, as NODE_OPTIONS names it. */
-export const REGISTER_URL = pathToFileURL(path.join(path.dirname(new URL(import.meta.url).pathname), '..', 'register.js')).href;
+export const REGISTER_URL = pathToFileURL(path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'register.js')).href;
 
 /** APP_SOCKET_SUFFIX: what is added to the supervisor's control socket path to name the application's. */
 export const APP_SOCKET_SUFFIX = '.app';

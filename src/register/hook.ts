@@ -12,6 +12,7 @@
  * A program that makes a GracefulServer of its own uses the API: from then on
  * the hook steps aside (preload-state.ts).
  */
+import { createRequire } from 'node:module';
 import net from 'node:net';
 import { isMainThread } from 'node:worker_threads';
 import { ListenUnsupportedError } from '../errors.js';
@@ -25,16 +26,21 @@ type AnyListen = (this: net.Server, ...args: unknown[]) => net.Server;
 type SendFunction = (message: unknown, ...rest: unknown[]) => boolean;
 
 /** unsupported says why this process cannot have its listens taken over, with what to do; null when it can. */
-export function unsupported(env: NodeJS.ProcessEnv = process.env, mainThread = isMainThread): string | null {
+export function unsupported(clusterWorker = isClusterWorker(), mainThread = isMainThread): string | null {
   if (!mainThread) {
     return 'the program listens in a worker thread, whose listeners cannot be handed to a new version: listen in the main thread '
       + '(and use --workers n, or GRACEFUL_WORKERS, for more processes)';
   }
-  if (env.NODE_UNIQUE_ID !== undefined) {
+  if (clusterWorker) {
     return 'the program runs node:cluster itself, whose workers listen through their primary: run it as one process, '
       + 'without cluster.fork(), and use --workers n (or GRACEFUL_WORKERS) for more processes';
   }
   return null;
+}
+
+/** isClusterWorker: node:cluster started this process (Node has removed NODE_UNIQUE_ID from the environment by then). */
+function isClusterWorker(): boolean {
+  return (createRequire(import.meta.url)('node:cluster') as typeof import('node:cluster').default).isWorker;
 }
 
 /** say writes one line of the register's to stderr. */
@@ -51,7 +57,7 @@ export function installListenHook(): void {
   const raw = rawListen as unknown as AnyListen;
   const deadline = newInstanceDeadline(settings);
   const callbacks: HookCallbacks = { ready: () => clearTimeout(deadline) };
-  const why = unsupported();
+  let why: string | null | undefined;
   const hooked: AnyListen = function listen(this: net.Server, ...args: unknown[]): net.Server {
     if (state.apiInUse) return raw.apply(this, args);
     const parsed = parseListenArgs(args);
@@ -62,6 +68,7 @@ export function installListenHook(): void {
       return raw.apply(this, args);
     }
     const call = parsed as TakenListen;
+    why ??= unsupported();
     if (why !== null) {
       const err = new ListenUnsupportedError(`listen("${call.name}"): ${why}`);
       process.nextTick(() => this.emit('error', err));
@@ -72,7 +79,7 @@ export function installListenHook(): void {
     return this;
   };
   net.Server.prototype.listen = hooked as unknown as net.Server['listen'];
-  if (settings.ready.kind === 'message' && why === null) wrapSend(callbacks);
+  if (settings.ready.kind === 'message' && isMainThread) wrapSend(callbacks);
 }
 
 /** takeOver hands one listen to the service; a failure is the server's 'error', as a failed listen is in Node. */
