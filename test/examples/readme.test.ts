@@ -61,7 +61,7 @@ describe('README and docs/: every code block runs, every link leads somewhere', 
     }
     expect([...shown].sort()).to.deep.equal([
       'example/Dockerfile', 'example/app.service', 'example/complete-server.mjs', 'example/ecosystem.config.cjs',
-      'example/handoff-owner.mjs', 'example/handoff-taker.mjs', 'example/kubernetes.yaml',
+      'example/handoff-owner.mjs', 'example/handoff-taker.mjs', 'example/kubernetes.yaml', 'example/unmodified-server.mjs',
     ]);
   });
 
