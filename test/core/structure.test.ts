@@ -14,7 +14,9 @@ const MAX_LINES = 450;
 const FACADE_MAX = 350;
 const EXEMPT = new Set(['gob.ts']); // one role: the gob codec
 /** Lowest first; a layer may import its own and those before it. */
-const LAYERS = ['core', 'handoff', 'server', 'workers', 'control', 'supervisor', 'cli'];
+const LAYERS = ['core', 'handoff', 'server', 'workers', 'control', 'supervisor', 'register', 'cli'];
+/** The register runs a program under a GracefulServer: the one layer that may use the facade. */
+const ABOVE_FACADE = new Set(['register']);
 /** The entry points and the composition root may import every layer. */
 const ENTRIES = new Set(['index.ts', 'handoff.ts', 'register.ts', 'graceful-server.ts', 'cli.ts']);
 
@@ -61,7 +63,8 @@ describe('the shape of src/', () => {
       if (a === 'entry') continue;
       for (const to of targets) {
         const b = layerOf(to);
-        if (b === 'entry' || LAYERS.indexOf(b) > LAYERS.indexOf(a)) against.push(`${from} -> ${to}`);
+        const facade = to === 'graceful-server.ts' && ABOVE_FACADE.has(a);
+        if ((b === 'entry' && !facade) || LAYERS.indexOf(b) > LAYERS.indexOf(a)) against.push(`${from} -> ${to}`);
       }
     }
     expect(against).to.deep.equal([]);

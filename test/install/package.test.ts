@@ -197,6 +197,15 @@ describe('package: the packed tarball and a path install', function () {
       "wire: typeof h.FrameDecoder, server: typeof h.GracefulServer }))"], project), "import('graceful-restart/handoff')");
     expect(JSON.parse(subpath.stdout)).to.deep.equal({ same: true, wire: 'function', server: 'undefined' });
 
+    // graceful-restart/register by its subpath, from ESM (--import) and CommonJS (-r): a listen
+    // on port 0 is the one it leaves to Node, and says so.
+    for (const flag of ['--import', '-r']) {
+      const reg = ok(await run(process.execPath, [flag, 'graceful-restart/register', '-e',
+        "const s = require('node:http').createServer().listen(0, '127.0.0.1', () => { console.log('listening'); s.close(); })"], project), `${flag} graceful-restart/register`);
+      expect(reg.stdout.trim()).to.equal('listening');
+      expect(reg.stderr).to.match(/^graceful-restart: pid \d+ listens on port 0/);
+    }
+
     const help = ok(await run(path.join(project, 'node_modules/.bin/graceful-restart'), ['--help'], project), 'graceful-restart --help');
     expect(help.stdout).to.match(/^Usage: graceful-restart /);
 

@@ -172,11 +172,12 @@ describe('entry points', () => {
     expect(loaded.filter((f) => /^(server|workers|control|supervisor|cli)\/|^(graceful-server|index|cli)\.js$/.test(f))).to.deep.equal([]);
   });
 
-  it('package.json exports both entries with their types, and packs dist/src', () => {
+  it('package.json exports the three entries with their types, and packs dist/src', () => {
     const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { exports: Record<string, Record<string, string>>; files: string[] };
     expect(pkg.exports).to.deep.equal({
       '.': { types: './dist/src/index.d.ts', default: './dist/src/index.js' },
       './handoff': { types: './dist/src/handoff.d.ts', default: './dist/src/handoff.js' },
+      './register': { types: './dist/src/register.d.ts', default: './dist/src/register.js' },
     });
     expect(pkg.files).to.include('dist/src');
     for (const entry of Object.values(pkg.exports)) for (const f of Object.values(entry)) expect(fs.existsSync(path.join(root, f)), f).to.equal(true);
