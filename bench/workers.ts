@@ -15,12 +15,13 @@ import cluster from 'node:cluster';
 import http from 'node:http';
 import os from 'node:os';
 import readline from 'node:readline';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import fs from 'node:fs';
 import path from 'node:path';
 import { GracefulServer } from '../src/index.js';
 import { ControlClient } from '../src/control/client.js';
+import { wrk } from './harness/wrk.js';
 
 const hello = (_req: http.IncomingMessage, res: http.ServerResponse) => res.end('hello\n');
 
@@ -61,22 +62,6 @@ async function serve(kind: string, n: number): Promise<void> {
   }
   // In cluster workers, listen(0) shares one random port (node:cluster's default scheduling: the primary accepts and hands out).
   http.createServer(hello).listen(0, '127.0.0.1');
-}
-
-function wrk(port: number, seconds: number, connections: number, keepAlive: boolean): Promise<{ rps: number; errors: number; requests: number; p99ms: number }> {
-  const args = ['-t2', `-c${connections}`, `-d${seconds}s`, '--latency', ...(keepAlive ? [] : ['-H', 'Connection: close']), `http://127.0.0.1:${port}/`];
-  return new Promise((resolve, reject) => {
-    execFile('wrk', args, (err, stdout) => {
-      if (err) return reject(err);
-      const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1] ?? 0);
-      const m = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(stdout);
-      const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(stdout)?.[1] ?? 0);
-      const requests = Number(/(\d+) requests in/.exec(stdout)?.[1] ?? 0);
-      const p = /99%\s+([\d.]+)(us|ms|s)\b/.exec(stdout);
-      const p99ms = p ? Number(p[1]) * (p[2] === 'us' ? 0.001 : p[2] === 's' ? 1000 : 1) : NaN;
-      resolve({ rps, requests, p99ms: Math.round(p99ms * 100) / 100, errors: (m ? m.slice(1).reduce((a, b) => a + Number(b), 0) : 0) + non2xx });
-    });
-  });
 }
 
 function startApp(kind: string, n: number, env: NodeJS.ProcessEnv = {}): { child: ReturnType<typeof spawn>; port: Promise<number>; lines: string[] } {
