@@ -14,6 +14,7 @@ import type net from 'node:net';
 import { GracefulServer } from '../graceful-server.js';
 import { addon } from '../native.js';
 import { preloadState } from '../preload-state.js';
+import { readConfigFile } from '../server/options.js';
 import type { TakenListen } from './listen-args.js';
 import { Readiness } from './readiness.js';
 import { readSettings, type HookCallbacks, type RegisterSettings } from './settings.js';
@@ -84,11 +85,13 @@ class RegisterService {
 
   static async make(settings: RegisterSettings, callbacks: HookCallbacks): Promise<RegisterService> {
     const state = preloadState();
-    const options = { controlSocket: settings.controlSocket, pidFile: settings.pidFile, signals: true, sigusr1: 'reopen' };
+    // Defaults, then the configuration file, then the flags and variables given.
+    const given = Object.fromEntries(Object.entries({ controlSocket: settings.controlSocket, pidFile: settings.pidFile }).filter(([, v]) => v !== undefined));
+    const options = { signals: true, sigusr1: 'reopen', ...(settings.config ? readConfigFile(settings.config) : {}), ...given };
     state.creating = true;
     let app: GracefulServer;
     try {
-      app = settings.config ? GracefulServer.fromConfig(settings.config, options) : new GracefulServer(options);
+      app = new GracefulServer(options);
     } finally {
       state.creating = false;
     }

@@ -66,4 +66,22 @@ describe('register/service', function () {
     expect(old).to.match(/request \/one/).and.to.match(/request \/two/).and.not.match(/request \/three/);
     expect(child.stdout.filter((l) => l.startsWith('request'))).to.deep.equal([]);
   });
+
+  it('--config: the file\'s options (placeholders from the environment) under the flags; an unknown key stops the program with ERR_GRACEFUL_CONFIG', async () => {
+    const dir = tmpDir();
+    const config = path.join(dir, 'graceful.json');
+    fs.writeFileSync(config, JSON.stringify({ controlSocket: '{$DIR}/from-config.sock', pidFile: '{$DIR}/app.pid' }));
+    const port = await freePort();
+    sock = path.join(dir, 'from-config.sock');
+    child = spawnChild(process.execPath, ['--import', register, app], { env: { ...process.env, PORT: String(port), DIR: dir, GRACEFUL_CONFIG: config, GRACEFUL_SETTLE: '50' } });
+    await until(async () => (await cli('health', sock)).code === 0, 10_000, 'healthy on the socket the file names');
+    expect(fs.readFileSync(path.join(dir, 'app.pid'), 'utf8').trim()).to.equal(String(child.pid));
+    await cli('-s', sock, 'telinit', '0');
+    await child.exited;
+    sock = '';
+    fs.writeFileSync(config, JSON.stringify({ wrokers: 2 }));
+    child = spawnChild(process.execPath, ['--import', register, app], { env: { ...process.env, PORT: String(port), GRACEFUL_CONFIG: config } });
+    expect((await child.exited).code).to.not.equal(0);
+    expect(child.stderr.join('\n')).to.match(/ERR_GRACEFUL_CONFIG|unknown option "wrokers"/);
+  });
 });
