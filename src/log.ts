@@ -14,7 +14,10 @@
  */
 export type LogLevel = 'info' | 'warn';
 export type LogFields = Record<string, string | number | boolean | null | undefined> & { level?: LogLevel };
-/** LogSink: where a line goes; level says whether it is a warning (a sink of one argument may ignore it). */
+/**
+ * LogSink: where a line goes. A sink declared with two parameters gets the
+ * level too; any other (console.log, which takes any number) gets the line alone.
+ */
 export type LogSink = (line: string, level: LogLevel) => void;
 
 /** jsonLogEnabled tells whether GRACEFUL_JSON_LOG asks for JSON lines. */
@@ -58,7 +61,12 @@ const defaultSink: LogSink = (line, level) => {
   (level === 'info' && infoToStdout() ? process.stdout : process.stderr).write(`${line}\n`);
 };
 
-/** makeLogger returns the function the library logs through: each line, formatted, to sink with its level. */
+/** makeLogger returns the function the library logs through: each line, formatted, to sink (with its level, for a sink of two parameters). */
 export function makeLogger(sink: LogSink = defaultSink): (msg: string, fields?: LogFields) => void {
-  return (msg, fields) => sink(formatLog(msg, fields), levelOf(msg, fields));
+  const withLevel = sink.length >= 2;
+  return (msg, fields) => {
+    const line = formatLog(msg, fields);
+    if (withLevel) sink(line, levelOf(msg, fields));
+    else (sink as (line: string) => void)(line);
+  };
 }

@@ -29,6 +29,13 @@ import { noControl, type SupervisedTarget } from './commands.js';
 /** The action `pm2 trigger <app> redeploy` runs. */
 export const PM2_REDEPLOY_ACTION = 'redeploy';
 
+/**
+ * The least time between an action's message and its reply. `pm2 trigger`
+ * counts replies only once the daemon answered its own request; a reply that
+ * came first would leave it waiting for ever.
+ */
+const REPLY_AFTER_MS = 250;
+
 /** How recent PM2's reload.lock must be for a SIGINT to be a reload's (PM2 holds it while its reload runs). */
 const RELOAD_LOCK_MS = 30_000;
 
@@ -97,10 +104,16 @@ export async function redeployApp(target: SupervisedTarget): Promise<unknown> {
 export function linkPm2(target: Pm2Target, channel: Pm2Channel, log: (msg: string, fields?: LogFields) => void, env: NodeJS.ProcessEnv = process.env): () => void {
   const name = env.name || '<app>';
   const monitor = (pid: number) => channel.send({ type: 'axm:option:configuration', data: { pid } });
-  const reply = (value: unknown) => channel.send({ type: 'axm:reply', data: { return: value, action_name: PM2_REDEPLOY_ACTION } });
   const onMessage = (message: unknown) => {
     const action = typeof message === 'string' ? message : (message as { msg?: unknown } | null)?.msg;
     if (action !== PM2_REDEPLOY_ACTION) return;
+    const asked = Date.now();
+    const reply = (value: unknown) => {
+      const send = () => channel.send({ type: 'axm:reply', data: { return: value, action_name: PM2_REDEPLOY_ACTION } });
+      const wait = asked + REPLY_AFTER_MS - Date.now();
+      if (wait > 0) setTimeout(send, wait);
+      else send();
+    };
     log(`pm2 trigger ${name} ${PM2_REDEPLOY_ACTION}: redeploying pid ${target.currentPid}`, { event: 'supervisor.pm2-redeploy' });
     redeployApp(target).then((result) => {
       log(`pm2 trigger ${name} ${PM2_REDEPLOY_ACTION}: done, pid ${target.currentPid} serves`, { event: 'supervisor.pm2-redeploy-done' });

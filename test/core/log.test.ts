@@ -64,13 +64,17 @@ describe('core/log', () => {
     expect(infoToStdout({ ...pm2, GRACEFUL_LOG_STDOUT: 'maybe' })).to.equal(true);
   });
 
-  it('makeLogger gives the sink each line with its level', () => {
+  it('makeLogger gives a sink of two parameters each line with its level, any other the line alone', () => {
     const got: [string, LogLevel][] = [];
     const log = makeLogger((l, level) => got.push([l, level]));
     log('started');
     log('start failed');
     log('odd', { level: 'warn' });
     expect(got.map(([, level]) => level)).to.deep.equal(['info', 'warn', 'warn']);
+    // A sink that takes any number of arguments (console.log) gets the line alone, as before levels.
+    const args: unknown[][] = [];
+    makeLogger((...a: unknown[]) => args.push(a))('started');
+    expect(args).to.deep.equal([[`graceful[${process.pid}]: started`]]);
   });
 
   it('makeLogger writes each line to the sink given, in the form the environment asks for now', () => {
