@@ -17,8 +17,8 @@
  * Its parts: the options and the restart policy (options.ts), starting the
  * command (child.ts), following each generation to its exit
  * (generations.ts), reaping and exit statuses (reaper.ts, exit-status.ts),
- * the signals (signals.ts), the sd_notify socket (notify.ts) and what goes
- * upstream (upstream.ts).
+ * the signals (signals.ts), the sd_notify socket (notify.ts), what goes
+ * upstream (upstream.ts) and what PM2 is told (pm2.ts).
  */
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
