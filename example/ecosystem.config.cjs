@@ -1,4 +1,5 @@
 // ecosystem.config.cjs, beside app.mjs: pm2 start ecosystem.config.cjs
+// Redeploy: pm2 trigger app redeploy (pm2 reload stops the app and starts it again: requests fail)
 module.exports = { apps: [{
   name: 'app',
   cwd: __dirname,

@@ -17,6 +17,7 @@ import { CONTROL_FIELD, SUPERVISOR_ENV } from '../protocol.js';
 import { notify, takeListenFds } from '../systemd.js';
 import type { Adopter } from './adopt.js';
 import type { ControlPort } from './control-port.js';
+import type { ServerEvent } from './events.js';
 import type { GracefulFile } from './file.js';
 import { Files } from './files.js';
 import { Hooks } from './hooks.js';
@@ -44,8 +45,8 @@ export interface EngineOptions {
   log(msg: string, fields?: LogFields): void;
   control: ControlPort | null;
   /** The facade's events, and how many listen to one. */
-  emit(name: string, value?: unknown): void;
-  listenerCount(event: string): number;
+  emit(name: ServerEvent, value?: unknown): void;
+  listenerCount(event: ServerEvent): number;
   /** makeRole: the role of this process, made once the engine's parts exist. */
   makeRole(engine: Engine): Role;
   /** What SIGHUP runs (the facade's redeploy, with its role's refusals). */
@@ -146,12 +147,12 @@ export class Engine {
   }
 
   /** emit: an event of the facade. */
-  emit(name: string, value?: unknown): void {
+  emit(name: ServerEvent, value?: unknown): void {
     this.options.emit(name, value);
   }
 
   /** listenerCount: how many listen to an event of the facade. */
-  listenerCount(event: string): number {
+  listenerCount(event: ServerEvent): number {
     return this.options.listenerCount(event);
   }
 

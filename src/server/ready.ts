@@ -14,6 +14,7 @@ import { notify } from '../systemd.js';
 import { Adopter } from './adopt.js';
 import { ADOPT_FIELD, ADOPT_LISTENERS_FIELD, ADOPT_SOCKETS_FIELD } from './conn-handover.js';
 import type { Engine } from './engine.js';
+import type { ServerEvent } from './events.js';
 import type { Predecessor } from './predecessor.js';
 
 /** becomeReady: the transition starting -> ready (queued by the facade); rejects with why this instance does not start. */
@@ -88,7 +89,7 @@ export async function announceReady(engine: Engine, predecessor: Predecessor | n
  */
 function openAdopter(engine: Engine, predecessor: Predecessor): Meta {
   const { listeners, log } = engine;
-  const emit = (name: string, value: unknown) => engine.emit(name, value);
+  const emit = (name: ServerEvent, value: unknown) => engine.emit(name, value);
   const names = listeners.handingOver();
   let sockets = listeners.handingOverSockets();
   if (sockets.length > 0 && engine.listenerCount('adopt-socket') === 0) {

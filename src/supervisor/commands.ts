@@ -8,6 +8,7 @@ import { ControlClient } from '../control/client.js';
 import type { CommandContext, CommandRegistry } from '../control/commands.js';
 import { renderEvent } from '../control/render.js';
 import { CommandFailedError, NotConfiguredError, UsageError, errorCode } from '../errors.js';
+import { rssOf } from './procfs.js';
 
 /** What the commands need of the supervisor. */
 export interface SupervisedTarget {
@@ -30,7 +31,7 @@ const CONNECT_TIMEOUT = 5_000;
  * instead. SIGHUP is advised only to an application that speaks sd_notify (a
  * GracefulServer without a control socket): a plain program may die of it.
  */
-function noControl(target: SupervisedTarget, cmd: string): string {
+export function noControl(target: SupervisedTarget, cmd: string): string {
   const redeploy = cmd === 'redeploy' || cmd === 'restart';
   if (target.notified) {
     return `the application (pid ${target.currentPid}) announced no control socket, so "${cmd}" cannot reach it: give its GracefulServer the controlSocket option` +
@@ -88,12 +89,15 @@ export function addSupervisorCommands(registry: CommandRegistry, target: Supervi
   });
   registry.add('status', {
     usage: 'status                  the supervisor, its generations, and the application\'s own status',
-    help: 'supervisor is the supervisor\'s pid; pid the current generation; generations every one alive.\nWhen the application has a control socket, its own status fields come too.',
+    help: 'supervisor is the supervisor\'s pid; pid the current generation (the application) and rss its memory; generations every one alive.\n' +
+      'When the application has a control socket, its own status fields come too.',
     maxArgs: 0,
     run: async (ctx) => {
       const own = {
         supervisor: process.pid,
         pid: target.currentPid,
+        // The application's memory, whoever answers below (an old instance still draining answers with its own).
+        rss: rssOf(target.currentPid),
         generations: target.generationPids,
         ready: target.ready,
         notified: target.notified,

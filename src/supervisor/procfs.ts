@@ -46,3 +46,16 @@ export function childrenOf(pid: number): ProcStat[] {
   }
   return out;
 }
+
+/** rssOf: the resident memory of pid in bytes (VmRSS of /proc/<pid>/status), or null when the process is gone or a zombie. */
+export function rssOf(pid: number): number | null {
+  if (!(Number.isInteger(pid) && pid > 0)) return null;
+  let text: string;
+  try {
+    text = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return null;
+  }
+  const m = /^VmRSS:\s+(\d+) kB$/m.exec(text);
+  return m ? Number(m[1]) * 1024 : null;
+}

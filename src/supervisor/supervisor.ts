@@ -17,8 +17,8 @@
  * Its parts: the options and the restart policy (options.ts), starting the
  * command (child.ts), following each generation to its exit
  * (generations.ts), reaping and exit statuses (reaper.ts, exit-status.ts),
- * the signals (signals.ts), the sd_notify socket (notify.ts) and what goes
- * upstream (upstream.ts).
+ * the signals (signals.ts), the sd_notify socket (notify.ts), what goes
+ * upstream (upstream.ts) and what PM2 is told (pm2.ts).
  */
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
@@ -38,6 +38,7 @@ import { Generations } from './generations.js';
 import { commandLine, spawnCommand, startFailure, takeActivated } from './child.js';
 import { listenToSignals } from './signals.js';
 import { relay } from './upstream.js';
+import { linkPm2, processChannel } from './pm2.js';
 
 // The public names of the supervisor, where the package and the CLI import them.
 export { FORWARDED_SIGNALS } from './signals.js';
@@ -160,6 +161,8 @@ export class Supervisor extends EventEmitter {
     this.keepAlive = setInterval(() => undefined, 2 ** 31 - 1);
     this.activated = takeActivated(this.options.env ?? process.env, this.log);
     this.unlistenSignals = listenToSignals((sig) => this.forward(sig), () => this.reaper.sweep());
+    const pm2 = processChannel();
+    if (pm2) linkPm2(this, pm2, this.log);
     this.spawn();
   }
 
@@ -185,6 +188,7 @@ export class Supervisor extends EventEmitter {
     this.control = null;
     this.generations.watch(pid);
     this.log(`started pid ${pid}: ${command}`, { event: 'supervisor.started', appPid: pid });
+    this.emit('current', pid);
     if (this.isReady) relay(this.upstream, new Map([['READY', '1']]));
   }
 

@@ -5,6 +5,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { CommandRegistry, type CommandContext } from '../../src/control/commands.js';
 import { addSupervisorCommands, type SupervisedTarget } from '../../src/supervisor/commands.js';
+import { rssOf } from '../../src/supervisor/procfs.js';
 import { fdCount, tmpDir } from '../helpers.js';
 
 interface Ran { result: unknown; lines: string[]; events: unknown[] }
@@ -80,8 +81,24 @@ describe('supervisor/commands', () => {
     const r = new CommandRegistry();
     addSupervisorCommands(r, target());
     expect((await run(r, ['status'])).result).to.deep.equal({
-      supervisor: process.pid, pid: 4242, generations: [4242], ready: true, notified: true, restarts: 1, supervisorUptime: 12, command: 'node app.js', appControl: null,
+      supervisor: process.pid, pid: 4242, rss: rssOf(4242), generations: [4242], ready: true, notified: true, restarts: 1, supervisorUptime: 12, command: 'node app.js', appControl: null,
     });
+  });
+
+  it('status gives the application\'s pid and its memory (rss, from /proc), over what the instance that answered says', async () => {
+    const r = new CommandRegistry();
+    addSupervisorCommands(r, target({ currentPid: process.pid }));
+    const own = (await run(r, ['status'])).result as { pid: number; rss: number };
+    expect(own.pid).to.equal(process.pid);
+    expect(own.rss).to.be.within(process.memoryUsage().rss * 0.8, process.memoryUsage().rss * 1.2);
+    // An old instance, still draining, may answer: its rss is not the current generation's.
+    const a = await app(() => ['{"ok":true,"result":{"pid":1,"rss":1,"runlevel":3}}']);
+    const merged = new CommandRegistry();
+    addSupervisorCommands(merged, target({ currentPid: process.pid, appControl: a.path }));
+    const st = (await run(merged, ['status'])).result as { pid: number; rss: number; runlevel: number };
+    expect(st).to.include({ pid: process.pid, runlevel: 3 });
+    expect(st.rss).to.be.above(1024 * 1024);
+    await a.close();
   });
 
   it('without a control socket, a forwarded command says why and what works instead', async () => {

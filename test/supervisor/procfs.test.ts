@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { childrenOf, isDescendant, stat, type ProcStat } from '../../src/supervisor/procfs.js';
+import { childrenOf, isDescendant, rssOf, stat, type ProcStat } from '../../src/supervisor/procfs.js';
 import { tmpDir, until } from '../helpers.js';
 
 /** readOr: a /proc file's text, or '' when the process is not there (yet, or any more). */
@@ -61,5 +61,17 @@ describe('supervisor/procfs', () => {
     } finally {
       await new Promise((r) => child.once('exit', r));
     }
+  });
+
+  it('rssOf: the resident memory of a live process in bytes, null for one that is gone or no pid', async () => {
+    const rss = rssOf(process.pid)!;
+    expect(rss % 1024).to.equal(0);
+    expect(rss).to.be.within(process.memoryUsage().rss * 0.8, process.memoryUsage().rss * 1.2);
+    const child = spawn('sh', ['-c', 'exit 0'], { stdio: 'ignore' });
+    const pid = child.pid!;
+    await new Promise((r) => child.once('exit', r));
+    await until(() => stat(pid) === null, 10_000, 'the child reaped');
+    expect(rssOf(pid)).to.equal(null);
+    for (const bad of [0, -1, 1.5, NaN]) expect(rssOf(bad), String(bad)).to.equal(null);
   });
 });
