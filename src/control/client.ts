@@ -61,6 +61,12 @@ export class ControlClient {
   private lines: string[] = [];
   private waiting: ((line: string | null) => void) | null = null;
   private ended = false;
+  /**
+   * Answers still owed to requests that timed out: the server answers in
+   * order, so every line up to that many final answers belongs to them and
+   * is skipped, never taken for a later request's.
+   */
+  private owed = 0;
   /** The server sent hand-off frames: it is a hand-off socket (see looksLikeHandoff). */
   private handoff = false;
 
@@ -128,7 +134,27 @@ export class ControlClient {
     });
   }
 
-  private next(timeoutMs: number): Promise<string | null> {
+  /** isFinal: a line that ends an answer (JSON `ok`, or plain `ok` / `error: ...`). */
+  private static isFinal(line: string): boolean {
+    if (line === 'ok' || line.startsWith('error: ')) return true;
+    if (!line.startsWith('{')) return false;
+    try {
+      return typeof (JSON.parse(line) as { ok?: unknown }).ok === 'boolean';
+    } catch {
+      return false;
+    }
+  }
+
+  /** next: the next line of the current request's answer (null at the end), past what timed-out requests are owed. */
+  private async next(timeoutMs: number): Promise<string | null> {
+    for (;;) {
+      const line = await this.nextLine(timeoutMs);
+      if (line === null || this.owed === 0) return line;
+      if (ControlClient.isFinal(line)) this.owed--;
+    }
+  }
+
+  private nextLine(timeoutMs: number): Promise<string | null> {
     const line = this.lines.shift();
     if (line !== undefined) return Promise.resolve(line);
     if (this.ended) return Promise.resolve(null);
@@ -136,6 +162,7 @@ export class ControlClient {
       const timer = timeoutMs > 0 && Number.isFinite(timeoutMs)
         ? setTimeout(() => {
           this.waiting = null;
+          this.owed++;
           reject(new TimeoutError(`no answer within ${timeoutMs} ms`));
         }, timeoutMs)
         : null;
