@@ -68,4 +68,9 @@ describe('builtins: Node modules loaded when first needed', () => {
       expect(loaded.filter((m) => LAZY.includes(m)), entry).to.deep.equal([]);
     }
   });
+
+  it('the CLI module loads neither the supervisor (child_process) nor the shell (readline) nor HTTP', () => {
+    const loaded = inFresh(`await import(${JSON.stringify(dist('src/cli.js'))}); console.log(JSON.stringify(${LOADED}));`) as string[];
+    expect(loaded.filter((m) => LAZY.includes(m))).to.deep.equal([]);
+  });
 });
