@@ -15,7 +15,9 @@
  * exit, written by a preloaded CommonJS probe (--require) that every measured
  * process gets, `node -e 0` included. Prints the figures, the ratios and the
  * goal lines; exits 0 whatever they say (STARTUP_STRICT=1: exits 1 when a goal
- * fails). STARTUP_RUNS sets the number of runs (default 15).
+ * fails). STARTUP_RUNS sets the number of runs (default 15); STARTUP_ROOT
+ * names another checkout (built) whose import and CLI to measure instead of
+ * this one's, e.g. the main branch's, for a before/after in one sitting.
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -28,7 +30,7 @@ const RUNS = Number(process.env.STARTUP_RUNS ?? 15);
 /** The goal of issue 24: the library's import at most this many ms. */
 const IMPORT_GOAL_MS = 25;
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const root = path.resolve(process.env.STARTUP_ROOT ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..'));
 const bin = path.join(root, 'bin/graceful-restart.js');
 const out = (line = '') => process.stdout.write(`${line}\n`);
 
@@ -119,7 +121,7 @@ function staticModules(file: string): number {
 async function main(): Promise<void> {
   out('# Start-up: node itself, the library\'s import, one CLI command');
   out(`machine: ${os.availableParallelism()} cores, ${os.cpus()[0]?.model ?? '?'}; Linux ${os.release()}; Node ${process.version}; ` +
-    `load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}; ${RUNS} runs of each, medians`);
+    `load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}; ${RUNS} runs of each, medians; ${root}`);
 
   const index = path.join(root, 'dist/src/index.js');
   const handoff = path.join(root, 'dist/src/handoff.js');
