@@ -12,7 +12,7 @@
  */
 import type { Command as CommandType, CommanderError as CommanderErrorType } from 'commander';
 import fs from 'node:fs';
-import { builtin } from './builtins.js';
+import { builtin } from './node-builtins.js';
 import { resolveUid, type ControlClient } from './control/client.js';
 import { tokenize } from './control/parse.js';
 import { errorCode } from './errors.js';

@@ -6,7 +6,7 @@
  * `stats` command.
  */
 import net from 'node:net';
-import { builtin } from './builtins.js';
+import { builtin } from './node-builtins.js';
 
 /** HealthArgs: the words after `health`. */
 export interface HealthArgs {

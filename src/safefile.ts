@@ -14,7 +14,7 @@
  */
 import fs from 'node:fs';
 import nodePath from 'node:path';
-import { builtin } from './builtins.js';
+import { builtin } from './node-builtins.js';
 import { UnsafeDirectoryError, UnsafeFileError, isSystemError } from './errors.js';
 
 const { O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_TRUNC, O_APPEND, O_SYNC, O_NOFOLLOW } = fs.constants;

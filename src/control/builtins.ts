@@ -2,7 +2,7 @@
  * The built-in control commands, over ControlTarget: what the control socket
  * needs from the server it administers (the graceful server implements it).
  */
-import { builtin } from '../builtins.js';
+import { builtin } from '../node-builtins.js';
 import { CommandFailedError, NotConfiguredError, UsageError } from '../errors.js';
 import type { CommandContext, CommandRegistry } from './commands.js';
 import type { ControlEvent } from './client.js';

@@ -3,7 +3,7 @@
  */
 import fs from 'node:fs';
 import net from 'node:net';
-import { builtin } from '../builtins.js';
+import { builtin } from '../node-builtins.js';
 import { addon } from '../native.js';
 import { fdOf } from '../fds.js';
 import { ClosedError, GracefulError, TimeoutError, UntrustedServerError, invalidArgument, type GracefulErrorCode } from '../errors.js';

@@ -40,7 +40,7 @@ import type tls from 'node:tls';
 import type http from 'node:http';
 import type http2 from 'node:http2';
 import { debuglog } from 'node:util';
-import { isHttp2Server, loadedBuiltin } from '../builtins.js';
+import { isHttp2Server, loadedBuiltin } from '../node-builtins.js';
 import { Http2Sessions } from './drain/goaway.js';
 import { Connections, type Conn, type Kind } from './drain/conns.js';
 import { endIfIdle, followRequest, markIdle, type Http1Drain } from './drain/http1.js';

@@ -13,7 +13,7 @@
  * Bytes written but not yet taken by the kernel are waited for.
  */
 import net from 'node:net';
-import { loadedBuiltin } from '../builtins.js';
+import { loadedBuiltin } from '../node-builtins.js';
 import { ClosedError, MetaTooLargeError, UnreadBytesError, invalidArgument } from '../errors.js';
 import type { Meta } from '../meta.js';
 import { handleOf } from './conn-handover.js';

@@ -11,7 +11,7 @@
  * which serves on.
  */
 import type net from 'node:net';
-import { isHttp2Server, loadedBuiltin } from '../builtins.js';
+import { isHttp2Server, loadedBuiltin } from '../node-builtins.js';
 import type { Meta } from '../meta.js';
 import type { RedeployEvent } from './redeploy.js';
 

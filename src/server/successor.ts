@@ -7,7 +7,7 @@ import type { ChildProcess, SpawnOptions } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { builtin } from '../builtins.js';
+import { builtin } from '../node-builtins.js';
 import { PeerRefusedError, RedeployFailedError, HandoffFailedError, type RedeployFailure } from '../errors.js';
 import type { Meta } from '../meta.js';
 import { listenAndServe } from '../handoff/server.js';

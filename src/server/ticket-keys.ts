@@ -17,7 +17,7 @@
  * setTicketKeys.
  */
 import type tls from 'node:tls';
-import { builtin, loadedBuiltin } from '../builtins.js';
+import { builtin, loadedBuiltin } from '../node-builtins.js';
 import type { Meta } from '../meta.js';
 import { invalidArgument } from '../errors.js';
 

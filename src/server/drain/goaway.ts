@@ -5,7 +5,7 @@
  * stream id processed; open streams finish.
  */
 import type http2 from 'node:http2';
-import { builtin } from '../../builtins.js';
+import { builtin } from '../../node-builtins.js';
 
 /** The largest HTTP/2 stream id: a GOAWAY with it announces a shutdown and refuses nothing. */
 const MAX_STREAM_ID = 2 ** 31 - 1;

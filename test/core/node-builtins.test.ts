@@ -1,5 +1,5 @@
 /**
- * The built-ins loaded when first needed (src/builtins.ts), and what
+ * The built-ins loaded when first needed (src/node-builtins.ts), and what
  * importing the package, its hand-off core and the CLI loads: each case
  * that looks at what a process loaded runs in a fresh process.
  */
@@ -9,7 +9,7 @@ import crypto from 'node:crypto';
 import net from 'node:net';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { builtin, isHttp2Server } from '../../src/builtins.js';
+import { builtin, isHttp2Server } from '../../src/node-builtins.js';
 import { root } from '../helpers.js';
 
 const dist = (file: string) => pathToFileURL(path.join(root, 'dist', file)).href;
@@ -36,7 +36,7 @@ describe('builtins: Node modules loaded when first needed', () => {
 
   it('loadedBuiltin and isHttp2Server load nothing: null and false until the module is loaded, then the module and the class', () => {
     const program = `
-      const { loadedBuiltin, isHttp2Server } = await import(${JSON.stringify(dist('src/builtins.js'))});
+      const { loadedBuiltin, isHttp2Server } = await import(${JSON.stringify(dist('src/node-builtins.js'))});
       const net = await import('node:net');
       const before = ${LOADED};
       const plain = new net.Server();
