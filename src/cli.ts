@@ -10,21 +10,32 @@
  * to a new instance, or a halt: ERR_GRACEFUL_STREAM_ENDED). Every error line
  * on stderr starts with `error:`.
  */
-import { Command } from 'commander';
+import type { Command as CommandType } from 'commander';
 import fs from 'node:fs';
-import readline from 'node:readline';
+import { builtin } from './node-builtins.js';
 import { resolveUid, type ControlClient } from './control/client.js';
 import { tokenize } from './control/parse.js';
 import { parseHealthArgs, probeListeners, type ProbedListener } from './health.js';
 import { EXIT_CONNECT, EXIT_FAILED, EXIT_OK, EXIT_USAGE, Exit, connect, serverUids } from './cli/connect.js';
 import { humanStatus, requestOn } from './cli/reply.js';
-import { hoistFlags, placeSocket, suggestForm } from './cli/args.js';
-import { shell } from './cli/shell.js';
-import { parse } from './cli/parse-argv.js';
-import { supervise } from './cli/run.js';
+import { DEFAULT_TIMEOUT, hoistFlags, placeSocket, readFlags, suggestForm, type CliFlags } from './cli/args.js';
 
 export { EXIT_CONNECT, EXIT_FAILED, EXIT_OK, EXIT_USAGE, humanStatus };
 export { whyNoConnection } from './cli/connect.js';
+
+/**
+ * commander, loaded by loadCommander() where argv needs it: help, a usage
+ * error, an uncommon form of a flag. The common forms are read without it
+ * (readFlags), which saves a command its start-up; `run` (cli/run.ts, with
+ * the supervisor) is loaded only for that form.
+ */
+let Command: typeof CommandType;
+let parse: typeof import('./cli/parse-argv.js').parse;
+
+async function loadCommander(): Promise<void> {
+  ({ Command } = await import('commander'));
+  ({ parse } = await import('./cli/parse-argv.js'));
+}
 
 const HELP_AFTER = `
 Forms:
@@ -115,7 +126,7 @@ async function health(path: string, timeout: number, out: (l: string) => void, p
  * does, so a script never goes on after a refusal.
  */
 async function piped(path: string, opts: { json?: boolean; timeout: number }, out: (l: string) => void, err: (l: string) => void): Promise<number> {
-  const lines = readline.createInterface({ input: process.stdin, terminal: false });
+  const lines = builtin('readline').createInterface({ input: process.stdin, terminal: false });
   let client: ControlClient | null = null;
   try {
     for await (const raw of lines) {
@@ -147,9 +158,40 @@ async function piped(path: string, opts: { json?: boolean; timeout: number }, ou
   }
 }
 
+/**
+ * readArgs reads the CLI's flags and words from argv, which may have the
+ * flags anywhere (hoistFlags): the common forms without commander
+ * (readFlags), the others with it. A number is the exit code when commander
+ * ended the run (--help, --version, a usage error, written to out and err).
+ */
+export async function readArgs(argv: readonly string[], out: (l: string) => void, err: (l: string) => void): Promise<{ flags: CliFlags; args: string[] } | number> {
+  const hoisted = hoistFlags(argv);
+  return readFlags(hoisted) ?? (await readWithCommander(hoisted, out, err));
+}
+
+/** readWithCommander reads hoisted argv with commander, as readArgs does where readFlags does not answer. */
+export async function readWithCommander(hoisted: string[], out: (l: string) => void, err: (l: string) => void): Promise<{ flags: CliFlags; args: string[] } | number> {
+  await loadCommander();
+  const program = new Command('graceful-restart')
+    .description('Redeploy and administer a server built with graceful-restart, through its control socket.')
+    .version(version(), '-V, --version', 'print the version of graceful-restart')
+    .option('-s, --socket <path>', 'the control socket')
+    .option('--json', 'print the JSON replies')
+    .option('--timeout <ms>', 'give up after this many ms without an answer', DEFAULT_TIMEOUT)
+    .option('--server-uid <user>', 'also talk to a server running as this uid or user name (default: only root and yourself)')
+    .argument('[args...]', 'a socket to redeploy, or a command and its arguments')
+    .allowUnknownOption(false)
+    .passThroughOptions()
+    .addHelpText('after', HELP_AFTER);
+  const parsed = parse(program, hoisted, out, err);
+  if (parsed !== null) return parsed;
+  return { flags: program.opts<CliFlags>(), args: program.args };
+}
+
 /** main runs the CLI on argv and resolves with the exit code; it writes to out and err. */
 export async function main(argv: string[], out: (l: string) => void = console.log, err: (l: string) => void = console.error): Promise<number> {
   if (argv[0] === 'run') {
+    const { supervise } = await import('./cli/run.js');
     try {
       return await supervise(argv.slice(1), out, err);
     } catch (e) {
@@ -158,23 +200,10 @@ export async function main(argv: string[], out: (l: string) => void = console.lo
       return e.code;
     }
   }
-  const program = new Command('graceful-restart')
-    .description('Redeploy and administer a server built with graceful-restart, through its control socket.')
-    .version(version(), '-V, --version', 'print the version of graceful-restart')
-    .option('-s, --socket <path>', 'the control socket')
-    .option('--json', 'print the JSON replies')
-    .option('--timeout <ms>', 'give up after this many ms without an answer', '60000')
-    .option('--server-uid <user>', 'also talk to a server running as this uid or user name (default: only root and yourself)')
-    .argument('[args...]', 'a socket to redeploy, or a command and its arguments')
-    .allowUnknownOption(false)
-    .passThroughOptions()
-    .addHelpText('after', HELP_AFTER);
-  // The CLI's flags may stand anywhere: after the socket, after the command.
-  const parsed = parse(program, hoistFlags(argv), out, err);
-  if (parsed !== null) return parsed;
-  const opts = program.opts<{ socket?: string; json?: boolean; timeout: string; serverUid?: string }>();
+  const read = await readArgs(argv, out, err);
+  if (typeof read === 'number') return read;
+  const { flags: opts, args } = read;
   const timeout = Number(opts.timeout);
-  const args = program.args;
   try {
     serverUids.length = 0; // main may run more than once in a process
     if (opts.serverUid !== undefined) {
@@ -188,6 +217,7 @@ export async function main(argv: string[], out: (l: string) => void = console.lo
     if (opts.socket) {
       if (args.length === 0) {
         if (!process.stdin.isTTY) return await piped(opts.socket, { json: opts.json, timeout }, out, err);
+        const { shell } = await import('./cli/shell.js'); // the interactive shell: readline, history, completion
         return await shell({ path: opts.socket, timeout, json: opts.json });
       }
       return await run(opts.socket, args[0]!, args.slice(1), { json: opts.json, timeout }, out);

@@ -5,10 +5,8 @@
  * --http-path, answer that path with a 2xx. The listeners come from the
  * `stats` command.
  */
-import http from 'node:http';
-import https from 'node:https';
-import http2 from 'node:http2';
 import net from 'node:net';
+import { builtin } from './node-builtins.js';
 
 /** HealthArgs: the words after `health`. */
 export interface HealthArgs {
@@ -86,7 +84,7 @@ function httpStatus(l: ProbedListener, path: string, timeout: number): Promise<n
   if (l.protocol === 'h2c' || l.protocol === 'h2') {
     return new Promise((resolve, reject) => {
       const authority = `${l.protocol === 'h2' ? 'https' : 'http'}://${'path' in t ? 'localhost' : where(l)}`;
-      const session = http2.connect(authority, {
+      const session = builtin('http2').connect(authority, {
         ...('path' in t ? { createConnection: () => net.connect(t.path) } : {}),
         rejectUnauthorized: false, // a probe asks whether it answers, not who it is
       });
@@ -105,7 +103,7 @@ function httpStatus(l: ProbedListener, path: string, timeout: number): Promise<n
   return new Promise((resolve, reject) => {
     const options = { ...('path' in t ? { socketPath: t.path } : { host: t.host, port: t.port }), path, timeout, agent: false,
       headers: { connection: 'close' }, rejectUnauthorized: false };
-    const req = (l.protocol === 'https' ? https : http).get(options, (res) => {
+    const req = builtin(l.protocol === 'https' ? 'https' : 'http').get(options, (res) => {
       res.resume();
       resolve(res.statusCode ?? 0);
     });

@@ -12,9 +12,9 @@
  *   must belong to one of them; a new name is opened with `O_NOFOLLOW`, so a
  *   link planted between the check and the open fails instead of being followed.
  */
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import nodePath from 'node:path';
+import { builtin } from './node-builtins.js';
 import { UnsafeDirectoryError, UnsafeFileError, isSystemError } from './errors.js';
 
 const { O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_TRUNC, O_APPEND, O_SYNC, O_NOFOLLOW } = fs.constants;
@@ -243,7 +243,7 @@ export function openFile(file: string, flags: string | number, mode: number, api
 export function writeFileAtomic(file: string, data: string, mode: number, api: string): void {
   const dir = checkDirectory(file, api);
   if (dir?.shared) checkFinal(file, dir, api);
-  const tmp = nodePath.join(nodePath.dirname(file), `.${nodePath.basename(file)}.${crypto.randomBytes(8).toString('hex')}.tmp`);
+  const tmp = nodePath.join(nodePath.dirname(file), `.${nodePath.basename(file)}.${builtin('crypto').randomBytes(8).toString('hex')}.tmp`);
   const fd = fs.openSync(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode & 0o7777);
   try {
     try {

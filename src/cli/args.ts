@@ -35,6 +35,49 @@ export function hoistFlags(argv: readonly string[]): string[] {
   return [...flags, ...rest];
 }
 
+/** The CLI's flags as commander gives them to main(). */
+export interface CliFlags {
+  socket?: string;
+  json?: boolean;
+  timeout: string;
+  serverUid?: string;
+}
+
+/** The default of --timeout, as commander's option declares it. */
+export const DEFAULT_TIMEOUT = '60000';
+
+const FLAG_KEYS: Record<string, keyof CliFlags> = { '-s': 'socket', '--socket': 'socket', '--timeout': 'timeout', '--server-uid': 'serverUid' };
+
+/**
+ * readFlags reads the common forms of argv (after hoistFlags) without
+ * commander: each flag once, as `-s <path>`, `--socket <path>`, `--timeout
+ * <ms>`, `--server-uid <user>` or `--json`, then the words, which commander
+ * passes through as they are. It returns null for anything else (help,
+ * version, `--name=value`, a flag given twice, one without its value or with
+ * a value that starts with a dash, an unknown flag), which commander then
+ * reads, and reports. Where it answers, commander answers the same.
+ */
+export function readFlags(argv: readonly string[]): { flags: CliFlags; args: string[] } | null {
+  const flags: CliFlags = { timeout: DEFAULT_TIMEOUT };
+  const seen = new Set<string>();
+  let i = 0;
+  for (; i < argv.length && argv[i]!.startsWith('-'); i++) {
+    const word = argv[i]!;
+    const key = word === '--json' ? 'json' : FLAG_KEYS[word];
+    if (key === undefined || seen.has(key)) return null;
+    seen.add(key);
+    if (key === 'json') {
+      flags.json = true;
+      continue;
+    }
+    const value = argv[i + 1];
+    if (value === undefined || value.startsWith('-')) return null;
+    flags[key] = value;
+    i++;
+  }
+  return { flags, args: argv.slice(i) };
+}
+
 /** isSocketFile: path names a UNIX socket (following links); false for anything else or nothing. */
 export function isSocketFile(path: string): boolean {
   try {

@@ -2,8 +2,7 @@
  * The built-in control commands, over ControlTarget: what the control socket
  * needs from the server it administers (the graceful server implements it).
  */
-import { spawn } from 'node:child_process';
-import readline from 'node:readline';
+import { builtin } from '../node-builtins.js';
 import { CommandFailedError, NotConfiguredError, UsageError } from '../errors.js';
 import type { CommandContext, CommandRegistry } from './commands.js';
 import type { ControlEvent } from './client.js';
@@ -30,8 +29,8 @@ export interface ControlTarget {
 async function runShell(ctx: CommandContext, what: string, command: string | undefined): Promise<void> {
   if (!command) throw new NotConfiguredError(`${what} is not configured: set commands.${what} in the GracefulServer options`);
   ctx.write(`$ ${command}`);
-  const child = spawn('/bin/sh', ['-c', command], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const lines = (s: NodeJS.ReadableStream) => readline.createInterface({ input: s }).on('line', (l) => ctx.write(l));
+  const child = builtin('child_process').spawn('/bin/sh', ['-c', command], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines = (s: NodeJS.ReadableStream) => builtin('readline').createInterface({ input: s }).on('line', (l) => ctx.write(l));
   lines(child.stdout!);
   lines(child.stderr!);
   const onAbort = () => child.kill('SIGTERM');

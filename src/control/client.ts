@@ -3,7 +3,7 @@
  */
 import fs from 'node:fs';
 import net from 'node:net';
-import readline from 'node:readline';
+import { builtin } from '../node-builtins.js';
 import { addon } from '../native.js';
 import { fdOf } from '../fds.js';
 import { ClosedError, GracefulError, TimeoutError, UntrustedServerError, invalidArgument, type GracefulErrorCode } from '../errors.js';
@@ -78,7 +78,7 @@ export class ControlClient {
       this.handoff = true;
       socket.destroy();
     });
-    readline.createInterface({ input: socket }).on('line', (line) => {
+    builtin('readline').createInterface({ input: socket }).on('line', (line) => {
       if (this.waiting) {
         const w = this.waiting;
         this.waiting = null;

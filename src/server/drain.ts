@@ -36,11 +36,11 @@
  * drains as above.
  */
 import type net from 'node:net';
-import tls from 'node:tls';
-import http from 'node:http';
-import https from 'node:https';
-import http2 from 'node:http2';
+import type tls from 'node:tls';
+import type http from 'node:http';
+import type http2 from 'node:http2';
 import { debuglog } from 'node:util';
+import { isHttp2Server, loadedBuiltin } from '../node-builtins.js';
 import { Http2Sessions } from './drain/goaway.js';
 import { Connections, type Conn, type Kind } from './drain/conns.js';
 import { endIfIdle, followRequest, markIdle, type Http1Drain } from './drain/http1.js';
@@ -56,10 +56,6 @@ export type { DrainOptions, DrainEvent } from './drain/options.js';
 
 const debug = debuglog('graceful');
 
-// The classes of the HTTP/2 servers are not exported: take them from instances (no socket is opened).
-const Http2Server = Object.getPrototypeOf(http2.createServer()).constructor as typeof net.Server;
-const Http2SecureServer = Object.getPrototypeOf(http2.createSecureServer()).constructor as typeof net.Server;
-
 export class ConnectionTracker {
   private readonly conns = new Connections();
   private readonly sessions = new Http2Sessions();
@@ -70,6 +66,8 @@ export class ConnectionTracker {
   private readonly detach: (() => void)[] = [];
   /** Plain HTTP/1 (http.Server): its connections can move. */
   private readonly movable: boolean;
+  /** A tls.Server (https and HTTP/2 over TLS included). */
+  private readonly isTls: boolean;
   private mover: ConnectionMover | null = null;
   /** Where the application's hand-overs (handOver()) go, during a redeploy's drain. */
   private socketMover: ConnectionMover | null = null;
@@ -86,11 +84,14 @@ export class ConnectionTracker {
   /** The constructor checks options (ERR_GRACEFUL_INVALID_ARGUMENT) and follows server's connections from now on. */
   constructor(readonly server: net.Server, private readonly options: DrainOptions = {}, readonly name = '') {
     checkDrainOptions(options);
-    const isH2c = server instanceof Http2Server;
-    const isTls = server instanceof tls.Server;
-    const isHttp1 = server instanceof http.Server || server instanceof https.Server || server instanceof Http2SecureServer;
+    // Node's server classes, from their modules if loaded: a server of a class never loaded is none of them.
+    const [tlsModule, httpModule, httpsModule] = [loadedBuiltin('tls'), loadedBuiltin('http'), loadedBuiltin('https')];
+    const isH2c = isHttp2Server(server, 'plain');
+    const isTls = (this.isTls = tlsModule !== null && server instanceof tlsModule.Server);
+    const isHttp1 = (httpModule !== null && server instanceof httpModule.Server) ||
+      (httpsModule !== null && server instanceof httpsModule.Server) || isHttp2Server(server, 'secure');
     const initial: Kind = isTls ? 'tls' : isH2c ? 'h2' : isHttp1 ? 'http1' : 'other';
-    this.movable = server instanceof http.Server;
+    this.movable = httpModule !== null && server instanceof httpModule.Server;
     this.on('connection', (raw: net.Socket) => this.track(raw, initial));
     if (isTls) {
       this.on('secureConnection', (socket: tls.TLSSocket) => {
@@ -155,7 +156,7 @@ export class ConnectionTracker {
 
   /** handsOverSockets: the application may hand this listener's upgraded or other-protocol connections over (the handOverSockets option). */
   get handsOverSockets(): boolean {
-    return this.options.handOverSockets === true && !(this.server instanceof tls.Server);
+    return this.options.handOverSockets === true && !this.isTls;
   }
 
   private track(raw: net.Socket, kind: Kind): Conn {
@@ -189,7 +190,7 @@ export class ConnectionTracker {
    * HTTP server, other on a plain net.Server.
    */
   adoptSocket(socket: net.Socket): 'upgraded' | 'other' {
-    const kind = this.server instanceof http.Server ? 'upgraded' : 'other';
+    const kind = this.movable ? 'upgraded' : 'other';
     this.track(socket, kind);
     return kind;
   }

@@ -13,7 +13,7 @@
  * Bytes written but not yet taken by the kernel are waited for.
  */
 import net from 'node:net';
-import tls from 'node:tls';
+import { loadedBuiltin } from '../node-builtins.js';
 import { ClosedError, MetaTooLargeError, UnreadBytesError, invalidArgument } from '../errors.js';
 import type { Meta } from '../meta.js';
 import { handleOf } from './conn-handover.js';
@@ -96,7 +96,8 @@ export function decodeState(meta: Record<string, unknown>): { state: unknown; he
  * not pass the socket after all.
  */
 export function stopReading(socket: net.Socket): Handle {
-  if (socket instanceof tls.TLSSocket) {
+  const tls = loadedBuiltin('tls'); // no TLS socket exists before it is loaded
+  if (tls && socket instanceof tls.TLSSocket) {
     throw invalidArgument('handOver', 'a TLS socket cannot be handed over (its TLS state stays in this process): close it its own way');
   }
   if (socket.destroyed || !socket.readable || socket.writableEnded) {

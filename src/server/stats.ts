@@ -10,11 +10,8 @@
  * new instance at its ready, as failed (and taken back) by the old one,
  * which serves on.
  */
-import http from 'node:http';
-import https from 'node:https';
-import http2 from 'node:http2';
-import net from 'node:net';
-import tls from 'node:tls';
+import type net from 'node:net';
+import { isHttp2Server, loadedBuiltin } from '../node-builtins.js';
 import type { Meta } from '../meta.js';
 import type { RedeployEvent } from './redeploy.js';
 
@@ -23,19 +20,18 @@ export const STATS_LAST_REDEPLOYS = 5;
 /** A carried state longer than this is dropped (the totals start over): a hand-off message has 4 KiB. */
 const MAX_STATE_CHARS = 2048;
 
-const Http2Server = Object.getPrototypeOf(http2.createServer()).constructor as typeof net.Server;
-const Http2SecureServer = Object.getPrototypeOf(http2.createSecureServer()).constructor as typeof net.Server;
-
 /** The protocol a listener speaks, for stats and for `health --probe-listeners`. */
 export type ListenerProtocol = 'http' | 'https' | 'h2c' | 'h2' | 'tls' | 'tcp';
 
 export function protocolOf(listening: net.Server): ListenerProtocol {
-  const server: object = listening; // the HTTP/2 classes are typed as net.Server: no narrowing
-  if (server instanceof Http2SecureServer) return 'h2';
-  if (server instanceof Http2Server) return 'h2c';
-  if (server instanceof https.Server) return 'https';
-  if (server instanceof http.Server) return 'http';
-  if (server instanceof tls.Server) return 'tls';
+  const server: object = listening;
+  if (isHttp2Server(server, 'secure')) return 'h2';
+  if (isHttp2Server(server, 'plain')) return 'h2c';
+  // A module never loaded defines no server of this process.
+  const [https, http, tls] = [loadedBuiltin('https'), loadedBuiltin('http'), loadedBuiltin('tls')];
+  if (https && server instanceof https.Server) return 'https';
+  if (http && server instanceof http.Server) return 'http';
+  if (tls && server instanceof tls.Server) return 'tls';
   return 'tcp';
 }
 

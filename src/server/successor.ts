@@ -3,10 +3,11 @@
  * private hand-off socket, hand it every descriptor once it proves it is the
  * process we spawned, and wait for its readiness acknowledgement.
  */
-import { spawn as nodeSpawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import type { ChildProcess, SpawnOptions } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { builtin } from '../node-builtins.js';
 import { PeerRefusedError, RedeployFailedError, HandoffFailedError, type RedeployFailure } from '../errors.js';
 import type { Meta } from '../meta.js';
 import { listenAndServe } from '../handoff/server.js';
@@ -272,7 +273,7 @@ async function runSuccessor(options: SuccessorOptions, dir: string): Promise<Suc
   arm();
 
   try {
-    const spawn = options.spawn ?? nodeSpawn;
+    const spawn = options.spawn ?? builtin('child_process').spawn;
     child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
       cwd: process.cwd(),
       env: { ...process.env, ...options.env, [HANDOFF_ENV]: sockPath },

@@ -16,8 +16,8 @@
  * SNI context serves. Without the callback only the current key is set, with
  * setTicketKeys.
  */
-import crypto from 'node:crypto';
-import tls from 'node:tls';
+import type tls from 'node:tls';
+import { builtin, loadedBuiltin } from '../node-builtins.js';
 import type { Meta } from '../meta.js';
 import { invalidArgument } from '../errors.js';
 
@@ -87,7 +87,7 @@ export class TicketKeys {
         options.log(`TLS ticket keys of "${options.name}": the predecessor ${why}, so this instance made its own; sessions from before this redeploy do a full handshake`,
           { event: 'tls.ticket-keys-new', listener: options.name });
       }
-      this.keys = [crypto.randomBytes(TICKET_KEY_BYTES)];
+      this.keys = [builtin('crypto').randomBytes(TICKET_KEY_BYTES)];
       this.madeAt = Date.now();
     }
     this.mode = this.useCallback() ? 'callback' : 'single';
@@ -96,7 +96,8 @@ export class TicketKeys {
 
   /** attach: the keys of server when it is a TLS server (https, http2 secure), else null. */
   static attach(server: unknown, options: TicketKeysOptions): TicketKeys | null {
-    if (!(server instanceof tls.Server)) return null;
+    const tlsModule = loadedBuiltin('tls'); // no TLS server exists before it is loaded
+    if (!tlsModule || !(server instanceof tlsModule.Server)) return null;
     return new TicketKeys(server, options);
   }
 
@@ -107,7 +108,7 @@ export class TicketKeys {
 
   /** rotate makes a new current key; the current one becomes the previous (accepted in callback mode), the previous is dropped. */
   rotate(): void {
-    this.keys = [crypto.randomBytes(TICKET_KEY_BYTES), this.keys[0]!];
+    this.keys = [builtin('crypto').randomBytes(TICKET_KEY_BYTES), this.keys[0]!];
     this.madeAt = Date.now();
     this.rotations++;
     this.apply();
@@ -165,7 +166,7 @@ export class TicketKeys {
   /** lookup answers the ticket-key callback: 1 use, 2 use and renew, 0 unknown key (a full handshake). */
   private lookup(name: Buffer, enc: boolean): unknown[] {
     const current = this.keys[0]!;
-    if (enc) return [1, current.subarray(16, 32), current.subarray(32, 48), current.subarray(0, 16), crypto.randomBytes(16)];
+    if (enc) return [1, current.subarray(16, 32), current.subarray(32, 48), current.subarray(0, 16), builtin('crypto').randomBytes(16)];
     const i = this.keys.findIndex((k) => k.subarray(0, 16).equals(name));
     if (i < 0) return [0, ZERO, ZERO];
     const k = this.keys[i]!;

@@ -35,7 +35,6 @@ import { checkSupervisorOptions, restartDue, type SupervisorOptions } from './op
 import { describeStatus, exitCodeOf, parseExitReport, type ExitStatus } from './exit-status.js';
 import { Reaper } from './reaper.js';
 import { Generations } from './generations.js';
-import { commandLine, spawnCommand, startFailure, takeActivated } from './child.js';
 import { listenToSignals } from './signals.js';
 import { relay } from './upstream.js';
 import { linkPm2, processChannel } from './pm2.js';
@@ -77,6 +76,8 @@ export class Supervisor extends EventEmitter {
   private keepAlive: NodeJS.Timeout | null = null;
   private restartTimer: NodeJS.Timeout | null = null;
   private unlistenSignals: (() => void) | null = null;
+  /** Starting the command (child.ts, with node:child_process): loaded by start(), which alone needs it. */
+  private childModule: typeof import('./child.js') | null = null;
   /** Sockets passed to us by socket activation, passed on to every generation. */
   private activated: ActivatedFd[] = [];
   private readonly startedAt = Date.now();
@@ -133,6 +134,8 @@ export class Supervisor extends EventEmitter {
    * control socket), installs the signal handlers and starts the command.
    */
   async start(): Promise<void> {
+    // First, so that what follows up to the control socket's listen runs in one go, as before.
+    const childModule = (this.childModule ??= await import('./child.js'));
     if (running) {
       throw new SupervisorRunningError(`Supervisor.start(): a Supervisor already runs in this process (pid ${process.pid}, command ${JSON.stringify(running.options.command)}); `
         + 'it reaps every child of the process, so a second one cannot run beside it: wait for the first one\'s `exited`');
@@ -159,7 +162,7 @@ export class Supervisor extends EventEmitter {
       throw err;
     }
     this.keepAlive = setInterval(() => undefined, 2 ** 31 - 1);
-    this.activated = takeActivated(this.options.env ?? process.env, this.log);
+    this.activated = childModule.takeActivated(this.options.env ?? process.env, this.log);
     this.unlistenSignals = listenToSignals((sig) => this.forward(sig), () => this.reaper.sweep());
     const pm2 = processChannel();
     if (pm2) linkPm2(this, pm2, this.log);
@@ -168,6 +171,7 @@ export class Supervisor extends EventEmitter {
 
   private spawn(): void {
     this.restartTimer = null;
+    const { commandLine, spawnCommand, startFailure } = this.childModule!;
     const command = commandLine(this.options);
     const child = spawnCommand(this.options, this.notifySocket!.path, this.activated);
     if (child.pid === undefined) {

@@ -5,11 +5,13 @@
  * against a real server.
  */
 import { expect } from 'chai';
+import fc from 'fast-check';
 import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { hoistFlags, isSocketFile, placeSocket, suggestForm } from '../../src/cli/args.js';
+import { DEFAULT_TIMEOUT, hoistFlags, isSocketFile, placeSocket, readFlags, suggestForm } from '../../src/cli/args.js';
+import { readArgs, readWithCommander } from '../../src/cli.js';
 import { nearest } from '../../src/control/commands.js';
 import { root, spawnFixture, tmpDir, type Child, endGenerations } from '../helpers.js';
 
@@ -34,6 +36,30 @@ describe('cli/args: words in any order', () => {
     // A flag that lacks its value stays, for commander to say so.
     expect(hoistFlags(['status', '--timeout'])).to.deep.equal(['status', '--timeout']);
     expect(hoistFlags([])).to.deep.equal([]);
+  });
+
+  it('readFlags reads each flag once with its value, then the words as they are; anything else is left to commander', () => {
+    expect(readFlags(['-s', 'a.sock', '--json', '--timeout', '5', 'task', '-x', '--json'])).to.deep.equal({
+      flags: { socket: 'a.sock', json: true, timeout: '5' }, args: ['task', '-x', '--json'] });
+    expect(readFlags(['--socket', 'a.sock', '--server-uid', 'root'])).to.deep.equal({ flags: { socket: 'a.sock', serverUid: 'root', timeout: DEFAULT_TIMEOUT }, args: [] });
+    expect(readFlags(['a.sock', 'status'])).to.deep.equal({ flags: { timeout: DEFAULT_TIMEOUT }, args: ['a.sock', 'status'] });
+    for (const argv of [['--help'], ['-h'], ['-V'], ['--version'], ['--timeout=5', 'x'], ['-s'], ['-s', '--json'], ['-s', 'a', '-s', 'b'],
+      ['--json', '--json'], ['-x', 'status'], ['--', 'x'], ['-sa.sock', 'status'], ['-', 'x']]) {
+      expect(readFlags(argv), argv.join(' ')).to.equal(null);
+    }
+  });
+
+  it('readFlags answers as commander does wherever it answers', async () => {
+    const words = ['-s', '--socket', '--timeout', '--server-uid', '--json', 'a.sock', 'status', '5000', '-x', '--', '--help', '-V', '--timeout=1', 'root', 'a b', ''];
+    const normal = (r: unknown) => JSON.parse(JSON.stringify(r)) as unknown;
+    const quiet = () => undefined;
+    await fc.assert(fc.asyncProperty(fc.array(fc.constantFrom(...words), { maxLength: 7 }), async (argv) => {
+      const hoisted = hoistFlags(argv);
+      const fast = readFlags(hoisted);
+      if (fast === null) return;
+      expect(normal(await readWithCommander(hoisted, quiet, quiet)), argv.join(' ')).to.deep.equal(normal(fast));
+      expect(await readArgs(argv, quiet, quiet)).to.deep.equal(fast);
+    }), { numRuns: 500 });
   });
 
   it('placeSocket tells the socket from the command by what is a socket file', () => {

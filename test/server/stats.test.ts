@@ -1,12 +1,15 @@
 /** server/stats.ts: the live statistics of the `stats` command, and what of them survives a redeploy. */
 import { expect } from 'chai';
+import { spawnSync } from 'node:child_process';
 import http from 'node:http';
 import http2 from 'node:http2';
 import https from 'node:https';
 import net from 'node:net';
+import path from 'node:path';
 import tls from 'node:tls';
 import { RedeployFailedError } from '../../src/errors.js';
 import { protocolOf, Stats, STATS_LAST_REDEPLOYS, type Counts } from '../../src/server/stats.js';
+import { root } from '../helpers.js';
 
 const failed = (reason: 'exit' | 'taken-back', pid: number, ms: number) => ({
   type: 'failed' as const,
@@ -22,6 +25,22 @@ describe('server/stats', () => {
     expect(protocolOf(https.createServer())).to.equal('https');
     expect(protocolOf(http2.createServer() as unknown as net.Server)).to.equal('h2c');
     expect(protocolOf(http2.createSecureServer() as unknown as net.Server)).to.equal('h2');
+  });
+
+  it('protocolOf tells them apart where the application loads each module after the package', () => {
+    // A fresh process: the package first, then each server module, as an application's imports may go.
+    const program = `
+      const { protocolOf } = await import(${JSON.stringify(`file://${path.join(root, 'dist/src/server/stats.js')}`)});
+      const got = [];
+      for (const [mod, make] of [['net', (m) => [m.createServer()]], ['http', (m) => [m.createServer()]], ['tls', (m) => [m.createServer()]],
+        ['https', (m) => [m.createServer()]], ['http2', (m) => [m.createServer(), m.createSecureServer()]]]) {
+        const m = (await import('node:' + mod)).default;
+        for (const server of make(m)) got.push(protocolOf(server));
+      }
+      console.log(JSON.stringify(got));`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', program], { encoding: 'utf8' });
+    expect(r.stderr).to.equal('');
+    expect(JSON.parse(r.stdout)).to.deep.equal(['tcp', 'http', 'tls', 'https', 'h2c', 'h2']);
   });
 
   it('watch counts the connections and requests of a real HTTP server', async () => {

@@ -1,5 +1,6 @@
 /** server/ticket-keys.ts: the TLS session-ticket keys of a secure listener, with real TLS servers and clients. */
 import { expect } from 'chai';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -65,6 +66,20 @@ describe('server/ticket-keys', () => {
     expect(meta[TICKET_AGE_FIELD]).to.be.a('number').and.at.least(0);
     keys.pause();
     await close(server);
+  });
+
+  it('attach gives keys to a TLS server whose module the application loaded after the package', () => {
+    const program = `
+      const { TicketKeys } = await import(${JSON.stringify(`file://${path.join(root, 'dist/src/server/ticket-keys.js')}`)});
+      const options = { name: 'api', rotation: 0, log: () => undefined };
+      const before = TicketKeys.attach((await import('node:net')).default.createServer(), options);
+      const https = (await import('node:https')).default;
+      const keys = TicketKeys.attach(https.createServer(${JSON.stringify({ key: creds.key.toString(), cert: creds.cert.toString() })}), options);
+      keys?.pause();
+      console.log(JSON.stringify({ before, keys: keys !== null }));`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', program], { encoding: 'utf8' });
+    expect(r.stderr).to.equal('');
+    expect(JSON.parse(r.stdout)).to.deep.equal({ before: null, keys: true });
   });
 
   it('a server given the keys of another resumes the sessions that one made', async () => {

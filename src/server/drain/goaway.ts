@@ -4,7 +4,8 @@
  * refuses nothing, PING round trips, then the final GOAWAY with the last
  * stream id processed; open streams finish.
  */
-import http2 from 'node:http2';
+import type http2 from 'node:http2';
+import { builtin } from '../../node-builtins.js';
 
 /** The largest HTTP/2 stream id: a GOAWAY with it announces a shutdown and refuses nothing. */
 const MAX_STREAM_ID = 2 ** 31 - 1;
@@ -113,7 +114,7 @@ export class Http2Sessions {
     const timer = setTimeout(finish, Math.max(graceMs, 100));
     timer.unref();
     try {
-      session.goaway(http2.constants.NGHTTP2_NO_ERROR, MAX_STREAM_ID);
+      session.goaway(builtin('http2').constants.NGHTTP2_NO_ERROR, MAX_STREAM_ID);
       // Once the PING comes back, the client has read the first GOAWAY. Its
       // acknowledgement jumps the client's queue, ahead of streams it opened
       // just before: a second round trip lets those arrive.
