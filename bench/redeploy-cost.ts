@@ -1,7 +1,9 @@
 /**
  * The CPU a redeploy costs, without load: every process of the service (the
  * new primary, its workers, the old ones while they drain and exit) counted
- * by the kernel, against node:cluster's rolling restart of as many workers.
+ * by the kernel, against node:cluster's rolling restart of as many workers;
+ * and the same for `reload`, which replaces the workers alone (the primary
+ * stays), as node:cluster's restart does.
  *
  * Each service runs as a child of this process and every process it starts
  * is reaped below it (ours under `graceful-restart run`, the subreaper that
@@ -9,7 +11,9 @@
  * the service has exited, the CPU of all of them is in this process's
  * cutime + cstime (/proc/self/stat). A run with K redeploys less a run with
  * none, divided by K, is the cost of one redeploy; the trigger (a control
- * request from this process, SIGHUP for node:cluster) is not counted.
+ * request from this process, SIGHUP for node:cluster) is not counted. The two
+ * services are bench/harness/hello-graceful.ts (the package as users import
+ * it) and hello-cluster.ts (node:cluster alone, nothing of this package).
  *
  *   node dist/bench/redeploy-cost.js [REDEPLOYS=10] [WORKERS=2]
  */
@@ -37,9 +41,11 @@ function childCpu(): number {
 
 interface Service { child: ChildProcess; lines: string[]; ready: Promise<void>; redeploy(): Promise<void> }
 
-function start(kind: 'graceful' | 'cluster', workers: number, sock: string): Service {
-  const serve = [path.join(here, 'workers.js'), 'serve', kind, String(workers)];
-  const child = kind === 'graceful'
+type Kind = 'graceful' | 'reload' | 'cluster';
+
+function start(kind: Kind, workers: number, sock: string): Service {
+  const serve = [path.join(here, 'harness', `hello-${kind === 'reload' ? 'graceful' : kind}.js`), String(workers)];
+  const child = kind !== 'cluster'
     ? spawn(process.execPath, [path.join(root, 'bin/graceful-restart.js'), 'run', '--no-register', '--', process.execPath, ...serve], { stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, BENCH_SOCKET: sock } })
     : spawn(process.execPath, serve, { stdio: ['ignore', 'pipe', 'ignore'] });
   const lines: string[] = [];
@@ -59,11 +65,11 @@ function start(kind: 'graceful' | 'cluster', workers: number, sock: string): Ser
     child,
     lines,
     ready: seen(/^ready /, 1),
-    redeploy: kind === 'graceful'
+    redeploy: kind !== 'cluster'
       ? async () => {
         const c = await ControlClient.connect(sock, 5_000);
         try {
-          await c.request('redeploy', [], undefined, 60_000);
+          await c.request(kind === 'reload' ? 'reload' : 'redeploy', [], undefined, 60_000);
         } finally {
           c.close();
         }
@@ -77,7 +83,7 @@ function start(kind: 'graceful' | 'cluster', workers: number, sock: string): Ser
 }
 
 /** cost: CPU seconds of a service started, redeployed k times, and stopped. */
-async function cost(kind: 'graceful' | 'cluster', workers: number, k: number): Promise<number> {
+async function cost(kind: Kind, workers: number, k: number): Promise<number> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-cost-'));
   const before = childCpu();
   const s = start(kind, workers, path.join(dir, 'ctl.sock'));
@@ -93,7 +99,7 @@ async function cost(kind: 'graceful' | 'cluster', workers: number, k: number): P
   return childCpu() - before;
 }
 
-async function perRedeploy(kind: 'graceful' | 'cluster', workers: number): Promise<number> {
+async function perRedeploy(kind: Kind, workers: number): Promise<number> {
   const base = await cost(kind, workers, 0);
   const full = await cost(kind, workers, REDEPLOYS);
   return (full - base) / REDEPLOYS;
@@ -102,9 +108,11 @@ async function perRedeploy(kind: 'graceful' | 'cluster', workers: number): Promi
 const cpus = os.cpus();
 console.log(`# CPU per redeploy, no load, ${REDEPLOYS} redeploys; ${cpus.length} x ${cpus[0]?.model ?? '?'}, Node ${process.version}, load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
 for (const n of [...new Set([1, WORKERS])]) {
-  const ours = await perRedeploy('graceful', n);
   const cluster = await perRedeploy('cluster', n);
-  const ratio = ours / cluster;
-  console.log(JSON.stringify({ workers: n, graceful: Math.round(ours * 1000) / 1000, cluster: Math.round(cluster * 1000) / 1000, ratio: Math.round(ratio * 100) / 100 }));
-  console.log(`# ${n} worker(s): ${ours.toFixed(3)} CPU-s per redeploy against node:cluster's ${cluster.toFixed(3)}: ${ratio.toFixed(2)}x (goal <= 1.5: ${ratio <= 1.5 ? 'PASS' : 'FAIL'})`);
+  const full = await perRedeploy('graceful', n);
+  const reload = await perRedeploy('reload', n);
+  const r = (x: number) => Math.round((x / cluster) * 100) / 100;
+  console.log(JSON.stringify({ workers: n, cluster: Math.round(cluster * 1000) / 1000, redeploy: Math.round(full * 1000) / 1000, reload: Math.round(reload * 1000) / 1000, redeployRatio: r(full), reloadRatio: r(reload) }));
+  console.log(`# ${n} worker(s): node:cluster ${cluster.toFixed(3)} CPU-s; redeploy (a new primary and its workers) ${full.toFixed(3)} = ${r(full)}x; `
+    + `reload (new workers, the primary stays) ${reload.toFixed(3)} = ${r(reload)}x (goal <= 1.5: redeploy ${r(full) <= 1.5 ? 'PASS' : 'FAIL'}, reload ${r(reload) <= 1.5 ? 'PASS' : 'FAIL'})`);
 }

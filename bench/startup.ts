@@ -2,8 +2,9 @@
  * The start-up benchmark (part of `npm run bench`): what it costs to start
  * with this package, against `node -e 0` in the same run, on this machine.
  *   - `node -e 0`: wall time from spawn to exit, and the CPU time of the process;
- *   - `import('graceful-restart')` (dist/src/index.js) and
- *     `import('graceful-restart/handoff')` in a fresh ES module process each:
+ *   - `import('graceful-restart')` and `import('graceful-restart/handoff')`
+ *     (the bundle, dist/bundle/, that the package's exports name), and the
+ *     compiled modules unbundled (dist/src/index.js), in a fresh ES module process each:
  *     the time of the `await import()` alone (process.hrtime around it), the
  *     built-in modules it loaded (process.moduleLoadList), and the wall and CPU
  *     time of the whole process;
@@ -123,8 +124,10 @@ async function main(): Promise<void> {
   out(`machine: ${os.availableParallelism()} cores, ${os.cpus()[0]?.model ?? '?'}; Linux ${os.release()}; Node ${process.version}; ` +
     `load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}; ${RUNS} runs of each, medians; ${root}`);
 
-  const index = path.join(root, 'dist/src/index.js');
-  const handoff = path.join(root, 'dist/src/handoff.js');
+  const bundled = (name: string) => (fs.existsSync(path.join(root, 'dist/bundle', name)) ? path.join(root, 'dist/bundle', name) : path.join(root, 'dist/src', name));
+  const index = bundled('index.js');
+  const handoff = bundled('handoff.js');
+  const compiled = path.join(root, 'dist/src/index.js');
   const socket = path.join(dir, 'app.sock');
   const app = new GracefulServer({ controlSocket: socket, exitProcess: false, signals: false });
   await app.ready();
@@ -133,9 +136,10 @@ async function main(): Promise<void> {
     node: ['-e', '0'],
     index: ['--input-type=module', '-e', importScript(pathToFileURL(index).href)],
     handoff: ['--input-type=module', '-e', importScript(pathToFileURL(handoff).href)],
+    compiled: ['--input-type=module', '-e', importScript(pathToFileURL(compiled).href)],
     cli: [bin, '-s', socket, 'status'],
   } as const;
-  const samples: Record<keyof typeof kinds, Sample[]> = { node: [], index: [], handoff: [], cli: [] };
+  const samples: Record<keyof typeof kinds, Sample[]> = { node: [], index: [], handoff: [], compiled: [], cli: [] };
   try {
     for (let i = 0; i < RUNS; i++) {
       for (const kind of Object.keys(kinds) as (keyof typeof kinds)[]) samples[kind].push(await measure([...kinds[kind]]));
@@ -147,15 +151,15 @@ async function main(): Promise<void> {
 
   const wall = (k: keyof typeof kinds) => median(samples[k].map((s) => s.wallMs));
   const cpu = (k: keyof typeof kinds) => median(samples[k].map((s) => s.cpuMs));
-  const imported = (k: 'index' | 'handoff') => samples[k].map((s) => JSON.parse(s.printed) as { ms: number; builtins: string[] });
-  const importMs = (k: 'index' | 'handoff') => median(imported(k).map((r) => r.ms));
-  const builtins = (k: 'index' | 'handoff') => imported(k)[0]!.builtins;
+  const imported = (k: 'index' | 'handoff' | 'compiled') => samples[k].map((s) => JSON.parse(s.printed) as { ms: number; builtins: string[] });
+  const importMs = (k: 'index' | 'handoff' | 'compiled') => median(imported(k).map((r) => r.ms));
+  const builtins = (k: 'index' | 'handoff' | 'compiled') => imported(k)[0]!.builtins;
 
   out();
   out('| | wall ms | CPU ms | import ms (hrtime) | own modules | built-ins it loads |');
   out('|---|---|---|---|---|---|');
   out(`| node -e 0 | ${f1(wall('node'))} | ${f1(cpu('node'))} | | | |`);
-  for (const [k, name, file] of [['index', "import('graceful-restart')", index], ['handoff', "import('graceful-restart/handoff')", handoff]] as const) {
+  for (const [k, name, file] of [['index', "import('graceful-restart')", index], ['handoff', "import('graceful-restart/handoff')", handoff], ['compiled', 'import of dist/src/index.js, not bundled', compiled]] as const) {
     out(`| ${name} | ${f1(wall(k))} | ${f1(cpu(k))} | ${f1(importMs(k))} | ${staticModules(file)} | ${builtins(k).length}: ${builtins(k).join(' ')} |`);
   }
   out(`| graceful-restart -s <socket> status | ${f1(wall('cli'))} | ${f1(cpu('cli'))} | | ${staticModules(path.join(root, 'dist/src/cli.js'))} (cli.js) | |`);

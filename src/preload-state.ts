@@ -12,6 +12,8 @@ export interface PreloadState {
   apiInUse: boolean;
   /** The register is making its own GracefulServer (which does not count as the application's). */
   creating: boolean;
+  /** net.Server.prototype.listen as Node defines it, taken by the first copy of raw-listen.ts loaded. */
+  rawListen?: unknown;
 }
 
 const KEY = Symbol.for('graceful-restart.preload');

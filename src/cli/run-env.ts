@@ -5,6 +5,7 @@
  * started through, such as `npm start`), and the flags become the variables
  * the register and GracefulServer read.
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseReady } from '../register/settings.js';
@@ -25,8 +26,16 @@ export interface RegisterFlags {
   socket?: string;
 }
 
-/** REGISTER_URL: the register module of this package, as NODE_OPTIONS names it. */
-export const REGISTER_URL = pathToFileURL(path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'register.js')).href;
+/**
+ * REGISTER_URL: the register module of this package, as NODE_OPTIONS names
+ * it: the bundle's (what `graceful-restart/register` resolves to), else the
+ * compiled module beside this one.
+ */
+export const REGISTER_URL = (() => {
+  const dist = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+  const bundled = path.join(dist, 'bundle', 'register.js');
+  return pathToFileURL(fs.existsSync(bundled) ? bundled : path.join(dist, 'src', 'register.js')).href;
+})();
 
 /** APP_SOCKET_SUFFIX: what is added to the supervisor's control socket path to name the application's. */
 export const APP_SOCKET_SUFFIX = '.app';

@@ -1,7 +1,7 @@
 /**
  * ServiceControl: the control socket of a graceful server, made (not bound)
  * when the server is, so that commands can be added at once: the built-in
- * commands over a ControlTarget, `scale` when the service has workers, and
+ * commands over a ControlTarget, `scale` and `reload` when the service has workers, and
  * the application's commands. With workers, an application's command runs
  * on every ready worker through the primary (the fan-out is given as ask);
  * in a worker, which has no control socket, the commands are kept to run on
@@ -50,8 +50,19 @@ export class ServiceControl {
     const scale = options.scale;
     if (!scale) {
       control.commands.unavailable('scale', 'scale: this service runs without workers: set the workers option (or GRACEFUL_WORKERS) to scale it');
+      control.commands.unavailable('reload', 'reload: this service runs without workers, and reload replaces the workers alone: use redeploy, which replaces the whole process');
       return;
     }
+    control.commands.add('reload', {
+      usage: 'reload                  replace every worker by a new one of the code on disk; the primary stays',
+      help: 'A rolling reload as node:cluster and PM2 do it: new workers (the program as it is on disk now) start, all become ready, accept, then the old ones drain; the primary, its listeners, options and control socket stay as they are, so it costs the workers\' start alone. A change to the primary (options, listeners, the number of workers, this library) needs redeploy. If a new worker fails, the old ones serve on.',
+      maxArgs: 0,
+      run: async (ctx) => {
+        const n = scale.count();
+        await scale.run(n);
+        return ctx.json ? { workers: scale.count(), reloaded: n } : `${scale.count()} new worker(s) serving`;
+      },
+    });
     control.commands.add('scale', {
       usage: 'scale <n>               run n workers: new ones start, then the old ones drain',
       help: 'Replaces every worker by n new ones under load without a failed request: the new workers all become ready, then accept, then the old ones drain. If one fails, the old ones serve on. The number carries over to later generations until a new version configures another.',

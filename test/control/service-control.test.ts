@@ -170,5 +170,20 @@ describe('control/service-control: ServiceControl', () => {
         message: 'scale: this service runs without workers: set the workers option (or GRACEFUL_WORKERS) to scale it', code: 'ERR_GRACEFUL_NOT_CONFIGURED',
       });
     });
+
+    it('reload scales to the number serving (every worker replaced); it takes no argument', async () => {
+      const c = await open({ role: 'primary', ask, scale });
+      expect(await c.request('reload')).to.deep.equal({ workers: 2, reloaded: 2 });
+      expect(await c.raw('reload')).to.deep.equal(['2 new worker(s) serving', 'ok']);
+      expect((await failure(c.request('reload', ['3']))).code).to.equal('ERR_GRACEFUL_USAGE');
+      expect(scaled).to.deep.equal([2, 2]);
+    });
+
+    it('without workers, reload says to redeploy instead (ERR_GRACEFUL_NOT_CONFIGURED)', async () => {
+      const c = await open({ role: 'single' });
+      expect(await failure(c.request('reload'))).to.deep.equal({
+        message: 'reload: this service runs without workers, and reload replaces the workers alone: use redeploy, which replaces the whole process', code: 'ERR_GRACEFUL_NOT_CONFIGURED',
+      });
+    });
   });
 });

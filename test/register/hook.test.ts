@@ -91,10 +91,13 @@ describe('register/hook', function () {
     const dir = tmpDir();
     const sock = path.join(dir, 'app.sock');
     const port = await freePort();
-    const code = `const s = require('node:http').createServer((q, r) => r.end('m')).listen(${port}, '127.0.0.1', () => { console.log('send ' + typeof process.send); setTimeout(() => process.send('ready', () => console.log('sent')), 300); });`;
+    // A first instance accepts at once: GET /go is what makes it say ready.
+    const code = `const s = require('node:http').createServer((q, r) => { if (q.url === '/go') process.send('ready', () => console.log('sent')); r.end('m'); })`
+      + `.listen(${port}, '127.0.0.1', () => console.log('send ' + typeof process.send));`;
     const app = start(['-r', register, '-e', code], { GRACEFUL_CONTROL_SOCKET: sock, GRACEFUL_READY: 'message', GRACEFUL_SETTLE: '0' });
     expect(await app.next(/^send/)).to.equal('send function');
-    expect((await cli('health', sock)).code).to.not.equal(0);
+    await until(async () => /not ready/.test((await cli('health', sock)).stdout), 10_000, 'the control socket, not ready');
+    await httpGet({ port, path: '/go' });
     await app.next(/^sent/);
     await until(async () => (await cli('health', sock)).code === 0, 10_000, 'healthy');
   });

@@ -172,14 +172,35 @@ describe('entry points', () => {
     expect(loaded.filter((f) => /^(server|workers|control|supervisor|cli)\/|^(graceful-server|index|cli)\.js$/.test(f))).to.deep.equal([]);
   });
 
+  it('the bundle (what the entries resolve to) exports exactly what dist/src/ does; its hand-off entry loads no server code', async () => {
+    for (const entry of ['index', 'handoff']) {
+      const bundled = await import(path.join(root, `dist/bundle/${entry}.js`)) as Record<string, unknown>;
+      const compiled = await import(path.join(root, `dist/src/${entry}.js`)) as Record<string, unknown>;
+      expect(Object.keys(bundled).sort(), entry).to.deep.equal(Object.keys(compiled).sort());
+      for (const [k, v] of Object.entries(compiled)) expect(typeof bundled[k], `${entry}: ${k}`).to.equal(typeof v);
+    }
+    const seen = new Set<string>();
+    const todo = [path.join(root, 'dist/bundle/handoff.js')];
+    while (todo.length > 0) {
+      const file = todo.pop()!;
+      if (seen.has(file)) continue;
+      seen.add(file);
+      for (const m of fs.readFileSync(file, 'utf8').matchAll(/(?:^|\n)\s*(?:import|export)\s[^;]*?from\s*['"](\.[^'"]+)['"]/g)) todo.push(path.resolve(path.dirname(file), m[1]!));
+    }
+    const text = [...seen].map((f) => fs.readFileSync(f, 'utf8')).join('\n');
+    const declares = (name: string) => new RegExp(`\\b(?:class|var|let|const) ${name}\\b`).test(text);
+    expect(declares('HandoffServer'), 'HandoffServer').to.equal(true);
+    for (const name of ['GracefulServer', 'Supervisor', 'ControlServer', 'PrimaryRole']) expect(declares(name), name).to.equal(false);
+  });
+
   it('package.json exports the three entries with their types, and packs dist/src', () => {
     const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { exports: Record<string, Record<string, string>>; files: string[] };
     expect(pkg.exports).to.deep.equal({
-      '.': { types: './dist/src/index.d.ts', default: './dist/src/index.js' },
-      './handoff': { types: './dist/src/handoff.d.ts', default: './dist/src/handoff.js' },
-      './register': { types: './dist/src/register.d.ts', default: './dist/src/register.js' },
+      '.': { types: './dist/src/index.d.ts', default: './dist/bundle/index.js' },
+      './handoff': { types: './dist/src/handoff.d.ts', default: './dist/bundle/handoff.js' },
+      './register': { types: './dist/src/register.d.ts', default: './dist/bundle/register.js' },
     });
-    expect(pkg.files).to.include('dist/src');
+    expect(pkg.files).to.include('dist/src').and.include('dist/bundle');
     for (const entry of Object.values(pkg.exports)) for (const f of Object.values(entry)) expect(fs.existsSync(path.join(root, f)), f).to.equal(true);
   });
 });
