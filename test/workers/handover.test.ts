@@ -7,12 +7,14 @@
  */
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import http from 'node:http';
+import path from 'node:path';
 import type net from 'node:net';
 import { WebSocket } from 'ws';
 import { ADOPT_FIELD, ADOPT_LISTENERS_FIELD, ADOPT_SOCKETS_FIELD } from '../../src/server/conn-handover.js';
 import { adoptFields, adoptFrom, pidGone, targetFor, workerPids, workersAnswer, WORKER_PIDS_FIELD } from '../../src/workers/handover.js';
-import { endGenerations, gone, openFds, spawnFixture, until, type Child } from '../helpers.js';
+import { endGenerations, gone, openFds, spawnFixture, tmpDir, until, type Child } from '../helpers.js';
 
 /** Load: loops of requests on one keep-alive agent, each answer recorded with when its request started. */
 class Load {
@@ -139,6 +141,31 @@ describe('workers/handover', () => {
       const adopted = child.stdout.filter((l) => l.startsWith('adopt '));
       expect(adopted.length).to.be.greaterThan(0);
       expect(child.stderr.join('\n')).not.to.match(/could not reach|ERR_GRACEFUL_HANDOVER_FAILED/);
+    });
+
+    it('from 3 workers to 2 and back to 3: each new worker takes the connections of the old workers i mod n', async () => {
+      const file = path.join(tmpDir(), 'workers');
+      fs.writeFileSync(file, '3');
+      child = spawnFixture('workers-handover', [], { env: { ...process.env, APP_WORKERS_FILE: file } });
+      let gen = await generation(child, 1, 3);
+      const load = new Load(gen.port, 24);
+      await until(() => load.opened === 24 && load.answers.length > 200, 20_000, 'every connection open');
+      for (const [g, n] of [[2, 2], [3, 3]] as const) {
+        fs.writeFileSync(file, String(n));
+        const old = gen;
+        process.kill(old.primary, 'SIGHUP');
+        gen = await generation(child, g, n);
+        await until(() => gone(old.primary) && old.workers.every(gone), 30_000, `generation ${g - 1} gone`);
+        const since = Date.now();
+        const seen = load.answers.length;
+        await until(() => load.answers.length > seen + 100, 20_000, 'requests after the redeploy');
+        expect(load.answers.filter((a) => a.at > since && !gen.workers.includes(a.pid)), `generation ${g}'s answers`).to.deep.equal([]);
+      }
+      await load.stop();
+      load.agent.destroy();
+      expect(load.failed).to.deep.equal([]);
+      expect(load.opened, 'connections opened').to.equal(24);
+      expect(load.closed, 'connections closed').to.equal(0);
     });
 
     it('hands a WebSocket over across redeploys: one connection, every message answered once', async () => {
