@@ -4,6 +4,8 @@
  * path travels in the ready answer, and stays open while the predecessor
  * drains: the predecessor connects once (its pid is checked with
  * SO_PEERCRED) and passes each idle keep-alive connection as it gets to one,
+ * (a new worker: each old worker handed to it connects once, checked by pid
+ * and by its parent, the old primary),
  * with its meta (listener name, peer address). Each is adopted as a
  * connection of the listener of that name (`server.emit('connection')`), so
  * the next request on it is answered here. A socket the predecessor's
@@ -37,8 +39,12 @@ export interface Adopted {
 }
 
 export interface AdopterParts {
-  /** pid of the predecessor: the only process that may connect. */
+  /** pid of the predecessor: the only process that may connect, unless peers says otherwise. */
   predecessorPid: number;
+  /** The processes that may connect, each once (default: the predecessor alone): a new worker's old workers. */
+  peers?: readonly number[];
+  /** With peers: each must be a child of this pid (the old primary), read from /proc when it connects. */
+  parent?: number;
   /** The server of the listener named so, if it adopts connections. */
   target(listener: string): net.Server | null;
   adopted(a: Adopted): void;
@@ -54,10 +60,13 @@ export class Adopter {
   adoptedCount = 0;
   refusedCount = 0;
   private readonly server: HandoffServer;
-  private conn: HandoffConnection | null = null;
+  private readonly conns = new Set<HandoffConnection>();
+  /** The peers that may still connect (each once). */
+  private readonly waiting: Set<number>;
   private closed = false;
 
   private constructor(readonly path: string, private readonly dir: string, private readonly parts: AdopterParts) {
+    this.waiting = new Set(parts.peers ?? [parts.predecessorPid]);
     this.server = listenAndServe(path, (res) => this.serve(res.connection), { mode: 0o600, backlog: 1 });
     this.server.unref();
     this.server.on('clientError', (err: Error) => parts.log(`connection hand-over from pid ${parts.predecessorPid}: ${err.message}`));
@@ -79,13 +88,18 @@ export class Adopter {
 
   private async serve(conn: HandoffConnection): Promise<void> {
     const peer = conn.peer();
-    if (this.closed || this.conn || peer.pid !== this.parts.predecessorPid || peer.uid !== process.getuid?.()) {
-      throw new PeerRefusedError(`connection hand-over: refused pid ${peer.pid} (uid ${peer.uid}); only the predecessor (pid ${this.parts.predecessorPid}) may connect, once`);
+    const { peers, parent, predecessorPid } = this.parts;
+    if (this.closed || !this.waiting.has(peer.pid) || peer.uid !== process.getuid?.() || (parent !== undefined && parentOf(peer.pid) !== parent)) {
+      const who = peers ? `the old workers (pids ${peers.join(', ')}, children of pid ${parent}) may connect, once each` : `the predecessor (pid ${predecessorPid}) may connect, once`;
+      throw new PeerRefusedError(`connection hand-over: refused pid ${peer.pid} (uid ${peer.uid}); only ${who}`);
     }
-    this.conn = conn;
-    // One peer, once: nobody else can connect from here on.
-    void this.server.close();
-    this.removeDir();
+    this.waiting.delete(peer.pid);
+    this.conns.add(conn);
+    if (this.waiting.size === 0) {
+      // Each peer once: nobody else can connect from here on.
+      void this.server.close();
+      this.removeDir();
+    }
     for (;;) {
       const got = await receiveFrom(conn).catch((err: Error) => {
         if (!this.closed) this.parts.log(`connection hand-over from pid ${peer.pid} ended: ${err.message}`);
@@ -94,7 +108,9 @@ export class Adopter {
       if (!got) break;
       this.adopt(got.fd, got.meta ?? {});
     }
-    this.conn = null;
+    this.conns.delete(conn);
+    // Every peer came and went: nothing more arrives.
+    if (this.waiting.size === 0 && this.conns.size === 0) this.close();
   }
 
   /** adopt takes ownership of fd: it becomes a connection of its listener, or is closed. */
@@ -173,7 +189,17 @@ export class Adopter {
     if (this.closed) return;
     this.closed = true;
     void this.server.close();
-    this.conn?.close();
+    for (const c of this.conns) c.close();
     this.removeDir();
+  }
+}
+
+/** parentOf: the parent pid of pid, from /proc (null when it is gone or unreadable). */
+export function parentOf(pid: number): number | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return null;
   }
 }

@@ -137,7 +137,7 @@ export class Engine {
       serving: () => this.serving(),
       finishHalt: (how) => this.shutdown.finish({ ...how, bySignal: false }),
       emit: (name, value) => options.emit(name, value),
-      takeBack: parts.takeBack, retire: parts.retire, refill: parts.refill,
+      takeBack: parts.takeBack, retire: parts.retire, refill: parts.refill, handingOver: parts.handingOver,
       relay: this.relay,
     });
     this.tasks.add('reopen', async () => `reopened ${(await this.reopen()).join(', ') || 'nothing'}`);

@@ -71,23 +71,31 @@ export async function becomeReady(engine: Engine): Promise<void> {
  * (killed at any moment since this instance holds the descriptors) is no
  * error: this instance is the only one, and serves.
  */
-export async function announceReady(engine: Engine, predecessor: Predecessor | null): Promise<void> {
+export async function announceReady(engine: Engine, predecessor: Predecessor | null, answer?: () => Meta): Promise<void> {
   if (!predecessor) return;
   // The service manager (or a supervisor) learns the new main pid before
   // the predecessor may exit, so it never sees the service without one.
   notify(`MAINPID=${process.pid}`);
-  const err = await predecessor.ready(openAdopter(engine, predecessor), true); // kept open for a commit (see Lifecycle.waitForPredecessor)
+  const err = await predecessor.ready(answer ? answer() : openAdopter(engine, predecessor.pid, predecessor.exited()), true); // kept open for a commit (see Lifecycle.waitForPredecessor)
   // One that died before it could be told was logged then (predecessor.gone).
   if (err && !predecessor.orphaned) engine.log(`could not tell the predecessor (pid ${predecessor.pid}) that this instance is ready (${(err as { code?: string }).code ?? err.message}): it is gone, so this instance serves alone`, { event: 'ready.predecessor-gone' });
 }
 
+/** AdoptFrom: who hands connections to a new worker: the old workers (pids), children of the old primary (parent). */
+export interface AdoptFrom {
+  peers: readonly number[];
+  parent: number;
+}
+
 /**
- * openAdopter opens the receiver of the connections the predecessor hands
- * over while it drains (listeners with handOver: true), and returns what
- * the ready answer tells it; nothing when no listener takes connections
- * over or it cannot be opened (the predecessor then drains them itself).
+ * openAdopter opens the receiver of the connections the predecessor (pid)
+ * hands over while it drains (listeners with handOver: true), and returns
+ * what the ready answer tells it; nothing when no listener takes connections
+ * over or it cannot be opened (the predecessor then drains them itself). It
+ * closes once gone resolves, or every peer came and went. With from (a new
+ * worker), the old workers named there connect instead, each once.
  */
-function openAdopter(engine: Engine, predecessor: Predecessor): Meta {
+export function openAdopter(engine: Engine, pid: number, gone: Promise<void>, from?: AdoptFrom): Meta {
   const { listeners, log } = engine;
   const emit = (name: ServerEvent, value: unknown) => engine.emit(name, value);
   const names = listeners.handingOver();
@@ -100,7 +108,9 @@ function openAdopter(engine: Engine, predecessor: Predecessor): Meta {
   if (names.length === 0 && sockets.length === 0) return {};
   try {
     const adopter = Adopter.open({
-      predecessorPid: predecessor.pid,
+      predecessorPid: pid,
+      peers: from?.peers,
+      parent: from?.parent,
       target: (name) => {
         const l = listeners.get(name);
         return l?.isOpen && l.tracker.handsOver ? l.server : null;
@@ -114,10 +124,10 @@ function openAdopter(engine: Engine, predecessor: Predecessor): Meta {
       log: (msg) => log(msg),
     });
     engine.adopter = adopter;
-    void predecessor.exited().then(() => adopter.close());
+    void gone.then(() => adopter.close());
     return { [ADOPT_FIELD]: adopter.path, [ADOPT_LISTENERS_FIELD]: names.join(','), [ADOPT_SOCKETS_FIELD]: sockets.join(',') };
   } catch (err) {
-    log(`cannot take connections over from the predecessor (pid ${predecessor.pid}): ${(err as Error).message}; it drains them itself`, { event: 'ready.adopt-failed' });
+    log(`cannot take connections over from ${from ? `the old workers (pids ${from.peers.join(', ')})` : `the predecessor (pid ${pid})`}: ${(err as Error).message}; ${from ? 'they drain them themselves' : 'it drains them itself'}`, { event: 'ready.adopt-failed' });
     return {};
   }
 }

@@ -74,6 +74,8 @@ export interface RedeployParts {
   retire?: (slot: number) => Promise<void>;
   /** After a failed redeploy: start again what retire drained. */
   refill?: () => Promise<void>;
+  /** The drain starts: the new instance's ready answer (the workers take connections over there), or null at a take-back. */
+  handingOver?: (answer: Meta | null) => void;
   /** relay: a reopen here reaches the new instance while it holds copies of the files (see ReopenRelay). */
   relay?: ReopenRelay;
   /** Events for the application ('redeploy', 'takeback', and 'draining' with the open connections). */
@@ -239,6 +241,7 @@ export class Redeployer {
     const sender = await connectSender(successor.answer, pid, this.parts.listeners.handingOver(), this.parts.log,
       this.parts.listeners.handingOverSockets());
     this.parts.listeners.setMover(sender);
+    this.parts.handingOver?.(successor.answer ?? null);
     const before = this.parts.listeners.moveCounts();
     const drained = this.parts.drain(false);
     let timer: NodeJS.Timeout | undefined;
@@ -250,6 +253,7 @@ export class Redeployer {
     if (exit && exit !== COMMIT_MARK && (exit.signal || exit.code !== 0)) {
       successor.link?.release();
       this.parts.listeners.setMover(null);
+      this.parts.handingOver?.(null);
       sender?.close();
       await this.takeBack(pid, exit, started, emit, fail, sender);
       await drained;

@@ -75,5 +75,5 @@ export interface Role {
   /** heldAddress: where a socket held for the workers is bound (the primary), else null. */
   heldAddress(name: string): Meta | null;
   /** redeployParts: what a redeploy does differently in this role (and the state handed over). */
-  redeployParts(): Pick<RedeployParts, 'takeBack' | 'retire' | 'refill'> & { state(): Meta };
+  redeployParts(): Pick<RedeployParts, 'takeBack' | 'retire' | 'refill' | 'handingOver'> & { state(): Meta };
 }

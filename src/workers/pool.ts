@@ -42,8 +42,8 @@ export interface PoolOptions {
    * which nothing listened on) should the start fail.
    */
   grow?(count: number): Promise<() => void>;
-  /** State sent to each worker (runlevel, generation). */
-  state(): Meta;
+  /** State sent to the worker of slot (of count): runlevel, generation, who hands it connections. */
+  state(slot: number, count: number): Meta;
   generation(): number;
   timeoutMs: number;
   /** The ms a worker started now has to become ready, if not timeoutMs (a new primary's share of its own upgrade timeout). */
@@ -119,6 +119,16 @@ export class WorkerPool {
   /** readyCount: workers ready and serving. */
   get readyCount(): number {
     return this.slots.filter((s) => s.state === 'ready').length;
+  }
+
+  /** slotPids: the pid of each slot's live worker, by slot (null: none). */
+  slotPids(): (number | null)[] {
+    return this.slots.map((s) => (s.child && s.child.exitCode === null && s.child.signalCode === null ? s.child.pid ?? null : null));
+  }
+
+  /** answers: each ready worker's ready answer, by slot. */
+  answers(): { slot: number; pid: number; answer: Meta | undefined }[] {
+    return this.slots.flatMap((s) => (s.state === 'ready' && s.child?.pid ? [{ slot: s.id, pid: s.child.pid, answer: s.answer }] : []));
   }
 
   /** pids of the live workers. */
@@ -246,13 +256,13 @@ export class WorkerPool {
     try {
       started = await spawnWorker({
         id: slot.id, count, generation: this.options.generation, descriptors: () => this.options.descriptors(slot.id, count),
-        state: this.options.state(), timeoutMs: this.options.startTimeoutMs?.() ?? this.options.timeoutMs, spawn: this.options.spawn, signal, go,
+        state: this.options.state(slot.id, count), timeoutMs: this.options.startTimeoutMs?.() ?? this.options.timeoutMs, spawn: this.options.spawn, signal, go,
       });
     } catch (err) {
       slot.move('stopped');
       throw err;
     }
-    const { child, link } = started;
+    const { child, link, answer } = started;
     if (this.phase === 'draining' || !(this.slots.includes(slot) || (this.scaleSlots?.includes(slot) ?? false))) {
       // Its slot was let go while it started (a halt, a scale): it must not serve untracked.
       link.close();
@@ -262,6 +272,7 @@ export class WorkerPool {
       throw new WorkerFailedError(`worker ${slot.id} of generation ${this.options.generation()} was no longer wanted once it was ready (a halt or a scale came first): it was killed`);
     }
     slot.child = child;
+    slot.answer = answer;
     const primaryEnd = new PrimaryLink(link.take(), `worker ${slot.id} (pid ${child.pid})`, (msg) => this.options.log(msg), (ended) => {
       this.links.delete(ended);
       this.options.retired?.(ended.listeners);
@@ -399,12 +410,16 @@ export class WorkerPool {
   /**
    * drain tells every worker to stop (SIGTERM: each drains as a single
    * instance does) and resolves once all have exited; one still running past
-   * the shutdown timeout (and a margin) is killed.
+   * the shutdown timeout (and a margin) is killed. before(slot, link), if
+   * given, runs first for each running worker (a redeploy tells it where to
+   * hand its connections); its failure does not keep the worker from stopping.
    */
-  async drain(): Promise<void> {
+  async drain(before?: (slot: number, link: PrimaryLink) => Promise<unknown>): Promise<void> {
     this.phase = 'draining';
     this.liveness.stop();
-    await stopWorkers([...this.slots, ...(this.scaleSlots ?? [])], this.drainGraceMs());
+    const slots = [...this.slots, ...(this.scaleSlots ?? [])];
+    if (before) await Promise.all(slots.map((s) => (s.child && s.link ? before(s.id, s.link).catch(() => undefined) : undefined)));
+    await stopWorkers(slots, this.drainGraceMs());
   }
 
   /** drainGraceMs: how long a draining worker has before it is killed (the shutdown timeout and a margin). */

@@ -19,6 +19,7 @@ import { announceReady } from '../server/ready.js';
 import type { RedeployParts } from '../server/redeploy.js';
 import type { Refusable, Role, RoleKind } from '../server/role.js';
 import { TicketKeys } from '../server/ticket-keys.js';
+import { adoptFields, targetFor, workersAnswer, WORKER_PIDS_FIELD } from './handover.js';
 import { HeldSockets } from './held-sockets.js';
 import { WorkerPool } from './pool.js';
 import { forSlot } from './listener-groups.js';
@@ -29,6 +30,9 @@ import type { RoleInfo } from './worker.js';
 const BUILTIN_TASKS: ReadonlySet<string> = new Set(['reopen', 'rotate-tickets']);
 /** How long the primary waits for each worker to run a task (reopen included); one that takes longer answers with an error. */
 const WORKER_TASK_TIMEOUT_MS = 30_000;
+
+/** How long an old worker has to connect to the new worker it hands its connections to, before it is told to stop anyway. */
+const HANDOVER_CONNECT_MS = 2_000;
 
 /** The part of a new primary's upgrade timeout it keeps for itself: its workers' starts end first, so a hung one is named. */
 const START_MARGIN_MS = 1_000;
@@ -48,6 +52,8 @@ export class PrimaryRole implements Role {
   readonly held: HeldSockets;
   /** When the predecessor's upgrade timeout last started (this process's start, then each worker's progress). */
   private armedAt = Date.now() - process.uptime() * 1000;
+  /** During a redeploy's drain: the new primary's ready answer, naming where its workers take connections over. */
+  private successor: Meta | null = null;
 
   constructor(private readonly engine: Engine, info: RoleInfo) {
     const { config, log, lifecycle, registry, stats } = engine;
@@ -56,7 +62,7 @@ export class PrimaryRole implements Role {
       count: info.workers,
       descriptors: (slot, count) => forSlot(registry.handoffList(), slot, count),
       grow: (count) => this.held.growGroups(count),
-      state: () => ({ runlevel: lifecycle.level, generation: lifecycle.generation }),
+      state: (slot, count) => ({ runlevel: lifecycle.level, generation: lifecycle.generation, ...this.adoptFields(slot, count) }),
       generation: () => lifecycle.generation,
       timeoutMs: config.upgradeTimeout,
       startTimeoutMs: () => this.startTimeout(),
@@ -85,6 +91,17 @@ export class PrimaryRole implements Role {
     if (!predecessor || lifecycle.state !== 'starting') return config.upgradeTimeout;
     const margin = Math.min(START_MARGIN_MS, config.upgradeTimeout / 10);
     return Math.max(1, Math.round(config.upgradeTimeout - (Date.now() - this.armedAt) - margin));
+  }
+
+  /**
+   * adoptFields: what a worker of slot (of count) started now is told of the
+   * old workers that will hand it connections: only in the generation a
+   * redeploy starts all at once (not a rolling one, not a restart, not a scale).
+   */
+  private adoptFields(slot: number, count: number): Meta {
+    const { lifecycle, predecessor, config } = this.engine;
+    if (!predecessor || lifecycle.state !== 'starting' || config.rollout === 'rolling') return {};
+    return adoptFields(predecessor.state, predecessor.pid, slot, count);
   }
 
   get workers(): number {
@@ -157,8 +174,9 @@ export class PrimaryRole implements Role {
     await startPending();
   }
 
+  /** announce: the predecessor learns where each worker takes connections over (a primary takes none itself). */
   announce(predecessor: Predecessor | null): Promise<void> {
-    return announceReady(this.engine, predecessor);
+    return announceReady(this.engine, predecessor, () => workersAnswer(this.pool.answers().flatMap((w) => (w.answer ? [{ ...w, answer: w.answer }] : []))));
   }
 
   /** ask: each ready worker's answer to a request (see WorkerPool.ask). */
@@ -183,9 +201,19 @@ export class PrimaryRole implements Role {
     return this.held.rotateTickets();
   }
 
-  /** drain: the workers drain their connections (the primary holds none). */
+  /**
+   * drain: the workers drain their connections (the primary holds none); in
+   * a redeploy whose new workers take connections over, each old worker is
+   * first told which one to hand its connections to (handover.ts).
+   */
   drain(): Promise<void> {
-    return this.pool.drain();
+    const successor = this.successor;
+    if (!successor) return this.pool.drain();
+    return this.pool.drain(async (slot, link) => {
+      const target = targetFor(successor, slot);
+      if (!target) return;
+      await link.request('handover', { pid: target.pid, ...target.answer }, undefined, AbortSignal.timeout(HANDOVER_CONNECT_MS));
+    });
   }
 
   release(): void {
@@ -241,9 +269,10 @@ export class PrimaryRole implements Role {
     return this.held.address(name);
   }
 
-  redeployParts(): Pick<RedeployParts, 'takeBack' | 'retire' | 'refill'> & { state(): Meta } {
+  redeployParts(): Pick<RedeployParts, 'takeBack' | 'retire' | 'refill' | 'handingOver'> & { state(): Meta } {
     return {
-      state: () => ({ workersScaled: this.pool.count, workersConfigured: this.engine.config.workers }),
+      state: () => ({ workersScaled: this.pool.count, workersConfigured: this.engine.config.workers, [WORKER_PIDS_FIELD]: JSON.stringify(this.pool.slotPids()) }),
+      handingOver: (answer) => (this.successor = answer),
       takeBack: () => this.pool.restart(),
       retire: (slot) => this.pool.retire(slot),
       refill: () => this.pool.refill(),

@@ -5,6 +5,7 @@
  * SLOT_TRANSITIONS, the one list of the moves a slot makes.
  */
 import type { ChildProcess } from 'node:child_process';
+import type { Meta } from '../meta.js';
 import type { PrimaryLink } from './worker-link.js';
 
 /**
@@ -102,6 +103,8 @@ export class Slot {
   exited: Promise<void> | null = null;
   /** The primary's end of the worker's link (stats, commands), while the worker runs. */
   link: PrimaryLink | null = null;
+  /** Its worker's ready answer (where it takes connections over, in a redeploy). */
+  answer: Meta | undefined;
   /** While unresponsive: when its worker last answered (ms since the epoch). */
   silentSince = 0;
   /** How long its worker had been silent when the liveness check killed it (null: not killed for that). */

@@ -35,11 +35,12 @@ export interface WorkerSpawn {
 
 /**
  * spawnWorker spawns the worker of one slot and resolves once it is ready,
- * with its process and the primary's end of its link (the caller owns it).
+ * with its process, the primary's end of its link (the caller owns it) and
+ * its ready answer.
  * It rejects with WorkerFailedError "worker <id> of generation <n> ...",
  * whose cause is the hand-off's RedeployFailedError; nothing stays open then.
  */
-export async function spawnWorker(w: WorkerSpawn): Promise<{ child: ChildProcess; link: OwnedFd }> {
+export async function spawnWorker(w: WorkerSpawn): Promise<{ child: ChildProcess; link: OwnedFd; answer?: Meta }> {
   const link = socketPair(LINK_NAME);
   try {
     const started = await startSuccessor({
@@ -54,7 +55,7 @@ export async function spawnWorker(w: WorkerSpawn): Promise<{ child: ChildProcess
       signal: w.signal,
       env: { [WORKER_ENV]: String(w.id), [WORKER_COUNT_ENV]: String(w.count), NOTIFY_SOCKET: undefined },
     });
-    return { child: started.child, link: link.write };
+    return { child: started.child, link: link.write, answer: started.answer };
   } catch (err) {
     link.write.close();
     throw new WorkerFailedError(`worker ${w.id} of generation ${w.generation()}${workerFailure(err)}`, { cause: err });

@@ -8,6 +8,9 @@
  *                      {"id":2,"op":"run","name":"requests","args":[],"json":false,"peer":{...}}
  *                      {"id":2,"op":"cancel"}                  the client left
  *                      {"id":3,"op":"task","name":"reopen","args":[]}
+ *                      {"id":5,"op":"handover","pid":912,"adopt":"/tmp/...","adoptListeners":"http","adoptSockets":""}
+ *                                            a redeploy: hand the connections to that new worker as the
+ *                                            drain goes (handover.ts); answered true once connected
  *   worker -> primary  {"id":2,"line":"..."}                  output of a command, any number
  *                      {"id":2,"result":...} | {"id":2,"error":{"code":"...","message":"..."}}
  *                      {"id":0,"connections":12,"listeners":{"http":{"requests":9,"connections":4}}}
@@ -203,6 +206,8 @@ export interface WorkerHandlers {
   stats(): Record<string, unknown>;
   /** task runs one of the worker's tasks (reopen, or the application's). */
   task(name: string, args: string[]): Promise<unknown>;
+  /** handOver: from now on the drain hands connections to the new worker named (see handover.ts); true once connected to it. */
+  handOver?(target: Record<string, unknown>): Promise<boolean>;
   /** run runs an application command; write sends an output line (false: the primary is behind). */
   run(name: string, args: string[], json: boolean, peer: unknown, write: (line: string) => boolean, drain: () => Promise<void>, signal: AbortSignal): Promise<unknown>;
 }
@@ -235,6 +240,7 @@ export function serveLink(fd: number, handlers: WorkerHandlers, log: (msg: strin
         let result: unknown;
         if (m.op === 'ping') result = null;
         else if (m.op === 'stats') result = handlers.stats();
+        else if (m.op === 'handover' && handlers.handOver) result = await handlers.handOver(m);
         else if (m.op === 'task' && typeof m.name === 'string') result = await handlers.task(m.name, Array.isArray(m.args) ? m.args.map(String) : []);
         else if (m.op === 'run' && typeof m.name === 'string') {
           const args = Array.isArray(m.args) ? m.args.map(String) : [];

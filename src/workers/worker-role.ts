@@ -6,18 +6,25 @@
  * run here on the primary's request), claims the go that says when its
  * generation accepts, reports its open connections, and halts once the
  * primary is gone. It takes its runlevel, redeploys and scale from the primary.
+ * In a redeploy it takes connections over from the old workers its primary
+ * names (its adopt socket, named in its ready answer), and an old worker
+ * hands its own to the new worker its primary names over the link
+ * (handover.ts).
  */
 import type net from 'node:net';
 import { HandoffFailedError, NotPrimaryError } from '../errors.js';
 import type { Meta } from '../meta.js';
+import { connectSender, type ConnectionSender } from '../server/conn-handover.js';
 import type { Engine } from '../server/engine.js';
 import type { ManagedListener } from '../server/listeners.js';
 import { checkRunlevel, type Runlevel } from '../server/options.js';
 import type { Predecessor } from '../server/predecessor.js';
+import { openAdopter } from '../server/ready.js';
 import type { Claimed } from '../server/registry.js';
 import type { Refusable, RoleKind } from '../server/role.js';
 import { SingleRole } from '../server/single-role.js';
 import { GO_NAME, waitForGo } from './go.js';
+import { adoptFrom, pidGone } from './handover.js';
 import { extraName } from './listener-groups.js';
 import { watchPrimary, type RoleInfo } from './worker.js';
 import { LINK_NAME, serveLink, type WorkerLink } from './worker-link.js';
@@ -48,6 +55,8 @@ export class WorkerRole extends SingleRole {
   private link: WorkerLink | null = null;
   /** The go of a starting generation: readable once the primary says accept. */
   private go: Claimed | undefined;
+  /** In an old worker, during a redeploy: the new worker its connections go to. */
+  private sender: ConnectionSender | null = null;
 
   constructor(engine: Engine, info: RoleInfo, private readonly runCommand: RunCommand) {
     super(engine);
@@ -112,12 +121,39 @@ export class WorkerRole extends SingleRole {
 
   override async startServing(predecessor: Predecessor | null, startPending: () => Promise<void>): Promise<void> {
     if (this.go && predecessor) {
-      const told = await predecessor.ready();
+      const told = await predecessor.ready(this.adopt(predecessor));
       if (told || !(await waitForGo(this.go.fd.take()))) {
         throw new HandoffFailedError(`ready(): the primary (pid ${predecessor.pid}) called off the start of worker ${this.workerId}'s generation (another worker failed, or it is gone): this worker accepted nothing; exit this process`);
       }
     }
     await startPending();
+  }
+
+  /**
+   * adopt: in a generation a redeploy starts, opens the socket where the old
+   * workers its primary named hand their connections over, and returns what
+   * the ready answer says of it (nothing otherwise). It closes once the old
+   * primary has exited, or every old worker named came and went.
+   */
+  private adopt(predecessor: Predecessor): Meta {
+    const from = adoptFrom(predecessor.state);
+    return from ? openAdopter(this.engine, from.parent, pidGone(from.parent), from) : {};
+  }
+
+  /**
+   * handOver: an old worker's primary named the new worker its connections
+   * go to: the drain hands them there from now on (the listeners with
+   * handOver, and what the application hands over). False when it cannot be
+   * reached: the connections then drain here (ERR_GRACEFUL_HANDOVER_FAILED in the log).
+   */
+  private async handOver(target: Record<string, unknown>): Promise<boolean> {
+    const { listeners, log } = this.engine;
+    if (this.sender) return true;
+    const sender = await connectSender(target as Meta, Number(target.pid), listeners.handingOver(), log, listeners.handingOverSockets());
+    if (!sender) return false;
+    this.sender = sender;
+    listeners.setMover(sender);
+    return true;
   }
 
   /** announce: a worker serves as long as its primary runs, and no longer. */
@@ -137,6 +173,10 @@ export class WorkerRole extends SingleRole {
 
   override release(): void {
     this.link?.close();
+    const sender = this.sender;
+    if (!sender) return;
+    sender.close();
+    if (sender.error) this.engine.log(sender.error.message, { event: 'redeploy.handover-stopped', code: (sender.error as { code?: string }).code, passed: sender.passed });
   }
 
   override heldAddress(): Meta | null {
@@ -149,6 +189,7 @@ export class WorkerRole extends SingleRole {
     this.link = serveLink(fd, {
       stats: () => ({ connections: engine.listeners.connectionCount(), requests: engine.listeners.requestCount(), rss: process.memoryUsage().rss }),
       task: (name, args) => engine.runTask(name, args),
+      handOver: (target) => this.handOver(target),
       run: async (name, args, json, peer, write, drain, signal) => this.runCommand(name, {
         name, args, json, signal,
         peer: (peer ?? { pid: 0, uid: 0, gid: 0 }) as never,

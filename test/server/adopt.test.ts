@@ -1,12 +1,13 @@
 /** server/adopt.ts: the new instance's receiver of established connections, fed over a real hand-off connection. */
 import { expect } from 'chai';
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { fdOf } from '../../src/fds.js';
 import { HandoffConnection } from '../../src/handoff/connection.js';
-import { Adopter, type Adopted, type AdopterParts } from '../../src/server/adopt.js';
+import { Adopter, parentOf, type Adopted, type AdopterParts } from '../../src/server/adopt.js';
 import { CONN_KIND } from '../../src/server/conn-handover.js';
 import { fdCount, until } from '../helpers.js';
 
@@ -104,5 +105,75 @@ describe('server/adopt', () => {
     adopter.close();
     expect(fs.existsSync(path.dirname(adopter.path))).to.equal(false);
     await until(() => fdCount() === before, 10_000, 'every descriptor closed');
+  });
+
+  describe('with peers (a new worker: the old workers handed to it)', () => {
+    /** peer: a process of our uid (our child) that connects to path and holds the connection; closed resolves once the connection was closed on (it exits then). */
+    function peer(): { proc: ChildProcess; connect(path: string): void; closed: Promise<void> } {
+      const proc = spawn(process.execPath, ['-e', `
+        const net = require('node:net');
+        process.stdin.once('data', (d) => {
+          const s = net.connect(String(d).trim());
+          s.on('close', () => process.exit(0));
+          s.on('error', () => undefined);
+        });
+        setInterval(() => {}, 1000);`], { stdio: ['pipe', 'ignore', 'inherit'] });
+      const closed = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+      return { proc, connect: (p) => proc.stdin!.write(`${p}\n`), closed };
+    }
+
+    it('lets in each named peer once, a child of the parent named, and refuses another process of the same uid', async () => {
+      const before = fdCount();
+      const [a, b, other] = [peer(), peer(), peer()];
+      try {
+        expect(parentOf(a.proc.pid!)).to.equal(process.pid);
+        const p = parts({ predecessorPid: 1, peers: [a.proc.pid!, b.proc.pid!], parent: process.pid });
+        const adopter = Adopter.open(p);
+        const refused = (pid: number) => p.logs.some((l) => l.includes(`refused pid ${pid} (uid ${process.getuid!()}); only the old workers (pids ${a.proc.pid}, ${b.proc.pid}, children of pid ${process.pid}) may connect, once each`));
+        other.connect(adopter.path);
+        await other.closed; // closed on at once
+        await until(() => refused(other.proc.pid!), 10_000, 'the other process refused');
+        a.connect(adopter.path);
+        await until(() => fs.existsSync(adopter.path), 1000, 'the socket'); // still open for b
+        b.connect(adopter.path);
+        // Both in: nobody else may connect, the socket is gone.
+        await until(() => !fs.existsSync(path.dirname(adopter.path)), 10_000, 'the socket removed once every peer is in');
+        expect(a.proc.exitCode).to.equal(null);
+        expect(b.proc.exitCode).to.equal(null);
+        a.proc.kill();
+        b.proc.kill();
+        await Promise.all([a.closed, b.closed]);
+        adopter.close();
+      } finally {
+        for (const x of [a, b, other]) x.proc.kill('SIGKILL');
+      }
+      await until(() => fdCount() === before, 10_000, 'every descriptor closed');
+    });
+
+    it('refuses a named peer whose parent is not the one named, and a named peer the second time', async () => {
+      const a = peer();
+      try {
+        const p = parts({ predecessorPid: 1, peers: [a.proc.pid!], parent: 1 });
+        const adopter = Adopter.open(p);
+        a.connect(adopter.path);
+        await a.closed;
+        await until(() => p.logs.some((l) => l.includes(`refused pid ${a.proc.pid}`)), 10_000, 'the refusal');
+        adopter.close();
+        // Once each: this process, let in, is refused the second time (while the adopter waits for a).
+        const q = parts({ predecessorPid: 1, peers: [process.pid, a.proc.pid!], parent: parentOf(process.pid)! });
+        const again = Adopter.open(q);
+        const first = await HandoffConnection.connect(again.path);
+        const second = await HandoffConnection.connect(again.path);
+        await second.receive().catch(() => null); // closed on
+        await until(() => q.logs.some((l) => l.includes(`refused pid ${process.pid}`)), 10_000, 'the second connection refused');
+        expect(q.logs.filter((l) => l.includes('refused'))).to.have.length(1);
+        expect(fs.existsSync(again.path)).to.equal(true); // a may still come
+        first.close();
+        second.close();
+        again.close();
+      } finally {
+        a.proc.kill('SIGKILL');
+      }
+    });
   });
 });

@@ -1,6 +1,6 @@
 /**
  * worker-link.ts over real UNIX socket pairs, both ends in this process: the
- * requests (stats, task, run with its output lines, cancel) and their
+ * requests (stats, task, run with its output lines, cancel, handover) and their
  * answers, the unasked reports, the line framing and its bounds (a line too
  * long, not JSON, without an id ends the link; what a worker sends is kept
  * under the bound), a slow reader (a command that waits on drain goes on,
@@ -52,6 +52,21 @@ function deferred(): { promise: Promise<void>; resolve: () => void } {
 const codeOf = (p: Promise<unknown>) => p.then(() => null, (e: Error & { code?: string }) => e);
 
 describe('workers/worker-link', () => {
+  it('handover: the handler of the worker gets where to hand its connections; a worker without one answers with a coded error', async () => {
+    const got: Record<string, unknown>[] = [];
+    const { primary, worker } = link({ handOver: async (target) => (got.push(target), true) });
+    expect(await primary.request('handover', { pid: 912, adopt: '/tmp/x/adopt.sock', adoptListeners: 'http', adoptSockets: '' })).to.equal(true);
+    expect(got).to.have.length(1);
+    expect(got[0]).to.include({ op: 'handover', pid: 912, adopt: '/tmp/x/adopt.sock', adoptListeners: 'http', adoptSockets: '' });
+    primary.close();
+    worker.close();
+    const bare = link();
+    const err = await codeOf(bare.primary.request('handover', { pid: 1 }));
+    expect(err).to.include({ code: 'ERR_GRACEFUL_INVALID_ARGUMENT' });
+    bare.primary.close();
+    bare.worker.close();
+  });
+
   it('answers stats, task and run; output lines come before the result; a coded error keeps its code', async () => {
     const { primary, worker } = link({
       run: async (name, args, json, peer, write) => {
