@@ -19,6 +19,7 @@ import { GoSignal } from './go.js';
 import { Liveness } from './liveness.js';
 import { CRASH_LOOP_MS, killWorkers, makeSlots, stopWorkers, type Slot, type WorkerInfo, type WorkerState } from './slots.js';
 import { firstFailure, spawnWorker } from './spawn-worker.js';
+import { askWorkers, type WorkerAnswerOf } from './fan-out.js';
 import { PrimaryLink } from './worker-link.js';
 
 /** How long past the shutdown timeout a draining worker has before it is killed. */
@@ -326,32 +327,9 @@ export class WorkerPool {
     return [...this.links].map((l) => l.listeners);
   }
 
-  /**
-   * ask sends one operation to every worker that is ready and gathers the
-   * answers by slot: a result, or the error of a worker that failed it or
-   * ended first. onLine gets each output line with its slot.
-   */
-  async ask(op: string, fields: Record<string, unknown>, onLine?: (id: number, line: string, link: PrimaryLink) => void, signal?: AbortSignal):
-    Promise<{ id: number; pid: number | null; result?: unknown; error?: { code: string; message: string } }[]> {
-    const ready = this.slots.filter((s) => (s.state === 'ready' || s.state === 'unresponsive') && s.link !== null);
-    return Promise.all(ready.map(async (s) => {
-      const pid = s.child?.pid ?? null;
-      if (s.state === 'unresponsive') {
-        // Not asked: it would wait on a worker that does not answer (the liveness check restarts it).
-        const since = new Date(s.silentSince).toISOString();
-        return { id: s.id, pid, error: { code: 'ERR_GRACEFUL_WORKER_FAILED', message: `worker ${s.id} (pid ${pid}) does not respond (silent since ${since})` } };
-      }
-      try {
-        const link = s.link!;
-        const result = await link.request(op, fields, onLine && ((line) => onLine(s.id, line, link)), signal);
-        const open = (result as { connections?: unknown } | null)?.connections;
-        if (op === 'stats' && typeof open === 'number') link.connections = open;
-        return { id: s.id, pid, result };
-      } catch (err) {
-        const e = err as { code?: string; message?: string };
-        return { id: s.id, pid, error: { code: e.code ?? 'ERR_GRACEFUL_COMMAND_FAILED', message: e.message ?? String(err) } };
-      }
-    }));
+  /** ask: see askWorkers (fan-out.ts), over this pool's slots. */
+  ask(op: string, fields: Record<string, unknown>, onLine?: (id: number, line: string, link: PrimaryLink) => void, signal?: AbortSignal): Promise<WorkerAnswerOf[]> {
+    return askWorkers(this.slots, op, fields, onLine, signal);
   }
 
   /** exited: a worker ended; outside a drain it is a crash, and its slot restarts with backoff (or gives up, in a crash loop). */
