@@ -12,6 +12,7 @@
  * A program that makes a GracefulServer of its own uses the API: from then on
  * the hook steps aside (preload-state.ts).
  */
+import cluster from 'node:cluster';
 import net from 'node:net';
 import { isMainThread } from 'node:worker_threads';
 import { ListenUnsupportedError } from '../errors.js';
@@ -24,13 +25,18 @@ import { readSettings, type HookCallbacks, type RegisterSettings } from './setti
 type AnyListen = (this: net.Server, ...args: unknown[]) => net.Server;
 type SendFunction = (message: unknown, ...rest: unknown[]) => boolean;
 
-/** unsupported says why this process cannot have its listens taken over, with what to do; null when it can. */
-export function unsupported(env: NodeJS.ProcessEnv = process.env, mainThread = isMainThread): string | null {
+/**
+ * unsupported says why this process cannot have its listens taken over, with
+ * what to do; null when it can. A node:cluster worker is known by
+ * cluster.isWorker: Node removes NODE_UNIQUE_ID from the environment before
+ * a preload runs.
+ */
+export function unsupported(env: NodeJS.ProcessEnv = process.env, mainThread = isMainThread, clusterWorker = cluster.isWorker): string | null {
   if (!mainThread) {
     return 'the program listens in a worker thread, whose listeners cannot be handed to a new version: listen in the main thread '
       + '(and use --workers n, or GRACEFUL_WORKERS, for more processes)';
   }
-  if (env.NODE_UNIQUE_ID !== undefined) {
+  if (clusterWorker || env.NODE_UNIQUE_ID !== undefined) {
     return 'the program runs node:cluster itself, whose workers listen through their primary: run it as one process, '
       + 'without cluster.fork(), and use --workers n (or GRACEFUL_WORKERS) for more processes';
   }
