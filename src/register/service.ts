@@ -10,7 +10,8 @@
  * With a log file, the program's standard output and error go to it, and
  * `reopen` (or SIGUSR1) re-opens it.
  */
-import type net from 'node:net';
+import dns from 'node:dns';
+import net from 'node:net';
 import os from 'node:os';
 import { errorCode } from '../errors.js';
 import { GracefulServer } from '../graceful-server.js';
@@ -38,12 +39,20 @@ export async function readyMessage(callbacks: HookCallbacks): Promise<void> {
   (await service(callbacks)).readiness.message();
 }
 
-/** The address a server is told it has before it accepts: Node's shape for it. */
-function addressOf(call: TakenListen): net.AddressInfo | string {
+/**
+ * addressOf: the address a server is told it has before it accepts, in
+ * Node's shape: the one its listener has, so a host name is looked up as the
+ * listener's bind looks it up (the first address). A program that compares
+ * it with the addresses of the name (Fastify's listen on localhost) finds the
+ * same as in the first instance.
+ */
+async function addressOf(call: TakenListen): Promise<net.AddressInfo | string> {
   if (call.bind.path !== undefined) return call.bind.path;
   const host = call.bind.host;
-  const family = host === undefined || host === '' || host.includes(':') ? 'IPv6' : 'IPv4';
-  return { address: host === undefined || host === '' ? '::' : host, family, port: call.bind.port! };
+  if (host === undefined || host === '') return { address: '::', family: 'IPv6', port: call.bind.port! };
+  if (net.isIP(host) !== 0) return { address: host, family: net.isIP(host) === 6 ? 'IPv6' : 'IPv4', port: call.bind.port! };
+  const { address, family } = await dns.promises.lookup(host).catch(() => ({ address: host, family: 4 }));
+  return { address, family: family === 6 ? 'IPv6' : 'IPv4', port: call.bind.port! };
 }
 
 /**
@@ -178,7 +187,7 @@ class RegisterService {
     }
     this.ownHandlersKnown();
     server.removeListener('listening', this.ownHandlersKnown);
-    if (!server.listening) announce(server, addressOf(call));
+    if (!server.listening) announce(server, await addressOf(call));
     this.readiness.listenEnded(server);
   }
 }

@@ -14,6 +14,10 @@ describe('register: an unmodified Fastify app', function () {
     await redeploysUnderLoad(await RunApp.start('fastify.mjs', { flags: ['--workers', '2'] }), 10, 4);
   });
 
+  it('listen({ port }), on Fastify\'s default host (localhost): 3 redeploys under load, each answered by a new pid', async () => {
+    await redeploysUnderLoad(await RunApp.start('fastify.mjs', { env: { APP_DEFAULT_HOST: '1' } }), 3);
+  });
+
   it('a new version that throws at start rolls back: the redeploy names the crash, the old pid serves on', async () => {
     const m = markers(tmpDir());
     await failedVersionRollsBack(await RunApp.start('fastify.mjs', { env: m.env }), m.crash, /fastify app: cannot start, the marker file says so/);
