@@ -47,7 +47,7 @@ describe('register: an unmodified Express app', function () {
     await failedVersionRollsBack(app, m.noListen, /has not sent process\.send\('ready'\) within 2 s/);
   });
 
-  it('CommonJS: node -r graceful-restart/register app.cjs redeploys through its control socket (SIGHUP too)', async () => {
+  it('CommonJS: node -r graceful-restart/register app.cjs redeploys through the supervisor\'s control socket; a version that throws rolls back', async () => {
     const dir = tmpDir();
     const m = markers(dir);
     app = await RunApp.start('express.cjs', {
