@@ -10,7 +10,10 @@
  * With a log file, the program's standard output and error go to it, and
  * `reopen` (or SIGUSR1) re-opens it.
  */
-import type net from 'node:net';
+import dns from 'node:dns';
+import net from 'node:net';
+import os from 'node:os';
+import { errorCode } from '../errors.js';
 import { GracefulServer } from '../graceful-server.js';
 import { addon } from '../native.js';
 import { preloadState } from '../preload-state.js';
@@ -37,12 +40,37 @@ export async function readyMessage(callbacks: HookCallbacks): Promise<void> {
   (await service(callbacks)).readiness.message();
 }
 
-/** The address a server is told it has before it accepts: Node's shape for it. */
-function addressOf(call: TakenListen): net.AddressInfo | string {
+/**
+ * addressOf: the address a server is told it has before it accepts, in
+ * Node's shape: the one its listener has, so a host name is looked up as the
+ * listener's bind looks it up (the first address). A program that compares
+ * it with the addresses of the name (Fastify's listen on localhost) finds the
+ * same as in the first instance.
+ */
+async function addressOf(call: TakenListen): Promise<net.AddressInfo | string> {
   if (call.bind.path !== undefined) return call.bind.path;
   const host = call.bind.host;
-  const family = host === undefined || host === '' || host.includes(':') ? 'IPv6' : 'IPv4';
-  return { address: host === undefined || host === '' ? '::' : host, family, port: call.bind.port! };
+  if (host === undefined || host === '') return { address: '::', family: 'IPv6', port: call.bind.port! };
+  if (net.isIP(host) !== 0) return { address: host, family: net.isIP(host) === 6 ? 'IPv6' : 'IPv4', port: call.bind.port! };
+  const { address, family } = await dns.promises.lookup(host).catch(() => ({ address: host, family: 4 }));
+  return { address, family: family === 6 ? 'IPv6' : 'IPv4', port: call.bind.port! };
+}
+
+/**
+ * addressInUse: what Node gives a second listen on an address this process
+ * listens on already (EADDRINUSE, with errno, syscall, address and port), for
+ * a listen whose name is registered: the register keeps one listener per
+ * address, and a program that handles EADDRINUSE (Fastify, a retry on
+ * another port) goes on as in plain Node.
+ */
+function addressInUse(call: TakenListen, cause: unknown): Error {
+  const where = call.bind.path ?? `${call.bind.host ?? '::'}:${String(call.bind.port)}`;
+  const err = new Error(`listen EADDRINUSE: address already in use ${where} (graceful-restart/register: this program listens on ${call.name} already; `
+    + 'one listener per address is kept across redeploys, so listen on it once)', { cause });
+  const fields: Record<string, unknown> = { code: 'EADDRINUSE', errno: -os.constants.errno.EADDRINUSE, syscall: 'listen' };
+  if (call.bind.path !== undefined) fields.address = call.bind.path;
+  else Object.assign(fields, { address: call.bind.host ?? '::', port: call.bind.port });
+  return Object.assign(err, fields);
 }
 
 /**
@@ -70,8 +98,31 @@ function announce(server: net.Server, where: net.AddressInfo | string): void {
   };
 }
 
+/** The signals that drain the program, whose handlers of the program's own are said at the signal. */
+const DRAIN_SIGNALS = ['SIGTERM', 'SIGINT'] as const;
+
+/**
+ * sayOwnHandlers: at SIGTERM or SIGINT, before any handler runs, one line on
+ * stderr when the program has handlers of its own for it (any but ours):
+ * they run beside the drain, and one that calls process.exit() ends the
+ * connections in flight with it.
+ */
+function sayOwnHandlers(ours: ReadonlySet<unknown>): void {
+  for (const sig of DRAIN_SIGNALS) {
+    const first = (): void => {
+      const theirs = process.listeners(sig).filter((l) => l !== first && !ours.has(l)).length;
+      if (theirs === 0) return;
+      process.stderr.write(`graceful-restart: pid ${process.pid}: ${sig}: the program has ${theirs} ${sig} handler(s) of its own, which run beside the drain: `
+        + 'one that calls process.exit() ends the requests in flight with it (let it close its servers and exit when they closed, or remove it)\n');
+    };
+    process.prependListener(sig, first);
+  }
+}
+
 class RegisterService {
   readonly readiness: Readiness;
+  /** The signal handlers the program had before the GracefulServer was made; null once ours are known. */
+  private before: Set<unknown> | null = new Set(DRAIN_SIGNALS.flatMap((s) => process.listeners(s)));
 
   private constructor(private readonly app: GracefulServer, settings: RegisterSettings, callbacks: HookCallbacks) {
     const primary = app.isPrimary && app.workers > 0;
@@ -111,18 +162,35 @@ class RegisterService {
     log.on('reopen', point);
   }
 
+  /** ownHandlersKnown: once the first listen installed the GracefulServer's signal handlers, what is new since it was made is ours. */
+  private readonly ownHandlersKnown = (): void => {
+    if (this.before === null) return;
+    const before = this.before;
+    this.before = null;
+    sayOwnHandlers(new Set(DRAIN_SIGNALS.flatMap((s) => process.listeners(s)).filter((l) => !before.has(l))));
+  };
+
   async listen(server: net.Server, call: TakenListen): Promise<void> {
     const bind = call.kind === 'unix'
       ? { path: call.bind.path, backlog: call.bind.backlog, mode: (0o777 & ~process.umask()) | (call.bind.extraMode ?? 0) }
       : { port: call.bind.port, host: call.bind.host, backlog: call.bind.backlog, ipv6Only: call.bind.ipv6Only };
     this.readiness.listenStarted();
+    // A pipe that listens on a descriptor has no name in Node (address() is null): it is given the path it was asked for.
+    const pipe = server as unknown as { _pipeName?: string };
+    const pipeName = pipe._pipeName;
+    if (call.kind === 'unix') pipe._pipeName = call.bind.path;
+    // The first listen installs the GracefulServer's signal handlers, before the program's 'listening' callbacks run.
+    if (this.before !== null) server.prependOnceListener('listening', this.ownHandlersKnown);
     try {
       await this.app.listen(call.name, server, bind);
     } catch (err) {
+      pipe._pipeName = pipeName;
       this.readiness.listenEnded();
-      throw err;
+      throw errorCode(err) === 'ERR_GRACEFUL_DUPLICATE_NAME' ? addressInUse(call, err) : err;
     }
-    if (!server.listening) announce(server, addressOf(call));
+    this.ownHandlersKnown();
+    server.removeListener('listening', this.ownHandlersKnown);
+    if (!server.listening) announce(server, await addressOf(call));
     this.readiness.listenEnded(server);
   }
 }
