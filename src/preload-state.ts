@@ -14,6 +14,8 @@ export interface PreloadState {
   creating: boolean;
   /** net.Server.prototype.listen as Node defines it, taken by the first copy of raw-listen.ts loaded. */
   rawListen?: unknown;
+  /** fs.unlinkSync as Node defines it, taken likewise (the register guards the program's unlinks of its socket files). */
+  rawUnlinkSync?: unknown;
 }
 
 const KEY = Symbol.for('graceful-restart.preload');

@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import nodePath from 'node:path';
 import { addon } from './native.js';
+import { rawUnlinkSync } from './raw-listen.js';
 import { NotASocketError, SocketInUseError, isSystemError, errorCode } from './errors.js';
 import { checkDirectory as checkSharedDirectory } from './safefile.js';
 
@@ -59,7 +60,7 @@ export function clearStaleSocket(path: string, api: string): void {
       if (uid !== undefined && uid !== 0 && st.uid !== uid) {
         throw new NotASocketError(`${api}: ${path} is a stale socket of uid ${st.uid}, not ours (uid ${uid}): remove it yourself or choose another path`);
       }
-      fs.unlinkSync(path);
+      rawUnlinkSync(path);
       return;
     }
     throw err;
@@ -153,7 +154,7 @@ export class SocketFile {
   remove(): void {
     if (this.ino === undefined) return;
     try {
-      if (fs.lstatSync(this.path).ino === this.ino) fs.unlinkSync(this.path);
+      if (fs.lstatSync(this.path).ino === this.ino) rawUnlinkSync(this.path);
     } catch {
       // already gone: nothing to remove
     }

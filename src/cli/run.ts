@@ -55,10 +55,12 @@ export async function supervise(argv: string[], out: (l: string) => void, err: (
   const [command, ...args] = program.args;
   if (!command) throw new Exit(EXIT_USAGE, 'error: no command given; usage: graceful-restart run [options] -- <command> [args...]');
   if (!['no', 'on-failure', 'always'].includes(o.restart)) throw new Exit(EXIT_USAGE, `error: --restart must be no, on-failure or always, got ${JSON.stringify(o.restart)}`);
-  const env = registerEnv({ ...o, register: o.register && o.notify, socket: o.socket });
+  const registered = o.register && o.notify;
+  const env = registerEnv({ ...o, register: registered, socket: o.socket });
   const supervisor = new Supervisor({
     command,
     env,
+    registered,
     args,
     socket: o.socket,
     restart: o.restart as RestartPolicy,

@@ -21,6 +21,7 @@ import { preloadState } from '../preload-state.js';
 import { rawListen } from '../raw-listen.js';
 import { parseListenArgs, type TakenListen } from './listen-args.js';
 import { readSettings, type HookCallbacks, type RegisterSettings } from './settings.js';
+import { UnlinkGuard } from './unlink-guard.js';
 
 type AnyListen = (this: net.Server, ...args: unknown[]) => net.Server;
 type SendFunction = (message: unknown, ...rest: unknown[]) => boolean;
@@ -56,7 +57,8 @@ export function installListenHook(): void {
   state.installed = true;
   const raw = rawListen as unknown as AnyListen;
   const deadline = newInstanceDeadline(settings);
-  const callbacks: HookCallbacks = { ready: () => clearTimeout(deadline) };
+  const guard = new UnlinkGuard(say);
+  const callbacks: HookCallbacks = { ready: () => clearTimeout(deadline), keepPath: (p) => guard.keep(p), releasePaths: () => guard.release() };
   let why: string | null | undefined;
   const hooked: AnyListen = function listen(this: net.Server, ...args: unknown[]): net.Server {
     if (state.apiInUse) return raw.apply(this, args);
@@ -79,6 +81,7 @@ export function installListenHook(): void {
     return this;
   };
   net.Server.prototype.listen = hooked as unknown as net.Server['listen'];
+  if (isMainThread) guard.install();
   if (settings.ready.kind === 'message' && isMainThread) wrapSend(callbacks);
 }
 

@@ -13,6 +13,7 @@
 import dns from 'node:dns';
 import net from 'node:net';
 import os from 'node:os';
+import path from 'node:path';
 import { errorCode } from '../errors.js';
 import { GracefulServer } from '../graceful-server.js';
 import { addon } from '../native.js';
@@ -124,8 +125,12 @@ class RegisterService {
   /** The signal handlers the program had before the GracefulServer was made; null once ours are known. */
   private before: Set<unknown> | null = new Set(DRAIN_SIGNALS.flatMap((s) => process.listeners(s)));
 
-  private constructor(private readonly app: GracefulServer, settings: RegisterSettings, callbacks: HookCallbacks) {
+  private constructor(private readonly app: GracefulServer, settings: RegisterSettings, private readonly callbacks: HookCallbacks) {
     const primary = app.isPrimary && app.workers > 0;
+    // A real halt (not a hand-over) gives the program its socket files back.
+    app.on('halt', (e: { handedOverTo?: unknown }) => {
+      if (!e?.handedOverTo) callbacks.releasePaths();
+    });
     this.readiness = new Readiness(settings.ready, settings.settle, primary, () => {
       this.app.ready().then(() => callbacks.ready(), (err: Error) => {
         process.stderr.write(`graceful-restart: cannot become ready: ${err.message}\n`);
@@ -190,6 +195,7 @@ class RegisterService {
     }
     this.ownHandlersKnown();
     server.removeListener('listening', this.ownHandlersKnown);
+    if (call.kind === 'unix') this.callbacks.keepPath(path.resolve(call.bind.path!));
     if (!server.listening) announce(server, await addressOf(call));
     this.readiness.listenEnded(server);
   }

@@ -29,6 +29,10 @@ export interface RegisterSettings {
 export interface HookCallbacks {
   /** The program counts as ready: the deadline of a new instance is off. */
   ready(): void;
+  /** A UNIX listener's path (absolute) is kept: the program's unlinks of it leave it in place. */
+  keepPath(where: string): void;
+  /** A real halt: the kept paths are released. */
+  releasePaths(): void;
 }
 
 /** The settle time: long enough for a second listen that follows the first after a little asynchronous work, short enough not to slow a redeploy. */

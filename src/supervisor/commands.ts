@@ -20,7 +20,7 @@ export interface SupervisedTarget {
   readonly generationPids: number[];
   readonly restarts: number;
   readonly uptime: number;
-  readonly options: { command: string; args?: readonly string[] };
+  readonly options: { command: string; args?: readonly string[]; registered?: boolean };
   forward(sig: NodeJS.Signals): boolean;
 }
 
@@ -36,6 +36,11 @@ export function noControl(target: SupervisedTarget, cmd: string): string {
   if (target.notified) {
     return `the application (pid ${target.currentPid}) announced no control socket, so "${cmd}" cannot reach it: give its GracefulServer the controlSocket option` +
       (redeploy ? ', or send SIGHUP (signal SIGHUP) to have it redeploy' : '');
+  }
+  if (target.options.registered) {
+    return `the application (pid ${target.currentPid}) runs under graceful-restart/register and is not ready yet, so "${cmd}" cannot reach it: `
+      + 'it is ready once its listens settled (or as --ready says); try again once `graceful-restart health <socket>` says healthy'
+      + (target.notified ? '' : ' (a program that never listens is never ready: see --ready)');
   }
   return `the application (pid ${target.currentPid}) is not a GracefulServer (it never spoke sd_notify), so "${cmd}" cannot reach it` +
     (redeploy

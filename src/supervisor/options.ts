@@ -24,6 +24,8 @@ export interface SupervisorOptions {
   notify?: boolean;
   /** ms processes left behind at the end have between SIGTERM and SIGKILL (default 10 s). */
   killTimeout?: number;
+  /** The command runs under graceful-restart/register (run preloads it): said where the application is not ready yet. */
+  registered?: boolean;
   /** The application's environment (default: ours). */
   env?: NodeJS.ProcessEnv;
   /** Where the supervisor's log lines go (default stderr). */

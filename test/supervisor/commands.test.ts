@@ -114,6 +114,13 @@ describe('supervisor/commands', () => {
       'the application (pid 4242) is not a GracefulServer (it never spoke sd_notify), so "frob" cannot reach it: only the supervisor\'s own commands work (help lists them)',
     );
     expect((await rejection(run(plain, ['redeploy']))).message).to.match(/cannot be redeployed; build it on GracefulServer with the controlSocket option/);
+    // A program run under graceful-restart/register that is not ready yet: not told to be rebuilt.
+    const registered = new CommandRegistry();
+    addSupervisorCommands(registered, target({ notified: false, options: { command: 'node', args: ['server.js'], registered: true } }));
+    expect((await rejection(run(registered, ['redeploy']))).message).to.equal(
+      'the application (pid 4242) runs under graceful-restart/register and is not ready yet, so "redeploy" cannot reach it: it is ready once its listens settled '
+        + '(or as --ready says); try again once `graceful-restart health <socket>` says healthy (a program that never listens is never ready: see --ready)',
+    );
   });
 
   it('forwards other commands to the application, relaying output and events; status merges both', async () => {
