@@ -7,13 +7,14 @@
  *     META each) per send() for WARMUP_MS + DURATION_MS, keeping WINDOW sends
  *     outstanding, then the connection closes.
  *   node dist/bench/throughput.js recv PATH WARMUP_MS
- *     connects, loops receiveBatch() and closes every fd; counts the descriptors
+ *     connects, loops receiveBatch() and closes each batch's fds with closeFds(); counts the descriptors
  *     that arrive from WARMUP_MS after the first one until end of stream.
  * A peer that fails still prints its JSON line, with the error's code.
  */
 import { closeSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { listenAndServe, type HandoffConnection, type OutgoingFd } from '../src/index.js';
+import { closeFds } from '../src/handoff.js';
 import { META, connect, failure, numberArg, openNull, report } from './common.js';
 
 /** Sends awaited together: enough to keep the socket full, so the sender is never latency-bound. */
@@ -65,13 +66,11 @@ async function recv(path: string, warmupMs: number): Promise<void> {
     for (;;) {
       const batch = await conn.receiveBatch();
       if (batch === null) break;
-      for (const item of batch) {
-        closeSync(item.fd);
-        total++;
-        if (first < 0) first = performance.now();
-        if (t0 > 0) fds++;
-        else if (performance.now() - first >= warmupMs) t0 = performance.now();
-      }
+      closeFds(batch);
+      total += batch.length;
+      if (first < 0) first = performance.now();
+      if (t0 > 0) fds += batch.length;
+      else if (performance.now() - first >= warmupMs) t0 = performance.now();
     }
   } catch (err) {
     error = err;

@@ -180,6 +180,31 @@ napi_value RecvMsg(napi_env env, napi_callback_info cbinfo) {
   return RawNumber(env, static_cast<double>(n));
 }
 
+// closeFds(fds: Int32Array, count) -> how many failed: closes fds[0..count)
+// in one call, every one, going on past a failure; an entry close(2) failed
+// on becomes -errno (EINTR counts as closed). The batch close of received
+// descriptors a caller discards: one crossing instead of one per descriptor.
+napi_value CloseFds(napi_env env, napi_callback_info cbinfo) {
+  constexpr const char* usage = "closeFds(fds: Int32Array, count <= fds.length)";
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_typedarray_type type;
+  size_t length;
+  void* base;
+  int count;
+  if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, nullptr) !=
+          napi_ok ||
+      argc < 2 ||
+      napi_get_typedarray_info(env, argv[0], &type, &length, &base, nullptr,
+                               nullptr) != napi_ok ||
+      type != napi_int32_array || !ArgInt(env, argv[1], &count) ||
+      count < 0 || static_cast<size_t>(count) > length) {
+    return RawUsage(env, usage);
+  }
+  int failed = fdpass::CloseEach(static_cast<int32_t*>(base), count);
+  return RawNumber(env, failed);
+}
+
 // setCloexec(fd, on)
 Napi::Value SetCloexec(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -322,7 +347,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("close", Napi::Function::New(env, Close));
   for (const auto& [name, fn] :
        {std::pair<const char*, napi_callback>{"sendmsg", SendMsg},
-        {"recvmsg", RecvMsg}}) {
+        {"recvmsg", RecvMsg},
+        {"closeFds", CloseFds}}) {
     napi_value f;
     napi_create_function(env, name, NAPI_AUTO_LENGTH, fn, nullptr, &f);
     exports.Set(name, Napi::Value(env, f));

@@ -293,4 +293,16 @@ int Dup2(int old_fd, int new_fd) {
 
 int Close(int fd) { return close(fd) < 0 ? -errno : 0; }
 
+int CloseEach(int* fds, int n) {
+  int failed = 0;
+  for (int i = 0; i < n; i++) {
+    int err = fds[i] < 0 ? EBADF : (close(fds[i]) < 0 ? errno : 0);
+    if (err != 0 && err != EINTR) {
+      fds[i] = -err;
+      failed++;
+    }
+  }
+  return failed;
+}
+
 }  // namespace fdpass

@@ -50,6 +50,12 @@ export interface Addon {
   /** accept returns -1 when no connection waits. */
   accept(fd: number): number;
   close(fd: number): void;
+  /**
+   * closeFds closes fds[0..count) in one call, going on past a failure, and
+   * returns how many failed; each entry close(2) failed on becomes -errno
+   * (EINTR counts as closed), a negative entry fails with EBADF untried.
+   */
+  closeFds(fds: Int32Array, count: number): number;
   /** sendmsg returns bytes sent, -1 for EAGAIN, -2 for ETOOMANYREFS. */
   sendmsg(fd: number, bytes: Uint8Array, offset: number, length: number,
     fds: Int32Array | readonly number[] | null, nfds: number): number;

@@ -33,6 +33,9 @@ const NO_FDS: readonly number[] = Object.freeze([]);
 // decoder copies each read once.
 const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 const READ_FDS = new Int32Array(addon.maxFds + 1);
+// The descriptors of the last read, as the decoder takes them (it copies them
+// at once): reused, so a read allocates no list of its own.
+const READ_FD_LIST: number[] = [];
 
 interface Waiter {
   /** true: receiveBatch() (takes every record); false: receive() (takes one) */
@@ -188,7 +191,8 @@ export class Reader {
     }
     let fds: readonly number[] = NO_FDS;
     if (count > 0) {
-      const got = new Array<number>(count);
+      const got = READ_FD_LIST;
+      got.length = count;
       for (let i = 0; i < count; i++) got[i] = READ_FDS[1 + i]!;
       fds = got;
     }
