@@ -4,15 +4,16 @@
  *
  *   node dist/bench/latency.js ping PATH WARMUP_MS DURATION_MS
  *     listenAndServe on PATH; the handler sends 1 fd + META, awaits the reply
- *     descriptor, closes it, and times each round trip; those after WARMUP_MS
+ *     descriptor, closes it (closeFds), and times each round trip; those after WARMUP_MS
  *     are kept, for DURATION_MS.
  *   node dist/bench/latency.js pong PATH
- *     connects and answers every descriptor (closed on arrival) with one of
+ *     connects and answers every descriptor (closed on arrival, closeFds) with one of
  *     its own, until end of stream.
  */
 import { closeSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { listenAndServe, type HandoffConnection } from '../src/index.js';
+import { closeFds } from '../src/handoff.js';
 import { META, connect, failure, numberArg, openNull, percentile, report } from './common.js';
 
 const MAX_SAMPLES = 1 << 21;
@@ -34,7 +35,7 @@ async function pingFor(conn: HandoffConnection, warmupMs: number, ms: number, ou
       await conn.send(items);
       const reply = await conn.receive();
       if (reply === null) throw new Error('ping: the peer closed');
-      closeSync(reply.fd);
+      closeFds([reply]);
       const rtt = performance.now() - t;
       if (t >= measure) out.values[out.count++] = rtt;
     }
@@ -75,7 +76,7 @@ async function pong(path: string): Promise<void> {
     for (;;) {
       const item = await conn.receive();
       if (item === null) break;
-      closeSync(item.fd);
+      closeFds([item]);
       await conn.send(items);
     }
   } catch (err) {

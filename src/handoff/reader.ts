@@ -192,7 +192,7 @@ export class Reader {
     let fds: readonly number[] = NO_FDS;
     if (count > 0) {
       const got = READ_FD_LIST;
-      got.length = count;
+      if (got.length !== count) got.length = count; // setting a length costs a call into V8's runtime
       for (let i = 0; i < count; i++) got[i] = READ_FDS[1 + i]!;
       fds = got;
     }
