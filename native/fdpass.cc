@@ -57,7 +57,8 @@ long SendWithRights(int fd, const sockaddr_un* to, socklen_t to_len,
   msg.msg_iovlen = 1;
   ControlBuffer control;
   if (nfds > 0) {
-    memset(&control, 0, sizeof(control));
+    // Only the bytes the message uses: the buffer has room for kMaxFds.
+    memset(&control, 0, CMSG_SPACE(sizeof(int) * nfds));
     msg.msg_control = control.buf;
     msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
     cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
