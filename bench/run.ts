@@ -8,7 +8,8 @@
  *   3. round-trip latency (1 fd + meta each way), median and p99.
  * Each peer prints one JSON line on stdout, with the CPU time it spent per
  * descriptor (per round trip when pinging); this prints the table and the
- * goals, then a table of that CPU time, and the load average before and after. Options: --seconds N (measured time per figure, default 2), --runs N
+ * goals, then a table of that CPU time, and the load average before and
+ * after. Options: --seconds N (measured time per figure, default 2), --runs N
  * (C and ours alternate N times per figure; each cell is the median, default 1).
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
