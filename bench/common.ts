@@ -38,6 +38,12 @@ export function percentile(sorted: Float64Array, q: number): number {
   return sorted[Math.max(0, Math.min(sorted.length - 1, rank))]!;
 }
 
+/** cpuUs: the CPU time (user + system) this process spent since start, in microseconds, as fdpass.c reads getrusage(2). */
+export function cpuUs(start: NodeJS.CpuUsage): number {
+  const d = process.cpuUsage(start);
+  return d.user + d.system;
+}
+
 /** report prints the result as the one JSON line bench/run.ts reads. */
 export function report(result: object): void {
   process.stdout.write(`${JSON.stringify(result)}\n`);

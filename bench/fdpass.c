@@ -4,7 +4,8 @@
  * one message = N descriptors in one SCM_RIGHTS + N records of
  * `uint32 LE length` + meta bytes. Each mode is one process; bench/run.ts
  * starts two of them on different cores and reads the JSON line printed on
- * stdout.
+ * stdout, with the CPU time (user + system, getrusage(2)) the process spent
+ * per descriptor (per round trip when pinging) over what it measured.
  *
  *   fdpass send PATH FDS_PER_MSG WARMUP_MS DURATION_MS META  listen, send, close
  *   fdpass recv PATH WARMUP_MS                              connect, count, close fds
@@ -21,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/time.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -206,6 +208,13 @@ static int reader_next(int s, struct reader *r) {
   }
 }
 
+/* cpu_us: user + system CPU time of this process so far, in microseconds (getrusage(2)). */
+static double cpu_us(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 + ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
+}
+
 static int open_null(void) {
   int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (fd < 0) die("open /dev/null");
@@ -220,13 +229,15 @@ static int run_send(const char *path, int n, double warmup, double duration, con
   message_init(&m, fds, n, meta);
   int s = listen_accept(path);
   double end = now_ms() + warmup + duration;
+  double cpu0 = cpu_us();
   long messages = 0;
   do {
     for (int i = 0; i < 64; i++) message_send(s, &m);
     messages += 64;
   } while (now_ms() < end);
+  double cpu = cpu_us() - cpu0;
   close(s);
-  printf("{\"messages\":%ld,\"fds\":%ld}\n", messages, messages * n);
+  printf("{\"messages\":%ld,\"fds\":%ld,\"cpuUsPerFd\":%.4f}\n", messages, messages * n, cpu / (messages * n));
   return 0;
 }
 
@@ -234,7 +245,7 @@ static int run_send(const char *path, int n, double warmup, double duration, con
 static int run_recv(const char *path, double warmup) {
   static struct reader r;
   int s = connect_retry(path);
-  double first = -1, t0 = 0;
+  double first = -1, t0 = 0, cpu0 = 0;
   long fds = 0, total = 0;
   int fd;
   while ((fd = reader_next(s, &r)) >= 0) {
@@ -245,12 +256,14 @@ static int run_recv(const char *path, double warmup) {
       fds++;
     } else if (now_ms() - first >= warmup) {
       t0 = now_ms();
+      cpu0 = cpu_us();
     }
   }
   double seconds = t0 > 0 ? (now_ms() - t0) / 1e3 : 0;
+  double cpu = t0 > 0 ? cpu_us() - cpu0 : 0;
   close(s);
-  printf("{\"fds\":%ld,\"seconds\":%.6f,\"fdsPerSecond\":%.1f,\"total\":%ld}\n", fds, seconds,
-         seconds > 0 ? fds / seconds : 0, total);
+  printf("{\"fds\":%ld,\"seconds\":%.6f,\"fdsPerSecond\":%.1f,\"total\":%ld,\"cpuUsPerFd\":%.4f}\n", fds, seconds,
+         seconds > 0 ? fds / seconds : 0, total, fds > 0 ? cpu / fds : 0);
   return 0;
 }
 
@@ -268,11 +281,12 @@ static int run_ping(const char *path, double warmup, double duration, const char
   int fd = open_null();
   message_init(&m, &fd, 1, meta);
   int s = listen_accept(path);
-  double start = now_ms(), measure = start + warmup, end = measure + duration;
+  double start = now_ms(), measure = start + warmup, end = measure + duration, cpu0 = -1;
   long count = 0;
   for (;;) {
     double t = now_ms();
     if (t >= end || count == MAX_SAMPLES) break;
+    if (t >= measure && cpu0 < 0) cpu0 = cpu_us();
     message_send(s, &m);
     int got = reader_next(s, &r);
     if (got < 0) {
@@ -283,11 +297,12 @@ static int run_ping(const char *path, double warmup, double duration, const char
     double rtt = now_ms() - t;
     if (t >= measure) samples[count++] = rtt;
   }
+  double cpu = cpu0 < 0 ? 0 : cpu_us() - cpu0;
   close(s);
   qsort(samples, (size_t)count, sizeof(double), cmp_double);
   long p99 = (long)((count * 99 + 99) / 100) - 1;
-  printf("{\"roundTrips\":%ld,\"medianUs\":%.2f,\"p99Us\":%.2f}\n", count, samples[count / 2] * 1e3,
-         samples[p99 < 0 ? 0 : p99] * 1e3);
+  printf("{\"roundTrips\":%ld,\"medianUs\":%.2f,\"p99Us\":%.2f,\"cpuUsPerRoundTrip\":%.3f}\n", count, samples[count / 2] * 1e3,
+         samples[p99 < 0 ? 0 : p99] * 1e3, count > 0 ? cpu / count : 0);
   return 0;
 }
 

@@ -4,16 +4,17 @@
  *
  *   node dist/bench/latency.js ping PATH WARMUP_MS DURATION_MS
  *     listenAndServe on PATH; the handler sends 1 fd + META, awaits the reply
- *     descriptor, closes it, and times each round trip; those after WARMUP_MS
+ *     descriptor, closes it (closeFds), and times each round trip; those after WARMUP_MS
  *     are kept, for DURATION_MS.
  *   node dist/bench/latency.js pong PATH
- *     connects and answers every descriptor (closed on arrival) with one of
+ *     connects and answers every descriptor (closed on arrival, closeFds) with one of
  *     its own, until end of stream.
  */
 import { closeSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { listenAndServe, type HandoffConnection } from '../src/index.js';
-import { META, connect, failure, numberArg, openNull, percentile, report } from './common.js';
+import { closeFds } from '../src/handoff.js';
+import { META, connect, cpuUs, failure, numberArg, openNull, percentile, report } from './common.js';
 
 const MAX_SAMPLES = 1 << 21;
 
@@ -21,30 +22,35 @@ const MAX_SAMPLES = 1 << 21;
 interface Samples {
   values: Float64Array;
   count: number;
+  /** CPU time of this process over the kept round trips, in microseconds */
+  cpuUs: number;
 }
 
 async function pingFor(conn: HandoffConnection, warmupMs: number, ms: number, out: Samples): Promise<void> {
   const items = [{ fd: openNull(), meta: META }];
   const measure = performance.now() + warmupMs;
   const end = measure + ms;
+  let cpu0: NodeJS.CpuUsage | null = null;
   try {
     for (;;) {
       const t = performance.now();
       if (t >= end || out.count === MAX_SAMPLES) break;
+      if (t >= measure && cpu0 === null) cpu0 = process.cpuUsage();
       await conn.send(items);
       const reply = await conn.receive();
       if (reply === null) throw new Error('ping: the peer closed');
-      closeSync(reply.fd);
+      closeFds([reply]);
       const rtt = performance.now() - t;
       if (t >= measure) out.values[out.count++] = rtt;
     }
   } finally {
+    if (cpu0) out.cpuUs = cpuUs(cpu0);
     closeSync(items[0]!.fd);
   }
 }
 
 async function ping(path: string, warmupMs: number, ms: number): Promise<void> {
-  const samples: Samples = { values: new Float64Array(MAX_SAMPLES), count: 0 };
+  const samples: Samples = { values: new Float64Array(MAX_SAMPLES), count: 0, cpuUs: 0 };
   let error: unknown = null;
   let served!: () => void;
   const done = new Promise<void>((resolve) => (served = resolve));
@@ -63,6 +69,7 @@ async function ping(path: string, warmupMs: number, ms: number): Promise<void> {
     roundTrips: sorted.length,
     medianUs: percentile(sorted, 0.5) * 1e3,
     p99Us: percentile(sorted, 0.99) * 1e3,
+    cpuUsPerRoundTrip: sorted.length > 0 ? samples.cpuUs / sorted.length : 0,
     ...failure(error),
   });
 }
@@ -75,7 +82,7 @@ async function pong(path: string): Promise<void> {
     for (;;) {
       const item = await conn.receive();
       if (item === null) break;
-      closeSync(item.fd);
+      closeFds([item]);
       await conn.send(items);
     }
   } catch (err) {

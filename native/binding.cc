@@ -11,6 +11,7 @@
 
 #include <string>
 
+#include "bound.h"
 #include "fdpass.h"
 #include "glue.h"
 #include "poller.h"
@@ -28,8 +29,7 @@ using glue::ArgString;
 using glue::ThrowErrno;
 using glue::ThrowUsage;
 
-constexpr int kAgain = -1;        // EAGAIN / EWOULDBLOCK: retry when ready
-constexpr int kTooManyRefs = -2;  // ETOOMANYREFS: retry once the peer reads
+constexpr int kAgain = -1;  // EAGAIN / EWOULDBLOCK: retry when ready
 
 // listen(path, mode, backlog) -> fd
 Napi::Value Listen(const Napi::CallbackInfo& info) {
@@ -80,7 +80,8 @@ Napi::Value Close(const Napi::CallbackInfo& info) {
 
 // The hot pair, sendmsg and recvmsg, run once per message: they use the C
 // Node-API directly, one call per argument (node-addon-api's wrappers make
-// several per typed array).
+// several per typed array). bound.cc has them over buffers bound once, and
+// the conversion of their results that both share.
 
 napi_value RawNumber(napi_env env, double n) {
   napi_value v;
@@ -116,15 +117,7 @@ napi_value SendMsg(napi_env env, napi_callback_info cbinfo) {
       !ArgInt(env, argv[5], &nfds) || !ArgFds(env, argv[4], nfds, fds)) {
     return RawUsage(env, usage);
   }
-  long n = fdpass::SendMsg(fd, data, len, fds, nfds);
-  if (n == -EAGAIN || n == -EWOULDBLOCK) return RawNumber(env, kAgain);
-  if (n == -ETOOMANYREFS) return RawNumber(env, kTooManyRefs);
-  if (n < 0) {
-    glue::ErrnoError(Napi::Env(env), static_cast<int>(-n), "sendmsg")
-        .ThrowAsJavaScriptException();
-    return nullptr;
-  }
-  return RawNumber(env, static_cast<double>(n));
+  return bound::SendResult(env, fdpass::SendMsg(fd, data, len, fds, nfds));
 }
 
 // recvmsg(fd, bytes, offset, length, fdsOut: Int32Array(1 + 253)) -> bytes
@@ -158,26 +151,32 @@ napi_value RecvMsg(napi_env env, napi_callback_info cbinfo) {
   int nfds = 0;
   long n = fdpass::RecvMsg(fd, data, len, out + 1, &nfds);
   out[0] = nfds;
-  if (n == -EAGAIN || n == -EWOULDBLOCK) return RawNumber(env, kAgain);
-  if (n == fdpass::kTruncated) {
-    glue::CodedError(
-        Napi::Env(env), "ERR_GRACEFUL_FDS_TRUNCATED", "recvmsg",
-        "recvmsg: the kernel dropped descriptors of a message (MSG_CTRUNC), "
-        "most likely because this process reached its open-file limit "
-        "(EMFILE). Every descriptor of the message was closed, and its bytes "
-        "were consumed with it, so this stream cannot be resynchronised: "
-        "close the connection and do not retry on it. Raise the limit "
-        "(ulimit -n, LimitNOFILE=) or hold fewer descriptors before the next "
-        "hand-off")
-        .ThrowAsJavaScriptException();
-    return nullptr;
+  return bound::RecvResult(env, n);
+}
+
+// closeFds(fds: Int32Array, count) -> how many failed: closes fds[0..count)
+// in one call, every one, going on past a failure; an entry close(2) failed
+// on becomes -errno (EINTR counts as closed). The batch close of received
+// descriptors a caller discards: one crossing instead of one per descriptor.
+napi_value CloseFds(napi_env env, napi_callback_info cbinfo) {
+  constexpr const char* usage = "closeFds(fds: Int32Array, count <= fds.length)";
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_typedarray_type type;
+  size_t length;
+  void* base;
+  int count;
+  if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, nullptr) !=
+          napi_ok ||
+      argc < 2 ||
+      napi_get_typedarray_info(env, argv[0], &type, &length, &base, nullptr,
+                               nullptr) != napi_ok ||
+      type != napi_int32_array || !ArgInt(env, argv[1], &count) ||
+      count < 0 || static_cast<size_t>(count) > length) {
+    return RawUsage(env, usage);
   }
-  if (n < 0) {
-    glue::ErrnoError(Napi::Env(env), static_cast<int>(-n), "recvmsg")
-        .ThrowAsJavaScriptException();
-    return nullptr;
-  }
-  return RawNumber(env, static_cast<double>(n));
+  int failed = fdpass::CloseEach(static_cast<int32_t*>(base), count);
+  return RawNumber(env, failed);
 }
 
 // setCloexec(fd, on)
@@ -322,7 +321,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("close", Napi::Function::New(env, Close));
   for (const auto& [name, fn] :
        {std::pair<const char*, napi_callback>{"sendmsg", SendMsg},
-        {"recvmsg", RecvMsg}}) {
+        {"recvmsg", RecvMsg},
+        {"closeFds", CloseFds}}) {
     napi_value f;
     napi_create_function(env, name, NAPI_AUTO_LENGTH, fn, nullptr, &f);
     exports.Set(name, Napi::Value(env, f));
@@ -335,6 +335,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sendDatagram", Napi::Function::New(env, SendDatagram));
   exports.Set("bindDatagram", Napi::Function::New(env, BindDatagram));
   exports.Set("recvDatagram", Napi::Function::New(env, RecvDatagram));
+  bound::Add(env, exports);
   process_binding::Add(env, exports);
   exports.Set("Poller", poller::Define(env));
   exports.Set("maxFds", Napi::Number::New(env, fdpass::kMaxFds));

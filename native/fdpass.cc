@@ -57,7 +57,8 @@ long SendWithRights(int fd, const sockaddr_un* to, socklen_t to_len,
   msg.msg_iovlen = 1;
   ControlBuffer control;
   if (nfds > 0) {
-    memset(&control, 0, sizeof(control));
+    // Only the bytes the message uses: the buffer has room for kMaxFds.
+    memset(&control, 0, CMSG_SPACE(sizeof(int) * nfds));
     msg.msg_control = control.buf;
     msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
     cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
@@ -292,5 +293,17 @@ int Dup2(int old_fd, int new_fd) {
 }
 
 int Close(int fd) { return close(fd) < 0 ? -errno : 0; }
+
+int CloseEach(int* fds, int n) {
+  int failed = 0;
+  for (int i = 0; i < n; i++) {
+    int err = fds[i] < 0 ? EBADF : (close(fds[i]) < 0 ? errno : 0);
+    if (err != 0 && err != EINTR) {
+      fds[i] = -err;
+      failed++;
+    }
+  }
+  return failed;
+}
 
 }  // namespace fdpass

@@ -89,6 +89,13 @@ int Dup2(int old_fd, int new_fd);
 // Closes fd. Returns 0 or -errno; close(2) is never retried on Linux.
 int Close(int fd);
 
+// Closes fds[0..n), every one, going on past a failure: one call for a batch
+// of received descriptors the caller discards. Each entry close(2) failed on
+// is replaced by -errno (EINTR counts as closed: on Linux the descriptor is
+// gone all the same); the others are left as they were. A negative entry is
+// never passed to close(2): it fails with -EBADF. Returns how many failed.
+int CloseEach(int* fds, int n);
+
 }  // namespace fdpass
 
 #endif  // GRACEFUL_FDPASS_H

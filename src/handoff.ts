@@ -28,7 +28,7 @@ export {
   DEFAULT_MAX_META_BYTES, type Message, type Record as FrameRecord, type OutgoingRecord,
 } from './wire.js';
 export type { PeerCredentials } from './native.js';
-export { HandoffConnection, DEFAULT_HIGH_WATER_MARK, MAX_DATA_BYTES, type ReceivedFd, type OutgoingFd, type ConnectionOptions } from './handoff/connection.js';
+export { HandoffConnection, DEFAULT_HIGH_WATER_MARK, MAX_DATA_BYTES, closeFds, type ReceivedFd, type OutgoingFd, type ConnectionOptions } from './handoff/connection.js';
 export { listenAndServe, HandoffServer, HandoffResponse, type Handler, type ListenAndServeOptions } from './handoff/server.js';
 export { receive, sendTo, receiveFrom, type ReceiveCallback, type ReceiveOptions } from './handoff/client.js';
 export { fdHandler, listenerHandler, socketHandler, dgramHandler, fileHandler, sequenceHandler, callbackHandler } from './handoff/handlers.js';

@@ -50,11 +50,34 @@ export interface Addon {
   /** accept returns -1 when no connection waits. */
   accept(fd: number): number;
   close(fd: number): void;
+  /**
+   * closeFds closes fds[0..count) in one call, going on past a failure, and
+   * returns how many failed; each entry close(2) failed on becomes -errno
+   * (EINTR counts as closed), a negative entry fails with EBADF untried.
+   */
+  closeFds(fds: Int32Array, count: number): number;
   /** sendmsg returns bytes sent, -1 for EAGAIN, -2 for ETOOMANYREFS. */
   sendmsg(fd: number, bytes: Uint8Array, offset: number, length: number,
     fds: Int32Array | readonly number[] | null, nfds: number): number;
   /** recvmsg returns bytes read (0 at EOF) or -1 for EAGAIN; fdsOut[0] is the count. */
   recvmsg(fd: number, bytes: Uint8Array, offset: number, length: number, fdsOut: Int32Array): number;
+  /**
+   * bindReceive binds bytes and fdsOut (at least 254 entries) for
+   * recvmsgBound, which then reads into them as recvmsg(fd, bytes, 0, length,
+   * fdsOut) would, with numbers only; they stay alive until others are bound.
+   * It returns the binding's number, which every recvmsgBound names: one
+   * whose buffers were bound again since (another copy of the module in this
+   * process) returns STALE and does nothing: bind again, then retry.
+   */
+  bindReceive(bytes: Uint8Array, fdsOut: Int32Array): number;
+  recvmsgBound(binding: number, fd: number, length: number): number;
+  /**
+   * bindSend binds bytes and fds for sendmsgBound, which then sends
+   * bytes[offset, offset + length) with fds[fdsOffset, fdsOffset + nfds) as
+   * sendmsg would, with numbers only, or returns STALE as recvmsgBound does.
+   */
+  bindSend(bytes: Uint8Array, fds: Int32Array): number;
+  sendmsgBound(binding: number, fd: number, offset: number, length: number, fdsOffset: number, nfds: number): number;
   peercred(fd: number): PeerCredentials;
   setCloexec(fd: number, on: boolean): void;
   /** shutdownWrite: shutdown(fd, SHUT_WR): the peer reads the end of the stream; this side can still read. */
@@ -106,6 +129,8 @@ export const POLL_WRITABLE = 2;
 export const AGAIN = -1;
 /** Returned by sendmsg: too many descriptors in flight; retry once the peer reads. */
 export const TOO_MANY_REFS = -2;
+/** Returned by recvmsgBound/sendmsgBound: the buffers were bound again since; bind, then retry. */
+export const STALE = -3;
 
 /** The package's root: dist/src/native.js lives two levels below it. */
 const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -168,4 +193,8 @@ function load(): Addon {
   }
 }
 
-export const addon: Addon = load();
+// A copy with fast properties: the addon's own exports object is a dictionary
+// (one property added at a time by Node-API), so every call on the hot path,
+// addon.recvmsg, addon.sendmsg, addon.closeFds, would look its function up in
+// a hash table.
+export const addon: Addon = { ...load() };

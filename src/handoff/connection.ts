@@ -17,7 +17,7 @@ import type { ReceivedFd } from './record.js';
 
 export type { ReceivedFd } from './record.js';
 export type { OutgoingFd } from './writer.js';
-export { closeAll } from './close.js';
+export { closeAll, closeFds } from './close.js';
 
 export interface ConnectionOptions {
   /** Largest data of one message this side sends (default 4096). */

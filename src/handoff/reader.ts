@@ -15,7 +15,7 @@
  * starts.
  */
 import { debuglog } from 'node:util';
-import { addon, AGAIN } from '../native.js';
+import { addon, AGAIN, STALE } from '../native.js';
 import { BadFrameError, FdsTruncatedError, TruncatedMessageError, errorCode, invalidArgument } from '../errors.js';
 import type { Record } from '../wire.js';
 import { closeAll } from './close.js';
@@ -33,6 +33,19 @@ const NO_FDS: readonly number[] = Object.freeze([]);
 // decoder copies each read once.
 const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 const READ_FDS = new Int32Array(addon.maxFds + 1);
+// Bound to the addon, so that each recvmsg passes numbers only (see
+// native/bound.cc); bound again if another copy of this module bound its own.
+let readBinding = addon.bindReceive(READ_BUFFER, READ_FDS);
+
+function recvmsg(fd: number, size: number): number {
+  const n = addon.recvmsgBound(readBinding, fd, size);
+  if (n !== STALE) return n;
+  readBinding = addon.bindReceive(READ_BUFFER, READ_FDS);
+  return addon.recvmsgBound(readBinding, fd, size);
+}
+// The descriptors of the last read, as the decoder takes them (it copies them
+// at once): reused, so a read allocates no list of its own.
+const READ_FD_LIST: number[] = [];
 
 interface Waiter {
   /** true: receiveBatch() (takes every record); false: receive() (takes one) */
@@ -174,7 +187,7 @@ export class Reader {
     const size = Math.min(want, READ_BUFFER.length);
     let n: number;
     try {
-      n = addon.recvmsg(this.fd, READ_BUFFER, 0, size, READ_FDS);
+      n = recvmsg(this.fd, size);
     } catch (err) {
       // The addon raises MSG_CTRUNC with its code on a plain Error: give it its class.
       this.fail(errorCode(err) === 'ERR_GRACEFUL_FDS_TRUNCATED' ? new FdsTruncatedError((err as Error).message, { cause: err }) : err as Error);
@@ -188,7 +201,8 @@ export class Reader {
     }
     let fds: readonly number[] = NO_FDS;
     if (count > 0) {
-      const got = new Array<number>(count);
+      const got = READ_FD_LIST;
+      if (got.length !== count) got.length = count; // setting a length costs a call into V8's runtime
       for (let i = 0; i < count; i++) got[i] = READ_FDS[1 + i]!;
       fds = got;
     }

@@ -8,7 +8,7 @@
  * when it wants to write (changed).
  */
 import { debuglog } from 'node:util';
-import { addon, TOO_MANY_REFS, AGAIN } from '../native.js';
+import { addon, TOO_MANY_REFS, AGAIN, STALE } from '../native.js';
 import { RecordEncoder } from '../wire.js';
 import type { Meta } from '../meta.js';
 
@@ -33,6 +33,38 @@ interface PendingWrite {
 const ENCODER = new RecordEncoder();
 let encoderBusy = false;
 const SEND_FDS = new Int32Array(addon.maxFds);
+// The shared encoder's buffers as last bound for sendmsgBound (see native/bound.cc).
+let boundBytes: Uint8Array | null = null;
+let boundFds: Int32Array | null = null;
+let binding = 0;
+
+function bindEncoder(enc: RecordEncoder): void {
+  binding = addon.bindSend(enc.bytes, enc.fds);
+  boundBytes = enc.bytes;
+  boundFds = enc.fds;
+}
+
+/**
+ * sendFrom sends bytes [start, start + length) of enc with its descriptors
+ * [r, r + nfds). The shared encoder's buffers are bound to the addon once (and
+ * again when encode() grew them, or another copy of this module bound its
+ * own), so each message passes numbers only.
+ */
+function sendFrom(fd: number, enc: RecordEncoder, start: number, length: number, r: number, nfds: number): number {
+  if (enc === ENCODER) {
+    if (enc.bytes !== boundBytes || enc.fds !== boundFds) bindEncoder(enc);
+    const n = addon.sendmsgBound(binding, fd, start, length, r, nfds);
+    if (n !== STALE) return n;
+    bindEncoder(enc); // another copy of this module bound its own encoder since
+    return addon.sendmsgBound(binding, fd, start, length, r, nfds);
+  }
+  let fds = enc.fds;
+  if (r > 0) {
+    fds = SEND_FDS;
+    for (let i = 0; i < nfds; i++) fds[i] = enc.fds[r + i]!;
+  }
+  return addon.sendmsg(fd, enc.bytes, start, length, fds, nfds);
+}
 
 export class Writer {
   private outbox: PendingWrite[] = [];
@@ -86,12 +118,7 @@ export class Writer {
           const next = enc.messageEnd(r, maxBytes, maxFds);
           const start = enc.start(r);
           const length = enc.end(next) - start;
-          let fds = enc.fds;
-          if (r > 0) {
-            fds = SEND_FDS;
-            for (let i = r; i < next; i++) fds[i - r] = enc.fds[i]!;
-          }
-          const n = addon.sendmsg(this.fd, enc.bytes, start, length, fds, next - r);
+          const n = sendFrom(this.fd, enc, start, length, r, next - r);
           if (n < 0) {
             if (n === TOO_MANY_REFS) this.startBackoff();
             break;

@@ -137,4 +137,42 @@ describe('native addon', () => {
     }
     expect(() => sendDatagram(path.join(dir, 'nobody.sock'), 'x')).to.throw().that.includes({ code: 'ENOENT', syscall: 'sendmsg' });
   });
+  it('closeFds closes a batch received by SCM_RIGHTS in one call, marks failures with -errno, never leaks', async () => {
+    const before = fdCount();
+    const [c, s] = await socketPair(dir);
+    const files = Array.from({ length: 16 }, () => fs.openSync('/dev/null', 'r'));
+    expect(addon.sendmsg(c, Buffer.from('x'), 0, 1, files, files.length)).to.equal(1);
+    const got = recvAll(s);
+    expect(got.fds).to.have.length(16);
+    for (const fd of got.fds) expect(fdFlags(fd) & O_CLOEXEC).to.equal(O_CLOEXEC);
+    const batch = Int32Array.from(got.fds);
+    expect(addon.closeFds(batch, batch.length)).to.equal(0);
+    expect(Array.from(batch)).to.deep.equal(got.fds); // closed entries stay as they were
+    for (const fd of got.fds) expect(() => fdFlags(fd)).to.throw(); // gone from /proc/self/fd
+    // A failure goes on to the rest: a number closed already and a negative one become -EBADF.
+    const live = fs.openSync('/dev/null', 'r');
+    const mixed = Int32Array.of(files[0]!, -5, live, files[0]!);
+    expect(addon.closeFds(mixed, 4)).to.equal(2);
+    expect(Array.from(mixed)).to.deep.equal([files[0], -9, live, -9]);
+    // count bounds the batch: entries past it are not touched.
+    const kept = fs.openSync('/dev/null', 'r');
+    expect(addon.closeFds(Int32Array.of(kept), 0)).to.equal(0);
+    expect(addon.closeFds(new Int32Array(0), 0)).to.equal(0);
+    fs.closeSync(kept);
+    for (const fd of [c, s, ...files.slice(1)]) addon.close(fd);
+    expect(fdCount()).to.equal(before);
+  });
+
+  it('closeFds checks its arguments with a Usage TypeError, closing nothing', () => {
+    const before = fdCount();
+    const fd = fs.openSync('/dev/null', 'r');
+    const call = addon.closeFds as unknown as (...a: unknown[]) => number;
+    for (const args of [[], [Int32Array.of(fd)], [[fd], 1], [Uint32Array.of(fd), 1], [Int32Array.of(fd), 2],
+      [Int32Array.of(fd), -1], [Int32Array.of(fd), 'x'], [null, 0], [new Float64Array([fd]), 1]]) {
+      expect(() => call(...args), JSON.stringify(args)).to.throw(TypeError, /^Usage: closeFds\(fds: Int32Array, count <= fds.length\)$/);
+    }
+    expect(fdFlags(fd) & O_CLOEXEC).to.equal(O_CLOEXEC); // still open
+    fs.closeSync(fd);
+    expect(fdCount()).to.equal(before);
+  });
 });

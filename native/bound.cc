@@ -1,0 +1,268 @@
+// bound.cc: the hot pair, sendmsg and recvmsg, over buffers bound once.
+//
+// recvmsg(fd, bytes, offset, length, fdsOut) and sendmsg(fd, bytes, offset,
+// length, fds, nfds) look up each typed array at every call: a Node-API call
+// that asks V8 for its type, its buffer and its length, twice per message.
+// A connection reads into one buffer and sends from one encoder for its whole
+// life, so it binds them once (bindReceive, bindSend) and each message then
+// passes numbers only (recvmsgBound, sendmsgBound). A bound typed array is
+// kept alive by a reference until another one is bound in its place; the
+// results and errors are those of recvmsg and sendmsg. Each bind returns a
+// new number, which every call names: a call whose buffers were bound in
+// the meantime by someone else (a second copy of the JavaScript module in the
+// same process shares this addon) returns -3 and does nothing, so its caller
+// binds again, never reading into or sending from another's buffer. Man pages: sendmsg(2),
+// recvmsg(2), cmsg(3).
+#include "bound.h"
+
+#include <errno.h>
+#include <stdint.h>
+
+#include <string>
+
+#include "fdpass.h"
+#include "glue.h"
+
+namespace bound {
+namespace {
+
+constexpr int kAgain = -1;        // EAGAIN / EWOULDBLOCK: retry when ready
+constexpr int kTooManyRefs = -2;  // ETOOMANYREFS: retry once the peer reads
+constexpr int kStale = -3;        // the buffers were bound again since: bind, retry
+
+// A typed array bound once: its memory, and the reference that keeps it.
+struct Slot {
+  napi_ref ref = nullptr;
+  void* data = nullptr;
+  size_t length = 0;  // in elements
+};
+
+// What one environment (the main thread, or a worker) has bound.
+struct Bound {
+  Slot recv_bytes, recv_fds, send_bytes, send_fds;
+  double recv_binding = 0, send_binding = 0;  // the number of the last bind
+  double bindings = 0;                        // binds so far
+};
+
+napi_value Number(napi_env env, double n) {
+  napi_value v;
+  napi_create_double(env, n, &v);
+  return v;
+}
+
+napi_value Usage(napi_env env, const char* usage) {
+  std::string message = std::string("Usage: ") + usage;
+  napi_throw_type_error(env, nullptr, message.c_str());
+  return nullptr;
+}
+
+// Bind puts the typed array v (of the given type, at least min elements) in
+// slot, dropping what the slot held. False when v does not fit.
+bool Bind(napi_env env, napi_value v, napi_typedarray_type want, size_t min,
+          Slot* slot) {
+  napi_typedarray_type type;
+  size_t length;
+  void* data;
+  if (napi_get_typedarray_info(env, v, &type, &length, &data, nullptr,
+                               nullptr) != napi_ok ||
+      type != want || length < min) {
+    return false;
+  }
+  napi_ref ref;
+  if (napi_create_reference(env, v, 1, &ref) != napi_ok) return false;
+  if (slot->ref != nullptr) napi_delete_reference(env, slot->ref);
+  slot->ref = ref;
+  slot->data = data;
+  slot->length = length;
+  return true;
+}
+
+// bindReceive(bytes: Uint8Array, fdsOut: Int32Array(>= 254)) -> binding
+napi_value BindReceive(napi_env env, napi_callback_info cbinfo) {
+  constexpr const char* usage =
+      "bindReceive(bytes: Uint8Array, fdsOut: Int32Array of at least 254 "
+      "entries)";
+  size_t argc = 2;
+  napi_value argv[2];
+  void* data;
+  if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, &data) !=
+          napi_ok ||
+      argc < 2) {
+    return Usage(env, usage);
+  }
+  Bound* b = static_cast<Bound*>(data);
+  Slot bytes, fds;
+  if (!Bind(env, argv[0], napi_uint8_array, 0, &bytes)) return Usage(env, usage);
+  if (!Bind(env, argv[1], napi_int32_array, fdpass::kMaxFds + 1, &fds)) {
+    napi_delete_reference(env, bytes.ref);
+    return Usage(env, usage);
+  }
+  if (b->recv_bytes.ref != nullptr) napi_delete_reference(env, b->recv_bytes.ref);
+  if (b->recv_fds.ref != nullptr) napi_delete_reference(env, b->recv_fds.ref);
+  b->recv_bytes = bytes;
+  b->recv_fds = fds;
+  b->recv_binding = ++b->bindings;
+  return Number(env, b->recv_binding);
+}
+
+// bindSend(bytes: Uint8Array, fds: Int32Array) -> binding
+napi_value BindSend(napi_env env, napi_callback_info cbinfo) {
+  constexpr const char* usage = "bindSend(bytes: Uint8Array, fds: Int32Array)";
+  size_t argc = 2;
+  napi_value argv[2];
+  void* data;
+  if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, &data) !=
+          napi_ok ||
+      argc < 2) {
+    return Usage(env, usage);
+  }
+  Bound* b = static_cast<Bound*>(data);
+  Slot bytes, fds;
+  if (!Bind(env, argv[0], napi_uint8_array, 0, &bytes)) return Usage(env, usage);
+  if (!Bind(env, argv[1], napi_int32_array, 0, &fds)) {
+    napi_delete_reference(env, bytes.ref);
+    return Usage(env, usage);
+  }
+  if (b->send_bytes.ref != nullptr) napi_delete_reference(env, b->send_bytes.ref);
+  if (b->send_fds.ref != nullptr) napi_delete_reference(env, b->send_fds.ref);
+  b->send_bytes = bytes;
+  b->send_fds = fds;
+  b->send_binding = ++b->bindings;
+  return Number(env, b->send_binding);
+}
+
+// ArgCount reads a whole number in [0, max] (a byte count, an offset).
+bool ArgCount(napi_env env, napi_value v, size_t max, size_t* out) {
+  size_t n;
+  if (!glue::ArgSize(env, v, &n) || n > max) return false;
+  *out = n;
+  return true;
+}
+
+// recvmsgBound(binding, fd, length) -> as recvmsg(fd, bytes, 0, length,
+// fdsOut) with the bound buffers, or -3 when binding is not the last.
+napi_value RecvMsgBound(napi_env env, napi_callback_info cbinfo) {
+  constexpr const char* usage =
+      "recvmsgBound(binding, fd, length <= bound bytes), after bindReceive()";
+  size_t argc = 3;
+  napi_value argv[3];
+  void* data;
+  if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, &data) !=
+          napi_ok ||
+      argc < 3) {
+    return Usage(env, usage);
+  }
+  Bound* b = static_cast<Bound*>(data);
+  double binding;
+  if (napi_get_value_double(env, argv[0], &binding) != napi_ok) {
+    return Usage(env, usage);
+  }
+  if (b->recv_bytes.ref == nullptr) return Usage(env, usage);  // never bound
+  if (binding != b->recv_binding) return Number(env, kStale);
+  int fd;
+  size_t len;
+  if (!glue::ArgFd(env, argv[1], &fd) ||
+      !ArgCount(env, argv[2], b->recv_bytes.length, &len)) {
+    return Usage(env, usage);
+  }
+  int32_t* out = static_cast<int32_t*>(b->recv_fds.data);
+  int nfds = 0;
+  long n = fdpass::RecvMsg(fd, static_cast<char*>(b->recv_bytes.data), len,
+                           out + 1, &nfds);
+  out[0] = nfds;
+  return RecvResult(env, n);
+}
+
+// sendmsgBound(binding, fd, offset, length, fdsOffset, nfds) -> as
+// sendmsg(fd, bytes, offset, length, fds.subarray(fdsOffset), nfds) with the
+// bound buffers, or -3 when binding is not the last.
+napi_value SendMsgBound(napi_env env, napi_callback_info cbinfo) {
+  constexpr const char* usage =
+      "sendmsgBound(binding, fd, offset, length, fdsOffset, nfds <= 253), "
+      "within the buffers of bindSend()";
+  size_t argc = 6;
+  napi_value argv[6];
+  void* data;
+  if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, &data) !=
+          napi_ok ||
+      argc < 6) {
+    return Usage(env, usage);
+  }
+  Bound* b = static_cast<Bound*>(data);
+  double binding;
+  if (napi_get_value_double(env, argv[0], &binding) != napi_ok) {
+    return Usage(env, usage);
+  }
+  if (b->send_bytes.ref == nullptr) return Usage(env, usage);  // never bound
+  if (binding != b->send_binding) return Number(env, kStale);
+  int fd;
+  size_t offset, len, fds_offset, nfds;
+  if (!glue::ArgFd(env, argv[1], &fd) ||
+      !ArgCount(env, argv[2], b->send_bytes.length, &offset) ||
+      !ArgCount(env, argv[3], b->send_bytes.length - offset, &len) ||
+      !ArgCount(env, argv[4], b->send_fds.length, &fds_offset) ||
+      !ArgCount(env, argv[5], b->send_fds.length - fds_offset, &nfds) ||
+      nfds > static_cast<size_t>(fdpass::kMaxFds)) {
+    return Usage(env, usage);
+  }
+  const int32_t* fds = static_cast<const int32_t*>(b->send_fds.data) + fds_offset;
+  for (size_t i = 0; i < nfds; i++) {
+    if (fds[i] < 0) return Usage(env, usage);
+  }
+  long n = fdpass::SendMsg(fd, static_cast<const char*>(b->send_bytes.data) + offset,
+                           len, fds, static_cast<int>(nfds));
+  return SendResult(env, n);
+}
+
+}  // namespace
+
+napi_value RecvResult(napi_env env, long n) {
+  if (n == -EAGAIN || n == -EWOULDBLOCK) return Number(env, kAgain);
+  if (n == fdpass::kTruncated) {
+    glue::CodedError(
+        Napi::Env(env), "ERR_GRACEFUL_FDS_TRUNCATED", "recvmsg",
+        "recvmsg: the kernel dropped descriptors of a message (MSG_CTRUNC), "
+        "most likely because this process reached its open-file limit "
+        "(EMFILE). Every descriptor of the message was closed, and its bytes "
+        "were consumed with it, so this stream cannot be resynchronised: "
+        "close the connection and do not retry on it. Raise the limit "
+        "(ulimit -n, LimitNOFILE=) or hold fewer descriptors before the next "
+        "hand-off")
+        .ThrowAsJavaScriptException();
+    return nullptr;
+  }
+  if (n < 0) {
+    glue::ErrnoError(Napi::Env(env), static_cast<int>(-n), "recvmsg")
+        .ThrowAsJavaScriptException();
+    return nullptr;
+  }
+  return Number(env, static_cast<double>(n));
+}
+
+napi_value SendResult(napi_env env, long n) {
+  if (n == -EAGAIN || n == -EWOULDBLOCK) return Number(env, kAgain);
+  if (n == -ETOOMANYREFS) return Number(env, kTooManyRefs);
+  if (n < 0) {
+    glue::ErrnoError(Napi::Env(env), static_cast<int>(-n), "sendmsg")
+        .ThrowAsJavaScriptException();
+    return nullptr;
+  }
+  return Number(env, static_cast<double>(n));
+}
+
+void Add(Napi::Env env, Napi::Object exports) {
+  // One Bound per environment, freed with it; the references die with it too.
+  Bound* b = new Bound();
+  env.AddCleanupHook([b]() { delete b; });
+  for (const auto& [name, fn] :
+       {std::pair<const char*, napi_callback>{"bindReceive", BindReceive},
+        {"recvmsgBound", RecvMsgBound},
+        {"bindSend", BindSend},
+        {"sendmsgBound", SendMsgBound}}) {
+    napi_value f;
+    napi_create_function(env, name, NAPI_AUTO_LENGTH, fn, b, &f);
+    exports.Set(name, Napi::Value(env, f));
+  }
+}
+
+}  // namespace bound
