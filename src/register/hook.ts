@@ -20,7 +20,7 @@ import { HANDOFF_ENV } from '../protocol.js';
 import { preloadState } from '../preload-state.js';
 import { rawListen } from '../raw-listen.js';
 import { parseListenArgs, type TakenListen } from './listen-args.js';
-import { readSettings, type HookCallbacks, type RegisterSettings } from './settings.js';
+import { OWNER_ENV, readSettings, type HookCallbacks, type RegisterSettings } from './settings.js';
 import { UnlinkGuard } from './unlink-guard.js';
 
 type AnyListen = (this: net.Server, ...args: unknown[]) => net.Server;
@@ -44,6 +44,18 @@ function isClusterWorker(): boolean {
   return (createRequire(import.meta.url)('node:cluster') as typeof import('node:cluster').default).isWorker;
 }
 
+/**
+ * servesHere: this process is one the register serves: the first (no
+ * process of this service made its GracefulServer yet: OWNER_ENV unset, as
+ * under `npm start`, whose npm never listens), or a new version or worker the
+ * library started (HANDOFF_ENV). A process the program starts itself (a
+ * fork, a tool) inherits NODE_OPTIONS and OWNER_ENV: there the register
+ * stays out of the way, and its listens are Node's.
+ */
+export function servesHere(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env[OWNER_ENV] === undefined || env[HANDOFF_ENV] !== undefined;
+}
+
 /** say writes one line of the register's to stderr. */
 function say(line: string): void {
   process.stderr.write(`graceful-restart: ${line}\n`);
@@ -52,7 +64,7 @@ function say(line: string): void {
 /** installListenHook installs the hook once per process; a bad setting throws ERR_GRACEFUL_INVALID_ARGUMENT naming the variable. */
 export function installListenHook(): void {
   const state = preloadState();
-  if (state.installed) return;
+  if (state.installed || !servesHere()) return;
   const settings = readSettings();
   state.installed = true;
   const raw = rawListen as unknown as AnyListen;

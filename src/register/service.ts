@@ -21,7 +21,7 @@ import { preloadState } from '../preload-state.js';
 import { readConfigFile } from '../server/options.js';
 import type { TakenListen } from './listen-args.js';
 import { Readiness } from './readiness.js';
-import { readSettings, type HookCallbacks, type RegisterSettings } from './settings.js';
+import { OWNER_ENV, readSettings, type HookCallbacks, type RegisterSettings } from './settings.js';
 
 let made: Promise<RegisterService> | null = null;
 
@@ -141,6 +141,7 @@ class RegisterService {
 
   static async make(settings: RegisterSettings, callbacks: HookCallbacks): Promise<RegisterService> {
     const state = preloadState();
+    process.env[OWNER_ENV] = String(process.pid);
     // Defaults, then the configuration file, then the flags and variables given.
     const given = Object.fromEntries(Object.entries({ controlSocket: settings.controlSocket, pidFile: settings.pidFile }).filter(([, v]) => v !== undefined));
     const options = { signals: true, sigusr1: 'reopen', ...(settings.config ? readConfigFile(settings.config) : {}), ...given };

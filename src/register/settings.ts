@@ -25,6 +25,9 @@ export interface RegisterSettings {
   pidFile?: string;
 }
 
+/** Set to its pid by the process whose register made its GracefulServer; its own children inherit it (hook.ts, servesHere). */
+export const OWNER_ENV = 'GRACEFUL_REGISTER_OWNER';
+
 /** What the service tells the hook. */
 export interface HookCallbacks {
   /** The program counts as ready: the deadline of a new instance is off. */

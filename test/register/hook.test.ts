@@ -5,10 +5,11 @@
  * CommonJS preload (-r), and process.send('ready') without an IPC channel.
  */
 import { expect } from 'chai';
+import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { REGISTER_URL } from '../../src/cli/run-env.js';
-import { unsupported } from '../../src/register/hook.js';
+import { servesHere, unsupported } from '../../src/register/hook.js';
 import { cli, freePort, httpGet, root, spawnChild, tmpDir, until, type Child } from '../helpers.js';
 
 const register = fileURLToPath(REGISTER_URL);
@@ -34,6 +35,31 @@ describe('register/hook', function () {
     expect(unsupported()).to.equal(null);
     expect(unsupported(false, false)).to.match(/worker thread.*--workers n/);
     expect(unsupported(true, true)).to.match(/node:cluster itself.*--workers n/);
+  });
+
+  it('servesHere: the first process, and a new version or worker the library started; not a process the program started', () => {
+    expect(servesHere({})).to.equal(true);
+    expect(servesHere({ GRACEFUL_REGISTER_OWNER: '42', GRACEFUL_HANDOFF: '/tmp/x.sock' })).to.equal(true);
+    expect(servesHere({ GRACEFUL_REGISTER_OWNER: '42' })).to.equal(false);
+  });
+
+  it('a child the program forks (it inherits the preload) listens as in plain Node: not taken over, no error', async () => {
+    const dir = tmpDir();
+    const sock = path.join(dir, 'app.sock');
+    const [port, childPort] = [await freePort(), await freePort()];
+    const child = path.join(dir, 'child.cjs');
+    // It ends with its parent (the IPC channel closes), so that nothing outlives the test.
+    fs.writeFileSync(child, `process.on('disconnect', () => process.exit(0));
+      require('node:http').createServer((q, r) => r.end('child ' + process.pid)).listen(${childPort}, '127.0.0.1', () => process.send('up'));`);
+    const code = `require('node:http').createServer((q, r) => r.end('parent')).listen(${port}, '127.0.0.1', () => {
+      require('node:child_process').fork(${JSON.stringify(child)}).on('message', (m) => console.log('child ' + m)); });`;
+    const app = start(['--import', register, '-e', code], { GRACEFUL_CONTROL_SOCKET: sock });
+    await app.next(/^child up/);
+    expect((await httpGet({ port: childPort })).body).to.match(/^child \d+$/);
+    await until(async () => (await cli('health', sock)).code === 0, 10_000, 'healthy');
+    const status = JSON.parse((await cli('-s', sock, '--json', 'status')).stdout) as { result: { listeners: { name: string }[] } };
+    expect(status.result.listeners.map((l) => l.name)).to.deep.equal([`tcp:127.0.0.1:${port}`]);
+    expect(app.stderr.join('\n')).to.not.match(/ERR_GRACEFUL|graceful-restart:/);
   });
 
   it('--import: a plain listen becomes the listener tcp:127.0.0.1:<port>, with its callback and address() as in Node', async () => {
