@@ -1,7 +1,7 @@
 /**
- * An unmodified app redeployed under load, three ways in one run: this
- * package's `graceful-restart run --workers N` (redeploy through its control
- * socket), PM2's cluster mode with `pm2 reload`, and node:cluster's rolling
+ * An unmodified app redeployed under load, four ways in one run: this
+ * package's `graceful-restart run --workers N` (a redeploy, and a reload of
+ * the workers alone, through its control socket), PM2's cluster mode with `pm2 reload`, and node:cluster's rolling
  * restart (a new worker listening before the old one is disconnected). The
  * app is the same hello-world `http` server, which imports nothing of either.
  * wrk keep-alive and then `Connection: close` load for SECONDS while the
@@ -102,17 +102,17 @@ async function underLoad(kind: string, port: number, keepAlive: boolean, reload:
   return { kind, keepAlive, redeploys, requests: r.requests, errors: r.errors, rps: r.rps, p99ms: r.p99ms };
 }
 
-async function graceful(dir: string, keepAlive: boolean): Promise<Result> {
+async function graceful(dir: string, keepAlive: boolean, how: 'redeploy' | 'reload' = 'redeploy'): Promise<Result> {
   const port = await freePort();
   const sock = path.join(dir, `g${port}.sock`);
   const child = spawn(process.execPath, [path.join(root, 'bin/graceful-restart.js'), 'run', '-s', sock, '--workers', String(WORKERS), '--', 'node', 'hello.cjs'],
     { cwd: dir, stdio: 'ignore', env: { ...process.env, PORT: String(port) } });
   try {
     await answers(port);
-    return await underLoad('graceful-restart run', port, keepAlive, async () => {
+    return await underLoad(`graceful-restart run, ${how}`, port, keepAlive, async () => {
       const c = await ControlClient.connect(sock, 5_000);
       try {
-        await c.request('redeploy', [], undefined, 60_000);
+        await c.request(how, [], undefined, 60_000);
       } finally {
         c.close();
       }
@@ -170,7 +170,8 @@ async function main(): Promise<void> {
   const results: Result[] = [];
   try {
     for (const keepAlive of [true, false]) {
-      for (const cell of [graceful, nodeCluster, ...(pm2 ? [(d: string, k: boolean) => pm2Cluster(pm2!, d, k)] : [])]) {
+      const reload = (d: string, k: boolean) => graceful(d, k, 'reload');
+      for (const cell of [graceful, reload, nodeCluster, ...(pm2 ? [(d: string, k: boolean) => pm2Cluster(pm2!, d, k)] : [])]) {
         const r = await cell(dir, keepAlive);
         console.log(JSON.stringify(r));
         results.push(r);
