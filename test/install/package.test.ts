@@ -37,9 +37,12 @@ interface Run {
 /** run runs a command to its end (killed after timeoutMs) and never rejects: the caller checks code. */
 function run(cmd: string, args: string[], cwd: string, env = userEnv(), timeoutMs = 120_000): Promise<Run> {
   return new Promise((resolve) => {
+    const started = Date.now();
     execFile(cmd, args, { cwd, env, timeout: timeoutMs, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
-      resolve({ code, stdout, stderr });
+      // A command killed (by the timeout or otherwise) has no exit code: say so, and how long it ran.
+      const killed = err && typeof err.code !== 'number' ? `[${cmd} ${args.join(' ')}: ended by ${err.signal ?? err.code} after ${Date.now() - started} ms]\n` : '';
+      resolve({ code, stdout, stderr: killed + stderr + (killed ? `\n[stdout]\n${stdout.slice(-2000)}` : '') });
     });
   });
 }
@@ -68,8 +71,14 @@ async function newProject(dir: string): Promise<string> {
   return dir;
 }
 
+/**
+ * install runs `npm install spec` in project. npm logs each registry request (`--loglevel http`), so a
+ * failure shows the last one; a request that stalls is retried after 30 s rather than npm's default
+ * 5 minutes, so a slow moment of the registry costs a retry, not the test.
+ */
 function install(project: string, spec: string, env = userEnv()): Promise<Run> {
-  return run('npm', ['install', spec, '--no-audit', '--no-fund', '--prefer-offline'], project, env);
+  const args = ['install', spec, '--no-audit', '--no-fund', '--prefer-offline', '--loglevel', 'http', '--fetch-timeout', '30000', '--fetch-retries', '4'];
+  return run('npm', args, project, env, 240_000);
 }
 
 /** handOff runs the probe in project: a listening socket goes from one process to another. */
@@ -122,7 +131,7 @@ async function debianArm64Node(dir: string): Promise<string> {
 }
 
 describe('package: the packed tarball and a path install', function () {
-  this.timeout(180_000);
+  this.timeout(300_000);
   let base: string;
   let checkout: string;
   let tarball: string;
