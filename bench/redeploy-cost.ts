@@ -17,16 +17,11 @@
  *
  *   node dist/bench/redeploy-cost.js [REDEPLOYS=10] [WORKERS=2]
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
-import { fileURLToPath } from 'node:url';
-import { ControlClient } from '../src/control/client.js';
+import { startService, type Kind } from './harness/service.js';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.resolve(here, '../..');
 const REDEPLOYS = Number(process.argv[2] ?? 10);
 const WORKERS = Number(process.argv[3] ?? 2);
 /** Clock ticks per second of /proc's times (USER_HZ, 100 on Linux). */
@@ -39,61 +34,16 @@ function childCpu(): number {
   return (Number(fields[13]) + Number(fields[14])) / HZ; // cutime, cstime (fields 16 and 17)
 }
 
-interface Service { child: ChildProcess; lines: string[]; ready: Promise<void>; redeploy(): Promise<void> }
-
-type Kind = 'graceful' | 'reload' | 'cluster';
-
-function start(kind: Kind, workers: number, sock: string): Service {
-  const serve = [path.join(here, 'harness', `hello-${kind === 'reload' ? 'graceful' : kind}.js`), String(workers)];
-  const child = kind !== 'cluster'
-    ? spawn(process.execPath, [path.join(root, 'bin/graceful-restart.js'), 'run', '--no-register', '--', process.execPath, ...serve], { stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, BENCH_SOCKET: sock } })
-    : spawn(process.execPath, serve, { stdio: ['ignore', 'pipe', 'ignore'] });
-  const lines: string[] = [];
-  const waiting: { re: RegExp; count: number; resolve(): void }[] = [];
-  readline.createInterface({ input: child.stdout! }).on('line', (l) => {
-    lines.push(l);
-    for (const w of waiting.splice(0)) {
-      if (lines.filter((x) => w.re.test(x)).length >= w.count) w.resolve();
-      else waiting.push(w);
-    }
-  });
-  const seen = (re: RegExp, count: number) => new Promise<void>((resolve) => {
-    if (lines.filter((x) => re.test(x)).length >= count) resolve();
-    else waiting.push({ re, count, resolve });
-  });
-  return {
-    child,
-    lines,
-    ready: seen(/^ready /, 1),
-    redeploy: kind !== 'cluster'
-      ? async () => {
-        const c = await ControlClient.connect(sock, 5_000);
-        try {
-          await c.request(kind === 'reload' ? 'reload' : 'redeploy', [], undefined, 60_000);
-        } finally {
-          c.close();
-        }
-      }
-      : async () => {
-        const before = lines.filter((l) => l === 'restarted').length;
-        process.kill(child.pid!, 'SIGHUP');
-        await seen(/^restarted$/, before + 1);
-      },
-  };
-}
-
 /** cost: CPU seconds of a service started, redeployed k times, and stopped. */
 async function cost(kind: Kind, workers: number, k: number): Promise<number> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-cost-'));
   const before = childCpu();
-  const s = start(kind, workers, path.join(dir, 'ctl.sock'));
-  const exited = new Promise<void>((r) => s.child.once('exit', () => r()));
+  const s = startService(kind, workers, path.join(dir, 'ctl.sock'));
   try {
     await s.ready;
     for (let i = 0; i < k; i++) await s.redeploy();
   } finally {
-    s.child.kill('SIGTERM');
-    await exited;
+    await s.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   }
   return childCpu() - before;
