@@ -16,6 +16,7 @@ import { writePidFile } from '../pidfile.js';
 import { CONTROL_FIELD, SUPERVISOR_ENV } from '../protocol.js';
 import { notify, takeListenFds } from '../systemd.js';
 import type { Adopter } from './adopt.js';
+import type { MoveCounts } from './drain/options.js';
 import type { ControlPort } from './control-port.js';
 import type { ServerEvent } from './events.js';
 import type { GracefulFile } from './file.js';
@@ -132,6 +133,7 @@ export class Engine {
       descriptors: () => this.handoffList(),
       state: () => ({ runlevel: this.lifecycle.level, generation: this.lifecycle.generation, ...this.listeners.closedPorts(), ...parts.state(), ...this.stats.state() }),
       listeners: this.listeners,
+      moveCounts: () => this.moveCounts(),
       control: () => this.control,
       drain: (release) => this.drainListeners(release),
       serving: () => this.serving(),
@@ -320,7 +322,7 @@ export class Engine {
       listeners: this.role.listenerStatus(),
       connections: listeners.connectionCount(),
       connectionStates: listeners.states(),
-      handover: { ...listeners.moveCounts(), adopted: this.adopter?.adoptedCount ?? 0 },
+      handover: { ...this.moveCounts(), adopted: this.adopter?.adoptedCount ?? 0 },
       controlConnections: this.control?.connectionCount ?? 0,
       rss: mem.rss, heapUsed: mem.heapUsed, node: process.version,
       redeploy: r ? `pid ${r.pid ?? '(starting)'} for ${Date.now() - r.since} ms` : 'none',
@@ -369,6 +371,13 @@ export class Engine {
   }
 
   /** drainListeners stops accepting everywhere and drains; resolves with how many connections were forced closed. */
+  /** moveCounts: what the drains did with the connections, of this process's listeners and of its workers (a primary's). */
+  private moveCounts(): MoveCounts {
+    const here = this.listeners.moveCounts();
+    const there = this.role.movedElsewhere();
+    return there ? { handedOver: here.handedOver + there.handedOver, drained: here.drained + there.drained, forced: here.forced + there.forced } : here;
+  }
+
   private async drainListeners(release: boolean): Promise<number> {
     const [forced] = await Promise.all([this.listeners.drain(release, this.config.idleGrace, this.config.shutdownTimeout), this.role.drain()]);
     return forced;

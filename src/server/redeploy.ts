@@ -16,6 +16,7 @@ import { monotonicUsec, notify } from '../systemd.js';
 import { COMMIT_MARK, COMMITTED_MARK, EXIT_FIELD, SUPERVISOR_ENV } from '../protocol.js';
 import { receiveFrom, sendTo } from '../handoff/client.js';
 import type { Lifecycle, RedeployTicket } from './lifecycle.js';
+import type { MoveCounts } from './drain/options.js';
 import type { Listeners } from './listener-set.js';
 import type { Config } from './options.js';
 import { startSuccessor, type Successor, type SuccessorLink, type SuccessorOptions } from './successor.js';
@@ -54,6 +55,8 @@ export interface RedeployParts {
   /** State for the new instance (runlevel, generation, ports closed in runlevel 1). */
   state(): Meta;
   listeners: Listeners;
+  /** What the drains did with the connections: this process's listeners', and its workers' (a primary). */
+  moveCounts(): MoveCounts;
   control(): ControlPort | null;
   /** Stop accepting everywhere and drain; resolves with how many connections were forced closed. */
   drain(release: boolean): Promise<number>;
@@ -242,7 +245,7 @@ export class Redeployer {
       this.parts.listeners.handingOverSockets());
     this.parts.listeners.setMover(sender);
     this.parts.handingOver?.(successor.answer ?? null);
-    const before = this.parts.listeners.moveCounts();
+    const before = this.parts.moveCounts();
     const drained = this.parts.drain(false);
     let timer: NodeJS.Timeout | undefined;
     const windowEnd = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), config.takeBackWindow)));
@@ -267,7 +270,7 @@ export class Redeployer {
     const forced = await drained;
     sender?.close();
     if (sender?.error) this.parts.log(sender.error.message, { event: 'redeploy.handover-stopped', code: (sender.error as { code?: string }).code, passed: sender.passed });
-    const after = this.parts.listeners.moveCounts();
+    const after = this.parts.moveCounts();
     await this.parts.finishHalt({ handedOver: true, forced });
     emit({ type: 'done', pid, forced, handedOver: after.handedOver - before.handedOver, drained: after.drained - before.drained, ms: Date.now() - started });
   }

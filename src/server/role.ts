@@ -11,6 +11,7 @@ import type dgram from 'node:dgram';
 import type net from 'node:net';
 import type { Meta } from '../meta.js';
 import type { ListenerInfo, ListenerStatus } from './listener-set.js';
+import type { MoveCounts } from './drain/options.js';
 import type { ListenOptions, ManagedListener } from './listeners.js';
 import type { Runlevel } from './options.js';
 import type { Predecessor } from './predecessor.js';
@@ -63,6 +64,8 @@ export interface Role {
   rotateTickets(): string[];
   /** drain: besides the listeners here, what drains at a halt or runlevel 1 (the workers). */
   drain(): Promise<void>;
+  /** movedElsewhere: what the drains of the service's other processes this role runs (a primary: its workers) did with their connections; null in the others. */
+  movedElsewhere(): MoveCounts | null;
   /** release: at the halt, let go of what the role holds. */
   release(): void;
 

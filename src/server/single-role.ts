@@ -12,6 +12,7 @@ import { fdOf } from '../fds.js';
 import type { Meta } from '../meta.js';
 import type { Engine } from './engine.js';
 import type { ListenerInfo, ListenerStatus } from './listener-set.js';
+import type { MoveCounts } from './drain/options.js';
 import type { ListenOptions, ManagedListener } from './listeners.js';
 import type { Predecessor } from './predecessor.js';
 import { announceReady } from './ready.js';
@@ -146,6 +147,10 @@ export class SingleRole implements Role {
   }
 
   async drain(): Promise<void> {}
+
+  movedElsewhere(): MoveCounts | null {
+    return null;
+  }
 
   release(): void {}
 

@@ -21,9 +21,17 @@ import { CRASH_LOOP_MS, killWorkers, makeSlots, stopWorkers, type Slot, type Wor
 import { firstFailure, spawnWorker } from './spawn-worker.js';
 import { askWorkers, type WorkerAnswerOf } from './fan-out.js';
 import { PrimaryLink } from './worker-link.js';
+import type { MoveCounts } from '../server/drain/options.js';
 
 /** How long past the shutdown timeout a draining worker has before it is killed. */
 const DRAIN_MARGIN_MS = 5_000;
+
+/** addMoved adds b's counts to a. */
+function addMoved(a: MoveCounts, b: MoveCounts): void {
+  a.handedOver += b.handedOver;
+  a.drained += b.drained;
+  a.forced += b.forced;
+}
 
 /**
  * PoolPhase: what the pool does with a worker that exits. 'idle': not
@@ -75,6 +83,8 @@ export class WorkerPool {
   private scaleSlots: Slot[] | null = null;
   /** The links still open, of every worker that has not ended yet. */
   private readonly links = new Set<PrimaryLink>();
+  /** What the drains of the workers whose links ended did with their connections. */
+  private readonly retiredMoved: MoveCounts = { handedOver: 0, drained: 0, forced: 0 };
   /** The slots a rolling redeploy retires (their worker drains: the successor's worker of the slot serves). */
   private readonly retiring = new Set<Slot>();
   /** phase: whether a worker that exits is a crash to restart ('serving') or not ('idle', 'draining'); see PoolPhase. */
@@ -276,6 +286,7 @@ export class WorkerPool {
     slot.answer = answer;
     const primaryEnd = new PrimaryLink(link.take(), `worker ${slot.id} (pid ${child.pid})`, (msg) => this.options.log(msg), (ended) => {
       this.links.delete(ended);
+      addMoved(this.retiredMoved, ended.moved);
       this.options.retired?.(ended.listeners);
     });
     this.links.add(primaryEnd);
@@ -320,6 +331,13 @@ export class WorkerPool {
     } finally {
       this.scaleSlots = null;
     }
+  }
+
+  /** moveCounts: what the drains of every worker did with its connections, the running ones' as each last reported it. */
+  moveCounts(): MoveCounts {
+    const sum = { ...this.retiredMoved };
+    for (const l of this.links) addMoved(sum, l.moved);
+    return sum;
   }
 
   /** reported: what the running workers' listeners counted, as each last reported it. */

@@ -12,6 +12,7 @@ import { NotConfiguredError } from '../errors.js';
 import type { Meta } from '../meta.js';
 import type { Engine } from '../server/engine.js';
 import type { ListenerInfo, ListenerStatus } from '../server/listener-set.js';
+import type { MoveCounts } from '../server/drain/options.js';
 import type { ListenOptions, ManagedListener } from '../server/listeners.js';
 import { checkRunlevel, type Runlevel } from '../server/options.js';
 import type { Predecessor } from '../server/predecessor.js';
@@ -214,6 +215,11 @@ export class PrimaryRole implements Role {
       if (!target) return;
       await link.request('handover', { pid: target.pid, ...target.answer }, undefined, AbortSignal.timeout(HANDOVER_CONNECT_MS));
     });
+  }
+
+  /** movedElsewhere: what the workers' drains did with their connections (handed over to the next generation's workers, drained, forced). */
+  movedElsewhere(): MoveCounts {
+    return this.pool.moveCounts();
   }
 
   release(): void {

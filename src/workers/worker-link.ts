@@ -22,6 +22,7 @@
  * (logged): a worker that cannot speak it is a bug, not a client to answer.
  * Neither end keeps its process alive.
  */
+import type { MoveCounts } from '../server/drain/options.js';
 import net from 'node:net';
 import { WorkerFailedError } from '../errors.js';
 
@@ -112,6 +113,8 @@ export class PrimaryLink {
   connections = 0;
   /** What each of its listeners counted (requests, connections), as it last reported it. */
   listeners: Record<string, { requests: number; connections: number }> = {};
+  /** What the worker's drains did with its connections (handed over, drained, forced), as it last reported it. */
+  moved: MoveCounts = { handedOver: 0, drained: 0, forced: 0 };
   /** When the worker last sent anything (ms since the epoch): its event loop ran then. */
   lastHeard = Date.now();
   /** A ping is under way (one at a time). */
@@ -133,6 +136,8 @@ export class PrimaryLink {
     if (m.id === 0) {
       if (typeof m.connections === 'number') this.connections = m.connections;
       if (typeof m.listeners === 'object' && m.listeners !== null && !Array.isArray(m.listeners)) this.listeners = m.listeners as PrimaryLink['listeners'];
+      const moved = m.moved as Partial<MoveCounts> | undefined;
+      if (moved && [moved.handedOver, moved.drained, moved.forced].every((n) => Number.isSafeInteger(n) && n! >= 0)) this.moved = moved as MoveCounts;
       return;
     }
     const p = this.pending.get(m.id!);

@@ -87,9 +87,9 @@ export class WorkerRole extends SingleRole {
     return 0;
   }
 
-  /** The primary learns of the worker's open connections (to say what a crash lost). */
+  /** The primary learns of the worker's open connections (to say what a crash lost), and what its drains did with them. */
   protected override watchServer(server: net.Server): void {
-    const report = () => this.link?.report(() => ({ connections: this.engine.listeners.connectionCount(), listeners: this.engine.stats.own() }));
+    const report = () => this.link?.report(() => ({ connections: this.engine.listeners.connectionCount(), listeners: this.engine.stats.own(), moved: this.engine.listeners.moveCounts() }));
     server.on('connection', (socket: net.Socket) => {
       report();
       socket.once('close', report);

@@ -121,8 +121,8 @@ describe('workers/handover', () => {
       child = undefined;
     });
 
-    it('hands every keep-alive connection to the new workers across 10 redeploys: none reopened, none failed', async () => {
-      child = spawnFixture('workers-handover', [], { env: { ...process.env, APP_WORKERS: '2' } });
+    it('hands every keep-alive connection to the new workers across 10 redeploys: none reopened, none failed; each old primary counts them', async () => {
+      child = spawnFixture('workers-handover', [], { env: { ...process.env, APP_WORKERS: '2', GRACEFUL_JSON_LOG: '1' } });
       let gen = await generation(child, 1, 2);
       const load = new Load(gen.port, 24);
       await until(() => load.opened === 24 && load.answers.length > 200, 20_000, 'every connection open');
@@ -155,6 +155,17 @@ describe('workers/handover', () => {
       const adopted = child.stdout.filter((l) => l.startsWith('adopt '));
       expect(adopted.length).to.be.greaterThan(0);
       expect(child.stderr.join('\n')).not.to.match(/could not reach|ERR_GRACEFUL_HANDOVER_FAILED/);
+      // Each old primary's "redeploy: done" counts what its workers handed over: the 24 connections,
+      // less any a worker closed idle meanwhile (counted as drained), and none forced.
+      const done = [...child.stdout, ...child.stderr].filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>)
+        .filter((l) => l.event === 'redeploy.done');
+      expect(done).to.have.length(10);
+      for (const d of done) {
+        expect(d.forced, JSON.stringify(d)).to.equal(0);
+        expect(d.handedOver, JSON.stringify(d)).to.be.greaterThan(0);
+        expect((d.handedOver as number) + (d.drained as number), JSON.stringify(d)).to.be.at.most(24);
+      }
+      expect(done.reduce((a, d) => a + (d.handedOver as number), 0)).to.be.at.least(200);
     });
 
     it('from 3 workers to 2 and back to 3: each new worker takes the connections of the old workers i mod n', async () => {

@@ -128,15 +128,32 @@ describe('workers/worker-link', () => {
     connections = 4; // read when the report goes
     await until(() => primary.connections === 4, 5000, 'the report');
     expect(primary.listeners).to.deep.equal({ http: { requests: 5, connections: 4 } });
-    worker.report(() => ({ connections: 0, listeners: { http: { requests: 9, connections: 0 } } }));
+    expect(primary.moved).to.deep.equal({ handedOver: 0, drained: 0, forced: 0 }); // none reported yet
+    worker.report(() => ({ connections: 0, listeners: { http: { requests: 9, connections: 0 } }, moved: { handedOver: 3, drained: 1, forced: 0 } }));
     worker.close(); // sends the pending report at once, then ends
     await until(() => closed.length === 1, 5000, 'the link to close');
     expect(closed[0]).to.equal(primary);
     expect(primary.listeners).to.deep.equal({ http: { requests: 9, connections: 0 } });
+    expect(primary.moved).to.deep.equal({ handedOver: 3, drained: 1, forced: 0 });
     expect(logs).to.deep.equal([]); // a clean end is not logged
     const gone = await codeOf(primary.request('stats'));
     expect(gone).to.be.instanceOf(WorkerFailedError);
     expect(gone?.message).to.equal('worker 0 (pid 1) is gone (it exited)');
+  });
+
+  it('reports: counts of the drains that are not whole numbers from 0 are ignored, the last good ones kept', async () => {
+    const { primary, worker, closed } = link();
+    worker.report(() => ({ connections: 1, moved: { handedOver: 2, drained: 0, forced: 0 } }));
+    await until(() => primary.moved.handedOver === 2, 5000, 'the report');
+    for (const moved of [{ handedOver: -1, drained: 0, forced: 0 }, { handedOver: 1.5, drained: 0, forced: 0 }, { handedOver: 1 }, 'x', null]) {
+      worker.report(() => ({ connections: 2, moved }));
+      await until(() => primary.connections === 2, 5000, 'the report');
+      expect(primary.moved, JSON.stringify(moved)).to.deep.equal({ handedOver: 2, drained: 0, forced: 0 });
+      worker.report(() => ({ connections: 1 }));
+      await until(() => primary.connections === 1, 5000, 'the report');
+    }
+    worker.close();
+    await until(() => closed.length === 1, 5000, 'the link to close');
   });
 
   it('a cancelled request: the worker\'s command sees its signal aborted ("the client left"), the promise rejects with the reason', async () => {
