@@ -39,8 +39,8 @@ export function noControl(target: SupervisedTarget, cmd: string): string {
   }
   if (target.options.registered) {
     return `the application (pid ${target.currentPid}) runs under graceful-restart/register and is not ready yet, so "${cmd}" cannot reach it: `
-      + 'it is ready once its listens settled (or as --ready says); try again once `graceful-restart health <socket>` says healthy'
-      + (target.notified ? '' : ' (a program that never listens is never ready: see --ready)');
+      + 'it is ready once its listens settled (or as --ready says); try again then (`status` says ready: true once it is). '
+      + 'A program that listens on no address the register keeps (it never listens, or only on port 0) is never ready: see --ready';
   }
   return `the application (pid ${target.currentPid}) is not a GracefulServer (it never spoke sd_notify), so "${cmd}" cannot reach it` +
     (redeploy

@@ -119,7 +119,8 @@ describe('supervisor/commands', () => {
     addSupervisorCommands(registered, target({ notified: false, options: { command: 'node', args: ['server.js'], registered: true } }));
     expect((await rejection(run(registered, ['redeploy']))).message).to.equal(
       'the application (pid 4242) runs under graceful-restart/register and is not ready yet, so "redeploy" cannot reach it: it is ready once its listens settled '
-        + '(or as --ready says); try again once `graceful-restart health <socket>` says healthy (a program that never listens is never ready: see --ready)',
+        + '(or as --ready says); try again then (`status` says ready: true once it is). '
+        + 'A program that listens on no address the register keeps (it never listens, or only on port 0) is never ready: see --ready',
     );
   });
 
