@@ -5,12 +5,12 @@
  * its predecessor: one that dies before ready() leaves this instance alone,
  * with its stderr put back (service-stderr.ts) so that it finishes starting.
  */
-import { addon } from '../native.js';
 import { HandoffFailedError, PeerRefusedError } from '../errors.js';
 import type { Meta } from '../meta.js';
 import { HandoffConnection, closeAll } from '../handoff/connection.js';
 import { receiveFrom, sendTo } from '../handoff/client.js';
 import { HANDOFF_ENV, COMMIT_FIELD, REOPENS_FIELD, COMMIT_MARK, COMMITTED_MARK, END_MARK, FAILED_MARK, PROGRESS_MARK, READY_MARK, RETIRE_MARK, RETIRED_MARK } from '../protocol.js';
+import { pidGone } from './pid-gone.js';
 import { PipedStderr } from './service-stderr.js';
 import type { ReopenPeer } from './reopen-relay.js';
 import { oneLine, REASON_MAX } from './successor.js';
@@ -91,28 +91,7 @@ export class Predecessor {
    * process alive.
    */
   exited(): Promise<void> {
-    this.exit ??= new Promise<void>((resolve) => {
-      if (!this.running) return resolve();
-      let pidfd: number;
-      try {
-        pidfd = addon.pidfdOpen(this.pid);
-      } catch {
-        const timer = setInterval(() => {
-          if (this.running) return;
-          clearInterval(timer);
-          resolve();
-        }, 100);
-        timer.unref();
-        return;
-      }
-      const poller = new addon.Poller(pidfd, () => {
-        poller.close();
-        closeAll([pidfd]);
-        resolve();
-      });
-      poller.start(1);
-      poller.unref();
-    });
+    this.exit ??= pidGone(this.pid, () => this.running);
     return this.exit;
   }
 

@@ -19,9 +19,7 @@
  *
  * A rolling redeploy and a scale do not hand over: their old workers drain.
  */
-import { addon } from '../native.js';
 import type { Meta } from '../meta.js';
-import { closeAll } from '../handoff/connection.js';
 import { ADOPT_FIELD, ADOPT_LISTENERS_FIELD, ADOPT_SOCKETS_FIELD } from '../server/conn-handover.js';
 import type { AdoptFrom } from '../server/ready.js';
 
@@ -98,40 +96,3 @@ export function targetFor(answer: Meta | undefined, slot: number): WorkerAdopt |
   return found && Number.isInteger(found.pid) && part ? { slot: found.slot!, pid: found.pid!, answer: part } : null;
 }
 
-/**
- * pidGone resolves once process pid has exited (a pidfd of it becomes
- * readable; where pidfds are missing, /proc is looked at every 100 ms).
- * Nothing here keeps the process alive.
- */
-export function pidGone(pid: number): Promise<void> {
-  return new Promise((resolve) => {
-    let pidfd: number;
-    try {
-      pidfd = addon.pidfdOpen(pid);
-    } catch {
-      const timer = setInterval(() => {
-        if (alive(pid)) return;
-        clearInterval(timer);
-        resolve();
-      }, 100);
-      timer.unref();
-      return;
-    }
-    const poller = new addon.Poller(pidfd, () => {
-      poller.close();
-      closeAll([pidfd]);
-      resolve();
-    });
-    poller.start(1);
-    poller.unref();
-  });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}

@@ -6,14 +6,13 @@
  * generation's workers, none is closed, no message lost or doubled.
  */
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import type net from 'node:net';
 import { WebSocket } from 'ws';
 import { ADOPT_FIELD, ADOPT_LISTENERS_FIELD, ADOPT_SOCKETS_FIELD } from '../../src/server/conn-handover.js';
-import { adoptFields, adoptFrom, pidGone, targetFor, workerPids, workersAnswer, WORKER_PIDS_FIELD } from '../../src/workers/handover.js';
+import { adoptFields, adoptFrom, targetFor, workerPids, workersAnswer, WORKER_PIDS_FIELD } from '../../src/workers/handover.js';
 import { endGenerations, gone, openFds, spawnFixture, tmpDir, until, type Child } from '../helpers.js';
 
 /** Load: loops of requests on one keep-alive agent, each answer recorded with when its request started. */
@@ -102,13 +101,6 @@ describe('workers/handover', () => {
       expect(targetFor(workersAnswer([]), 0)).to.equal(null);
       expect(targetFor({ adoptWorkers: '{' }, 0)).to.equal(null);
       expect(targetFor(undefined, 0)).to.equal(null);
-    });
-
-    it('pidGone resolves once a process (not a child of the caller) exits', async () => {
-      const sleeper = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 200)']);
-      await pidGone(sleeper.pid!);
-      expect(gone(sleeper.pid!)).to.equal(true);
-      await pidGone(2 ** 22 + 1); // no such process
     });
   });
 
