@@ -140,7 +140,7 @@ describe('workers/handover', () => {
         }
       }
       await load.stop();
-      expect(load.failed).to.deep.equal([]);
+      expect(load.failed, `failed requests; the service said: ${child.stderr.filter((l) => !l.includes('"worker.ready"')).join(' | ').slice(-6000)}`).to.deep.equal([]);
       expect(load.opened, 'connections opened').to.equal(24);
       expect(load.closed, 'connections closed').to.equal(0);
       load.agent.destroy();
@@ -180,7 +180,7 @@ describe('workers/handover', () => {
       }
       await load.stop();
       load.agent.destroy();
-      expect(load.failed).to.deep.equal([]);
+      expect(load.failed, `failed requests; the service said: ${child.stderr.filter((l) => !l.includes('"worker.ready"')).join(' | ').slice(-6000)}`).to.deep.equal([]);
       expect(load.opened, 'connections opened').to.equal(24);
       expect(load.closed, 'connections closed').to.equal(0);
     });
@@ -231,7 +231,7 @@ describe('workers/handover', () => {
       await until(() => load.answers.length > seen + 50, 20_000, 'requests after the redeploy');
       await load.stop();
       load.agent.destroy();
-      expect(load.failed).to.deep.equal([]);
+      expect(load.failed, `failed requests; the service said: ${child.stderr.filter((l) => !l.includes('"worker.ready"')).join(' | ').slice(-6000)}`).to.deep.equal([]);
       expect(load.opened, 'the drained connections were opened again').to.be.greaterThan(8);
       expect(load.answers.slice(-20).every((a) => second.workers.includes(a.pid))).to.equal(true);
       expect(child.stdout.filter((l) => l.startsWith('adopt '))).to.deep.equal([]);
