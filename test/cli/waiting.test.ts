@@ -52,9 +52,10 @@ describe('cli/waiting: watchRedeploy', () => {
     watch.event({ event: 'ready', pid: 42, ms: 100 });
     const n = lines.length;
     expect(lines[0]).to.match(/^waiting for pid 42 to be ready: \d+ s so far; the server gives up at 60 s$/);
-    // After ready, the ticker is stopped: three of its periods add nothing (the
-    // absence of a line over time is what is tested, so this waits a time).
-    await new Promise((r) => setTimeout(r, 60));
+    // After ready, the ticker is stopped: three periods of a second ticker of the
+    // same period, started later, add nothing (the absence of a line is what is
+    // tested, so this waits three periods, measured by the same kind of timer).
+    await ticks(3, 20);
     expect(lines.length).to.equal(n);
     watch.stop();
   });

@@ -273,7 +273,7 @@ describe('control socket under attack', function () {
       's.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)',
       `s.connect(${JSON.stringify(sock)})`,
       's.sendall(b"help\\n" * 30 + b"redeploy\\n")',
-      'time.sleep(0.5)', // let the redeploy start while nothing is read
+      'time.sleep(0.5)', // the slow reader itself: nothing read for a while (the redeploy waits behind the unread output, so no event of it can be awaited here)
       'data = b""',
       's.settimeout(10)',
       'while data.count(b"\\nok\\n") < 31:',

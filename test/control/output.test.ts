@@ -98,8 +98,21 @@ describe('control/output: bounded writes of one connection', () => {
       out.close();
       await waiting;
       expect(await out.drained(true).then(() => 'closed')).to.equal('closed');
-      // The write timer was stopped: nothing is dropped after its time.
-      await new Promise((r) => setTimeout(r, 150));
+      // The write timer was stopped: nothing is dropped after its time. The witness is a
+      // second output with the same writeTimeout, filled after this one was: once it is
+      // dropped, this one's timer (armed earlier, same period) would have fired too.
+      const w = await pair();
+      try {
+        w.client.pause();
+        let witnessDropped!: () => void;
+        const witness = new Promise<void>((resolve) => (witnessDropped = resolve));
+        const other = new ConnectionOutput(w.server, () => ({ maxOutputBytes: 64 * 1024 * 1024, writeTimeout: 100 }), () => witnessDropped());
+        while (other.write(line));
+        await witness;
+        other.close();
+      } finally {
+        w.close();
+      }
       expect(dropped).to.deep.equal([]);
     } finally {
       p.close();

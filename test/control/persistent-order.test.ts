@@ -10,8 +10,21 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import readline from 'node:readline';
+import { execFileSync } from 'node:child_process';
 import { ControlClient } from '../../src/index.js';
 import { endGenerations, spawnFixture, tmpDir, until, type Child } from '../helpers.js';
+
+/**
+ * peerBlocked: the kernel holds all it will take from the instance writing to raw
+ * (ss(8): the peer socket's write memory is at its send buffer), so the instance
+ * queues what it writes next in its own process.
+ */
+function peerBlocked(raw: net.Socket): boolean {
+  const fd = (raw as unknown as { _handle: { fd: number } })._handle.fd;
+  const inode = /socket:\[(\d+)\]/.exec(fs.readlinkSync(`/proc/self/fd/${fd}`))![1];
+  const peer = new RegExp(`\\* ${inode}\\s+skmem:\\([^)]*\\bt(\\d+),tb(\\d+)`).exec(execFileSync('ss', ['-xnmH']).toString());
+  return peer !== null && Number(peer[1]) >= Number(peer[2]);
+}
 
 describe('persistent stream order across redeploys', function () {
   this.timeout(90_000);
@@ -34,8 +47,7 @@ describe('persistent stream order across redeploys', function () {
     for (let g = 0; g < 3; g++) {
       raw.pause(); // the slow reader: the kernel's buffers fill, the instance queues the rest
       let slow: NodeJS.Timeout | undefined;
-      // The reader's slowness itself (not a wait for an event): long enough that the kernel's buffers fill and the old instance queues lines.
-      await new Promise((resolve) => setTimeout(resolve, 1500));
+      await until(() => peerBlocked(raw), 10_000, 'the kernel\'s buffers to fill'); // from here the old instance queues lines
       const admin = await ControlClient.connect(sock, 10_000);
       const redeployed = admin.request('redeploy') as Promise<{ pid: number }>;
       await app.next(/^ready /); // the new instance is ready, the old one alive: the reader reads, slowly
@@ -75,7 +87,7 @@ describe('persistent stream order across redeploys', function () {
     readline.createInterface({ input: raw }).on('line', (l) => got.push(l));
     await until(() => got.length > 10, 10_000, 'the stream to start');
     raw.pause();
-    await new Promise((resolve) => setTimeout(resolve, 1500)); // the slow reader
+    await until(() => peerBlocked(raw), 10_000, 'the kernel\'s buffers to fill'); // the slow reader: from here the instance queues lines
     const admin = await ControlClient.connect(sock, 10_000);
     const err = await admin.request('redeploy').then(() => null, (e: Error & { code?: string }) => e);
     admin.close();

@@ -45,8 +45,16 @@ function sendRaw(fd: number, data: Buffer, fds: number[] = []): void {
   expect(addon.sendmsg(fd, data, 0, data.length, fds, fds.length)).to.equal(data.length);
 }
 
+/**
+ * holding resolves once this process (where the receiver runs) holds n more
+ * descriptors than base: the receiver has read a message that carried them.
+ */
+function holding(base: number, n: number): Promise<boolean> {
+  return until(() => fdCount() >= base + n, 5000, `the receiver to hold ${n} more descriptor(s)`);
+}
+
 /** expectCoded runs a receive against a raw server script and checks the code and that nothing leaked. */
-async function expectCoded(code: string, script: (fd: number, devnull: () => number) => void | Promise<void>): Promise<number> {
+async function expectCoded(code: string, script: (fd: number, devnull: () => number, given: () => number) => void | Promise<void>): Promise<number> {
   const dir = tmpDir();
   const sock = path.join(dir, 'bad.sock');
   const opened: number[] = [];
@@ -64,7 +72,7 @@ async function expectCoded(code: string, script: (fd: number, devnull: () => num
   }).catch((err) => {
     caught = err;
   });
-  await rawServer(sock, client, (fd) => script(fd, devnull));
+  await rawServer(sock, client, (fd) => script(fd, devnull, () => given));
   for (const fd of opened) fs.closeSync(fd);
   expect(caught, 'receive must reject').to.be.instanceOf(Error);
   expect((caught as { code?: string }).code, (caught as Error).message).to.equal(code);
@@ -99,8 +107,9 @@ describe('hand-off bad input', () => {
 
   it('meta longer than its message, followed by another message: ERR_GRACEFUL_BAD_FRAME', async () => {
     await expectCoded('ERR_GRACEFUL_BAD_FRAME', async (fd, devnull) => {
+      const base = fdCount();
       sendRaw(fd, record('{"short":1}', 500), [devnull()]);
-      await new Promise((r) => setTimeout(r, 50));
+      await holding(base, 2); // the descriptor sent and the one received: the first message is read alone
       sendRaw(fd, record('{}'), [devnull()]);
     });
   });
@@ -108,8 +117,9 @@ describe('hand-off bad input', () => {
   it('meta longer than its message, completed by the next message: ERR_GRACEFUL_BAD_FRAME, nothing handed out', async () => {
     // The second message starts with the 9 bytes the first record lacks, then a record of its own.
     const given = await expectCoded('ERR_GRACEFUL_BAD_FRAME', async (fd, devnull) => {
+      const base = fdCount();
       sendRaw(fd, record('{"short":1}', 20), [devnull()]);
-      await new Promise((r) => setTimeout(r, 50));
+      await holding(base, 2); // the descriptor sent and the one received: the first message is read alone
       sendRaw(fd, Buffer.concat([Buffer.from('"pad-pad"'), record('{}')]), [devnull()]);
     });
     expect(given).to.equal(0);
@@ -117,8 +127,9 @@ describe('hand-off bad input', () => {
 
   it('meta longer than its message, completed by plain bytes: ERR_GRACEFUL_BAD_FRAME, nothing handed out', async () => {
     const given = await expectCoded('ERR_GRACEFUL_BAD_FRAME', async (fd, devnull) => {
+      const base = fdCount();
       sendRaw(fd, record('{"short":1}', 20), [devnull()]);
-      await new Promise((r) => setTimeout(r, 50));
+      await holding(base, 2); // the descriptor sent and the one received: the first message is read alone
       sendRaw(fd, Buffer.from('"pad-pad"'));
     });
     expect(given).to.equal(0);
@@ -152,9 +163,9 @@ describe('hand-off bad input', () => {
   });
 
   it('a good message then a bad one: the good descriptors reach the callback, the rest are closed', async () => {
-    const given = await expectCoded('ERR_GRACEFUL_FD_COUNT_MISMATCH', async (fd, devnull) => {
+    const given = await expectCoded('ERR_GRACEFUL_FD_COUNT_MISMATCH', async (fd, devnull, received) => {
       sendRaw(fd, Buffer.concat([record('{"i":0}'), record('{"i":1}')]), [devnull(), devnull()]);
-      await new Promise((r) => setTimeout(r, 50));
+      await until(() => received() === 2, 5000, 'the good descriptors to reach the callback'); // the first message is read alone
       sendRaw(fd, record('{"i":2}'), [devnull(), devnull()]);
     });
     expect(given).to.equal(2);

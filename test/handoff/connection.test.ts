@@ -21,6 +21,13 @@ interface FloodSummary {
   error?: string;
 }
 
+/** tookSome resolves once the first of sends has resolved: the kernel took it, and the socket is being filled. */
+function tookSome(sends: Promise<void>[]): Promise<boolean> {
+  let sent = 0;
+  for (const p of sends) p.then(() => sent++, () => undefined);
+  return until(() => sent > 0, 5000, 'the kernel to take the first sends');
+}
+
 describe('HandoffConnection', () => {
   let dir: string;
   const children: Child[] = [];
@@ -254,7 +261,7 @@ describe('HandoffConnection', () => {
       const sends: Promise<void>[] = [];
       for (let i = 0; i < 2000; i++) sends.push(conn.send([{ fd: file, meta: { i } }]));
       const outcomes = Promise.allSettled(sends);
-      await new Promise((r) => setTimeout(r, 20));
+      await tookSome(sends); // the rest wait in the queue
       addon.close(s); // closed with unread data: the kernel resets the connection
       const [recvErr] = await Promise.allSettled([received]);
       expect(recvErr).to.have.property('status', 'rejected');
@@ -280,7 +287,7 @@ describe('HandoffConnection', () => {
       const sends: Promise<void>[] = [];
       for (let i = 0; i < 2000; i++) sends.push(conn.send([{ fd: file, meta: { i } }]));
       const outcomes = Promise.allSettled(sends);
-      await new Promise((r) => setTimeout(r, 20));
+      await tookSome(sends); // the rest wait in the queue
       peer.close(); // unread data: the kernel resets the connection
       const failed = (await outcomes).filter((o): o is PromiseRejectedResult => o.status === 'rejected');
       expect(failed.length).to.be.greaterThan(0);

@@ -16,6 +16,19 @@ function counter(): { fired: number; become: () => void } {
   return c;
 }
 
+/**
+ * settled resolves once a witness Readiness of the same settle time, given one
+ * listen now, becomes ready: a readiness whose settle time started earlier
+ * would have fired by then (the absence of a call is what is tested).
+ */
+async function settled(settleMs: number, server: http.Server): Promise<void> {
+  const w = counter();
+  const witness = new Readiness({ kind: 'listen' }, settleMs, false, w.become);
+  witness.listenStarted();
+  witness.listenEnded(server);
+  await until(() => w.fired === 1, 2_000, 'the witness to be ready');
+}
+
 describe('register/readiness', () => {
   it('listen: not before every listen is done; once, after the settle time; a listen meanwhile restarts the wait', async () => {
     const c = counter();
@@ -24,7 +37,7 @@ describe('register/readiness', () => {
     r.listenStarted();
     r.listenStarted();
     r.listenEnded(server);
-    await new Promise((res) => setTimeout(res, 120));
+    await settled(50, server);
     expect(c.fired, 'one listen still under way').to.equal(0);
     r.listenEnded(server);
     r.listenStarted();
@@ -32,7 +45,7 @@ describe('register/readiness', () => {
     await until(() => c.fired === 1, 2_000, 'ready');
     r.listenStarted();
     r.listenEnded(server);
-    await new Promise((res) => setTimeout(res, 120));
+    await settled(50, server);
     expect(c.fired).to.equal(1);
   });
 
@@ -41,7 +54,7 @@ describe('register/readiness', () => {
     const r = new Readiness({ kind: 'listen' }, 10, false, c.become);
     r.listenStarted();
     r.listenEnded();
-    await new Promise((res) => setTimeout(res, 80));
+    await settled(10, http.createServer());
     expect(c.fired).to.equal(0);
   });
 

@@ -33,6 +33,8 @@ export interface RunOptions {
   command?: string[];
   /** Wait for the first answer (default true). */
   wait?: boolean;
+  /** The directory of the sockets (default: a new tmpDir()). */
+  dir?: string;
 }
 
 const running = new Set<RunApp>();
@@ -53,7 +55,7 @@ export class RunApp {
 
   /** start runs fixture (a file of test/fixtures/unmodified) on a free port and resolves once it answers. */
   static async start(fixture: string, options: RunOptions = {}): Promise<RunApp> {
-    const dir = tmpDir();
+    const dir = options.dir ?? tmpDir();
     const sock = path.join(dir, 'sup.sock');
     const port = await freePort();
     const command = options.command ?? [process.execPath, path.join(UNMODIFIED, fixture)];

@@ -60,8 +60,10 @@ describe('lifecycle state machine', () => {
   it('runs transitions one at a time, in order, a failure not stopping the next', async () => {
     const l = new Lifecycle();
     const seen: string[] = [];
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
     const a = l.run(async () => {
-      await new Promise((r) => setTimeout(r, 20));
+      await gate; // a transition that takes its time: the next ones wait for it
       seen.push('a');
     });
     const b = l.run(async () => {
@@ -69,6 +71,9 @@ describe('lifecycle state machine', () => {
       throw new Error('b failed');
     });
     const c = l.run(async () => seen.push('c'));
+    await new Promise((r) => setImmediate(r));
+    expect(seen, 'nothing runs while the first transition is under way').to.deep.equal([]);
+    open();
     await a;
     await b.catch(() => undefined);
     await c;

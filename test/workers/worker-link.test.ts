@@ -97,7 +97,7 @@ describe('workers/worker-link', () => {
   it('ping: a worker answers from its event loop and lastHeard moves; a silent peer gets one ping at a time and lastHeard stays', async () => {
     const { primary, worker } = link();
     const before = primary.lastHeard;
-    await new Promise((r) => setTimeout(r, 20));
+    await until(() => Date.now() > before, 5_000, 'the clock to move past lastHeard'); // so that a later lastHeard is a larger one
     primary.ping();
     await until(() => primary.lastHeard > before, 5_000, 'the answer to the ping');
     worker.close();
@@ -111,14 +111,17 @@ describe('workers/worker-link', () => {
     silent.primary.ping();
     silent.primary.ping();
     await until(() => lines.length >= 1, 5_000, 'the ping');
-    await new Promise((r) => setTimeout(r, 50));
-    expect(lines.map((l) => JSON.parse(l))).to.deep.equal([{ id: 1, op: 'ping' }]);
+    // A request written after the two pings comes after any second ping on the stream: once it is read, no second ping was sent.
+    const stats = silent.primary.request('stats').catch(() => undefined);
+    await until(() => lines.length >= 2, 5_000, 'the request after the pings');
+    expect(lines.map((l) => JSON.parse(l))).to.deep.equal([{ id: 1, op: 'ping' }, { id: 2, op: 'stats' }]);
     expect(silent.primary.lastHeard).to.equal(heard);
     // Anything the worker sends shows its loop ran: a report too.
     silent.peer.write('{"id":0,"connections":1}\n');
     await until(() => silent.primary.lastHeard > heard, 5_000, 'the report');
     silent.peer.destroy();
     silent.primary.close();
+    await stats;
   });
 
   it('reports: the counts of the moment, at most every 50 ms, and once more as the worker closes; then the primary\'s end closes', async () => {
