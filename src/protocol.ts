@@ -46,6 +46,13 @@ export const REOPEN_MARK = 'reopen';
 /** Set true in the end record by an old instance that relays reopens: only then does the new one send it reopen records. */
 export const REOPENS_FIELD = 'reopens';
 export const REOPENED_MARK = 'reopened';
+/**
+ * Connection hand-over (server/adopt.ts): the new instance's first record on
+ * the connection an old instance (or old worker) opens to pass connections,
+ * once it let that process in. Only then does the old one pass anything: a
+ * connection passed to a peer that refused it would be lost with it.
+ */
+export const ADOPTING_MARK = 'adopting';
 /** Meta `graceful` of a new instance that cannot start, instead of ready: `reason`, one line; it then closes the hand-off. */
 export const FAILED_MARK = 'failed';
 

@@ -24,7 +24,8 @@ import { socketFromFd } from '../fds.js';
 import type { HandoffConnection } from '../handoff/connection.js';
 import { closeAll } from '../handoff/connection.js';
 import { listenAndServe, type HandoffServer } from '../handoff/server.js';
-import { receiveFrom } from '../handoff/client.js';
+import { receiveFrom, sendTo } from '../handoff/client.js';
+import { ADOPTING_MARK } from '../protocol.js';
 import { CONN_KIND } from './conn-handover.js';
 import { SOCKET_KIND, decodeState, type AdoptedSocket } from './socket-handover.js';
 
@@ -89,12 +90,15 @@ export class Adopter {
   private async serve(conn: HandoffConnection): Promise<void> {
     const peer = conn.peer();
     const { peers, parent, predecessorPid } = this.parts;
-    if (this.closed || !this.waiting.has(peer.pid) || peer.uid !== process.getuid?.() || (parent !== undefined && parentOf(peer.pid) !== parent)) {
+    const why = this.refusal(peer.pid, peer.uid);
+    if (why) {
       const who = peers ? `the old workers (pids ${peers.join(', ')}, children of pid ${parent}) may connect, once each` : `the predecessor (pid ${predecessorPid}) may connect, once`;
-      throw new PeerRefusedError(`connection hand-over: refused pid ${peer.pid} (uid ${peer.uid}); only ${who}`);
+      throw new PeerRefusedError(`connection hand-over: refused pid ${peer.pid} (uid ${peer.uid}): ${why}; only ${who}`);
     }
     this.waiting.delete(peer.pid);
     this.conns.add(conn);
+    // The peer passes nothing before this record: whatever it would pass to a refusal is kept and drained there.
+    await sendTo(conn, 2, { graceful: ADOPTING_MARK }).catch((err: Error) => this.parts.log(`connection hand-over from pid ${peer.pid}: could not let it in: ${err.message}`));
     if (this.waiting.size === 0) {
       // Each peer once: nobody else can connect from here on.
       void this.server.close();
@@ -111,6 +115,20 @@ export class Adopter {
     this.conns.delete(conn);
     // Every peer came and went: nothing more arrives.
     if (this.waiting.size === 0 && this.conns.size === 0) this.close();
+  }
+
+  /** refusal: why the peer pid (of uid) may not hand connections over here, or null when it may. */
+  private refusal(pid: number, uid: number): string | null {
+    const { peers, parent, predecessorPid } = this.parts;
+    if (this.closed) return 'this instance no longer takes connections over';
+    if (!(peers ?? [predecessorPid]).includes(pid)) return 'not a process that hands connections over to this one';
+    if (!this.waiting.has(pid)) return 'it has connected already';
+    if (uid !== process.getuid?.()) return 'another user';
+    if (parent !== undefined) {
+      const its = parentOf(pid);
+      if (its !== parent) return `its parent is ${its === null ? 'unknown (/proc/<pid>/stat unreadable)' : `pid ${its}`}`;
+    }
+    return null;
   }
 
   /** adopt takes ownership of fd: it becomes a connection of its listener, or is closed. */

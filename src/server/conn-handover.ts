@@ -2,7 +2,9 @@
  * ConnectionSender: the old instance's side of handing established
  * connections to the new instance. The new instance named a private socket
  * in its ready answer (see adopt.ts); this connects to it, checks with
- * SO_PEERCRED that the new instance is at the other end, and passes each
+ * SO_PEERCRED that the new instance is at the other end, waits until the
+ * new instance says it let this process in (a refused connection would lose
+ * what was passed on it: refused, the connections drain here), and passes each
  * connection the drain finds idle at a request boundary: a duplicate of its
  * descriptor travels with its meta (listener, peer address), and once the
  * kernel has it, this process's net.Socket is destroyed, which is a close()
@@ -11,8 +13,9 @@
  */
 import type net from 'node:net';
 import { debuglog } from 'node:util';
-import { HandOverFailedError, PeerRefusedError } from '../errors.js';
-import { HandoffConnection } from '../handoff/connection.js';
+import { HandOverFailedError, PeerRefusedError, TimeoutError } from '../errors.js';
+import { HandoffConnection, closeAll } from '../handoff/connection.js';
+import { ADOPTING_MARK } from '../protocol.js';
 import { addon } from '../native.js';
 import type { Meta } from '../meta.js';
 import type { LogFields } from '../log.js';
@@ -38,6 +41,26 @@ const MAX_MESSAGE_BYTES = 60 * 1024;
 /** handleOf lives in the read seam; drain and socket-handover take it from here. */
 export { handleOf } from '../read-seam.js';
 
+/** How long the new instance has to let this process in (ADOPTING_MARK) once connected. */
+const ADOPTING_WAIT_MS = 2_000;
+
+/**
+ * letIn resolves once the new instance's first record on conn says it let
+ * this process in (ADOPTING_MARK); else it closes conn and throws: a refusal
+ * (the new instance closed: its log says why) is ERR_GRACEFUL_PEER_REFUSED,
+ * no word within ms ERR_GRACEFUL_TIMEOUT.
+ */
+async function letIn(conn: HandoffConnection, pid: number, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), ms)));
+  const first = await Promise.race([conn.receive().catch(() => null), late]).finally(() => clearTimeout(timer));
+  if (first !== 'late' && first !== null) closeAll([first.fd]);
+  if (first !== 'late' && first?.meta?.graceful === ADOPTING_MARK) return;
+  conn.close();
+  if (first === 'late') throw new TimeoutError(`connection hand-over: the new instance (pid ${pid}) did not let this process in within ${ms} ms`);
+  throw new PeerRefusedError(`connection hand-over: the new instance (pid ${pid}) did not let this process in${first ? ` (its first record was not ${ADOPTING_MARK})` : ': its log says why'}`);
+}
+
 export class ConnectionSender {
   /** Connections passed (the new instance holds them), and passes that failed (those drain here). */
   passed = 0;
@@ -61,6 +84,7 @@ export class ConnectionSender {
       conn.close();
       throw new PeerRefusedError(`connection hand-over: ${path} is served by pid ${peer.pid} (uid ${peer.uid}), not by the new instance (pid ${pid})`);
     }
+    await letIn(conn, pid, ADOPTING_WAIT_MS);
     return new ConnectionSender(conn, new Set(listeners), new Set(socketListeners), pid);
   }
 

@@ -6,7 +6,8 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { fdOf } from '../../src/fds.js';
-import { HandoffConnection } from '../../src/handoff/connection.js';
+import { HandoffConnection, closeAll } from '../../src/handoff/connection.js';
+import { ADOPTING_MARK } from '../../src/protocol.js';
 import { Adopter, parentOf, type Adopted, type AdopterParts } from '../../src/server/adopt.js';
 import { CONN_KIND } from '../../src/server/conn-handover.js';
 import { fdCount, until } from '../helpers.js';
@@ -49,6 +50,10 @@ describe('server/adopt', () => {
     expect(fs.statSync(adopter.path).isSocket()).to.equal(true);
     const { client, server, close } = await pair();
     const conn = await HandoffConnection.connect(adopter.path);
+    // Let in: its first record says so (the sender passes nothing before it).
+    const hello = await conn.receive();
+    expect(hello?.meta).to.deep.equal({ graceful: ADOPTING_MARK });
+    closeAll([hello!.fd]);
     await conn.send([{ fd: fdOf(server), meta: { kind: CONN_KIND, listener: 'web', remoteAddress: '127.0.0.1', remotePort: client.localPort! } }]);
     server.destroy(); // the adopter has its own copy now
     await until(() => p.adoptedList.length === 1, 10_000, 'the adoption');
@@ -99,7 +104,7 @@ describe('server/adopt', () => {
     await conn.receive().catch(() => null); // the adopter closes its end
     await until(() => p.logs.length > 0, 10_000, 'the refusal logged');
     expect(p.logs[0]).to.equal(
-      `connection hand-over from pid 1: connection hand-over: refused pid ${process.pid} (uid ${process.getuid!()}); only the predecessor (pid 1) may connect, once`,
+      `connection hand-over from pid 1: connection hand-over: refused pid ${process.pid} (uid ${process.getuid!()}): not a process that hands connections over to this one; only the predecessor (pid 1) may connect, once`,
     );
     conn.close();
     adopter.close();
@@ -129,7 +134,7 @@ describe('server/adopt', () => {
         expect(parentOf(a.proc.pid!)).to.equal(process.pid);
         const p = parts({ predecessorPid: 1, peers: [a.proc.pid!, b.proc.pid!], parent: process.pid });
         const adopter = Adopter.open(p);
-        const refused = (pid: number) => p.logs.some((l) => l.includes(`refused pid ${pid} (uid ${process.getuid!()}); only the old workers (pids ${a.proc.pid}, ${b.proc.pid}, children of pid ${process.pid}) may connect, once each`));
+        const refused = (pid: number) => p.logs.some((l) => l.includes(`refused pid ${pid} (uid ${process.getuid!()}): not a process that hands connections over to this one; only the old workers (pids ${a.proc.pid}, ${b.proc.pid}, children of pid ${process.pid}) may connect, once each`));
         other.connect(adopter.path);
         await other.closed; // closed on at once
         await until(() => refused(other.proc.pid!), 10_000, 'the other process refused');
@@ -157,7 +162,7 @@ describe('server/adopt', () => {
         const adopter = Adopter.open(p);
         a.connect(adopter.path);
         await a.closed;
-        await until(() => p.logs.some((l) => l.includes(`refused pid ${a.proc.pid}`)), 10_000, 'the refusal');
+        await until(() => p.logs.some((l) => l.includes(`refused pid ${a.proc.pid} (uid ${process.getuid!()}): its parent is pid ${process.pid}; `)), 10_000, 'the refusal');
         adopter.close();
         // Once each: this process, let in, is refused the second time (while the adopter waits for a).
         const q = parts({ predecessorPid: 1, peers: [process.pid, a.proc.pid!], parent: parentOf(process.pid)! });
@@ -165,7 +170,7 @@ describe('server/adopt', () => {
         const first = await HandoffConnection.connect(again.path);
         const second = await HandoffConnection.connect(again.path);
         await second.receive().catch(() => null); // closed on
-        await until(() => q.logs.some((l) => l.includes(`refused pid ${process.pid}`)), 10_000, 'the second connection refused');
+        await until(() => q.logs.some((l) => l.includes(`refused pid ${process.pid} (uid ${process.getuid!()}): it has connected already; `)), 10_000, 'the second connection refused');
         expect(q.logs.filter((l) => l.includes('refused'))).to.have.length(1);
         expect(fs.existsSync(again.path)).to.equal(true); // a may still come
         first.close();

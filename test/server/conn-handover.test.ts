@@ -8,7 +8,11 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
-import { endGenerations, spawnFixture, until, type Child } from '../helpers.js';
+import path from 'node:path';
+import { listenAndServe } from '../../src/handoff/server.js';
+import { Adopter } from '../../src/server/adopt.js';
+import { ADOPT_FIELD, ADOPT_LISTENERS_FIELD, connectSender } from '../../src/server/conn-handover.js';
+import { endGenerations, fdCount, spawnFixture, tmpDir, until, type Child } from '../helpers.js';
 import { pooledClients, post } from '../load.js';
 
 /** RawClient: one TCP connection that sends HTTP/1.1 requests one at a time and parses the answers. */
@@ -301,5 +305,44 @@ describe('connection hand-over: idle keep-alive connections move to the new inst
     expect((await line(app.child, new RegExp(`^done ${old} `))).split(' ').slice(2).map(Number)).to.deep.equal([3, 1, 0]);
     for (const c of clients) expect((await c.get()).body).to.equal(String(next));
     expect(clients.filter((c) => c.ended || c.closed)).to.deep.equal([]);
+  });
+});
+
+describe('connectSender: it passes nothing before the new instance let it in', function () {
+  this.timeout(20_000);
+  const answer = (where: string) => ({ [ADOPT_FIELD]: where, [ADOPT_LISTENERS_FIELD]: 'web' });
+
+  it('a refusal (the adopter lets in another pid only) is no sender, logged as ERR_GRACEFUL_PEER_REFUSED: the connections drain', async () => {
+    const before = fdCount();
+    const logs: string[] = [];
+    const adopter = Adopter.open({ predecessorPid: 1, target: () => null, adopted: () => undefined, socketTarget: () => null, adoptedSocket: () => undefined, log: (m) => logs.push(m) });
+    const fields: Record<string, unknown>[] = [];
+    const sender = await connectSender(answer(adopter.path), process.pid, ['web'], (m, f) => fields.push({ m, ...f }));
+    expect(sender).to.equal(null);
+    expect(fields).to.have.length(1);
+    expect(fields[0]).to.include({ event: 'redeploy.handover-unreachable', code: 'ERR_GRACEFUL_HANDOVER_FAILED' });
+    expect(String(fields[0]!.m)).to.match(/could not reach the new instance \(pid \d+\) to hand connections over \(ERR_GRACEFUL_PEER_REFUSED\): they drain here instead/);
+    await until(() => logs.some((l) => l.includes('not a process that hands connections over to this one')), 5_000, 'the refusal in the new instance\'s log');
+    adopter.close();
+    await until(() => fdCount() === before, 5_000, 'every descriptor closed');
+  });
+
+  it('a socket that accepts and says nothing is no sender after the wait (ERR_GRACEFUL_TIMEOUT); one let in is', async () => {
+    const before = fdCount();
+    const dir = tmpDir();
+    const held: (() => void)[] = [];
+    // The handler never answers, and holds the connection open until released.
+    const silent = listenAndServe(path.join(dir, 'silent.sock'), () => new Promise<void>((release) => held.push(release)));
+    const fields: Record<string, unknown>[] = [];
+    expect(await connectSender(answer(path.join(dir, 'silent.sock')), process.pid, ['web'], (m, f) => fields.push({ m, ...f }))).to.equal(null);
+    expect(String(fields[0]?.m)).to.include('(ERR_GRACEFUL_TIMEOUT)');
+    for (const release of held) release();
+    await silent.close();
+    const adopter = Adopter.open({ predecessorPid: process.pid, target: () => null, adopted: () => undefined, socketTarget: () => null, adoptedSocket: () => undefined, log: () => undefined });
+    const sender = await connectSender(answer(adopter.path), process.pid, ['web'], () => undefined);
+    expect(sender).to.not.equal(null);
+    sender!.close();
+    adopter.close();
+    await until(() => fdCount() === before, 5_000, 'every descriptor closed');
   });
 });
