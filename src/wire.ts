@@ -239,10 +239,10 @@ export class FrameDecoder {
   }
 
   /**
-   * pushTo does what push does with the first `length` bytes, appending the
-   * records to out (left as it was on an error).
+   * pushTo does what push does with the `length` bytes from `offset`,
+   * appending the records to out (left as it was on an error).
    */
-  pushTo(bytes: Uint8Array, fds: readonly number[], filled: boolean, out: Record[], length = bytes.byteLength): void {
+  pushTo(bytes: Uint8Array, fds: readonly number[], filled: boolean, out: Record[], length = bytes.byteLength, offset = 0): void {
     if (this.failed) throw new BadFrameError('the decoder already failed: start a new connection');
     this.older = this.fds.length;
     for (let i = 0; i < fds.length; i++) this.fds.push(fds[i]!);
@@ -257,7 +257,7 @@ export class FrameDecoder {
     const buf = Buffer.allocUnsafe(pending.length + length);
     if (pending.length > 0) buf.set(pending, 0);
     if (length === bytes.byteLength) buf.set(bytes, pending.length);
-    else buf.set(new Uint8Array(bytes.buffer, bytes.byteOffset, length), pending.length);
+    else buf.set(new Uint8Array(bytes.buffer, bytes.byteOffset + offset, length), pending.length);
     const before = out.length;
     try {
       this.parse(buf, out, fds.length > 0, filled);
