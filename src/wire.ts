@@ -25,7 +25,7 @@
  * - the stream ends between messages, with no descriptor left.
  */
 import { BadFrameError, FdCountMismatchError, MetaTooLargeError, TruncatedMessageError, invalidArgument } from './errors.js';
-import { encodeMeta, writeMetaJson, type Meta } from './meta.js';
+import { encodeMeta, writeMetaJson, type Meta, type MetaSnapshot } from './meta.js';
 
 export const HEADER_BYTES = 4;
 const EMPTY = Buffer.alloc(0);
@@ -119,6 +119,12 @@ export class RecordEncoder {
   /** how many records the last encode() wrote */
   count = 0;
   private ends: Int32Array = new Int32Array(256);
+  /** the last meta met that was not the cached one: a meta met twice in a row gets cached */
+  private seen: object | null = null;
+  /** the cached meta, and what writeMetaJson read from it when it wrote cachedJson */
+  private cached: object | null = null;
+  private snapshot: MetaSnapshot = { proto: null, keys: [], values: [] };
+  private cachedJson: Uint8Array = EMPTY;
 
   /**
    * encode writes the records of items; throws InvalidArgumentError for a
@@ -141,7 +147,28 @@ export class RecordEncoder {
       o += HEADER_BYTES;
       if (meta !== undefined && meta !== null) {
         let end = -1;
-        if (!(meta instanceof Uint8Array) && typeof meta === 'object') end = writeMetaJson(meta, this.bytes, o);
+        if (!(meta instanceof Uint8Array) && typeof meta === 'object') {
+          if (meta === this.cached && this.unchanged(meta)) {
+            const json = this.cachedJson;
+            this.reserve(start, o + json.length);
+            this.bytes.set(json, o);
+            end = o + json.length;
+          } else {
+            if (meta === this.seen) {
+              // Met twice in a row: write it recording what was read, and cache it.
+              const snapshot: MetaSnapshot = { proto: null, keys: [], values: [] };
+              end = writeMetaJson(meta, this.bytes, o, snapshot);
+              if (end >= 0) {
+                this.cached = meta;
+                this.snapshot = snapshot;
+                this.cachedJson = new Uint8Array(this.bytes.subarray(o, end)); // a copy: Buffer#slice would be a view
+              }
+            } else {
+              end = writeMetaJson(meta, this.bytes, o);
+            }
+            this.seen = meta;
+          }
+        }
         if (end < 0) {
           const raw = encodeMeta(meta, api);
           this.reserve(start, o + raw.length);
@@ -162,6 +189,24 @@ export class RecordEncoder {
       this.count = i + 1;
       this.reserve(o, o + HEADER_BYTES + 256);
     }
+  }
+
+  /**
+   * unchanged: meta, the cached object, still has the prototype, own
+   * enumerable keys (in order) and values (===) it had when its JSON was
+   * written, so that JSON is still what writeMetaJson would write. It reads
+   * each value once, as writeMetaJson does.
+   */
+  private unchanged(meta: object): boolean {
+    const { proto, keys, values } = this.snapshot;
+    if (Object.getPrototypeOf(meta) !== proto) return false;
+    let i = 0;
+    for (const key in meta) {
+      if (!Object.hasOwn(meta, key)) continue;
+      if (i >= keys.length || key !== keys[i] || (meta as { [key: string]: unknown })[key] !== values[i]) return false;
+      i++;
+    }
+    return i === keys.length;
   }
 
   /** start of record r */

@@ -79,6 +79,54 @@ describe('wire: RecordEncoder', () => {
     expect(enc.end(300)).to.equal(big.reduce((n, { meta }) => n + 4 + JSON.stringify(meta).length, 0));
   });
 
+  it('a meta sent again is written from its cached JSON only while unchanged: any change is encoded afresh', () => {
+    /** records: the JSON of each record of the last encode(). */
+    const records = (enc: RecordEncoder) => Array.from({ length: enc.count }, (_, r) => enc.bytes.toString('latin1', enc.start(r) + 4, enc.end(r + 1)));
+    const enc = new RecordEncoder();
+    const change = fc.oneof(
+      fc.tuple(fc.constant('set'), keyArb, valueArb),
+      fc.tuple(fc.constant('delete'), fc.nat({ max: 7 })),
+      fc.tuple(fc.constant('reorder'), fc.nat({ max: 7 })),
+      fc.tuple(fc.constant('proto'), fc.boolean()),
+    );
+    fc.assert(fc.property(metaArb, fc.array(change, { maxLength: 12 }), (start, changes) => {
+      const meta: Record<string, unknown> = { ...start };
+      for (const c of [null, ...changes]) {
+        const keys = Object.keys(meta);
+        if (c?.[0] === 'set') meta[c[1] as string] = c[2];
+        else if (c?.[0] === 'delete' && keys.length > 0) delete meta[keys[(c[1] as number) % keys.length]!];
+        else if (c?.[0] === 'reorder' && keys.length > 0) {
+          const k = keys[(c[1] as number) % keys.length]!;
+          const v = meta[k];
+          delete meta[k];
+          meta[k] = v;
+        } else if (c?.[0] === 'proto') Object.setPrototypeOf(meta, c[1] ? null : Object.prototype);
+        let want: string;
+        try {
+          want = encodeMeta(meta as Meta).toString('latin1');
+        } catch {
+          continue; // a prototype of null with a '__proto__' key, say: refused either way
+        }
+        enc.encode([{ fd: 1, meta: meta as Meta }, { fd: 2, meta: meta as Meta }, { fd: 3, meta: meta as Meta }], 1 << 20, 'test');
+        expect(records(enc)).to.deep.equal([want, want, want]);
+      }
+    }), { numRuns: 300 });
+    // A meta whose getter returns a new value at each read: never a stale JSON.
+    let n = 0;
+    const counting = Object.defineProperty({}, 'n', { enumerable: true, get: () => n++ }) as Meta;
+    const seen: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      enc.encode([{ fd: 1, meta: counting }, { fd: 2, meta: counting }], 4096, 'test');
+      for (const json of records(enc)) seen.push((JSON.parse(json) as { n: number }).n);
+    }
+    for (let i = 1; i < seen.length; i++) expect(seen[i]).to.be.above(seen[i - 1]!);
+    // A meta turned into one writeMetaJson declines is refused as before.
+    const m: Record<string, unknown> = { a: 1 };
+    enc.encode([{ fd: 1, meta: m as Meta }, { fd: 1, meta: m as Meta }], 4096, 'test');
+    m.a = [1];
+    expect(() => enc.encode([{ fd: 1, meta: m as Meta }], 4096, 'send')).to.throw(/flat object/);
+  });
+
   it('refuses a bad fd or meta, and a record longer than a message, with coded errors', () => {
     const enc = new RecordEncoder();
     for (const fd of [-1, 1.5, NaN, '3', 2 ** 31]) {
