@@ -288,13 +288,7 @@ export class FrameDecoder {
    * appending the records to out (left as it was on an error).
    */
   pushTo(bytes: Uint8Array, fds: readonly number[], filled: boolean, out: Record[], length = bytes.byteLength, offset = 0): void {
-    if (this.failed) throw new BadFrameError('the decoder already failed: start a new connection');
-    this.older = this.fds.length;
-    for (let i = 0; i < fds.length; i++) this.fds.push(fds[i]!);
-    if (this.cut) {
-      this.failed = true;
-      throw runsPast();
-    }
+    if (!this.begin(fds)) return;
     // Copy the read once (after what an earlier read left pending): every
     // record's raw meta and the new remainder are views of that copy, as the
     // caller may reuse its buffer.
@@ -303,9 +297,45 @@ export class FrameDecoder {
     if (pending.length > 0) buf.set(pending, 0);
     if (length === bytes.byteLength) buf.set(bytes, pending.length);
     else buf.set(new Uint8Array(bytes.buffer, bytes.byteOffset + offset, length), pending.length);
+    this.parseAll(buf, 0, buf.length, fds.length > 0, filled, out);
+  }
+
+  /**
+   * pushGiven does what pushTo does with bytes [offset, offset + length) of
+   * buf, without copying them when no part of a record waits from an earlier
+   * read: the caller gives that part of buf away (records and the remainder
+   * are views of it), and must never write to it again.
+   */
+  pushGiven(buf: Buffer, offset: number, length: number, fds: readonly number[], filled: boolean, out: Record[]): void {
+    if (!this.begin(fds)) return;
+    const pending = this.pending;
+    if (pending.length === 0) {
+      this.parseAll(buf, offset, offset + length, fds.length > 0, filled, out);
+      return;
+    }
+    const joined = Buffer.allocUnsafe(pending.length + length);
+    joined.set(pending, 0);
+    joined.set(new Uint8Array(buf.buffer, buf.byteOffset + offset, length), pending.length);
+    this.parseAll(joined, 0, joined.length, fds.length > 0, filled, out);
+  }
+
+  /** begin takes a read's descriptors; it throws when the decoder failed, or the last message was cut. */
+  private begin(fds: readonly number[]): true {
+    if (this.failed) throw new BadFrameError('the decoder already failed: start a new connection');
+    this.older = this.fds.length;
+    for (let i = 0; i < fds.length; i++) this.fds.push(fds[i]!);
+    if (this.cut) {
+      this.failed = true;
+      throw runsPast();
+    }
+    return true;
+  }
+
+  /** parseAll parses buf [start, end) (what was pending, then the read); on an error, out is left as it was. */
+  private parseAll(buf: Buffer, start: number, end: number, newFds: boolean, filled: boolean, out: Record[]): void {
     const before = out.length;
     try {
-      this.parse(buf, out, fds.length > 0, filled);
+      this.parse(buf, start, end, out, newFds, filled);
     } catch (err) {
       // parse() consumes nothing before its last check: every fd is still held.
       out.length = before;
@@ -322,13 +352,13 @@ export class FrameDecoder {
     return { fd, raw: buf.subarray(start, end) };
   }
 
-  private parse(buf: Buffer, records: Record[], newFds: boolean, filled: boolean): void {
-    let offset = 0;
+  /** parse reads the records of buf [start, end): what an earlier read left pending, then this read. */
+  private parse(buf: Buffer, start: number, end: number, records: Record[], newFds: boolean, filled: boolean): void {
+    let offset = start;
     let taken = 0;
-    const size = buf.length;
     // Where the message that brought this read's descriptors starts: at its first record.
-    let messageStart = this.older === 0 ? 0 : -1;
-    while (size - offset >= HEADER_BYTES) {
+    let messageStart = this.older === 0 ? start : -1;
+    while (end - offset >= HEADER_BYTES) {
       const length = (buf[offset]! | (buf[offset + 1]! << 8) | (buf[offset + 2]! << 16)) + buf[offset + 3]! * 0x1000000;
       if (taken >= this.fds.length) {
         throw new FdCountMismatchError(
@@ -342,13 +372,13 @@ export class FrameDecoder {
             'the peer does not speak this framing, or raise maxMetaBytes',
         );
       }
-      if (size - offset - HEADER_BYTES < length) break;
+      if (end - offset - HEADER_BYTES < length) break;
       records.push(this.makeRecord(this.fds[taken]!, buf, offset + HEADER_BYTES, offset + HEADER_BYTES + length));
       taken++;
       offset += HEADER_BYTES + length;
       if (taken === this.older) messageStart = offset;
     }
-    const rest = size - offset;
+    const rest = end - offset;
     if (newFds && !filled && rest === 0 && taken < this.fds.length) {
       throw new FdCountMismatchError(
         `a message carries ${this.fds.length - taken} more descriptor(s) than meta records: the peer does not speak this framing`,
@@ -364,7 +394,7 @@ export class FrameDecoder {
       }
       throw runsPast();
     }
-    const messageBytes = newFds ? size - messageStart : this.messageBytes + size - this.pending.length;
+    const messageBytes = newFds ? end - messageStart : this.messageBytes + end - start - this.pending.length;
     // This read took the rest of the piece that carried the descriptors, and
     // that piece was the whole message: its last record is cut. Whatever comes
     // next fails (end() says the peer stopped mid-message).
@@ -372,7 +402,7 @@ export class FrameDecoder {
     this.messageBytes = messageBytes;
     if (taken === this.fds.length) this.fds = [];
     else if (taken > 0) this.fds.splice(0, taken);
-    this.pending = rest === 0 ? EMPTY : buf.subarray(offset);
+    this.pending = rest === 0 ? EMPTY : buf.subarray(offset, end);
   }
 
   /** atBoundary: no part of a message waits (no partial record, no descriptor without its record). */

@@ -29,9 +29,10 @@ const READS_PER_POLL = 32;
 const PROBE_EVERY = 8;
 const NO_FDS: readonly number[] = Object.freeze([]);
 
-// One read buffer for every connection: reads are synchronous and the
-// decoder copies each read once.
+// One read buffer for every connection: reads are synchronous, and what a
+// call into the addon read is copied once before it is decoded.
 const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
+const READ_BYTES = new Uint8Array(READ_BUFFER.buffer, READ_BUFFER.byteOffset, READ_BUFFER.length);
 // The descriptors of a call's reads, end to end from [1]; room for 8 full messages.
 const READ_FDS = new Int32Array(8 * addon.maxFds + 1);
 // What each read of recvmsgMany brought: [why it stopped, then bytes and descriptors per read].
@@ -231,6 +232,11 @@ export class Reader {
     if (made === AGAIN) return 0;
     const status = READ_READS[0]!;
     const total = READ_FDS[0]!;
+    // One copy of every read of the call, given to the decoder: the records are views of it.
+    let used = 0;
+    for (let i = 0; i < made; i++) used += READ_READS[1 + 2 * i]!;
+    const given = Buffer.allocUnsafe(used);
+    if (used > 0) given.set(READ_BYTES.subarray(0, used));
     let at = 0;
     let fdAt = 1;
     for (let i = 0; i < made; i++) {
@@ -249,7 +255,7 @@ export class Reader {
         fdAt += count;
       }
       try {
-        this.decoder.pushTo(READ_BUFFER, fds, n === READ_BUFFER.length - at, this.inbox as Record[], n, at);
+        this.decoder.pushGiven(given, at, n, fds, n === READ_BUFFER.length - at, this.inbox as Record[]);
       } catch (err) {
         // The decoder holds this read's descriptors (fail() closes them); the later reads' are closed here.
         if (fdAt <= total) addon.closeFds(READ_FDS.subarray(fdAt), total + 1 - fdAt);
