@@ -224,7 +224,8 @@ export class Reader {
   private readAhead(max: number): number {
     let made: number;
     try {
-      made = recvmsgMany(this.fd, max, this.highWaterMark - this.inbox.length);
+      // A mark of Infinity (allowed) is no bound: the room for descriptors is one.
+      made = recvmsgMany(this.fd, max, Math.min(this.highWaterMark - this.inbox.length, READ_FDS.length));
     } catch (err) {
       this.fail(readError(err));
       return -1;

@@ -186,6 +186,21 @@ describe('handoff/reader', () => {
       expect(fdCount()).to.equal(before);
     });
 
+    it('a highWaterMark of Infinity reads on without a bound but the buffer\'s', async () => {
+      const [c, s] = await socketPair(tmpDir());
+      const r = new Reader(s, Infinity, 65536, () => undefined);
+      for (let i = 0; i < 3; i++) sendRecords(c, [`{"i":${i}}`, `{"j":${i}}`]);
+      r.readSome();
+      const got = (await r.receiveBatch(closed))!;
+      expect(got).to.have.length(6);
+      expect(r.error).to.equal(null);
+      release(got);
+      r.close(closed());
+      addon.close(c);
+      addon.close(s);
+      expect(fdCount()).to.equal(before);
+    });
+
     it('a bad message among others: the records before it arrive, the descriptors of the reads after it are closed', async () => {
       const [c, s] = await socketPair(tmpDir());
       const r = new Reader(s, 64, 65536, () => undefined);
