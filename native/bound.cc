@@ -11,8 +11,13 @@
 // new number, which every call names: a call whose buffers were bound in
 // the meantime by someone else (a second copy of the JavaScript module in the
 // same process shares this addon) returns -3 and does nothing, so its caller
-// binds again, never reading into or sending from another's buffer. Man pages: sendmsg(2),
-// recvmsg(2), cmsg(3).
+// binds again, never reading into or sending from another's buffer.
+//
+// recvmsgMany reads ahead: several recvmsg in one call, end to end into the
+// bound bytes, until the kernel says EAGAIN or a bound is reached (reads,
+// descriptors, room), and reports each read's length and descriptor count
+// in a third bound array, so the caller decodes each read as if it had
+// made it alone. Man pages: sendmsg(2), recvmsg(2), cmsg(3).
 #include "bound.h"
 
 #include <errno.h>
@@ -30,6 +35,10 @@ constexpr int kAgain = -1;        // EAGAIN / EWOULDBLOCK: retry when ready
 constexpr int kTooManyRefs = -2;  // ETOOMANYREFS: retry once the peer reads
 constexpr int kStale = -3;        // the buffers were bound again since: bind, retry
 
+// recvmsgMany makes another read only with at least this much room left, so
+// that a message of up to one piece (4096 bytes) is never cut by the room.
+constexpr size_t kMinRoom = 4096;
+
 // A typed array bound once: its memory, and the reference that keeps it.
 struct Slot {
   napi_ref ref = nullptr;
@@ -39,7 +48,7 @@ struct Slot {
 
 // What one environment (the main thread, or a worker) has bound.
 struct Bound {
-  Slot recv_bytes, recv_fds, send_bytes, send_fds;
+  Slot recv_bytes, recv_fds, recv_reads, send_bytes, send_fds;
   double recv_binding = 0, send_binding = 0;  // the number of the last bind
   double bindings = 0;                        // binds so far
 };
@@ -77,13 +86,14 @@ bool Bind(napi_env env, napi_value v, napi_typedarray_type want, size_t min,
   return true;
 }
 
-// bindReceive(bytes: Uint8Array, fdsOut: Int32Array(>= 254)) -> binding
+// bindReceive(bytes: Uint8Array, fdsOut: Int32Array(>= 254)
+//             [, reads: Int32Array(>= 3)]) -> binding
 napi_value BindReceive(napi_env env, napi_callback_info cbinfo) {
   constexpr const char* usage =
       "bindReceive(bytes: Uint8Array, fdsOut: Int32Array of at least 254 "
-      "entries)";
-  size_t argc = 2;
-  napi_value argv[2];
+      "entries[, reads: Int32Array of at least 3 entries])";
+  size_t argc = 3;
+  napi_value argv[3];
   void* data;
   if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, &data) !=
           napi_ok ||
@@ -91,16 +101,26 @@ napi_value BindReceive(napi_env env, napi_callback_info cbinfo) {
     return Usage(env, usage);
   }
   Bound* b = static_cast<Bound*>(data);
-  Slot bytes, fds;
+  Slot bytes, fds, reads;
+  napi_valuetype third = napi_undefined;
+  if (argc >= 3) napi_typeof(env, argv[2], &third);
   if (!Bind(env, argv[0], napi_uint8_array, 0, &bytes)) return Usage(env, usage);
   if (!Bind(env, argv[1], napi_int32_array, fdpass::kMaxFds + 1, &fds)) {
     napi_delete_reference(env, bytes.ref);
     return Usage(env, usage);
   }
+  if (third != napi_undefined &&
+      !Bind(env, argv[2], napi_int32_array, 3, &reads)) {
+    napi_delete_reference(env, bytes.ref);
+    napi_delete_reference(env, fds.ref);
+    return Usage(env, usage);
+  }
   if (b->recv_bytes.ref != nullptr) napi_delete_reference(env, b->recv_bytes.ref);
   if (b->recv_fds.ref != nullptr) napi_delete_reference(env, b->recv_fds.ref);
+  if (b->recv_reads.ref != nullptr) napi_delete_reference(env, b->recv_reads.ref);
   b->recv_bytes = bytes;
   b->recv_fds = fds;
+  b->recv_reads = reads;
   b->recv_binding = ++b->bindings;
   return Number(env, b->recv_binding);
 }
@@ -171,6 +191,97 @@ napi_value RecvMsgBound(napi_env env, napi_callback_info cbinfo) {
                            out + 1, &nfds);
   out[0] = nfds;
   return RecvResult(env, n);
+}
+
+// recvmsgMany(binding, fd, length, maxReads, maxFds) -> how many reads it
+// made (at least 1), -1 when the first found nothing (EAGAIN), -3 when
+// binding is not the last. Read i took reads[1 + 2i] bytes, laid end to end
+// from bytes[0] (at most length in all), and reads[2 + 2i] descriptors, laid
+// end to end from fdsOut[1] (fdsOut[0] is their total). It reads again while
+// fewer than maxReads were made, fewer than maxFds descriptors came, at
+// least kMinRoom bytes and room for kMaxFds descriptors are left, and the
+// last read brought bytes (a read of 0 is the end of the stream, reported
+// as one). reads[0] says why it stopped: 1 the kernel said EAGAIN, 0 a
+// bound or the end of the stream, negative the failure of the read after
+// the last reported: the caller handles the reads it got, then raises it
+// with recvmsgFailure(status). The first read's failure throws as recvmsg
+// does. On MSG_CTRUNC the descriptors of that message are closed here.
+napi_value RecvMsgMany(napi_env env, napi_callback_info cbinfo) {
+  constexpr const char* usage =
+      "recvmsgMany(binding, fd, length <= bound bytes, maxReads >= 1, "
+      "maxFds >= 1), after bindReceive() with a reads array";
+  size_t argc = 5;
+  napi_value argv[5];
+  void* data;
+  if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, &data) !=
+          napi_ok ||
+      argc < 5) {
+    return Usage(env, usage);
+  }
+  Bound* b = static_cast<Bound*>(data);
+  double binding;
+  if (napi_get_value_double(env, argv[0], &binding) != napi_ok) {
+    return Usage(env, usage);
+  }
+  if (b->recv_bytes.ref == nullptr) return Usage(env, usage);  // never bound
+  if (binding != b->recv_binding) return Number(env, kStale);
+  if (b->recv_reads.ref == nullptr) return Usage(env, usage);
+  int fd;
+  size_t len, max_reads, max_fds;
+  size_t reads_room = (b->recv_reads.length - 1) / 2;
+  if (!glue::ArgFd(env, argv[1], &fd) ||
+      !ArgCount(env, argv[2], b->recv_bytes.length, &len) ||
+      !ArgCount(env, argv[3], reads_room, &max_reads) || max_reads < 1 ||
+      !ArgCount(env, argv[4], SIZE_MAX, &max_fds) || max_fds < 1) {
+    return Usage(env, usage);
+  }
+  char* bytes = static_cast<char*>(b->recv_bytes.data);
+  int32_t* out = static_cast<int32_t*>(b->recv_fds.data);
+  const size_t fds_room = b->recv_fds.length - 1;
+  int32_t* reads = static_cast<int32_t*>(b->recv_reads.data);
+  size_t used = 0, nfds = 0, made = 0;
+  int32_t status = 0;
+  for (;;) {
+    int got = 0;
+    long n = fdpass::RecvMsg(fd, bytes + used, len - used, out + 1 + nfds, &got);
+    if (n < 0) {
+      if (made == 0) {
+        out[0] = 0;
+        return RecvResult(env, n);  // -1 for EAGAIN, or it throws
+      }
+      status = (n == -EAGAIN || n == -EWOULDBLOCK) ? 1 : static_cast<int32_t>(n);
+      break;
+    }
+    reads[1 + 2 * made] = static_cast<int32_t>(n);
+    reads[2 + 2 * made] = got;
+    made++;
+    used += static_cast<size_t>(n);
+    nfds += static_cast<size_t>(got);
+    if (n == 0 || made == max_reads || nfds >= max_fds ||
+        len - used < kMinRoom ||
+        fds_room - nfds < static_cast<size_t>(fdpass::kMaxFds)) {
+      break;
+    }
+  }
+  out[0] = static_cast<int32_t>(nfds);
+  reads[0] = status;
+  return Number(env, static_cast<double>(made));
+}
+
+// recvmsgFailure(status) throws what recvmsg would have thrown for the
+// negative status recvmsgMany left in reads[0].
+napi_value RecvMsgFailure(napi_env env, napi_callback_info cbinfo) {
+  constexpr const char* usage = "recvmsgFailure(status < 0)";
+  size_t argc = 1;
+  napi_value argv[1];
+  double status;
+  if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, nullptr) !=
+          napi_ok ||
+      argc < 1 || napi_get_value_double(env, argv[0], &status) != napi_ok ||
+      !(status < 0) || status < static_cast<double>(fdpass::kTruncated)) {
+    return Usage(env, usage);
+  }
+  return RecvResult(env, static_cast<long>(status));
 }
 
 // sendmsgBound(binding, fd, offset, length, fdsOffset, nfds) -> as
@@ -257,6 +368,8 @@ void Add(Napi::Env env, Napi::Object exports) {
   for (const auto& [name, fn] :
        {std::pair<const char*, napi_callback>{"bindReceive", BindReceive},
         {"recvmsgBound", RecvMsgBound},
+        {"recvmsgMany", RecvMsgMany},
+        {"recvmsgFailure", RecvMsgFailure},
         {"bindSend", BindSend},
         {"sendmsgBound", SendMsgBound}}) {
     napi_value f;

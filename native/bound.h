@@ -7,7 +7,8 @@
 
 namespace bound {
 
-// Add sets bindReceive, recvmsgBound, bindSend and sendmsgBound on exports.
+// Add sets bindReceive, recvmsgBound, recvmsgMany, recvmsgFailure, bindSend
+// and sendmsgBound on exports.
 void Add(Napi::Env env, Napi::Object exports);
 
 // RecvResult turns what fdpass::RecvMsg returned into recvmsg's answer: the

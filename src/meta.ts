@@ -63,11 +63,13 @@ function isJsonSpace(c: number): boolean {
  * printable ASCII needing no escape, and enough room in buf. It returns the
  * offset after the JSON, or -1 when it cannot (anything else, including what
  * encodeMeta refuses): the caller then uses encodeMeta. What it wrote on -1
- * is garbage.
+ * is garbage. With a snapshot, it also records what it read: the prototype,
+ * and each own enumerable key and its value, in order (incomplete on -1).
  */
-export function writeMetaJson(meta: object, buf: Uint8Array, offset: number): number {
-  const proto = Object.getPrototypeOf(meta);
+export function writeMetaJson(meta: object, buf: Uint8Array, offset: number, snapshot?: MetaSnapshot): number {
+  const proto = Object.getPrototypeOf(meta) as object | null;
   if ((proto !== Object.prototype && proto !== null) || Array.isArray(meta)) return -1;
+  if (snapshot) snapshot.proto = proto;
   const end = buf.length;
   let o = offset;
   if (o >= end) return -1;
@@ -76,6 +78,10 @@ export function writeMetaJson(meta: object, buf: Uint8Array, offset: number): nu
   for (const key in meta) {
     if (!Object.hasOwn(meta, key)) continue;
     const v: unknown = (meta as Record<string, unknown>)[key];
+    if (snapshot) {
+      snapshot.keys.push(key);
+      snapshot.values.push(v);
+    }
     if (!first) {
       if (o >= end) return -1;
       buf[o++] = 0x2c; // ,
@@ -95,6 +101,13 @@ export function writeMetaJson(meta: object, buf: Uint8Array, offset: number): nu
   if (o >= end) return -1;
   buf[o++] = 0x7d; // }
   return o;
+}
+
+/** MetaSnapshot: what writeMetaJson read from a meta: its prototype, and its own enumerable keys and values, in order. */
+export interface MetaSnapshot {
+  proto: object | null;
+  keys: string[];
+  values: unknown[];
 }
 
 /** writeJsonString writes s quoted when it is printable ASCII with no quote or backslash; -1 otherwise. */

@@ -68,9 +68,25 @@ export interface Addon {
    * It returns the binding's number, which every recvmsgBound names: one
    * whose buffers were bound again since (another copy of the module in this
    * process) returns STALE and does nothing: bind again, then retry.
+   * recvmsgMany needs reads too (at least 3 entries: 1 + 2 per read).
    */
-  bindReceive(bytes: Uint8Array, fdsOut: Int32Array): number;
+  bindReceive(bytes: Uint8Array, fdsOut: Int32Array, reads?: Int32Array): number;
   recvmsgBound(binding: number, fd: number, length: number): number;
+  /**
+   * recvmsgMany reads ahead: recvmsg after recvmsg into the bound buffers, end
+   * to end, until EAGAIN, maxReads reads, maxFds descriptors, less than 4096
+   * bytes of room (of length) or of room for 253 descriptors, or the end of
+   * the stream (a read of 0). It returns how many reads it made, AGAIN when
+   * the first found nothing, STALE as recvmsgBound; the first read's failure
+   * throws as recvmsg's. Read i brought reads[1 + 2i] bytes and reads[2 + 2i]
+   * descriptors, end to end in bytes (from 0) and fdsOut (from 1; fdsOut[0]
+   * is the total). reads[0]: 1 when it stopped at EAGAIN, 0 at a bound or
+   * the end, or the negative status of a later read that failed, to raise
+   * with recvmsgFailure once the reads before it are handled.
+   */
+  recvmsgMany(binding: number, fd: number, length: number, maxReads: number, maxFds: number): number;
+  /** recvmsgFailure throws the error of a negative status of recvmsgMany. */
+  recvmsgFailure(status: number): never;
   /**
    * bindSend binds bytes and fds for sendmsgBound, which then sends
    * bytes[offset, offset + length) with fds[fdsOffset, fdsOffset + nfds) as

@@ -24,8 +24,7 @@
  *   fails; a stream that ends there instead is a truncated message);
  * - the stream ends between messages, with no descriptor left.
  */
-import { BadFrameError, FdCountMismatchError, MetaTooLargeError, TruncatedMessageError, invalidArgument } from './errors.js';
-import { encodeMeta, writeMetaJson, type Meta } from './meta.js';
+import { BadFrameError, FdCountMismatchError, MetaTooLargeError, TruncatedMessageError } from './errors.js';
 
 export const HEADER_BYTES = 4;
 const EMPTY = Buffer.alloc(0);
@@ -95,109 +94,12 @@ export function encodeMessages(records: readonly OutgoingRecord[], maxBytes = DE
   return messages;
 }
 
-function metaTooLarge(fd: number, length: number, maxBytes: number): Error {
+/** metaTooLarge: the error of a record longer than one message of maxBytes. */
+export function metaTooLarge(fd: number, length: number, maxBytes: number): Error {
   return new MetaTooLargeError(
     `the meta of descriptor ${fd} is ${length} bytes; ` +
       `one message holds at most ${maxBytes - HEADER_BYTES}: shorten the meta or raise maxMessageBytes on both sides`,
   );
-}
-
-const ENCODER_BYTES = 64 * 1024;
-
-/**
- * RecordEncoder encodes outgoing descriptors and their meta into records laid
- * end to end in one reusable buffer, as encodeMessages would pack them, so a
- * sender can hand each message to sendmsg straight from that buffer and copy
- * only what has to wait. A flat meta object is written as JSON in place.
- * Message `m` of the last encode() spans records [starts(m), ends(m)).
- */
-export class RecordEncoder {
-  /** the records, end to end, from offset 0 */
-  bytes: Buffer = Buffer.allocUnsafe(ENCODER_BYTES);
-  /** the descriptor of every record */
-  fds: Int32Array = new Int32Array(256);
-  /** how many records the last encode() wrote */
-  count = 0;
-  private ends: Int32Array = new Int32Array(256);
-
-  /**
-   * encode writes the records of items; throws InvalidArgumentError for a
-   * bad fd or meta, MetaTooLargeError for a record longer than maxBytes.
-   */
-  encode(items: readonly { fd: number; meta?: Meta | Uint8Array | null }[], maxBytes: number, api: string): void {
-    const n = items.length;
-    this.count = 0;
-    if (this.fds.length < n) {
-      this.fds = new Int32Array(n);
-      this.ends = new Int32Array(n);
-    }
-    let o = 0;
-    for (let i = 0; i < n; i++) {
-      const { fd, meta } = items[i]!;
-      if (!Number.isInteger(fd) || fd < 0 || fd > 0x7fffffff) {
-        throw invalidArgument(api, `fd must be a non-negative integer, got ${String(fd)}`);
-      }
-      const start = o;
-      o += HEADER_BYTES;
-      if (meta !== undefined && meta !== null) {
-        let end = -1;
-        if (!(meta instanceof Uint8Array) && typeof meta === 'object') end = writeMetaJson(meta, this.bytes, o);
-        if (end < 0) {
-          const raw = encodeMeta(meta, api);
-          this.reserve(start, o + raw.length);
-          this.bytes.set(raw, o);
-          end = o + raw.length;
-        }
-        o = end;
-      }
-      const length = o - start - HEADER_BYTES;
-      if (HEADER_BYTES + length > maxBytes) throw metaTooLarge(fd, length, maxBytes);
-      const b = this.bytes;
-      b[start] = length & 0xff;
-      b[start + 1] = (length >>> 8) & 0xff;
-      b[start + 2] = (length >>> 16) & 0xff;
-      b[start + 3] = length >>> 24;
-      this.fds[i] = fd;
-      this.ends[i] = o;
-      this.count = i + 1;
-      this.reserve(o, o + HEADER_BYTES + 256);
-    }
-  }
-
-  /** start of record r */
-  start(r: number): number {
-    return r === 0 ? 0 : this.ends[r - 1]!;
-  }
-
-  /** end of record r - 1, that is, of the records before r */
-  end(r: number): number {
-    return this.ends[r - 1]!;
-  }
-
-  /** messageEnd: the record after the last of the message that starts at record r. */
-  messageEnd(r: number, maxBytes: number, maxFds: number): number {
-    const first = this.start(r);
-    let end = r;
-    while (end < this.count && end - r < maxFds && this.ends[end]! - first <= maxBytes) end++;
-    return end;
-  }
-
-  /** release drops a buffer grown past the usual size, once nothing refers to it. */
-  release(): void {
-    if (this.bytes.length > 4 * ENCODER_BYTES) this.bytes = Buffer.allocUnsafe(ENCODER_BYTES);
-    if (this.fds.length > 4096) {
-      this.fds = new Int32Array(256);
-      this.ends = new Int32Array(256);
-    }
-  }
-
-  /** reserve grows the buffer, keeping bytes [0, used), so that it holds at least size bytes. */
-  private reserve(used: number, size: number): void {
-    if (size <= this.bytes.length) return;
-    const grown = Buffer.allocUnsafe(Math.max(size, 2 * this.bytes.length));
-    this.bytes.copy(grown, 0, 0, used);
-    this.bytes = grown;
-  }
 }
 
 /**
@@ -239,17 +141,11 @@ export class FrameDecoder {
   }
 
   /**
-   * pushTo does what push does with the first `length` bytes, appending the
-   * records to out (left as it was on an error).
+   * pushTo does what push does with the `length` bytes from `offset`,
+   * appending the records to out (left as it was on an error).
    */
-  pushTo(bytes: Uint8Array, fds: readonly number[], filled: boolean, out: Record[], length = bytes.byteLength): void {
-    if (this.failed) throw new BadFrameError('the decoder already failed: start a new connection');
-    this.older = this.fds.length;
-    for (let i = 0; i < fds.length; i++) this.fds.push(fds[i]!);
-    if (this.cut) {
-      this.failed = true;
-      throw runsPast();
-    }
+  pushTo(bytes: Uint8Array, fds: readonly number[], filled: boolean, out: Record[], length = bytes.byteLength, offset = 0): void {
+    if (!this.begin(fds)) return;
     // Copy the read once (after what an earlier read left pending): every
     // record's raw meta and the new remainder are views of that copy, as the
     // caller may reuse its buffer.
@@ -257,10 +153,46 @@ export class FrameDecoder {
     const buf = Buffer.allocUnsafe(pending.length + length);
     if (pending.length > 0) buf.set(pending, 0);
     if (length === bytes.byteLength) buf.set(bytes, pending.length);
-    else buf.set(new Uint8Array(bytes.buffer, bytes.byteOffset, length), pending.length);
+    else buf.set(new Uint8Array(bytes.buffer, bytes.byteOffset + offset, length), pending.length);
+    this.parseAll(buf, 0, buf.length, fds.length > 0, filled, out);
+  }
+
+  /**
+   * pushGiven does what pushTo does with bytes [offset, offset + length) of
+   * buf, without copying them when no part of a record waits from an earlier
+   * read: the caller gives that part of buf away (records and the remainder
+   * are views of it), and must never write to it again.
+   */
+  pushGiven(buf: Buffer, offset: number, length: number, fds: readonly number[], filled: boolean, out: Record[]): void {
+    if (!this.begin(fds)) return;
+    const pending = this.pending;
+    if (pending.length === 0) {
+      this.parseAll(buf, offset, offset + length, fds.length > 0, filled, out);
+      return;
+    }
+    const joined = Buffer.allocUnsafe(pending.length + length);
+    joined.set(pending, 0);
+    joined.set(new Uint8Array(buf.buffer, buf.byteOffset + offset, length), pending.length);
+    this.parseAll(joined, 0, joined.length, fds.length > 0, filled, out);
+  }
+
+  /** begin takes a read's descriptors; it throws when the decoder failed, or the last message was cut. */
+  private begin(fds: readonly number[]): true {
+    if (this.failed) throw new BadFrameError('the decoder already failed: start a new connection');
+    this.older = this.fds.length;
+    for (let i = 0; i < fds.length; i++) this.fds.push(fds[i]!);
+    if (this.cut) {
+      this.failed = true;
+      throw runsPast();
+    }
+    return true;
+  }
+
+  /** parseAll parses buf [start, end) (what was pending, then the read); on an error, out is left as it was. */
+  private parseAll(buf: Buffer, start: number, end: number, newFds: boolean, filled: boolean, out: Record[]): void {
     const before = out.length;
     try {
-      this.parse(buf, out, fds.length > 0, filled);
+      this.parse(buf, start, end, out, newFds, filled);
     } catch (err) {
       // parse() consumes nothing before its last check: every fd is still held.
       out.length = before;
@@ -277,13 +209,13 @@ export class FrameDecoder {
     return { fd, raw: buf.subarray(start, end) };
   }
 
-  private parse(buf: Buffer, records: Record[], newFds: boolean, filled: boolean): void {
-    let offset = 0;
+  /** parse reads the records of buf [start, end): what an earlier read left pending, then this read. */
+  private parse(buf: Buffer, start: number, end: number, records: Record[], newFds: boolean, filled: boolean): void {
+    let offset = start;
     let taken = 0;
-    const size = buf.length;
     // Where the message that brought this read's descriptors starts: at its first record.
-    let messageStart = this.older === 0 ? 0 : -1;
-    while (size - offset >= HEADER_BYTES) {
+    let messageStart = this.older === 0 ? start : -1;
+    while (end - offset >= HEADER_BYTES) {
       const length = (buf[offset]! | (buf[offset + 1]! << 8) | (buf[offset + 2]! << 16)) + buf[offset + 3]! * 0x1000000;
       if (taken >= this.fds.length) {
         throw new FdCountMismatchError(
@@ -297,13 +229,13 @@ export class FrameDecoder {
             'the peer does not speak this framing, or raise maxMetaBytes',
         );
       }
-      if (size - offset - HEADER_BYTES < length) break;
+      if (end - offset - HEADER_BYTES < length) break;
       records.push(this.makeRecord(this.fds[taken]!, buf, offset + HEADER_BYTES, offset + HEADER_BYTES + length));
       taken++;
       offset += HEADER_BYTES + length;
       if (taken === this.older) messageStart = offset;
     }
-    const rest = size - offset;
+    const rest = end - offset;
     if (newFds && !filled && rest === 0 && taken < this.fds.length) {
       throw new FdCountMismatchError(
         `a message carries ${this.fds.length - taken} more descriptor(s) than meta records: the peer does not speak this framing`,
@@ -319,7 +251,7 @@ export class FrameDecoder {
       }
       throw runsPast();
     }
-    const messageBytes = newFds ? size - messageStart : this.messageBytes + size - this.pending.length;
+    const messageBytes = newFds ? end - messageStart : this.messageBytes + end - start - this.pending.length;
     // This read took the rest of the piece that carried the descriptors, and
     // that piece was the whole message: its last record is cut. Whatever comes
     // next fails (end() says the peer stopped mid-message).
@@ -327,7 +259,7 @@ export class FrameDecoder {
     this.messageBytes = messageBytes;
     if (taken === this.fds.length) this.fds = [];
     else if (taken > 0) this.fds.splice(0, taken);
-    this.pending = rest === 0 ? EMPTY : buf.subarray(offset);
+    this.pending = rest === 0 ? EMPTY : buf.subarray(offset, end);
   }
 
   /** atBoundary: no part of a message waits (no partial record, no descriptor without its record). */

@@ -29,19 +29,36 @@ const READS_PER_POLL = 32;
 const PROBE_EVERY = 8;
 const NO_FDS: readonly number[] = Object.freeze([]);
 
-// One read buffer for every connection: reads are synchronous and the
-// decoder copies each read once.
+// One read buffer for every connection: reads are synchronous, and what a
+// call into the addon read is copied once before it is decoded.
 const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
-const READ_FDS = new Int32Array(addon.maxFds + 1);
+const READ_BYTES = new Uint8Array(READ_BUFFER.buffer, READ_BUFFER.byteOffset, READ_BUFFER.length);
+// The descriptors of a call's reads, end to end from [1]; room for 8 full messages.
+const READ_FDS = new Int32Array(8 * addon.maxFds + 1);
+// What each read of recvmsgMany brought: [why it stopped, then bytes and descriptors per read].
+const READ_READS = new Int32Array(1 + 2 * READS_PER_POLL);
 // Bound to the addon, so that each recvmsg passes numbers only (see
 // native/bound.cc); bound again if another copy of this module bound its own.
-let readBinding = addon.bindReceive(READ_BUFFER, READ_FDS);
+let readBinding = addon.bindReceive(READ_BUFFER, READ_FDS, READ_READS);
 
 function recvmsg(fd: number, size: number): number {
   const n = addon.recvmsgBound(readBinding, fd, size);
   if (n !== STALE) return n;
-  readBinding = addon.bindReceive(READ_BUFFER, READ_FDS);
+  readBinding = addon.bindReceive(READ_BUFFER, READ_FDS, READ_READS);
   return addon.recvmsgBound(readBinding, fd, size);
+}
+
+/** recvmsgMany: up to maxReads reads in one call into the addon (see Addon.recvmsgMany). */
+function recvmsgMany(fd: number, maxReads: number, maxFds: number): number {
+  const n = addon.recvmsgMany(readBinding, fd, READ_BUFFER.length, maxReads, maxFds);
+  if (n !== STALE) return n;
+  readBinding = addon.bindReceive(READ_BUFFER, READ_FDS, READ_READS);
+  return addon.recvmsgMany(readBinding, fd, READ_BUFFER.length, maxReads, maxFds);
+}
+
+/** readError: the addon raises MSG_CTRUNC with its code on a plain Error: give it its class. */
+function readError(err: unknown): Error {
+  return errorCode(err) === 'ERR_GRACEFUL_FDS_TRUNCATED' ? new FdsTruncatedError((err as Error).message, { cause: err }) : err as Error;
 }
 // The descriptors of the last read, as the decoder takes them (it copies them
 // at once): reused, so a read allocates no list of its own.
@@ -159,12 +176,29 @@ export class Reader {
     const limit = probing ? READS_PER_POLL : 1;
     let reads = 0;
     let drained = false;
-    while (reads < limit && !this.closed && this.wantsToRead()) {
-      if (!this.readOnce()) {
-        drained = !this.eof && this.error === null;
-        break;
+    if (this.onDemand) {
+      while (reads < limit && !this.closed && this.wantsToRead()) {
+        if (!this.readOnce()) {
+          drained = !this.eof && this.error === null;
+          break;
+        }
+        reads++;
       }
-      reads++;
+    } else {
+      // Reading ahead: several reads per call into the addon, within the mark.
+      while (reads < limit && !this.closed && this.wantsToRead()) {
+        const made = this.readAhead(limit - reads);
+        reads += made;
+        if (made <= 0) {
+          drained = made === 0;
+          break;
+        }
+        if (this.eof || this.error !== null) break;
+        if (READ_READS[0] === 1) {
+          drained = true;
+          break;
+        }
+      }
     }
     if (probing) {
       this.probe = !(drained && reads <= 1);
@@ -178,6 +212,70 @@ export class Reader {
     return this.readOnce() || this.eof || this.error !== null;
   }
 
+  /**
+   * readAhead reads up to max times in one call into the addon, stopping
+   * once the descriptors that came would fill the inbox to the mark, and
+   * decodes each read as readOnce would. It returns the reads that brought
+   * bytes, 0 on EAGAIN at the first, -1 at the end of the stream or an
+   * error. A decoder error closes the descriptors of the reads after the
+   * one that failed; a read that failed after others is raised once they
+   * are decoded.
+   */
+  private readAhead(max: number): number {
+    let made: number;
+    try {
+      // A mark of Infinity (allowed) is no bound: the room for descriptors is one.
+      made = recvmsgMany(this.fd, max, Math.min(this.highWaterMark - this.inbox.length, READ_FDS.length));
+    } catch (err) {
+      this.fail(readError(err));
+      return -1;
+    }
+    if (made === AGAIN) return 0;
+    const status = READ_READS[0]!;
+    const total = READ_FDS[0]!;
+    // One copy of every read of the call, given to the decoder: the records are views of it.
+    let used = 0;
+    for (let i = 0; i < made; i++) used += READ_READS[1 + 2 * i]!;
+    const given = Buffer.allocUnsafe(used);
+    if (used > 0) given.set(READ_BYTES.subarray(0, used));
+    let at = 0;
+    let fdAt = 1;
+    for (let i = 0; i < made; i++) {
+      const n = READ_READS[1 + 2 * i]!;
+      const count = READ_READS[2 + 2 * i]!;
+      if (n === 0 && count === 0) {
+        this.onEnd(); // the last read by construction
+        return -1;
+      }
+      let fds: readonly number[] = NO_FDS;
+      if (count > 0) {
+        const got = READ_FD_LIST;
+        if (got.length !== count) got.length = count; // setting a length costs a call into V8's runtime
+        for (let j = 0; j < count; j++) got[j] = READ_FDS[fdAt + j]!;
+        fds = got;
+        fdAt += count;
+      }
+      try {
+        this.decoder.pushGiven(given, at, n, fds, n === READ_BUFFER.length - at, this.inbox as Record[]);
+      } catch (err) {
+        // The decoder holds this read's descriptors (fail() closes them); the later reads' are closed here.
+        if (fdAt <= total) addon.closeFds(READ_FDS.subarray(fdAt), total + 1 - fdAt);
+        this.fail(err as Error);
+        return -1;
+      }
+      at += n;
+    }
+    if (status < 0) {
+      try {
+        addon.recvmsgFailure(status);
+      } catch (err) {
+        this.fail(readError(err));
+      }
+      return -1;
+    }
+    return made;
+  }
+
   /** readOnce calls recvmsg once; true when it brought bytes, false on EAGAIN, end of stream or an error. */
   private readOnce(): boolean {
     // A readData() reads no further than its bytes: the kernel then stops before the next message.
@@ -189,8 +287,7 @@ export class Reader {
     try {
       n = recvmsg(this.fd, size);
     } catch (err) {
-      // The addon raises MSG_CTRUNC with its code on a plain Error: give it its class.
-      this.fail(errorCode(err) === 'ERR_GRACEFUL_FDS_TRUNCATED' ? new FdsTruncatedError((err as Error).message, { cause: err }) : err as Error);
+      this.fail(readError(err));
       return false;
     }
     if (n === AGAIN) return false;

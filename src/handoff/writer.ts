@@ -9,7 +9,7 @@
  */
 import { debuglog } from 'node:util';
 import { addon, TOO_MANY_REFS, AGAIN, STALE } from '../native.js';
-import { RecordEncoder } from '../wire.js';
+import { RecordEncoder } from '../record-encoder.js';
 import type { Meta } from '../meta.js';
 
 const debug = debuglog('graceful');

@@ -167,6 +167,80 @@ describe('handoff/reader', () => {
     addon.close(s2);
   });
 
+  describe('reading ahead (several reads per call into the addon)', () => {
+    it('reads every message that waits in one readSome(), and no further than the mark', async () => {
+      const [c, s] = await socketPair(tmpDir());
+      const r = new Reader(s, 3, 65536, () => undefined);
+      for (let i = 0; i < 5; i++) sendRecords(c, [`{"i":${i}}`]);
+      r.readSome();
+      expect(r.wantsToRead()).to.equal(false); // 3 records wait: the mark
+      const first = (await r.receiveBatch(closed))!;
+      expect(first.map((x) => x.meta)).to.deep.equal([{ i: 0 }, { i: 1 }, { i: 2 }]);
+      r.readSome();
+      const rest = (await r.receiveBatch(closed))!;
+      expect(rest.map((x) => x.meta)).to.deep.equal([{ i: 3 }, { i: 4 }]);
+      release([...first, ...rest]);
+      r.close(closed());
+      addon.close(c);
+      addon.close(s);
+      expect(fdCount()).to.equal(before);
+    });
+
+    it('a highWaterMark of Infinity reads on without a bound but the buffer\'s', async () => {
+      const [c, s] = await socketPair(tmpDir());
+      const r = new Reader(s, Infinity, 65536, () => undefined);
+      for (let i = 0; i < 3; i++) sendRecords(c, [`{"i":${i}}`, `{"j":${i}}`]);
+      r.readSome();
+      const got = (await r.receiveBatch(closed))!;
+      expect(got).to.have.length(6);
+      expect(r.error).to.equal(null);
+      release(got);
+      r.close(closed());
+      addon.close(c);
+      addon.close(s);
+      expect(fdCount()).to.equal(before);
+    });
+
+    it('a bad message among others: the records before it arrive, the descriptors of the reads after it are closed', async () => {
+      const [c, s] = await socketPair(tmpDir());
+      const r = new Reader(s, 64, 65536, () => undefined);
+      sendRecords(c, ['{"i":0}']);
+      sendRecords(c, ['{"i":1}'], { fds: 3 }); // three descriptors, one record
+      sendRecords(c, ['{"i":2}', '{"i":3}']);
+      sendRecords(c, ['{"i":4}']);
+      r.readSome();
+      const good = (await r.receive(closed))!;
+      expect(good.meta).to.deep.equal({ i: 0 });
+      const err = await rejection(r.receive(closed));
+      expect(err.code).to.equal('ERR_GRACEFUL_FD_COUNT_MISMATCH');
+      release([good]);
+      expect(fdCount()).to.equal(before + 2); // only the socket pair: nothing of messages 2 to 4
+      r.close(closed());
+      addon.close(c);
+      addon.close(s);
+      expect(fdCount()).to.equal(before);
+    });
+
+    it('a read that fails after others (ECONNRESET): their records arrive first, then the error, and nothing leaks', async () => {
+      const [c, s] = await socketPair(tmpDir());
+      const r = new Reader(s, 64, 65536, () => undefined);
+      sendRecords(c, ['{"i":0}']);
+      sendRecords(c, ['{"i":1}', '{"i":2}']);
+      sendData(s, 'x'); // unread by c: closing c resets the connection
+      addon.close(c);
+      r.readSome();
+      const batch = (await r.receiveBatch(closed))!;
+      expect(batch.map((x) => x.meta)).to.deep.equal([{ i: 0 }, { i: 1 }, { i: 2 }]);
+      const err = await rejection(r.receive(closed));
+      expect(err.code).to.equal('ECONNRESET');
+      expect((err as Error & { syscall?: string }).syscall).to.equal('recvmsg');
+      release(batch);
+      r.close(closed());
+      addon.close(s);
+      expect(fdCount()).to.equal(before);
+    });
+  });
+
   describe('on demand (applicationData)', () => {
     it('reads a record only when asked, and plain bytes between messages with readData()', async () => {
       const [c, s] = await socketPair(tmpDir());

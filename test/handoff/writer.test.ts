@@ -70,6 +70,32 @@ describe('handoff/writer', () => {
     expect(fdCount()).to.equal(before);
   });
 
+  it('a meta object sent again after a change carries the change', async () => {
+    const [c, s] = await socketPair(tmpDir());
+    const w = new Writer(c, 4096, 253, () => undefined);
+    const [file] = devNull(1);
+    const meta: { [key: string]: string | number } = { name: 'http', n: 1 };
+    await w.send([{ fd: file!, meta }, { fd: file!, meta }]);
+    meta.n = 2;
+    await w.send([{ fd: file!, meta }]);
+    meta.extra = 'x';
+    await w.send([{ fd: file!, meta }]);
+    delete meta.name;
+    await w.send([{ fd: file!, meta }, { fd: file!, meta }]);
+    const peer = new Peer(s);
+    peer.read();
+    expect(peer.records.map((r) => r.raw.toString())).to.deep.equal([
+      '{"name":"http","n":1}', '{"name":"http","n":1}', '{"name":"http","n":2}', '{"name":"http","n":2,"extra":"x"}',
+      '{"n":2,"extra":"x"}', '{"n":2,"extra":"x"}',
+    ]);
+    peer.release();
+    fs.closeSync(file!);
+    w.close(new ClosedError('done'));
+    addon.close(c);
+    addon.close(s);
+    expect(fdCount()).to.equal(before);
+  });
+
   it('splits records into messages of at most maxFdsPerMessage descriptors and maxMessageBytes bytes', async () => {
     const [c, s] = await socketPair(tmpDir());
     const w = new Writer(c, 64, 2, () => undefined);

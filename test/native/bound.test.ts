@@ -10,7 +10,7 @@ import { addon, AGAIN, STALE } from '../../src/native.js';
 import { HandoffConnection } from '../../src/handoff.js';
 import { fdCount, fdFlags, O_CLOEXEC, socketPair, tmpDir } from '../helpers.js';
 
-describe('native bound buffers (bindReceive, recvmsgBound, bindSend, sendmsgBound)', () => {
+describe('native bound buffers (bindReceive, recvmsgBound, recvmsgMany, bindSend, sendmsgBound)', () => {
   let dir: string;
   beforeEach(() => {
     dir = tmpDir();
@@ -116,6 +116,75 @@ describe('native bound buffers (bindReceive, recvmsgBound, bindSend, sendmsgBoun
     expect(fdsOut[0]).to.equal(1);
     addon.close(fdsOut[1]!);
     for (const fd of [c, s, file]) addon.close(fd);
+    expect(fdCount()).to.equal(before);
+  });
+
+  it('recvmsgMany reads ahead: each read\'s bytes and descriptors end to end, within its bounds', async () => {
+    const before = fdCount();
+    const [c, s] = await socketPair(dir);
+    const file = fs.openSync('/dev/null', 'r');
+    const send = (text: string, nfds: number) => {
+      const b = Buffer.from(text);
+      expect(addon.sendmsg(c, b, 0, b.length, Array(nfds).fill(file), nfds)).to.equal(b.length);
+    };
+    send('ab', 1);
+    send('cde', 2);
+    send('f', 1);
+    const bytes = Buffer.alloc(16 * 1024);
+    const fdsOut = new Int32Array(2 * 254);
+    const reads = new Int32Array(1 + 2 * 4);
+    const rb = addon.bindReceive(bytes, fdsOut, reads);
+    // At most 2 reads: it stops there, with nothing said about EAGAIN.
+    expect(addon.recvmsgMany(rb, s, bytes.length, 2, 100)).to.equal(2);
+    expect(Array.from(reads.subarray(0, 5))).to.deep.equal([0, 2, 1, 3, 2]);
+    expect(bytes.toString('latin1', 0, 5)).to.equal('abcde');
+    expect(fdsOut[0]).to.equal(3);
+    expect(addon.closeFds(fdsOut.subarray(1), 3)).to.equal(0);
+    // The rest, then EAGAIN: reads[0] is 1.
+    expect(addon.recvmsgMany(rb, s, bytes.length, 4, 100)).to.equal(1);
+    expect(Array.from(reads.subarray(0, 3))).to.deep.equal([1, 1, 1]);
+    addon.close(fdsOut[1]!);
+    expect(addon.recvmsgMany(rb, s, bytes.length, 4, 100)).to.equal(AGAIN);
+    // maxFds: it stops once that many came; less than 4096 bytes of room: one read only.
+    send('g', 2);
+    send('h', 1);
+    expect(addon.recvmsgMany(rb, s, bytes.length, 4, 2)).to.equal(1);
+    expect(fdsOut[0]).to.equal(2);
+    addon.closeFds(fdsOut.subarray(1), 2);
+    send('i', 1);
+    expect(addon.recvmsgMany(rb, s, 4095, 4, 100)).to.equal(1);
+    expect(bytes.toString('latin1', 0, 1)).to.equal('h');
+    addon.close(fdsOut[1]!);
+    expect(addon.recvmsgMany(rb, s, bytes.length, 4, 100)).to.equal(1);
+    addon.close(fdsOut[1]!);
+    // The end of the stream is a read of 0, the last reported.
+    send('j', 1);
+    addon.close(c);
+    expect(addon.recvmsgMany(rb, s, bytes.length, 4, 100)).to.equal(2);
+    expect(Array.from(reads.subarray(0, 5))).to.deep.equal([0, 1, 1, 0, 0]);
+    addon.close(fdsOut[1]!);
+    // A stale binding, and bad arguments: nothing read.
+    const call = (name: string, ...args: unknown[]) => (addon as unknown as Record<string, (...a: unknown[]) => unknown>)[name]!(...args);
+    const [c2, s2] = await socketPair(dir);
+    const plain = addon.bindReceive(Buffer.alloc(8), new Int32Array(254));
+    expect(addon.recvmsgMany(rb, s2, 8, 1, 1)).to.equal(STALE);
+    for (const args of [[plain, s2, 8, 1, 1]]) {
+      expect(() => call('recvmsgMany', ...args)).to.throw(TypeError, /^Usage: recvmsgMany\(/); // no reads array bound
+    }
+    const rb2 = addon.bindReceive(bytes, fdsOut, reads);
+    for (const args of [[rb2, s2, bytes.length + 1, 1, 1], [rb2, s2, 8, 0, 1], [rb2, s2, 8, 5, 1], [rb2, s2, 8, 1, 0],
+      [rb2, -1, 8, 1, 1], [rb2, s2, 8, 1], ['x', s2, 8, 1, 1]]) {
+      expect(() => call('recvmsgMany', ...args), JSON.stringify(args)).to.throw(TypeError, /^Usage: recvmsgMany\(/);
+    }
+    expect(() => call('bindReceive', bytes, fdsOut, new Int32Array(2))).to.throw(TypeError, /^Usage: bindReceive\(/);
+    for (const status of [0, 1, 'x']) {
+      expect(() => call('recvmsgFailure', status)).to.throw(TypeError, /^Usage: recvmsgFailure\(/);
+    }
+    expect(() => addon.recvmsgFailure(-104)).to.throw('recvmsg ECONNRESET').that.includes({ code: 'ECONNRESET', syscall: 'recvmsg' });
+    expect(() => addon.recvmsgFailure(-(1 << 20))).to.throw().that.includes({ code: 'ERR_GRACEFUL_FDS_TRUNCATED' });
+    // The first read's failure throws as recvmsg's.
+    expect(() => addon.recvmsgMany(rb2, file, 8, 1, 1)).to.throw('recvmsg ENOTSOCK');
+    for (const fd of [s, c2, s2, file]) addon.close(fd);
     expect(fdCount()).to.equal(before);
   });
 

@@ -1,13 +1,11 @@
 /**
- * The send side's encoder: the JSON it writes in place is JSON.stringify's,
- * byte for byte, and its records pack into the very messages encodeMessages
- * makes.
+ * The send side's meta writer: the JSON it writes in place is
+ * JSON.stringify's, byte for byte (the records: test/core/record-encoder).
  */
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { encodeMessages, encodeMeta, type Meta } from '../../src/handoff.js';
+import type { Meta } from '../../src/handoff.js';
 import { writeMetaJson } from '../../src/meta.js';
-import { RecordEncoder } from '../../src/wire.js';
 
 const valueArb = fc.oneof(
   fc.string(), fc.string({ unit: 'grapheme' }), fc.string({ unit: 'binary' }),
@@ -47,47 +45,5 @@ describe('meta: writeMetaJson', () => {
     for (const meta of declined) expect(encodeOne(meta), String(Object.keys(meta))).to.equal(null);
     expect(encodeOne({ name: 'http' }, 3 + 14)).to.equal(null);
     expect(encodeOne({ name: 'http' }, 3 + 15)?.toString()).to.equal('{"name":"http"}');
-  });
-});
-
-describe('wire: RecordEncoder', () => {
-  const itemArb = fc.record({
-    fd: fc.nat({ max: 1 << 20 }),
-    meta: fc.oneof(metaArb, fc.uint8Array({ maxLength: 600 }), fc.constant(null), fc.constant(undefined),
-      fc.string({ maxLength: 3000 }).map((s) => ({ s }))),
-  });
-
-  it('packs the same messages as encodeMessages, with any limits, growing past its buffer', () => {
-    const enc = new RecordEncoder();
-    fc.assert(fc.property(fc.array(itemArb, { maxLength: 60 }), fc.integer({ min: 8000, max: 20000 }), fc.integer({ min: 1, max: 253 }),
-      (items, maxBytes, maxFds) => {
-        const expected = encodeMessages(items.map(({ fd, meta }) => ({ fd, meta: encodeMeta(meta) })), maxBytes, maxFds);
-        enc.encode(items, maxBytes, 'test');
-        const got: { data: string; fds: number[] }[] = [];
-        for (let r = 0; r < enc.count;) {
-          const next = enc.messageEnd(r, maxBytes, maxFds);
-          got.push({ data: enc.bytes.toString('hex', enc.start(r), enc.end(next)), fds: Array.from(enc.fds.subarray(r, next)) });
-          r = next;
-        }
-        expect(got).to.deep.equal(expected.map((m) => ({ data: m.data.toString('hex'), fds: m.fds })));
-        enc.release();
-      }), { numRuns: 300 });
-    // and a batch far larger than its buffer
-    const big = Array.from({ length: 300 }, (_, i) => ({ fd: i, meta: { i, pad: 'x'.repeat(1000) } }));
-    enc.encode(big, 4096, 'test');
-    expect(enc.count).to.equal(300);
-    expect(enc.end(300)).to.equal(big.reduce((n, { meta }) => n + 4 + JSON.stringify(meta).length, 0));
-  });
-
-  it('refuses a bad fd or meta, and a record longer than a message, with coded errors', () => {
-    const enc = new RecordEncoder();
-    for (const fd of [-1, 1.5, NaN, '3', 2 ** 31]) {
-      expect(() => enc.encode([{ fd: fd as number }], 4096, 'send'), String(fd)).to.throw(/send: fd must be a non-negative integer/)
-        .with.property('code', 'ERR_GRACEFUL_INVALID_ARGUMENT');
-    }
-    expect(() => enc.encode([{ fd: 1, meta: { a: [1] } as never }], 4096, 'send')).to.throw(/flat object/)
-      .with.property('code', 'ERR_GRACEFUL_INVALID_ARGUMENT');
-    expect(() => enc.encode([{ fd: 1, meta: new Uint8Array(4093) }], 4096, 'send')).to.throw(/4093 bytes; one message holds at most 4092/)
-      .with.property('code', 'ERR_GRACEFUL_META_TOO_LARGE');
   });
 });

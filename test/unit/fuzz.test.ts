@@ -6,7 +6,7 @@
  */
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { FrameDecoder, encodeMessages, GracefulError } from '../../src/handoff.js';
+import { FrameDecoder, encodeMessages, GracefulError, type FrameRecord } from '../../src/handoff.js';
 import { parseRequest, tokenize } from '../../src/control/parse.js';
 import { quote } from '../../src/control/parse.js';
 
@@ -20,6 +20,31 @@ const readArb = fc.record({
 });
 
 describe('fuzz: frame decoder', () => {
+  it('pushGiven (the reads end to end in one buffer, no copy) agrees with pushTo, record for record and error for error', () => {
+    fc.assert(fc.property(fc.array(readArb, { maxLength: 12 }), (reads) => {
+      /** run decodes the reads one way; the records' fd and bytes, then the error's code or 'ok'. */
+      const run = (given: boolean): string[] => {
+        const d = new FrameDecoder(1024);
+        const all = Buffer.concat(reads.map((r) => r.bytes));
+        const out: FrameRecord[] = [];
+        let next = 1000;
+        let at = 0;
+        try {
+          for (const r of reads) {
+            const fds = Array.from({ length: r.nfds }, () => next++);
+            if (given) d.pushGiven(all, at, r.bytes.length, fds, r.filled, out);
+            else d.pushTo(r.bytes, fds, r.filled, out);
+            at += r.bytes.length;
+          }
+          return [...out.map((x) => `${x.fd}:${x.raw.toString('hex')}`), 'ok'];
+        } catch (err) {
+          return [...out.map((x) => `${x.fd}:${x.raw.toString('hex')}`), (err as GracefulError).code, ...d.takeFds().map(String)];
+        }
+      };
+      expect(run(true)).to.deep.equal(run(false));
+    }), { numRuns: 2000 });
+  });
+
   it('random reads: only coded errors, and every descriptor accounted for exactly once', () => {
     fc.assert(fc.property(fc.array(readArb, { maxLength: 12 }), fc.boolean(), (reads, end) => {
       const d = new FrameDecoder(1024);

@@ -56,6 +56,21 @@ describe('wire: FrameDecoder', () => {
     d.end();
   });
 
+  it('pushGiven keeps views of the given buffer, and copies only to join a record begun in an earlier read', () => {
+    const data = frame('{"a":1}', '{"b":2}', '{"c":3}');
+    const cut = data.length - 3;
+    const given = Buffer.concat([Buffer.from('xx'), data]);
+    const d = new FrameDecoder();
+    const out: FrameRecord[] = [];
+    d.pushGiven(given, 2, cut, [1, 2, 3], true, out);
+    expect(out.map((r) => r.raw.toString())).to.deep.equal(['{"a":1}', '{"b":2}']);
+    d.pushGiven(given, 2 + cut, 3, [], false, out);
+    expect(out[2]!.raw.toString()).to.equal('{"c":3}');
+    given.fill(0x20);
+    expect(out.map((r) => r.raw.toString())).to.deep.equal(['       ', '       ', '{"c":3}']); // views; the joined one a copy
+    d.end();
+  });
+
   it('pushTo reads the first bytes of a larger buffer and appends to a list, left as it was on an error', () => {
     const data = frame('{"a":1}', '{"b":2}');
     const big = Buffer.concat([data, Buffer.from('garbage after the read')]);
