@@ -7,14 +7,11 @@
  * ready(), the keep-alive timer and the signal handlers. Where the roles
  * differ it asks its Role (role.ts); the facade (GracefulServer) composes it.
  */
-import path from 'node:path';
 import { debuglog } from 'node:util';
 import { TerminatingError } from '../errors.js';
 import type { OutgoingFd } from '../handoff/connection.js';
 import type { LogFields } from '../log.js';
-import { writePidFile } from '../pidfile.js';
-import { CONTROL_FIELD, SUPERVISOR_ENV } from '../protocol.js';
-import { notify, takeListenFds } from '../systemd.js';
+import { takeListenFds } from '../systemd.js';
 import type { Adopter } from './adopt.js';
 import type { MoveCounts } from './drain/options.js';
 import type { ControlPort } from './control-port.js';
@@ -27,6 +24,8 @@ import { Listeners } from './listener-set.js';
 import { checkRunlevel, DEFAULT_CONTROL_FD_NAME, type Config, type Runlevel } from './options.js';
 import { Predecessor } from './predecessor.js';
 import { Redeployer } from './redeploy.js';
+import { Runlevels, type RunlevelHook } from './runlevels.js';
+import { readyNotice, serving } from './serving.js';
 import { ReopenRelay } from './reopen-relay.js';
 import { Registry } from './registry.js';
 import type { Role } from './role.js';
@@ -67,6 +66,7 @@ export class Engine {
   readonly lifecycle: Lifecycle;
   readonly role: Role;
   readonly shutdown: Shutdown;
+  readonly runlevels: Runlevels;
   readonly redeployer: Redeployer;
   readonly files: Files;
   /** A reopen here reaches the other instance of a redeploy while both hold the files. */
@@ -78,7 +78,6 @@ export class Engine {
   predecessor: Predecessor | null = null;
   /** A new instance's receiver of the connections its predecessor hands over while it drains (ready.ts opens it). */
   adopter: Adopter | null = null;
-  private readonly levelHooks = new Map<Runlevel, ((level: Runlevel) => void | Promise<void>)[]>();
   private initPromise: Promise<void> | null = null;
   /** What a new instance starts only in ready(), so that it accepts nothing before. */
   private pendingStarts: (() => Promise<void>)[] = [];
@@ -106,9 +105,15 @@ export class Engine {
     });
     this.role = options.makeRole(this);
     const role = this.role;
+    this.runlevels = new Runlevels({
+      lifecycle: this.lifecycle, role, listeners: this.listeners, log: (msg) => this.log(msg),
+      entered: (level) => options.emit('runlevel', level),
+      drain: (release) => this.drainListeners(release),
+      stop: () => this.stop(false),
+    });
     this.shutdown = new Shutdown({
       lifecycle: this.lifecycle, config: this.config, log: this.log, listeners: this.listeners, hooks: this.hooks,
-      runLevelHooks: (level) => this.runLevelHooks(level),
+      runLevelHooks: (level) => this.runlevels.runHooks(level),
       control: () => this.control,
       predecessor: () => this.predecessor,
       draining: (open) => options.emit('draining', open),
@@ -136,7 +141,7 @@ export class Engine {
       moveCounts: () => this.moveCounts(),
       control: () => this.control,
       drain: (release) => this.drainListeners(release),
-      serving: () => this.serving(),
+      serving: () => serving(this.config, this.log),
       finishHalt: (how) => this.shutdown.finish({ ...how, bySignal: false }),
       emit: (name, value) => options.emit(name, value),
       takeBack: parts.takeBack, retire: parts.retire, refill: parts.refill, handingOver: parts.handingOver,
@@ -333,44 +338,13 @@ export class Engine {
 
   /** telinit: see GracefulServer.telinit(). */
   telinit(level: Runlevel | string | number): Promise<void> {
-    let target: Runlevel;
-    try {
-      const refused = this.role.refuse('telinit', level);
-      if (refused) throw refused;
-      target = checkRunlevel(level);
-      this.lifecycle.checkTelinit(target);
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    return target === 0 ? this.stop(false) : this.lifecycle.run(() => this.enter(target));
+    return this.runlevels.telinit(level);
   }
 
-  onRunlevel(level: Runlevel, hook: (level: Runlevel) => void | Promise<void>): void {
-    const l = checkRunlevel(level);
-    this.levelHooks.set(l, [...(this.levelHooks.get(l) ?? []), hook]);
+  onRunlevel(level: Runlevel, hook: RunlevelHook): void {
+    this.runlevels.onRunlevel(level, hook);
   }
 
-  async runLevelHooks(level: Runlevel): Promise<void> {
-    for (const hook of this.levelHooks.get(level) ?? []) await hook(level);
-  }
-
-  /** enter: telinit 1 or 3, a queued transition. */
-  private async enter(target: 1 | 3): Promise<void> {
-    if (this.lifecycle.state !== 'ready') throw new TerminatingError(`telinit ${target}: this instance is ${this.lifecycle.state}`);
-    if (target === this.lifecycle.level) return;
-    if (target === 3) {
-      await this.listeners.startAll();
-    } else {
-      const forced = await this.drainListeners(true);
-      if (forced > 0) this.log(`runlevel 1: closed ${forced} connection(s) still open at their deadline (the shutdown timeout, or upgradedTimeout for upgraded connections)`);
-    }
-    this.lifecycle.enter(target);
-    this.log(`runlevel ${target}`);
-    await this.runLevelHooks(target);
-    this.options.emit('runlevel', target);
-  }
-
-  /** drainListeners stops accepting everywhere and drains; resolves with how many connections were forced closed. */
   /** moveCounts: what the drains did with the connections, of this process's listeners and of its workers (a primary's). */
   private moveCounts(): MoveCounts {
     const here = this.listeners.moveCounts();
@@ -378,6 +352,7 @@ export class Engine {
     return there ? { handedOver: here.handedOver + there.handedOver, drained: here.drained + there.drained, forced: here.forced + there.forced } : here;
   }
 
+  /** drainListeners stops accepting everywhere and drains; resolves with how many connections were forced closed. */
   private async drainListeners(release: boolean): Promise<number> {
     const [forced] = await Promise.all([this.listeners.drain(release, this.config.idleGrace, this.config.shutdownTimeout), this.role.drain()]);
     return forced;
@@ -392,26 +367,9 @@ export class Engine {
     });
   }
 
-  /** serving: this instance serves (again, after a failed redeploy or a take-back): the pid file and systemd say so. */
-  private serving(): void {
-    if (this.config.pidFile) {
-      try {
-        writePidFile(this.config.pidFile);
-      } catch (err) {
-        this.log(`could not write the pid file ${this.config.pidFile}: ${(err as Error).message}`, { event: 'pidfile.failed' });
-      }
-    }
-    notify(this.readyNotice());
-  }
-
-  /**
-   * readyNotice: what sd_notify says when this instance serves: its pid (it
-   * may be the main one again after a failed redeploy or a take-back), READY=1,
-   * and for a supervisor, the control socket to forward commands to.
-   */
+  /** readyNotice: what sd_notify says when this instance serves (serving.ts). */
   readyNotice(): string {
-    const control = this.config.controlSocket ? `\n${CONTROL_FIELD}=${path.resolve(this.config.controlSocket)}` : '';
-    return `MAINPID=${process.pid}\nREADY=1${process.env[SUPERVISOR_ENV] ? control : ''}`;
+    return readyNotice(this.config);
   }
 
   private handoffList(): OutgoingFd[] {

@@ -58,7 +58,7 @@ export async function becomeReady(engine: Engine): Promise<void> {
   lifecycle.to('ready');
   await role.announce(predecessor);
   if (role.ownsService) notify(engine.readyNotice());
-  await engine.runLevelHooks(lifecycle.level);
+  await engine.runlevels.runHooks(lifecycle.level);
   if (role.runsAppHooks) await hooks.run('started');
   engine.stats.ready();
   engine.emit('ready');
