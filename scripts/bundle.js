@@ -4,9 +4,14 @@
 // costs a fraction of what Node's module loader spends on many small files. The entries share
 // their chunks, so `graceful-restart` and `graceful-restart/handoff` hand out the same classes;
 // the register's service and the roles' rarely used parts stay in chunks loaded when needed.
+// The parts a GracefulServer is built from (control/service-parts.js: the engine, the roles,
+// the control socket of a service) are an entry of their own at the same path as in dist/src/,
+// which the facade require()s at its first construction (src/lazy.ts); index-eager.js, the main
+// entry for a Node that cannot require() an ES module (package.json's "default" condition, where
+// "module-sync" is not known), imports them at once.
 // Source maps go through to src/*.ts. Where esbuild is not installed (a checkout linked without
 // its dev dependencies), a dist/bundle/ built before is used as it is.
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,7 +32,12 @@ try {
 rmSync(out, { recursive: true, force: true });
 await esbuild.build({
   absWorkingDir: root,
-  entryPoints: ['dist/src/index.js', 'dist/src/handoff.js', 'dist/src/register.js'],
+  entryPoints: {
+    index: 'dist/src/index.js',
+    handoff: 'dist/src/handoff.js',
+    register: 'dist/src/register.js',
+    'control/service-parts': 'dist/src/control/service-parts.js',
+  },
   outdir: out,
   bundle: true,
   splitting: true,
@@ -39,3 +49,10 @@ await esbuild.build({
   chunkNames: 'chunk-[hash]',
   logLevel: 'warning',
 });
+writeFileSync(path.join(out, 'index-eager.js'), [
+  '// The main entry for a Node that cannot require() an ES module (before 20.19 and 22.12): the parts',
+  '// of a GracefulServer load at once, before the entry, instead of at its first construction.',
+  "import './control/service-parts.js';",
+  "export * from './index.js';",
+  '',
+].join('\n'));
