@@ -13,11 +13,11 @@
  *   server/role.ts       where the roles differ: single-role.ts, workers/primary-role.ts, workers/worker-role.ts
  *   server/ready.ts      the ready protocol; server/redeploy.ts and shutdown.ts the redeploy and the halt
  *   control/service-control.ts  the control socket, its built-in commands and the application's
- * The engine, the roles and the control socket load with the first
- * construction (control/service-parts.ts, src/lazy.ts), not at the import.
+ * The engine and the control socket load with the first construction
+ * (control/service-parts.ts, src/lazy.ts), not at the import; the roles with
+ * workers with the first server that plays one (workers/role-parts.ts).
  */
 import { EventEmitter } from 'node:events';
-import { createRequire } from 'node:module';
 import type dgram from 'node:dgram';
 import type net from 'node:net';
 import { invalidArgument } from './errors.js';
@@ -40,6 +40,7 @@ import type { WorkerInfo } from './workers/slots.js';
 import type { ServiceControl } from './control/service-control.js';
 import type { Command } from './control/commands.js';
 import type { ServiceParts } from './control/service-parts.js';
+import type { WorkerRoles } from './workers/role-parts.js';
 
 export {
   DEFAULT_UPGRADE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_IDLE_GRACE, DEFAULT_TAKE_BACK_WINDOW,
@@ -50,15 +51,18 @@ export type { InstanceState } from './server/lifecycle.js';
 export type { AdoptedSocket, HandOverOptions } from './server/socket-handover.js';
 export type { WorkerInfo, WorkerState } from './workers/slots.js';
 
-const requireHere = createRequire(import.meta.url);
-
 /**
  * parts: the engine, roles and control socket a GracefulServer is built from
  * (control/service-parts.ts), loaded by the first construction rather than
  * at the package's import, where they would be most of its cost.
  */
 function parts(): ServiceParts {
-  return loadOnce<ServiceParts>('service-parts', () => requireHere('./control/service-parts.js'));
+  return loadOnce<ServiceParts>('control/service-parts.js');
+}
+
+/** workerRoles: the primary's and the worker's roles (workers/role-parts.ts), loaded by the first server that plays one. */
+function workerRoles(): WorkerRoles {
+  return loadOnce<WorkerRoles>('workers/role-parts.js');
 }
 
 export class GracefulServer extends EventEmitter {
@@ -74,7 +78,7 @@ export class GracefulServer extends EventEmitter {
     super();
     noteGracefulServer();
     const config = resolveOptions(options);
-    const { roleOf, ServiceControl, Engine, formatCommandResult, PrimaryRole, WorkerRole, SingleRole } = parts();
+    const { roleOf, ServiceControl, Engine, formatCommandResult, SingleRole } = parts();
     const log = makeLogger(options.log);
     this.upgradeTimeout = config.upgradeTimeout;
     this.shutdownTimeout = config.shutdownTimeout;
@@ -102,9 +106,10 @@ export class GracefulServer extends EventEmitter {
       redeploy: () => this.redeploy(),
       formatResult: (result) => (result !== null && typeof result === 'object' ? formatCommandResult('task', result).join('; ') : String(result)),
       makeRole: (engine) => {
+        if (info.role === 'single') return new SingleRole(engine);
+        const { PrimaryRole, WorkerRole } = workerRoles();
         if (info.role === 'primary') return (this.primary = new PrimaryRole(engine, info));
-        if (info.role === 'worker') return new WorkerRole(engine, info, (name, ctx) => this.control.runWorkerCommand(name, ctx));
-        return new SingleRole(engine);
+        return new WorkerRole(engine, info, (name, ctx) => this.control.runWorkerCommand(name, ctx));
       },
     });
     this.role = this.engine.role;

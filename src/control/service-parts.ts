@@ -1,6 +1,7 @@
 /**
- * The parts a GracefulServer is built from: the engine, the three roles, the
- * control socket of a service, and what the facade's methods use beside them.
+ * The parts a GracefulServer is built from: the engine, the single
+ * instance's role, the control socket of a service, and what the facade's
+ * methods use beside them (the roles with workers are workers/role-parts.ts).
  * They are most of the package's code, so they load on the first
  * construction of a GracefulServer (src/lazy.ts), not at the package's import.
  * The module sits in the control layer as the lowest one that may import
@@ -12,17 +13,14 @@ import { becomeReady } from '../server/ready.js';
 import { SingleRole } from '../server/single-role.js';
 import { isSocket } from '../server/socket-handover.js';
 import { webSocketBoundary } from '../server/ws-boundary.js';
-import { PrimaryRole } from '../workers/primary-role.js';
-import { WorkerRole } from '../workers/worker-role.js';
 import { roleOf } from '../workers/worker.js';
 import { ServiceControl } from './service-control.js';
 import { formatCommandResult } from './render.js';
 
 /** serviceParts: what a GracefulServer builds itself from. */
 export const serviceParts = {
-  Engine, becomeReady, SingleRole, isSocket, webSocketBoundary, PrimaryRole, WorkerRole, roleOf, ServiceControl, formatCommandResult,
+  Engine, becomeReady, SingleRole, isSocket, webSocketBoundary, roleOf, ServiceControl, formatCommandResult,
 };
 export type ServiceParts = typeof serviceParts;
 
-// The name the facade asks for (src/graceful-server.ts).
-provide('service-parts', serviceParts);
+provide('control/service-parts.js', serviceParts);

@@ -208,6 +208,29 @@ describe('entry points', () => {
       GracefulServer: true, Engine: false, Lifecycle: false, PrimaryRole: false, WorkerRole: false, SingleRole: false, ServiceControl: false, WorkerPool: false,
     });
     expect(bundleDeclares('index-eager.js', ['Engine', 'PrimaryRole', 'ServiceControl'])).to.deep.equal({ Engine: true, PrimaryRole: true, ServiceControl: true });
+    // A single instance loads no worker pool: the roles with workers are a module of their own.
+    expect(bundleDeclares('control/service-parts.js', ['Engine', 'SingleRole', 'PrimaryRole', 'WorkerRole', 'WorkerPool'])).to.deep.equal({
+      Engine: true, SingleRole: true, PrimaryRole: false, WorkerRole: false, WorkerPool: false,
+    });
+  });
+
+  it('every module loaded where first used (src/lazy.ts) is a file of the bundle at its path, and the eager entry imports it', () => {
+    const lazy: string[] = [];
+    const walk = (dir: string) => {
+      for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+        const file = path.join(dir, e.name);
+        if (e.isDirectory()) walk(file);
+        else if (e.name.endsWith('.ts')) for (const m of fs.readFileSync(file, 'utf8').matchAll(/^provide\('([^']+)'/gm)) lazy.push(m[1]!);
+      }
+    };
+    walk(path.join(root, 'src'));
+    expect(lazy.sort()).to.deep.equal(['control/service-parts.js', 'workers/role-parts.js']);
+    const eager = fs.readFileSync(path.join(root, 'dist/bundle/index-eager.js'), 'utf8');
+    for (const file of lazy) {
+      expect(fs.existsSync(path.join(root, 'dist/bundle', file)), file).to.equal(true);
+      expect(fs.existsSync(path.join(root, 'dist/src', file)), file).to.equal(true);
+      expect(eager, file).to.include(`import './${file}';`);
+    }
   });
 
   for (const [how, flags, entry] of [['with require() of ES modules', [], 'index.js'], ['without (the Node before 20.19 and 22.12)', ['--no-experimental-require-module'], 'index-eager.js']] as const) {
