@@ -33,16 +33,22 @@ try {
 rmSync(out, { recursive: true, force: true });
 /** The modules loaded where first used (src/lazy.ts), each an entry at its path under dist/src/. */
 const lazy = ['control/service-parts.js', 'workers/role-parts.js'];
-// Each lazy module is made to import the main entry first (it is loaded after the main entry
-// anyway: the facade asks for it): esbuild then puts what the main entry loads and the lazy
-// modules share in the main entry's chunks instead of a chunk for each set of entries that share
-// a module, so that the import loads fewer files. On the first line, so that the lines map as before.
-const mainEntryFirst = {
-  name: 'main-entry-first',
+// esbuild puts each module in a chunk by the set of entries that load it, so a module shared by
+// the main entry and some others only gets a chunk of its own, one more file to load at import.
+// A few imports first, on the first line of a module (so that the lines map as before), make the
+// sets the same: each lazy module imports the main entry (it loads after it anyway: the facade asks
+// for it), so that what they share stays in the main entry's chunks; the hand-off entry imports
+// the two small core modules the main entry and the lazy ones share with it alone (the names
+// processes agree on, and sd_notify), so that they join the chunks it shares with the main entry.
+const firstImports = new Map([
+  ...lazy.map((f) => [`dist/src/${f}`, ['dist/src/index.js']]),
+  ['dist/src/handoff.js', ['dist/src/protocol.js', 'dist/src/systemd.js']],
+].map(([file, imports]) => [path.join(root, file), imports.map((i) => `import ${JSON.stringify(path.join(root, i))};`).join(' ')]));
+const alignChunks = {
+  name: 'align-chunks',
   setup(build) {
-    const lazyFiles = new Set(lazy.map((f) => path.join(root, 'dist/src', f)));
-    build.onLoad({ filter: /\.js$/ }, async (args) => (lazyFiles.has(args.path)
-      ? { contents: `import ${JSON.stringify(path.join(root, 'dist/src/index.js'))}; ${await readFile(args.path, 'utf8')}`, loader: 'js' }
+    build.onLoad({ filter: /\.js$/ }, async (args) => (firstImports.has(args.path)
+      ? { contents: `${firstImports.get(args.path)} ${await readFile(args.path, 'utf8')}`, loader: 'js' }
       : undefined));
   },
 };
@@ -54,7 +60,7 @@ await esbuild.build({
     register: 'dist/src/register.js',
     ...Object.fromEntries(lazy.map((f) => [f.replace(/\.js$/, ''), `dist/src/${f}`])),
   },
-  plugins: [mainEntryFirst],
+  plugins: [alignChunks],
   outdir: out,
   bundle: true,
   splitting: true,

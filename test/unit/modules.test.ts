@@ -214,6 +214,24 @@ describe('entry points', () => {
     });
   });
 
+  it('the main entry\'s import loads at most 5 files of the bundle, the hand-off entry\'s at most 4 (each file costs the loader)', () => {
+    const closure = (entry: string) => {
+      const seen = new Set<string>();
+      const todo = [path.join(root, 'dist/bundle', entry)];
+      while (todo.length > 0) {
+        const file = todo.pop()!;
+        if (seen.has(file)) continue;
+        seen.add(file);
+        for (const m of fs.readFileSync(file, 'utf8').matchAll(/(?:^|\n)\s*(?:import|export)\s[^;]*?from\s*['"](\.[^'"]+)['"]|(?:^|\n)\s*import\s*['"](\.[^'"]+)['"]/g)) {
+          todo.push(path.resolve(path.dirname(file), (m[1] ?? m[2])!));
+        }
+      }
+      return seen.size;
+    };
+    expect(closure('index.js')).to.be.at.most(5);
+    expect(closure('handoff.js')).to.be.at.most(4);
+  });
+
   it('every module loaded where first used (src/lazy.ts) is a file of the bundle at its path, and the eager entry imports it', () => {
     const lazy: string[] = [];
     const walk = (dir: string) => {
