@@ -8,6 +8,9 @@
  *     the time of the `await import()` alone (process.hrtime around it), the
  *     built-in modules it loaded (process.moduleLoadList), and the wall and CPU
  *     time of the whole process;
+ *   - a single instance's start: the import, `new GracefulServer()` (which
+ *     loads the engine and the control socket, left out of the import) and
+ *     `ready()` with no listener, each timed alone, and the whole process;
  *   - one CLI command (`graceful-restart -s <socket> status`) against the live
  *     control socket of a GracefulServer run by this process: wall and CPU.
  * Each figure is the median of RUNS fresh processes, run one after another
@@ -15,7 +18,8 @@
  * them alike). The CPU time of a process is its own process.cpuUsage() at
  * exit, written by a preloaded CommonJS probe (--require) that every measured
  * process gets, `node -e 0` included. Prints the figures, the ratios and the
- * goal lines; exits 0 whatever they say (STARTUP_STRICT=1: exits 1 when a goal
+ * goal lines, with the spread of the import's time (its quartiles) next to
+ * its median; exits 0 whatever they say (STARTUP_STRICT=1: exits 1 when a goal
  * fails). STARTUP_RUNS sets the number of runs (default 15); STARTUP_ROOT
  * names another checkout (built) whose import and CLI to measure instead of
  * this one's, e.g. the main branch's, for a before/after in one sitting.
@@ -63,6 +67,26 @@ function importScript(url: string): string {
   ].join('\n');
 }
 
+/**
+ * serverScript: an ES module program that imports url, then makes a
+ * GracefulServer and readies it (no listener, no control socket), timing
+ * each step, and prints { ms, constructMs, readyMs }.
+ */
+function serverScript(url: string): string {
+  return [
+    'let t = process.hrtime.bigint();',
+    'const lap = () => { const now = process.hrtime.bigint(); const ms = Number(now - t) / 1e6; t = now; return ms; };',
+    `const { GracefulServer } = await import(${JSON.stringify(url)});`,
+    'const ms = lap();',
+    'const app = new GracefulServer({ exitProcess: false, signals: false });',
+    'const constructMs = lap();',
+    'await app.ready();',
+    'const readyMs = lap();',
+    'await app.telinit(0);',
+    'console.log(JSON.stringify({ ms, constructMs, readyMs }));',
+  ].join('\n');
+}
+
 let probeCount = 0;
 /** measure runs node with args (after the probe) and resolves with its sample. */
 function measure(args: string[]): Promise<Sample> {
@@ -95,6 +119,13 @@ function median(values: number[]): number {
   if (s.length === 0) return NaN;
   const m = Math.floor(s.length / 2);
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** quartiles: the first and third quartile of values, as `q1-q3`, the spread beside a median. */
+function quartiles(values: number[]): string {
+  const s = [...values].sort((a, b) => a - b);
+  const at = (q: number) => s[Math.min(s.length - 1, Math.max(0, Math.round(q * (s.length - 1))))]!;
+  return `${at(0.25).toFixed(1)}-${at(0.75).toFixed(1)}`;
 }
 
 const f1 = (n: number) => n.toFixed(1);
@@ -137,9 +168,10 @@ async function main(): Promise<void> {
     index: ['--input-type=module', '-e', importScript(pathToFileURL(index).href)],
     handoff: ['--input-type=module', '-e', importScript(pathToFileURL(handoff).href)],
     compiled: ['--input-type=module', '-e', importScript(pathToFileURL(compiled).href)],
+    server: ['--input-type=module', '-e', serverScript(pathToFileURL(index).href)],
     cli: [bin, '-s', socket, 'status'],
   } as const;
-  const samples: Record<keyof typeof kinds, Sample[]> = { node: [], index: [], handoff: [], compiled: [], cli: [] };
+  const samples: Record<keyof typeof kinds, Sample[]> = { node: [], index: [], handoff: [], compiled: [], server: [], cli: [] };
   try {
     for (let i = 0; i < RUNS; i++) {
       for (const kind of Object.keys(kinds) as (keyof typeof kinds)[]) samples[kind].push(await measure([...kinds[kind]]));
@@ -154,18 +186,22 @@ async function main(): Promise<void> {
   const imported = (k: 'index' | 'handoff' | 'compiled') => samples[k].map((s) => JSON.parse(s.printed) as { ms: number; builtins: string[] });
   const importMs = (k: 'index' | 'handoff' | 'compiled') => median(imported(k).map((r) => r.ms));
   const builtins = (k: 'index' | 'handoff' | 'compiled') => imported(k)[0]!.builtins;
+  const started = samples.server.map((s) => JSON.parse(s.printed) as { ms: number; constructMs: number; readyMs: number });
 
   out();
-  out('| | wall ms | CPU ms | import ms (hrtime) | own modules | built-ins it loads |');
+  out('| | wall ms | CPU ms (quartiles) | import ms, hrtime (quartiles) | own modules | built-ins it loads |');
   out('|---|---|---|---|---|---|');
-  out(`| node -e 0 | ${f1(wall('node'))} | ${f1(cpu('node'))} | | | |`);
+  out(`| node -e 0 | ${f1(wall('node'))} | ${f1(cpu('node'))} (${quartiles(samples.node.map((s) => s.cpuMs))}) | | | |`);
   for (const [k, name, file] of [['index', "import('graceful-restart')", index], ['handoff', "import('graceful-restart/handoff')", handoff], ['compiled', 'import of dist/src/index.js, not bundled', compiled]] as const) {
-    out(`| ${name} | ${f1(wall(k))} | ${f1(cpu(k))} | ${f1(importMs(k))} | ${staticModules(file)} | ${builtins(k).length}: ${builtins(k).join(' ')} |`);
+    out(`| ${name} | ${f1(wall(k))} | ${f1(cpu(k))} (${quartiles(samples[k].map((s) => s.cpuMs))}) | ${f1(importMs(k))} (${quartiles(imported(k).map((r) => r.ms))}) | ` +
+      `${staticModules(file)} | ${builtins(k).length}: ${builtins(k).join(' ')} |`);
   }
-  out(`| graceful-restart -s <socket> status | ${f1(wall('cli'))} | ${f1(cpu('cli'))} | | ${staticModules(path.join(root, 'dist/src/cli.js'))} (cli.js) | |`);
+  out(`| import, new GracefulServer(), ready() | ${f1(wall('server'))} | ${f1(cpu('server'))} (${quartiles(samples.server.map((s) => s.cpuMs))}) | ` +
+    `${f1(median(started.map((r) => r.ms)))} + ${f1(median(started.map((r) => r.constructMs)))} (new) + ${f1(median(started.map((r) => r.readyMs)))} (ready) | | |`);
+  out(`| graceful-restart -s <socket> status | ${f1(wall('cli'))} | ${f1(cpu('cli'))} (${quartiles(samples.cli.map((s) => s.cpuMs))}) | | ${staticModules(path.join(root, 'dist/src/cli.js'))} (cli.js) | |`);
   out();
   out('Ratios to node -e 0 (wall, CPU); what each adds to it:');
-  for (const [k, name] of [['index', 'library import'], ['handoff', 'hand-off import'], ['cli', 'CLI command']] as const) {
+  for (const [k, name] of [['index', 'library import'], ['handoff', 'hand-off import'], ['server', 'single instance up'], ['cli', 'CLI command']] as const) {
     out(`  ${name}: ${ratio(wall(k), wall('node'))} wall, ${ratio(cpu(k), cpu('node'))} CPU; ` +
       `+${f1(wall(k) - wall('node'))} ms wall, +${f1(cpu(k) - cpu('node'))} ms CPU`);
   }

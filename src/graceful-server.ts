@@ -13,6 +13,9 @@
  *   server/role.ts       where the roles differ: single-role.ts, workers/primary-role.ts, workers/worker-role.ts
  *   server/ready.ts      the ready protocol; server/redeploy.ts and shutdown.ts the redeploy and the halt
  *   control/service-control.ts  the control socket, its built-in commands and the application's
+ * The engine and the control socket load with the first construction
+ * (control/service-parts.ts, src/lazy.ts), not at the import; the roles with
+ * workers with the first server that plays one (workers/role-parts.ts).
  */
 import { EventEmitter } from 'node:events';
 import type dgram from 'node:dgram';
@@ -20,6 +23,7 @@ import type net from 'node:net';
 import { invalidArgument } from './errors.js';
 import type { Meta } from './meta.js';
 import { makeLogger } from './log.js';
+import { loadOnce } from './lazy.js';
 import { noteGracefulServer } from './preload-state.js';
 import type { ListenOptions } from './server/listeners.js';
 import type { ListenerInfo } from './server/listener-set.js';
@@ -28,19 +32,15 @@ import type { Hook, StopHook } from './server/hooks.js';
 import { readConfigFile, resolveOptions, type GracefulServerOptions, type Runlevel } from './server/options.js';
 import type { InstanceState } from './server/lifecycle.js';
 import type { RedeployEvent, RedeployResult } from './server/redeploy.js';
-import { Engine } from './server/engine.js';
-import { becomeReady } from './server/ready.js';
+import type { Engine } from './server/engine.js';
 import type { Role } from './server/role.js';
-import { SingleRole } from './server/single-role.js';
-import { isSocket, type HandOverOptions } from './server/socket-handover.js';
-import { webSocketBoundary } from './server/ws-boundary.js';
-import { PrimaryRole } from './workers/primary-role.js';
-import { WorkerRole } from './workers/worker-role.js';
-import { roleOf } from './workers/worker.js';
+import type { HandOverOptions } from './server/socket-handover.js';
+import type { PrimaryRole } from './workers/primary-role.js';
 import type { WorkerInfo } from './workers/slots.js';
-import { ServiceControl } from './control/service-control.js';
+import type { ServiceControl } from './control/service-control.js';
 import type { Command } from './control/commands.js';
-import { formatCommandResult } from './control/render.js';
+import type { ServiceParts } from './control/service-parts.js';
+import type { WorkerRoles } from './workers/role-parts.js';
 
 export {
   DEFAULT_UPGRADE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_IDLE_GRACE, DEFAULT_TAKE_BACK_WINDOW,
@@ -50,6 +50,20 @@ export type { RedeployEvent, RedeployResult } from './server/redeploy.js';
 export type { InstanceState } from './server/lifecycle.js';
 export type { AdoptedSocket, HandOverOptions } from './server/socket-handover.js';
 export type { WorkerInfo, WorkerState } from './workers/slots.js';
+
+/**
+ * parts: the engine, roles and control socket a GracefulServer is built from
+ * (control/service-parts.ts), loaded by the first construction rather than
+ * at the package's import, where they would be most of its cost.
+ */
+function parts(): ServiceParts {
+  return loadOnce<ServiceParts>('control/service-parts.js');
+}
+
+/** workerRoles: the primary's and the worker's roles (workers/role-parts.ts), loaded by the first server that plays one. */
+function workerRoles(): WorkerRoles {
+  return loadOnce<WorkerRoles>('workers/role-parts.js');
+}
 
 export class GracefulServer extends EventEmitter {
   readonly upgradeTimeout: number;
@@ -64,6 +78,7 @@ export class GracefulServer extends EventEmitter {
     super();
     noteGracefulServer();
     const config = resolveOptions(options);
+    const { roleOf, ServiceControl, Engine, formatCommandResult, SingleRole } = parts();
     const log = makeLogger(options.log);
     this.upgradeTimeout = config.upgradeTimeout;
     this.shutdownTimeout = config.shutdownTimeout;
@@ -91,9 +106,10 @@ export class GracefulServer extends EventEmitter {
       redeploy: () => this.redeploy(),
       formatResult: (result) => (result !== null && typeof result === 'object' ? formatCommandResult('task', result).join('; ') : String(result)),
       makeRole: (engine) => {
+        if (info.role === 'single') return new SingleRole(engine);
+        const { PrimaryRole, WorkerRole } = workerRoles();
         if (info.role === 'primary') return (this.primary = new PrimaryRole(engine, info));
-        if (info.role === 'worker') return new WorkerRole(engine, info, (name, ctx) => this.control.runWorkerCommand(name, ctx));
-        return new SingleRole(engine);
+        return new WorkerRole(engine, info, (name, ctx) => this.control.runWorkerCommand(name, ctx));
       },
     });
     this.role = this.engine.role;
@@ -221,7 +237,7 @@ export class GracefulServer extends EventEmitter {
    * socket still here (see the README's Connection hand-over).
    */
   async handOver(socket: net.Socket, state: unknown, options?: HandOverOptions): Promise<void> {
-    if (!isSocket(socket)) throw invalidArgument('handOver', 'pass the net.Socket of a connection (for a ws WebSocket use handOverWebSocket)');
+    if (!parts().isSocket(socket)) throw invalidArgument('handOver', 'pass the net.Socket of a connection (for a ws WebSocket use handOverWebSocket)');
     const owner = this.engine.listeners.owner(socket);
     if (!owner) {
       throw invalidArgument('handOver', 'the socket is no open connection of a listener of this instance (closed already, or never accepted by a listener registered with listen())');
@@ -231,7 +247,7 @@ export class GracefulServer extends EventEmitter {
 
   /** handOverWebSocket hands a `ws` WebSocket over at a frame boundary (ERR_GRACEFUL_MID_FRAME inside one), else as handOver(). */
   async handOverWebSocket(ws: unknown, state: unknown): Promise<void> {
-    const { socket, head } = webSocketBoundary(ws);
+    const { socket, head } = parts().webSocketBoundary(ws);
     return this.handOver(socket, state, { head });
   }
 
@@ -268,7 +284,7 @@ export class GracefulServer extends EventEmitter {
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.engine.lifecycle.run(() => becomeReady(this.engine));
+    return this.engine.lifecycle.run(() => parts().becomeReady(this.engine));
   }
 
   /**

@@ -16,6 +16,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { errorCode } from '../errors.js';
 import { GracefulServer } from '../graceful-server.js';
+// Loaded with this module (at the first listen), so that a Node that cannot require() an ES module has the
+// parts before the GracefulServer below asks for them (src/lazy.ts).
+import '../control/service-parts.js';
+import '../workers/role-parts.js';
 import { addon } from '../native.js';
 import { preloadState } from '../preload-state.js';
 import { readConfigFile } from '../server/options.js';

@@ -162,7 +162,8 @@ describe('package: the packed tarball and a path install', function () {
 
   it('packs the compiled library, its sources, the native sources and stripped prebuilds, and no tests', async () => {
     for (const f of ['dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/handoff.js', 'dist/src/handoff.d.ts', 'dist/src/native.js.map', 'src/native.ts',
-      'dist/bundle/index.js', 'dist/bundle/handoff.js', 'dist/bundle/register.js', 'dist/bundle/index.js.map',
+      'dist/bundle/index.js', 'dist/bundle/index-eager.js', 'dist/bundle/handoff.js', 'dist/bundle/register.js', 'dist/bundle/index.js.map',
+      'dist/bundle/control/service-parts.js', 'dist/bundle/workers/role-parts.js',
       'bin/graceful-restart.js', 'native/binding.cc', 'binding.gyp', 'CMakeLists.txt', 'README.md',
       `prebuilds/linux-x64/${prebuildName}`]) {
       expect(files).to.include(`package/${f}`);

@@ -172,31 +172,115 @@ describe('entry points', () => {
     expect(loaded.filter((f) => /^(server|workers|control|supervisor|cli)\/|^(graceful-server|index|cli)\.js$/.test(f))).to.deep.equal([]);
   });
 
-  it('the bundle (what the entries resolve to) exports exactly what dist/src/ does; its hand-off entry loads no server code', async () => {
-    for (const entry of ['index', 'handoff']) {
-      const bundled = await import(path.join(root, `dist/bundle/${entry}.js`)) as Record<string, unknown>;
-      const compiled = await import(path.join(root, `dist/src/${entry}.js`)) as Record<string, unknown>;
-      expect(Object.keys(bundled).sort(), entry).to.deep.equal(Object.keys(compiled).sort());
-      for (const [k, v] of Object.entries(compiled)) expect(typeof bundled[k], `${entry}: ${k}`).to.equal(typeof v);
-    }
+  /** bundleDeclares: whether the static import closure of a file of dist/bundle/ declares each name (a class, var, let or const). */
+  function bundleDeclares(entry: string, names: string[]): Record<string, boolean> {
     const seen = new Set<string>();
-    const todo = [path.join(root, 'dist/bundle/handoff.js')];
+    const todo = [path.join(root, 'dist/bundle', entry)];
     while (todo.length > 0) {
       const file = todo.pop()!;
       if (seen.has(file)) continue;
       seen.add(file);
-      for (const m of fs.readFileSync(file, 'utf8').matchAll(/(?:^|\n)\s*(?:import|export)\s[^;]*?from\s*['"](\.[^'"]+)['"]/g)) todo.push(path.resolve(path.dirname(file), m[1]!));
+      for (const m of fs.readFileSync(file, 'utf8').matchAll(/(?:^|\n)\s*(?:import|export)\s[^;]*?from\s*['"](\.[^'"]+)['"]|(?:^|\n)\s*import\s*['"](\.[^'"]+)['"]/g)) {
+        todo.push(path.resolve(path.dirname(file), (m[1] ?? m[2])!));
+      }
     }
     const text = [...seen].map((f) => fs.readFileSync(f, 'utf8')).join('\n');
-    const declares = (name: string) => new RegExp(`\\b(?:class|var|let|const) ${name}\\b`).test(text);
-    expect(declares('HandoffServer'), 'HandoffServer').to.equal(true);
-    for (const name of ['GracefulServer', 'Supervisor', 'ControlServer', 'PrimaryRole']) expect(declares(name), name).to.equal(false);
+    return Object.fromEntries(names.map((name) => [name, new RegExp(`\\b(?:class|var|let|const) ${name}\\b`).test(text)]));
+  }
+
+  it('the bundle (what the entries resolve to) exports exactly what dist/src/ does; its hand-off entry loads no server code', async () => {
+    for (const [entry, from] of [['index', 'index'], ['index-eager', 'index'], ['handoff', 'handoff']]) {
+      const bundled = await import(path.join(root, `dist/bundle/${entry}.js`)) as Record<string, unknown>;
+      const compiled = await import(path.join(root, `dist/src/${from}.js`)) as Record<string, unknown>;
+      expect(Object.keys(bundled).sort(), entry).to.deep.equal(Object.keys(compiled).sort());
+      for (const [k, v] of Object.entries(compiled)) expect(typeof bundled[k], `${entry}: ${k}`).to.equal(typeof v);
+    }
+    const eager = await import(path.join(root, 'dist/bundle/index-eager.js')) as Record<string, unknown>;
+    const main = await import(path.join(root, 'dist/bundle/index.js')) as Record<string, unknown>;
+    for (const [k, v] of Object.entries(main)) expect(eager[k], k).to.equal(v);
+    expect(bundleDeclares('handoff.js', ['HandoffServer', 'GracefulServer', 'Supervisor', 'ControlServer', 'PrimaryRole'])).to.deep.equal({
+      HandoffServer: true, GracefulServer: false, Supervisor: false, ControlServer: false, PrimaryRole: false,
+    });
   });
+
+  it('the main entry loads the engine, the roles and the control socket of a service at the first GracefulServer, not at import', () => {
+    expect(bundleDeclares('index.js', ['GracefulServer', 'Engine', 'Lifecycle', 'PrimaryRole', 'WorkerRole', 'SingleRole', 'ServiceControl', 'WorkerPool'])).to.deep.equal({
+      GracefulServer: true, Engine: false, Lifecycle: false, PrimaryRole: false, WorkerRole: false, SingleRole: false, ServiceControl: false, WorkerPool: false,
+    });
+    expect(bundleDeclares('index-eager.js', ['Engine', 'PrimaryRole', 'ServiceControl'])).to.deep.equal({ Engine: true, PrimaryRole: true, ServiceControl: true });
+    // A single instance loads no worker pool: the roles with workers are a module of their own.
+    expect(bundleDeclares('control/service-parts.js', ['Engine', 'SingleRole', 'PrimaryRole', 'WorkerRole', 'WorkerPool'])).to.deep.equal({
+      Engine: true, SingleRole: true, PrimaryRole: false, WorkerRole: false, WorkerPool: false,
+    });
+  });
+
+  it('the main entry\'s import loads at most 5 files of the bundle, the hand-off entry\'s at most 4 (each file costs the loader)', () => {
+    const closure = (entry: string) => {
+      const seen = new Set<string>();
+      const todo = [path.join(root, 'dist/bundle', entry)];
+      while (todo.length > 0) {
+        const file = todo.pop()!;
+        if (seen.has(file)) continue;
+        seen.add(file);
+        for (const m of fs.readFileSync(file, 'utf8').matchAll(/(?:^|\n)\s*(?:import|export)\s[^;]*?from\s*['"](\.[^'"]+)['"]|(?:^|\n)\s*import\s*['"](\.[^'"]+)['"]/g)) {
+          todo.push(path.resolve(path.dirname(file), (m[1] ?? m[2])!));
+        }
+      }
+      return seen.size;
+    };
+    expect(closure('index.js')).to.be.at.most(5);
+    expect(closure('handoff.js')).to.be.at.most(4);
+  });
+
+  it('every module loaded where first used (src/lazy.ts) is a file of the bundle at its path, and the eager entry imports it', () => {
+    const lazy: string[] = [];
+    const walk = (dir: string) => {
+      for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+        const file = path.join(dir, e.name);
+        if (e.isDirectory()) walk(file);
+        else if (e.name.endsWith('.ts')) for (const m of fs.readFileSync(file, 'utf8').matchAll(/^provide\('([^']+)'/gm)) lazy.push(m[1]!);
+      }
+    };
+    walk(path.join(root, 'src'));
+    expect(lazy.sort()).to.deep.equal(['control/service-parts.js', 'workers/role-parts.js']);
+    const eager = fs.readFileSync(path.join(root, 'dist/bundle/index-eager.js'), 'utf8');
+    for (const file of lazy) {
+      expect(fs.existsSync(path.join(root, 'dist/bundle', file)), file).to.equal(true);
+      expect(fs.existsSync(path.join(root, 'dist/src', file)), file).to.equal(true);
+      expect(eager, file).to.include(`import './${file}';`);
+    }
+  });
+
+  for (const [how, flags, entry] of [['with require() of ES modules', [], 'index.js'], ['without (the Node before 20.19 and 22.12)', ['--no-experimental-require-module'], 'index-eager.js']] as const) {
+    it(`a GracefulServer made from the package's main entry works, its errors the classes the entry exports: ${how}`, async () => {
+      // A self-reference through package.json's exports, so that Node picks the entry by its conditions.
+      const program = [
+        "import fs from 'node:fs';",
+        "import { GracefulServer, NotReadyError, InvalidRunlevelError } from 'graceful-restart';",
+        "const url = import.meta.resolve('graceful-restart');",
+        'const app = new GracefulServer({ exitProcess: false, signals: false });',
+        'const early = await app.redeploy().then(() => null, (e) => e);',
+        "const level = await app.telinit('9').then(() => null, (e) => e);",
+        "const server = await app.listen('web', (await import('node:net')).createServer((s) => s.end('hi')), { port: 0, host: '127.0.0.1' });",
+        'await app.ready();',
+        "console.log(JSON.stringify({ entry: url.slice(url.lastIndexOf('/') + 1), notReady: early instanceof NotReadyError, runlevel: level instanceof InvalidRunlevelError, state: app.state, listening: server.listening }));",
+        'await app.telinit(0);',
+      ].join('\n');
+      const out = await new Promise<string>((resolve, reject) => {
+        const child = spawn(process.execPath, [...flags, '--input-type=module', '-e', program], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+        let text = '';
+        child.stdout.setEncoding('utf8').on('data', (s: string) => { text += s; });
+        child.on('error', reject);
+        child.on('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`exited ${code}: ${text}`))));
+      });
+      expect(JSON.parse(out)).to.deep.equal({ entry, notReady: true, runlevel: true, state: 'ready', listening: true });
+    });
+  }
 
   it('package.json exports the three entries with their types, and packs dist/src', () => {
     const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { exports: Record<string, Record<string, string>>; files: string[] };
     expect(pkg.exports).to.deep.equal({
-      '.': { types: './dist/src/index.d.ts', default: './dist/bundle/index.js' },
+      '.': { types: './dist/src/index.d.ts', 'module-sync': './dist/bundle/index.js', default: './dist/bundle/index-eager.js' },
       './handoff': { types: './dist/src/handoff.d.ts', default: './dist/bundle/handoff.js' },
       './register': { types: './dist/src/register.d.ts', default: './dist/bundle/register.js' },
     });
