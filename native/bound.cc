@@ -159,26 +159,44 @@ bool ArgCount(napi_env env, napi_value v, size_t max, size_t* out) {
   return true;
 }
 
+// BoundCall reads the argc arguments of a call on bound buffers (the
+// receiving ones, or with send the sending ones) and checks its binding,
+// argv[0]. It returns the Bound to go on with, or nullptr with *early set to
+// what the call returns instead: a usage error (too few arguments, a binding
+// that is no number, nothing bound yet), or kStale (a binding that is not the
+// last: bind again, retry).
+Bound* BoundCall(napi_env env, napi_callback_info cbinfo, size_t argc,
+                 napi_value* argv, const char* usage, bool send,
+                 napi_value* early) {
+  size_t got = argc;
+  void* data;
+  if (napi_get_cb_info(env, cbinfo, &got, argv, nullptr, &data) != napi_ok ||
+      got < argc) {
+    *early = Usage(env, usage);
+    return nullptr;
+  }
+  Bound* b = static_cast<Bound*>(data);
+  double binding;
+  if (napi_get_value_double(env, argv[0], &binding) != napi_ok ||
+      (send ? b->send_bytes : b->recv_bytes).ref == nullptr) {
+    *early = Usage(env, usage);
+    return nullptr;
+  }
+  if (binding != (send ? b->send_binding : b->recv_binding)) {
+    *early = Number(env, kStale);
+    return nullptr;
+  }
+  return b;
+}
+
 // recvmsgBound(binding, fd, length) -> as recvmsg(fd, bytes, 0, length,
 // fdsOut) with the bound buffers, or -3 when binding is not the last.
 napi_value RecvMsgBound(napi_env env, napi_callback_info cbinfo) {
   constexpr const char* usage =
       "recvmsgBound(binding, fd, length <= bound bytes), after bindReceive()";
-  size_t argc = 3;
-  napi_value argv[3];
-  void* data;
-  if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, &data) !=
-          napi_ok ||
-      argc < 3) {
-    return Usage(env, usage);
-  }
-  Bound* b = static_cast<Bound*>(data);
-  double binding;
-  if (napi_get_value_double(env, argv[0], &binding) != napi_ok) {
-    return Usage(env, usage);
-  }
-  if (b->recv_bytes.ref == nullptr) return Usage(env, usage);  // never bound
-  if (binding != b->recv_binding) return Number(env, kStale);
+  napi_value argv[3], early;
+  Bound* b = BoundCall(env, cbinfo, 3, argv, usage, false, &early);
+  if (b == nullptr) return early;
   int fd;
   size_t len;
   if (!glue::ArgFd(env, argv[1], &fd) ||
@@ -210,21 +228,9 @@ napi_value RecvMsgMany(napi_env env, napi_callback_info cbinfo) {
   constexpr const char* usage =
       "recvmsgMany(binding, fd, length <= bound bytes, maxReads >= 1, "
       "maxFds >= 1), after bindReceive() with a reads array";
-  size_t argc = 5;
-  napi_value argv[5];
-  void* data;
-  if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, &data) !=
-          napi_ok ||
-      argc < 5) {
-    return Usage(env, usage);
-  }
-  Bound* b = static_cast<Bound*>(data);
-  double binding;
-  if (napi_get_value_double(env, argv[0], &binding) != napi_ok) {
-    return Usage(env, usage);
-  }
-  if (b->recv_bytes.ref == nullptr) return Usage(env, usage);  // never bound
-  if (binding != b->recv_binding) return Number(env, kStale);
+  napi_value argv[5], early;
+  Bound* b = BoundCall(env, cbinfo, 5, argv, usage, false, &early);
+  if (b == nullptr) return early;
   if (b->recv_reads.ref == nullptr) return Usage(env, usage);
   int fd;
   size_t len, max_reads, max_fds;
@@ -291,21 +297,9 @@ napi_value SendMsgBound(napi_env env, napi_callback_info cbinfo) {
   constexpr const char* usage =
       "sendmsgBound(binding, fd, offset, length, fdsOffset, nfds <= 253), "
       "within the buffers of bindSend()";
-  size_t argc = 6;
-  napi_value argv[6];
-  void* data;
-  if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, &data) !=
-          napi_ok ||
-      argc < 6) {
-    return Usage(env, usage);
-  }
-  Bound* b = static_cast<Bound*>(data);
-  double binding;
-  if (napi_get_value_double(env, argv[0], &binding) != napi_ok) {
-    return Usage(env, usage);
-  }
-  if (b->send_bytes.ref == nullptr) return Usage(env, usage);  // never bound
-  if (binding != b->send_binding) return Number(env, kStale);
+  napi_value argv[6], early;
+  Bound* b = BoundCall(env, cbinfo, 6, argv, usage, true, &early);
+  if (b == nullptr) return early;
   int fd;
   size_t offset, len, fds_offset, nfds;
   if (!glue::ArgFd(env, argv[1], &fd) ||

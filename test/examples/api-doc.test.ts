@@ -14,20 +14,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { root } from '../helpers.js';
-
-/** slug: a heading's anchor, as GitHub (and test/examples/readme.test.ts) make it. */
-const slug = (t: string) => t.trim().toLowerCase().replace(/[^\w\- ]/g, '').replace(/ /g, '-');
-
-/** anchors: the anchors of a markdown file's headings, outside fenced blocks. */
-function anchors(file: string): Set<string> {
-  const out = new Set<string>();
-  let fence = false;
-  for (const l of fs.readFileSync(path.join(root, file), 'utf8').split('\n')) {
-    if (l.startsWith('```')) fence = !fence;
-    else if (!fence && /^#{1,6} /.test(l)) out.add(slug(l.replace(/^#+ /, '')));
-  }
-  return out;
-}
+import { headingAnchors as anchors, slug } from '../helpers/markdown.js';
 
 /** interfaceKeys: the property names of `export interface name {` in a source file (two-space indented, as written there). */
 function interfaceKeys(file: string, name: string): string[] {

@@ -9,6 +9,7 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
 import { root } from '../helpers.js';
+import { headingAnchors } from '../helpers/markdown.js';
 
 interface Block {
   /** Where it is: the file (README.md, docs/<page>.md) and line. */
@@ -81,16 +82,7 @@ describe('README and docs/: every code block runs, every link leads somewhere', 
   });
 
   it('every relative link leads to a file that exists, and every #anchor to a heading of that page', () => {
-    const slug = (t: string) => t.trim().toLowerCase().replace(/[^\w\- ]/g, '').replace(/ /g, '-');
-    const anchors = (file: string) => {
-      const out = new Set<string>();
-      let fence = false;
-      for (const l of fs.readFileSync(path.join(root, file), 'utf8').split('\n')) {
-        if (l.startsWith('```')) fence = !fence;
-        else if (!fence && /^#{1,6} /.test(l)) out.add(slug(l.replace(/^#+ /, '')));
-      }
-      return out;
-    };
+    const anchors = headingAnchors;
     const broken: string[] = [];
     for (const f of DOCS) {
       let fence = false;
