@@ -14,7 +14,8 @@ if (file) {
   process.on('exit', () => {
     const u = process.cpuUsage();
     const part = process.argv[1]?.endsWith('graceful-restart.js') ? 'supervisor'
-      : process.env.GRACEFUL_WORKER_ID !== undefined || process.env.NODE_UNIQUE_ID !== undefined ? 'worker'
+      // node:cluster removes NODE_UNIQUE_ID before any preload runs: its worker module tells a worker.
+      : process.env.GRACEFUL_WORKER_ID !== undefined || ((process as { moduleLoadList?: readonly string[] }).moduleLoadList ?? []).includes('NativeModule internal/cluster/child') ? 'worker'
         : process.argv[1]?.includes('hello-') ? 'primary' : 'process';
     fs.appendFileSync(file, `${JSON.stringify({ part, pid: process.pid, cpuMs: Math.round((u.user + u.system) / 100) / 10 })}\n`);
   });
