@@ -41,16 +41,24 @@ function childCpu(): number {
   return (Number(fields[13]) + Number(fields[14])) / HZ; // cutime, cstime (fields 16 and 17)
 }
 
-/** cost: CPU seconds of a service started, redeployed k times, and stopped. */
-async function cost(kind: Kind, workers: number, k: number): Promise<number> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-cost-'));
-  const before = childCpu();
+/** exercise starts a service (its control socket in dir), redeploys it k times, and stops it. */
+async function exercise(kind: Kind, workers: number, k: number, dir: string): Promise<void> {
   const s = startService(kind, workers, path.join(dir, 'ctl.sock'));
   try {
     await s.ready;
     for (let i = 0; i < k; i++) await s.redeploy();
   } finally {
     await s.stop();
+  }
+}
+
+/** cost: CPU seconds of a service started, redeployed k times, and stopped. */
+async function cost(kind: Kind, workers: number, k: number): Promise<number> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-cost-'));
+  const before = childCpu();
+  try {
+    await exercise(kind, workers, k, dir);
+  } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
   return childCpu() - before;
@@ -107,14 +115,6 @@ const base = (await collect(() => {
 })).process;
 console.log(`# where it goes: CPU ms of each process from its start to its exit (medians; n processes), through ${REDEPLOYS} redeploys of ${WORKERS} worker(s); node -e 0: ${base?.medianMs ?? '?'} ms`);
 for (const kind of ['cluster', 'graceful', 'reload'] as const) {
-  const p = await collect(async (dir) => {
-    const s = startService(kind, WORKERS, path.join(dir, 'ctl.sock'));
-    try {
-      await s.ready;
-      for (let i = 0; i < REDEPLOYS; i++) await s.redeploy();
-    } finally {
-      await s.stop();
-    }
-  });
+  const p = await collect((dir) => exercise(kind, WORKERS, REDEPLOYS, dir));
   console.log(JSON.stringify({ kind, workers: WORKERS, redeploys: REDEPLOYS, nodeE0Ms: base?.medianMs, ...p }));
 }

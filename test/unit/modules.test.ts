@@ -172,8 +172,8 @@ describe('entry points', () => {
     expect(loaded.filter((f) => /^(server|workers|control|supervisor|cli)\/|^(graceful-server|index|cli)\.js$/.test(f))).to.deep.equal([]);
   });
 
-  /** bundleDeclares: whether the static import closure of a file of dist/bundle/ declares each name (a class, var, let or const). */
-  function bundleDeclares(entry: string, names: string[]): Record<string, boolean> {
+  /** bundleClosure: the files of dist/bundle/ that entry imports statically, itself included. */
+  function bundleClosure(entry: string): Set<string> {
     const seen = new Set<string>();
     const todo = [path.join(root, 'dist/bundle', entry)];
     while (todo.length > 0) {
@@ -184,7 +184,12 @@ describe('entry points', () => {
         todo.push(path.resolve(path.dirname(file), (m[1] ?? m[2])!));
       }
     }
-    const text = [...seen].map((f) => fs.readFileSync(f, 'utf8')).join('\n');
+    return seen;
+  }
+
+  /** bundleDeclares: whether the static import closure of a file of dist/bundle/ declares each name (a class, var, let or const). */
+  function bundleDeclares(entry: string, names: string[]): Record<string, boolean> {
+    const text = [...bundleClosure(entry)].map((f) => fs.readFileSync(f, 'utf8')).join('\n');
     return Object.fromEntries(names.map((name) => [name, new RegExp(`\\b(?:class|var|let|const) ${name}\\b`).test(text)]));
   }
 
@@ -215,19 +220,7 @@ describe('entry points', () => {
   });
 
   it('the main entry\'s import loads at most 5 files of the bundle, the hand-off entry\'s at most 4 (each file costs the loader)', () => {
-    const closure = (entry: string) => {
-      const seen = new Set<string>();
-      const todo = [path.join(root, 'dist/bundle', entry)];
-      while (todo.length > 0) {
-        const file = todo.pop()!;
-        if (seen.has(file)) continue;
-        seen.add(file);
-        for (const m of fs.readFileSync(file, 'utf8').matchAll(/(?:^|\n)\s*(?:import|export)\s[^;]*?from\s*['"](\.[^'"]+)['"]|(?:^|\n)\s*import\s*['"](\.[^'"]+)['"]/g)) {
-          todo.push(path.resolve(path.dirname(file), (m[1] ?? m[2])!));
-        }
-      }
-      return seen.size;
-    };
+    const closure = (entry: string) => bundleClosure(entry).size;
     expect(closure('index.js')).to.be.at.most(5);
     expect(closure('handoff.js')).to.be.at.most(4);
   });
