@@ -333,15 +333,18 @@ describe('drain: connection states', function () {
   });
 
   for (const secure of [false, true]) {
-    it(`HTTP/2${secure ? ' over TLS' : ' (h2c)'}: streams a client opens until it reads the GOAWAY are all answered, none refused`, async () => {
+    it(`HTTP/2${secure ? ' over TLS' : ' (h2c)'}: every stream a client sends until it reads the GOAWAY is answered, none refused by the server`, async () => {
       const server = secure ? http2.createSecureServer(tlsFiles) : http2.createServer();
-      server.on('stream', (stream) => setTimeout(() => {
+      let received = 0;
+      server.on('stream', (stream) => (received++, setTimeout(() => {
         stream.respond({ ':status': 200 });
         stream.end('ok');
-      }, 20));
+      }, 20)));
       const s = await serve(server);
       const session = http2.connect(`${secure ? 'https' : 'http'}://127.0.0.1:${s.port}`, { rejectUnauthorized: false });
       await once(session, 'connect');
+      const goaways: number[] = [];
+      session.on('goaway', (_code: number, last: number) => goaways.push(last));
       const results: string[] = [];
       const streams: Promise<void>[] = [];
       let drained: Promise<number> | null = null;
@@ -372,14 +375,21 @@ describe('drain: connection states', function () {
       });
       await Promise.all(streams);
       expect(streams.length).to.be.at.least(30);
-      // Node's client itself refuses, now and then, a stream it had queued when the first GOAWAY
-      // came (see the README's drain section): at most one, and only as REFUSED_STREAM (rst 7).
-      // The old single GOAWAY refused about ten here.
+      // Node's client itself refuses, now and then, streams it had queued but not sent when the
+      // first GOAWAY came (see docs/redeploy.md's drain section), as REFUSED_STREAM (rst 7): over
+      // TLS a client whose write waits for the one before sends a batch in several writes, and a
+      // client busy elsewhere reads a response after the GOAWAY was sent. How often is measured
+      // over thousands of streams in http2-redeploy.test.ts; here, what the server controls: it
+      // answered every stream it received, refused none, and the client's refusals are only of
+      // streams that never reached it (safe to retry).
       const refused = results.filter((r) => r !== '200');
       expect(refused.filter((r) => r !== 'ERR_HTTP2_STREAM_ERROR' && r !== 'rst 7'), `of ${results.length}`).to.deep.equal([]);
-      expect(refused.filter((r) => r === 'rst 7').length, `of ${results.length}: ${refused.join(', ')}`).to.be.at.most(1);
-      // Every stream was answered, or (at most one) refused: a refused one reports its error and its rst code.
-      expect(results.filter((r) => r === '200').length + refused.filter((r) => r === 'rst 7').length).to.equal(streams.length);
+      const answered = results.filter((r) => r === '200').length;
+      expect(answered, `of ${results.length}: ${refused.join(', ')}`).to.equal(received);
+      expect(answered + refused.filter((r) => r === 'rst 7').length).to.equal(streams.length);
+      // The first GOAWAY refused nothing (the client, told to go away, closes the session itself
+      // once its streams are done, often before the final one).
+      expect(goaways[0]).to.equal(2 ** 31 - 1);
       expect(await drained!).to.equal(0);
       session.destroy();
     });
