@@ -56,7 +56,8 @@ export type GracefulErrorCode =
   | 'ERR_GRACEFUL_MID_FRAME'
   | 'ERR_GRACEFUL_SOCKET_HANDED_OVER'
   | 'ERR_GRACEFUL_STREAM_ENDED'
-  | 'ERR_GRACEFUL_LISTEN_UNSUPPORTED';
+  | 'ERR_GRACEFUL_LISTEN_UNSUPPORTED'
+  | 'ERR_GRACEFUL_PART_LOAD_FAILED';
 
 /** GracefulError: the base class of every error this package creates. */
 export class GracefulError extends Error {
@@ -146,6 +147,8 @@ export const HandOverFailedError = errorClass('ERR_GRACEFUL_HANDOVER_FAILED', 'H
 export const StreamEndedError = errorClass('ERR_GRACEFUL_STREAM_ENDED', 'StreamEndedError');
 /** ListenUnsupportedError: graceful-restart/register cannot take over a listen (a worker thread, a program that runs node:cluster itself). */
 export const ListenUnsupportedError = errorClass('ERR_GRACEFUL_LISTEN_UNSUPPORTED', 'ListenUnsupportedError');
+/** PartLoadFailedError: a part of the package loaded where first used (a role's code) could not be loaded. */
+export const PartLoadFailedError = errorClass('ERR_GRACEFUL_PART_LOAD_FAILED', 'PartLoadFailedError');
 
 /** ControlParseError: a control line that cannot be read; `json` tells which mode it looked like. */
 export class ControlParseError extends GracefulError {

@@ -45,7 +45,7 @@ export {
   TooManyConnectionsError, IdleTimeoutError, ConfigError, UnknownTaskError, HookFailedError, UnsafeDirectoryError,
   PredecessorRunningError, AlreadyHandedOverError, UnsafeFileError, SlowClientError, WorkerFailedError,
   NotPrimaryError, UntrustedServerError, SupervisorRunningError, HandOverFailedError, ControlParseError,
-  RedeployFailedError, UnreadBytesError, MidFrameError, SocketHandedOverError, StreamEndedError, ListenUnsupportedError,
+  RedeployFailedError, UnreadBytesError, MidFrameError, SocketHandedOverError, StreamEndedError, ListenUnsupportedError, PartLoadFailedError,
   type GracefulErrorCode, type RedeployFailure, type SystemError,
 } from './errors.js';
 export type { Meta, MetaValue } from './meta.js';

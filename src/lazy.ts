@@ -12,6 +12,7 @@
  * so that they are provided before anything asks.
  */
 import { createRequire } from 'node:module';
+import { PartLoadFailedError } from './errors.js';
 
 const requireHere = createRequire(import.meta.url);
 const provided = new Map<string, unknown>();
@@ -23,19 +24,28 @@ export function provide(path: string, parts: unknown): void {
 
 /**
  * loadOnce returns what the module at path (under src/) provided, requiring
- * it first if nothing asked yet. On a Node that cannot require an ES module
- * (ERR_REQUIRE_ESM) the error says which entry to import instead.
+ * it first if nothing asked yet. It throws ERR_GRACEFUL_PART_LOAD_FAILED
+ * (with the loader's error as `cause`) when the module cannot be loaded: on a
+ * Node that cannot require an ES module (ERR_REQUIRE_ESM) the message says
+ * which entry to import instead; a module missing, or loaded and providing
+ * nothing, means the package's files are incomplete or from two builds.
  */
 export function loadOnce<T>(path: string): T {
   if (!provided.has(path)) {
     try {
       requireHere(`./${path}`);
     } catch (err) {
-      if ((err as { code?: unknown }).code !== 'ERR_REQUIRE_ESM') throw err;
-      throw new Error(`graceful-restart: this Node (${process.version}) cannot load ${path} where first used, as require() of an ES module needs ` +
-        "Node 20.19 or 22.12: import the package by its name, 'graceful-restart', whose entry for this Node loads it at once", { cause: err });
+      const code = (err as { code?: unknown }).code;
+      if (code === 'ERR_REQUIRE_ESM') {
+        throw new PartLoadFailedError(`graceful-restart: this Node (${process.version}) cannot load ${path} where first used, as require() of an ES module needs ` +
+          "Node 20.19 or 22.12: import the package by its name, 'graceful-restart', whose entry for this Node loads it at once", { cause: err });
+      }
+      const why = code === 'MODULE_NOT_FOUND' ? 'it, or a module it needs, is missing: the package\'s files are incomplete; reinstall it' : `${String((err as Error)?.message ?? err)}`;
+      throw new PartLoadFailedError(`graceful-restart: cannot load ${path} where first used: ${why}`, { cause: err });
     }
-    if (!provided.has(path)) throw new Error(`graceful-restart: ${path} was loaded but provided nothing`);
+    if (!provided.has(path)) {
+      throw new PartLoadFailedError(`graceful-restart: ${path} was loaded but provided nothing: the package's files are from two builds; reinstall it`);
+    }
   }
   return provided.get(path) as T;
 }

@@ -13,7 +13,7 @@ import type { OutgoingFd } from '../handoff/connection.js';
 import type { LogFields } from '../log.js';
 import { takeListenFds } from '../systemd.js';
 import type { Adopter } from './adopt.js';
-import type { MoveCounts } from './drain/options.js';
+import { addMoved, type MoveCounts } from './drain/options.js';
 import type { ControlPort } from './control-port.js';
 import type { ServerEvent } from './events.js';
 import type { GracefulFile } from './file.js';
@@ -349,7 +349,7 @@ export class Engine {
   private moveCounts(): MoveCounts {
     const here = this.listeners.moveCounts();
     const there = this.role.movedElsewhere();
-    return there ? { handedOver: here.handedOver + there.handedOver, drained: here.drained + there.drained, forced: here.forced + there.forced } : here;
+    return there ? addMoved(here, there) : here;
   }
 
   /** drainListeners stops accepting everywhere and drains; resolves with how many connections were forced closed. */

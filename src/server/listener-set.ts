@@ -7,7 +7,7 @@ import type net from 'node:net';
 import type { Meta } from '../meta.js';
 import type { ManagedListener } from './listeners.js';
 import type { ConnectionMover } from './drain/handover.js';
-import type { MoveCounts } from './drain/options.js';
+import { addMoved, type MoveCounts } from './drain/options.js';
 import type { ConnectionStates } from '../conn-states.js';
 
 /** ListenerInfo: what status says of one listener. */
@@ -98,11 +98,7 @@ export class Listeners implements Iterable<ManagedListener> {
   /** moveCounts: connections handed over, drained and forced, over every drain of every listener. */
   moveCounts(): MoveCounts {
     const sum: MoveCounts = { handedOver: 0, drained: 0, forced: 0 };
-    for (const l of this) {
-      sum.handedOver += l.tracker.moved.handedOver;
-      sum.drained += l.tracker.moved.drained;
-      sum.forced += l.tracker.moved.forced;
-    }
+    for (const l of this) addMoved(sum, l.tracker.moved);
     return sum;
   }
 

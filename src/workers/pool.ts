@@ -21,17 +21,10 @@ import { CRASH_LOOP_MS, killWorkers, makeSlots, stopWorkers, type Slot, type Wor
 import { firstFailure, spawnWorker } from './spawn-worker.js';
 import { askWorkers, type WorkerAnswerOf } from './fan-out.js';
 import { PrimaryLink } from './worker-link.js';
-import type { MoveCounts } from '../server/drain/options.js';
+import { addMoved, type MoveCounts } from '../server/drain/options.js';
 
 /** How long past the shutdown timeout a draining worker has before it is killed. */
 const DRAIN_MARGIN_MS = 5_000;
-
-/** addMoved adds b's counts to a. */
-function addMoved(a: MoveCounts, b: MoveCounts): void {
-  a.handedOver += b.handedOver;
-  a.drained += b.drained;
-  a.forced += b.forced;
-}
 
 /**
  * PoolPhase: what the pool does with a worker that exits. 'idle': not

@@ -22,6 +22,22 @@ describe('error classes', () => {
     }
   });
 
+  it('docs/errors.md lists every code the sources raise, and no other', () => {
+    const defined = new Set<string>();
+    const walk = (dir: string): void => {
+      for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+        const p = path.join(dir, e.name);
+        if (e.isDirectory()) walk(p);
+        else if (e.name.endsWith('.ts')) for (const m of fs.readFileSync(p, 'utf8').matchAll(/'(ERR_GRACEFUL_[A-Z_]+)'/g)) defined.add(m[1]!);
+      }
+    };
+    walk(path.join(root, 'src'));
+    const listed = new Set([...fs.readFileSync(path.join(root, 'docs/errors.md'), 'utf8').matchAll(/^\| `(ERR_GRACEFUL_[A-Z_]+)` \|/gm)].map((m) => m[1]));
+    expect(defined.size).to.be.above(40);
+    expect([...defined].filter((c) => !listed.has(c)), 'defined, not listed').to.deep.equal([]);
+    expect([...listed].filter((c) => !defined.has(c)), 'listed, not defined').to.deep.equal([]);
+  });
+
   it('no module builds a bare GracefulError: each code is raised through its own class', () => {
     const bare: string[] = [];
     const walk = (dir: string): void => {

@@ -63,6 +63,14 @@ export interface MoveCounts {
   forced: number;
 }
 
+/** addMoved adds b's counts to a, and returns a. */
+export function addMoved(a: MoveCounts, b: MoveCounts): MoveCounts {
+  a.handedOver += b.handedOver;
+  a.drained += b.drained;
+  a.forced += b.forced;
+  return a;
+}
+
 /**
  * checkDrainOptions throws ERR_GRACEFUL_INVALID_ARGUMENT (naming `listen`)
  * for an option of the wrong type or range; it returns nothing else.

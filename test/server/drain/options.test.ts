@@ -1,6 +1,6 @@
 /** checkDrainOptions: the drain options of listen() are checked, each with its own message. */
 import { expect } from 'chai';
-import { checkDrainOptions, type DrainOptions } from '../../../src/server/drain/options.js';
+import { addMoved, checkDrainOptions, type DrainOptions } from '../../../src/server/drain/options.js';
 
 describe('drain/options: checkDrainOptions', () => {
   it('accepts no options, and each option of the right type', () => {
@@ -22,4 +22,14 @@ describe('drain/options: checkDrainOptions', () => {
       expect(() => checkDrainOptions({ [key]: value } as DrainOptions)).to.throw(message).with.property('code', 'ERR_GRACEFUL_INVALID_ARGUMENT');
     });
   }
+});
+
+describe('drain/options: addMoved', () => {
+  it('adds each count of the second to the first, and returns the first', () => {
+    const a = { handedOver: 1, drained: 2, forced: 3 };
+    const b = { handedOver: 10, drained: 20, forced: 30 };
+    expect(addMoved(a, b)).to.equal(a);
+    expect(a).to.deep.equal({ handedOver: 11, drained: 22, forced: 33 });
+    expect(b).to.deep.equal({ handedOver: 10, drained: 20, forced: 30 });
+  });
 });
