@@ -89,6 +89,17 @@ for (const f of outputs.filter((o) => !empty.includes(o))) {
   if (kept !== text) writeFileSync(file, kept);
 }
 for (const f of empty) for (const g of [f, `${f}.map`]) rmSync(path.join(out, g), { force: true });
+// A class that refers to itself becomes `var X = class _X`, whose name is `_X` (in stack traces and
+// `constructor.name`): each gets its own back, after the code (so that the lines map as before).
+// esbuild's keepNames would name every function too, at a cost to the import.
+for (const f of outputs.filter((o) => !empty.includes(o))) {
+  const file = path.join(out, f);
+  const text = readFileSync(file, 'utf8');
+  const renamed = [...text.matchAll(/^var ([A-Za-z$][\w$]*) = class _\1\b/gm)].map((m) => m[1]);
+  if (renamed.length === 0) continue;
+  const names = renamed.map((n) => `Object.defineProperty(${n}, "name", { value: ${JSON.stringify(n)} });`).join(' ');
+  writeFileSync(file, text.replace(/(\/\/# sourceMappingURL=.*\n?)?$/, (map) => `${names}\n${map}`));
+}
 writeFileSync(path.join(out, 'index-eager.js'), [
   '// The main entry for a Node that cannot require() an ES module (before 20.19 and 22.12): the parts',
   '// of a GracefulServer load at once, before the entry, instead of at its first construction.',

@@ -193,12 +193,15 @@ describe('entry points', () => {
     return Object.fromEntries(names.map((name) => [name, new RegExp(`\\b(?:class|var|let|const) ${name}\\b`).test(text)]));
   }
 
-  it('the bundle (what the entries resolve to) exports exactly what dist/src/ does; its hand-off entry loads no server code', async () => {
+  it('the bundle (what the entries resolve to) exports exactly what dist/src/ does, under their own names; its hand-off entry loads no server code', async () => {
     for (const [entry, from] of [['index', 'index'], ['index-eager', 'index'], ['handoff', 'handoff']]) {
       const bundled = await import(path.join(root, `dist/bundle/${entry}.js`)) as Record<string, unknown>;
       const compiled = await import(path.join(root, `dist/src/${from}.js`)) as Record<string, unknown>;
       expect(Object.keys(bundled).sort(), entry).to.deep.equal(Object.keys(compiled).sort());
       for (const [k, v] of Object.entries(compiled)) expect(typeof bundled[k], `${entry}: ${k}`).to.equal(typeof v);
+      // Classes and functions keep their names (stack traces, constructor.name): not `_GracefulServer`.
+      const renamed = Object.entries(bundled).filter(([k, v]) => typeof v === 'function' && v.name !== k).map(([k, v]) => `${k} is ${(v as () => void).name}`);
+      expect(renamed, entry).to.deep.equal([]);
     }
     const eager = await import(path.join(root, 'dist/bundle/index-eager.js')) as Record<string, unknown>;
     const main = await import(path.join(root, 'dist/bundle/index.js')) as Record<string, unknown>;
