@@ -26,6 +26,8 @@ using glue::ArgFd;
 using glue::ArgFds;
 using glue::ArgInt;
 using glue::ArgString;
+using glue::RawNumber;
+using glue::RawUsage;
 using glue::ThrowErrno;
 using glue::ThrowUsage;
 
@@ -82,18 +84,6 @@ Napi::Value Close(const Napi::CallbackInfo& info) {
 // Node-API directly, one call per argument (node-addon-api's wrappers make
 // several per typed array). bound.cc has them over buffers bound once, and
 // the conversion of their results that both share.
-
-napi_value RawNumber(napi_env env, double n) {
-  napi_value v;
-  napi_create_double(env, n, &v);
-  return v;
-}
-
-napi_value RawUsage(napi_env env, const char* usage) {
-  std::string message = std::string("Usage: ") + usage;
-  napi_throw_type_error(env, nullptr, message.c_str());
-  return nullptr;
-}
 
 // sendmsg(fd, bytes, offset, length, fds, nfds) -> bytes sent, -1 (EAGAIN)
 // or -2 (ETOOMANYREFS).

@@ -23,8 +23,6 @@
 #include <errno.h>
 #include <stdint.h>
 
-#include <string>
-
 #include "fdpass.h"
 #include "glue.h"
 
@@ -53,16 +51,13 @@ struct Bound {
   double bindings = 0;                        // binds so far
 };
 
-napi_value Number(napi_env env, double n) {
-  napi_value v;
-  napi_create_double(env, n, &v);
-  return v;
-}
+using glue::RawNumber;
+using glue::RawUsage;
 
-napi_value Usage(napi_env env, const char* usage) {
-  std::string message = std::string("Usage: ") + usage;
-  napi_throw_type_error(env, nullptr, message.c_str());
-  return nullptr;
+// Replace puts fresh in slot, dropping the reference the slot held.
+void Replace(napi_env env, Slot* slot, const Slot& fresh) {
+  if (slot->ref != nullptr) napi_delete_reference(env, slot->ref);
+  *slot = fresh;
 }
 
 // Bind puts the typed array v (of the given type, at least min elements) in
@@ -79,10 +74,7 @@ bool Bind(napi_env env, napi_value v, napi_typedarray_type want, size_t min,
   }
   napi_ref ref;
   if (napi_create_reference(env, v, 1, &ref) != napi_ok) return false;
-  if (slot->ref != nullptr) napi_delete_reference(env, slot->ref);
-  slot->ref = ref;
-  slot->data = data;
-  slot->length = length;
+  Replace(env, slot, Slot{ref, data, length});
   return true;
 }
 
@@ -98,31 +90,28 @@ napi_value BindReceive(napi_env env, napi_callback_info cbinfo) {
   if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, &data) !=
           napi_ok ||
       argc < 2) {
-    return Usage(env, usage);
+    return RawUsage(env, usage);
   }
   Bound* b = static_cast<Bound*>(data);
   Slot bytes, fds, reads;
   napi_valuetype third = napi_undefined;
   if (argc >= 3) napi_typeof(env, argv[2], &third);
-  if (!Bind(env, argv[0], napi_uint8_array, 0, &bytes)) return Usage(env, usage);
+  if (!Bind(env, argv[0], napi_uint8_array, 0, &bytes)) return RawUsage(env, usage);
   if (!Bind(env, argv[1], napi_int32_array, fdpass::kMaxFds + 1, &fds)) {
     napi_delete_reference(env, bytes.ref);
-    return Usage(env, usage);
+    return RawUsage(env, usage);
   }
   if (third != napi_undefined &&
       !Bind(env, argv[2], napi_int32_array, 3, &reads)) {
     napi_delete_reference(env, bytes.ref);
     napi_delete_reference(env, fds.ref);
-    return Usage(env, usage);
+    return RawUsage(env, usage);
   }
-  if (b->recv_bytes.ref != nullptr) napi_delete_reference(env, b->recv_bytes.ref);
-  if (b->recv_fds.ref != nullptr) napi_delete_reference(env, b->recv_fds.ref);
-  if (b->recv_reads.ref != nullptr) napi_delete_reference(env, b->recv_reads.ref);
-  b->recv_bytes = bytes;
-  b->recv_fds = fds;
-  b->recv_reads = reads;
+  Replace(env, &b->recv_bytes, bytes);
+  Replace(env, &b->recv_fds, fds);
+  Replace(env, &b->recv_reads, reads);
   b->recv_binding = ++b->bindings;
-  return Number(env, b->recv_binding);
+  return RawNumber(env, b->recv_binding);
 }
 
 // bindSend(bytes: Uint8Array, fds: Int32Array) -> binding
@@ -134,21 +123,19 @@ napi_value BindSend(napi_env env, napi_callback_info cbinfo) {
   if (napi_get_cb_info(env, cbinfo, &argc, argv, nullptr, &data) !=
           napi_ok ||
       argc < 2) {
-    return Usage(env, usage);
+    return RawUsage(env, usage);
   }
   Bound* b = static_cast<Bound*>(data);
   Slot bytes, fds;
-  if (!Bind(env, argv[0], napi_uint8_array, 0, &bytes)) return Usage(env, usage);
+  if (!Bind(env, argv[0], napi_uint8_array, 0, &bytes)) return RawUsage(env, usage);
   if (!Bind(env, argv[1], napi_int32_array, 0, &fds)) {
     napi_delete_reference(env, bytes.ref);
-    return Usage(env, usage);
+    return RawUsage(env, usage);
   }
-  if (b->send_bytes.ref != nullptr) napi_delete_reference(env, b->send_bytes.ref);
-  if (b->send_fds.ref != nullptr) napi_delete_reference(env, b->send_fds.ref);
-  b->send_bytes = bytes;
-  b->send_fds = fds;
+  Replace(env, &b->send_bytes, bytes);
+  Replace(env, &b->send_fds, fds);
   b->send_binding = ++b->bindings;
-  return Number(env, b->send_binding);
+  return RawNumber(env, b->send_binding);
 }
 
 // ArgCount reads a whole number in [0, max] (a byte count, an offset).
@@ -172,18 +159,18 @@ Bound* BoundCall(napi_env env, napi_callback_info cbinfo, size_t argc,
   void* data;
   if (napi_get_cb_info(env, cbinfo, &got, argv, nullptr, &data) != napi_ok ||
       got < argc) {
-    *early = Usage(env, usage);
+    *early = RawUsage(env, usage);
     return nullptr;
   }
   Bound* b = static_cast<Bound*>(data);
   double binding;
   if (napi_get_value_double(env, argv[0], &binding) != napi_ok ||
       (send ? b->send_bytes : b->recv_bytes).ref == nullptr) {
-    *early = Usage(env, usage);
+    *early = RawUsage(env, usage);
     return nullptr;
   }
   if (binding != (send ? b->send_binding : b->recv_binding)) {
-    *early = Number(env, kStale);
+    *early = RawNumber(env, kStale);
     return nullptr;
   }
   return b;
@@ -201,7 +188,7 @@ napi_value RecvMsgBound(napi_env env, napi_callback_info cbinfo) {
   size_t len;
   if (!glue::ArgFd(env, argv[1], &fd) ||
       !ArgCount(env, argv[2], b->recv_bytes.length, &len)) {
-    return Usage(env, usage);
+    return RawUsage(env, usage);
   }
   int32_t* out = static_cast<int32_t*>(b->recv_fds.data);
   int nfds = 0;
@@ -231,7 +218,7 @@ napi_value RecvMsgMany(napi_env env, napi_callback_info cbinfo) {
   napi_value argv[5], early;
   Bound* b = BoundCall(env, cbinfo, 5, argv, usage, false, &early);
   if (b == nullptr) return early;
-  if (b->recv_reads.ref == nullptr) return Usage(env, usage);
+  if (b->recv_reads.ref == nullptr) return RawUsage(env, usage);
   int fd;
   size_t len, max_reads, max_fds;
   size_t reads_room = (b->recv_reads.length - 1) / 2;
@@ -239,7 +226,7 @@ napi_value RecvMsgMany(napi_env env, napi_callback_info cbinfo) {
       !ArgCount(env, argv[2], b->recv_bytes.length, &len) ||
       !ArgCount(env, argv[3], reads_room, &max_reads) || max_reads < 1 ||
       !ArgCount(env, argv[4], SIZE_MAX, &max_fds) || max_fds < 1) {
-    return Usage(env, usage);
+    return RawUsage(env, usage);
   }
   char* bytes = static_cast<char*>(b->recv_bytes.data);
   int32_t* out = static_cast<int32_t*>(b->recv_fds.data);
@@ -271,7 +258,7 @@ napi_value RecvMsgMany(napi_env env, napi_callback_info cbinfo) {
   }
   out[0] = static_cast<int32_t>(nfds);
   reads[0] = status;
-  return Number(env, static_cast<double>(made));
+  return RawNumber(env, static_cast<double>(made));
 }
 
 // recvmsgFailure(status) throws what recvmsg would have thrown for the
@@ -285,7 +272,7 @@ napi_value RecvMsgFailure(napi_env env, napi_callback_info cbinfo) {
           napi_ok ||
       argc < 1 || napi_get_value_double(env, argv[0], &status) != napi_ok ||
       !(status < 0) || status < static_cast<double>(fdpass::kTruncated)) {
-    return Usage(env, usage);
+    return RawUsage(env, usage);
   }
   return RecvResult(env, static_cast<long>(status));
 }
@@ -308,11 +295,11 @@ napi_value SendMsgBound(napi_env env, napi_callback_info cbinfo) {
       !ArgCount(env, argv[4], b->send_fds.length, &fds_offset) ||
       !ArgCount(env, argv[5], b->send_fds.length - fds_offset, &nfds) ||
       nfds > static_cast<size_t>(fdpass::kMaxFds)) {
-    return Usage(env, usage);
+    return RawUsage(env, usage);
   }
   const int32_t* fds = static_cast<const int32_t*>(b->send_fds.data) + fds_offset;
   for (size_t i = 0; i < nfds; i++) {
-    if (fds[i] < 0) return Usage(env, usage);
+    if (fds[i] < 0) return RawUsage(env, usage);
   }
   long n = fdpass::SendMsg(fd, static_cast<const char*>(b->send_bytes.data) + offset,
                            len, fds, static_cast<int>(nfds));
@@ -322,7 +309,7 @@ napi_value SendMsgBound(napi_env env, napi_callback_info cbinfo) {
 }  // namespace
 
 napi_value RecvResult(napi_env env, long n) {
-  if (n == -EAGAIN || n == -EWOULDBLOCK) return Number(env, kAgain);
+  if (n == -EAGAIN || n == -EWOULDBLOCK) return RawNumber(env, kAgain);
   if (n == fdpass::kTruncated) {
     glue::CodedError(
         Napi::Env(env), "ERR_GRACEFUL_FDS_TRUNCATED", "recvmsg",
@@ -341,18 +328,18 @@ napi_value RecvResult(napi_env env, long n) {
         .ThrowAsJavaScriptException();
     return nullptr;
   }
-  return Number(env, static_cast<double>(n));
+  return RawNumber(env, static_cast<double>(n));
 }
 
 napi_value SendResult(napi_env env, long n) {
-  if (n == -EAGAIN || n == -EWOULDBLOCK) return Number(env, kAgain);
-  if (n == -ETOOMANYREFS) return Number(env, kTooManyRefs);
+  if (n == -EAGAIN || n == -EWOULDBLOCK) return RawNumber(env, kAgain);
+  if (n == -ETOOMANYREFS) return RawNumber(env, kTooManyRefs);
   if (n < 0) {
     glue::ErrnoError(Napi::Env(env), static_cast<int>(-n), "sendmsg")
         .ThrowAsJavaScriptException();
     return nullptr;
   }
-  return Number(env, static_cast<double>(n));
+  return RawNumber(env, static_cast<double>(n));
 }
 
 void Add(Napi::Env env, Napi::Object exports) {

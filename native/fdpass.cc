@@ -131,27 +131,38 @@ long Receive(int fd, char* data, size_t len, int* fds, Received* got) {
   return n;
 }
 
-}  // namespace
-
-int Listen(const char* path, int mode, int backlog) {
+// BindAt makes a non-blocking, close-on-exec socket of type bound at path
+// (with SO_PASSCRED first when passcred), its file (not an abstract name's)
+// at mode: the descriptor, or -errno with nothing left behind.
+int BindAt(const char* path, int type, int mode, bool passcred) {
   sockaddr_un addr;
   int addr_len = MakeAddress(path, &addr);
   if (addr_len < 0) return addr_len;
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int fd = socket(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -errno;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), addr_len) < 0) {
+  int on = 1;
+  if ((passcred && setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &on, sizeof(on)) < 0) ||
+      bind(fd, reinterpret_cast<sockaddr*>(&addr), addr_len) < 0) {
     int err = errno;
     close(fd);
     return -err;
   }
-  // Until listen(2) every connect is refused, so nobody can reach the socket
-  // while its file still has the umask's mode.
   if (path[0] != '@' && chmod(path, static_cast<mode_t>(mode)) < 0) {
     int err = errno;
     close(fd);
     unlink(path);
     return -err;
   }
+  return fd;
+}
+
+}  // namespace
+
+int Listen(const char* path, int mode, int backlog) {
+  // Until listen(2) every connect is refused, so nobody can reach the socket
+  // while its file still has the umask's mode.
+  int fd = BindAt(path, SOCK_STREAM, mode, false);
+  if (fd < 0) return fd;
   if (listen(fd, backlog) < 0) {
     int err = errno;
     close(fd);
@@ -228,25 +239,7 @@ long SendDatagram(const char* path, const char* data, size_t len,
 }
 
 int BindDatagram(const char* path, int mode) {
-  sockaddr_un addr;
-  int addr_len = MakeAddress(path, &addr);
-  if (addr_len < 0) return addr_len;
-  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -errno;
-  int on = 1;
-  if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &on, sizeof(on)) < 0 ||
-      bind(fd, reinterpret_cast<sockaddr*>(&addr), addr_len) < 0) {
-    int err = errno;
-    close(fd);
-    return -err;
-  }
-  if (path[0] != '@' && chmod(path, static_cast<mode_t>(mode)) < 0) {
-    int err = errno;
-    close(fd);
-    unlink(path);
-    return -err;
-  }
-  return fd;
+  return BindAt(path, SOCK_DGRAM, mode, true);
 }
 
 long RecvDatagram(int fd, char* data, size_t len, Sender* sender) {

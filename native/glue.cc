@@ -36,6 +36,18 @@ Napi::Value ThrowUsage(Napi::Env env, const char* usage) {
   return env.Undefined();
 }
 
+napi_value RawNumber(napi_env env, double n) {
+  napi_value v;
+  napi_create_double(env, n, &v);
+  return v;
+}
+
+napi_value RawUsage(napi_env env, const char* usage) {
+  std::string message = std::string("Usage: ") + usage;
+  napi_throw_type_error(env, nullptr, message.c_str());
+  return nullptr;
+}
+
 Napi::Error CodedError(Napi::Env env, const char* code, const char* syscall,
                        const char* message) {
   Napi::Error error = Napi::Error::New(env, message);

@@ -29,6 +29,13 @@ Napi::Value ThrowErrno(Napi::Env env, int err, const char* syscall,
 // ThrowUsage throws a TypeError "Usage: <usage>" and returns undefined.
 Napi::Value ThrowUsage(Napi::Env env, const char* usage);
 
+// RawNumber makes a JavaScript number, with the C Node-API (the hot path's).
+napi_value RawNumber(napi_env env, double n);
+
+// RawUsage throws a TypeError "Usage: <usage>" with the C Node-API and
+// returns nullptr.
+napi_value RawUsage(napi_env env, const char* usage);
+
 // CodedError builds an Error with a code of this package (ERR_GRACEFUL_...)
 // and the syscall that failed.
 Napi::Error CodedError(Napi::Env env, const char* code, const char* syscall,
