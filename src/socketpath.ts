@@ -1,6 +1,7 @@
 /**
  * Socket files: length checks, stale-file removal that never touches what is
- * not a socket, and removal at close only of the file this process bound.
+ * not a socket, removal at close only of the file this process bound, and
+ * removal of a private directory made for them.
  */
 import fs from 'node:fs';
 import nodePath from 'node:path';
@@ -137,8 +138,7 @@ export function bindSocket(path: string, mode: number, backlog: number, api: str
     }
     return fd;
   } finally {
-    fs.rmSync(tmp, { force: true });
-    fs.rmdirSync(priv);
+    removeSocketDir(priv, ['s']); // after the rename, nothing there
   }
 }
 
@@ -158,5 +158,28 @@ export class SocketFile {
     } catch {
       // already gone: nothing to remove
     }
+  }
+}
+
+/**
+ * removeSocketDir removes a private directory this process made for socket
+ * files (mkdtemp): each file named (none there is fine), then the directory.
+ * Anything else left in it is removed with it, as `fs.rmSync(dir, { recursive:
+ * true, force: true })` would; that walk (and the module Node loads for it on
+ * its first use) is paid only then. A directory already gone is fine.
+ */
+export function removeSocketDir(dir: string, names: readonly string[]): void {
+  try {
+    for (const name of names) {
+      try {
+        rawUnlinkSync(nodePath.join(dir, name));
+      } catch (err) {
+        if (errorCode(err) !== 'ENOENT') throw err;
+      }
+    }
+    fs.rmdirSync(dir);
+  } catch (err) {
+    if (errorCode(err) === 'ENOENT') return;
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -26,10 +26,13 @@ import { closeAll } from '../handoff/connection.js';
 import { listenAndServe, type HandoffServer } from '../handoff/server.js';
 import { receiveFrom, sendTo } from '../handoff/client.js';
 import { ADOPTING_MARK } from '../protocol.js';
+import { removeSocketDir } from '../socketpath.js';
 import { CONN_KIND } from './conn-handover.js';
 import { SOCKET_KIND, decodeState, type AdoptedSocket } from './socket-handover.js';
 
 const debug = debuglog('graceful');
+/** The adopt socket's name in its private directory. */
+const ADOPT_SOCKET = 'adopt.sock';
 
 /** Adopted: what the 'adopt' event of the new instance says of each connection taken over. */
 export interface Adopted {
@@ -80,9 +83,9 @@ export class Adopter {
   static open(parts: AdopterParts): Adopter {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'graceful-adopt-'));
     try {
-      return new Adopter(path.join(dir, 'adopt.sock'), dir, parts);
+      return new Adopter(path.join(dir, ADOPT_SOCKET), dir, parts);
     } catch (err) {
-      fs.rmSync(dir, { recursive: true, force: true });
+      removeSocketDir(dir, [ADOPT_SOCKET]);
       throw err;
     }
   }
@@ -199,7 +202,7 @@ export class Adopter {
   }
 
   private removeDir(): void {
-    fs.rmSync(this.dir, { recursive: true, force: true });
+    removeSocketDir(this.dir, [ADOPT_SOCKET]);
   }
 
   /** close stops taking connections (the predecessor's next pass fails, and it drains the rest itself). Idempotent. */

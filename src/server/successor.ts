@@ -15,11 +15,14 @@ import { receiveFrom } from '../handoff/client.js';
 import type { HandoffConnection, OutgoingFd } from '../handoff/connection.js';
 import type { HandoffServer } from '../handoff/server.js';
 import { serviceStderr } from './service-stderr.js';
+import { removeSocketDir } from '../socketpath.js';
 import { HANDOFF_ENV, COMMIT_FIELD, REOPENS_FIELD, END_MARK, FAILED_MARK, PROGRESS_MARK, READY_MARK, RETIRE_MARK, RETIRED_MARK } from '../protocol.js';
 import type { ReopenPeer, ReopenRelay } from './reopen-relay.js';
 
 export { HANDOFF_ENV };
 const STDERR_LINES = 20;
+/** The hand-off socket's name in its private directory. */
+const HANDOFF_SOCKET = 'handoff.sock';
 
 /** SpawnFunction: the process seam; tests inject one to make a new instance crash or hang. */
 export type SpawnFunction = (command: string, args: readonly string[], options: SpawnOptions) => ChildProcess;
@@ -148,12 +151,12 @@ export async function startSuccessor(options: SuccessorOptions): Promise<Success
   try {
     return await runSuccessor(options, dir);
   } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
+    removeSocketDir(dir, [HANDOFF_SOCKET]);
   }
 }
 
 async function runSuccessor(options: SuccessorOptions, dir: string): Promise<Successor> {
-  const sockPath = path.join(dir, 'handoff.sock');
+  const sockPath = path.join(dir, HANDOFF_SOCKET);
   const tail = new StderrTail();
   let child: ChildProcess | undefined;
   let settled = false;

@@ -7,6 +7,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { addon } from '../native.js';
 import { OwnedFd } from '../owned-fd.js';
+import { removeSocketDir } from '../socketpath.js';
+
+/** The listener's name in the private directory. */
+const PAIR_SOCKET = 'go.sock';
 
 /**
  * socketPair: a connected pair of UNIX stream sockets (close-on-exec), made
@@ -18,14 +22,14 @@ export function socketPair(name: string): { read: OwnedFd; write: OwnedFd } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'graceful-pair-'));
   let lfd: number;
   try {
-    lfd = addon.listen(path.join(dir, 'go.sock'), 0o600, 1);
+    lfd = addon.listen(path.join(dir, PAIR_SOCKET), 0o600, 1);
   } catch (err) {
-    fs.rmSync(dir, { recursive: true, force: true });
+    removeSocketDir(dir, [PAIR_SOCKET]);
     throw err;
   }
   let read: number | undefined;
   try {
-    read = addon.connect(path.join(dir, 'go.sock'));
+    read = addon.connect(path.join(dir, PAIR_SOCKET));
     const write = addon.accept(lfd);
     if (read < 0 || write < 0) throw new Error(`could not connect a socket pair for ${name}`);
     return { read: new OwnedFd(read, { name }), write: new OwnedFd(write, { name }) };
@@ -34,6 +38,6 @@ export function socketPair(name: string): { read: OwnedFd; write: OwnedFd } {
     throw err;
   } finally {
     addon.close(lfd);
-    fs.rmSync(dir, { recursive: true, force: true });
+    removeSocketDir(dir, [PAIR_SOCKET]);
   }
 }

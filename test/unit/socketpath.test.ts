@@ -1,16 +1,19 @@
 /**
  * socketpath.ts: length checks, stale-file removal that never touches what is
  * not a socket, removal at close of only the file this process bound, the
- * directory rules, and binding with a mode set without a path lookup after
- * bind (raced by another uid swapping links in: root only, skipped otherwise).
+ * directory rules, binding with a mode set without a path lookup after
+ * bind (raced by another uid swapping links in: root only, skipped otherwise),
+ * and the removal of a private directory made for socket files.
  */
 import { expect } from 'chai';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { addon } from '../../src/native.js';
-import { bindSocket, checkSocketPathLength, clearStaleSocket, MAX_SOCKET_PATH_BYTES, SocketFile } from '../../src/socketpath.js';
-import { openFds, spawnChild, tmpDir } from '../helpers.js';
+import { pathToFileURL } from 'node:url';
+import { bindSocket, checkSocketPathLength, clearStaleSocket, MAX_SOCKET_PATH_BYTES, removeSocketDir, SocketFile } from '../../src/socketpath.js';
+import { openFds, root, spawnChild, tmpDir } from '../helpers.js';
 import { OTHER_UID as OTHER, otherUidCase, sharedDir } from '../helpers/other-uid.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -156,4 +159,35 @@ describe('socketpath', () => {
       expect(fs.readdirSync(dir).filter((n) => n.startsWith('.g'))).to.deep.equal([]);
     });
   }
+
+  it('removeSocketDir removes the named sockets and the directory; a name not there, a directory gone, and anything else in it are fine', () => {
+    const dir = fs.mkdtempSync(path.join(tmpDir(), 'sock-'));
+    const fd = bindSocket(path.join(dir, 'a.sock'), 0o600, 1, 'api');
+    addon.close(fd);
+    removeSocketDir(dir, ['a.sock', 'missing.sock']);
+    expect(fs.existsSync(dir)).to.equal(false);
+    removeSocketDir(dir, ['a.sock']); // already gone
+    const full = fs.mkdtempSync(path.join(tmpDir(), 'sock-'));
+    fs.mkdirSync(path.join(full, 'sub'));
+    fs.writeFileSync(path.join(full, 'sub', 'file'), 'x');
+    fs.writeFileSync(path.join(full, 'other'), 'x');
+    removeSocketDir(full, ['a.sock']);
+    expect(fs.existsSync(full)).to.equal(false);
+  });
+
+  it('bindSocket and removeSocketDir of a directory holding only its sockets load nothing for a recursive walk (internal/fs/rimraf), in a fresh process', () => {
+    const program = `
+      const fs = await import('node:fs');
+      const path = await import('node:path');
+      const os = await import('node:os');
+      const { bindSocket, removeSocketDir } = await import(${JSON.stringify(pathToFileURL(path.join(root, 'dist/src/socketpath.js')).href)});
+      const { addon } = await import(${JSON.stringify(pathToFileURL(path.join(root, 'dist/src/native.js')).href)});
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'graceful-test-'));
+      addon.close(bindSocket(path.join(dir, 'a.sock'), 0o600, 1, 'api'));
+      removeSocketDir(dir, ['a.sock']);
+      console.log(JSON.stringify({ gone: !fs.existsSync(dir), rimraf: process.moduleLoadList.includes('NativeModule internal/fs/rimraf') }));`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', program], { encoding: 'utf8', cwd: root });
+    expect(r.stderr).to.equal('');
+    expect(JSON.parse(r.stdout)).to.deep.equal({ gone: true, rimraf: false });
+  });
 });

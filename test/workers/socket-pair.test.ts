@@ -4,10 +4,13 @@
  * (no descriptor, no directory).
  */
 import { expect } from 'chai';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { socketPair } from '../../src/workers/socket-pair.js';
-import { O_CLOEXEC, fdFlags, openFds } from '../helpers.js';
+import { O_CLOEXEC, fdFlags, openFds, root } from '../helpers.js';
 
 describe('workers/socket-pair', () => {
   it('connects two UNIX stream sockets, close-on-exec, that carry bytes both ways', () => {
@@ -41,5 +44,17 @@ describe('workers/socket-pair', () => {
     }
     expect(openFds().length).to.equal(fds);
     expect(dirs()).to.be.at.most(before);
+  });
+
+  it('removes its directory without a recursive walk: a primary that makes pairs loads no internal/fs/rimraf (fresh process)', () => {
+    const program = `
+      const { socketPair } = await import(${JSON.stringify(pathToFileURL(path.join(root, 'dist/src/workers/socket-pair.js')).href)});
+      const pair = socketPair('graceful:test');
+      pair.read.close();
+      pair.write.close();
+      console.log(JSON.stringify({ rimraf: process.moduleLoadList.includes('NativeModule internal/fs/rimraf') }));`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', program], { encoding: 'utf8', cwd: root });
+    expect(r.stderr).to.equal('');
+    expect(JSON.parse(r.stdout)).to.deep.equal({ rimraf: false });
   });
 });
