@@ -58,6 +58,19 @@ Napi::Value Connect(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, fd);
 }
 
+// socketpair() -> [fd, fd]: connected UNIX stream sockets, non-blocking,
+// close-on-exec
+Napi::Value SocketPair(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fds[2];
+  int rc = fdpass::SocketPair(fds);
+  if (rc < 0) return ThrowErrno(env, -rc, "socketpair");
+  Napi::Array pair = Napi::Array::New(env, 2);
+  pair.Set(uint32_t{0}, Napi::Number::New(env, fds[0]));
+  pair.Set(uint32_t{1}, Napi::Number::New(env, fds[1]));
+  return pair;
+}
+
 // accept(fd) -> fd, or -1 when no connection waits
 Napi::Value Accept(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -306,6 +319,7 @@ Napi::Value RecvDatagram(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("listen", Napi::Function::New(env, Listen));
+  exports.Set("socketpair", Napi::Function::New(env, SocketPair));
   exports.Set("connect", Napi::Function::New(env, Connect));
   exports.Set("accept", Napi::Function::New(env, Accept));
   exports.Set("close", Napi::Function::New(env, Close));

@@ -190,6 +190,14 @@ int Connect(const char* path) {
   return fd;
 }
 
+int SocketPair(int fds[2]) {
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
+                 fds) < 0) {
+    return -errno;
+  }
+  return 0;
+}
+
 int Accept(int listen_fd) {
   int fd;
   do {

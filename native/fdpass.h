@@ -34,6 +34,10 @@ int Listen(const char* path, int mode, int backlog);
 // -errno (-EAGAIN when the listener's backlog is full: retry later).
 int Connect(const char* path);
 
+// Makes a connected pair of UNIX stream sockets, non-blocking and
+// close-on-exec, into fds[0] and fds[1]. Returns 0, or -errno.
+int SocketPair(int fds[2]);
+
 // Accepts one connection. Returns the descriptor, or -EAGAIN when none waits.
 int Accept(int listen_fd);
 

@@ -47,6 +47,8 @@ export interface Addon {
   listen(path: string, mode: number, backlog: number): number;
   /** connect returns -1 when the listener's backlog is full. */
   connect(path: string): number;
+  /** socketpair: a connected pair of UNIX stream sockets, non-blocking and close-on-exec; throws the errno (EMFILE). */
+  socketpair(): [number, number];
   /** accept returns -1 when no connection waits. */
   accept(fd: number): number;
   close(fd: number): void;
