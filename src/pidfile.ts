@@ -1,6 +1,6 @@
 /** Pid files written atomically, and removed only by the process they name. */
 import fs from 'node:fs';
-import { writeFileAtomic } from './safefile.js';
+import { removeFile, writeFileAtomic } from './safefile.js';
 
 /**
  * writePidFile writes pid to file atomically (a temporary file with a random
@@ -34,6 +34,6 @@ export function readPidFile(file: string): number | null {
 /** removePidFile removes file if it still names pid (a successor may have rewritten it). */
 export function removePidFile(file: string, pid = process.pid): boolean {
   if (readPidFile(file) !== pid) return false;
-  fs.rmSync(file, { force: true });
+  removeFile(file);
   return true;
 }

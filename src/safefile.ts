@@ -254,7 +254,19 @@ export function writeFileAtomic(file: string, data: string, mode: number, api: s
     }
     fs.renameSync(tmp, file);
   } catch (err) {
-    fs.rmSync(tmp, { force: true });
+    removeFile(tmp);
     throw err;
+  }
+}
+
+/**
+ * removeFile removes file; one already gone is fine. (Not `fs.rmSync(file,
+ * { force: true })`, which loads Node's recursive remover at its first use.)
+ */
+export function removeFile(file: string): void {
+  try {
+    fs.unlinkSync(file);
+  } catch (err) {
+    if (!isSystemError(err, 'ENOENT')) throw err;
   }
 }

@@ -19,10 +19,13 @@ import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { rawListen } from '../raw-listen.js';
+import { removeSocketDir } from '../socketpath.js';
 import type { ReadyWhen } from './settings.js';
 
 /** The ms between two probes of --ready http. */
 const PROBE_INTERVAL = 100;
+/** The probe's socket in its private directory. */
+const PROBE_SOCKET = 'probe.sock';
 
 export class Readiness {
   private pending = 0;
@@ -92,7 +95,7 @@ export class Readiness {
   private async probe(where: string): Promise<void> {
     const server = this.first!;
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'graceful-probe-'));
-    const socketPath = path.join(dir, 'probe.sock');
+    const socketPath = path.join(dir, PROBE_SOCKET);
     const relay = net.createServer((c) => server.emit('connection', c));
     try {
       await new Promise<void>((resolve, reject) => {
@@ -108,7 +111,7 @@ export class Readiness {
       }
     } finally {
       relay.close();
-      fs.rmSync(dir, { recursive: true, force: true });
+      removeSocketDir(dir, [PROBE_SOCKET]);
     }
   }
 }

@@ -10,11 +10,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { debuglog } from 'node:util';
 import { addon, POLL_READABLE, type DatagramSender, type PeerCredentials, type Poller } from '../native.js';
+import { removeSocketDir } from '../socketpath.js';
 
 const debug = debuglog('graceful');
 
 /** The largest datagram read, as systemd's own NOTIFY_BUFFER_MAX. */
 const MAX_DATAGRAM = 4096;
+/** The socket's name in its private directory. */
+const SOCKET_NAME = 'notify.sock';
 
 /** NotifyMessage: one datagram, as fields in the order sent, and who sent it. */
 export interface NotifyMessage {
@@ -54,11 +57,11 @@ export class NotifySocket {
 
   constructor(private readonly onMessage: (message: NotifyMessage) => void) {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'graceful-notify-')); // mode 0700
-    this.path = path.join(this.dir, 'notify.sock');
+    this.path = path.join(this.dir, SOCKET_NAME);
     try {
       this.fd = addon.bindDatagram(this.path, 0o600);
     } catch (err) {
-      fs.rmSync(this.dir, { recursive: true, force: true });
+      removeSocketDir(this.dir, [SOCKET_NAME]);
       throw err;
     }
     this.poller = new addon.Poller(this.fd, (status) => {
@@ -100,6 +103,6 @@ export class NotifySocket {
     this.poller.close();
     addon.close(this.fd);
     this.fd = -1;
-    fs.rmSync(this.dir, { recursive: true, force: true });
+    removeSocketDir(this.dir, [SOCKET_NAME]);
   }
 }

@@ -1,9 +1,11 @@
 /** safefile.ts: files in directories other users may write to (the rules of protected_symlinks/protected_regular). */
 import { expect } from 'chai';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { checkDirectory, checkPath, openFile, openFlags, writeFileAtomic } from '../../src/safefile.js';
-import { fdCount, fdFlags, O_CLOEXEC, tmpDir } from '../helpers.js';
+import { pathToFileURL } from 'node:url';
+import { checkDirectory, checkPath, openFile, openFlags, removeFile, writeFileAtomic } from '../../src/safefile.js';
+import { fdCount, fdFlags, O_CLOEXEC, root, tmpDir } from '../helpers.js';
 
 const NOBODY = 65534;
 const asRoot = process.getuid?.() === 0;
@@ -152,5 +154,36 @@ describe('safefile', () => {
     expect(() => writeFileAtomic(sub, 'x', 0o600, 'api')).to.throw().with.property('code').that.is.oneOf(['EISDIR', 'ENOTEMPTY', 'EEXIST']);
     expect(fs.readdirSync(dir).sort()).to.deep.equal(['state.json', 'sub']);
     expect(fdCount()).to.equal(before);
+  });
+
+  it('removeFile removes a file, is fine with one already gone, and throws the errno for a directory, which it leaves', () => {
+    const dir = tmpDir();
+    const file = path.join(dir, 'f');
+    fs.writeFileSync(file, 'x');
+    removeFile(file);
+    expect(fs.existsSync(file)).to.equal(false);
+    removeFile(file);
+    fs.mkdirSync(file);
+    expect(() => removeFile(file)).to.throw().with.property('code').that.is.oneOf(['EISDIR', 'EPERM']);
+    expect(fs.statSync(file).isDirectory()).to.equal(true);
+  });
+
+  it('removeFile, and a pid file removed at a halt, load nothing for a recursive walk (internal/fs/rimraf), in a fresh process', () => {
+    const program = `
+      const fs = await import('node:fs');
+      const path = await import('node:path');
+      const os = await import('node:os');
+      const { removeFile } = await import(${JSON.stringify(pathToFileURL(path.join(root, 'dist/src/safefile.js')).href)});
+      const { writePidFile, removePidFile } = await import(${JSON.stringify(pathToFileURL(path.join(root, 'dist/src/pidfile.js')).href)});
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'graceful-test-'));
+      fs.writeFileSync(path.join(dir, 'f'), 'x');
+      removeFile(path.join(dir, 'f'));
+      writePidFile(path.join(dir, 'app.pid'));
+      const removed = removePidFile(path.join(dir, 'app.pid'));
+      fs.rmdirSync(dir);
+      console.log(JSON.stringify({ removed, rimraf: process.moduleLoadList.includes('NativeModule internal/fs/rimraf') }));`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', program], { encoding: 'utf8', cwd: root });
+    expect(r.stderr).to.equal('');
+    expect(JSON.parse(r.stdout)).to.deep.equal({ removed: true, rimraf: false });
   });
 });
