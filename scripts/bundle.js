@@ -78,28 +78,28 @@ await esbuild.build({
 const files = (dir) => readdirSync(path.join(out, dir), { withFileTypes: true })
   .flatMap((e) => (e.isDirectory() ? files(path.join(dir, e.name)) : [path.join(dir, e.name)]));
 const outputs = files('').filter((f) => f.endsWith('.js'));
-const empty = outputs.filter((f) => readFileSync(path.join(out, f), 'utf8').replace(/^\/\/# sourceMappingURL=.*$/m, '').trim() === '');
+const texts = new Map(outputs.map((f) => [f, readFileSync(path.join(out, f), 'utf8')]));
+const empty = outputs.filter((f) => texts.get(f).replace(/^\/\/# sourceMappingURL=.*$/m, '').trim() === '');
+// Each other output, read and written once: imports of an empty chunk become empty lines (so that
+// the source maps keep their lines), and a class that refers to itself, which esbuild writes as
+// `var X = class _X` (named `_X` in stack traces and `constructor.name`), gets its own name back,
+// after the code (the lines map as before). esbuild's keepNames would name every function too, at
+// a cost to the import.
 for (const f of outputs.filter((o) => !empty.includes(o))) {
   const file = path.join(out, f);
-  const text = readFileSync(file, 'utf8');
-  const kept = text.split('\n').map((line) => {
+  const text = texts.get(f);
+  let kept = text.split('\n').map((line) => {
     const m = /^import "(\.{1,2}\/[^"]+)";$/.exec(line);
     return m && empty.includes(path.relative(out, path.resolve(path.dirname(file), m[1]))) ? '' : line;
   }).join('\n');
+  const renamed = [...kept.matchAll(/^var ([A-Za-z$][\w$]*) = class _\1\b/gm)].map((m) => m[1]);
+  if (renamed.length > 0) {
+    const names = renamed.map((n) => `Object.defineProperty(${n}, "name", { value: ${JSON.stringify(n)} });`).join(' ');
+    kept = kept.replace(/(\/\/# sourceMappingURL=.*\n?)?$/, (map) => `${names}\n${map}`);
+  }
   if (kept !== text) writeFileSync(file, kept);
 }
 for (const f of empty) for (const g of [f, `${f}.map`]) rmSync(path.join(out, g), { force: true });
-// A class that refers to itself becomes `var X = class _X`, whose name is `_X` (in stack traces and
-// `constructor.name`): each gets its own back, after the code (so that the lines map as before).
-// esbuild's keepNames would name every function too, at a cost to the import.
-for (const f of outputs.filter((o) => !empty.includes(o))) {
-  const file = path.join(out, f);
-  const text = readFileSync(file, 'utf8');
-  const renamed = [...text.matchAll(/^var ([A-Za-z$][\w$]*) = class _\1\b/gm)].map((m) => m[1]);
-  if (renamed.length === 0) continue;
-  const names = renamed.map((n) => `Object.defineProperty(${n}, "name", { value: ${JSON.stringify(n)} });`).join(' ');
-  writeFileSync(file, text.replace(/(\/\/# sourceMappingURL=.*\n?)?$/, (map) => `${names}\n${map}`));
-}
 writeFileSync(path.join(out, 'index-eager.js'), [
   '// The main entry for a Node that cannot require() an ES module (before 20.19 and 22.12): the parts',
   '// of a GracefulServer load at once, before the entry, instead of at its first construction.',

@@ -40,7 +40,7 @@ export function loadOnce<T>(path: string): T {
         throw new PartLoadFailedError(`graceful-restart: this Node (${process.version}) cannot load ${path} where first used, as require() of an ES module needs ` +
           "Node 20.19 or 22.12: import the package by its name, 'graceful-restart', whose entry for this Node loads it at once", { cause: err });
       }
-      const why = code === 'MODULE_NOT_FOUND' ? 'it, or a module it needs, is missing: the package\'s files are incomplete; reinstall it' : `${String((err as Error)?.message ?? err)}`;
+      const why = code === 'MODULE_NOT_FOUND' ? 'it, or a module it needs, is missing: the package\'s files are incomplete; reinstall it' : String((err as Error)?.message ?? err);
       throw new PartLoadFailedError(`graceful-restart: cannot load ${path} where first used: ${why}`, { cause: err });
     }
     if (!provided.has(path)) {
