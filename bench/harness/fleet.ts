@@ -111,6 +111,9 @@ export class ExampleFleet extends EventEmitter {
       cwd: options.dir,
       env: {
         ...process.env,
+        // HTTP/2 on any free port unless the caller names one: the example's default, the port
+        // after PORT, may be the local port of a load generator's connection (EADDRINUSE).
+        H2_PORT: '0',
         ...options.env,
         PORT: String(options.port),
         HOST,
