@@ -146,10 +146,10 @@ describe('handoff confirm', function () {
 
     it('a Go server does not read the confirmation: receive() resolves, nothing leaks', async () => {
       const sock = path.join(dir, 'go.sock');
+      const before = fdCount(); // before the peer's stdio pipes, which close at its exit
       const go = spawnChild(peer, ['send', sock, file]);
       children.push(go);
       await go.next(/^listening/);
-      const before = fdCount();
       const n = await receive(sock, (got) => fs.closeSync(got));
       expect(n).to.equal(1);
       expect((await go.exited).code).to.equal(0);
