@@ -180,12 +180,21 @@ export function missingAddonMessage(root: string, override?: string): string {
   );
 }
 
+/** The addon as `npm ci` or `npm run build:native` builds it in the package (binding.gyp's target). */
+const OWN_BUILD = 'build/Release/graceful_fdpass.node';
+
 function resolveAddon(root: string): string {
   const override = process.env.GRACEFUL_ADDON_PATH;
   if (override) {
     const file = path.resolve(root, override);
     if (!existsSync(file)) throw new AddonNotFoundError(missingAddonMessage(root, file));
     return file;
+  }
+  // node-gyp-build's first choice, build/Release, unless told to look elsewhere: found without
+  // loading it (two CommonJS modules and the package.json read, about 2 ms of every process).
+  if (!process.env.GRACEFUL_RESTART_PREBUILD && !process.env.PREBUILDS_ONLY) {
+    const own = path.join(root, OWN_BUILD);
+    if (existsSync(own)) return own;
   }
   const require = createRequire(import.meta.url);
   const nodeGypBuild = require('node-gyp-build') as { path(dir: string): string };
@@ -199,7 +208,10 @@ function resolveAddon(root: string): string {
 function load(): Addon {
   const file = resolveAddon(packageRoot);
   try {
-    return createRequire(import.meta.url)(file) as Addon;
+    // What require() of a .node file does, without the CommonJS loader around it.
+    const module = { exports: {} as Addon };
+    process.dlopen(module, file);
+    return module.exports;
   } catch (cause) {
     const reason = cause instanceof Error ? cause.message.split('\n')[0] : String(cause);
     throw new AddonLoadFailedError(

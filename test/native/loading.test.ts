@@ -1,7 +1,9 @@
 /** Loading the addon: what the missing-addon error advises where, and the bin's one line when it fails. */
 import { expect } from 'chai';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { missingAddonMessage, rebuildAdvice } from '../../src/native.js';
 import { root, spawnChild, tmpDir } from '../helpers.js';
 
@@ -9,6 +11,24 @@ const bin = path.join(root, 'bin/graceful-restart.js');
 
 function env(addonPath: string): NodeJS.ProcessEnv {
   return { ...process.env, GRACEFUL_ADDON_PATH: addonPath };
+}
+
+/** loadFresh imports the addon (dist/src/native.js) in a fresh process with extra in its environment (GRACEFUL_ADDON_PATH unset) and says what it got. */
+function loadFresh(extra: NodeJS.ProcessEnv): { sendmsg?: string; nodeGypBuild?: boolean; code?: string } {
+  const program = `
+    import { createRequire } from 'node:module';
+    try {
+      const { addon } = await import(${JSON.stringify(pathToFileURL(path.join(root, 'dist/src/native.js')).href)});
+      const cache = Object.keys(createRequire(import.meta.url).cache);
+      console.log(JSON.stringify({ sendmsg: typeof addon.sendmsg, nodeGypBuild: cache.some((f) => f.includes('node-gyp-build')) }));
+    } catch (err) {
+      console.log(JSON.stringify({ code: err.code }));
+    }`;
+  const childEnv: NodeJS.ProcessEnv = { ...process.env, ...extra };
+  delete childEnv.GRACEFUL_ADDON_PATH;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', program], { encoding: 'utf8', cwd: root, env: childEnv });
+  expect(r.stderr).to.equal('');
+  return JSON.parse(r.stdout) as { sendmsg?: string; nodeGypBuild?: boolean; code?: string };
 }
 
 describe('native: loading the addon', () => {
@@ -43,5 +63,11 @@ describe('native: loading the addon', () => {
       `error: the native addon at ${bad} cannot be loaded (${bad}: invalid ELF header): fix GRACEFUL_ADDON_PATH, or ` +
         `run \`npm ci\` (or \`npm run build:native\`) in ${root} (ERR_GRACEFUL_ADDON_LOAD_FAILED)`,
     ]);
+  });
+
+  it('loads its own build (build/Release) without loading node-gyp-build; told to look elsewhere, node-gyp-build decides', () => {
+    expect(loadFresh({})).to.deep.equal({ sendmsg: 'function', nodeGypBuild: false });
+    // GRACEFUL_RESTART_PREBUILD points node-gyp-build at a directory with no build: not found.
+    expect(loadFresh({ GRACEFUL_RESTART_PREBUILD: tmpDir() })).to.deep.equal({ code: 'ERR_GRACEFUL_ADDON_NOT_FOUND' });
   });
 });
