@@ -5,7 +5,9 @@
  * pinned with taskset to cores 0 and 1:
  *   1. messages/s carrying 1 descriptor + 32 bytes of meta;
  *   2. descriptors/s at 16 descriptors per message;
- *   3. round-trip latency (1 fd + meta each way), median and p99.
+ *   3. round-trip latency (1 fd + meta each way), median and p99; and the
+ *      floor under ours: the same round trip in Node, woken by its event loop
+ *      and calling the addon straight (bench/floor.ts), without the package.
  * Each peer prints one JSON line on stdout, with the CPU time it spent per
  * descriptor (per round trip when pinging); this prints the table and the
  * goals, then a table of that CPU time, and the load average before and
@@ -54,6 +56,12 @@ const OURS: Impl = {
   recv: (sock) => node('throughput.js', 'recv', sock, W),
   ping: (sock) => node('latency.js', 'ping', sock, W, D),
   pong: (sock) => node('latency.js', 'pong', sock),
+};
+
+/** Node's floor for the round trip: the event loop and the addon, none of the package (bench/floor.ts). */
+const FLOOR: Pick<Impl, 'ping' | 'pong'> = {
+  ping: (sock) => node('floor.js', 'ping', sock, W, D),
+  pong: (sock) => node('floor.js', 'pong', sock),
 };
 
 function fail(message: string): never {
@@ -179,7 +187,7 @@ async function rate(impl: Impl, perMessage: number): Promise<Rate> {
   };
 }
 
-async function roundTrip(impl: Impl): Promise<{ median: Figure; p99: Figure; cpu: Figure }> {
+async function roundTrip(impl: Pick<Impl, 'ping' | 'pong'>): Promise<{ median: Figure; p99: Figure; cpu: Figure }> {
   const [pinged, ponged] = await pair(impl.ping, impl.pong);
   const note = failed('pinging side', pinged) ?? failed('answering side', ponged);
   const ok = !note && pinged.roundTrips! > 0;
@@ -265,6 +273,10 @@ async function main(): Promise<void> {
     goal: { ratio: 1.15, higher: false }, unit: 'us',
   });
   rows.push({ figure: 'round trip p99, us', c: median(cr.map((r) => r.p99)), ours: median(or.map((r) => r.p99)), unit: 'us' });
+  // The floor runs right after, RUNS times; its cell stands in the "ours" column, against the same C.
+  const floor: Awaited<ReturnType<typeof roundTrip>>[] = [];
+  for (let i = 1; i <= RUNS; i++) floor.push(await step(`Node's floor, round trips${RUNS > 1 ? ` (${i}/${RUNS})` : ''}`, () => roundTrip(FLOOR)));
+  rows.push({ figure: "round trip median, Node's floor", c: median(cr.map((r) => r.median)), ours: median(floor.map((r) => r.median)), unit: 'us' });
   console.log('');
   printTable(rows);
   // CPU time moves far less with other work on the machine than the rates do: it says what each side costs.
@@ -275,8 +287,10 @@ async function main(): Promise<void> {
     { figure: 'sender, 16 per message', c: rateOf(c16, 'sendCpu'), ours: rateOf(o16, 'sendCpu'), unit: 'us' },
     { figure: 'receiver, 16 per message', c: rateOf(c16, 'recvCpu'), ours: rateOf(o16, 'recvCpu'), unit: 'us' },
     { figure: 'pinging side, per round trip', c: median(cr.map((r) => r.cpu)), ours: median(or.map((r) => r.cpu)), unit: 'us' },
+    { figure: "the same, Node's floor", c: median(cr.map((r) => r.cpu)), ours: median(floor.map((r) => r.cpu)), unit: 'us' },
   ]);
   console.log(`\nGoals: ours/C >= 0.9 for messages/s, >= 0.8 for descriptors/s, <= 1.15 for the median round trip.`);
+  console.log("Node's floor: the same round trip with each side woken by Node's event loop and calling the addon straight (bench/floor.ts), none of the package; ours cannot be faster than it.");
   console.log(`Load average (1, 5, 15 min) before: ${load0}; after: ${loadAverage()} (other work on the machine moves every figure).`);
 }
 
