@@ -13,7 +13,7 @@ function env(addonPath: string): NodeJS.ProcessEnv {
   return { ...process.env, GRACEFUL_ADDON_PATH: addonPath };
 }
 
-/** loadFresh imports the addon (dist/src/native.js) in a fresh process with extra in its environment (GRACEFUL_ADDON_PATH unset) and says what it got. */
+/** loadFresh imports the addon (dist/src/native.js) in a fresh process with extra in its environment (none of the variables that choose the addon otherwise) and says what it got. */
 function loadFresh(extra: NodeJS.ProcessEnv): { sendmsg?: string; nodeGypBuild?: boolean; code?: string } {
   const program = `
     import { createRequire } from 'node:module';
@@ -24,8 +24,9 @@ function loadFresh(extra: NodeJS.ProcessEnv): { sendmsg?: string; nodeGypBuild?:
     } catch (err) {
       console.log(JSON.stringify({ code: err.code }));
     }`;
-  const childEnv: NodeJS.ProcessEnv = { ...process.env, ...extra };
-  delete childEnv.GRACEFUL_ADDON_PATH;
+  const childEnv: NodeJS.ProcessEnv = { ...process.env };
+  for (const name of ['GRACEFUL_ADDON_PATH', 'GRACEFUL_RESTART_PREBUILD', 'PREBUILDS_ONLY']) delete childEnv[name];
+  Object.assign(childEnv, extra);
   const r = spawnSync(process.execPath, ['--input-type=module', '-e', program], { encoding: 'utf8', cwd: root, env: childEnv });
   expect(r.stderr).to.equal('');
   return JSON.parse(r.stdout) as { sendmsg?: string; nodeGypBuild?: boolean; code?: string };
