@@ -18,16 +18,27 @@ export function openNull(): number {
 }
 
 /** connect connects to path, retrying for 10 s while nobody listens there yet. */
-export async function connect(path: string): Promise<HandoffConnection> {
+export function connect(path: string): Promise<HandoffConnection> {
+  return whenListening(path, () => HandoffConnection.connect(path));
+}
+
+/**
+ * whenListening calls attempt until it gives a connection, retrying every ms
+ * for 10 s while nobody listens at path yet (ENOENT, ECONNREFUSED) or its
+ * backlog is full (attempt gives null).
+ */
+export async function whenListening<T>(path: string, attempt: () => T | null | Promise<T | null>): Promise<T> {
   const deadline = Date.now() + 10_000;
   for (;;) {
     try {
-      return await HandoffConnection.connect(path);
+      const got = await attempt();
+      if (got !== null) return got;
+      if (Date.now() > deadline) throw new Error(`cannot connect to ${path}: its backlog stayed full for 10 s`);
     } catch (err) {
       const code = errorCode(err);
       if ((code !== 'ENOENT' && code !== 'ECONNREFUSED') || Date.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, 1));
     }
+    await new Promise((r) => setTimeout(r, 1));
   }
 }
 
@@ -56,6 +67,37 @@ export function report(result: object): void {
 export function failure(err: unknown): { error?: string; message?: string } {
   if (err === null || err === undefined) return {};
   return { error: errorCode(err) ?? 'Error', message: (err as Error)?.message ?? String(err) };
+}
+
+/**
+ * reportPings prints a pinging side's JSON line: how many round trips were
+ * kept (samples, in ms, sorted here), their median and p99 in us, the CPU
+ * time per round trip (cpuUsSpent over them all), and the error if any.
+ */
+export function reportPings(samples: Float64Array, cpuUsSpent: number, error: unknown): void {
+  const sorted = samples.sort();
+  report({
+    roundTrips: sorted.length,
+    medianUs: percentile(sorted, 0.5) * 1e3,
+    p99Us: percentile(sorted, 0.99) * 1e3,
+    cpuUsPerRoundTrip: sorted.length > 0 ? cpuUsSpent / sorted.length : 0,
+    ...failure(error),
+  });
+}
+
+/** pingPongMain runs a round-trip peer by its command line: `<script> ping PATH WARMUP_MS DURATION_MS` or `<script> pong PATH`. */
+export async function pingPongMain(script: string, ping: (path: string, warmupMs: number, ms: number) => Promise<void>,
+  pong: (path: string) => Promise<void>): Promise<void> {
+  const usage = `${script} ping PATH WARMUP_MS DURATION_MS | pong PATH`;
+  const [mode, path] = process.argv.slice(2);
+  if (mode === 'ping' && path) {
+    await ping(path, numberArg(4, usage), numberArg(5, usage));
+  } else if (mode === 'pong' && path) {
+    await pong(path);
+  } else {
+    process.stderr.write(`usage: ${usage}\n`);
+    process.exit(2);
+  }
 }
 
 /** number argument i of the command line, or a usage error. */

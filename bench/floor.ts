@@ -17,7 +17,7 @@
 import { closeSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { addon, POLL_READABLE } from '../src/native.js';
-import { META_JSON, cpuUs, failure, numberArg, openNull, percentile, report } from './common.js';
+import { META_JSON, cpuUs, failure, openNull, pingPongMain, report, reportPings, whenListening } from './common.js';
 
 const MAX_SAMPLES = 1 << 21;
 const AGAIN = -1;
@@ -109,28 +109,14 @@ async function ping(path: string, warmupMs: number, ms: number): Promise<void> {
   if (cpu0) spent = cpuUs(cpu0);
   addon.close(fd);
   closeSync(nul);
-  const sorted = values.subarray(0, count).sort();
-  report({
-    roundTrips: sorted.length,
-    medianUs: percentile(sorted, 0.5) * 1e3,
-    p99Us: percentile(sorted, 0.99) * 1e3,
-    cpuUsPerRoundTrip: sorted.length > 0 ? spent / sorted.length : 0,
-    ...failure(error),
-  });
+  reportPings(values.subarray(0, count), spent, error);
 }
 
 async function pong(path: string): Promise<void> {
-  let fd = -1;
-  for (const deadline = Date.now() + 10_000; ;) {
-    try {
-      fd = addon.connect(path); // -1: the backlog is full
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-    }
-    if (fd >= 0) break;
-    if (Date.now() > deadline) throw new Error(`floor.js pong: cannot connect to ${path}`);
-    await new Promise((r) => setTimeout(r, 1));
-  }
+  const fd = await whenListening(path, () => {
+    const got = addon.connect(path);
+    return got >= 0 ? got : null; // -1: the backlog is full
+  });
   const nul = openNull();
   const fds = [nul];
   let error: unknown = null;
@@ -147,13 +133,4 @@ async function pong(path: string): Promise<void> {
   report(failure(error));
 }
 
-const usage = 'floor.js ping PATH WARMUP_MS DURATION_MS | pong PATH';
-const [mode, path] = process.argv.slice(2);
-if (mode === 'ping' && path) {
-  await ping(path, numberArg(4, usage), numberArg(5, usage));
-} else if (mode === 'pong' && path) {
-  await pong(path);
-} else {
-  process.stderr.write(`usage: ${usage}\n`);
-  process.exit(2);
-}
+await pingPongMain('floor.js', ping, pong);

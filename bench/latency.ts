@@ -14,7 +14,7 @@ import { closeSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { listenAndServe, type HandoffConnection } from '../src/index.js';
 import { closeFds } from '../src/handoff.js';
-import { META, connect, cpuUs, failure, numberArg, openNull, percentile, report } from './common.js';
+import { META, connect, cpuUs, failure, openNull, pingPongMain, report, reportPings } from './common.js';
 
 const MAX_SAMPLES = 1 << 21;
 
@@ -64,14 +64,7 @@ async function ping(path: string, warmupMs: number, ms: number): Promise<void> {
   });
   await done;
   await server.close();
-  const sorted = samples.values.subarray(0, samples.count).sort();
-  report({
-    roundTrips: sorted.length,
-    medianUs: percentile(sorted, 0.5) * 1e3,
-    p99Us: percentile(sorted, 0.99) * 1e3,
-    cpuUsPerRoundTrip: sorted.length > 0 ? samples.cpuUs / sorted.length : 0,
-    ...failure(error),
-  });
+  reportPings(samples.values.subarray(0, samples.count), samples.cpuUs, error);
 }
 
 async function pong(path: string): Promise<void> {
@@ -93,13 +86,4 @@ async function pong(path: string): Promise<void> {
   report(failure(error));
 }
 
-const usage = 'latency.js ping PATH WARMUP_MS DURATION_MS | pong PATH';
-const [mode, path] = process.argv.slice(2);
-if (mode === 'ping' && path) {
-  await ping(path, numberArg(4, usage), numberArg(5, usage));
-} else if (mode === 'pong' && path) {
-  await pong(path);
-} else {
-  process.stderr.write(`usage: ${usage}\n`);
-  process.exit(2);
-}
+await pingPongMain('latency.js', ping, pong);
