@@ -4,23 +4,10 @@
  * that looks at what a process loaded runs in a fresh process.
  */
 import { expect } from 'chai';
-import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import net from 'node:net';
-import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { builtin, isHttp2Server } from '../../src/node-builtins.js';
-import { root } from '../helpers.js';
-
-const dist = (file: string) => pathToFileURL(path.join(root, 'dist', file)).href;
-
-/** inFresh runs an ES module program in a new node and returns what it printed as JSON. */
-function inFresh(program: string): unknown {
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', program], { encoding: 'utf8', cwd: root });
-  expect(r.stderr).to.equal('');
-  expect(r.status).to.equal(0);
-  return JSON.parse(r.stdout);
-}
+import { distUrl, inFresh } from '../helpers/fresh.js';
 
 /** The public built-ins a program loaded, as process.moduleLoadList names them. */
 const LOADED = "process.moduleLoadList.filter((m) => m.startsWith('NativeModule ') && !m.startsWith('NativeModule internal/')).map((m) => m.slice(13))";
@@ -36,7 +23,7 @@ describe('builtins: Node modules loaded when first needed', () => {
 
   it('loadedBuiltin and isHttp2Server load nothing: null and false until the module is loaded, then the module and the class', () => {
     const program = `
-      const { loadedBuiltin, isHttp2Server } = await import(${JSON.stringify(dist('src/node-builtins.js'))});
+      const { loadedBuiltin, isHttp2Server } = await import(${JSON.stringify(distUrl('src/node-builtins.js'))});
       const net = await import('node:net');
       const before = ${LOADED};
       const plain = new net.Server();
@@ -64,13 +51,13 @@ describe('builtins: Node modules loaded when first needed', () => {
 
   it("import('graceful-restart') and its hand-off core load none of the built-ins only some roles need", () => {
     for (const entry of ['src/index.js', 'src/handoff.js']) {
-      const loaded = inFresh(`await import(${JSON.stringify(dist(entry))}); console.log(JSON.stringify(${LOADED}));`) as string[];
+      const loaded = inFresh(`await import(${JSON.stringify(distUrl(entry))}); console.log(JSON.stringify(${LOADED}));`) as string[];
       expect(loaded.filter((m) => LAZY.includes(m)), entry).to.deep.equal([]);
     }
   });
 
   it('the CLI module loads neither the supervisor (child_process) nor the shell (readline) nor HTTP', () => {
-    const loaded = inFresh(`await import(${JSON.stringify(dist('src/cli.js'))}); console.log(JSON.stringify(${LOADED}));`) as string[];
+    const loaded = inFresh(`await import(${JSON.stringify(distUrl('src/cli.js'))}); console.log(JSON.stringify(${LOADED}));`) as string[];
     expect(loaded.filter((m) => LAZY.includes(m))).to.deep.equal([]);
   });
 });

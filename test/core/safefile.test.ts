@@ -1,11 +1,10 @@
 /** safefile.ts: files in directories other users may write to (the rules of protected_symlinks/protected_regular). */
 import { expect } from 'chai';
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { checkDirectory, checkPath, openFile, openFlags, removeFile, writeFileAtomic } from '../../src/safefile.js';
-import { fdCount, fdFlags, O_CLOEXEC, root, tmpDir } from '../helpers.js';
+import { fdCount, fdFlags, O_CLOEXEC, tmpDir } from '../helpers.js';
+import { distUrl, inFresh } from '../helpers/fresh.js';
 
 const NOBODY = 65534;
 const asRoot = process.getuid?.() === 0;
@@ -173,8 +172,8 @@ describe('safefile', () => {
       const fs = await import('node:fs');
       const path = await import('node:path');
       const os = await import('node:os');
-      const { removeFile } = await import(${JSON.stringify(pathToFileURL(path.join(root, 'dist/src/safefile.js')).href)});
-      const { writePidFile, removePidFile } = await import(${JSON.stringify(pathToFileURL(path.join(root, 'dist/src/pidfile.js')).href)});
+      const { removeFile } = await import(${JSON.stringify(distUrl('src/safefile.js'))});
+      const { writePidFile, removePidFile } = await import(${JSON.stringify(distUrl('src/pidfile.js'))});
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'graceful-test-'));
       fs.writeFileSync(path.join(dir, 'f'), 'x');
       removeFile(path.join(dir, 'f'));
@@ -182,8 +181,6 @@ describe('safefile', () => {
       const removed = removePidFile(path.join(dir, 'app.pid'));
       fs.rmdirSync(dir);
       console.log(JSON.stringify({ removed, rimraf: process.moduleLoadList.includes('NativeModule internal/fs/rimraf') }));`;
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', program], { encoding: 'utf8', cwd: root });
-    expect(r.stderr).to.equal('');
-    expect(JSON.parse(r.stdout)).to.deep.equal({ removed: true, rimraf: false });
+    expect(inFresh(program)).to.deep.equal({ removed: true, rimraf: false });
   });
 });

@@ -1,11 +1,10 @@
 /** Loading the addon: what the missing-addon error advises where, and the bin's one line when it fails. */
 import { expect } from 'chai';
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { missingAddonMessage, rebuildAdvice } from '../../src/native.js';
 import { root, spawnChild, tmpDir } from '../helpers.js';
+import { distUrl, inFresh } from '../helpers/fresh.js';
 
 const bin = path.join(root, 'bin/graceful-restart.js');
 
@@ -18,7 +17,7 @@ function loadFresh(extra: NodeJS.ProcessEnv): { sendmsg?: string; nodeGypBuild?:
   const program = `
     import { createRequire } from 'node:module';
     try {
-      const { addon } = await import(${JSON.stringify(pathToFileURL(path.join(root, 'dist/src/native.js')).href)});
+      const { addon } = await import(${JSON.stringify(distUrl('src/native.js'))});
       const cache = Object.keys(createRequire(import.meta.url).cache);
       console.log(JSON.stringify({ sendmsg: typeof addon.sendmsg, nodeGypBuild: cache.some((f) => f.includes('node-gyp-build')) }));
     } catch (err) {
@@ -27,9 +26,7 @@ function loadFresh(extra: NodeJS.ProcessEnv): { sendmsg?: string; nodeGypBuild?:
   const childEnv: NodeJS.ProcessEnv = { ...process.env };
   for (const name of ['GRACEFUL_ADDON_PATH', 'GRACEFUL_RESTART_PREBUILD', 'PREBUILDS_ONLY']) delete childEnv[name];
   Object.assign(childEnv, extra);
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', program], { encoding: 'utf8', cwd: root, env: childEnv });
-  expect(r.stderr).to.equal('');
-  return JSON.parse(r.stdout) as { sendmsg?: string; nodeGypBuild?: boolean; code?: string };
+  return inFresh(program, { env: childEnv }) as { sendmsg?: string; nodeGypBuild?: boolean; code?: string };
 }
 
 describe('native: loading the addon', () => {

@@ -6,14 +6,13 @@
  * and the removal of a private directory made for socket files.
  */
 import { expect } from 'chai';
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { addon } from '../../src/native.js';
-import { pathToFileURL } from 'node:url';
 import { bindSocket, checkSocketPathLength, clearStaleSocket, MAX_SOCKET_PATH_BYTES, removeSocketDir, SocketFile } from '../../src/socketpath.js';
-import { openFds, root, spawnChild, tmpDir } from '../helpers.js';
+import { openFds, spawnChild, tmpDir } from '../helpers.js';
+import { distUrl, inFresh } from '../helpers/fresh.js';
 import { OTHER_UID as OTHER, otherUidCase, sharedDir } from '../helpers/other-uid.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -180,14 +179,12 @@ describe('socketpath', () => {
       const fs = await import('node:fs');
       const path = await import('node:path');
       const os = await import('node:os');
-      const { bindSocket, removeSocketDir } = await import(${JSON.stringify(pathToFileURL(path.join(root, 'dist/src/socketpath.js')).href)});
-      const { addon } = await import(${JSON.stringify(pathToFileURL(path.join(root, 'dist/src/native.js')).href)});
+      const { bindSocket, removeSocketDir } = await import(${JSON.stringify(distUrl('src/socketpath.js'))});
+      const { addon } = await import(${JSON.stringify(distUrl('src/native.js'))});
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'graceful-test-'));
       addon.close(bindSocket(path.join(dir, 'a.sock'), 0o600, 1, 'api'));
       removeSocketDir(dir, ['a.sock']);
       console.log(JSON.stringify({ gone: !fs.existsSync(dir), rimraf: process.moduleLoadList.includes('NativeModule internal/fs/rimraf') }));`;
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', program], { encoding: 'utf8', cwd: root });
-    expect(r.stderr).to.equal('');
-    expect(JSON.parse(r.stdout)).to.deep.equal({ gone: true, rimraf: false });
+    expect(inFresh(program)).to.deep.equal({ gone: true, rimraf: false });
   });
 });

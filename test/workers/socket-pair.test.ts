@@ -5,12 +5,10 @@
  * descriptors.
  */
 import { expect } from 'chai';
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { socketPair } from '../../src/workers/socket-pair.js';
-import { O_CLOEXEC, O_NONBLOCK, fdFlags, openFds, root } from '../helpers.js';
+import { O_CLOEXEC, O_NONBLOCK, fdFlags, openFds } from '../helpers.js';
+import { distUrl, inFresh } from '../helpers/fresh.js';
 
 describe('workers/socket-pair', () => {
   it('connects two UNIX stream sockets, close-on-exec, that carry bytes both ways', () => {
@@ -46,7 +44,7 @@ describe('workers/socket-pair', () => {
 
   it('out of descriptors: EMFILE from socketpair, and no descriptor left open (fresh process, prlimit)', () => {
     const program = `
-      const { socketPair } = await import(${JSON.stringify(pathToFileURL(path.join(root, 'dist/src/workers/socket-pair.js')).href)});
+      const { socketPair } = await import(${JSON.stringify(distUrl('src/workers/socket-pair.js'))});
       const fs = await import('node:fs');
       const held = [];
       let error = null;
@@ -57,9 +55,7 @@ describe('workers/socket-pair', () => {
       const open = fs.readdirSync('/proc/self/fd').length;
       for (const end of held) end.close();
       console.log(JSON.stringify({ code: error?.code, syscall: error?.syscall, pairs: held.length / 2, after: fs.readdirSync('/proc/self/fd').length, open }));`;
-    const r = spawnSync('prlimit', ['--nofile=64', process.execPath, '--input-type=module', '-e', program], { encoding: 'utf8', cwd: root });
-    expect(r.stderr).to.equal('');
-    const got = JSON.parse(r.stdout) as { code: string; syscall: string; pairs: number; after: number; open: number };
+    const got = inFresh(program, { under: ['prlimit', '--nofile=64'] }) as { code: string; syscall: string; pairs: number; after: number; open: number };
     expect(got).to.include({ code: 'EMFILE', syscall: 'socketpair' });
     expect(got.pairs).to.be.above(5);
     // Every descriptor the failing call might have made is closed: what is open after is what was before the pairs.
