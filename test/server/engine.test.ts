@@ -163,8 +163,9 @@ describe('server/engine: Engine', () => {
     await new Promise<void>((resolve) => log.write('', () => resolve()));
     expect(fs.readFileSync(file, 'utf8')).to.equal('after\n');
     expect(fs.readFileSync(`${file}.1`, 'utf8')).to.equal('before\n');
-    // The halt leaves the application's files open (it may log to the end): the stream's end closes its descriptor.
-    await new Promise((resolve) => log.end(resolve).once('close', resolve));
+    // The halt leaves the application's files open (it may log to the end): the stream's end closes its descriptor,
+    // after 'finish' (the close goes through the thread pool), so wait for 'close' itself.
+    await new Promise((resolve) => log.end().once('close', resolve));
     expect(await engine.runTask('rotate-tickets', [])).to.equal('rotated the TLS ticket keys of nothing (no TLS listener)');
     expect(await failure(engine.runTask('nope', []))).to.deep.equal({ message: 'no task "nope": the tasks are reopen, rotate-tickets', code: 'ERR_GRACEFUL_UNKNOWN_TASK' });
   });
